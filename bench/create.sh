@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Benchmark: overlay creation and CLI start-up, against qemu-img measured in
+# the same run (the anchor). Prints medians (ms) and ratios (ours/anchor).
+#
+#   bench/create.sh [BUILD_DIR] [N]
+#
+# - create: N x `vmdisk create INSTANCE disk --image base --backend qcow2`
+#   (validation, cache lookup under the lock, qcow2 writer, atomic publish,
+#   instance record) vs N x `qemu-img create -f qcow2 -b base -F raw`.
+# - startup: N x `vmdisk --version` vs N x `qemu-img --version`.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+build=${1:-build}
+n=${2:-100}
+vmdisk="$PWD/$build/tools/vmdisk"
+[ -x "$vmdisk" ] || { echo "bench: build first (meson setup $build && ninja -C $build)" >&2; exit 1; }
+command -v qemu-img >/dev/null || { echo "bench: qemu-img missing (apt-get install qemu-utils)" >&2; exit 1; }
+
+work=$(mktemp -d /var/tmp/vmdisk-bench-XXXXXX)
+trap 'rm -rf "$work"' EXIT
+truncate -s 1G "$work/base.raw"
+printf '[DEFAULT]\ninstances_path = %s/instances\nlog_target = none\n' "$work" >"$work/vmdisk.conf"
+"$vmdisk" --config "$work/vmdisk.conf" fetch "$work/base.raw" >/dev/null
+
+now_ns() { date +%s%N; }
+
+# median of the numbers on stdin
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+uuid_n() { printf '00000000-0000-4000-8000-%012d' "$1"; }
+
+run_series() { # name, then a function to call with the index
+	local fn=$1 i t0 t1
+	for ((i = 0; i < n; i++)); do
+		t0=$(now_ns)
+		"$fn" "$i"
+		t1=$(now_ns)
+		echo $(((t1 - t0) / 1000))
+	done | median
+}
+
+ours_create() { "$vmdisk" --config "$work/vmdisk.conf" create "$(uuid_n "$1")" disk --image "$work/base.raw" --backend qcow2 >/dev/null; }
+anchor_create() { mkdir -p "$work/q/$1" && qemu-img create -q -f qcow2 -b "$work/base.raw" -F raw "$work/q/$1/disk" 1G; }
+ours_start() { "$vmdisk" --version >/dev/null; }
+anchor_start() { qemu-img --version >/dev/null; }
+
+report() { # label ours_us anchor_us
+	awk -v l="$1" -v o="$2" -v a="$3" 'BEGIN {printf "%-8s vmdisk %8.2f ms   qemu-img %8.2f ms   ratio %.2f\n", l, o/1000, a/1000, o/a}'
+}
+
+c_ours=$(run_series ours_create)
+c_anchor=$(run_series anchor_create)
+s_ours=$(run_series ours_start)
+s_anchor=$(run_series anchor_start)
+echo "median of $n runs (wall clock, includes process start)"
+report create "$c_ours" "$c_anchor"
+report startup "$s_ours" "$s_anchor"
+# The overlays must be valid, or the numbers mean nothing.
+qemu-img check -q -f qcow2 "$work/instances/$(uuid_n 0)/disk"

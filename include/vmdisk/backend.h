@@ -1,0 +1,129 @@
+/*
+ * The backend interface: one ops table per storage backend.
+ *
+ * A backend is one file, lib/backend_<name>.c, that ends with its
+ * `struct vmd_backend_ops`. Generic code (lib/disk.c) only ever asks the
+ * table; a NULL operation means "not supported" and is turned into a clear
+ * error in one place (vmd_backend_require). Backends that need heavy
+ * libraries (rbd: librbd/librados; encryption: libcryptsetup) are built as
+ * loadable modules exporting a symbol `vmd_backend_<name>`; the registry
+ * dlopen()s them on first use so that commands which do not use them do not
+ * pay for loading them. `abi_version` lets the table grow: a module built
+ * against an older table is still accepted, a newer one is refused.
+ */
+#ifndef VMDISK_BACKEND_H
+#define VMDISK_BACKEND_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vmdisk/error.h>
+#include <vmdisk/validate.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMD_BACKEND_ABI_VERSION 1
+
+struct vmd_ctx;
+
+/* A disk of an instance, as the generic layer resolved it. */
+struct vmd_disk_ref {
+	const char *instance;   /* validated UUID */
+	const char *disk;       /* validated disk name */
+	char instance_dir[PATH_MAX]; /* <instances_path>/<instance> */
+	char path[PATH_MAX];    /* file backends: <instance_dir>/<disk> */
+};
+
+/* A base image in the local cache, already checked. */
+struct vmd_image {
+	const char *path;       /* absolute path of the cached file */
+	const char *cache_id;   /* its name in the cache */
+	enum vmd_format format;
+	uint64_t virtual_size;
+};
+
+struct vmd_disk_info {
+	char backend[16];
+	char format[16];
+	uint64_t virtual_size;
+	uint64_t actual_size;   /* bytes allocated on the host */
+	char path[PATH_MAX];    /* where the guest's disk lives */
+	char backing[PATH_MAX]; /* backing file, "" if none */
+};
+
+enum vmd_backend_feature {
+	VMD_FEAT_SPARSE = 1u << 0,      /* holes cost nothing */
+	VMD_FEAT_COW = 1u << 1,         /* disks share the base's blocks */
+	VMD_FEAT_PREALLOCATE = 1u << 2, /* honours preallocate_images=space */
+	VMD_FEAT_SNAPSHOTS = 1u << 3,
+};
+
+struct vmd_backend_ops {
+	uint32_t abi_version;   /* VMD_BACKEND_ABI_VERSION at build time */
+	const char *name;
+	uint32_t features;      /* enum vmd_backend_feature */
+
+	/* Make `disk` from `base`, `size` bytes (>= base->virtual_size, which
+	 * the caller checked). On failure nothing of the disk remains. */
+	int (*create_from_image)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	                         const struct vmd_image *base, uint64_t size,
+	                         struct vmd_error *err);
+	int (*create_blank)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	                    uint64_t size, struct vmd_error *err);
+	/* Grow only: a smaller size is VMD_E_TOOSMALL. */
+	int (*resize)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	              uint64_t new_size, struct vmd_error *err);
+	int (*exists)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	              bool *exists, struct vmd_error *err);
+	int (*info)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	            struct vmd_disk_info *out, struct vmd_error *err);
+	int (*snapshot_extract)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	                        const char *dst_path, enum vmd_format dst_format,
+	                        struct vmd_error *err);
+	int (*remove)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	              struct vmd_error *err);
+	/* A malloc'ed libvirt <disk> element. */
+	int (*libvirt_xml)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	                   const char *target_dev, char **xml_out,
+	                   struct vmd_error *err);
+
+	/* Optional: NULL where the backend cannot. */
+	int (*flatten)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	               struct vmd_error *err);
+	int (*snap_create)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	                   const char *snap, struct vmd_error *err);
+	int (*snap_remove)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	                   const char *snap, struct vmd_error *err);
+	int (*snap_rollback)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	                     const char *snap, struct vmd_error *err);
+};
+
+/*
+ * Find the ops table for a backend (never VMD_BACKEND_DEFAULT: resolve it
+ * first with vmd_config_backend). Loads the module on first use.
+ */
+int vmd_backend_get(enum vmd_backend_kind kind,
+                    const struct vmd_backend_ops **ops, struct vmd_error *err);
+
+/* Directory modules are loaded from (default: the build's module dir). */
+void vmd_backend_set_module_dir(const char *dir);
+
+/* Load a backend table from a module file; tests and vmd_backend_get use it. */
+int vmd_backend_load_module(const char *path, const char *name,
+                            const struct vmd_backend_ops **ops,
+                            struct vmd_error *err);
+
+/* Turn a NULL operation into a VMD_E_UNSUPPORTED error naming it. */
+int vmd_backend_require(const struct vmd_backend_ops *ops, const void *op,
+                        const char *op_name, struct vmd_error *err);
+
+/* Context accessors for backends. */
+const struct vmd_config *vmd_ctx_config(const struct vmd_ctx *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

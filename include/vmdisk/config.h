@@ -1,0 +1,73 @@
+/*
+ * Configuration: one INI file, read with inih.
+ *
+ * Option names follow Nova's where Nova has one. Keys may appear in the
+ * sections [DEFAULT], [libvirt] or [vmdisk] (Nova splits them across the
+ * first two); an unknown section, an unknown key or a bad value is an error
+ * that names the key and the line. The file to read is, in order: --config,
+ * $VMDISK_CONFIG, /etc/vmdisk/vmdisk.conf (a missing default file means the
+ * built-in defaults).
+ */
+#ifndef VMDISK_CONFIG_H
+#define VMDISK_CONFIG_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vmdisk/error.h>
+#include <vmdisk/log.h>
+#include <vmdisk/validate.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VMD_DEFAULT_CONFIG_PATH "/etc/vmdisk/vmdisk.conf"
+#define VMD_NAME_MAX 128
+
+enum vmd_preallocate {
+	VMD_PREALLOCATE_NONE = 0,
+	VMD_PREALLOCATE_SPACE,
+};
+
+struct vmd_config {
+	char instances_path[PATH_MAX];         /* default /var/lib/vmdisk/instances */
+	enum vmd_backend_kind images_type;     /* default: "default" */
+	bool use_cow_images;                   /* default true */
+	bool force_raw_images;                 /* default true (Nova's default) */
+	enum vmd_preallocate preallocate_images; /* default none */
+	char image_cache_subdirectory_name[VMD_NAME_MAX]; /* default "_base" */
+	char images_volume_group[VMD_NAME_MAX];
+	bool sparse_logical_volumes;
+	char images_rbd_pool[VMD_NAME_MAX];    /* default "rbd" */
+	char images_rbd_ceph_conf[PATH_MAX];   /* default "" (librados default) */
+	char rbd_user[VMD_NAME_MAX];
+	char rbd_secret_uuid[VMD_UUID_LEN + 1];
+	/* vmdisk's own */
+	uint32_t lock_timeout_seconds;         /* default 600; 0 = wait forever */
+	enum vmd_log_target log_target;        /* default syslog */
+	enum vmd_log_level log_level;          /* default info */
+};
+
+void vmd_config_defaults(struct vmd_config *cfg);
+
+/* Read `path` over the defaults. A missing file is VMD_E_NOTFOUND. */
+int vmd_config_load_file(struct vmd_config *cfg, const char *path,
+                         struct vmd_error *err);
+
+/* Parse INI text (no I/O); used by load_file and by the tests. */
+int vmd_config_load_string(struct vmd_config *cfg, const char *text,
+                           struct vmd_error *err);
+
+/* explicit (may be NULL) > $VMDISK_CONFIG > default path (may be absent). */
+int vmd_config_load(struct vmd_config *cfg, const char *explicit_path,
+                    struct vmd_error *err);
+
+/* Resolve images_type=default with use_cow_images. */
+enum vmd_backend_kind vmd_config_backend(const struct vmd_config *cfg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,70 @@
+/*
+ * libvmdisk: turn a VM's base image into the disks of an instance.
+ *
+ * A `struct vmd_ctx` holds the configuration and the directories derived from
+ * it. The disk calls validate their arguments, fetch the base into the local
+ * cache (one download per image, however many callers), pick the backend and
+ * keep a per-instance record of what was made, so later calls (info, resize,
+ * remove) use the backend and format the disk was created with.
+ */
+#ifndef VMDISK_VMDISK_H
+#define VMDISK_VMDISK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vmdisk/backend.h>
+#include <vmdisk/config.h>
+#include <vmdisk/error.h>
+#include <vmdisk/log.h>
+#include <vmdisk/validate.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+const char *vmd_version(void);
+
+struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
+	__attribute__((warn_unused_result));
+void vmd_ctx_free(struct vmd_ctx *ctx);
+
+struct vmd_cache_entry {
+	char id[41];              /* hex sha1 of the source id */
+	char path[PATH_MAX];      /* <instances_path>/<cache dir>/<id> */
+	enum vmd_format format;
+	uint64_t virtual_size;
+	bool fetched;             /* this call copied it (else it was cached) */
+};
+
+/*
+ * Make sure the image `source` is in the cache: under the entry's lock, check
+ * for it and, if absent, copy it into a temporary and publish it atomically.
+ * A second caller waits on the lock and then reuses the entry.
+ */
+int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
+                    struct vmd_cache_entry *out, struct vmd_error *err);
+
+struct vmd_create_opts {
+	const char *image;            /* image source; NULL for a blank disk */
+	uint64_t size;                /* 0 = the image's virtual size */
+	enum vmd_backend_kind backend; /* DEFAULT = from the configuration */
+};
+
+int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
+                    const char *disk, const struct vmd_create_opts *opts,
+                    struct vmd_disk_info *out, struct vmd_error *err);
+int vmd_disk_info(struct vmd_ctx *ctx, const char *instance, const char *disk,
+                  struct vmd_disk_info *out, struct vmd_error *err);
+int vmd_disk_resize(struct vmd_ctx *ctx, const char *instance,
+                    const char *disk, uint64_t new_size, struct vmd_error *err);
+int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
+                    const char *disk, struct vmd_error *err);
+int vmd_disk_libvirt_xml(struct vmd_ctx *ctx, const char *instance,
+                         const char *disk, const char *target_dev, char **xml,
+                         struct vmd_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,134 @@
+/*
+ * The backend registry: name -> ops table.
+ *
+ * flat and qcow2 are linked in. Backends that need heavy libraries are
+ * shared modules in the module directory, named vmdisk-<name>.so and
+ * exporting `vmd_backend_<name>`; they are dlopen()ed the first time a
+ * command asks for them, so `vmdisk info` on a qcow2 disk never loads librbd.
+ * A backend with neither is "not supported yet" and says so clearly.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+#include "vmd_build_config.h"
+
+struct backend_entry {
+	enum vmd_backend_kind kind;
+	const char *name;
+	const struct vmd_backend_ops *builtin;
+	bool loadable;                     /* shipped as a module */
+	const struct vmd_backend_ops *loaded;
+};
+
+static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
+static char module_dir[PATH_MAX] = VMD_MODULE_DIR;
+
+static struct backend_entry registry[] = {
+	{VMD_BACKEND_FLAT, "flat", &vmd_backend_flat, false, NULL},
+	{VMD_BACKEND_QCOW2, "qcow2", &vmd_backend_qcow2, false, NULL},
+	{VMD_BACKEND_LVM, "lvm", NULL, true, NULL},
+	{VMD_BACKEND_RBD, "rbd", NULL, true, NULL},
+	{VMD_BACKEND_PLOOP, "ploop", NULL, false, NULL},
+};
+
+void vmd_backend_set_module_dir(const char *dir)
+{
+	pthread_mutex_lock(&registry_mutex);
+	snprintf(module_dir, sizeof(module_dir), "%s", dir);
+	pthread_mutex_unlock(&registry_mutex);
+}
+
+int vmd_backend_load_module(const char *path, const char *name,
+                            const struct vmd_backend_ops **ops,
+                            struct vmd_error *err)
+{
+	char symbol[64];
+	const struct vmd_backend_ops *table;
+	/* RTLD_NODELETE: the table must outlive any handle bookkeeping. */
+	void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+
+	if (!handle)
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "backend not available",
+		                     "backend %s: dlopen: %s", name, dlerror());
+	snprintf(symbol, sizeof(symbol), "vmd_backend_%s", name);
+	table = (const struct vmd_backend_ops *)dlsym(handle, symbol);
+	if (!table) {
+		dlclose(handle);
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "backend not available",
+		                     "backend %s: module lacks %s", name, symbol);
+	}
+	if (table->abi_version == 0 ||
+	    table->abi_version > VMD_BACKEND_ABI_VERSION ||
+	    !table->name || strcmp(table->name, name) != 0) {
+		dlclose(handle);
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "backend not available",
+		                     "backend %s: module ABI %u, name mismatch or "
+		                     "newer than this library (%u)",
+		                     name, table->abi_version,
+		                     VMD_BACKEND_ABI_VERSION);
+	}
+	*ops = table;
+	return 0;
+}
+
+int vmd_backend_get(enum vmd_backend_kind kind,
+                    const struct vmd_backend_ops **ops, struct vmd_error *err)
+{
+	char msg[96];
+
+	for (size_t i = 0; i < sizeof(registry) / sizeof(registry[0]); i++) {
+		struct backend_entry *e = &registry[i];
+		char path[PATH_MAX];
+		int rc = 0;
+
+		if (e->kind != kind)
+			continue;
+		if (e->builtin) {
+			*ops = e->builtin;
+			return 0;
+		}
+		snprintf(msg, sizeof(msg), "backend %s: not supported yet",
+		         e->name);
+		if (!e->loadable)
+			return vmd_error_set(err, VMD_E_UNSUPPORTED, msg,
+			                     "no implementation of backend %s",
+			                     e->name);
+		pthread_mutex_lock(&registry_mutex);
+		if (!e->loaded) {
+			if (snprintf(path, sizeof(path), "%s/vmdisk-%s.so",
+			             module_dir, e->name) >= (int)sizeof(path))
+				rc = VMD_E_INVAL;
+			else
+				rc = vmd_backend_load_module(path, e->name,
+				                             &e->loaded, NULL);
+		}
+		*ops = e->loaded;
+		pthread_mutex_unlock(&registry_mutex);
+		if (rc < 0)
+			return vmd_error_set(err, VMD_E_UNSUPPORTED, msg,
+			                     "module for backend %s not loadable",
+			                     e->name);
+		return 0;
+	}
+	return vmd_error_set(err, VMD_E_INVAL, "unknown backend",
+	                     "backend kind %d", (int)kind);
+}
+
+int vmd_backend_require(const struct vmd_backend_ops *ops, const void *op,
+                        const char *op_name, struct vmd_error *err)
+{
+	char msg[96];
+
+	if (op)
+		return 0;
+	snprintf(msg, sizeof(msg), "backend %s does not support %s", ops->name,
+	         op_name);
+	return vmd_error_set(err, VMD_E_UNSUPPORTED, msg, "%s is NULL in %s",
+	                     op_name, ops->name);
+}

@@ -1,0 +1,193 @@
+/*
+ * The flat backend: the disk is a raw file, a full copy of the base.
+ *
+ * The copy is as cheap as the file system allows: a reflink (FICLONE) when
+ * base and disk share a file system that can share blocks (btrfs, xfs), else
+ * a sparse-aware copy in which holes and zero runs of the base stay holes.
+ * The disk is then grown to the requested size and, with
+ * preallocate_images=space, fully allocated.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "filedisk.h"
+
+static int flat_clone_or_copy(int src, int dst, struct vmd_error *err)
+{
+	if (ioctl(dst, FICLONE, src) == 0)
+		return 0;
+	vmd_log_debug("flat: reflink not available (%s), copying",
+	              strerror(errno));
+	return vmd_copy_sparse(src, dst, err);
+}
+
+static int flat_create_from_image(struct vmd_ctx *ctx,
+                                  const struct vmd_disk_ref *disk,
+                                  const struct vmd_image *base, uint64_t size,
+                                  struct vmd_error *err)
+{
+	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	VMD_AUTOCLOSE int src = -1;
+	int rc;
+
+	if (base->format != VMD_FORMAT_RAW)
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "flat: only raw base images are supported yet",
+		                     "base %s is %s", base->cache_id,
+		                     vmd_format_name(base->format));
+	src = open(base->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (src < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "flat: open base image failed",
+		                           "open %s", base->path);
+	rc = vmd_filedisk_begin(disk, &t, err);
+	if (rc < 0)
+		return rc;
+	rc = flat_clone_or_copy(src, t.fd, err);
+	if (rc < 0) {
+		vmd_error_prefix(err, "flat: copy base image");
+		return rc;
+	}
+	if (ftruncate(t.fd, (off_t)size) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "flat: grow disk failed",
+		                           "ftruncate %s", disk->path);
+	rc = vmd_filedisk_preallocate(ctx, t.fd, size, err);
+	if (rc < 0)
+		return rc;
+	return vmd_filedisk_commit(&t, err);
+}
+
+static int flat_create_blank(struct vmd_ctx *ctx,
+                             const struct vmd_disk_ref *disk, uint64_t size,
+                             struct vmd_error *err)
+{
+	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	int rc = vmd_filedisk_begin(disk, &t, err);
+
+	if (rc < 0)
+		return rc;
+	if (ftruncate(t.fd, (off_t)size) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "flat: size disk failed",
+		                           "ftruncate %s", disk->path);
+	rc = vmd_filedisk_preallocate(ctx, t.fd, size, err);
+	if (rc < 0)
+		return rc;
+	return vmd_filedisk_commit(&t, err);
+}
+
+static int flat_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                       uint64_t new_size, struct vmd_error *err)
+{
+	VMD_AUTOCLOSE int fd =
+		open(disk->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	struct stat st;
+	int rc;
+
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "flat: open disk failed", "open %s",
+		                           disk->path);
+	if (new_size < (uint64_t)st.st_size)
+		return vmd_error_set(err, VMD_E_TOOSMALL,
+		                     "flat: shrinking is not supported",
+		                     "%llu < %lld", (unsigned long long)new_size,
+		                     (long long)st.st_size);
+	if (ftruncate(fd, (off_t)new_size) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "flat: grow disk failed",
+		                           "ftruncate %s", disk->path);
+	rc = vmd_filedisk_preallocate(ctx, fd, new_size, err);
+	if (rc < 0)
+		return rc;
+	if (fsync(fd) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "flat: grow disk failed", "fsync %s",
+		                           disk->path);
+	return 0;
+}
+
+static int flat_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                     struct vmd_disk_info *out, struct vmd_error *err)
+{
+	uint64_t size;
+	int rc;
+
+	(void)ctx;
+	rc = vmd_filedisk_stat(disk, out, &size, err);
+	if (rc < 0)
+		return rc;
+	snprintf(out->format, sizeof(out->format), "raw");
+	out->virtual_size = size;
+	out->backing[0] = '\0';
+	return 0;
+}
+
+static int flat_snapshot_extract(struct vmd_ctx *ctx,
+                                 const struct vmd_disk_ref *disk,
+                                 const char *dst_path,
+                                 enum vmd_format dst_format,
+                                 struct vmd_error *err)
+{
+	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	VMD_AUTOCLOSE int src = -1;
+	VMD_AUTOFREE char *dir = NULL;
+	const char *slash = strrchr(dst_path, '/');
+	int rc;
+
+	(void)ctx;
+	if (dst_format != VMD_FORMAT_RAW)
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "flat: extract to this format is not supported yet",
+		                     "format %s", vmd_format_name(dst_format));
+	if (!slash || slash[1] == '\0')
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "flat: extract needs an absolute file path",
+		                     "destination %s", dst_path);
+	dir = strndup(dst_path, (size_t)(slash - dst_path) + 1);
+	if (!dir)
+		return vmd_error_set(err, VMD_E_NOMEM, "flat: out of memory",
+		                     "strndup");
+	src = open(disk->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (src < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "flat: open disk failed", "open %s",
+		                           disk->path);
+	rc = vmd_tmpfile_open(&t, dir, slash + 1, 0600, err);
+	if (rc < 0)
+		return rc;
+	rc = vmd_copy_sparse(src, t.fd, err);
+	if (rc < 0)
+		return rc;
+	return vmd_tmpfile_publish(&t, false, 0600, err);
+}
+
+static int flat_libvirt_xml(struct vmd_ctx *ctx,
+                            const struct vmd_disk_ref *disk,
+                            const char *target_dev, char **xml_out,
+                            struct vmd_error *err)
+{
+	(void)ctx;
+	return vmd_filedisk_xml(disk, "raw", target_dev, xml_out, err);
+}
+
+const struct vmd_backend_ops vmd_backend_flat = {
+	.abi_version = VMD_BACKEND_ABI_VERSION,
+	.name = "flat",
+	.features = VMD_FEAT_SPARSE | VMD_FEAT_PREALLOCATE,
+	.create_from_image = flat_create_from_image,
+	.create_blank = flat_create_blank,
+	.resize = flat_resize,
+	.exists = vmd_filedisk_exists,
+	.info = flat_info,
+	.snapshot_extract = flat_snapshot_extract,
+	.remove = vmd_filedisk_remove,
+	.libvirt_xml = flat_libvirt_xml,
+};

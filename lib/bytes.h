@@ -1,0 +1,41 @@
+/*
+ * Bounds-free big/little-endian load/store helpers. Callers check bounds
+ * before calling; these exist so that no struct is ever cast onto bytes.
+ */
+#ifndef VMDISK_BYTES_H
+#define VMDISK_BYTES_H
+
+#include <stdint.h>
+
+static inline uint32_t vmd_be32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	       (uint32_t)p[2] << 8 | (uint32_t)p[3];
+}
+
+static inline uint64_t vmd_be64(const unsigned char *p)
+{
+	return (uint64_t)vmd_be32(p) << 32 | vmd_be32(p + 4);
+}
+
+static inline void vmd_put_be16(unsigned char *p, uint16_t v)
+{
+	p[0] = (unsigned char)(v >> 8);
+	p[1] = (unsigned char)v;
+}
+
+static inline void vmd_put_be32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)(v >> 24);
+	p[1] = (unsigned char)(v >> 16);
+	p[2] = (unsigned char)(v >> 8);
+	p[3] = (unsigned char)v;
+}
+
+static inline void vmd_put_be64(unsigned char *p, uint64_t v)
+{
+	vmd_put_be32(p, (uint32_t)(v >> 32));
+	vmd_put_be32(p + 4, (uint32_t)v);
+}
+
+#endif

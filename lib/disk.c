@@ -1,0 +1,408 @@
+/*
+ * The disk calls of libvmdisk: validate, resolve the backend, lock, call the
+ * backend's table, keep the instance record.
+ *
+ * Locks (all in <instances_path>/locks/):
+ *   base-<id>       exclusive while the cache fetches the entry; shared
+ *                   while a disk is being made from it, so that the cache
+ *                   manager (which takes it exclusively to prune) never
+ *                   removes a base under a create;
+ *   instance-<uuid> exclusive while an instance's disks or record change.
+ * A create that fails removes the disk (the backend's job) and the instance
+ * directory when it made it and it is empty.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "faultpoint.h"
+#include "fsutil.h"
+#include "internal.h"
+#include "record.h"
+#include "vmd_build_config.h"
+
+#define INSTANCE_DIR_MODE 0755 /* qemu must traverse it to reach a disk */
+
+const char *vmd_version(void)
+{
+	return VMD_VERSION;
+}
+
+const char *vmd_basename(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	return slash ? slash + 1 : path;
+}
+
+const struct vmd_config *vmd_ctx_config(const struct vmd_ctx *ctx)
+{
+	return &ctx->cfg;
+}
+
+struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
+{
+	struct vmd_ctx *ctx = calloc(1, sizeof(*ctx));
+
+	if (!ctx) {
+		vmd_error_set(err, VMD_E_NOMEM, "out of memory", "vmd_ctx");
+		return NULL;
+	}
+	ctx->cfg = *cfg;
+	if (cfg->instances_path[0] != '/' ||
+	    snprintf(ctx->cache_dir, sizeof(ctx->cache_dir), "%s/%s",
+	             cfg->instances_path, cfg->image_cache_subdirectory_name) >=
+	            (int)sizeof(ctx->cache_dir) ||
+	    snprintf(ctx->lock_dir, sizeof(ctx->lock_dir), "%s/locks",
+	             cfg->instances_path) >= (int)sizeof(ctx->lock_dir)) {
+		vmd_error_set(err, VMD_E_CONFIG, "config: bad instances_path",
+		              "instances_path '%s'", cfg->instances_path);
+		free(ctx);
+		return NULL;
+	}
+	return ctx;
+}
+
+void vmd_ctx_free(struct vmd_ctx *ctx)
+{
+	free(ctx);
+}
+
+static int disk_ref_init(struct vmd_ctx *ctx, const char *instance,
+                         const char *disk, struct vmd_disk_ref *ref,
+                         struct vmd_error *err)
+{
+	if (!instance || !vmd_valid_uuid(instance))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "instance id must be a UUID",
+		                     "bad instance id");
+	if (!disk || !vmd_valid_disk_name(disk))
+		return vmd_error_set(err, VMD_E_INVAL, "bad disk name",
+		                     "disk name must match "
+		                     "[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
+	memset(ref, 0, sizeof(*ref));
+	ref->instance = instance;
+	ref->disk = disk;
+	if (snprintf(ref->instance_dir, sizeof(ref->instance_dir), "%s/%s",
+	             ctx->cfg.instances_path, instance) >=
+	            (int)sizeof(ref->instance_dir) ||
+	    snprintf(ref->path, sizeof(ref->path), "%s/%s", ref->instance_dir,
+	             disk) >= (int)sizeof(ref->path))
+		return vmd_error_set(err, VMD_E_INVAL, "disk path too long",
+		                     "instances_path too long");
+	return 0;
+}
+
+static int lock_instance(struct vmd_ctx *ctx, const char *instance,
+                         struct vmd_lock *lock, struct vmd_error *err)
+{
+	char name[64];
+
+	snprintf(name, sizeof(name), "instance-%s", instance);
+	return vmd_lock_acquire(lock, ctx->lock_dir, name, VMD_LOCK_EXCLUSIVE,
+	                        ctx->cfg.lock_timeout_seconds, err);
+}
+
+/*
+ * Fetch the base and hold its lock shared. A prune may remove the entry
+ * between the fetch and our lock; then fetch again.
+ */
+static int fetch_and_hold_base(struct vmd_ctx *ctx, const char *source,
+                               struct vmd_cache_entry *entry,
+                               struct vmd_lock *base_lock,
+                               struct vmd_error *err)
+{
+	for (int attempt = 0; attempt < 3; attempt++) {
+		char name[64];
+		struct stat st;
+		int rc = vmd_cache_fetch(ctx, source, entry, err);
+
+		if (rc < 0)
+			return rc;
+		snprintf(name, sizeof(name), "base-%s", entry->id);
+		rc = vmd_lock_acquire(base_lock, ctx->lock_dir, name,
+		                      VMD_LOCK_SHARED,
+		                      ctx->cfg.lock_timeout_seconds, err);
+		if (rc < 0)
+			return rc;
+		if (stat(entry->path, &st) == 0)
+			return 0;
+		vmd_lock_release(base_lock);
+	}
+	return vmd_error_set(err, VMD_E_BUSY, "base image kept disappearing",
+	                     "cache entry removed three times during create");
+}
+
+static int check_size(uint64_t size, struct vmd_error *err)
+{
+	if (size % 512)
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "size must be a multiple of 512 bytes",
+		                     "size %llu", (unsigned long long)size);
+	return 0;
+}
+
+static int check_source_fits(const char *source, uint64_t size,
+                             struct vmd_error *err)
+{
+	uint64_t image_size;
+	int rc = vmd_cache_source_size(source, &image_size, err);
+
+	if (rc < 0)
+		return rc;
+	if (size < image_size)
+		return vmd_error_set(err, VMD_E_TOOSMALL,
+		                     "requested size is smaller than the image",
+		                     "size %llu < image %llu",
+		                     (unsigned long long)size,
+		                     (unsigned long long)image_size);
+	return 0;
+}
+
+/* Record the mtime bump that tells the cache manager the base is used. */
+static void touch_base(const struct vmd_cache_entry *entry)
+{
+	if (utimensat(AT_FDCWD, entry->path, NULL, 0) < 0)
+		vmd_log_warning("cache: could not touch %s: %s", entry->id,
+		                strerror(errno));
+}
+
+static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
+                         const struct vmd_disk_ref *ref,
+                         const struct vmd_create_opts *opts,
+                         const struct vmd_cache_entry *entry,
+                         struct vmd_disk_record *rec, struct vmd_error *err)
+{
+	VMD_AUTOREMOVE struct vmd_cleanup_path dir_guard = {0};
+	struct vmd_disk_record existing;
+	uint64_t size = opts->size;
+	bool exists = false;
+	int rc;
+
+	if (mkdir(ref->instance_dir, INSTANCE_DIR_MODE) == 0)
+		vmd_cleanup_path_arm(&dir_guard, ref->instance_dir, true);
+	else if (errno != EEXIST)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "make instance directory failed",
+		                           "mkdir %s", ref->instance_dir);
+	rc = vmd_record_get(ref->instance_dir, ref->disk, &existing, err);
+	if (rc == 0)
+		return vmd_error_set(err, VMD_E_EXISTS, "disk already exists",
+		                     "record has %s", ref->disk);
+	if (rc != VMD_E_NOTFOUND)
+		return rc;
+	rc = ops->exists(ctx, ref, &exists, err);
+	if (rc < 0)
+		return rc;
+	if (exists)
+		return vmd_error_set(err, VMD_E_EXISTS, "disk already exists",
+		                     "%s exists without a record", ref->path);
+
+	if (entry) {
+		if (size == 0)
+			size = vmd_round_sector(entry->virtual_size);
+		if (size < entry->virtual_size)
+			return vmd_error_set(
+				err, VMD_E_TOOSMALL,
+				"requested size is smaller than the image",
+				"size %llu < image %llu",
+				(unsigned long long)size,
+				(unsigned long long)entry->virtual_size);
+		struct vmd_image base = {
+			.path = entry->path,
+			.cache_id = entry->id,
+			.format = entry->format,
+			.virtual_size = entry->virtual_size,
+		};
+
+		rc = ops->create_from_image(ctx, ref, &base, size, err);
+	} else {
+		if (size == 0)
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "a blank disk needs a size",
+			                     "size 0");
+		rc = vmd_backend_require(ops, (const void *)ops->create_blank,
+		                         "create_blank", err);
+		if (rc == 0)
+			rc = ops->create_blank(ctx, ref, size, err);
+	}
+	if (rc < 0)
+		return rc;
+	rc = vmd_faultpoint("disk.before_record", err);
+	if (rc == 0)
+		rc = vmd_record_put(ref->instance_dir, ref->disk, rec, err);
+	if (rc < 0) {
+		struct vmd_error ignored = VMD_ERROR_INIT;
+
+		ops->remove(ctx, ref, &ignored);
+		return rc;
+	}
+	vmd_cleanup_path_disarm(&dir_guard);
+	return 0;
+}
+
+int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
+                    const char *disk, const struct vmd_create_opts *opts,
+                    struct vmd_disk_info *out, struct vmd_error *err)
+{
+	struct vmd_disk_ref ref;
+	const struct vmd_backend_ops *ops;
+	struct vmd_cache_entry entry;
+	VMD_AUTOLOCK struct vmd_lock base_lock = VMD_LOCK_INIT;
+	VMD_AUTOLOCK struct vmd_lock inst_lock = VMD_LOCK_INIT;
+	struct vmd_disk_record rec = {0};
+	enum vmd_backend_kind kind = opts->backend;
+	int rc;
+
+	if (kind == VMD_BACKEND_DEFAULT)
+		kind = vmd_config_backend(&ctx->cfg);
+	rc = disk_ref_init(ctx, instance, disk, &ref, err);
+	if (rc == 0)
+		rc = check_size(opts->size, err);
+	if (rc == 0)
+		rc = vmd_backend_get(kind, &ops, err);
+	if (rc == 0 && opts->image && opts->size)
+		rc = check_source_fits(opts->image, opts->size, err);
+	if (rc == 0 && opts->image)
+		rc = fetch_and_hold_base(ctx, opts->image, &entry, &base_lock,
+		                         err);
+	if (rc == 0)
+		rc = lock_instance(ctx, instance, &inst_lock, err);
+	if (rc < 0) {
+		vmd_error_prefix(err, "create");
+		return rc;
+	}
+	rec.backend = kind;
+	rec.format = kind == VMD_BACKEND_QCOW2 ? VMD_FORMAT_QCOW2
+	             : kind == VMD_BACKEND_PLOOP ? VMD_FORMAT_PLOOP
+	                                         : VMD_FORMAT_RAW;
+	if (opts->image)
+		snprintf(rec.base_id, sizeof(rec.base_id), "%s", entry.id);
+	rc = create_locked(ctx, ops, &ref, opts, opts->image ? &entry : NULL,
+	                   &rec, err);
+	if (rc == 0 && opts->image)
+		touch_base(&entry);
+	if (rc == 0 && out)
+		rc = ops->info(ctx, &ref, out, err);
+	if (rc == 0 && out)
+		snprintf(out->backend, sizeof(out->backend), "%s", ops->name);
+	if (rc < 0)
+		vmd_error_prefix(err, "create");
+	return rc;
+}
+
+/* Resolve an existing disk: its ref and the backend its record names. */
+static int open_existing(struct vmd_ctx *ctx, const char *instance,
+                         const char *disk, struct vmd_disk_ref *ref,
+                         const struct vmd_backend_ops **ops,
+                         struct vmd_error *err)
+{
+	struct vmd_disk_record rec;
+	int rc = disk_ref_init(ctx, instance, disk, ref, err);
+
+	if (rc < 0)
+		return rc;
+	rc = vmd_record_get(ref->instance_dir, disk, &rec, err);
+	if (rc == VMD_E_NOTFOUND)
+		return vmd_error_set(err, VMD_E_NOTFOUND, "disk not found",
+		                     "no record of %s in %s", disk,
+		                     ref->instance_dir);
+	if (rc < 0)
+		return rc;
+	return vmd_backend_get(rec.backend, ops, err);
+}
+
+int vmd_disk_info(struct vmd_ctx *ctx, const char *instance, const char *disk,
+                  struct vmd_disk_info *out, struct vmd_error *err)
+{
+	struct vmd_disk_ref ref;
+	const struct vmd_backend_ops *ops;
+	int rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+
+	if (rc == 0) {
+		memset(out, 0, sizeof(*out));
+		rc = ops->info(ctx, &ref, out, err);
+	}
+	if (rc == 0)
+		snprintf(out->backend, sizeof(out->backend), "%s", ops->name);
+	if (rc < 0)
+		vmd_error_prefix(err, "info");
+	return rc;
+}
+
+int vmd_disk_resize(struct vmd_ctx *ctx, const char *instance,
+                    const char *disk, uint64_t new_size, struct vmd_error *err)
+{
+	struct vmd_disk_ref ref;
+	const struct vmd_backend_ops *ops;
+	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
+	int rc = check_size(new_size, err);
+
+	if (rc == 0 && new_size == 0)
+		rc = vmd_error_set(err, VMD_E_INVAL, "size must be positive",
+		                   "size 0");
+	if (rc == 0)
+		rc = disk_ref_init(ctx, instance, disk, &ref, err);
+	if (rc == 0)
+		rc = lock_instance(ctx, instance, &lock, err);
+	if (rc == 0)
+		rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+	if (rc == 0)
+		rc = vmd_backend_require(ops, (const void *)ops->resize,
+		                         "resize", err);
+	if (rc == 0)
+		rc = ops->resize(ctx, &ref, new_size, err);
+	if (rc < 0)
+		vmd_error_prefix(err, "resize");
+	return rc;
+}
+
+int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
+                    const char *disk, struct vmd_error *err)
+{
+	struct vmd_disk_ref ref;
+	const struct vmd_backend_ops *ops;
+	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
+	int rc = disk_ref_init(ctx, instance, disk, &ref, err);
+
+	if (rc == 0)
+		rc = lock_instance(ctx, instance, &lock, err);
+	if (rc == 0)
+		rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+	if (rc == 0)
+		rc = ops->remove(ctx, &ref, err);
+	if (rc == 0)
+		rc = vmd_record_drop(ref.instance_dir, disk, err);
+	if (rc < 0) {
+		vmd_error_prefix(err, "remove");
+		return rc;
+	}
+	/* The last disk takes the instance directory with it. */
+	if (rmdir(ref.instance_dir) < 0 && errno != ENOTEMPTY && errno != EEXIST)
+		vmd_log_warning("remove: could not remove %s: %s",
+		                ref.instance_dir, strerror(errno));
+	return 0;
+}
+
+int vmd_disk_libvirt_xml(struct vmd_ctx *ctx, const char *instance,
+                         const char *disk, const char *target_dev, char **xml,
+                         struct vmd_error *err)
+{
+	struct vmd_disk_ref ref;
+	const struct vmd_backend_ops *ops;
+	int rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+
+	if (rc == 0)
+		rc = vmd_backend_require(ops, (const void *)ops->libvirt_xml,
+		                         "libvirt_xml", err);
+	if (rc == 0)
+		rc = ops->libvirt_xml(ctx, &ref, target_dev, xml, err);
+	if (rc < 0)
+		vmd_error_prefix(err, "xml");
+	return rc;
+}

@@ -1,0 +1,108 @@
+/*
+ * The one error type (see include/vmdisk/error.h).
+ *
+ * An error is set once, where the cause is known; that is also where its
+ * detail is logged. Later layers only prefix the public message with their
+ * step. Both texts are redacted before they are stored, so a secret that
+ * slipped into a format argument never leaves this file.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <vmdisk/error.h>
+#include <vmdisk/log.h>
+
+static void error_store(struct vmd_error *err, enum vmd_errc code,
+                        const char *msg, const char *detail)
+{
+	vmd_log_error("%s: %s", msg, detail);
+	if (!err || err->code != VMD_OK)
+		return;
+	err->code = code;
+	vmd_redact(msg, err->msg, sizeof(err->msg));
+	vmd_redact(detail, err->detail, sizeof(err->detail));
+}
+
+int vmd_error_set(struct vmd_error *err, enum vmd_errc code, const char *msg,
+                  const char *detail_fmt, ...)
+{
+	char detail[VMD_ERROR_DETAIL_MAX];
+	va_list ap;
+
+	va_start(ap, detail_fmt);
+	vsnprintf(detail, sizeof(detail), detail_fmt, ap);
+	va_end(ap);
+	error_store(err, code, msg, detail);
+	return code;
+}
+
+int vmd_error_set_errno(struct vmd_error *err, enum vmd_errc code, int errnum,
+                        const char *msg, const char *detail_fmt, ...)
+{
+	char detail[VMD_ERROR_DETAIL_MAX];
+	char errbuf[128];
+	size_t n;
+	va_list ap;
+
+	va_start(ap, detail_fmt);
+	vsnprintf(detail, sizeof(detail), detail_fmt, ap);
+	va_end(ap);
+	n = strlen(detail);
+	if (n < sizeof(detail))
+		snprintf(detail + n, sizeof(detail) - n, ": %s",
+		         strerror_r(errnum, errbuf, sizeof(errbuf)));
+	error_store(err, code, msg, detail);
+	return code;
+}
+
+void vmd_error_prefix(struct vmd_error *err, const char *step)
+{
+	char buf[VMD_ERROR_MSG_MAX * 2];
+	size_t slen;
+
+	if (!err || err->code == VMD_OK || !step)
+		return;
+	slen = strlen(step);
+	/* Do not stack the same step twice ("create: create: ..."). */
+	if (strncmp(err->msg, step, slen) == 0 && err->msg[slen] == ':')
+		return;
+	snprintf(buf, sizeof(buf), "%s: %s", step, err->msg);
+	memcpy(err->msg, buf, sizeof(err->msg) - 1);
+	err->msg[sizeof(err->msg) - 1] = '\0';
+}
+
+void vmd_error_clear(struct vmd_error *err)
+{
+	if (!err)
+		return;
+	err->code = VMD_OK;
+	err->msg[0] = '\0';
+	err->detail[0] = '\0';
+}
+
+bool vmd_error_is_set(const struct vmd_error *err)
+{
+	return err && err->code != VMD_OK;
+}
+
+const char *vmd_errc_name(enum vmd_errc code)
+{
+	switch (code) {
+	case VMD_OK: return "ok";
+	case VMD_E_INVAL: return "invalid";
+	case VMD_E_NOTFOUND: return "not-found";
+	case VMD_E_EXISTS: return "exists";
+	case VMD_E_IO: return "io";
+	case VMD_E_NOMEM: return "no-memory";
+	case VMD_E_EXTERNAL: return "external";
+	case VMD_E_UNSUPPORTED: return "unsupported";
+	case VMD_E_CONFIG: return "config";
+	case VMD_E_REFUSED: return "refused";
+	case VMD_E_TOOSMALL: return "too-small";
+	case VMD_E_BUSY: return "busy";
+	case VMD_E_CORRUPT: return "corrupt";
+	}
+	return "unknown";
+}

@@ -1,0 +1,43 @@
+/*
+ * What the file backends (flat, qcow2, later ploop) share: a disk is a file
+ * <instance_dir>/<disk>, created through an anonymous temporary and linked
+ * into place only when complete, never over an existing disk.
+ */
+#ifndef VMDISK_FILEDISK_H
+#define VMDISK_FILEDISK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fsutil.h"
+#include "internal.h"
+
+#define VMD_DISK_MODE 0600 /* guest data; libvirt chowns it to qemu */
+
+int vmd_filedisk_exists(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                        bool *exists, struct vmd_error *err);
+int vmd_filedisk_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                        struct vmd_error *err);
+
+/* Start a new disk file: the temporary to fill and then publish. */
+int vmd_filedisk_begin(const struct vmd_disk_ref *disk, struct vmd_tmpfile *t,
+                       struct vmd_error *err);
+/* Give it its final name (refusing to replace an existing disk). */
+int vmd_filedisk_commit(struct vmd_tmpfile *t, struct vmd_error *err);
+
+/* Fill st-based fields of info (path, actual size). */
+int vmd_filedisk_stat(const struct vmd_disk_ref *disk,
+                      struct vmd_disk_info *out, uint64_t *file_size,
+                      struct vmd_error *err);
+
+/* preallocate_images=space: reserve the whole size; where the file system
+ * cannot, log it and go on (a sparse disk still works). */
+int vmd_filedisk_preallocate(struct vmd_ctx *ctx, int fd, uint64_t size,
+                             struct vmd_error *err);
+
+/* <disk type='file' device='disk'> for a file of driver type `format`. */
+int vmd_filedisk_xml(const struct vmd_disk_ref *disk, const char *format,
+                     const char *target_dev, char **xml_out,
+                     struct vmd_error *err);
+
+#endif

@@ -1,0 +1,424 @@
+/*
+ * File-system helpers (see fsutil.h): atomic publish of new files, a
+ * sparse-aware copy, clean-up guards for things an operation created, and
+ * flock-based locks that die with their holder.
+ *
+ * Everything is opened O_CLOEXEC so that the runner's children never inherit
+ * a cache file, a lock or a disk.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include <vmdisk/log.h>
+#include <vmdisk/validate.h>
+
+void vmd_closep(int *fd)
+{
+	if (*fd >= 0) {
+		int saved = errno;
+
+		close(*fd);
+		errno = saved;
+		*fd = -1;
+	}
+}
+
+void vmd_freep(void *p)
+{
+	void **pp = p;
+
+	free(*pp);
+	*pp = NULL;
+}
+
+int vmd_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0) {
+			errno = ENODATA;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int vmd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		p += n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+int vmd_fsync_dir(const char *dir, struct vmd_error *err)
+{
+	VMD_AUTOCLOSE int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (fd < 0 || fsync(fd) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "sync directory failed",
+		                           "fsync(%s)", dir);
+	return 0;
+}
+
+int vmd_mkdir_p(const char *path, mode_t mode, struct vmd_error *err)
+{
+	char buf[PATH_MAX];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(buf))
+		return vmd_error_set(err, VMD_E_INVAL, "make directory failed",
+		                     "path too long or empty");
+	memcpy(buf, path, len + 1);
+	for (char *p = buf + 1;; p++) {
+		if (*p != '/' && *p != '\0')
+			continue;
+		char saved = *p;
+
+		*p = '\0';
+		if (mkdir(buf, mode) < 0 && errno != EEXIST)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "make directory failed",
+			                           "mkdir(%s)", buf);
+		*p = saved;
+		if (saved == '\0')
+			break;
+	}
+	struct stat st;
+
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode))
+		return vmd_error_set(err, VMD_E_IO, "make directory failed",
+		                     "%s is not a directory", path);
+	return 0;
+}
+
+/*
+ * ".tmp-<name>-<random>": the final name inside lets whoever holds the
+ * lock for <name> recognise and remove temporaries a dead process left.
+ */
+static void make_tmpname(struct vmd_tmpfile *t)
+{
+	unsigned long r = (unsigned long)random() ^
+	                  ((unsigned long)getpid() << 16) ^
+	                  (unsigned long)time(NULL);
+
+	snprintf(t->tmpname, sizeof(t->tmpname), "%s%.*s-%06lx",
+	         VMD_TMP_PREFIX, VMD_TMP_NAME_KEEP, t->name, r & 0xffffff);
+}
+
+int vmd_tmpfile_open(struct vmd_tmpfile *t, const char *dir, const char *name,
+                     mode_t mode, struct vmd_error *err)
+{
+	*t = (struct vmd_tmpfile)VMD_TMPFILE_INIT;
+	if (snprintf(t->name, sizeof(t->name), "%s", name) >=
+	    (int)sizeof(t->name))
+		return vmd_error_set(err, VMD_E_INVAL, "create file failed",
+		                     "name too long: %s", name);
+	t->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (t->dirfd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "create file failed", "open(%s)",
+		                           dir);
+	/* The anonymous file vanishes by itself if we die before publish. */
+	t->fd = openat(t->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+	if (t->fd >= 0) {
+		t->anonymous = true;
+		return 0;
+	}
+	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL &&
+	    errno != ENOENT)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "create file failed",
+		                           "O_TMPFILE in %s", dir);
+	for (int attempt = 0; attempt < 100; attempt++) {
+		make_tmpname(t);
+		t->fd = openat(t->dirfd, t->tmpname,
+		               O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+		if (t->fd >= 0)
+			return 0;
+		if (errno != EEXIST)
+			break;
+	}
+	t->tmpname[0] = '\0';
+	return vmd_error_set_errno(err, VMD_E_IO, errno, "create file failed",
+	                           "temporary in %s", dir);
+}
+
+int vmd_tmpfile_publish(struct vmd_tmpfile *t, bool replace, mode_t mode,
+                        struct vmd_error *err)
+{
+	char procpath[64];
+
+	if (fchmod(t->fd, mode) < 0 || fsync(t->fd) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "write file failed", "sync %s",
+		                           t->name);
+	if (t->anonymous) {
+		snprintf(procpath, sizeof(procpath), "/proc/self/fd/%d", t->fd);
+		if (!replace) {
+			if (linkat(AT_FDCWD, procpath, t->dirfd, t->name,
+			           AT_SYMLINK_FOLLOW) < 0)
+				return vmd_error_set_errno(
+					err, errno == EEXIST ? VMD_E_EXISTS : VMD_E_IO,
+					errno, "publish file failed", "link %s",
+					t->name);
+			t->anonymous = false;
+		} else {
+			/* linkat cannot replace: give it a temporary name,
+			 * then rename over the target. */
+			for (int attempt = 0;; attempt++) {
+				make_tmpname(t);
+				if (linkat(AT_FDCWD, procpath, t->dirfd,
+				           t->tmpname, AT_SYMLINK_FOLLOW) == 0)
+					break;
+				if (errno != EEXIST || attempt > 100) {
+					t->tmpname[0] = '\0';
+					return vmd_error_set_errno(
+						err, VMD_E_IO, errno,
+						"publish file failed",
+						"link temporary for %s", t->name);
+				}
+			}
+			t->anonymous = false;
+		}
+	}
+	if (t->tmpname[0]) {
+		int rc = replace ? renameat(t->dirfd, t->tmpname, t->dirfd,
+		                            t->name)
+		                 : renameat2(t->dirfd, t->tmpname, t->dirfd,
+		                             t->name, RENAME_NOREPLACE);
+
+		if (rc < 0)
+			return vmd_error_set_errno(
+				err, errno == EEXIST ? VMD_E_EXISTS : VMD_E_IO,
+				errno, "publish file failed", "rename to %s",
+				t->name);
+		t->tmpname[0] = '\0';
+	}
+	if (fsync(t->dirfd) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "publish file failed",
+		                           "sync directory of %s", t->name);
+	vmd_closep(&t->fd);
+	vmd_closep(&t->dirfd);
+	return 0;
+}
+
+void vmd_tmpfile_discard(struct vmd_tmpfile *t)
+{
+	if (t->tmpname[0] && t->dirfd >= 0)
+		unlinkat(t->dirfd, t->tmpname, 0);
+	t->tmpname[0] = '\0';
+	vmd_closep(&t->fd);
+	vmd_closep(&t->dirfd);
+}
+
+int vmd_write_file_atomic(const char *dir, const char *name, const void *buf,
+                          size_t len, mode_t mode, bool replace,
+                          struct vmd_error *err)
+{
+	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	int rc = vmd_tmpfile_open(&t, dir, name, 0600, err);
+
+	if (rc < 0)
+		return rc;
+	if (vmd_pwrite_full(t.fd, buf, len, 0) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "write file failed", "write %s/%s",
+		                           dir, name);
+	return vmd_tmpfile_publish(&t, replace, mode, err);
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+	/* First byte zero and the buffer equal to itself shifted by one. */
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+#define COPY_CHUNK (1u << 20)
+
+/* Copy [off, end) by read/write, skipping all-zero chunks. */
+static int copy_range_rw(int src, int dst, uint64_t off, uint64_t end,
+                         unsigned char *buf, struct vmd_error *err)
+{
+	while (off < end) {
+		size_t n = (size_t)(end - off < COPY_CHUNK ? end - off
+		                                           : COPY_CHUNK);
+
+		if (vmd_pread_full(src, buf, n, off) < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "copy failed", "read at %llu",
+			                           (unsigned long long)off);
+		if (!all_zero(buf, n) && vmd_pwrite_full(dst, buf, n, off) < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "copy failed",
+			                           "write at %llu",
+			                           (unsigned long long)off);
+		off += n;
+	}
+	return 0;
+}
+
+int vmd_copy_sparse(int src_fd, int dst_fd, struct vmd_error *err)
+{
+	struct stat st;
+	VMD_AUTOFREE unsigned char *buf = NULL;
+	uint64_t size, off = 0;
+
+	if (fstat(src_fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno, "copy failed",
+		                           "fstat source");
+	size = (uint64_t)st.st_size;
+	if (ftruncate(dst_fd, 0) < 0 || ftruncate(dst_fd, (off_t)size) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno, "copy failed",
+		                           "truncate destination");
+	buf = malloc(COPY_CHUNK);
+	if (!buf)
+		return vmd_error_set(err, VMD_E_NOMEM, "copy failed",
+		                     "out of memory");
+	while (off < size) {
+		off_t data = lseek(src_fd, (off_t)off, SEEK_DATA);
+		off_t hole;
+
+		if (data < 0 && errno == ENXIO)
+			break; /* only a hole remains */
+		if (data < 0) /* no SEEK_DATA support: one data range */
+			return copy_range_rw(src_fd, dst_fd, off, size, buf,
+			                     err);
+		hole = lseek(src_fd, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = (off_t)size;
+		/* Data ranges may still hold zeroes (a raw image written
+		 * without holes); reading them lets us keep those as holes. */
+		int rc = copy_range_rw(src_fd, dst_fd, (uint64_t)data,
+		                       (uint64_t)hole, buf, err);
+
+		if (rc < 0)
+			return rc;
+		off = (uint64_t)hole;
+	}
+	return 0;
+}
+
+void vmd_cleanup_path_arm(struct vmd_cleanup_path *c, const char *path,
+                          bool is_dir)
+{
+	snprintf(c->path, sizeof(c->path), "%s", path);
+	c->is_dir = is_dir;
+	c->armed = true;
+}
+
+void vmd_cleanup_path_disarm(struct vmd_cleanup_path *c)
+{
+	c->armed = false;
+}
+
+void vmd_cleanup_path_run(struct vmd_cleanup_path *c)
+{
+	if (!c->armed)
+		return;
+	c->armed = false;
+	if ((c->is_dir ? rmdir(c->path) : unlink(c->path)) < 0 &&
+	    errno != ENOENT)
+		vmd_log_warning("clean-up: could not remove %s: %s", c->path,
+		                strerror(errno));
+}
+
+int vmd_lock_acquire(struct vmd_lock *l, const char *lockdir, const char *name,
+                     enum vmd_lock_mode mode, unsigned timeout_s,
+                     struct vmd_error *err)
+{
+	char path[PATH_MAX];
+	int op = mode == VMD_LOCK_SHARED ? LOCK_SH : LOCK_EX;
+	struct timespec start, now;
+	int rc;
+
+	l->fd = -1;
+	if (!vmd_valid_file_token(name))
+		return vmd_error_set(err, VMD_E_INVAL, "lock failed",
+		                     "bad lock name");
+	rc = vmd_mkdir_p(lockdir, 0700, err);
+	if (rc < 0)
+		return rc;
+	if (snprintf(path, sizeof(path), "%s/%s.lock", lockdir, name) >=
+	    (int)sizeof(path))
+		return vmd_error_set(err, VMD_E_INVAL, "lock failed",
+		                     "lock path too long");
+	l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	if (l->fd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno, "lock failed",
+		                           "open %s", path);
+	if (timeout_s == 0) {
+		while (flock(l->fd, op) < 0) {
+			if (errno != EINTR) {
+				vmd_lock_release(l);
+				return vmd_error_set_errno(err, VMD_E_IO, errno,
+				                           "lock failed",
+				                           "flock %s", path);
+			}
+		}
+		return 0;
+	}
+	/* flock has no timeout: poll with a short back-off. */
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (long delay_ms = 1;;) {
+		if (flock(l->fd, op | LOCK_NB) == 0)
+			return 0;
+		if (errno != EWOULDBLOCK && errno != EINTR) {
+			vmd_lock_release(l);
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "lock failed", "flock %s",
+			                           path);
+		}
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec - start.tv_sec >= (time_t)timeout_s) {
+			vmd_lock_release(l);
+			return vmd_error_set(err, VMD_E_BUSY,
+			                     "timed out waiting for a lock",
+			                     "lock %s held for over %us", path,
+			                     timeout_s);
+		}
+		struct timespec ts = {0, delay_ms * 1000000L};
+
+		nanosleep(&ts, NULL);
+		if (delay_ms < 50)
+			delay_ms *= 2;
+	}
+}
+
+void vmd_lock_release(struct vmd_lock *l)
+{
+	/* Closing the descriptor drops the flock. */
+	vmd_closep(&l->fd);
+}

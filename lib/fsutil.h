@@ -1,0 +1,112 @@
+/*
+ * File-system helpers: atomic publish, clean-up guards and external locks.
+ *
+ * Atomic publish: data is written to an anonymous O_TMPFILE in the target
+ * directory (or, where the file system lacks it, a ".tmp-XXXXXX" sibling),
+ * fsync'ed, then linked or renamed to its final name and the directory is
+ * fsync'ed. A reader therefore sees either nothing or the complete file, and
+ * a process killed half-way leaves no file under the final name.
+ *
+ * Locks: flock() on <dir>/<name>.lock. The kernel drops the lock when the
+ * holder dies, even by SIGKILL, so a crash never blocks the next caller.
+ */
+#ifndef VMDISK_FSUTIL_H
+#define VMDISK_FSUTIL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <vmdisk/error.h>
+
+#define VMD_TMP_PREFIX ".tmp-"
+#define VMD_TMP_NAME_KEEP 48 /* chars of the final name kept in a tmpname */
+
+struct vmd_tmpfile {
+	int fd;
+	int dirfd;
+	char name[256];     /* final name, relative to dirfd */
+	char tmpname[80];   /* sibling name when O_TMPFILE was not available */
+	bool anonymous;     /* O_TMPFILE */
+};
+
+#define VMD_TMPFILE_INIT {-1, -1, "", "", false}
+
+/* Open a temporary for `dir`/`name` with mode `mode` (applied at publish). */
+int vmd_tmpfile_open(struct vmd_tmpfile *t, const char *dir, const char *name,
+                     mode_t mode, struct vmd_error *err);
+
+/*
+ * fsync the data, give it its final name, fsync the directory.
+ * replace=false refuses (VMD_E_EXISTS) when the final name exists.
+ */
+int vmd_tmpfile_publish(struct vmd_tmpfile *t, bool replace, mode_t mode,
+                        struct vmd_error *err);
+
+/* Drop an unpublished temporary (no-op after publish). Always safe to call. */
+void vmd_tmpfile_discard(struct vmd_tmpfile *t);
+
+/* Write a whole buffer atomically to dir/name. */
+int vmd_write_file_atomic(const char *dir, const char *name, const void *buf,
+                          size_t len, mode_t mode, bool replace,
+                          struct vmd_error *err);
+
+/* mkdir -p for our own directories (each created with `mode`). */
+int vmd_mkdir_p(const char *path, mode_t mode, struct vmd_error *err);
+
+int vmd_fsync_dir(const char *dir, struct vmd_error *err);
+
+/* Full-buffer pread/pwrite, retrying short transfers and EINTR. */
+int vmd_pread_full(int fd, void *buf, size_t len, uint64_t off);
+int vmd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+
+/*
+ * Copy src_fd's contents to dst_fd (both at offset 0), sparse-aware: ranges
+ * that are holes in the source (SEEK_HOLE) or all zeroes are not written, so
+ * they stay holes. dst is truncated to the source length.
+ */
+int vmd_copy_sparse(int src_fd, int dst_fd, struct vmd_error *err);
+
+/* A path we created and must remove if the operation fails. */
+struct vmd_cleanup_path {
+	char path[4096];
+	bool is_dir;
+	bool armed;
+};
+
+void vmd_cleanup_path_arm(struct vmd_cleanup_path *c, const char *path,
+                          bool is_dir);
+void vmd_cleanup_path_disarm(struct vmd_cleanup_path *c);
+/* Remove the path if still armed. For __attribute__((cleanup)). */
+void vmd_cleanup_path_run(struct vmd_cleanup_path *c);
+
+struct vmd_lock {
+	int fd;
+};
+
+#define VMD_LOCK_INIT {-1}
+
+enum vmd_lock_mode {
+	VMD_LOCK_SHARED,    /* users of a thing: many at once */
+	VMD_LOCK_EXCLUSIVE, /* makers and removers of a thing: one at a time */
+};
+
+/*
+ * Take the lock named `name` (validated: vmd_valid_file_token) in `lockdir`
+ * (created 0700 if missing). timeout_s = 0 waits forever.
+ */
+int vmd_lock_acquire(struct vmd_lock *l, const char *lockdir, const char *name,
+                     enum vmd_lock_mode mode, unsigned timeout_s,
+                     struct vmd_error *err);
+void vmd_lock_release(struct vmd_lock *l);
+
+/* Cleanup-attribute helpers: one idiom throughout the code base. */
+void vmd_closep(int *fd);
+void vmd_freep(void *p);
+#define VMD_AUTOCLOSE __attribute__((cleanup(vmd_closep)))
+#define VMD_AUTOFREE __attribute__((cleanup(vmd_freep)))
+#define VMD_AUTOLOCK __attribute__((cleanup(vmd_lock_release)))
+#define VMD_AUTOTMP __attribute__((cleanup(vmd_tmpfile_discard)))
+#define VMD_AUTOREMOVE __attribute__((cleanup(vmd_cleanup_path_run)))
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * What the library's own files share and the public headers do not show.
+ */
+#ifndef VMDISK_INTERNAL_H
+#define VMDISK_INTERNAL_H
+
+#include <limits.h>
+
+#include <vmdisk/vmdisk.h>
+
+struct vmd_ctx {
+	struct vmd_config cfg;
+	char cache_dir[PATH_MAX]; /* <instances_path>/<image_cache_subdirectory_name> */
+	char lock_dir[PATH_MAX];  /* <instances_path>/locks */
+};
+
+/* Built-in backends (lib/backend_<name>.c). */
+extern const struct vmd_backend_ops vmd_backend_flat;
+extern const struct vmd_backend_ops vmd_backend_qcow2;
+
+/* Round up to a multiple of 512 (the sector size every format accepts). */
+static inline uint64_t vmd_round_sector(uint64_t n)
+{
+	return (n + 511) & ~(uint64_t)511;
+}
+
+/* "path" with any prefix up to the instance directory removed, for errors:
+ * public messages never show host paths. */
+const char *vmd_basename(const char *path);
+
+#endif

@@ -1,0 +1,220 @@
+/*
+ * Process-wide logger and the secret redaction registry.
+ *
+ * The registry is a small array of secret copies, guarded by a mutex and
+ * kept in mlock'ed memory (best effort: a failure to lock is not fatal, it
+ * only means the page may be swapped). Every formatted line is redacted
+ * before it reaches any target; errors (error.c) and argv dumps (runner.c)
+ * call vmd_redact() themselves.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <syslog.h>
+
+#include <vmdisk/log.h>
+
+#define SECRET_SLOTS 32
+#define SECRET_MAX 1024
+#define LINE_MAX_LEN 2048
+
+struct secret_slot {
+	size_t len; /* 0 = free */
+	char value[SECRET_MAX];
+};
+
+static pthread_mutex_t log_mutex = PTHREAD_MUTEX_INITIALIZER;
+static enum vmd_log_target log_target = VMD_LOG_TO_STDERR;
+static enum vmd_log_level log_level = VMD_LOG_WARNING;
+static char log_ident[32] = "vmdisk";
+static vmd_log_sink_fn log_sink;
+static void *log_sink_opaque;
+static struct secret_slot *secrets; /* SECRET_SLOTS entries, mlock'ed */
+
+void vmd_log_setup(enum vmd_log_target target, enum vmd_log_level level,
+                   const char *ident)
+{
+	pthread_mutex_lock(&log_mutex);
+	if (log_target == VMD_LOG_TO_SYSLOG && target != VMD_LOG_TO_SYSLOG)
+		closelog();
+	log_target = target;
+	log_level = level;
+	if (ident)
+		snprintf(log_ident, sizeof(log_ident), "%s", ident);
+	if (target == VMD_LOG_TO_SYSLOG)
+		openlog(log_ident, LOG_PID, LOG_DAEMON);
+	pthread_mutex_unlock(&log_mutex);
+}
+
+enum vmd_log_level vmd_log_get_level(void)
+{
+	return log_level;
+}
+
+void vmd_log_set_sink(vmd_log_sink_fn sink, void *opaque)
+{
+	pthread_mutex_lock(&log_mutex);
+	log_sink = sink;
+	log_sink_opaque = opaque;
+	pthread_mutex_unlock(&log_mutex);
+}
+
+static const char *level_name(enum vmd_log_level level)
+{
+	switch (level) {
+	case VMD_LOG_ERROR: return "error";
+	case VMD_LOG_WARNING: return "warning";
+	case VMD_LOG_INFO: return "info";
+	case VMD_LOG_DEBUG: return "debug";
+	}
+	return "?";
+}
+
+static int syslog_priority(enum vmd_log_level level)
+{
+	switch (level) {
+	case VMD_LOG_ERROR: return LOG_ERR;
+	case VMD_LOG_WARNING: return LOG_WARNING;
+	case VMD_LOG_INFO: return LOG_INFO;
+	case VMD_LOG_DEBUG: return LOG_DEBUG;
+	}
+	return LOG_INFO;
+}
+
+void vmd_logv(enum vmd_log_level level, const char *fmt, va_list ap)
+{
+	char raw[LINE_MAX_LEN];
+	char line[LINE_MAX_LEN];
+	vmd_log_sink_fn sink;
+	void *opaque;
+
+	if (level > log_level && !log_sink)
+		return;
+	vsnprintf(raw, sizeof(raw), fmt, ap);
+	vmd_redact(raw, line, sizeof(line));
+	explicit_bzero(raw, sizeof(raw));
+
+	pthread_mutex_lock(&log_mutex);
+	sink = log_sink;
+	opaque = log_sink_opaque;
+	if (level <= log_level) {
+		if (log_target == VMD_LOG_TO_STDERR)
+			fprintf(stderr, "%s: %s: %s\n", log_ident,
+			        level_name(level), line);
+		else if (log_target == VMD_LOG_TO_SYSLOG)
+			syslog(syslog_priority(level), "%s", line);
+	}
+	pthread_mutex_unlock(&log_mutex);
+	if (sink)
+		sink(level, line, opaque);
+}
+
+void vmd_log(enum vmd_log_level level, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vmd_logv(level, fmt, ap);
+	va_end(ap);
+}
+
+static int secrets_init_locked(void)
+{
+	if (secrets)
+		return 0;
+	secrets = calloc(SECRET_SLOTS, sizeof(*secrets));
+	if (!secrets)
+		return -1;
+	(void)mlock(secrets, SECRET_SLOTS * sizeof(*secrets));
+	return 0;
+}
+
+int vmd_secret_register(const char *secret)
+{
+	size_t len = secret ? strlen(secret) : 0;
+	int rc = -1;
+
+	if (len < 4 || len >= SECRET_MAX)
+		return -1;
+	pthread_mutex_lock(&log_mutex);
+	if (secrets_init_locked() == 0) {
+		for (size_t i = 0; i < SECRET_SLOTS; i++) {
+			if (secrets[i].len == len &&
+			    memcmp(secrets[i].value, secret, len) == 0) {
+				rc = 0;
+				break;
+			}
+		}
+		for (size_t i = 0; rc != 0 && i < SECRET_SLOTS; i++) {
+			if (secrets[i].len == 0) {
+				memcpy(secrets[i].value, secret, len);
+				secrets[i].len = len;
+				rc = 0;
+			}
+		}
+	}
+	pthread_mutex_unlock(&log_mutex);
+	return rc;
+}
+
+void vmd_secret_unregister(const char *secret)
+{
+	size_t len = secret ? strlen(secret) : 0;
+
+	pthread_mutex_lock(&log_mutex);
+	for (size_t i = 0; secrets && i < SECRET_SLOTS; i++) {
+		if (secrets[i].len == len &&
+		    memcmp(secrets[i].value, secret, len) == 0)
+			explicit_bzero(&secrets[i], sizeof(secrets[i]));
+	}
+	pthread_mutex_unlock(&log_mutex);
+}
+
+void vmd_secret_clear_all(void)
+{
+	pthread_mutex_lock(&log_mutex);
+	if (secrets)
+		explicit_bzero(secrets, SECRET_SLOTS * sizeof(*secrets));
+	pthread_mutex_unlock(&log_mutex);
+}
+
+/* Longest registered secret that starts at `p`, or 0. */
+static size_t secret_match_locked(const char *p)
+{
+	size_t best = 0;
+
+	for (size_t i = 0; secrets && i < SECRET_SLOTS; i++) {
+		size_t len = secrets[i].len;
+
+		if (len > best && strncmp(p, secrets[i].value, len) == 0)
+			best = len;
+	}
+	return best;
+}
+
+size_t vmd_redact(const char *in, char *out, size_t outsz)
+{
+	size_t o = 0;
+
+	if (outsz == 0)
+		return 0;
+	if (!in)
+		in = "";
+	pthread_mutex_lock(&log_mutex);
+	while (*in && o + 1 < outsz) {
+		size_t m = secret_match_locked(in);
+
+		if (m) {
+			for (const char *r = "***"; *r && o + 1 < outsz; r++)
+				out[o++] = *r;
+			in += m;
+		} else {
+			out[o++] = *in++;
+		}
+	}
+	pthread_mutex_unlock(&log_mutex);
+	out[o] = '\0';
+	return o;
+}

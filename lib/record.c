@@ -1,0 +1,178 @@
+/*
+ * The per-instance record (see record.h), a small JSON document:
+ *   {"version": 1, "disks": {"disk": {"backend": "qcow2",
+ *                                     "format": "qcow2", "base": "<id>"}}}
+ * Read with a size bound (the directory is ours, but a bound costs nothing)
+ * and written whole through an atomic replace.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "record.h"
+
+#define RECORD_MAX_BYTES (1 << 20)
+
+static void json_putp(struct json_object **o)
+{
+	if (*o)
+		json_object_put(*o);
+	*o = NULL;
+}
+
+#define VMD_AUTOJSON __attribute__((cleanup(json_putp)))
+
+/* Load the record; a missing file yields an empty document. */
+static int record_load(const char *instance_dir, struct json_object **doc,
+                       struct vmd_error *err)
+{
+	char path[PATH_MAX];
+	VMD_AUTOCLOSE int fd = -1;
+	VMD_AUTOFREE char *buf = NULL;
+	struct stat st;
+	struct json_object *disks;
+
+	*doc = NULL;
+	snprintf(path, sizeof(path), "%s/%s", instance_dir, VMD_RECORD_NAME);
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (fd < 0 && errno == ENOENT) {
+		*doc = json_object_new_object();
+		json_object_object_add(*doc, "version", json_object_new_int(1));
+		json_object_object_add(*doc, "disks", json_object_new_object());
+		return 0;
+	}
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "read instance record failed",
+		                           "open %s", path);
+	if (!S_ISREG(st.st_mode) || st.st_size > RECORD_MAX_BYTES)
+		return vmd_error_set(err, VMD_E_CORRUPT,
+		                     "instance record is damaged",
+		                     "%s: not a file or too large", path);
+	buf = calloc(1, (size_t)st.st_size + 1);
+	if (!buf)
+		return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
+		                     "record buffer");
+	if (vmd_pread_full(fd, buf, (size_t)st.st_size, 0) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "read instance record failed",
+		                           "read %s", path);
+	*doc = json_tokener_parse(buf);
+	if (!*doc || !json_object_is_type(*doc, json_type_object) ||
+	    !json_object_object_get_ex(*doc, "disks", &disks) ||
+	    !json_object_is_type(disks, json_type_object)) {
+		json_putp(doc);
+		return vmd_error_set(err, VMD_E_CORRUPT,
+		                     "instance record is damaged",
+		                     "%s: not a valid record", path);
+	}
+	return 0;
+}
+
+static int record_store(const char *instance_dir, struct json_object *doc,
+                        struct vmd_error *err)
+{
+	const char *text = json_object_to_json_string_ext(
+		doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+	return vmd_write_file_atomic(instance_dir, VMD_RECORD_NAME, text,
+	                             strlen(text), 0600, true, err);
+}
+
+static struct json_object *record_disks(struct json_object *doc)
+{
+	struct json_object *disks = NULL;
+
+	json_object_object_get_ex(doc, "disks", &disks);
+	return disks;
+}
+
+static const char *get_string(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) ||
+	    !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+int vmd_record_get(const char *instance_dir, const char *disk,
+                   struct vmd_disk_record *rec, struct vmd_error *err)
+{
+	VMD_AUTOJSON struct json_object *doc = NULL;
+	struct json_object *entry;
+	const char *backend, *format, *base;
+	int rc = record_load(instance_dir, &doc, err);
+
+	if (rc < 0)
+		return rc;
+	if (!json_object_object_get_ex(record_disks(doc), disk, &entry))
+		return VMD_E_NOTFOUND;
+	backend = get_string(entry, "backend");
+	format = get_string(entry, "format");
+	base = get_string(entry, "base");
+	memset(rec, 0, sizeof(*rec));
+	if (!backend || !format ||
+	    vmd_parse_backend(backend, &rec->backend, NULL) < 0 ||
+	    rec->backend == VMD_BACKEND_DEFAULT ||
+	    vmd_parse_format(format, &rec->format, NULL) < 0 ||
+	    (base && strlen(base) >= sizeof(rec->base_id)))
+		return vmd_error_set(err, VMD_E_CORRUPT,
+		                     "instance record is damaged",
+		                     "%s/%s: bad entry for %s", instance_dir,
+		                     VMD_RECORD_NAME, disk);
+	if (base)
+		memcpy(rec->base_id, base, strlen(base) + 1);
+	return 0;
+}
+
+int vmd_record_put(const char *instance_dir, const char *disk,
+                   const struct vmd_disk_record *rec, struct vmd_error *err)
+{
+	VMD_AUTOJSON struct json_object *doc = NULL;
+	struct json_object *entry;
+	int rc = record_load(instance_dir, &doc, err);
+
+	if (rc < 0)
+		return rc;
+	entry = json_object_new_object();
+	json_object_object_add(entry, "backend",
+	                       json_object_new_string(
+	                               vmd_backend_kind_name(rec->backend)));
+	json_object_object_add(entry, "format",
+	                       json_object_new_string(
+	                               vmd_format_name(rec->format)));
+	json_object_object_add(entry, "base",
+	                       json_object_new_string(rec->base_id));
+	json_object_object_add(record_disks(doc), disk, entry);
+	return record_store(instance_dir, doc, err);
+}
+
+int vmd_record_drop(const char *instance_dir, const char *disk,
+                    struct vmd_error *err)
+{
+	VMD_AUTOJSON struct json_object *doc = NULL;
+	struct json_object *disks;
+	char path[PATH_MAX];
+	int rc = record_load(instance_dir, &doc, err);
+
+	if (rc < 0)
+		return rc;
+	disks = record_disks(doc);
+	json_object_object_del(disks, disk);
+	if (json_object_object_length(disks) > 0)
+		return record_store(instance_dir, doc, err);
+	snprintf(path, sizeof(path), "%s/%s", instance_dir, VMD_RECORD_NAME);
+	if (unlink(path) < 0 && errno != ENOENT)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "update instance record failed",
+		                           "unlink %s", path);
+	return 0;
+}

@@ -1,0 +1,36 @@
+/*
+ * The per-instance record: <instance_dir>/.vmdisk.json.
+ *
+ * For each disk it keeps the backend and format the disk was created with
+ * and the cache entry of its base. Later calls read the backend from here
+ * instead of trusting the configuration (which may have changed) or probing
+ * the disk (which the guest can write): the start of format pinning. The
+ * cache manager will read it to know which bases are in use.
+ *
+ * The leading dot keeps it apart from disk names, which cannot start with
+ * one. Callers hold the instance lock for put/drop; readers need none since
+ * the file is only ever replaced atomically.
+ */
+#ifndef VMDISK_RECORD_H
+#define VMDISK_RECORD_H
+
+#include <vmdisk/vmdisk.h>
+
+#define VMD_RECORD_NAME ".vmdisk.json"
+
+struct vmd_disk_record {
+	enum vmd_backend_kind backend;
+	enum vmd_format format;
+	char base_id[41]; /* "" for a blank disk */
+};
+
+/* VMD_E_NOTFOUND (without touching err) when there is no such disk. */
+int vmd_record_get(const char *instance_dir, const char *disk,
+                   struct vmd_disk_record *rec, struct vmd_error *err);
+int vmd_record_put(const char *instance_dir, const char *disk,
+                   const struct vmd_disk_record *rec, struct vmd_error *err);
+/* Remove the disk's entry; the file goes when it has no entry left. */
+int vmd_record_drop(const char *instance_dir, const char *disk,
+                    struct vmd_error *err);
+
+#endif

@@ -1,0 +1,217 @@
+/*
+ * Shared test helpers (see helpers.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "runner.h"
+
+char *th_mkdtemp(const char *tag)
+{
+	const char *base = getenv("TMPDIR");
+	char *path;
+
+	if (!base || !*base)
+		base = "/var/tmp";
+	if (asprintf(&path, "%s/vmdisk-test-%s-XXXXXX", base, tag) < 0)
+		fail_msg("asprintf");
+	if (!mkdtemp(path))
+		fail_msg("mkdtemp %s: %s", path, strerror(errno));
+	return path;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int type,
+                    struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	if (type == FTW_DP)
+		return rmdir(path);
+	return unlink(path);
+}
+
+void th_rmtree(const char *path)
+{
+	if (path)
+		nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+char *th_path(const char *dir, const char *name)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s", dir, name) < 0)
+		fail_msg("asprintf");
+	return p;
+}
+
+void th_write_pattern(const char *path, uint64_t len, uint32_t seed)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	unsigned char buf[65536];
+	uint32_t x = seed ? seed : 1;
+
+	assert_true(fd >= 0);
+	for (uint64_t off = 0; off < len;) {
+		size_t n = len - off < sizeof(buf) ? (size_t)(len - off)
+		                                   : sizeof(buf);
+
+		for (size_t i = 0; i < n; i++) {
+			x ^= x << 13;
+			x ^= x >> 17;
+			x ^= x << 5;
+			buf[i] = (unsigned char)x;
+		}
+		assert_int_equal(write(fd, buf, n), (ssize_t)n);
+		off += n;
+	}
+	assert_int_equal(close(fd), 0);
+}
+
+void th_pwrite_at(const char *path, const void *buf, size_t len, uint64_t off)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(pwrite(fd, buf, len, (off_t)off), (ssize_t)len);
+	assert_int_equal(close(fd), 0);
+}
+
+void th_write_text(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	assert_int_equal(close(fd), 0);
+}
+
+char *th_read_text(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf;
+	long n;
+
+	if (!f)
+		return NULL;
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	fseek(f, 0, SEEK_SET);
+	buf = calloc(1, (size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	return buf;
+}
+
+int th_files_equal(const char *a, const char *b)
+{
+	FILE *fa = fopen(a, "re"), *fb = fopen(b, "re");
+	int equal = fa && fb;
+
+	while (equal) {
+		int ca = fgetc(fa), cb = fgetc(fb);
+
+		if (ca != cb)
+			equal = 0;
+		if (ca == EOF || cb == EOF)
+			break;
+	}
+	if (fa)
+		fclose(fa);
+	if (fb)
+		fclose(fb);
+	return equal;
+}
+
+uint64_t th_file_size(const char *path)
+{
+	struct stat st;
+
+	assert_int_equal(stat(path, &st), 0);
+	return (uint64_t)st.st_size;
+}
+
+int th_exists(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0;
+}
+
+int th_run(const char *const *argv, const char *const *env, char **out,
+           char **errp)
+{
+	struct vmd_run_opts opts = {.timeout_ms = 120000,
+	                            .capture_max = 1 << 20,
+	                            .extra_env = env};
+	struct vmd_run_result res = {0};
+	struct vmd_error err = VMD_ERROR_INIT;
+	int status;
+
+	vmd_run("test", argv, &opts, &res, &err);
+	if (!res.out) {
+		fail_msg("could not run %s: %s (%s)", argv[0], err.msg,
+		         err.detail);
+	}
+	status = res.exit_status;
+	if (out)
+		*out = strdup(res.out);
+	if (errp)
+		*errp = strdup(res.err);
+	vmd_run_result_free(&res);
+	return status;
+}
+
+const char *th_cli(void)
+{
+	const char *cli = getenv("VMDISK_CLI");
+
+	if (!cli)
+		fail_msg("VMDISK_CLI is not set (run the tests with meson test)");
+	return cli;
+}
+
+void th_require_qemu_img(void)
+{
+	if (access("/usr/bin/qemu-img", X_OK) != 0)
+		fail_msg("qemu-img is missing: install qemu-utils "
+		         "(scripts/test.sh does)");
+}
+
+void th_assert_qcow2_check_clean(const char *path)
+{
+	const char *argv[] = {"qemu-img", "check", "-f", "qcow2", path, NULL};
+	char *out = NULL, *errs = NULL;
+	int status = th_run(argv, NULL, &out, &errs);
+
+	if (status != 0 || !strstr(out, "No errors were found"))
+		fail_msg("qemu-img check %s: status %d\n%s%s", path, status,
+		         out, errs);
+	free(out);
+	free(errs);
+}
+
+void th_assert_images_identical(const char *a, const char *fa, const char *b,
+                                const char *fb, int strict)
+{
+	const char *argv[] = {"qemu-img", "compare", strict ? "-s" : "-q",
+	                      "-f",       fa,        "-F",
+	                      fb,         a,         b,
+	                      NULL};
+	char *out = NULL, *errs = NULL;
+	int status = th_run(argv, NULL, &out, &errs);
+
+	if (status != 0)
+		fail_msg("qemu-img compare %s %s: status %d\n%s%s", a, b,
+		         status, out, errs);
+	free(out);
+	free(errs);
+}

@@ -1,0 +1,58 @@
+/*
+ * Shared helpers for the cmocka tests: scratch directories, files, running
+ * programs (through the product's runner, so tests spawn processes the same
+ * way the product does) and qemu-img checks.
+ */
+#ifndef VMDISK_TEST_HELPERS_H
+#define VMDISK_TEST_HELPERS_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <vmdisk/log.h>
+
+#include <cmocka.h>
+
+/* A fresh directory under $TMPDIR (or /var/tmp); removed by th_rmtree. */
+char *th_mkdtemp(const char *tag);
+void th_rmtree(const char *path);
+
+/* path = dir + "/" + name, malloc'ed. */
+char *th_path(const char *dir, const char *name);
+
+/* Write `len` bytes of a deterministic pattern derived from `seed`. */
+void th_write_pattern(const char *path, uint64_t len, uint32_t seed);
+/* Write data at an offset (creating the file if needed, never truncating). */
+void th_pwrite_at(const char *path, const void *buf, size_t len, uint64_t off);
+void th_write_text(const char *path, const char *text);
+char *th_read_text(const char *path);
+int th_files_equal(const char *a, const char *b);
+uint64_t th_file_size(const char *path);
+int th_exists(const char *path);
+
+/*
+ * Run argv through the product runner. Returns the exit status; stdout and
+ * stderr (malloc'ed, NUL-terminated) are returned when out/errp are given.
+ * env: NULL-ended "NAME=value" extras.
+ */
+int th_run(const char *const *argv, const char *const *env, char **out,
+           char **errp);
+
+/* Path of the built CLI ($VMDISK_CLI). */
+const char *th_cli(void);
+
+/* Whether qemu-img is on PATH (tests that need it fail when it is not:
+ * scripts/test.sh installs it). */
+void th_require_qemu_img(void);
+/* `qemu-img check -f qcow2 path` exits 0 with no leaks and no errors. */
+void th_assert_qcow2_check_clean(const char *path);
+/* `qemu-img compare -f FMT1 -F FMT2 a b` says identical (exit 0). With
+ * strict=1 a size difference is a failure too (-s). */
+void th_assert_images_identical(const char *a, const char *fa, const char *b,
+                                const char *fb, int strict);
+
+#endif

@@ -1,0 +1,417 @@
+/*
+ * Tests of the vmdisk command line, run as a separate process the way users
+ * run it: exit codes, one-line errors that leave nothing behind, JSON
+ * output, and the cache's behaviour under concurrent and killed callers.
+ */
+#include <dirent.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "vmd_build_config.h"
+
+#define INST "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
+#define INST2 "0b6b3a52-7a4e-4f7b-8f5e-2d2b1b0a9c11"
+
+struct fixture {
+	char *dir;
+	char *instances;
+	char *cache;
+	char *config;
+	char *base;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char *conf;
+
+	f->dir = th_mkdtemp("cli");
+	f->instances = th_path(f->dir, "instances");
+	f->cache = th_path(f->instances, "_base");
+	f->config = th_path(f->dir, "vmdisk.conf");
+	f->base = th_path(f->dir, "base.raw");
+	th_write_pattern(f->base, 2u << 20, 42);
+	assert_true(asprintf(&conf,
+	                     "[DEFAULT]\ninstances_path = %s\n"
+	                     "log_target = none\nlock_timeout_seconds = 20\n",
+	                     f->instances) > 0);
+	th_write_text(f->config, conf);
+	free(conf);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	th_rmtree(f->dir);
+	free(f->dir);
+	free(f->instances);
+	free(f->cache);
+	free(f->config);
+	free(f->base);
+	free(f);
+	return 0;
+}
+
+/* Run `vmdisk --config F args...`; returns the exit status. */
+static int cli(struct fixture *f, const char *const *env, char **out,
+               char **errs, const char *const *args)
+{
+	const char *argv[32] = {th_cli(), "--config", f->config};
+	size_t n = 3;
+
+	for (size_t i = 0; args[i]; i++) {
+		assert_true(n < 31);
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	return th_run(argv, env, out, errs);
+}
+
+static int count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+static int count_cache_entries(struct fixture *f)
+{
+	DIR *d = opendir(f->cache);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void test_version_and_help(void **state)
+{
+	struct fixture *f = *state;
+	char *out = NULL;
+
+	assert_int_equal(cli(f, NULL, &out, NULL,
+	                     (const char *[]){"--version", NULL}),
+	                 0);
+	assert_true(strncmp(out, "vmdisk " VMD_VERSION, 7 + strlen(VMD_VERSION)) == 0);
+	free(out);
+	const char *cmds[] = {"fetch", "create", "info", "resize", "remove",
+	                      "xml"};
+
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		assert_int_equal(cli(f, NULL, &out, NULL,
+		                     (const char *[]){cmds[i], "--help", NULL}),
+		                 0);
+		assert_non_null(strstr(out, "usage: vmdisk"));
+		assert_non_null(strstr(out, cmds[i]));
+		free(out);
+	}
+}
+
+struct bad_case {
+	const char *args[10];
+	int status;
+};
+
+static void test_errors_one_line_nothing_left(void **state)
+{
+	struct fixture *f = *state;
+	char *missing = th_path(f->dir, "missing.raw");
+	const struct bad_case cases[] = {
+		{{"create", INST, "disk", "--image", f->base, "--backend", "zfs", NULL}, 2},
+		{{"create", "1234", "disk", "--image", f->base, NULL}, 2},
+		{{"create", INST, "a/b", "--image", f->base, NULL}, 2},
+		{{"create", INST, "..", "--image", f->base, NULL}, 2},
+		{{"create", INST, "disk", "--image", f->base, "--size", "1M", NULL}, 1},
+		{{"create", INST, "disk", "--image", f->base, "--size", "ten", NULL}, 2},
+		{{"create", INST, "disk", "--image", missing, NULL}, 1},
+		{{"create", INST, "disk", "--image", f->base, "--backend", "rbd", NULL}, 1},
+		{{"create", INST, "disk", NULL}, 2},
+		{{"create", INST, NULL}, 2},
+		{{"frobnicate", NULL}, 2},
+		{{"info", INST, "disk", NULL}, 1},
+		{{"resize", INST, "disk", "1G", NULL}, 1},
+		{{"remove", INST, "disk", NULL}, 1},
+		{{"fetch", missing, NULL}, 1},
+		{{"create", INST, "disk", "--bogus", NULL}, 2},
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *out = NULL, *errs = NULL;
+		int status = cli(f, NULL, &out, &errs, cases[i].args);
+
+		if (status != cases[i].status || count_lines(errs) != 1 ||
+		    strncmp(errs, "vmdisk: ", 8) != 0 || out[0] != '\0')
+			fail_msg("case %zu (%s %s): status %d, stdout '%s', "
+			         "stderr '%s'",
+			         i, cases[i].args[0],
+			         cases[i].args[1] ? cases[i].args[1] : "",
+			         status, out, errs);
+		/* No host path in what the caller sees. */
+		assert_null(strstr(errs, f->dir));
+		free(out);
+		free(errs);
+	}
+	char *idir = th_path(f->instances, INST);
+
+	assert_false(th_exists(idir));
+	assert_int_equal(count_cache_entries(f), 0);
+	free(idir);
+	free(missing);
+}
+
+static void test_create_info_json(void **state)
+{
+	struct fixture *f = *state;
+	char *out = NULL;
+	struct json_object *o, *v;
+
+	th_require_qemu_img();
+	assert_int_equal(cli(f, NULL, &out, NULL,
+	                     (const char *[]){"--json", "create", INST, "disk",
+	                                      "--image", f->base, "--size",
+	                                      "1G", NULL}),
+	                 0);
+	free(out);
+	assert_int_equal(cli(f, NULL, &out, NULL,
+	                     (const char *[]){"--json", "info", INST, "disk",
+	                                      NULL}),
+	                 0);
+	o = json_tokener_parse(out);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "backend", &v));
+	assert_string_equal(json_object_get_string(v), "qcow2");
+	assert_true(json_object_object_get_ex(o, "virtual_size", &v));
+	assert_int_equal(json_object_get_int64(v), 1ll << 30);
+	assert_true(json_object_object_get_ex(o, "path", &v));
+	char *disk = strdup(json_object_get_string(v));
+
+	json_object_put(o);
+	free(out);
+	th_assert_qcow2_check_clean(disk);
+	th_assert_images_identical(f->base, "raw", disk, "qcow2", 0);
+
+	assert_int_equal(cli(f, NULL, NULL, NULL,
+	                     (const char *[]){"resize", INST, "disk", "2G", NULL}),
+	                 0);
+	th_assert_qcow2_check_clean(disk);
+	assert_int_equal(cli(f, NULL, &out, NULL,
+	                     (const char *[]){"xml", INST, "disk", NULL}),
+	                 0);
+	assert_non_null(strstr(out, "<disk type='file' device='disk'>"));
+	free(out);
+	assert_int_equal(cli(f, NULL, NULL, NULL,
+	                     (const char *[]){"remove", INST, "disk", NULL}),
+	                 0);
+	assert_false(th_exists(disk));
+	free(disk);
+}
+
+struct racer {
+	struct fixture *f;
+	const char *const *env;
+	const char *args[12];
+	int status;
+	char *out;
+	char *err;
+};
+
+static void *race(void *arg)
+{
+	struct racer *r = arg;
+
+	int status = cli(r->f, r->env, &r->out, &r->err, r->args);
+
+	__atomic_store_n(&r->status, status, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static bool json_fetched(const char *out)
+{
+	struct json_object *o = json_tokener_parse(out), *v;
+	bool fetched;
+
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "fetched", &v));
+	fetched = json_object_get_boolean(v);
+	json_object_put(o);
+	return fetched;
+}
+
+/*
+ * Two processes fetch the same uncached image at once. The fault point
+ * holds the lock 400 ms so that the second really waits on it; exactly one
+ * copies and the other reuses its entry.
+ */
+static void test_concurrent_fetch_copies_once(void **state)
+{
+	struct fixture *f = *state;
+	const char *env[] = {"VMDISK_FAULT=cache.locked:sleep=400", NULL};
+	struct racer r[2];
+	pthread_t th[2];
+
+	if (!VMD_FAULT_INJECTION) {
+		printf("skipped: built without -Dfault_injection=true\n");
+		skip();
+	}
+	for (int i = 0; i < 2; i++) {
+		r[i] = (struct racer){f, env, {"--json", "fetch", f->base, NULL},
+		                      -1, NULL, NULL};
+		assert_int_equal(pthread_create(&th[i], NULL, race, &r[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 2; i++)
+		if (r[i].status != 0)
+			fail_msg("fetch %d: %d %s", i, r[i].status, r[i].err);
+	assert_true(json_fetched(r[0].out) != json_fetched(r[1].out));
+	assert_int_equal(count_cache_entries(f), 1);
+	for (int i = 0; i < 2; i++) {
+		free(r[i].out);
+		free(r[i].err);
+	}
+}
+
+/* Two creates of different instances from one uncached image. */
+static void test_concurrent_creates_share_one_copy(void **state)
+{
+	struct fixture *f = *state;
+	struct racer r[2];
+	pthread_t th[2];
+	const char *insts[2] = {INST, INST2};
+	int copies = 0;
+
+	th_require_qemu_img();
+	for (int i = 0; i < 2; i++) {
+		r[i] = (struct racer){f, NULL,
+		                      {"-v", "create", insts[i], "disk", "--image",
+		                       f->base, NULL},
+		                      -1, NULL, NULL};
+		assert_int_equal(pthread_create(&th[i], NULL, race, &r[i]), 0);
+	}
+	for (int i = 0; i < 2; i++)
+		pthread_join(th[i], NULL);
+	for (int i = 0; i < 2; i++) {
+		if (r[i].status != 0)
+			fail_msg("create %d: %d %s", i, r[i].status, r[i].err);
+		copies += strstr(r[i].err, "cache: fetched") != NULL;
+		char *p;
+
+		assert_true(asprintf(&p, "%s/%s/disk", f->instances, insts[i]) > 0);
+		th_assert_qcow2_check_clean(p);
+		th_assert_images_identical(f->base, "raw", p, "qcow2", 1);
+		free(p);
+		free(r[i].out);
+		free(r[i].err);
+	}
+	assert_int_equal(copies, 1);
+	assert_int_equal(count_cache_entries(f), 1);
+}
+
+/* SIGKILL while holding the lock, just before publishing: no entry under
+ * the final name, and the next caller is not blocked. */
+static void test_killed_fetch_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	const char *kill_env[] = {"VMDISK_FAULT=cache.before_publish:kill", NULL};
+	char *out = NULL;
+	struct timespec t0, t1;
+
+	if (!VMD_FAULT_INJECTION) {
+		printf("skipped: built without -Dfault_injection=true\n");
+		skip();
+	}
+	assert_int_equal(cli(f, kill_env, NULL, NULL,
+	                     (const char *[]){"fetch", f->base, NULL}),
+	                 128 + 9);
+	assert_int_equal(count_cache_entries(f), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(cli(f, NULL, &out, NULL,
+	                     (const char *[]){"--json", "fetch", f->base, NULL}),
+	                 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	assert_true(json_fetched(out));
+	/* Well under the 20 s lock timeout: the dead holder's lock was gone. */
+	assert_true(t1.tv_sec - t0.tv_sec < 10);
+	assert_int_equal(count_cache_entries(f), 1);
+	free(out);
+}
+
+/* While a fetch is under way, poll the cache: a file under a final name
+ * is always complete. */
+static void test_no_partial_file_under_final_name(void **state)
+{
+	struct fixture *f = *state;
+	const char *env[] = {"VMDISK_FAULT=cache.before_publish:sleep=500", NULL};
+	struct racer r = {f, env, {"fetch", f->base, NULL}, -1, NULL, NULL};
+	pthread_t th;
+	int polls_empty = 0;
+
+	if (!VMD_FAULT_INJECTION) {
+		printf("skipped: built without -Dfault_injection=true\n");
+		skip();
+	}
+	th_write_pattern(f->base, 32u << 20, 9);
+	assert_int_equal(pthread_create(&th, NULL, race, &r), 0);
+	for (int i = 0; i < 2000 && __atomic_load_n(&r.status, __ATOMIC_ACQUIRE) == -1;
+	     i++) {
+		DIR *d = opendir(f->cache);
+		struct dirent *de;
+
+		if (d) {
+			int seen = 0;
+
+			while ((de = readdir(d)) != NULL) {
+				if (de->d_name[0] == '.')
+					continue;
+				char *p = th_path(f->cache, de->d_name);
+
+				assert_int_equal(th_file_size(p), 32u << 20);
+				free(p);
+				seen = 1;
+			}
+			closedir(d);
+			polls_empty += !seen;
+		}
+		usleep(2000);
+	}
+	pthread_join(th, NULL);
+	assert_int_equal(r.status, 0);
+	/* The poll did watch the fetch in progress. */
+	assert_true(polls_empty > 10);
+	assert_int_equal(count_cache_entries(f), 1);
+	free(r.out);
+	free(r.err);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_version_and_help),
+		T(test_errors_one_line_nothing_left),
+		T(test_create_info_json),
+		T(test_concurrent_fetch_copies_once),
+		T(test_concurrent_creates_share_one_copy),
+		T(test_killed_fetch_leaves_nothing),
+		T(test_no_partial_file_under_final_name),
+	};
+
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+	return cmocka_run_group_tests_name("cli", tests, NULL, NULL);
+}

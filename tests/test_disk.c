@@ -1,0 +1,438 @@
+/*
+ * Tests of the disk calls (lib/disk.c, cache.c, record.c and the flat and
+ * qcow2 backends) through the public API, with qemu-img as the judge of
+ * every qcow2 disk made.
+ */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include "vmd_build_config.h"
+#include <vmdisk/vmdisk.h>
+
+#define INST "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
+#define INST2 "0b6b3a52-7a4e-4f7b-8f5e-2d2b1b0a9c11"
+#define BASE_SIZE (4u << 20)
+
+struct fixture {
+	char *dir;
+	char *instances;
+	char *base;
+	struct vmd_config cfg;
+	struct vmd_ctx *ctx;
+};
+
+static void fixture_ctx(struct fixture *f)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	vmd_ctx_free(f->ctx);
+	f->ctx = vmd_ctx_new(&f->cfg, &err);
+	assert_non_null(f->ctx);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	unsigned char block[65536];
+
+	f->dir = th_mkdtemp("disk");
+	f->instances = th_path(f->dir, "instances");
+	f->base = th_path(f->dir, "base.raw");
+	/* A base with data, a hole and a zero-filled range. */
+	memset(block, 0xc3, sizeof(block));
+	th_pwrite_at(f->base, block, sizeof(block), 0);
+	th_pwrite_at(f->base, block, sizeof(block), 3u << 20);
+	assert_int_equal(truncate(f->base, BASE_SIZE), 0);
+	vmd_config_defaults(&f->cfg);
+	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
+	         f->instances);
+	f->cfg.lock_timeout_seconds = 10;
+	fixture_ctx(f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	vmd_ctx_free(f->ctx);
+	th_rmtree(f->dir);
+	free(f->dir);
+	free(f->instances);
+	free(f->base);
+	free(f);
+	return 0;
+}
+
+static char *disk_path(struct fixture *f, const char *inst, const char *disk)
+{
+	char *p;
+
+	assert_true(asprintf(&p, "%s/%s/%s", f->instances, inst, disk) > 0);
+	return p;
+}
+
+static int count_cache_entries(struct fixture *f)
+{
+	char *cache = th_path(f->instances, "_base");
+	DIR *d = opendir(cache);
+	struct dirent *de;
+	int n = 0;
+
+	free(cache);
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+static void create_ok(struct fixture *f, const char *inst, const char *disk,
+                      enum vmd_backend_kind backend, uint64_t size,
+                      struct vmd_disk_info *info)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts opts = {f->base, size, backend};
+
+	if (vmd_disk_create(f->ctx, inst, disk, &opts, info, &err) != 0)
+		fail_msg("create: %s (%s)", err.msg, err.detail);
+}
+
+static void test_qcow2_overlay_on_cached_base(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_disk_info info;
+	char *p = disk_path(f, INST, "disk");
+
+	th_require_qemu_img();
+	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
+	assert_string_equal(info.backend, "qcow2");
+	assert_string_equal(info.format, "qcow2");
+	assert_int_equal(info.virtual_size, BASE_SIZE);
+	assert_string_equal(info.path, p);
+	assert_non_null(strstr(info.backing, "/_base/"));
+	th_assert_qcow2_check_clean(p);
+	th_assert_images_identical(f->base, "raw", p, "qcow2", 1);
+	/* The cached base is a verbatim copy of the source. */
+	assert_true(th_files_equal(f->base, info.backing));
+
+	/* A second disk of another size shares the same cache entry. */
+	char *p2 = disk_path(f, INST2, "disk");
+
+	create_ok(f, INST2, "disk", VMD_BACKEND_QCOW2, 1ull << 30, &info);
+	assert_int_equal(info.virtual_size, 1ull << 30);
+	th_assert_qcow2_check_clean(p2);
+	th_assert_images_identical(f->base, "raw", p2, "qcow2", 0);
+	assert_int_equal(count_cache_entries(f), 1);
+	free(p);
+	free(p2);
+}
+
+static void test_flat_copy_is_sparse_and_equal(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_disk_info info;
+	char *p = disk_path(f, INST, "disk.local");
+	struct stat st;
+
+	create_ok(f, INST, "disk.local", VMD_BACKEND_FLAT, 8u << 20, &info);
+	assert_string_equal(info.backend, "flat");
+	assert_string_equal(info.format, "raw");
+	assert_int_equal(info.virtual_size, 8u << 20);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	/* Only the two 64 KiB data blocks are allocated. */
+	assert_true(info.actual_size <= 4 * 65536);
+	assert_int_equal(truncate(p, BASE_SIZE), 0);
+	assert_true(th_files_equal(f->base, p));
+	free(p);
+}
+
+static void test_flat_preallocate_space(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_disk_info info;
+
+	f->cfg.preallocate_images = VMD_PREALLOCATE_SPACE;
+	fixture_ctx(f);
+	create_ok(f, INST, "disk", VMD_BACKEND_FLAT, 16u << 20, &info);
+	assert_true(info.actual_size >= 16u << 20);
+}
+
+static void test_default_backend_follows_config(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_disk_info info;
+
+	f->cfg.use_cow_images = false;
+	fixture_ctx(f);
+	create_ok(f, INST, "disk", VMD_BACKEND_DEFAULT, 0, &info);
+	assert_string_equal(info.backend, "flat");
+	f->cfg.use_cow_images = true;
+	fixture_ctx(f);
+	create_ok(f, INST, "disk2", VMD_BACKEND_DEFAULT, 0, &info);
+	assert_string_equal(info.backend, "qcow2");
+	/* The record, not today's configuration, decides later calls. */
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	assert_int_equal(vmd_disk_info(f->ctx, INST, "disk", &info, &err), 0);
+	assert_string_equal(info.backend, "flat");
+	assert_string_equal(info.format, "raw");
+}
+
+static void assert_nothing_created(struct fixture *f, const char *inst)
+{
+	char *idir = th_path(f->instances, inst);
+
+	assert_false(th_exists(idir));
+	assert_int_equal(count_cache_entries(f), 0);
+	free(idir);
+}
+
+static void expect_create_error(struct fixture *f, const char *inst,
+                                const char *disk, const char *image,
+                                uint64_t size, enum vmd_backend_kind backend,
+                                enum vmd_errc code)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts opts = {image, size, backend};
+
+	assert_int_equal(vmd_disk_create(f->ctx, inst, disk, &opts, NULL, &err),
+	                 code);
+	/* Public messages name the step and show no host path. */
+	assert_true(strncmp(err.msg, "create: ", 8) == 0);
+	assert_null(strchr(err.msg, '/'));
+}
+
+static void test_bad_requests_create_nothing(void **state)
+{
+	struct fixture *f = *state;
+	char *missing = th_path(f->dir, "missing.raw");
+
+	expect_create_error(f, "not-a-uuid", "disk", f->base, 0,
+	                    VMD_BACKEND_QCOW2, VMD_E_INVAL);
+	expect_create_error(f, INST, "../etc", f->base, 0, VMD_BACKEND_QCOW2,
+	                    VMD_E_INVAL);
+	expect_create_error(f, INST, "a/b", f->base, 0, VMD_BACKEND_FLAT,
+	                    VMD_E_INVAL);
+	expect_create_error(f, INST, "disk", missing, 0, VMD_BACKEND_QCOW2,
+	                    VMD_E_NOTFOUND);
+	expect_create_error(f, INST, "disk", f->base, 1u << 20,
+	                    VMD_BACKEND_QCOW2, VMD_E_TOOSMALL);
+	expect_create_error(f, INST, "disk", f->base, 1000, VMD_BACKEND_FLAT,
+	                    VMD_E_INVAL);
+	expect_create_error(f, INST, "disk", f->base, 0, VMD_BACKEND_LVM,
+	                    VMD_E_UNSUPPORTED);
+	expect_create_error(f, INST, "disk", f->dir, 0, VMD_BACKEND_FLAT,
+	                    VMD_E_INVAL);
+	assert_nothing_created(f, INST);
+	free(missing);
+}
+
+static void test_non_raw_image_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts opts = {NULL, 0, VMD_BACKEND_QCOW2};
+	char *q = th_path(f->dir, "image.qcow2");
+	const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", q,
+	                      "1M", NULL};
+
+	th_require_qemu_img();
+	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+	opts.image = q;
+	assert_int_equal(vmd_disk_create(f->ctx, INST, "disk", &opts, NULL,
+	                                 &err),
+	                 VMD_E_UNSUPPORTED);
+	assert_non_null(strstr(err.msg, "qcow2"));
+	assert_nothing_created(f, INST);
+	free(q);
+}
+
+static void test_existing_disk_untouched(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts opts = {NULL, 0, VMD_BACKEND_FLAT};
+	struct vmd_disk_info info;
+	char *p = disk_path(f, INST, "disk");
+
+	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
+	opts.image = f->base;
+	assert_int_equal(vmd_disk_create(f->ctx, INST, "disk", &opts, NULL,
+	                                 &err),
+	                 VMD_E_EXISTS);
+	assert_int_equal(vmd_disk_info(f->ctx, INST, "disk", &info, &err), 0);
+	assert_string_equal(info.format, "qcow2");
+
+	/* A file the record does not know about is not overwritten either. */
+	char *stray = disk_path(f, INST, "stray");
+
+	th_write_text(stray, "guest data");
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_disk_create(f->ctx, INST, "stray", &opts, NULL,
+	                                 &err),
+	                 VMD_E_EXISTS);
+	char *text = th_read_text(stray);
+
+	assert_string_equal(text, "guest data");
+	free(text);
+	free(stray);
+	free(p);
+}
+
+static void test_resize(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	char *q = disk_path(f, INST, "disk");
+
+	th_require_qemu_img();
+	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
+	create_ok(f, INST, "flat", VMD_BACKEND_FLAT, 0, &info);
+	assert_int_equal(vmd_disk_resize(f->ctx, INST, "disk", 2ull << 30, &err),
+	                 0);
+	assert_int_equal(vmd_disk_info(f->ctx, INST, "disk", &info, &err), 0);
+	assert_int_equal(info.virtual_size, 2ull << 30);
+	th_assert_qcow2_check_clean(q);
+	th_assert_images_identical(f->base, "raw", q, "qcow2", 0);
+	assert_int_equal(vmd_disk_resize(f->ctx, INST, "disk", 1u << 20, &err),
+	                 VMD_E_TOOSMALL);
+	vmd_error_clear(&err);
+
+	assert_int_equal(vmd_disk_resize(f->ctx, INST, "flat", 64u << 20, &err),
+	                 0);
+	assert_int_equal(vmd_disk_info(f->ctx, INST, "flat", &info, &err), 0);
+	assert_int_equal(info.virtual_size, 64u << 20);
+	assert_int_equal(vmd_disk_resize(f->ctx, INST, "flat", 1u << 20, &err),
+	                 VMD_E_TOOSMALL);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_disk_resize(f->ctx, INST, "nope", 64u << 20, &err),
+	                 VMD_E_NOTFOUND);
+	free(q);
+}
+
+static void test_remove(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	char *idir = th_path(f->instances, INST);
+	char *p1 = disk_path(f, INST, "disk"), *p2 = disk_path(f, INST, "swap");
+
+	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
+	create_ok(f, INST, "swap", VMD_BACKEND_FLAT, 0, &info);
+	assert_int_equal(vmd_disk_remove(f->ctx, INST, "disk", &err), 0);
+	assert_false(th_exists(p1));
+	assert_true(th_exists(p2));
+	assert_int_equal(vmd_disk_info(f->ctx, INST, "disk", &info, &err),
+	                 VMD_E_NOTFOUND);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_disk_info(f->ctx, INST, "swap", &info, &err), 0);
+	assert_int_equal(vmd_disk_remove(f->ctx, INST, "swap", &err), 0);
+	/* The last disk takes the instance directory (and record) along. */
+	assert_false(th_exists(idir));
+	assert_int_equal(vmd_disk_remove(f->ctx, INST, "swap", &err),
+	                 VMD_E_NOTFOUND);
+	/* The base stays cached for the next instance. */
+	assert_int_equal(count_cache_entries(f), 1);
+	free(idir);
+	free(p1);
+	free(p2);
+}
+
+static void test_libvirt_xml(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	char *xml = NULL;
+	char *p = disk_path(f, INST, "disk");
+	char *src;
+
+	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
+	assert_int_equal(vmd_disk_libvirt_xml(f->ctx, INST, "disk", "vdb", &xml,
+	                                      &err),
+	                 0);
+	assert_non_null(strstr(xml, "type='qcow2'"));
+	assert_non_null(strstr(xml, "<target dev='vdb' bus='virtio'/>"));
+	assert_true(asprintf(&src, "<source file='%s'/>", p) > 0);
+	assert_non_null(strstr(xml, src));
+	free(xml);
+	assert_int_equal(vmd_disk_libvirt_xml(f->ctx, INST, "disk", "vd'b",
+	                                      &xml, &err),
+	                 VMD_E_INVAL);
+	free(src);
+	free(p);
+}
+
+static void test_cache_fetch_once(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_cache_entry a, b;
+	struct stat st;
+
+	assert_int_equal(vmd_cache_fetch(f->ctx, f->base, &a, &err), 0);
+	assert_true(a.fetched);
+	assert_int_equal(strlen(a.id), 40);
+	assert_int_equal(vmd_cache_fetch(f->ctx, f->base, &b, &err), 0);
+	assert_false(b.fetched);
+	assert_string_equal(a.path, b.path);
+	assert_int_equal(b.virtual_size, BASE_SIZE);
+	assert_int_equal(stat(a.path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0644);
+	assert_true(th_files_equal(f->base, a.path));
+}
+
+/* A failure after the disk exists removes it and the directory it made. */
+static void test_failure_after_disk_cleans_up(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts opts = {NULL, 0, VMD_BACKEND_QCOW2};
+	char *idir = th_path(f->instances, INST);
+
+	if (!VMD_FAULT_INJECTION) {
+		printf("skipped: built without -Dfault_injection=true\n");
+		skip();
+	}
+	opts.image = f->base;
+	setenv("VMDISK_FAULT", "disk.before_record:fail", 1);
+	assert_int_equal(vmd_disk_create(f->ctx, INST, "disk", &opts, NULL,
+	                                 &err),
+	                 VMD_E_IO);
+	unsetenv("VMDISK_FAULT");
+	assert_false(th_exists(idir));
+	free(idir);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_qcow2_overlay_on_cached_base),
+		T(test_flat_copy_is_sparse_and_equal),
+		T(test_flat_preallocate_space),
+		T(test_default_backend_follows_config),
+		T(test_bad_requests_create_nothing),
+		T(test_non_raw_image_refused),
+		T(test_existing_disk_untouched),
+		T(test_resize),
+		T(test_remove),
+		T(test_libvirt_xml),
+		T(test_cache_fetch_once),
+		T(test_failure_after_disk_cleans_up),
+	};
+
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+	return cmocka_run_group_tests_name("disk", tests, NULL, NULL);
+}

@@ -1,0 +1,301 @@
+/*
+ * Tests of the native qcow2 writer, header reader and growth (lib/qcow2.c),
+ * checked by qemu-img and qemu-io as independent implementations.
+ */
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bytes.h"
+#include "helpers.h"
+#include "qcow2.h"
+
+struct fixture {
+	char *dir;
+	char *base;
+	char *img;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	f->dir = th_mkdtemp("qcow2");
+	f->base = th_path(f->dir, "base.raw");
+	f->img = th_path(f->dir, "img.qcow2");
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	th_rmtree(f->dir);
+	free(f->dir);
+	free(f->base);
+	free(f->img);
+	free(f);
+	return 0;
+}
+
+static void write_image(const char *path, uint64_t size, const char *backing,
+                        const char *fmt)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	assert_true(fd >= 0);
+	if (vmd_qcow2_write_new(fd, size, VMD_QCOW2_DEFAULT_CLUSTER_BITS,
+	                        backing, fmt, &err) != 0)
+		fail_msg("write_new: %s (%s)", err.msg, err.detail);
+	close(fd);
+}
+
+/* `qemu-img info` of the image as JSON (format given: never probed). */
+static struct json_object *qemu_info(const char *path)
+{
+	const char *argv[] = {"qemu-img", "info", "-f", "qcow2",
+	                      "--output=json", path, NULL};
+	char *out = NULL;
+	struct json_object *o;
+
+	assert_int_equal(th_run(argv, NULL, &out, NULL), 0);
+	o = json_tokener_parse(out);
+	assert_non_null(o);
+	free(out);
+	return o;
+}
+
+static int64_t json_int(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	assert_true(json_object_object_get_ex(o, key, &v));
+	return json_object_get_int64(v);
+}
+
+static const char *json_str(struct json_object *o, const char *key)
+{
+	struct json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+static void qemu_io(const char *path, const char *cmd, int expect_ok)
+{
+	const char *argv[] = {"qemu-io", "-f", "qcow2", "-c", cmd, path, NULL};
+	char *out = NULL, *errs = NULL;
+	int status = th_run(argv, NULL, &out, &errs);
+	int ok = status == 0 && !strstr(out, "failed") &&
+	         !strstr(errs, "failed");
+
+	if (ok != expect_ok)
+		fail_msg("qemu-io '%s': status %d\n%s%s", cmd, status, out, errs);
+	free(out);
+	free(errs);
+}
+
+static void test_blank_images_check_clean(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t sizes[] = {512, 1ull << 30, 10ull << 30, 16ull << 40};
+
+	th_require_qemu_img();
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		write_image(f->img, sizes[i], NULL, NULL);
+		th_assert_qcow2_check_clean(f->img);
+		struct json_object *info = qemu_info(f->img);
+
+		assert_int_equal(json_int(info, "virtual-size"), sizes[i]);
+		assert_null(json_str(info, "backing-filename"));
+		json_object_put(info);
+	}
+}
+
+static void test_overlay_reads_as_base(void **state)
+{
+	struct fixture *f = *state;
+
+	th_require_qemu_img();
+	th_write_pattern(f->base, 3u << 20, 7);
+	write_image(f->img, 3u << 20, f->base, "raw");
+	th_assert_qcow2_check_clean(f->img);
+	th_assert_images_identical(f->base, "raw", f->img, "qcow2", 1);
+
+	struct json_object *info = qemu_info(f->img);
+
+	assert_string_equal(json_str(info, "backing-filename"), f->base);
+	assert_string_equal(json_str(info, "backing-filename-format"), "raw");
+	json_object_put(info);
+
+	/* A larger overlay: the extra area reads as zeroes. */
+	write_image(f->img, 1ull << 30, f->base, "raw");
+	th_assert_qcow2_check_clean(f->img);
+	th_assert_images_identical(f->base, "raw", f->img, "qcow2", 0);
+}
+
+static void test_header_round_trip(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_qcow2_header h;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	th_write_pattern(f->base, 1u << 20, 3);
+	write_image(f->img, 5ull << 30, f->base, "raw");
+	int fd = open(f->img, O_RDONLY | O_CLOEXEC);
+
+	assert_int_equal(vmd_qcow2_read_header(fd, &h, &err), 0);
+	close(fd);
+	assert_int_equal(h.version, 3);
+	assert_int_equal(h.size, 5ull << 30);
+	assert_int_equal(h.cluster_bits, 16);
+	assert_int_equal(h.l1_size, 10);
+	assert_string_equal(h.backing_file, f->base);
+	assert_string_equal(h.backing_format, "raw");
+}
+
+static void test_grow_within_l1(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	th_require_qemu_img();
+	th_write_pattern(f->base, 2u << 20, 11);
+	write_image(f->img, 1ull << 30, f->base, "raw");
+	/* Guest data written by QEMU, past the base, before the resize. */
+	qemu_io(f->img, "write -P 0x5a 700M 1M", 1);
+	qemu_io(f->img, "write -P 0x33 0 64k", 1);
+
+	int fd = open(f->img, O_RDWR | O_CLOEXEC);
+
+	assert_int_equal(vmd_qcow2_grow(fd, 3ull << 30, &err), 0);
+	close(fd);
+	th_assert_qcow2_check_clean(f->img);
+	struct json_object *info = qemu_info(f->img);
+
+	assert_int_equal(json_int(info, "virtual-size"), 3ull << 30);
+	json_object_put(info);
+	qemu_io(f->img, "read -P 0x5a 700M 1M", 1);
+	qemu_io(f->img, "read -P 0x33 0 64k", 1);
+	qemu_io(f->img, "read -P 0 2G 1M", 1);
+	/* And the new area is writable. */
+	qemu_io(f->img, "write -P 0x77 2500M 1M", 1);
+	th_assert_qcow2_check_clean(f->img);
+}
+
+static void test_grow_refusals(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	int fd;
+
+	write_image(f->img, 1ull << 30, NULL, NULL);
+	fd = open(f->img, O_RDWR | O_CLOEXEC);
+	assert_int_equal(vmd_qcow2_grow(fd, 512ull << 20, &err), VMD_E_TOOSMALL);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_qcow2_grow(fd, (2ull << 30) + 1, &err),
+	                 VMD_E_INVAL);
+	vmd_error_clear(&err);
+	/* 5 TiB needs 10240 L1 entries; one 64 KiB L1 cluster holds 8192. */
+	assert_int_equal(vmd_qcow2_grow(fd, 5ull << 40, &err),
+	                 VMD_E_UNSUPPORTED);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_qcow2_grow(fd, 4ull << 40, &err), 0);
+	close(fd);
+}
+
+static void test_write_refusals(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char longname[1100];
+	int fd = open(f->img, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+
+	assert_int_equal(vmd_qcow2_write_new(fd, 1000, 16, NULL, NULL, &err),
+	                 VMD_E_INVAL);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_qcow2_write_new(fd, 1ull << 62, 16, NULL, NULL,
+	                                     &err),
+	                 VMD_E_INVAL);
+	vmd_error_clear(&err);
+	memset(longname, 'a', sizeof(longname) - 1);
+	longname[0] = '/';
+	longname[sizeof(longname) - 1] = '\0';
+	assert_int_equal(vmd_qcow2_write_new(fd, 1 << 20, 16, longname, "raw",
+	                                     &err),
+	                 VMD_E_INVAL);
+	close(fd);
+}
+
+/* Damaged headers are errors, never crashes or reads out of bounds. */
+static void test_reader_rejects_damage(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_qcow2_header h;
+	struct {
+		size_t off;
+		unsigned char bytes[8];
+		size_t len;
+		int expect;
+	} cases[] = {
+		{0, {0, 0, 0, 0}, 4, VMD_E_CORRUPT},             /* magic */
+		{4, {0, 0, 0, 1}, 4, VMD_E_UNSUPPORTED},         /* version 1 */
+		{20, {0, 0, 0, 30}, 4, VMD_E_CORRUPT},           /* cluster bits */
+		{36, {0, 0, 0, 0}, 4, VMD_E_CORRUPT},            /* l1 too small */
+		{8, {0, 0, 0, 0, 0, 0, 0xff, 0xf0}, 8, VMD_E_CORRUPT}, /* name */
+		{100, {0, 0, 0, 0x69}, 4, VMD_E_CORRUPT},        /* hdr length */
+		{40, {0, 0, 0x10, 0, 0, 0, 0, 0}, 8, VMD_E_CORRUPT}, /* L1 off */
+	};
+
+	th_write_pattern(f->base, 1u << 20, 5);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct vmd_error err = VMD_ERROR_INIT;
+
+		write_image(f->img, 1ull << 30, f->base, "raw");
+		th_pwrite_at(f->img, cases[i].bytes, cases[i].len, cases[i].off);
+		int fd = open(f->img, O_RDONLY | O_CLOEXEC);
+
+		assert_int_equal(vmd_qcow2_read_header(fd, &h, &err),
+		                 cases[i].expect);
+		close(fd);
+	}
+	/* Empty and truncated files. */
+	for (uint64_t len = 0; len <= 104; len += 52) {
+		struct vmd_error err = VMD_ERROR_INIT;
+
+		write_image(f->img, 1ull << 30, NULL, NULL);
+		assert_int_equal(truncate(f->img, (off_t)len), 0);
+		int fd = open(f->img, O_RDONLY | O_CLOEXEC);
+
+		assert_true(vmd_qcow2_read_header(fd, &h, &err) < 0);
+		close(fd);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_blank_images_check_clean,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_overlay_reads_as_base, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_header_round_trip, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_grow_within_l1, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_grow_refusals, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_write_refusals, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_reader_rejects_damage, setup,
+		                                teardown),
+	};
+
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+	return cmocka_run_group_tests_name("qcow2", tests, NULL, NULL);
+}

@@ -1,0 +1,458 @@
+/*
+ * vmdisk: the command-line tool over libvmdisk.
+ *
+ *   vmdisk [--config F] [--json] [-v|-q] COMMAND [ARGS]
+ *
+ * Exit status: 0 done, 1 the operation failed, 2 the command line was wrong.
+ * A failure prints exactly one line on stderr, the library's public message;
+ * the detail goes to the log (syslog by default, stderr with -v).
+ * Arguments are checked here before the library sees them so that a typo is
+ * a usage error (2) rather than a failed operation (1).
+ */
+#include <getopt.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vmdisk/vmdisk.h>
+
+enum { EXIT_OK = 0, EXIT_FAILED = 1, EXIT_USAGE = 2 };
+
+struct cli {
+	const char *config_path;
+	bool json;
+	int verbose; /* -1 quiet, 0 config, 1 info, 2 debug */
+	struct vmd_ctx *ctx;
+};
+
+struct command {
+	const char *name;
+	const char *usage;
+	const char *summary;
+	int (*run)(struct cli *cli, int argc, char **argv);
+};
+
+static const struct command *find_command(const char *name);
+
+static int usage_error(const char *msg)
+{
+	fprintf(stderr, "vmdisk: %s (see vmdisk --help)\n", msg);
+	return EXIT_USAGE;
+}
+
+static int failed(const struct vmd_error *err)
+{
+	fprintf(stderr, "vmdisk: %s\n",
+	        err->msg[0] ? err->msg : "operation failed");
+	return EXIT_FAILED;
+}
+
+static void print_command_help(const struct command *c)
+{
+	printf("usage: vmdisk [--config F] [--json] [-v|-q] %s\n\n%s\n",
+	       c->usage, c->summary);
+}
+
+/* Parse only "--help"/"-h" and the given long options of a subcommand. */
+static int parse_sub(const struct command *c, int argc, char **argv,
+                     const struct option *longopts, int *positional_start,
+                     int (*on_opt)(int opt, const char *arg, void *state),
+                     void *state)
+{
+	int opt;
+
+	optind = 0;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			print_command_help(c);
+			return -1;
+		}
+		if (opt == '?' || opt == ':')
+			return usage_error("bad option or missing value");
+		int rc = on_opt ? on_opt(opt, optarg, state) : EXIT_USAGE;
+
+		if (rc != 0)
+			return rc;
+	}
+	*positional_start = optind;
+	return 0;
+}
+
+static int parse_size_arg(const char *s, uint64_t *out)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	if (vmd_parse_size(s, out, &err) < 0)
+		return usage_error(err.msg);
+	if (*out % 512)
+		return usage_error("size must be a multiple of 512 bytes");
+	return 0;
+}
+
+static int check_disk_args(const char *instance, const char *disk)
+{
+	if (!vmd_valid_uuid(instance))
+		return usage_error("instance id must be a UUID");
+	if (!vmd_valid_disk_name(disk))
+		return usage_error(
+			"bad disk name (allowed: [A-Za-z0-9][A-Za-z0-9._-]{0,63})");
+	return 0;
+}
+
+static void print_json(struct json_object *o)
+{
+	printf("%s\n", json_object_to_json_string_ext(
+		               o, JSON_C_TO_STRING_PRETTY |
+		                          JSON_C_TO_STRING_NOSLASHESCAPE));
+	json_object_put(o);
+}
+
+static void print_info(const struct cli *cli, const struct vmd_disk_info *info)
+{
+	if (cli->json) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "backend",
+		                       json_object_new_string(info->backend));
+		json_object_object_add(o, "format",
+		                       json_object_new_string(info->format));
+		json_object_object_add(o, "virtual_size",
+		                       json_object_new_uint64(info->virtual_size));
+		json_object_object_add(o, "actual_size",
+		                       json_object_new_uint64(info->actual_size));
+		json_object_object_add(o, "path",
+		                       json_object_new_string(info->path));
+		json_object_object_add(
+			o, "backing",
+			info->backing[0] ? json_object_new_string(info->backing)
+			                 : NULL);
+		print_json(o);
+		return;
+	}
+	printf("backend: %s\nformat: %s\nvirtual size: %llu\n"
+	       "actual size: %llu\npath: %s\n",
+	       info->backend, info->format,
+	       (unsigned long long)info->virtual_size,
+	       (unsigned long long)info->actual_size, info->path);
+	if (info->backing[0])
+		printf("backing file: %s\n", info->backing);
+}
+
+static int cmd_fetch(struct cli *cli, int argc, char **argv)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_cache_entry entry;
+	int first;
+	int rc = parse_sub(find_command("fetch"), argc, argv,
+	                   (const struct option[]){{"help", 0, NULL, 'h'},
+	                                           {NULL, 0, NULL, 0}},
+	                   &first, NULL, NULL);
+
+	if (rc != 0)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - first != 1)
+		return usage_error("fetch: expected one image source");
+	if (vmd_cache_fetch(cli->ctx, argv[first], &entry, &err) < 0)
+		return failed(&err);
+	if (cli->json) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "id", json_object_new_string(entry.id));
+		json_object_object_add(o, "path",
+		                       json_object_new_string(entry.path));
+		json_object_object_add(
+			o, "format",
+			json_object_new_string(vmd_format_name(entry.format)));
+		json_object_object_add(o, "virtual_size",
+		                       json_object_new_uint64(entry.virtual_size));
+		json_object_object_add(o, "fetched",
+		                       json_object_new_boolean(entry.fetched));
+		print_json(o);
+	} else {
+		printf("%s %s\n", entry.fetched ? "fetched" : "cached",
+		       entry.path);
+	}
+	return EXIT_OK;
+}
+
+struct create_state {
+	struct vmd_create_opts opts;
+};
+
+static int create_opt(int opt, const char *arg, void *state)
+{
+	struct create_state *st = state;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	switch (opt) {
+	case 'i':
+		st->opts.image = arg;
+		return 0;
+	case 's':
+		return parse_size_arg(arg, &st->opts.size);
+	case 'b':
+		if (vmd_parse_backend(arg, &st->opts.backend, &err) < 0)
+			return usage_error(err.msg);
+		return 0;
+	default:
+		return EXIT_USAGE;
+	}
+}
+
+static int cmd_create(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"image", required_argument, NULL, 'i'},
+		{"size", required_argument, NULL, 's'},
+		{"backend", required_argument, NULL, 'b'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct create_state st = {{NULL, 0, VMD_BACKEND_DEFAULT}};
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	int first;
+	int rc = parse_sub(find_command("create"), argc, argv, longopts, &first,
+	                   create_opt, &st);
+
+	if (rc != 0)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - first != 2)
+		return usage_error("create: expected INSTANCE and DISK");
+	if (!st.opts.image)
+		return usage_error("create: --image is required");
+	rc = check_disk_args(argv[first], argv[first + 1]);
+	if (rc != 0)
+		return rc;
+	if (vmd_disk_create(cli->ctx, argv[first], argv[first + 1], &st.opts,
+	                    &info, &err) < 0)
+		return failed(&err);
+	print_info(cli, &info);
+	return EXIT_OK;
+}
+
+static int disk_command_args(const char *name, int argc, char **argv,
+                             int nargs, int *first)
+{
+	char msg[96];
+	int rc = parse_sub(find_command(name), argc, argv,
+	                   (const struct option[]){{"help", 0, NULL, 'h'},
+	                                           {NULL, 0, NULL, 0}},
+	                   first, NULL, NULL);
+
+	if (rc != 0)
+		return rc;
+	if (argc - *first != nargs) {
+		snprintf(msg, sizeof(msg), "%s: expected %s", name,
+		         nargs == 2 ? "INSTANCE and DISK" : "INSTANCE DISK SIZE");
+		return usage_error(msg);
+	}
+	return check_disk_args(argv[*first], argv[*first + 1]);
+}
+
+static int cmd_info(struct cli *cli, int argc, char **argv)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	int first;
+	int rc = disk_command_args("info", argc, argv, 2, &first);
+
+	if (rc != 0)
+		return rc < 0 ? EXIT_OK : rc;
+	if (vmd_disk_info(cli->ctx, argv[first], argv[first + 1], &info,
+	                  &err) < 0)
+		return failed(&err);
+	print_info(cli, &info);
+	return EXIT_OK;
+}
+
+static int cmd_resize(struct cli *cli, int argc, char **argv)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	uint64_t size;
+	int first;
+	int rc = disk_command_args("resize", argc, argv, 3, &first);
+
+	if (rc != 0)
+		return rc < 0 ? EXIT_OK : rc;
+	rc = parse_size_arg(argv[first + 2], &size);
+	if (rc != 0)
+		return rc;
+	if (vmd_disk_resize(cli->ctx, argv[first], argv[first + 1], size,
+	                    &err) < 0)
+		return failed(&err);
+	return EXIT_OK;
+}
+
+static int cmd_remove(struct cli *cli, int argc, char **argv)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	int first;
+	int rc = disk_command_args("remove", argc, argv, 2, &first);
+
+	if (rc != 0)
+		return rc < 0 ? EXIT_OK : rc;
+	if (vmd_disk_remove(cli->ctx, argv[first], argv[first + 1], &err) < 0)
+		return failed(&err);
+	return EXIT_OK;
+}
+
+static int xml_opt(int opt, const char *arg, void *state)
+{
+	if (opt != 't')
+		return EXIT_USAGE;
+	*(const char **)state = arg;
+	return 0;
+}
+
+static int cmd_xml(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"target", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct vmd_error err = VMD_ERROR_INIT;
+	const char *target = "vda";
+	char *xml = NULL;
+	int first;
+	int rc = parse_sub(find_command("xml"), argc, argv, longopts, &first,
+	                   xml_opt, &target);
+
+	if (rc != 0)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - first != 2)
+		return usage_error("xml: expected INSTANCE and DISK");
+	rc = check_disk_args(argv[first], argv[first + 1]);
+	if (rc != 0)
+		return rc;
+	if (vmd_disk_libvirt_xml(cli->ctx, argv[first], argv[first + 1], target,
+	                         &xml, &err) < 0)
+		return failed(&err);
+	fputs(xml, stdout);
+	free(xml);
+	return EXIT_OK;
+}
+
+static const struct command commands[] = {
+	{"fetch", "fetch SOURCE",
+	 "Copy an image into the base-image cache (once, however many callers).",
+	 cmd_fetch},
+	{"create",
+	 "create INSTANCE DISK --image SOURCE [--size SIZE] [--backend flat|qcow2|default]",
+	 "Create DISK of INSTANCE (a UUID) from an image. SIZE defaults to the\n"
+	 "image's size and may not be smaller; units K, M, G, T (powers of 1024).",
+	 cmd_create},
+	{"info", "info INSTANCE DISK", "Show a disk's backend, format and sizes.",
+	 cmd_info},
+	{"resize", "resize INSTANCE DISK SIZE", "Grow a disk (never shrinks).",
+	 cmd_resize},
+	{"remove", "remove INSTANCE DISK", "Remove a disk.", cmd_remove},
+	{"xml", "xml INSTANCE DISK [--target DEV]",
+	 "Print the libvirt <disk> element for a disk.", cmd_xml},
+};
+
+static const struct command *find_command(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void print_help(void)
+{
+	printf("usage: vmdisk [--config FILE] [--json] [-v|-q] COMMAND [ARGS]\n\n"
+	       "Make the disks of virtual machines from base images.\n\n"
+	       "Commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		printf("  %s\n", commands[i].usage);
+	printf("\nOptions:\n"
+	       "  --config FILE  configuration (default $VMDISK_CONFIG, then "
+	       VMD_DEFAULT_CONFIG_PATH ")\n"
+	       "  --json         machine-readable output\n"
+	       "  -v             log to stderr (-vv: debug)\n"
+	       "  -q             no log at all\n"
+	       "  --version      print the version\n\n"
+	       "Exit status: 0 done, 1 operation failed, 2 usage error.\n");
+}
+
+static int setup(struct cli *cli)
+{
+	struct vmd_config cfg;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	if (vmd_config_load(&cfg, cli->config_path, &err) < 0)
+		return failed(&err);
+	if (cli->verbose > 0)
+		vmd_log_setup(VMD_LOG_TO_STDERR,
+		              cli->verbose > 1 ? VMD_LOG_DEBUG : VMD_LOG_INFO,
+		              "vmdisk");
+	else if (cli->verbose == 0)
+		vmd_log_setup(cfg.log_target, cfg.log_level, "vmdisk");
+	cli->ctx = vmd_ctx_new(&cfg, &err);
+	if (!cli->ctx)
+		return failed(&err);
+	return EXIT_OK;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"json", no_argument, NULL, 'j'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"quiet", no_argument, NULL, 'q'},
+		{"help", no_argument, NULL, 'h'},
+		{"version", no_argument, NULL, 'V'},
+		{NULL, 0, NULL, 0},
+	};
+	struct cli cli = {0};
+	const struct command *cmd;
+	int opt, rc;
+
+	/* Nothing is logged until the configuration says where. */
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "vmdisk");
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "+c:jvqhV", longopts, NULL)) !=
+	       -1) {
+		switch (opt) {
+		case 'c': cli.config_path = optarg; break;
+		case 'j': cli.json = true; break;
+		case 'v': cli.verbose = cli.verbose < 0 ? 1 : cli.verbose + 1; break;
+		case 'q': cli.verbose = -1; break;
+		case 'h': print_help(); return EXIT_OK;
+		case 'V': printf("vmdisk %s\n", vmd_version()); return EXIT_OK;
+		default:
+			return usage_error("bad option or missing value");
+		}
+	}
+	if (optind >= argc)
+		return usage_error("no command given");
+	if (strcmp(argv[optind], "help") == 0) {
+		cmd = optind + 1 < argc ? find_command(argv[optind + 1]) : NULL;
+		if (cmd)
+			print_command_help(cmd);
+		else
+			print_help();
+		return EXIT_OK;
+	}
+	cmd = find_command(argv[optind]);
+	if (!cmd)
+		return usage_error("unknown command");
+	/* --help needs no configuration. */
+	for (int i = optind + 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			print_command_help(cmd);
+			return EXIT_OK;
+		}
+	}
+	rc = setup(&cli);
+	if (rc != EXIT_OK)
+		return rc;
+	rc = cmd->run(&cli, argc - optind, argv + optind);
+	vmd_ctx_free(cli.ctx);
+	return rc;
+}
