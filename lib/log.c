@@ -163,6 +163,11 @@ void vmd_secret_unregister(const char *secret)
 {
 	size_t len = secret ? strlen(secret) : 0;
 
+	/* Never matches a registered secret; would match (and wipe) free
+	 * slots and hand memcmp a NULL. */
+	if (len < 4)
+		return;
+
 	pthread_mutex_lock(&log_mutex);
 	for (size_t i = 0; secrets && i < SECRET_SLOTS; i++) {
 		if (secrets[i].len == len &&

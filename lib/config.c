@@ -1,0 +1,577 @@
+/*
+ * Configuration file (see include/vmdisk/config.h).
+ *
+ * inih splits the text into (section, key, value); a table here maps each
+ * key to its field and the check its value must pass. Every value that ends
+ * up in a path or an argv (directories, volume group, pool, Ceph user) is
+ * checked against an allow-list at load time, so later code can use it
+ * as is.
+ *
+ * Parsing is strict and stops at the first problem: a typo in a key must not
+ * silently leave a default in place. The text is fed to inih through our own
+ * line reader, which gives the current line number to the handler and
+ * catches lines longer than inih's line buffer (inih would otherwise cut
+ * such a line in two and read the rest as a line of its own). Values are
+ * parsed into a copy, so on failure the caller's config is left unchanged.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ini.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vmdisk/config.h>
+#include <vmdisk/log.h>
+#include <vmdisk/validate.h>
+
+#define CONFIG_FILE_MAX (1024 * 1024)
+#define ECHO_MAX 40
+
+enum parse_problem {
+	PP_NONE = 0,
+	PP_SECTION,
+	PP_KEY,
+	PP_VALUE,
+	PP_TOO_LONG,
+	PP_LINE_TOO_LONG,
+};
+
+struct parse_state {
+	struct vmd_config cfg; /* working copy */
+	const char *text;      /* the reader's position */
+	int line;              /* number of the line inih is looking at */
+	enum parse_problem problem;
+	int problem_line;
+	char name[ECHO_MAX + 8]; /* echo of the offending key or section */
+	const char *why;         /* for the detail */
+};
+
+/* ---- value checks ---- */
+
+static bool is_alnum(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	       (c >= 'A' && c <= 'Z');
+}
+
+/* [A-Za-z0-9][A-Za-z0-9<extra>]* */
+static bool valid_name(const char *s, const char *extra)
+{
+	if (!is_alnum(s[0]))
+		return false;
+	for (s++; *s; s++)
+		if (!is_alnum(*s) && !strchr(extra, *s))
+			return false;
+	return true;
+}
+
+static bool has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+/* Absolute, with no ".." component that could lead out of it. */
+static bool check_abs_path(const char *s)
+{
+	size_t len = strlen(s);
+
+	return s[0] == '/' && !has_control(s) && !strstr(s, "/../") &&
+	       !(len >= 3 && strcmp(s + len - 3, "/..") == 0);
+}
+
+static bool check_instances_path(const char *s)
+{
+	return check_abs_path(s);
+}
+
+static bool check_optional_abs_path(const char *s)
+{
+	return s[0] == '\0' || check_abs_path(s);
+}
+
+/*
+ * A file token, except that a leading '_' is allowed too: Nova's default
+ * (and ours) is "_base", which vmd_valid_file_token refuses. A leading '.'
+ * or '-' stays refused.
+ */
+static bool check_cache_dir_name(const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > 128 || (s[0] != '_' && !is_alnum(s[0])))
+		return false;
+	for (size_t i = 1; i < len; i++)
+		if (!is_alnum(s[i]) && !strchr("._-", s[i]))
+			return false;
+	return true;
+}
+
+/* LVM volume group and Ceph pool names; VMD_NAME_MAX bounds the length. */
+static bool check_pool_name(const char *s)
+{
+	return valid_name(s, "._+-");
+}
+
+/* The volume group is only needed by the lvm backend; empty means unset. */
+static bool check_optional_pool_name(const char *s)
+{
+	return s[0] == '\0' || check_pool_name(s);
+}
+
+static bool check_optional_user(const char *s)
+{
+	return s[0] == '\0' || valid_name(s, "._-");
+}
+
+static bool check_optional_uuid(const char *s)
+{
+	return s[0] == '\0' || vmd_valid_uuid(s);
+}
+
+static bool parse_u32(const char *s, uint32_t *out)
+{
+	uint64_t v = 0;
+
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		v = v * 10 + (uint64_t)(*s - '0');
+		if (v > UINT32_MAX)
+			return false;
+	}
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* ---- the key table ---- */
+
+enum key_type {
+	KT_STRING,
+	KT_BOOL,
+	KT_BACKEND,
+	KT_PREALLOCATE,
+	KT_U32,
+	KT_LOG_TARGET,
+	KT_LOG_LEVEL,
+};
+
+struct key_def {
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	size_t size;                  /* KT_STRING: the buffer */
+	bool (*check)(const char *s); /* KT_STRING */
+};
+
+#define STR_KEY(field, fn)                                                     \
+	{#field, KT_STRING, offsetof(struct vmd_config, field),                \
+	 sizeof(((struct vmd_config *)0)->field), fn}
+#define KEY(field, type)                                                       \
+	{#field, type, offsetof(struct vmd_config, field), 0, NULL}
+
+static const struct key_def keys[] = {
+	STR_KEY(instances_path, check_instances_path),
+	KEY(images_type, KT_BACKEND),
+	KEY(use_cow_images, KT_BOOL),
+	KEY(force_raw_images, KT_BOOL),
+	KEY(preallocate_images, KT_PREALLOCATE),
+	STR_KEY(image_cache_subdirectory_name, check_cache_dir_name),
+	STR_KEY(images_volume_group, check_optional_pool_name),
+	KEY(sparse_logical_volumes, KT_BOOL),
+	STR_KEY(images_rbd_pool, check_pool_name),
+	STR_KEY(images_rbd_ceph_conf, check_optional_abs_path),
+	STR_KEY(rbd_user, check_optional_user),
+	STR_KEY(rbd_secret_uuid, check_optional_uuid),
+	KEY(lock_timeout_seconds, KT_U32),
+	KEY(log_target, KT_LOG_TARGET),
+	KEY(log_level, KT_LOG_LEVEL),
+};
+
+struct enum_name {
+	const char *name;
+	int value;
+};
+
+static const struct enum_name preallocate_names[] = {
+	{"none", VMD_PREALLOCATE_NONE},
+	{"space", VMD_PREALLOCATE_SPACE},
+};
+
+static const struct enum_name log_target_names[] = {
+	{"stderr", VMD_LOG_TO_STDERR},
+	{"syslog", VMD_LOG_TO_SYSLOG},
+	{"none", VMD_LOG_TO_NONE},
+};
+
+static const struct enum_name log_level_names[] = {
+	{"error", VMD_LOG_ERROR},
+	{"warning", VMD_LOG_WARNING},
+	{"info", VMD_LOG_INFO},
+	{"debug", VMD_LOG_DEBUG},
+};
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+static bool enum_lookup(const struct enum_name *tab, size_t n, const char *s,
+                        int *out)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(tab[i].name, s) == 0) {
+			*out = tab[i].value;
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Store `value` in the field of `k`; PP_NONE or what was wrong with it. */
+static enum parse_problem set_value(struct vmd_config *cfg,
+                                    const struct key_def *k, const char *value)
+{
+	char *field = (char *)cfg + k->offset;
+	int v;
+
+	switch (k->type) {
+	case KT_STRING:
+		if (strlen(value) >= k->size)
+			return PP_TOO_LONG;
+		if (!k->check(value))
+			return PP_VALUE;
+		memcpy(field, value, strlen(value) + 1);
+		return PP_NONE;
+	case KT_BOOL:
+		if (vmd_parse_bool(value, (bool *)field, NULL) < 0)
+			return PP_VALUE;
+		return PP_NONE;
+	case KT_BACKEND:
+		if (vmd_parse_backend(value, (enum vmd_backend_kind *)field,
+		                      NULL) < 0)
+			return PP_VALUE;
+		return PP_NONE;
+	case KT_U32:
+		return parse_u32(value, (uint32_t *)field) ? PP_NONE : PP_VALUE;
+	case KT_PREALLOCATE:
+		if (!enum_lookup(preallocate_names, N_ELEMS(preallocate_names),
+		                 value, &v))
+			return PP_VALUE;
+		*(enum vmd_preallocate *)field = (enum vmd_preallocate)v;
+		return PP_NONE;
+	case KT_LOG_TARGET:
+		if (!enum_lookup(log_target_names, N_ELEMS(log_target_names),
+		                 value, &v))
+			return PP_VALUE;
+		*(enum vmd_log_target *)field = (enum vmd_log_target)v;
+		return PP_NONE;
+	case KT_LOG_LEVEL:
+		if (!enum_lookup(log_level_names, N_ELEMS(log_level_names),
+		                 value, &v))
+			return PP_VALUE;
+		*(enum vmd_log_level *)field = (enum vmd_log_level)v;
+		return PP_NONE;
+	}
+	return PP_VALUE;
+}
+
+/* ---- inih glue ---- */
+
+/* Copy a name from the file for an error text: printable ASCII only, cut. */
+static void echo_name(char *buf, size_t bufsz, const char *s)
+{
+	if (has_control(s)) {
+		buf[0] = '\0';
+		return;
+	}
+	for (const char *p = s; *p; p++) {
+		if ((unsigned char)*p > 0x7e) {
+			buf[0] = '\0';
+			return;
+		}
+	}
+	if (strlen(s) > ECHO_MAX)
+		snprintf(buf, bufsz, "%.*s...", ECHO_MAX, s);
+	else
+		snprintf(buf, bufsz, "%s", s);
+}
+
+static int record(struct parse_state *ps, enum parse_problem problem,
+                  const char *name, const char *why)
+{
+	ps->problem = problem;
+	ps->problem_line = ps->line;
+	ps->why = why;
+	echo_name(ps->name, sizeof(ps->name), name);
+	return 0; /* what inih takes as "error on this line" */
+}
+
+static int on_value(void *user, const char *section, const char *name,
+                    const char *value)
+{
+	struct parse_state *ps = user;
+	enum parse_problem p;
+
+	if (ps->problem != PP_NONE)
+		return 0;
+	if (section[0] && strcmp(section, "DEFAULT") != 0 &&
+	    strcmp(section, "libvirt") != 0 && strcmp(section, "vmdisk") != 0)
+		return record(ps, PP_SECTION, section,
+		              "sections are [DEFAULT], [libvirt] and [vmdisk]");
+	for (size_t i = 0; i < N_ELEMS(keys); i++) {
+		if (strcmp(keys[i].name, name) != 0)
+			continue;
+		p = set_value(&ps->cfg, &keys[i], value);
+		if (p == PP_TOO_LONG)
+			return record(ps, p, name, "value too long");
+		if (p != PP_NONE)
+			return record(ps, p, name, "value not allowed");
+		return 1;
+	}
+	return record(ps, PP_KEY, name, "no such option");
+}
+
+/* inih's line source: one line per call, as fgets would give it. */
+static char *next_line(char *buf, int bufsz, void *stream)
+{
+	struct parse_state *ps = stream;
+	size_t len;
+
+	/* A handler error ends the parse: nothing after it can matter. */
+	if (ps->problem != PP_NONE || !*ps->text)
+		return NULL;
+	len = strcspn(ps->text, "\n");
+	if (ps->text[len] == '\n')
+		len++;
+	ps->line++;
+	if (bufsz <= 0 || len >= (size_t)bufsz) {
+		ps->problem = PP_LINE_TOO_LONG;
+		ps->problem_line = ps->line;
+		ps->why = "line longer than the parser's buffer";
+		ps->name[0] = '\0';
+		return NULL;
+	}
+	memcpy(buf, ps->text, len);
+	buf[len] = '\0';
+	ps->text += len;
+	return buf;
+}
+
+static int config_error(const struct parse_state *ps, int line,
+                        const char *source, struct vmd_error *err)
+{
+	char msg[VMD_ERROR_MSG_MAX];
+	const char *what;
+	const char *quote = ps->name[0] ? "'" : "";
+
+	switch (ps->problem) {
+	case PP_SECTION: what = "unknown section"; break;
+	case PP_KEY: what = "unknown key"; break;
+	case PP_VALUE: what = "bad value for"; break;
+	case PP_TOO_LONG: what = "value too long for"; break;
+	case PP_LINE_TOO_LONG: what = "line too long"; break;
+	default: what = "syntax error"; break;
+	}
+	if (ps->name[0])
+		snprintf(msg, sizeof(msg), "config: %s '%s' (line %d)", what,
+		         ps->name, line);
+	else
+		snprintf(msg, sizeof(msg), "config: %s (line %d)", what, line);
+	return vmd_error_set(err, VMD_E_CONFIG, msg, "%s line %d: %s%s%s%s%s",
+	                     source, line, quote, ps->name, quote,
+	                     ps->name[0] ? ": " : "",
+	                     ps->problem == PP_NONE
+	                             ? "not a 'key = value' or '[section]' line"
+	                             : ps->why);
+}
+
+static int parse_text(struct vmd_config *cfg, const char *text,
+                      const char *source, struct vmd_error *err)
+{
+	struct parse_state *ps;
+	int rc;
+
+	ps = calloc(1, sizeof(*ps));
+	if (!ps)
+		return vmd_error_set(err, VMD_E_NOMEM, "config: out of memory",
+		                     "%s", source);
+	ps->cfg = *cfg;
+	ps->text = text;
+	rc = ini_parse_stream(next_line, ps, on_value, ps);
+	if (rc < 0) {
+		free(ps);
+		return vmd_error_set(err, VMD_E_NOMEM, "config: out of memory",
+		                     "inih failed on %s", source);
+	}
+	/* inih reports the first bad line, ours or its own (syntax). */
+	if (rc > 0 && (ps->problem == PP_NONE || rc < ps->problem_line)) {
+		ps->problem = PP_NONE;
+		ps->name[0] = '\0';
+		rc = config_error(ps, rc, source, err);
+	} else if (ps->problem != PP_NONE) {
+		rc = config_error(ps, ps->problem_line, source, err);
+	} else {
+		*cfg = ps->cfg;
+		rc = 0;
+	}
+	free(ps);
+	return rc;
+}
+
+/* ---- public ---- */
+
+void vmd_config_defaults(struct vmd_config *cfg)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	snprintf(cfg->instances_path, sizeof(cfg->instances_path), "%s",
+	         "/var/lib/vmdisk/instances");
+	cfg->images_type = VMD_BACKEND_DEFAULT;
+	cfg->use_cow_images = true;
+	cfg->force_raw_images = true;
+	cfg->preallocate_images = VMD_PREALLOCATE_NONE;
+	snprintf(cfg->image_cache_subdirectory_name,
+	         sizeof(cfg->image_cache_subdirectory_name), "%s", "_base");
+	cfg->sparse_logical_volumes = false;
+	snprintf(cfg->images_rbd_pool, sizeof(cfg->images_rbd_pool), "%s",
+	         "rbd");
+	cfg->lock_timeout_seconds = 600;
+	cfg->log_target = VMD_LOG_TO_SYSLOG;
+	cfg->log_level = VMD_LOG_INFO;
+}
+
+int vmd_config_load_string(struct vmd_config *cfg, const char *text,
+                           struct vmd_error *err)
+{
+	if (!cfg || !text)
+		return vmd_error_set(err, VMD_E_INVAL, "config: no text",
+		                     "NULL config or text");
+	return parse_text(cfg, text, "config text", err);
+}
+
+/* The whole file as a NUL-terminated string, or NULL with *errnum set
+ * (EINVAL: not a regular file or holds NUL bytes; EFBIG: too large, or it
+ * grew while we read it). */
+static char *read_config_file(const char *path, int *errnum)
+{
+	struct stat st;
+	char *buf;
+	size_t len = 0, room;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+
+	*errnum = 0;
+	if (fd < 0 || fstat(fd, &st) < 0) {
+		*errnum = errno;
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	if (!S_ISREG(st.st_mode) || st.st_size > CONFIG_FILE_MAX) {
+		*errnum = S_ISREG(st.st_mode) ? EFBIG : EINVAL;
+		close(fd);
+		return NULL;
+	}
+	/* One spare byte shows whether the file grew since fstat. */
+	room = (size_t)st.st_size + 1;
+	buf = malloc(room + 1);
+	if (!buf) {
+		*errnum = ENOMEM;
+		close(fd);
+		return NULL;
+	}
+	while (len < room) {
+		ssize_t n = read(fd, buf + len, room - len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			*errnum = errno;
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+	}
+	close(fd);
+	if (*errnum == 0 && len == room)
+		*errnum = EFBIG;
+	if (*errnum == 0 && memchr(buf, '\0', len))
+		*errnum = EINVAL;
+	if (*errnum) {
+		free(buf);
+		return NULL;
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+int vmd_config_load_file(struct vmd_config *cfg, const char *path,
+                         struct vmd_error *err)
+{
+	char *text;
+	int errnum = 0;
+	int rc;
+
+	if (!cfg || !path)
+		return vmd_error_set(err, VMD_E_INVAL, "config: no file",
+		                     "NULL config or path");
+	text = read_config_file(path, &errnum);
+	if (!text) {
+		if (errnum == ENOENT || errnum == ENOTDIR)
+			return vmd_error_set_errno(err, VMD_E_NOTFOUND, errnum,
+			                           "config: file not found",
+			                           "%s", path);
+		if (errnum == EINVAL)
+			return vmd_error_set(err, VMD_E_CONFIG,
+			                     "config: not a text file",
+			                     "%s: not a regular file, or it "
+			                     "holds NUL bytes", path);
+		if (errnum == EFBIG)
+			return vmd_error_set(err, VMD_E_CONFIG,
+			                     "config: file too large",
+			                     "%s: larger than %d bytes", path,
+			                     CONFIG_FILE_MAX);
+		return vmd_error_set_errno(err, errnum == ENOMEM
+		                                        ? VMD_E_NOMEM
+		                                        : VMD_E_CONFIG,
+		                           errnum, "config: cannot read file",
+		                           "%s", path);
+	}
+	rc = parse_text(cfg, text, path, err);
+	free(text);
+	return rc;
+}
+
+int vmd_config_load(struct vmd_config *cfg, const char *explicit_path,
+                    struct vmd_error *err)
+{
+	const char *env = getenv("VMDISK_CONFIG");
+	struct stat st;
+
+	if (!cfg)
+		return vmd_error_set(err, VMD_E_INVAL, "config: no config",
+		                     "NULL config");
+	vmd_config_defaults(cfg);
+	if (explicit_path)
+		return vmd_config_load_file(cfg, explicit_path, err);
+	if (env && env[0])
+		return vmd_config_load_file(cfg, env, err);
+	/* Only the default file may be absent; then the defaults apply. */
+	if (stat(VMD_DEFAULT_CONFIG_PATH, &st) < 0 &&
+	    (errno == ENOENT || errno == ENOTDIR)) {
+		vmd_log_debug("config: %s absent, using defaults",
+		              VMD_DEFAULT_CONFIG_PATH);
+		return 0;
+	}
+	return vmd_config_load_file(cfg, VMD_DEFAULT_CONFIG_PATH, err);
+}
+
+enum vmd_backend_kind vmd_config_backend(const struct vmd_config *cfg)
+{
+	if (cfg->images_type != VMD_BACKEND_DEFAULT)
+		return cfg->images_type;
+	return cfg->use_cow_images ? VMD_BACKEND_QCOW2 : VMD_BACKEND_FLAT;
+}

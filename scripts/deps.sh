@@ -1,0 +1,97 @@
+# shellcheck shell=bash
+# Shared helpers for scripts/*.sh: meant to be sourced, not run.
+#
+#   vmd_install_deps           install what the build and the tests need
+#   vmd_build DIR [OPTION...]  configure DIR with meson (OPTIONs: -Dname=value)
+#                              and build it with ninja
+#
+# VMD_ROOT is the repository root (the parent of this file's directory).
+
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+	echo "deps.sh: source this file from another script" >&2
+	exit 2
+fi
+
+VMD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Exactly what the build (meson.build) and the tests need; nothing else.
+VMD_DEPS=(
+	build-essential pkg-config meson ninja-build
+	libcmocka-dev libinih-dev libjson-c-dev libssl-dev zlib1g-dev libzstd-dev
+	qemu-utils e2fsprogs util-linux coreutils
+)
+
+vmd_log() {
+	printf '%s: %s\n' "${VMD_LOG_TAG:-vmdisk}" "$*" >&2
+}
+
+vmd_die() {
+	vmd_log "error: $*"
+	exit 1
+}
+
+# True when the Debian package $1 is installed.
+vmd_pkg_installed() {
+	local status
+	status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
+	[[ "$status" == "install ok installed" ]]
+}
+
+vmd_install_deps() {
+	local pkg
+	local -a missing=()
+
+	command -v dpkg-query >/dev/null 2>&1 ||
+		vmd_die "dpkg-query not found: these scripts expect Debian 12"
+	for pkg in "${VMD_DEPS[@]}"; do
+		vmd_pkg_installed "$pkg" || missing+=("$pkg")
+	done
+	if ((${#missing[@]} == 0)); then
+		return 0
+	fi
+	if ((EUID != 0)); then
+		vmd_die "missing packages: ${missing[*]}; run as root, or install them" \
+			"with: apt-get install --no-install-recommends ${missing[*]}"
+	fi
+	vmd_log "installing: ${missing[*]}"
+	DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+		vmd_die "apt-get update failed"
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+		--no-install-recommends "${missing[@]}" ||
+		vmd_die "apt-get install failed: ${missing[*]}"
+	for pkg in "${missing[@]}"; do
+		vmd_pkg_installed "$pkg" || vmd_die "package $pkg still not installed"
+	done
+}
+
+# vmd_build DIR [OPTION...]: DIR is relative to the repository root unless
+# absolute. A new DIR is set up with the options; an existing one keeps its
+# configuration and gets the options applied with `meson configure`.
+# Returns non-zero (after saying why) instead of exiting, so that a caller can
+# go on with another build.
+vmd_build() {
+	if (($# < 1)); then
+		vmd_log "usage: vmd_build DIR [meson options...]"
+		return 2
+	fi
+	local dir=$1
+	shift
+	[[ "$dir" == /* ]] || dir="$VMD_ROOT/$dir"
+
+	if [[ ! -f "$dir/build.ninja" ]]; then
+		vmd_log "meson setup $dir $*"
+		if ! meson setup "$@" -- "$dir" "$VMD_ROOT"; then
+			vmd_log "error: meson setup $dir failed"
+			return 1
+		fi
+	elif (($# > 0)); then
+		if ! meson configure "$@" "$dir" >/dev/null; then
+			vmd_log "error: meson configure $dir failed"
+			return 1
+		fi
+	fi
+	if ! ninja -C "$dir"; then
+		vmd_log "error: build in $dir failed"
+		return 1
+	fi
+}

@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# Build vmdisk twice and run every test; the last line printed is the total:
+#
+#   N passed, N failed[, N skipped]
+#
+#   build/       plain build with fault points (-Dfault_injection=true)
+#   build-asan/  the same with AddressSanitizer + UBSan
+#
+# Both builds are tested even when the first fails. Then every executable
+# tests/*/run.sh runs once (against build/): each prints a last line
+# "N passed, N failed[, N skipped]" and exits 0 on success, 77 when the whole
+# suite was skipped, anything else on failure.
+#
+# Counts are of cmocka test cases, read from meson's testlog.json. A test
+# executable meson calls failed (crash, timeout, sanitizer report) counts as
+# at least one failure even when cmocka printed none; one that printed no
+# cmocka case counts as one case. Exit status: 0 when nothing failed and at
+# least one test ran, else 1.
+#
+# VMDISK_TEST_COUNTER=awk forces the parser used when python3 is absent.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+export VMD_LOG_TAG=test
+# shellcheck source=scripts/deps.sh
+. scripts/deps.sh
+
+total_passed=0
+total_failed=0
+total_skipped=0
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-test.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+# Print "PASSED FAILED SKIPPED" for the testlog.json given as $1.
+count_testlog_python() {
+	python3 - "$1" <<'PY'
+import collections
+import json
+import re
+import sys
+
+RUN = re.compile(r'^\[ RUN +\] (.*)$')
+RESULT = re.compile(r'^\[ *(OK|FAILED|SKIPPED|ERROR) *\] (.*)$')
+GOOD = ('OK', 'SKIP', 'EXPECTEDFAIL')
+
+
+def count_cases(text):
+    """cmocka cases of one executable. A result counts only right after its
+    own "[ RUN ]" line, so the summary that repeats failed names, and any
+    look-alike output of a test, is not counted twice."""
+    passed = failed = skipped = 0
+    pending = collections.Counter()
+    for line in text.splitlines():
+        line = line.rstrip('\r')
+        m = RUN.match(line)
+        if m:
+            pending[m.group(1)] += 1
+            continue
+        m = RESULT.match(line)
+        if not m:
+            continue
+        tag, name = m.groups()
+        if pending[name] > 0:
+            pending[name] -= 1
+            if tag == 'OK':
+                passed += 1
+            elif tag == 'SKIPPED':
+                skipped += 1
+            else:
+                failed += 1
+        elif tag == 'FAILED' and name in ('GROUP SETUP', 'GROUP TEARDOWN'):
+            failed += 1
+    # Started and never finished: the executable died or hung in the case.
+    failed += sum(pending.values())
+    return passed, failed, skipped
+
+
+totals = [0, 0, 0]
+with open(sys.argv[1], encoding='utf-8', errors='replace') as f:
+    for line in f:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        text = (obj.get('stdout') or '') + '\n' + (obj.get('stderr') or '')
+        passed, failed, skipped = count_cases(text)
+        result = obj.get('result', '')
+        if result not in GOOD and failed == 0:
+            failed = 1
+        if passed + failed + skipped == 0:
+            if result == 'SKIP':
+                skipped = 1
+            else:
+                passed = 1
+        totals[0] += passed
+        totals[1] += failed
+        totals[2] += skipped
+print(*totals)
+PY
+}
+
+# The same without python3: one JSON object a line, so awk can pick the
+# fields out with a regular expression (quotes inside a JSON string are always
+# escaped, so a key cannot be matched inside a value).
+count_testlog_awk() {
+	awk '
+	function field(line, key,   re) {
+		re = "\"" key "\": \"([^\"\\\\]|\\\\.)*\""
+		if (!match(line, re))
+			return ""
+		return substr(line, RSTART + length(key) + 5,
+		              RLENGTH - length(key) - 6)
+	}
+	# Number of cmocka cases of one executable; sets cp, cf, cs.
+	function count_cases(text,   n, i, l, lines, pending, tag, name) {
+		cp = cf = cs = 0
+		split("", pending)
+		gsub(/\\\\/, "\001", text)      # an escaped backslash is not an escape
+		n = split(text, lines, /\\n/)
+		for (i = 1; i <= n; i++) {
+			l = lines[i]
+			sub(/\\r$/, "", l)
+			if (l ~ /^\[ RUN +\] /) {
+				sub(/^\[ RUN +\] /, "", l)
+				pending[l]++
+				continue
+			}
+			if (l !~ /^\[ *(OK|FAILED|SKIPPED|ERROR) *\] /)
+				continue
+			tag = l
+			sub(/^\[ */, "", tag)
+			sub(/ *\] .*$/, "", tag)
+			name = l
+			sub(/^\[[^]]*\] /, "", name)
+			if (pending[name] > 0) {
+				pending[name]--
+				if (tag == "OK")
+					cp++
+				else if (tag == "SKIPPED")
+					cs++
+				else
+					cf++
+			} else if (tag == "FAILED" &&
+			           (name == "GROUP SETUP" || name == "GROUP TEARDOWN")) {
+				cf++
+			}
+		}
+		for (name in pending)
+			cf += pending[name]
+	}
+	/^\{/ {
+		count_cases(field($0, "stdout") "\\n" field($0, "stderr"))
+		result = field($0, "result")
+		if (result != "OK" && result != "SKIP" && result != "EXPECTEDFAIL" &&
+		    cf == 0)
+			cf = 1
+		if (cp + cf + cs == 0) {
+			if (result == "SKIP")
+				cs = 1
+			else
+				cp = 1
+		}
+		tp += cp; tf += cf; ts += cs
+	}
+	END { printf "%d %d %d\n", tp, tf, ts }
+	' "$1"
+}
+
+count_testlog() {
+	if [[ "${VMDISK_TEST_COUNTER:-}" != awk ]] && command -v python3 >/dev/null 2>&1; then
+		count_testlog_python "$1"
+	else
+		count_testlog_awk "$1"
+	fi
+}
+
+add_counts() { # passed failed skipped
+	total_passed=$((total_passed + $1))
+	total_failed=$((total_failed + $2))
+	total_skipped=$((total_skipped + $3))
+}
+
+# run_meson_suite DIR [meson test options...] -- [meson setup options...]
+run_meson_suite() {
+	local dir=$1
+	shift
+	local -a test_opts=() setup_opts=()
+	while (($# > 0)) && [[ "$1" != -- ]]; do
+		test_opts+=("$1")
+		shift
+	done
+	if (($# > 0)); then
+		shift
+	fi
+	setup_opts=("$@")
+
+	local log="$dir/meson-logs/testlog.json"
+	local rc=0 counts passed failed skipped
+
+	echo "=== $dir: build"
+	# A log left by an earlier run must not be counted again.
+	rm -f "$log" "$dir/meson-logs/testlog.txt"
+	if ! vmd_build "$dir" "${setup_opts[@]}"; then
+		echo "=== $dir: build failed"
+		add_counts 0 1 0
+		return 0
+	fi
+	echo "=== $dir: meson test"
+	meson test -C "$dir" --print-errorlogs "${test_opts[@]}" || rc=$?
+	if [[ -f "$log" ]]; then
+		counts=$(count_testlog "$log") || counts=""
+	else
+		counts="0 0 0"
+	fi
+	if [[ ! "$counts" =~ ^[0-9]+\ [0-9]+\ [0-9]+$ ]]; then
+		echo "=== $dir: could not read $log"
+		counts="0 1 0"
+	fi
+	read -r passed failed skipped <<<"$counts"
+	if ((rc != 0 && failed == 0)); then
+		failed=1 # meson failed without a failed test to show for it
+	fi
+	echo "=== $dir: cases ok $passed, failed $failed, skipped $skipped (meson exit $rc)"
+	add_counts "$passed" "$failed" "$skipped"
+}
+
+# run_script_suite SCRIPT: a tests/*/run.sh
+run_script_suite() {
+	local script=$1 out="$tmp/script.log" rc last
+	local re='^([A-Za-z_-]+: )?([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?$'
+	local passed=0 failed=0 skipped=0
+
+	echo "=== $script"
+	set +e
+	VMDISK_BUILD_DIR="$VMD_ROOT/build" VMDISK_SOURCE_DIR="$VMD_ROOT" \
+		VMDISK_CLI="$VMD_ROOT/build/tools/vmdisk" \
+		"$script" "$VMD_ROOT/build" </dev/null 2>&1 | tee "$out"
+	rc=${PIPESTATUS[0]}
+	set -e
+	last=$(tr -d '\r' <"$out" | sed -e '/^[[:space:]]*$/d' | tail -n 1)
+	if [[ "$last" =~ $re ]]; then
+		passed=${BASH_REMATCH[2]}
+		failed=${BASH_REMATCH[3]}
+		skipped=${BASH_REMATCH[5]:-0}
+	fi
+	case $rc in
+	0)
+		((passed + failed + skipped > 0)) || passed=1
+		;;
+	77)
+		((passed + failed + skipped > 0)) || skipped=1
+		;;
+	*)
+		((failed > 0)) || failed=1
+		;;
+	esac
+	echo "=== $script: ok $passed, failed $failed, skipped $skipped (exit $rc)"
+	add_counts "$passed" "$failed" "$skipped"
+}
+
+vmd_install_deps
+
+run_meson_suite build -- -Dsanitize=false -Dfault_injection=true
+# Sanitizers slow everything down: give the slow tests room.
+run_meson_suite build-asan --timeout-multiplier 3 -- \
+	-Dsanitize=true -Dfault_injection=true -Db_lundef=false
+
+shopt -s nullglob
+for script in tests/*/run.sh; do
+	[[ -f "$script" && -x "$script" ]] || continue
+	run_script_suite "$script"
+done
+shopt -u nullglob
+
+summary="$total_passed passed, $total_failed failed"
+if ((total_skipped > 0)); then
+	summary+=", $total_skipped skipped"
+fi
+echo "$summary"
+if ((total_failed > 0 || total_passed + total_failed == 0)); then
+	exit 1
+fi
