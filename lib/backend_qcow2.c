@@ -36,9 +36,11 @@ static int qcow2_create_from_image(struct vmd_ctx *ctx,
                                    uint64_t size, struct vmd_error *err)
 {
 	(void)ctx;
-	if (base->format != VMD_FORMAT_RAW)
+	/* The base's format was decided by the inspector and goes into the
+	 * overlay, so QEMU never probes the base. */
+	if (base->format != VMD_FORMAT_RAW && base->format != VMD_FORMAT_QCOW2)
 		return vmd_error_set(err, VMD_E_UNSUPPORTED,
-		                     "qcow2: only raw base images are supported yet",
+		                     "qcow2: base image format not supported",
 		                     "base %s is %s", base->cache_id,
 		                     vmd_format_name(base->format));
 	return qcow2_create(disk, base, size, err);

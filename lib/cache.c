@@ -14,9 +14,9 @@
  * A fetch that fails or is killed leaves nothing under the final name, and
  * its lock dies with it.
  *
- * Until the format inspector lands, images are taken as raw, and files that
- * carry the magic of another image format are refused (fail closed: a qcow2
- * passed off as raw would hand the guest the host's view of its tables).
+ * Every image is inspected (lib/inspect.c) before it is published, and a
+ * cached entry again each time it is used: a refused image never gets an
+ * entry, and an entry that today's checks refuse is not used.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include <vmdisk/inspect.h>
 #include "faultpoint.h"
 #include "fsutil.h"
 
@@ -49,52 +50,56 @@ int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err)
 	return 0;
 }
 
-struct foreign_magic {
-	size_t offset;
-	size_t len;
-	const char *bytes;
-	const char *format;
-};
-
-/* Formats we cannot yet use safely: refuse rather than treat them as raw. */
-static const struct foreign_magic foreign_magics[] = {
-	{0, 4, "QFI\xfb", "qcow2"},
-	{0, 4, "KDMV", "vmdk"},
-	{0, 21, "# Disk DescriptorFile", "vmdk"},
-	{0, 8, "conectix", "vhd"},
-	{0, 8, "vhdxfile", "vhdx"},
-	{64, 4, "\x7f\x10\xda\xbe", "vdi"},
-	{0, 16, "WithoutFreeSpace", "parallels"},
-	{0, 16, "WithouFreSpacExt", "parallels"},
-	{0, 6, "LUKS\xba\xbe", "luks"},
-	{0, 4, "QFI\xfc", "qed"},
-	{0, 4, "QED\0", "qed"},
-};
-
-int vmd_cache_sniff_raw(int fd, struct vmd_error *err)
+/* What the inspector says of an open image, as a format we can use. */
+static int check_image(struct vmd_ctx *ctx, int fd, enum vmd_format *format,
+                       uint64_t *virtual_size, struct vmd_error *err)
 {
-	unsigned char head[512] = {0};
-	ssize_t n = pread(fd, head, sizeof(head), 0);
+	struct vmd_inspect_limits lim;
+	struct vmd_inspect_result r;
+	char msg[VMD_ERROR_MSG_MAX];
+	int rc;
 
-	if (n < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "cache: read image failed", "pread");
-	for (size_t i = 0; i < sizeof(foreign_magics) / sizeof(foreign_magics[0]);
-	     i++) {
-		const struct foreign_magic *m = &foreign_magics[i];
-
-		if ((size_t)n >= m->offset + m->len &&
-		    memcmp(head + m->offset, m->bytes, m->len) == 0) {
-			char msg[96];
-
-			snprintf(msg, sizeof(msg),
-			         "cache: image format %s is not supported yet",
-			         m->format);
-			return vmd_error_set(err, VMD_E_UNSUPPORTED, msg,
-			                     "magic of %s found", m->format);
-		}
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = ctx->cfg.max_image_virtual_size;
+	rc = vmd_inspect_fd(fd, &lim, 0, &r, err);
+	if (rc < 0) {
+		vmd_error_prefix(err, "cache");
+		return rc;
 	}
-	return 0;
+	if (!r.safe) {
+		size_t o = (size_t)snprintf(msg, sizeof(msg),
+		                            "cache: image refused:");
+
+		for (unsigned i = 0; i < r.n_reasons; i++) {
+			vmd_log_warning("cache: image refused: %s: %s",
+			                r.reasons[i].code, r.reasons[i].text);
+			if (o < sizeof(msg))
+				o += (size_t)snprintf(msg + o, sizeof(msg) - o,
+				                      "%s %s", i ? "," : "",
+				                      r.reasons[i].code);
+		}
+		return vmd_error_set(err, VMD_E_REFUSED, msg,
+		                     "%u failed check(s), see above",
+		                     r.n_reasons);
+	}
+	*virtual_size = r.virtual_size;
+	if (vmd_image_format_is_raw(r.format)) {
+		*format = VMD_FORMAT_RAW;
+		return 0;
+	}
+	if (r.format == VMD_IMG_QCOW2 && !ctx->cfg.force_raw_images) {
+		*format = VMD_FORMAT_QCOW2;
+		return 0;
+	}
+	if (r.format == VMD_IMG_QCOW2)
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "cache: converting qcow2 images to raw is "
+		                     "not supported yet (force_raw_images)",
+		                     "qcow2 image with force_raw_images=true");
+	snprintf(msg, sizeof(msg), "cache: image format %s is not supported",
+	         vmd_image_format_name(r.format));
+	return vmd_error_set(err, VMD_E_UNSUPPORTED, msg, "inspected as %s",
+	                     vmd_image_format_name(r.format));
 }
 
 /* Temporaries of this entry that a dead holder of its lock left behind. */
@@ -124,7 +129,6 @@ static int fill_entry(struct vmd_ctx *ctx, const char *id, uint64_t size,
                       struct vmd_error *err)
 {
 	memcpy(out->id, id, sizeof(out->id));
-	out->format = VMD_FORMAT_RAW;
 	out->virtual_size = size;
 	out->fetched = fetched;
 	if (snprintf(out->path, sizeof(out->path), "%s/%s", ctx->cache_dir,
@@ -163,21 +167,17 @@ static int open_local_source(const char *source, int *fd_out,
 	return 0;
 }
 
-int vmd_cache_source_size(const char *source, uint64_t *size,
-                          struct vmd_error *err)
+int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
+                           uint64_t *virtual_size, struct vmd_error *err)
 {
 	char canon[PATH_MAX];
 	VMD_AUTOCLOSE int fd = -1;
-	struct stat st;
+	enum vmd_format format;
 	int rc = open_local_source(source, &fd, canon, err);
 
 	if (rc < 0)
 		return rc;
-	if (fstat(fd, &st) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "cache: read image failed", "fstat");
-	*size = (uint64_t)st.st_size;
-	return 0;
+	return check_image(ctx, fd, &format, virtual_size, err);
 }
 
 int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
@@ -189,7 +189,7 @@ int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
 	VMD_AUTOCLOSE int src = -1;
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
-	struct stat st;
+	VMD_AUTOCLOSE int cached = -1;
 	int rc;
 
 	if (!source || !*source)
@@ -218,16 +218,15 @@ int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
 	rc = fill_entry(ctx, id, 0, false, out, err);
 	if (rc < 0)
 		return rc;
-	if (stat(out->path, &st) == 0) {
+	cached = open(out->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	if (cached >= 0) {
+		/* Checks may have grown since it was fetched: inspect again. */
 		vmd_log_debug("cache: %s already cached", id);
-		out->virtual_size = (uint64_t)st.st_size;
-		return 0;
+		return check_image(ctx, cached, &out->format,
+		                   &out->virtual_size, err);
 	}
 	remove_stale_temporaries(ctx->cache_dir, id);
 
-	rc = vmd_cache_sniff_raw(src, err);
-	if (rc < 0)
-		return rc;
 	rc = vmd_tmpfile_open(&t, ctx->cache_dir, id, 0600, err);
 	if (rc < 0)
 		return rc;
@@ -236,17 +235,18 @@ int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
 		vmd_error_prefix(err, "cache: copy image");
 		return rc;
 	}
+	/* The copy is what we will use, so the copy is what we inspect; a
+	 * refusal discards it and no entry ever appears. */
+	rc = check_image(ctx, t.fd, &out->format, &out->virtual_size, err);
+	if (rc < 0)
+		return rc;
 	rc = vmd_faultpoint("cache.before_publish", err);
 	if (rc < 0)
 		return rc;
-	if (fstat(t.fd, &st) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "cache: copy image failed", "fstat");
 	rc = vmd_tmpfile_publish(&t, false, BASE_MODE, err);
 	if (rc < 0)
 		return rc;
 	vmd_log_info("cache: fetched %s as %s", canon, id);
-	out->virtual_size = (uint64_t)st.st_size;
 	out->fetched = true;
 	return 0;
 }

@@ -9,14 +9,12 @@
 /* Lower-case hex sha1 of `source_id`: the entry's name. */
 int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err);
 
-/* Refuse (VMD_E_UNSUPPORTED) a file that starts like a non-raw format. */
-int vmd_cache_sniff_raw(int fd, struct vmd_error *err);
-
 /*
- * The virtual size the source will have once cached, read without fetching
- * it, so that a create that is bound to fail leaves no cache entry behind.
+ * Inspect the source where it is and give its virtual size, without
+ * fetching it, so that a create that is bound to fail (a refused image, a
+ * size too small) leaves no cache entry behind.
  */
-int vmd_cache_source_size(const char *source, uint64_t *size,
-                          struct vmd_error *err);
+int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
+                           uint64_t *virtual_size, struct vmd_error *err);
 
 #endif

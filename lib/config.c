@@ -160,6 +160,7 @@ enum key_type {
 	KT_BACKEND,
 	KT_PREALLOCATE,
 	KT_U32,
+	KT_SIZE,
 	KT_LOG_TARGET,
 	KT_LOG_LEVEL,
 };
@@ -192,6 +193,7 @@ static const struct key_def keys[] = {
 	STR_KEY(rbd_user, check_optional_user),
 	STR_KEY(rbd_secret_uuid, check_optional_uuid),
 	KEY(lock_timeout_seconds, KT_U32),
+	KEY(max_image_virtual_size, KT_SIZE),
 	KEY(log_target, KT_LOG_TARGET),
 	KEY(log_level, KT_LOG_LEVEL),
 };
@@ -259,6 +261,14 @@ static enum parse_problem set_value(struct vmd_config *cfg,
 		return PP_NONE;
 	case KT_U32:
 		return parse_u32(value, (uint32_t *)field) ? PP_NONE : PP_VALUE;
+	case KT_SIZE: {
+		uint64_t size;
+
+		if (vmd_parse_size(value, &size, NULL) < 0 || size == 0)
+			return PP_VALUE;
+		memcpy(field, &size, sizeof(size));
+		return PP_NONE;
+	}
 	case KT_PREALLOCATE:
 		if (!enum_lookup(preallocate_names, N_ELEMS(preallocate_names),
 		                 value, &v))
@@ -441,6 +451,7 @@ void vmd_config_defaults(struct vmd_config *cfg)
 	snprintf(cfg->images_rbd_pool, sizeof(cfg->images_rbd_pool), "%s",
 	         "rbd");
 	cfg->lock_timeout_seconds = 600;
+	cfg->max_image_virtual_size = 1ull << 40; /* 1 TiB */
 	cfg->log_target = VMD_LOG_TO_SYSLOG;
 	cfg->log_level = VMD_LOG_INFO;
 }

@@ -147,15 +147,15 @@ static int check_size(uint64_t size, struct vmd_error *err)
 	return 0;
 }
 
-static int check_source_fits(const char *source, uint64_t size,
-                             struct vmd_error *err)
+static int check_source_fits(struct vmd_ctx *ctx, const char *source,
+                             uint64_t size, struct vmd_error *err)
 {
 	uint64_t image_size;
-	int rc = vmd_cache_source_size(source, &image_size, err);
+	int rc = vmd_cache_source_check(ctx, source, &image_size, err);
 
 	if (rc < 0)
 		return rc;
-	if (size < image_size)
+	if (size && size < image_size)
 		return vmd_error_set(err, VMD_E_TOOSMALL,
 		                     "requested size is smaller than the image",
 		                     "size %llu < image %llu",
@@ -266,8 +266,8 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = check_size(opts->size, err);
 	if (rc == 0)
 		rc = vmd_backend_get(kind, &ops, err);
-	if (rc == 0 && opts->image && opts->size)
-		rc = check_source_fits(opts->image, opts->size, err);
+	if (rc == 0 && opts->image)
+		rc = check_source_fits(ctx, opts->image, opts->size, err);
 	if (rc == 0 && opts->image)
 		rc = fetch_and_hold_base(ctx, opts->image, &entry, &base_lock,
 		                         err);
@@ -278,6 +278,8 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		return rc;
 	}
 	rec.backend = kind;
+	/* Pinned now, for good: later calls never probe the disk, which the
+	 * guest can write (a qcow2 header in a raw disk stays raw). */
 	rec.format = kind == VMD_BACKEND_QCOW2 ? VMD_FORMAT_QCOW2
 	             : kind == VMD_BACKEND_PLOOP ? VMD_FORMAT_PLOOP
 	                                         : VMD_FORMAT_RAW;

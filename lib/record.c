@@ -142,6 +142,11 @@ int vmd_record_put(const char *instance_dir, const char *disk,
 
 	if (rc < 0)
 		return rc;
+	/* A disk's format is decided once; nothing may rewrite it. */
+	if (json_object_object_get_ex(record_disks(doc), disk, NULL))
+		return vmd_error_set(err, VMD_E_EXISTS, "disk already exists",
+		                     "record of %s already has %s", instance_dir,
+		                     disk);
 	entry = json_object_new_object();
 	json_object_object_add(entry, "backend",
 	                       json_object_new_string(

@@ -27,6 +27,8 @@ struct vmd_disk_record {
 /* VMD_E_NOTFOUND (without touching err) when there is no such disk. */
 int vmd_record_get(const char *instance_dir, const char *disk,
                    struct vmd_disk_record *rec, struct vmd_error *err);
+/* Add the disk's entry; an existing entry is never replaced (VMD_E_EXISTS):
+ * that is what pins a disk's format. */
 int vmd_record_put(const char *instance_dir, const char *disk,
                    const struct vmd_disk_record *rec, struct vmd_error *err);
 /* Remove the disk's entry; the file goes when it has no entry left. */

@@ -46,6 +46,7 @@ struct vmd_config {
 	char rbd_secret_uuid[VMD_UUID_LEN + 1];
 	/* vmdisk's own */
 	uint32_t lock_timeout_seconds;         /* default 600; 0 = wait forever */
+	uint64_t max_image_virtual_size;       /* default 1 TiB; larger refused */
 	enum vmd_log_target log_target;        /* default syslog */
 	enum vmd_log_level log_level;          /* default info */
 };

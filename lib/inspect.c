@@ -1,0 +1,305 @@
+/*
+ * The inspector's core (see include/vmdisk/inspect.h and lib/inspect.h).
+ *
+ * 1. Read the head (64 KiB) and tail (512 bytes) of the image once.
+ * 2. Run every format's probe over those bytes.
+ * 3. More than one non-raw match is "ambiguous" and refused, except the
+ *    overlaps a legitimate disk has: GPT always carries a protective MBR,
+ *    and a hybrid ISO is also an MBR and/or GPT disk.
+ * 4. The winning format's inspect() fills the result; raw-like formats
+ *    (raw, gpt, mbr, iso) have the file's length as virtual size.
+ * 5. Checks every format shares (virtual size limit) run last.
+ * Reads go through vmd_src_read(), which enforces the read budget.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "inspect.h"
+
+#define MiB (1024ull * 1024)
+
+static const struct vmd_format_ops *const formats[] = {
+	&vmd_format_qcow2, &vmd_format_vmdk, &vmd_format_vhd,
+	&vmd_format_vhdx,  &vmd_format_vdi,  &vmd_format_iso,
+	&vmd_format_luks,  &vmd_format_gpt,  &vmd_format_mbr,
+	&vmd_format_parallels,
+};
+
+static const char *const format_names[VMD_IMG_FORMAT_COUNT] = {
+	[VMD_IMG_RAW] = "raw",     [VMD_IMG_QCOW2] = "qcow2",
+	[VMD_IMG_VMDK] = "vmdk",   [VMD_IMG_VHD] = "vpc",
+	[VMD_IMG_VHDX] = "vhdx",   [VMD_IMG_VDI] = "vdi",
+	[VMD_IMG_ISO] = "iso",     [VMD_IMG_LUKS] = "luks",
+	[VMD_IMG_GPT] = "gpt",     [VMD_IMG_MBR] = "mbr",
+	[VMD_IMG_PARALLELS] = "parallels",
+};
+
+const char *vmd_image_format_name(enum vmd_image_format f)
+{
+	return (unsigned)f < VMD_IMG_FORMAT_COUNT ? format_names[f] : "unknown";
+}
+
+bool vmd_image_format_is_raw(enum vmd_image_format f)
+{
+	return f == VMD_IMG_RAW || f == VMD_IMG_GPT || f == VMD_IMG_MBR ||
+	       f == VMD_IMG_ISO;
+}
+
+void vmd_inspect_limits_default(struct vmd_inspect_limits *l)
+{
+	l->max_virtual_size = 1024ull * 1024 * MiB; /* 1 TiB */
+	l->max_table_size = 32 * MiB;
+	l->max_read_bytes = 4 * MiB;
+}
+
+uint64_t vmd_add_sat(uint64_t a, uint64_t b)
+{
+	return a + b < a ? UINT64_MAX : a + b;
+}
+
+uint64_t vmd_mul_sat(uint64_t a, uint64_t b)
+{
+	return b && a > UINT64_MAX / b ? UINT64_MAX : a * b;
+}
+
+uint16_t vmd_le16_at(const unsigned char *b, size_t len, size_t off)
+{
+	if (off > len || len - off < 2)
+		return 0;
+	return (uint16_t)(b[off] | b[off + 1] << 8);
+}
+
+uint32_t vmd_le32_at(const unsigned char *b, size_t len, size_t off)
+{
+	if (off > len || len - off < 4)
+		return 0;
+	return (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 |
+	       (uint32_t)b[off + 2] << 16 | (uint32_t)b[off + 3] << 24;
+}
+
+uint64_t vmd_le64_at(const unsigned char *b, size_t len, size_t off)
+{
+	if (off > len || len - off < 8)
+		return 0;
+	return (uint64_t)vmd_le32_at(b, len, off) |
+	       (uint64_t)vmd_le32_at(b, len, off + 4) << 32;
+}
+
+uint32_t vmd_be32_at(const unsigned char *b, size_t len, size_t off)
+{
+	if (off > len || len - off < 4)
+		return 0;
+	return (uint32_t)b[off] << 24 | (uint32_t)b[off + 1] << 16 |
+	       (uint32_t)b[off + 2] << 8 | (uint32_t)b[off + 3];
+}
+
+uint64_t vmd_be64_at(const unsigned char *b, size_t len, size_t off)
+{
+	if (off > len || len - off < 8)
+		return 0;
+	return (uint64_t)vmd_be32_at(b, len, off) << 32 |
+	       vmd_be32_at(b, len, off + 4);
+}
+
+bool vmd_bytes_at(const unsigned char *b, size_t len, size_t off,
+                  const void *want, size_t wlen)
+{
+	return off <= len && len - off >= wlen &&
+	       memcmp(b + off, want, wlen) == 0;
+}
+
+long vmd_src_read(struct vmd_image_source *src, void *buf, size_t len,
+                  uint64_t off)
+{
+	size_t n;
+
+	if (off >= src->size)
+		return 0;
+	n = src->size - off < len ? (size_t)(src->size - off) : len;
+	if (n > src->budget)
+		return -1;
+	src->budget -= n;
+	if (src->mem) {
+		memcpy(buf, src->mem + off, n);
+		return (long)n;
+	}
+	if (vmd_pread_full(src->fd, buf, n, off) < 0)
+		return -1;
+	return (long)n;
+}
+
+void vmd_inspect_refuse(struct vmd_inspect_result *r, const char *code,
+                        const char *fmt, ...)
+{
+	struct vmd_inspect_reason *reason;
+	va_list ap;
+
+	r->safe = false;
+	for (unsigned i = 0; i < r->n_reasons; i++)
+		if (strcmp(r->reasons[i].code, code) == 0)
+			return; /* one line per check is enough */
+	if (r->n_reasons >= VMD_INSPECT_MAX_REASONS)
+		return;
+	reason = &r->reasons[r->n_reasons++];
+	snprintf(reason->code, sizeof(reason->code), "%s", code);
+	va_start(ap, fmt);
+	vsnprintf(reason->text, sizeof(reason->text), fmt, ap);
+	va_end(ap);
+	/* The text comes partly from the image: keep it one printable line. */
+	for (char *c = reason->text; *c; c++)
+		if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
+			*c = '?';
+}
+
+static bool allowed_overlap(unsigned matched)
+{
+	const unsigned gpt = 1u << VMD_IMG_GPT, mbr = 1u << VMD_IMG_MBR,
+	               iso = 1u << VMD_IMG_ISO;
+
+	return (matched & ~(gpt | mbr | iso)) == 0;
+}
+
+static enum vmd_image_format pick_format(unsigned matched)
+{
+	if (matched == 0)
+		return VMD_IMG_RAW;
+	if (matched & (1u << VMD_IMG_ISO))
+		return VMD_IMG_ISO;
+	if (matched & (1u << VMD_IMG_GPT))
+		return VMD_IMG_GPT;
+	for (unsigned f = 0; f < VMD_IMG_FORMAT_COUNT; f++)
+		if (matched & (1u << f))
+			return (enum vmd_image_format)f;
+	return VMD_IMG_RAW;
+}
+
+static void names_of(unsigned matched, char *buf, size_t bufsz)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (unsigned f = 0; f < VMD_IMG_FORMAT_COUNT; f++) {
+		if (!(matched & (1u << f)))
+			continue;
+		int n = snprintf(buf + o, bufsz - o, "%s%s", o ? ", " : "",
+		                 format_names[f]);
+
+		if (n < 0 || (size_t)n >= bufsz - o)
+			break;
+		o += (size_t)n;
+	}
+}
+
+static int inspect_source(struct vmd_image_source *src,
+                          const struct vmd_inspect_limits *limits_in,
+                          unsigned flags, struct vmd_inspect_result *out,
+                          struct vmd_error *err)
+{
+	struct vmd_inspect_limits limits;
+	struct vmd_probe_data p = {0};
+	VMD_AUTOFREE unsigned char *head = NULL;
+	unsigned char tail[VMD_PROBE_TAIL];
+	long n;
+
+	if (limits_in)
+		limits = *limits_in;
+	else
+		vmd_inspect_limits_default(&limits);
+	memset(out, 0, sizeof(*out));
+	out->safe = true;
+	out->file_size = src->size;
+	if (src->size == 0)
+		return vmd_error_set(err, VMD_E_INVAL, "inspect: image is empty",
+		                     "zero-length file");
+	head = malloc(VMD_PROBE_HEAD);
+	if (!head)
+		return vmd_error_set(err, VMD_E_NOMEM, "inspect: out of memory",
+		                     "probe buffer");
+	n = vmd_src_read(src, head, VMD_PROBE_HEAD, 0);
+	if (n < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "inspect: read image failed", "head");
+	p.head = head;
+	p.head_len = (size_t)n;
+	p.tail_len = src->size < VMD_PROBE_TAIL ? (size_t)src->size
+	                                        : VMD_PROBE_TAIL;
+	n = vmd_src_read(src, tail, p.tail_len, src->size - p.tail_len);
+	if (n < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "inspect: read image failed", "tail");
+	p.tail = tail;
+	p.file_size = src->size;
+
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
+		if (formats[i]->probe(&p))
+			out->matched |= 1u << formats[i]->format;
+	out->format = pick_format(out->matched);
+	out->virtual_size = src->size;
+	if (!allowed_overlap(out->matched) &&
+	    (out->matched & (out->matched - 1)) != 0) {
+		char names[128];
+
+		names_of(out->matched, names, sizeof(names));
+		vmd_inspect_refuse(out, "ambiguous-format",
+		                   "the image matches more than one format (%s)",
+		                   names);
+	}
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
+		if (formats[i]->format != out->format)
+			continue;
+		if (formats[i]->inspect(src, &p, &limits, flags, out) < 0)
+			return vmd_error_set(err, VMD_E_IO,
+			                     "inspect: read image failed",
+			                     "reading %s metadata (or read "
+			                     "budget of %llu bytes exhausted)",
+			                     formats[i]->name,
+			                     (unsigned long long)
+			                             limits.max_read_bytes);
+	}
+	if (out->virtual_size > limits.max_virtual_size)
+		vmd_inspect_refuse(out, "virtual-size-limit",
+		                   "virtual size %llu is above the limit %llu",
+		                   (unsigned long long)out->virtual_size,
+		                   (unsigned long long)limits.max_virtual_size);
+	return 0;
+}
+
+int vmd_inspect_fd(int fd, const struct vmd_inspect_limits *limits,
+                   unsigned flags, struct vmd_inspect_result *out,
+                   struct vmd_error *err)
+{
+	struct vmd_image_source src = {fd, NULL, 0, 0};
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "inspect: read image failed", "fstat");
+	if (!S_ISREG(st.st_mode))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "inspect: not a regular file", "mode %o",
+		                     (unsigned)st.st_mode);
+	src.size = (uint64_t)st.st_size;
+	src.budget = limits ? limits->max_read_bytes : 4 * MiB;
+	int rc = inspect_source(&src, limits, flags, out, err);
+
+	if (rc == 0 && out->actual_size == 0)
+		out->actual_size = (uint64_t)st.st_blocks * 512;
+	return rc;
+}
+
+int vmd_inspect_buffer(const void *data, size_t len,
+                       const struct vmd_inspect_limits *limits,
+                       unsigned flags, struct vmd_inspect_result *out,
+                       struct vmd_error *err)
+{
+	struct vmd_image_source src = {-1, data, len, 0};
+
+	src.budget = limits ? limits->max_read_bytes : 4 * MiB;
+	return inspect_source(&src, limits, flags, out, err);
+}

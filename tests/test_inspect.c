@@ -1,0 +1,561 @@
+/*
+ * Tests of the inspector core and its qcow2 checks (lib/inspect.c,
+ * lib/inspect_qcow2.c), and of the gate in front of the cache: images made
+ * by qemu-img, hostile ones made by qemu-img options or by patching header
+ * bytes, each refused with its named check and leaving nothing behind.
+ */
+#include <dirent.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bytes.h"
+#include "helpers.h"
+#include "record.h"
+#include <vmdisk/inspect.h>
+#include <vmdisk/vmdisk.h>
+
+#define INST "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
+
+struct fixture {
+	char *dir;
+	char *img;
+	char *conf;
+	char *instances;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char *text;
+
+	f->dir = th_mkdtemp("inspect");
+	f->img = th_path(f->dir, "img");
+	f->conf = th_path(f->dir, "vmdisk.conf");
+	f->instances = th_path(f->dir, "instances");
+	assert_true(asprintf(&text,
+	                     "[DEFAULT]\ninstances_path = %s\nlog_target = none\n"
+	                     "force_raw_images = false\n",
+	                     f->instances) > 0);
+	th_write_text(f->conf, text);
+	free(text);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	th_rmtree(f->dir);
+	free(f->dir);
+	free(f->img);
+	free(f->conf);
+	free(f->instances);
+	free(f);
+	return 0;
+}
+
+static void qemu_img(const char *const *argv)
+{
+	char *out = NULL, *errs = NULL;
+	int status = th_run(argv, NULL, &out, &errs);
+
+	if (status != 0)
+		fail_msg("%s %s: %d %s%s", argv[0], argv[1], status, out, errs);
+	free(out);
+	free(errs);
+}
+
+static void inspect(const char *path, unsigned flags,
+                    struct vmd_inspect_result *r)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	assert_true(fd >= 0);
+	if (vmd_inspect_fd(fd, NULL, flags, r, &err) != 0)
+		fail_msg("inspect %s: %s (%s)", path, err.msg, err.detail);
+	close(fd);
+}
+
+static bool has_reason(const struct vmd_inspect_result *r, const char *code)
+{
+	for (unsigned i = 0; i < r->n_reasons; i++)
+		if (strcmp(r->reasons[i].code, code) == 0)
+			return true;
+	return false;
+}
+
+static void assert_refused_with(const char *path, const char *code)
+{
+	struct vmd_inspect_result r;
+
+	inspect(path, 0, &r);
+	if (r.safe || !has_reason(&r, code)) {
+		char all[1024] = "";
+
+		for (unsigned i = 0; i < r.n_reasons; i++) {
+			strncat(all, r.reasons[i].code, sizeof(all) - strlen(all) - 2);
+			strncat(all, " ", sizeof(all) - strlen(all) - 1);
+		}
+		fail_msg("%s: expected refusal '%s', got safe=%d [%s]", path,
+		         code, r.safe, all);
+	}
+}
+
+static int64_t qemu_virtual_size(const char *path, const char *fmt)
+{
+	const char *argv[] = {"qemu-img", "info", "-f", fmt, "--output=json",
+	                      path, NULL};
+	char *out = NULL;
+	struct json_object *o, *v;
+	int64_t size;
+
+	assert_int_equal(th_run(argv, NULL, &out, NULL), 0);
+	o = json_tokener_parse(out);
+	assert_true(json_object_object_get_ex(o, "virtual-size", &v));
+	size = json_object_get_int64(v);
+	json_object_put(o);
+	free(out);
+	return size;
+}
+
+static void test_qemu_made_qcow2_is_safe(void **state)
+{
+	struct fixture *f = *state;
+	const char *compat[] = {"0.10", "1.1"};
+	struct vmd_inspect_result r;
+
+	th_require_qemu_img();
+	for (int i = 0; i < 2; i++) {
+		char opt[32];
+
+		snprintf(opt, sizeof(opt), "compat=%s", compat[i]);
+		qemu_img((const char *[]){"qemu-img", "create", "-q", "-f",
+		                          "qcow2", "-o", opt, f->img, "3G", NULL});
+		inspect(f->img, 0, &r);
+		assert_true(r.safe);
+		assert_int_equal(r.format, VMD_IMG_QCOW2);
+		assert_int_equal(r.version, i == 0 ? 2 : 3);
+		assert_int_equal(r.virtual_size, qemu_virtual_size(f->img, "qcow2"));
+		assert_int_equal(r.cluster_size, 65536);
+	}
+	/* Small clusters, compressed and zstd images too. */
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-o",
+	                          "cluster_size=512,compression_type=zstd",
+	                          f->img, "100M", NULL});
+	inspect(f->img, 0, &r);
+	assert_true(r.safe);
+	assert_int_equal(r.cluster_size, 512);
+	assert_int_equal(r.virtual_size, 100 << 20);
+}
+
+static void test_raw_is_raw(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_inspect_result r;
+
+	th_write_pattern(f->img, 1 << 20, 3);
+	inspect(f->img, 0, &r);
+	assert_true(r.safe);
+	assert_int_equal(r.format, VMD_IMG_RAW);
+	assert_int_equal(r.virtual_size, 1 << 20);
+	assert_true(vmd_image_format_is_raw(r.format));
+}
+
+static void test_backing_file_refused_unless_allowed(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_inspect_result r;
+
+	th_require_qemu_img();
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                          "-b", "/etc/passwd", "-F", "raw", "-u", f->img,
+	                          "1M", NULL});
+	assert_refused_with(f->img, "qcow2-backing-file");
+	inspect(f->img, VMD_INSPECT_ALLOW_BACKING, &r);
+	assert_true(r.safe);
+	assert_string_equal(r.backing_file, "/etc/passwd");
+	assert_string_equal(r.backing_format, "raw");
+}
+
+static void test_data_file_refused(void **state)
+{
+	struct fixture *f = *state;
+	char *data = th_path(f->dir, "data.raw");
+	char opt[4200];
+
+	th_require_qemu_img();
+	snprintf(opt, sizeof(opt), "data_file=%s", data);
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-o",
+	                          opt, f->img, "1M", NULL});
+	assert_refused_with(f->img, "qcow2-data-file");
+	/* The extension alone (bit cleared by a crafty writer) is enough. */
+	unsigned char zero[8] = {0};
+
+	th_pwrite_at(f->img, zero, 8, 72);
+	assert_refused_with(f->img, "qcow2-data-file");
+	free(data);
+}
+
+static void test_encrypted_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	th_require_qemu_img();
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "--object",
+	                          "secret,id=s0,data=abcdef", "-f", "qcow2", "-o",
+	                          "encrypt.format=luks,encrypt.key-secret=s0",
+	                          f->img, "1M", NULL});
+	assert_refused_with(f->img, "qcow2-encrypted");
+}
+
+static void test_too_large_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	th_require_qemu_img();
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                          f->img, "2T", NULL});
+	assert_refused_with(f->img, "virtual-size-limit");
+}
+
+/* A qemu-made image with header bytes patched. */
+struct patch_case {
+	size_t off;
+	unsigned char bytes[8];
+	size_t len;
+	const char *code;
+};
+
+static void test_patched_headers_refused(void **state)
+{
+	struct fixture *f = *state;
+	const struct patch_case cases[] = {
+		/* unknown incompatible feature bit 40 */
+		{72, {0, 0, 1, 0, 0, 0, 0, 0}, 8, "qcow2-unknown-features"},
+		{72, {0, 0, 0, 0, 0, 0, 0, 2}, 8, "qcow2-corrupt"},
+		{4, {0, 0, 0, 1}, 4, "qcow2-version"},
+		{20, {0, 0, 0, 8}, 4, "qcow2-cluster-size"},
+		/* l1_size 0x10000000: a 2 GiB L1 table */
+		{36, {0x10, 0, 0, 0}, 4, "table-size-limit"},
+		/* refcount_table_clusters 0x10000 of 64 KiB: 4 GiB */
+		{56, {0, 1, 0, 0}, 4, "table-size-limit"},
+		/* L1 table far past the end of the file */
+		{40, {0, 0, 0, 1, 0, 0, 0, 0}, 8, "header-bounds"},
+		/* L1 table on top of the refcount table (0x10000) */
+		{40, {0, 0, 0, 0, 0, 1, 0, 0}, 8, "overlapping-tables"},
+		/* L1 table inside the header cluster */
+		{40, {0, 0, 0, 0, 0, 0, 0, 0}, 8, "overlapping-tables"},
+		/* a backing file name past cluster 0 */
+		{8, {0, 0, 0, 0, 0, 0, 0xff, 0xf0}, 8, "header-bounds"},
+		/* header_length not a multiple of 8 */
+		{100, {0, 0, 0, 0x69}, 4, "header-bounds"},
+		/* compression type 7 */
+		{104, {7}, 1, "qcow2-compression-type"},
+		/* 70000 snapshots */
+		{60, {0, 1, 0x11, 0x70}, 4, "table-size-limit"},
+		/* the virtual size above 1 TiB with an L1 too small for it */
+		{24, {0, 0, 0x10, 0, 0, 0, 0, 0}, 8, "virtual-size-limit"},
+	};
+
+	th_require_qemu_img();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		qemu_img((const char *[]){"qemu-img", "create", "-q", "-f",
+		                          "qcow2", f->img, "1G", NULL});
+		th_pwrite_at(f->img, cases[i].bytes, cases[i].len, cases[i].off);
+		assert_refused_with(f->img, cases[i].code);
+	}
+}
+
+static void test_truncated_and_empty(void **state)
+{
+	struct fixture *f = *state;
+	const off_t lens[] = {1, 4, 71, 72, 103, 104, 111, 4096, 65536, 100000};
+	struct vmd_inspect_result r;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	th_require_qemu_img();
+	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+		qemu_img((const char *[]){"qemu-img", "create", "-q", "-f",
+		                          "qcow2", f->img, "1G", NULL});
+		assert_int_equal(truncate(f->img, lens[i]), 0);
+		int fd = open(f->img, O_RDONLY | O_CLOEXEC);
+		int rc = vmd_inspect_fd(fd, NULL, 0, &r, &err);
+
+		close(fd);
+		/* Either an error or a refusal: never "safe qcow2". */
+		if (rc == 0 && r.format == VMD_IMG_QCOW2)
+			assert_false(r.safe);
+		vmd_error_clear(&err);
+	}
+	assert_int_equal(truncate(f->img, 0), 0);
+	int fd = open(f->img, O_RDONLY | O_CLOEXEC);
+
+	assert_int_equal(vmd_inspect_fd(fd, NULL, 0, &r, &err), VMD_E_INVAL);
+	assert_string_equal(err.msg, "inspect: image is empty");
+	close(fd);
+}
+
+/* The read budget holds whatever the image claims. */
+static void test_read_budget(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_inspect_limits lim;
+	struct vmd_inspect_result r;
+	struct vmd_error err = VMD_ERROR_INIT;
+	unsigned char buf[4096];
+
+	(void)f;
+	memset(buf, 0, sizeof(buf));
+	memcpy(buf, "QFI\xfb", 4);
+	vmd_put_be32(buf + 4, 3);
+	vmd_inspect_limits_default(&lim);
+	lim.max_read_bytes = 100; /* less than the probe wants */
+	assert_int_equal(vmd_inspect_buffer(buf, sizeof(buf), &lim, 0, &r, &err),
+	                 VMD_E_IO);
+}
+
+static int cli(struct fixture *f, char **out, const char *const *args)
+{
+	const char *argv[16] = {th_cli(), "--config", f->conf};
+	size_t n = 3;
+
+	for (size_t i = 0; args[i]; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	return th_run(argv, NULL, out, NULL);
+}
+
+static int count_lines_starting(const char *s, const char *prefix)
+{
+	int n = 0;
+
+	for (const char *p = s; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		n += strncmp(p, prefix, strlen(prefix)) == 0;
+	return n;
+}
+
+static void test_cli_inspect(void **state)
+{
+	struct fixture *f = *state;
+	char *out = NULL;
+	struct json_object *o, *v;
+
+	th_require_qemu_img();
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                          f->img, "1G", NULL});
+	assert_int_equal(cli(f, &out, (const char *[]){"inspect", f->img, NULL}), 0);
+	assert_non_null(strstr(out, "format: qcow2"));
+	assert_non_null(strstr(out, "verdict: safe"));
+	free(out);
+	/* Two failed checks: two lines, exit 1. */
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                          "-b", "/etc/passwd", "-F", "raw", "-u", f->img,
+	                          "2T", NULL});
+	assert_int_equal(cli(f, &out, (const char *[]){"inspect", f->img, NULL}), 1);
+	assert_int_equal(count_lines_starting(out, "refused: "), 2);
+	assert_non_null(strstr(out, "refused: qcow2-backing-file: "));
+	assert_non_null(strstr(out, "refused: virtual-size-limit: "));
+	free(out);
+	assert_int_equal(cli(f, &out, (const char *[]){"--json", "inspect", f->img,
+	                                               NULL}),
+	                 1);
+	o = json_tokener_parse(out);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "reasons", &v));
+	assert_true(json_object_is_type(v, json_type_array));
+	assert_int_equal(json_object_array_length(v), 2);
+	json_object_put(o);
+	free(out);
+	assert_int_equal(cli(f, &out, (const char *[]){"inspect", "--allow-backing",
+	                                               f->img, NULL}),
+	                 1);
+	assert_int_equal(count_lines_starting(out, "refused: "), 1);
+	free(out);
+}
+
+static int count_dir(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+static void test_hostile_image_creates_nothing(void **state)
+{
+	struct fixture *f = *state;
+	char *errs = NULL;
+	char *cache = th_path(f->instances, "_base");
+	char *idir = th_path(f->instances, INST);
+	const char *argv[] = {th_cli(), "--config", f->conf, "create", INST,
+	                      "disk", "--image", f->img, NULL};
+
+	th_require_qemu_img();
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                          "-b", "/etc/passwd", "-F", "raw", "-u", f->img,
+	                          "1M", NULL});
+	assert_int_equal(th_run(argv, NULL, NULL, &errs), 1);
+	assert_string_equal(errs, "vmdisk: create: cache: image refused: "
+	                          "qcow2-backing-file\n");
+	assert_int_equal(count_dir(cache), 0);
+	assert_false(th_exists(idir));
+	free(errs);
+	const char *fetch[] = {th_cli(), "--config", f->conf, "fetch", f->img,
+	                       NULL};
+
+	assert_int_equal(th_run(fetch, NULL, NULL, NULL), 1);
+	assert_int_equal(count_dir(cache), 0);
+	free(cache);
+	free(idir);
+}
+
+static struct vmd_ctx *ctx_for(struct fixture *f, bool force_raw)
+{
+	struct vmd_config cfg;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_ctx *ctx;
+
+	vmd_config_defaults(&cfg);
+	snprintf(cfg.instances_path, sizeof(cfg.instances_path), "%s",
+	         f->instances);
+	cfg.force_raw_images = force_raw;
+	ctx = vmd_ctx_new(&cfg, &err);
+	assert_non_null(ctx);
+	return ctx;
+}
+
+/* force_raw_images=false: a qcow2 base is overlaid as qcow2. */
+static void test_qcow2_base_overlay(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_ctx *ctx = ctx_for(f, false);
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts opts = {f->img, 0, VMD_BACKEND_QCOW2};
+	struct vmd_disk_info info;
+	char *raw = th_path(f->dir, "src.raw");
+	char *disk;
+
+	th_require_qemu_img();
+	th_write_pattern(raw, 2 << 20, 77);
+	qemu_img((const char *[]){"qemu-img", "convert", "-q", "-f", "raw", "-O",
+	                          "qcow2", raw, f->img, NULL});
+	assert_int_equal(vmd_disk_create(ctx, INST, "disk", &opts, &info, &err), 0);
+	disk = strdup(info.path);
+	th_assert_qcow2_check_clean(disk);
+	th_assert_images_identical(raw, "raw", disk, "qcow2", 1);
+	/* The flat backend cannot use a qcow2 base (yet): clear refusal. */
+	opts.backend = VMD_BACKEND_FLAT;
+	assert_int_equal(vmd_disk_create(ctx, INST, "flat", &opts, &info, &err),
+	                 VMD_E_UNSUPPORTED);
+	vmd_ctx_free(ctx);
+	free(disk);
+	free(raw);
+}
+
+/* A cached entry is inspected again on every use. */
+static void test_cached_entry_inspected_again(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_ctx *ctx = ctx_for(f, true);
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_cache_entry entry;
+	struct vmd_create_opts opts = {f->img, 0, VMD_BACKEND_QCOW2};
+	char *evil = th_path(f->dir, "evil.qcow2");
+
+	th_require_qemu_img();
+	th_write_pattern(f->img, 1 << 20, 5);
+	assert_int_equal(vmd_cache_fetch(ctx, f->img, &entry, &err), 0);
+	/* Someone (or a bug) replaces the entry's bytes with a hostile qcow2. */
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                          "-b", "/etc/shadow", "-F", "raw", "-u", evil,
+	                          "1M", NULL});
+	const char *cp[] = {"cp", evil, entry.path, NULL};
+
+	assert_int_equal(th_run(cp, NULL, NULL, NULL), 0);
+	assert_int_equal(vmd_disk_create(ctx, INST, "disk", &opts, NULL, &err),
+	                 VMD_E_REFUSED);
+	assert_non_null(strstr(err.msg, "qcow2-backing-file"));
+	vmd_ctx_free(ctx);
+	free(evil);
+}
+
+/* The guest writes a qcow2 header into its raw disk: nothing changes. */
+static void test_format_pinned(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_ctx *ctx = ctx_for(f, true);
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts opts = {f->img, 0, VMD_BACKEND_FLAT};
+	struct vmd_disk_info info;
+	struct vmd_disk_record rec = {VMD_BACKEND_QCOW2, VMD_FORMAT_QCOW2, ""};
+	char *xml = NULL;
+	char *evil = th_path(f->dir, "evil.qcow2");
+	char *idir = th_path(f->instances, INST);
+
+	th_require_qemu_img();
+	th_write_pattern(f->img, 1 << 20, 5);
+	assert_int_equal(vmd_disk_create(ctx, INST, "disk", &opts, &info, &err), 0);
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                          "-b", "/etc/shadow", "-F", "raw", "-u", evil,
+	                          "1M", NULL});
+	const char *dd[] = {"dd", "status=none", "conv=notrunc", "bs=4096",
+	                    "count=1", NULL, NULL, NULL};
+	char *in, *of;
+
+	assert_true(asprintf(&in, "if=%s", evil) > 0);
+	assert_true(asprintf(&of, "of=%s", info.path) > 0);
+	dd[5] = in;
+	dd[6] = of;
+	assert_int_equal(th_run(dd, NULL, NULL, NULL), 0);
+	assert_int_equal(vmd_disk_info(ctx, INST, "disk", &info, &err), 0);
+	assert_string_equal(info.format, "raw");
+	assert_string_equal(info.backend, "flat");
+	assert_int_equal(vmd_disk_libvirt_xml(ctx, INST, "disk", "vda", &xml,
+	                                      &err),
+	                 0);
+	assert_non_null(strstr(xml, "type='raw'"));
+	assert_null(strstr(xml, "qcow2"));
+	free(xml);
+	/* And the record refuses to have the entry rewritten. */
+	assert_int_equal(vmd_record_put(idir, "disk", &rec, &err), VMD_E_EXISTS);
+	vmd_ctx_free(ctx);
+	free(in);
+	free(of);
+	free(evil);
+	free(idir);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_qemu_made_qcow2_is_safe),
+		T(test_raw_is_raw),
+		T(test_backing_file_refused_unless_allowed),
+		T(test_data_file_refused),
+		T(test_encrypted_refused),
+		T(test_too_large_refused),
+		T(test_patched_headers_refused),
+		T(test_truncated_and_empty),
+		T(test_read_budget),
+		T(test_cli_inspect),
+		T(test_hostile_image_creates_nothing),
+		T(test_qcow2_base_overlay),
+		T(test_cached_entry_inspected_again),
+		T(test_format_pinned),
+	};
+
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+	return cmocka_run_group_tests_name("inspect", tests, NULL, NULL);
+}
