@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "convert.h"
 #include "filedisk.h"
 
 static int flat_clone_or_copy(int src, int dst, struct vmd_error *err)
@@ -136,37 +137,17 @@ static int flat_snapshot_extract(struct vmd_ctx *ctx,
                                  enum vmd_format dst_format,
                                  struct vmd_error *err)
 {
-	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
-	VMD_AUTOCLOSE int src = -1;
-	VMD_AUTOFREE char *dir = NULL;
-	const char *slash = strrchr(dst_path, '/');
-	int rc;
+	struct vmd_inspect_limits lim;
+	struct vmd_convert_opts o = {
+		.src_format = VMD_FORMAT_RAW,
+		.dst_format = dst_format,
+		.limits = &lim,
+	};
 
 	(void)ctx;
-	if (dst_format != VMD_FORMAT_RAW)
-		return vmd_error_set(err, VMD_E_UNSUPPORTED,
-		                     "flat: extract to this format is not supported yet",
-		                     "format %s", vmd_format_name(dst_format));
-	if (!slash || slash[1] == '\0')
-		return vmd_error_set(err, VMD_E_INVAL,
-		                     "flat: extract needs an absolute file path",
-		                     "destination %s", dst_path);
-	dir = strndup(dst_path, (size_t)(slash - dst_path) + 1);
-	if (!dir)
-		return vmd_error_set(err, VMD_E_NOMEM, "flat: out of memory",
-		                     "strndup");
-	src = open(disk->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (src < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "flat: open disk failed", "open %s",
-		                           disk->path);
-	rc = vmd_tmpfile_open(&t, dir, slash + 1, 0600, err);
-	if (rc < 0)
-		return rc;
-	rc = vmd_copy_sparse(src, t.fd, err);
-	if (rc < 0)
-		return rc;
-	return vmd_tmpfile_publish(&t, false, 0600, err);
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = UINT64_MAX;
+	return vmd_convert_to_path(disk->path, dst_path, &o, err);
 }
 
 static int flat_libvirt_xml(struct vmd_ctx *ctx,

@@ -6,11 +6,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <unistd.h>
 
+#include "convert.h"
 #include "filedisk.h"
 #include "qcow2.h"
+#include "qcow2_image.h"
 
 static int qcow2_create(const struct vmd_disk_ref *disk,
                         const struct vmd_image *base, uint64_t size,
@@ -59,13 +62,44 @@ static int qcow2_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 {
 	VMD_AUTOCLOSE int fd =
 		open(disk->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	struct vmd_inspect_limits lim;
+	struct vmd_qcow2 *q = NULL;
+	int rc;
 
 	(void)ctx;
 	if (fd < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "qcow2: open disk failed", "open %s",
 		                           disk->path);
-	return vmd_qcow2_grow(fd, new_size, err);
+	/* Our own disk: the limit on untrusted images' sizes is not its. */
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = UINT64_MAX;
+	rc = vmd_qcow2_open(fd, true, &lim, NULL, &q, err);
+	if (rc == 0)
+		rc = vmd_qcow2_resize(q, new_size, err);
+	int crc = vmd_qcow2_close(q, rc == 0 ? err : NULL);
+
+	return rc < 0 ? rc : crc;
+}
+
+static int qcow2_snapshot_extract(struct vmd_ctx *ctx,
+                                  const struct vmd_disk_ref *disk,
+                                  const char *dst_path,
+                                  enum vmd_format dst_format,
+                                  struct vmd_error *err)
+{
+	struct vmd_inspect_limits lim;
+	struct vmd_convert_opts o = {
+		.src_format = VMD_FORMAT_QCOW2,
+		.dst_format = dst_format,
+		.allow_backing = true, /* the cached base: flattened */
+		.limits = &lim,
+	};
+
+	(void)ctx;
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = UINT64_MAX;
+	return vmd_convert_to_path(disk->path, dst_path, &o, err);
 }
 
 static int qcow2_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
@@ -112,8 +146,7 @@ const struct vmd_backend_ops vmd_backend_qcow2 = {
 	.resize = qcow2_resize,
 	.exists = vmd_filedisk_exists,
 	.info = qcow2_info,
-	/* Flattening the chain needs the qcow2 reader (next release). */
-	.snapshot_extract = NULL,
+	.snapshot_extract = qcow2_snapshot_extract,
 	.remove = vmd_filedisk_remove,
 	.libvirt_xml = qcow2_libvirt_xml,
 };

@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "cache.h"
+#include "convert.h"
 #include <vmdisk/inspect.h>
 #include "faultpoint.h"
 #include "fsutil.h"
@@ -87,15 +88,10 @@ static int check_image(struct vmd_ctx *ctx, int fd, enum vmd_format *format,
 		*format = VMD_FORMAT_RAW;
 		return 0;
 	}
-	if (r.format == VMD_IMG_QCOW2 && !ctx->cfg.force_raw_images) {
+	if (r.format == VMD_IMG_QCOW2) {
 		*format = VMD_FORMAT_QCOW2;
 		return 0;
 	}
-	if (r.format == VMD_IMG_QCOW2)
-		return vmd_error_set(err, VMD_E_UNSUPPORTED,
-		                     "cache: converting qcow2 images to raw is "
-		                     "not supported yet (force_raw_images)",
-		                     "qcow2 image with force_raw_images=true");
 	snprintf(msg, sizeof(msg), "cache: image format %s is not supported",
 	         vmd_image_format_name(r.format));
 	return vmd_error_set(err, VMD_E_UNSUPPORTED, msg, "inspected as %s",
@@ -167,6 +163,38 @@ static int open_local_source(const char *source, int *fd_out,
 	return 0;
 }
 
+/*
+ * force_raw_images (Nova's fetch_to_raw): the qcow2 just copied into `q`
+ * becomes a raw temporary, converted once here rather than read through
+ * the qcow2 layer by every disk made from it.
+ */
+static int convert_to_raw(struct vmd_ctx *ctx, struct vmd_tmpfile *q,
+                          const char *id, struct vmd_tmpfile *raw,
+                          struct vmd_error *err)
+{
+	char src[64];
+	struct vmd_inspect_limits lim;
+	struct vmd_convert_opts o = {
+		.src_format = VMD_FORMAT_QCOW2,
+		.dst_format = VMD_FORMAT_RAW,
+		.limits = &lim,
+	};
+	int rc;
+
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = ctx->cfg.max_image_virtual_size;
+	/* The copy may be anonymous (O_TMPFILE): reach it through /proc. */
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", q->fd);
+	rc = vmd_tmpfile_open(raw, ctx->cache_dir, id, 0600, err);
+	if (rc == 0)
+		rc = vmd_convert_to_fd(src, raw->fd, &o, err);
+	if (rc < 0)
+		vmd_error_prefix(err, "cache: convert to raw");
+	else
+		vmd_log_info("cache: %s converted from qcow2 to raw", id);
+	return rc;
+}
+
 int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
                            uint64_t *virtual_size, struct vmd_error *err)
 {
@@ -189,6 +217,7 @@ int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
 	VMD_AUTOCLOSE int src = -1;
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	VMD_AUTOTMP struct vmd_tmpfile raw = VMD_TMPFILE_INIT;
 	VMD_AUTOCLOSE int cached = -1;
 	int rc;
 
@@ -240,10 +269,20 @@ int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
 	rc = check_image(ctx, t.fd, &out->format, &out->virtual_size, err);
 	if (rc < 0)
 		return rc;
+	if (out->format == VMD_FORMAT_QCOW2 && ctx->cfg.force_raw_images) {
+		rc = convert_to_raw(ctx, &t, id, &raw, err);
+		if (rc < 0)
+			return rc;
+		rc = check_image(ctx, raw.fd, &out->format, &out->virtual_size,
+		                 err);
+		if (rc < 0)
+			return rc;
+	}
 	rc = vmd_faultpoint("cache.before_publish", err);
 	if (rc < 0)
 		return rc;
-	rc = vmd_tmpfile_publish(&t, false, BASE_MODE, err);
+	rc = vmd_tmpfile_publish(raw.fd >= 0 ? &raw : &t, false, BASE_MODE,
+	                         err);
 	if (rc < 0)
 		return rc;
 	vmd_log_info("cache: fetched %s as %s", canon, id);

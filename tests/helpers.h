@@ -51,7 +51,7 @@ void th_require_qemu_img(void);
 /* `qemu-img check -f qcow2 path` exits 0 with no leaks and no errors. */
 void th_assert_qcow2_check_clean(const char *path);
 /* `qemu-img compare -f FMT1 -F FMT2 a b` says identical (exit 0). With
- * strict=1 a size difference is a failure too (-s). */
+ * strict=1 a difference in virtual size is a failure too. */
 void th_assert_images_identical(const char *a, const char *fa, const char *b,
                                 const char *fb, int strict);
 

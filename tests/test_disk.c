@@ -236,24 +236,50 @@ static void test_bad_requests_create_nothing(void **state)
 	free(missing);
 }
 
-static void test_non_raw_image_refused(void **state)
+/* force_raw_images (the default): a qcow2 image is cached as raw, once. */
+static void test_qcow2_image_cached_as_raw(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts opts = {NULL, 0, VMD_BACKEND_QCOW2};
+	struct vmd_disk_info info;
+	struct vmd_cache_entry entry;
 	char *q = th_path(f->dir, "image.qcow2");
-	const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", q,
-	                      "1M", NULL};
+	const char *argv[] = {"qemu-img", "convert", "-q", "-c", "-f", "raw",
+	                      "-O", "qcow2", f->base, q, NULL};
 
 	th_require_qemu_img();
 	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
 	opts.image = q;
-	assert_int_equal(vmd_disk_create(f->ctx, INST, "disk", &opts, NULL,
-	                                 &err),
-	                 VMD_E_UNSUPPORTED);
-	assert_non_null(strstr(err.msg, "qcow2"));
-	assert_nothing_created(f, INST);
+	if (vmd_disk_create(f->ctx, INST, "disk", &opts, &info, &err) != 0)
+		fail_msg("create: %s (%s)", err.msg, err.detail);
+	assert_int_equal(vmd_cache_fetch(f->ctx, q, &entry, &err), 0);
+	assert_false(entry.fetched);
+	assert_int_equal(entry.format, VMD_FORMAT_RAW);
+	assert_true(th_files_equal(f->base, entry.path));
+	th_assert_qcow2_check_clean(info.path);
+	th_assert_images_identical(q, "qcow2", info.path, "qcow2", 1);
 	free(q);
+}
+
+/* A format we can read but not use yet is refused, leaving nothing. */
+static void test_unusable_format_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts opts = {NULL, 0, VMD_BACKEND_QCOW2};
+	char *v = th_path(f->dir, "image.vdi");
+	const char *argv[] = {"qemu-img", "create", "-q", "-f", "vdi", v, "1M",
+	                      NULL};
+
+	th_require_qemu_img();
+	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+	opts.image = v;
+	int rc = vmd_disk_create(f->ctx, INST, "disk", &opts, NULL, &err);
+
+	assert_true(rc == VMD_E_UNSUPPORTED || rc == VMD_E_REFUSED);
+	assert_nothing_created(f, INST);
+	free(v);
 }
 
 static void test_existing_disk_untouched(void **state)
@@ -424,7 +450,8 @@ int main(void)
 		T(test_flat_preallocate_space),
 		T(test_default_backend_follows_config),
 		T(test_bad_requests_create_nothing),
-		T(test_non_raw_image_refused),
+		T(test_qcow2_image_cached_as_raw),
+		T(test_unusable_format_refused),
 		T(test_existing_disk_untouched),
 		T(test_resize),
 		T(test_remove),

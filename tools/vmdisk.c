@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "convert.h"
 #include <vmdisk/inspect.h>
 #include <vmdisk/vmdisk.h>
 
@@ -55,6 +56,8 @@ static int failed(const struct vmd_error *err)
 
 static void print_command_help(const struct command *c)
 {
+	if (!c)
+		return;
 	printf("usage: vmdisk [--config F] [--json] [-v|-q] %s\n\n%s\n",
 	       c->usage, c->summary);
 }
@@ -449,6 +452,134 @@ static int cmd_inspect(struct cli *cli, int argc, char **argv)
 	return r.safe ? EXIT_OK : EXIT_FAILED;
 }
 
+struct convert_state {
+	struct vmd_convert_opts o;
+	bool have_src_format;
+	bool have_dst_format;
+	bool progress;
+};
+
+static int convert_opt(int opt, const char *arg, void *state)
+{
+	struct convert_state *st = state;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	switch (opt) {
+	case 'f':
+		if (vmd_parse_format(arg, &st->o.src_format, &err) < 0)
+			return usage_error(err.msg);
+		st->have_src_format = true;
+		return 0;
+	case 'O':
+		if (vmd_parse_format(arg, &st->o.dst_format, &err) < 0)
+			return usage_error(err.msg);
+		st->have_dst_format = true;
+		return 0;
+	case 'p':
+		st->progress = true;
+		return 0;
+	default:
+		return EXIT_USAGE;
+	}
+}
+
+/* One line, rewritten in place; only ever on a terminal. */
+static void print_progress(uint64_t done, uint64_t total, void *opaque)
+{
+	(void)opaque;
+	fprintf(stderr, "\r%6.2f%% (%llu / %llu MiB)",
+	        total ? 100.0 * (double)done / (double)total : 100.0,
+	        (unsigned long long)(done >> 20),
+	        (unsigned long long)(total >> 20));
+	fflush(stderr);
+}
+
+/* The source's format: -f if given, else what the inspector says (a safe
+ * probe: it never trusts a header beyond its own checks). */
+static int convert_source_format(const char *src, struct convert_state *st)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_inspect_result r;
+	int fd;
+
+	if (st->have_src_format)
+		return 0;
+	fd = open(src, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		vmd_error_set_errno(&err, VMD_E_NOTFOUND, errno,
+		                    "convert: cannot open the source", "open");
+		return failed(&err);
+	}
+	if (vmd_inspect_fd(fd, NULL, VMD_INSPECT_ALLOW_BACKING, &r, &err) < 0) {
+		close(fd);
+		return failed(&err);
+	}
+	close(fd);
+	if (vmd_image_format_is_raw(r.format)) {
+		st->o.src_format = VMD_FORMAT_RAW;
+	} else if (r.format == VMD_IMG_QCOW2) {
+		st->o.src_format = VMD_FORMAT_QCOW2;
+	} else {
+		fprintf(stderr, "vmdisk: convert: source format %s is not "
+		                "supported\n",
+		        vmd_image_format_name(r.format));
+		return EXIT_FAILED;
+	}
+	return 0;
+}
+
+static int cmd_convert(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"format", required_argument, NULL, 'f'},
+		{"output-format", required_argument, NULL, 'O'},
+		{"progress", no_argument, NULL, 'p'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct convert_state st = {0};
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_inspect_limits lim;
+	int first;
+	int rc;
+
+	optind = 0;
+	opterr = 0;
+	/* -f/-O take short options, as in qemu-img. */
+	while ((rc = getopt_long(argc, argv, "f:O:ph", longopts, NULL)) != -1) {
+		if (rc == 'h') {
+			print_command_help(find_command("convert"));
+			return EXIT_OK;
+		}
+		if (rc == '?' || rc == ':')
+			return usage_error("bad option or missing value");
+		rc = convert_opt(rc, optarg, &st);
+		if (rc != 0)
+			return rc;
+	}
+	first = optind;
+	if (argc - first != 2)
+		return usage_error("convert: expected SRC and DST");
+	if (!st.have_dst_format)
+		return usage_error("convert: -O raw|qcow2 is required");
+	rc = convert_source_format(argv[first], &st);
+	if (rc != 0)
+		return rc;
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = cli->cfg.max_image_virtual_size;
+	st.o.limits = &lim;
+	/* The operator names the file: its chain is followed and flattened. */
+	st.o.allow_backing = true;
+	if (st.progress && isatty(STDERR_FILENO))
+		st.o.progress = print_progress;
+	rc = vmd_convert_to_path(argv[first], argv[first + 1], &st.o, &err);
+	if (st.o.progress)
+		fputc('\n', stderr);
+	if (rc < 0)
+		return failed(&err);
+	return EXIT_OK;
+}
+
 static const struct command commands[] = {
 	{"fetch", "fetch SOURCE",
 	 "Copy an image into the base-image cache (once, however many callers).",
@@ -465,6 +596,11 @@ static const struct command commands[] = {
 	{"remove", "remove INSTANCE DISK", "Remove a disk.", cmd_remove},
 	{"xml", "xml INSTANCE DISK [--target DEV]",
 	 "Print the libvirt <disk> element for a disk.", cmd_xml},
+	{"convert", "convert SRC DST -O raw|qcow2 [-f raw|qcow2] [-p]",
+	 "Write the guest view of SRC (raw, or qcow2 with its backing chain,\n"
+	 "flattened) into the new file DST. Holes and zero blocks stay holes.\n"
+	 "-p shows progress on a terminal. DST must not exist.",
+	 cmd_convert},
 	{"inspect", "inspect FILE [--allow-backing]",
 	 "Say what format an image is and whether it is safe to use: exit 0\n"
 	 "when safe, 1 when refused, with each failed check on its own line\n"

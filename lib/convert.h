@@ -1,0 +1,38 @@
+/*
+ * Image conversion: any device we can read (raw, qcow2 with its backing
+ * chain) into a new raw or qcow2 file, sparse-aware and in parallel.
+ */
+#ifndef VMDISK_CONVERT_H
+#define VMDISK_CONVERT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <vmdisk/error.h>
+#include <vmdisk/inspect.h>
+#include <vmdisk/validate.h>
+
+typedef void (*vmd_progress_fn)(uint64_t done, uint64_t total, void *opaque);
+
+struct vmd_convert_opts {
+	enum vmd_format src_format;
+	enum vmd_format dst_format;
+	bool allow_backing;      /* follow (and flatten) a backing chain */
+	uint32_t cluster_bits;   /* qcow2 output; 0 = 16 (64 KiB) */
+	unsigned threads;        /* 0 = min(online CPUs, 4) */
+	const struct vmd_inspect_limits *limits; /* NULL = defaults */
+	vmd_progress_fn progress;
+	void *progress_opaque;
+};
+
+/* Write the guest view of src into the empty file dst_fd. */
+int vmd_convert_to_fd(const char *src, int dst_fd,
+                      const struct vmd_convert_opts *o, struct vmd_error *err);
+
+/* Convert into a new file dst_path, published atomically (never over an
+ * existing file). */
+int vmd_convert_to_path(const char *src, const char *dst_path,
+                        const struct vmd_convert_opts *o,
+                        struct vmd_error *err);
+
+#endif

@@ -1,0 +1,617 @@
+/*
+ * VMDK for the inspector: hosted sparse extents ("KDMV"), the legacy COWD
+ * header and text descriptor files.
+ *
+ * A VMDK can name other files: a descriptor's extent lines
+ * (`RW 2048 FLAT "/dev/sda" 0`) and its parentFileNameHint (a backing file)
+ * are opened by QEMU relative to, or outside, the image's directory. So the
+ * only VMDKs we accept are single-file sparse images, monolithicSparse or
+ * streamOptimized, whose embedded descriptor holds exactly one SPARSE extent
+ * and no parent (oslo.utils' rule after CVE-2024-32498):
+ *
+ *   - a descriptor-only file (no KDMV header) is refused: its extents can
+ *     only be other files;
+ *   - the descriptor is read the way QEMU reads it: from the header's
+ *     descriptor offset up to the first NUL, at most 1 MiB - 1 bytes, so
+ *     nothing hides past the declared descriptor size. Every line must be a
+ *     comment, a blank, a ddb line, `key=value` or an extent line, and every
+ *     "createType" and "parentFileNameHint" anywhere in the text (QEMU finds
+ *     them with strstr) is checked;
+ *   - a header with zero capacity is refused: QEMU then opens the extents
+ *     the embedded descriptor lists;
+ *   - with gdOffset = GD_AT_END the footer QEMU uses instead of the header
+ *     is checked (markers, same version and descriptor) and used.
+ * Tables are bounded: the grain directory and a grain table by
+ * limits->max_table_size, every offset by the file's length.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "inspect.h"
+
+#define SECTOR 512u
+#define HEADER_LEN 79 /* magic .. compressAlgorithm */
+#define GD_AT_END UINT64_MAX
+#define FLAG_RGD (1u << 1)
+#define MAX_GTES_PER_GT 512u    /* QEMU: "L2 table size too big" */
+#define MAX_GRAIN 0x200000u     /* sectors; QEMU: "Invalid granularity" */
+#define DESC_MAX ((1u << 20) - 1) /* QEMU's bound on a descriptor */
+#define DESC_SECTOR 1           /* where QEMU looks for CID and parent */
+#define LINE_MAX_LEN 1024
+#define CHUNK 4096
+#define MARKER_EOS 0
+#define MARKER_FOOTER 3
+
+struct sparse_header {
+	uint32_t version;
+	uint32_t flags;
+	uint64_t capacity; /* sectors */
+	uint64_t grain;    /* sectors */
+	uint64_t desc_offset;
+	uint64_t desc_size;
+	uint32_t gtes_per_gt;
+	uint64_t rgd_offset;
+	uint64_t gd_offset;
+	uint64_t overhead;
+	uint16_t compress;
+};
+
+struct desc_parse {
+	struct vmd_inspect_result *r;
+	char line[LINE_MAX_LEN + 1];
+	size_t len;
+	bool overflow;
+	unsigned line_no;
+	unsigned n_extents;
+	uint64_t extent_sectors; /* sum over the extent lines, saturating */
+	bool have_create_type;
+	bool done; /* a NUL ended the text */
+};
+
+/* Bytes at off, from the probe buffers when they hold them. */
+static long read_at(struct vmd_image_source *src,
+                    const struct vmd_probe_data *p, void *buf, size_t len,
+                    uint64_t off)
+{
+	if (off < p->head_len && len <= p->head_len - off) {
+		memcpy(buf, p->head + off, len);
+		return (long)len;
+	}
+	if (p->tail_len && off >= p->file_size - p->tail_len &&
+	    len <= p->file_size - off) {
+		memcpy(buf, p->tail + (off - (p->file_size - p->tail_len)),
+		       len);
+		return (long)len;
+	}
+	return vmd_src_read(src, buf, len, off);
+}
+
+/*
+ * QEMU's probe for a descriptor file: comment and blank lines, then a
+ * "version=1|2|3" line. We also take a file that starts with the usual
+ * "# Disk DescriptorFile" comment.
+ */
+static bool probe_descriptor(const unsigned char *b, size_t len)
+{
+	static const char banner[] = "# Disk DescriptorFile";
+	size_t i = 0;
+
+	if (vmd_bytes_at(b, len, 0, banner, sizeof(banner) - 1))
+		return true;
+	while (i < len) {
+		if (b[i] == '#') {
+			while (i < len && b[i] != '\n')
+				i++;
+			i++;
+			continue;
+		}
+		if (b[i] == ' ' || b[i] == '\r' || b[i] == '\n') {
+			while (i < len && b[i] == ' ')
+				i++;
+			if (i < len && b[i] == '\r')
+				i++;
+			if (i >= len || b[i] != '\n')
+				return false;
+			i++;
+			continue;
+		}
+		if (len - i >= 10 && memcmp(b + i, "version=", 8) == 0 &&
+		    b[i + 8] >= '1' && b[i + 8] <= '3')
+			return b[i + 9] == '\n' ||
+			       (b[i + 9] == '\r' && len - i >= 11 &&
+			        b[i + 10] == '\n');
+		return false;
+	}
+	return false;
+}
+
+static bool vmdk_probe(const struct vmd_probe_data *p)
+{
+	return vmd_bytes_at(p->head, p->head_len, 0, "KDMV", 4) ||
+	       vmd_bytes_at(p->head, p->head_len, 0, "COWD", 4) ||
+	       probe_descriptor(p->head, p->head_len);
+}
+
+static bool is_blank(char c)
+{
+	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
+}
+
+/* Case-insensitive search for an ASCII needle in line[0..len). */
+static const char *find_ci(const char *line, size_t len, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	for (size_t i = 0; i + n <= len; i++)
+		if (strncasecmp(line + i, needle, n) == 0)
+			return line + i;
+	return NULL;
+}
+
+/*
+ * QEMU takes an option's value by skipping `name` and two more characters
+ * (`="`) and reading up to the next quote. Returns the value's length, or
+ * -1 when the line has no closing quote.
+ */
+static long option_value(const char *line, size_t len, const char *at,
+                         size_t name_len, const char **value)
+{
+	size_t start = (size_t)(at - line) + name_len + 2;
+	const char *q;
+
+	if (start > len)
+		return -1;
+	q = memchr(line + start, '"', len - start);
+	if (!q)
+		return -1;
+	*value = line + start;
+	return (long)(q - (line + start));
+}
+
+static void check_options(struct desc_parse *d, const char *line, size_t len)
+{
+	static const char ct[] = "createType", pf[] = "parentFileNameHint";
+	const char *at, *v;
+	size_t off = 0;
+	long n;
+
+	/* Every occurrence: QEMU uses the first in the whole text. */
+	while ((at = find_ci(line + off, len - off, ct)) != NULL) {
+		d->have_create_type = true;
+		n = option_value(line, len, at, sizeof(ct) - 1, &v);
+		if (n < 0)
+			vmd_inspect_refuse(d->r, "vmdk-create-type",
+			                   "vmdk: malformed createType on "
+			                   "descriptor line %u",
+			                   d->line_no);
+		else if (!((n == 16 && memcmp(v, "monolithicSparse", 16) == 0) ||
+		           (n == 15 && memcmp(v, "streamOptimized", 15) == 0)))
+			vmd_inspect_refuse(d->r, "vmdk-create-type",
+			                   "vmdk: createType \"%.*s\" is not "
+			                   "monolithicSparse or streamOptimized",
+			                   n > 40 ? 40 : (int)n, v);
+		off = (size_t)(at - line) + sizeof(ct) - 1;
+	}
+	at = find_ci(line, len, pf);
+	if (at) {
+		n = option_value(line, len, at, sizeof(pf) - 1, &v);
+		if (n != 0)
+			vmd_inspect_refuse(d->r, "vmdk-parent",
+			                   "vmdk: the descriptor names a parent "
+			                   "image (parentFileNameHint, line %u)",
+			                   d->line_no);
+	}
+}
+
+static size_t skip_blank(const char *s, size_t i, size_t len)
+{
+	while (i < len && is_blank(s[i]))
+		i++;
+	return i;
+}
+
+static size_t skip_word(const char *s, size_t i, size_t len)
+{
+	while (i < len && !is_blank(s[i]))
+		i++;
+	return i;
+}
+
+/* Decimal digits at s[*i..]; false when none or on overflow. */
+static bool parse_u64(const char *s, size_t *i, size_t len, uint64_t *v)
+{
+	size_t start = *i;
+
+	*v = 0;
+	while (*i < len && s[*i] >= '0' && s[*i] <= '9') {
+		unsigned digit = (unsigned)(s[*i] - '0');
+
+		if (*v > (UINT64_MAX - digit) / 10)
+			return false;
+		*v = *v * 10 + digit;
+		(*i)++;
+	}
+	return *i > start;
+}
+
+struct extent {
+	uint64_t sectors;
+	const char *type, *name;
+	size_t type_len, name_len;
+};
+
+/* `ACCESS SECTORS TYPE "NAME" [OFFSET]`, nothing else. */
+static bool split_extent(const char *s, size_t len, struct extent *e)
+{
+	size_t i, at;
+	uint64_t offset;
+
+	i = skip_blank(s, skip_word(s, 0, len), len);
+	if (!parse_u64(s, &i, len, &e->sectors) || i >= len || !is_blank(s[i]))
+		return false;
+	at = skip_blank(s, i, len);
+	i = skip_word(s, at, len);
+	e->type = s + at;
+	e->type_len = i - at;
+	i = skip_blank(s, i, len);
+	if (e->type_len == 0 || i >= len || s[i] != '"')
+		return false;
+	at = ++i;
+	while (i < len && s[i] != '"')
+		i++;
+	if (i >= len)
+		return false;
+	e->name = s + at;
+	e->name_len = i - at;
+	i = skip_blank(s, i + 1, len);
+	return i == len ||
+	       (parse_u64(s, &i, len, &offset) && skip_blank(s, i, len) == len);
+}
+
+static void parse_extent(struct desc_parse *d, const char *s, size_t len)
+{
+	struct extent e;
+
+	if (!split_extent(s, len, &e)) {
+		vmd_inspect_refuse(d->r, "vmdk-extent",
+		                   "vmdk: malformed extent on descriptor line %u",
+		                   d->line_no);
+		return;
+	}
+	d->n_extents++;
+	d->extent_sectors =
+	        vmd_add_sat(d->extent_sectors, vmd_mul_sat(e.sectors, SECTOR));
+	if (e.type_len != 6 || memcmp(e.type, "SPARSE", 6) != 0)
+		vmd_inspect_refuse(d->r, "vmdk-extent",
+		                   "vmdk: extent of type %.*s (only a SPARSE "
+		                   "extent in the image itself is allowed)",
+		                   e.type_len > 16 ? 16 : (int)e.type_len, e.type);
+	if (e.name_len == 0 || memchr(e.name, '/', e.name_len))
+		vmd_inspect_refuse(d->r, "vmdk-extent",
+		                   "vmdk: extent file name \"%.*s\" refers to "
+		                   "another file",
+		                   e.name_len > 64 ? 64 : (int)e.name_len, e.name);
+}
+
+static void parse_line(struct desc_parse *d)
+{
+	const char *s = d->line, *eq;
+	size_t len = d->len, start, end, word;
+
+	d->line_no++;
+	if (d->overflow) {
+		vmd_inspect_refuse(d->r, "vmdk-descriptor",
+		                   "vmdk: descriptor line %u is longer than %d "
+		                   "bytes",
+		                   d->line_no, LINE_MAX_LEN);
+		return;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c < 0x20 && !is_blank((char)c)) || c >= 0x7f) {
+			vmd_inspect_refuse(d->r, "vmdk-descriptor",
+			                   "vmdk: byte 0x%02x on descriptor line "
+			                   "%u is not text",
+			                   c, d->line_no);
+			return;
+		}
+	}
+	check_options(d, s, len);
+	start = skip_blank(s, 0, len);
+	end = len;
+	while (end > start && is_blank(s[end - 1]))
+		end--;
+	s += start;
+	len = end - start;
+	if (len == 0 || s[0] == '#' ||
+	    (len >= 3 && strncasecmp(s, "ddb", 3) == 0))
+		return;
+	eq = memchr(s, '=', len);
+	if (eq && eq > s) {
+		size_t k = (size_t)(eq - s);
+
+		while (k > 0 && is_blank(s[k - 1]))
+			k--;
+		if (k > 0 && skip_word(s, 0, k) == k)
+			return; /* key = value */
+	}
+	word = skip_word(s, 0, len);
+	if ((word == 2 && strncasecmp(s, "RW", 2) == 0) ||
+	    (word == 6 && strncasecmp(s, "RDONLY", 6) == 0) ||
+	    (word == 8 && strncasecmp(s, "NOACCESS", 8) == 0)) {
+		parse_extent(d, s, len);
+		return;
+	}
+	vmd_inspect_refuse(d->r, "vmdk-descriptor",
+	                   "vmdk: unexpected text on descriptor line %u",
+	                   d->line_no);
+}
+
+static void desc_feed(struct desc_parse *d, const unsigned char *b, size_t n)
+{
+	for (size_t i = 0; i < n && !d->done; i++) {
+		if (b[i] == '\0') {
+			d->done = true;
+		} else if (b[i] == '\n') {
+			parse_line(d);
+			d->len = 0;
+			d->overflow = false;
+		} else if (d->len < LINE_MAX_LEN) {
+			d->line[d->len++] = (char)b[i];
+		} else {
+			d->overflow = true;
+		}
+	}
+}
+
+/*
+ * Parse the descriptor QEMU would parse: from `off` to the first NUL, at
+ * most DESC_MAX bytes. Returns -1 on a read failure (or an exhausted read
+ * budget), else 0 with the findings in d.
+ */
+static int parse_descriptor(struct vmd_image_source *src,
+                            const struct vmd_probe_data *p, uint64_t off,
+                            struct desc_parse *d)
+{
+	unsigned char chunk[CHUNK];
+	uint64_t left = DESC_MAX;
+
+	while (!d->done && left > 0 && off < p->file_size) {
+		size_t want = left < sizeof(chunk) ? (size_t)left : sizeof(chunk);
+		long n = read_at(src, p, chunk, want, off);
+
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		desc_feed(d, chunk, (size_t)n);
+		off += (uint64_t)n;
+		left -= (uint64_t)n;
+	}
+	if (d->len || d->overflow)
+		parse_line(d);
+	if (!d->have_create_type)
+		vmd_inspect_refuse(d->r, "vmdk-create-type",
+		                   "vmdk: the descriptor has no createType");
+	if (d->n_extents != 1)
+		vmd_inspect_refuse(d->r, "vmdk-extent",
+		                   "vmdk: the descriptor has %u extents (exactly "
+		                   "one, in the image itself, is allowed)",
+		                   d->n_extents);
+	return 0;
+}
+
+static void read_sparse_header(const unsigned char *b, size_t len,
+                               struct sparse_header *h)
+{
+	h->version = vmd_le32_at(b, len, 4);
+	h->flags = vmd_le32_at(b, len, 8);
+	h->capacity = vmd_le64_at(b, len, 12);
+	h->grain = vmd_le64_at(b, len, 20);
+	h->desc_offset = vmd_le64_at(b, len, 28);
+	h->desc_size = vmd_le64_at(b, len, 36);
+	h->gtes_per_gt = vmd_le32_at(b, len, 44);
+	h->rgd_offset = vmd_le64_at(b, len, 48);
+	h->gd_offset = vmd_le64_at(b, len, 56);
+	h->overhead = vmd_le64_at(b, len, 64);
+	h->compress = vmd_le16_at(b, len, 77);
+}
+
+/* A marker sector: u64 value, u32 size, u32 type. */
+static bool marker_is(const unsigned char *m, uint32_t type, bool zero_val)
+{
+	return vmd_le32_at(m, SECTOR, 8) == 0 &&
+	       vmd_le32_at(m, SECTOR, 12) == type &&
+	       (!zero_val || vmd_le64_at(m, SECTOR, 0) == 0);
+}
+
+/*
+ * gdOffset = GD_AT_END: QEMU takes the whole header from the footer in the
+ * file's last 1536 bytes (footer marker, footer, end-of-stream marker).
+ * Returns -1 on a read failure, 1 when the footer is unusable (refused),
+ * 0 with *h replaced by the footer.
+ */
+static int use_footer(struct vmd_image_source *src,
+                      const struct vmd_probe_data *p,
+                      struct vmd_inspect_result *r, struct sparse_header *h)
+{
+	unsigned char f[3 * SECTOR];
+	struct sparse_header fh;
+	long n;
+
+	if (p->file_size < 4 * SECTOR) {
+		vmd_inspect_refuse(r, "vmdk-footer",
+		                   "vmdk: grain directory at end but the file "
+		                   "is too short for a footer");
+		return 1;
+	}
+	n = read_at(src, p, f, sizeof(f), p->file_size - sizeof(f));
+	if (n < 0)
+		return -1;
+	if ((size_t)n < sizeof(f) || !marker_is(f, MARKER_FOOTER, false) ||
+	    !vmd_bytes_at(f, sizeof(f), SECTOR, "KDMV", 4) ||
+	    !marker_is(f + 2 * SECTOR, MARKER_EOS, true)) {
+		vmd_inspect_refuse(r, "vmdk-footer",
+		                   "vmdk: grain directory at end but no valid "
+		                   "footer and end-of-stream marker");
+		return 1;
+	}
+	read_sparse_header(f + SECTOR, SECTOR, &fh);
+	if (fh.version != h->version || fh.desc_offset != h->desc_offset ||
+	    fh.desc_size != h->desc_size || fh.gd_offset == GD_AT_END) {
+		vmd_inspect_refuse(r, "vmdk-footer",
+		                   "vmdk: the footer does not match the header");
+		return 1;
+	}
+	*h = fh;
+	return 0;
+}
+
+/* offset (sectors) + len bytes must lie within the file. */
+static bool within_file(const struct vmd_probe_data *p, uint64_t sectors,
+                        uint64_t len)
+{
+	return vmd_add_sat(vmd_mul_sat(sectors, SECTOR), len) <= p->file_size;
+}
+
+static void check_tables(const struct vmd_probe_data *p,
+                         const struct vmd_inspect_limits *lim,
+                         struct vmd_inspect_result *r,
+                         const struct sparse_header *h)
+{
+	uint64_t per_gd_entry, gd_entries, gd_bytes, gt_bytes;
+
+	if (h->gtes_per_gt > MAX_GTES_PER_GT || h->gtes_per_gt == 0 ||
+	    h->grain == 0 || h->grain > MAX_GRAIN) {
+		vmd_inspect_refuse(r, "vmdk-header",
+		                   "vmdk: bad grain size %llu or grain table "
+		                   "size %u",
+		                   (unsigned long long)h->grain, h->gtes_per_gt);
+		return;
+	}
+	per_gd_entry = h->grain * h->gtes_per_gt; /* <= 2^30 */
+	gd_entries = h->capacity / per_gd_entry +
+	             (h->capacity % per_gd_entry != 0);
+	gd_bytes = vmd_mul_sat(gd_entries, 4);
+	gt_bytes = (uint64_t)h->gtes_per_gt * 4;
+	if (gd_bytes > lim->max_table_size || gt_bytes > lim->max_table_size) {
+		vmd_inspect_refuse(r, "table-size-limit",
+		                   "vmdk: grain directory of %llu bytes is above "
+		                   "the limit %llu",
+		                   (unsigned long long)gd_bytes,
+		                   (unsigned long long)lim->max_table_size);
+		return;
+	}
+	if (h->gd_offset == 0 || !within_file(p, h->gd_offset, gd_bytes) ||
+	    ((h->flags & FLAG_RGD) &&
+	     (h->rgd_offset == 0 || !within_file(p, h->rgd_offset, gd_bytes))))
+		vmd_inspect_refuse(r, "header-bounds",
+		                   "vmdk: grain directory (sector %llu, %llu "
+		                   "bytes) is not within the file",
+		                   (unsigned long long)h->gd_offset,
+		                   (unsigned long long)gd_bytes);
+}
+
+static int inspect_sparse(struct vmd_image_source *src,
+                          const struct vmd_probe_data *p,
+                          const struct vmd_inspect_limits *lim,
+                          struct vmd_inspect_result *r)
+{
+	struct sparse_header h, hdr;
+	struct desc_parse d = {.r = r};
+	int rc;
+
+	if (p->head_len < HEADER_LEN) {
+		vmd_inspect_refuse(r, "header-bounds",
+		                   "vmdk: file too short for a sparse header");
+		return 0;
+	}
+	read_sparse_header(p->head, p->head_len, &hdr);
+	h = hdr;
+	if (hdr.gd_offset == GD_AT_END) {
+		rc = use_footer(src, p, r, &h);
+		if (rc < 0)
+			return -1;
+	}
+	r->version = h.version;
+	r->virtual_size = vmd_mul_sat(h.capacity, SECTOR);
+	if (h.grain && h.grain <= MAX_GRAIN)
+		r->cluster_size = (uint32_t)(h.grain * SECTOR);
+	if (h.version < 1 || h.version > 3)
+		vmd_inspect_refuse(r, "vmdk-version",
+		                   "vmdk: unsupported version %u", h.version);
+	if (h.capacity == 0)
+		vmd_inspect_refuse(r, "vmdk-extent",
+		                   "vmdk: zero capacity (QEMU would open the "
+		                   "extents the descriptor lists instead)");
+	if (h.overhead > p->file_size / SECTOR)
+		vmd_inspect_refuse(r, "header-bounds",
+		                   "vmdk: grains start at sector %llu, past the "
+		                   "end of the file",
+		                   (unsigned long long)h.overhead);
+	check_tables(p, lim, r, &h);
+
+	/* The descriptor (QEMU reads CID and parent from sector 1). */
+	if (h.desc_offset != DESC_SECTOR) {
+		vmd_inspect_refuse(r, "vmdk-descriptor",
+		                   "vmdk: embedded descriptor at sector %llu, not "
+		                   "%d",
+		                   (unsigned long long)h.desc_offset, DESC_SECTOR);
+		if (!within_file(p, h.desc_offset, 1))
+			vmd_inspect_refuse(r, "header-bounds",
+			                   "vmdk: descriptor offset past the "
+			                   "end of the file");
+		return 0;
+	}
+	if (!within_file(p, h.desc_offset,
+	                 vmd_mul_sat(h.desc_size, SECTOR)) ||
+	    h.desc_offset * SECTOR >= p->file_size) {
+		vmd_inspect_refuse(r, "header-bounds",
+		                   "vmdk: descriptor (sector %llu, %llu sectors) "
+		                   "is not within the file",
+		                   (unsigned long long)h.desc_offset,
+		                   (unsigned long long)h.desc_size);
+		return 0;
+	}
+	return parse_descriptor(src, p, h.desc_offset * SECTOR, &d);
+}
+
+static int vmdk_inspect(struct vmd_image_source *src,
+                        const struct vmd_probe_data *p,
+                        const struct vmd_inspect_limits *lim, unsigned flags,
+                        struct vmd_inspect_result *r)
+{
+	(void)flags;
+	r->format = VMD_IMG_VMDK;
+	if (vmd_bytes_at(p->head, p->head_len, 0, "KDMV", 4))
+		return inspect_sparse(src, p, lim, r);
+	if (vmd_bytes_at(p->head, p->head_len, 0, "COWD", 4)) {
+		r->virtual_size = (uint64_t)vmd_le32_at(p->head, p->head_len,
+		                                        12) *
+		                  SECTOR;
+		vmd_inspect_refuse(r, "vmdk-cowd",
+		                   "vmdk: legacy COWD (ESX sparse) image: not "
+		                   "supported");
+		return 0;
+	}
+
+	/* A descriptor file: everything it describes lives in other files. */
+	struct desc_parse d = {.r = r};
+
+	vmd_inspect_refuse(r, "vmdk-descriptor-only",
+	                   "vmdk: a descriptor file without data: its "
+	                   "extents are other files");
+	if (parse_descriptor(src, p, 0, &d) < 0)
+		return -1;
+	r->virtual_size = d.extent_sectors;
+	return 0;
+}
+
+const struct vmd_format_ops vmd_format_vmdk = {
+	.format = VMD_IMG_VMDK,
+	.name = "vmdk",
+	.probe = vmdk_probe,
+	.inspect = vmdk_inspect,
+};
