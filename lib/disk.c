@@ -391,6 +391,31 @@ int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
 	return 0;
 }
 
+int vmd_disk_snapshot_extract(struct vmd_ctx *ctx, const char *instance,
+                              const char *disk, const char *dst_path,
+                              enum vmd_format dst_format,
+                              struct vmd_error *err)
+{
+	struct vmd_disk_ref ref;
+	const struct vmd_backend_ops *ops;
+	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
+	int rc = disk_ref_init(ctx, instance, disk, &ref, err);
+
+	/* Held so that no resize or remove runs under the copy. */
+	if (rc == 0)
+		rc = lock_instance(ctx, instance, &lock, err);
+	if (rc == 0)
+		rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+	if (rc == 0)
+		rc = vmd_backend_require(ops, (const void *)ops->snapshot_extract,
+		                         "snapshot_extract", err);
+	if (rc == 0)
+		rc = ops->snapshot_extract(ctx, &ref, dst_path, dst_format, err);
+	if (rc < 0)
+		vmd_error_prefix(err, "extract");
+	return rc;
+}
+
 int vmd_disk_libvirt_xml(struct vmd_ctx *ctx, const char *instance,
                          const char *disk, const char *target_dev, char **xml,
                          struct vmd_error *err)

@@ -16,14 +16,16 @@
  * VHDX: little-endian; two headers at 64 and 128 KiB (CRC-32C, the higher
  * sequence number wins), a region table at 192 KiB locating the BAT and the
  * metadata region, whose table holds the virtual disk size, block size,
- * logical sector size and file parameters. A parent locator or the
+ * logical sector size (QEMU 7.2 opens only 512) and file parameters. A parent locator or the
  * HasParent flag means a differencing disk: refused. A non-empty log would
  * be replayed into the file by QEMU before use, changing what we checked:
  * refused. Counts are bounded (2047 entries) and every offset checked
  * against the file's length; the BAT by limits->max_table_size.
  */
+#include <stdlib.h>
 #include <string.h>
 
+#include "fsutil.h"
 #include "inspect.h"
 
 #define KiB 1024ull
@@ -363,7 +365,7 @@ static int vhdx_header(struct vmd_image_source *src,
 		return 1;
 	}
 	if (valid[0] && valid[1] && seq[0] == seq[1] &&
-	    memcmp(h[0], h[1], 80) != 0) {
+	    memcmp(h[0], h[1], VHDX_HEADER_SIZE) != 0) {
 		vmd_inspect_refuse(r, "vhdx-header",
 		                   "vhdx: two different headers with the same "
 		                   "sequence number");
@@ -536,17 +538,6 @@ static int item_value(struct vmd_image_source *src,
 	return n < 0 ? -1 : 0;
 }
 
-static unsigned log2_exact(uint64_t v)
-{
-	unsigned b = 0;
-
-	while (v > 1) {
-		v >>= 1;
-		b++;
-	}
-	return b;
-}
-
 static void vhdx_bat(const struct vmd_inspect_limits *lim,
                      struct vmd_inspect_result *r,
                      const struct vhdx_region *bat, uint64_t disk_size,
@@ -583,8 +574,8 @@ static int vhdx_inspect(struct vmd_image_source *src,
                         const struct vmd_inspect_limits *lim, unsigned flags,
                         struct vmd_inspect_result *r)
 {
-	unsigned char hdr[VHDX_HEADER_SIZE], v[4][8];
-	unsigned char table[VHDX_TABLE_SIZE];
+	unsigned char hdr[VHDX_HEADER_SIZE], v[3][8];
+	VMD_AUTOFREE unsigned char *table = malloc(VHDX_TABLE_SIZE);
 	struct vhdx_region bat = {0}, meta = {0};
 	struct vhdx_meta items[ITEM_COUNT] = {{0}};
 	uint32_t block, sector, params;
@@ -594,6 +585,8 @@ static int vhdx_inspect(struct vmd_image_source *src,
 	(void)flags;
 	r->format = VMD_IMG_VHDX;
 	r->version = 1;
+	if (!table)
+		return -1;
 	rc = vhdx_header(src, p, r, hdr);
 	if (rc)
 		return rc < 0 ? -1 : 0;
@@ -623,19 +616,23 @@ static int vhdx_inspect(struct vmd_image_source *src,
 	if (params & VHDX_HAS_PARENT)
 		vmd_inspect_refuse(r, "vhdx-parent",
 		                   "vhdx: differencing disk (HasParent)");
+	r->virtual_size = disk_size / SECTOR * SECTOR;
 	if (block < VHDX_BLOCK_MIN || block > VHDX_BLOCK_MAX ||
-	    (block & (block - 1)) || (sector != 512 && sector != 4096)) {
+	    (block & (block - 1))) {
 		vmd_inspect_refuse(r, "vhdx-header",
-		                   "vhdx: block size %u or logical sector size "
-		                   "%u not supported",
-		                   block, sector);
+		                   "vhdx: bad block size %u", block);
 		return 0;
 	}
 	r->cluster_size = block;
-	/* QEMU 7.2: total_sectors = size >> log2(logical sector size), in
-	 * 512-byte sectors: a 4 KiB-sector disk shows an eighth of its
-	 * size. We report what QEMU will use. */
-	r->virtual_size = (disk_size >> log2_exact(sector)) * SECTOR;
+	/* QEMU 7.2 opens only 512-byte logical sectors (4096: "Operation not
+	 * supported"). */
+	if (sector != 512) {
+		vmd_inspect_refuse(r, "vhdx-header",
+		                   "vhdx: logical sector size %u not supported",
+		                   sector);
+		if (sector != 4096)
+			return 0;
+	}
 	vhdx_bat(lim, r, &bat, disk_size, block, sector,
 	         (params & VHDX_HAS_PARENT) != 0);
 	return 0;

@@ -400,6 +400,45 @@ static void test_libvirt_xml(void **state)
 	free(p);
 }
 
+static void test_snapshot_extract(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	const char *disks[] = {"q", "flat"};
+	const enum vmd_backend_kind kinds[] = {VMD_BACKEND_QCOW2,
+	                                       VMD_BACKEND_FLAT};
+
+	th_require_qemu_img();
+	for (int i = 0; i < 2; i++) {
+		char *raw = th_path(f->dir, "x.raw"), *q = th_path(f->dir, "x.qcow2");
+
+		create_ok(f, INST, disks[i], kinds[i], 8u << 20, &info);
+		assert_int_equal(vmd_disk_snapshot_extract(f->ctx, INST, disks[i],
+		                                           raw, VMD_FORMAT_RAW,
+		                                           &err),
+		                 0);
+		assert_int_equal(vmd_disk_snapshot_extract(f->ctx, INST, disks[i],
+		                                           q, VMD_FORMAT_QCOW2,
+		                                           &err),
+		                 0);
+		/* Flattened: no backing file, same bytes as the disk. */
+		th_assert_qcow2_check_clean(q);
+		th_assert_images_identical(info.path, info.format, raw, "raw", 1);
+		th_assert_images_identical(raw, "raw", q, "qcow2", 1);
+		assert_int_equal(th_file_size(raw), 8u << 20);
+		assert_int_equal(vmd_disk_snapshot_extract(f->ctx, INST, disks[i],
+		                                           raw, VMD_FORMAT_RAW,
+		                                           &err),
+		                 VMD_E_EXISTS);
+		vmd_error_clear(&err);
+		unlink(raw);
+		unlink(q);
+		free(raw);
+		free(q);
+	}
+}
+
 static void test_cache_fetch_once(void **state)
 {
 	struct fixture *f = *state;
@@ -456,6 +495,7 @@ int main(void)
 		T(test_resize),
 		T(test_remove),
 		T(test_libvirt_xml),
+		T(test_snapshot_extract),
 		T(test_cache_fetch_once),
 		T(test_failure_after_disk_cleans_up),
 	};

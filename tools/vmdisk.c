@@ -580,6 +580,43 @@ static int cmd_convert(struct cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static int extract_opt(int opt, const char *arg, void *state)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	if (opt != 'O')
+		return EXIT_USAGE;
+	if (vmd_parse_format(arg, state, &err) < 0)
+		return usage_error(err.msg);
+	return 0;
+}
+
+static int cmd_extract(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"output-format", required_argument, NULL, 'O'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct vmd_error err = VMD_ERROR_INIT;
+	enum vmd_format fmt = VMD_FORMAT_RAW;
+	int first;
+	int rc = parse_sub(find_command("extract"), argc, argv, longopts, &first,
+	                   extract_opt, &fmt);
+
+	if (rc != 0)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - first != 3)
+		return usage_error("extract: expected INSTANCE DISK DST");
+	rc = check_disk_args(argv[first], argv[first + 1]);
+	if (rc != 0)
+		return rc;
+	if (vmd_disk_snapshot_extract(cli->ctx, argv[first], argv[first + 1],
+	                              argv[first + 2], fmt, &err) < 0)
+		return failed(&err);
+	return EXIT_OK;
+}
+
 static const struct command commands[] = {
 	{"fetch", "fetch SOURCE",
 	 "Copy an image into the base-image cache (once, however many callers).",
@@ -601,6 +638,10 @@ static const struct command commands[] = {
 	 "flattened) into the new file DST. Holes and zero blocks stay holes.\n"
 	 "-p shows progress on a terminal. DST must not exist.",
 	 cmd_convert},
+	{"extract", "extract INSTANCE DISK DST [--output-format raw|qcow2]",
+	 "Write the disk's content, flattened (no backing file), into the new\n"
+	 "file DST (raw by default).",
+	 cmd_extract},
 	{"inspect", "inspect FILE [--allow-backing]",
 	 "Say what format an image is and whether it is safe to use: exit 0\n"
 	 "when safe, 1 when refused, with each failed check on its own line\n"

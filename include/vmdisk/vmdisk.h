@@ -60,6 +60,12 @@ int vmd_disk_resize(struct vmd_ctx *ctx, const char *instance,
                     const char *disk, uint64_t new_size, struct vmd_error *err);
 int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
                     const char *disk, struct vmd_error *err);
+/* Write the disk's current content, flattened, into the new file dst_path
+ * (never over an existing file), as raw or qcow2. */
+int vmd_disk_snapshot_extract(struct vmd_ctx *ctx, const char *instance,
+                              const char *disk, const char *dst_path,
+                              enum vmd_format dst_format,
+                              struct vmd_error *err);
 int vmd_disk_libvirt_xml(struct vmd_ctx *ctx, const char *instance,
                          const char *disk, const char *target_dev, char **xml,
                          struct vmd_error *err);
