@@ -1,0 +1,381 @@
+/*
+ * Source registry, checksums, the download sink and the `file` source
+ * (see source.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "source.h"
+
+#define ZERO_BLOCK 65536u
+#define FILE_CHUNK (1u << 20)
+
+/* ---- registry and checksums ---- */
+
+int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
+                   struct vmd_error *err)
+{
+	const char *sep = url ? strstr(url, "://") : NULL;
+
+	if (!url || !*url)
+		return vmd_error_set(err, VMD_E_INVAL, "no image given",
+		                     "empty source");
+	if (!sep) {
+		*ops = &vmd_source_file;
+		return 0;
+	}
+	if (strncmp(url, "http://", 7) == 0 || strncmp(url, "https://", 8) == 0)
+		*ops = &vmd_source_http;
+	else if (strncmp(url, "glance://", 9) == 0)
+		*ops = &vmd_source_glance;
+	else if (strncmp(url, "file://", 7) == 0)
+		*ops = &vmd_source_file;
+	else
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "image source scheme not supported",
+		                     "source scheme of '%.*s'",
+		                     (int)(sep - url) > 16 ? 16 : (int)(sep - url),
+		                     url);
+	return 0;
+}
+
+static const struct {
+	enum vmd_hash_algo algo;
+	const char *name;
+	size_t hex_len;
+} hashes[] = {
+	{VMD_HASH_MD5, "md5", 32},
+	{VMD_HASH_SHA256, "sha256", 64},
+	{VMD_HASH_SHA512, "sha512", 128},
+};
+
+const char *vmd_hash_name(enum vmd_hash_algo a)
+{
+	for (size_t i = 0; i < sizeof(hashes) / sizeof(hashes[0]); i++)
+		if (hashes[i].algo == a)
+			return hashes[i].name;
+	return "none";
+}
+
+int vmd_hash_from_name(const char *name, enum vmd_hash_algo *a)
+{
+	for (size_t i = 0; i < sizeof(hashes) / sizeof(hashes[0]); i++) {
+		if (strcmp(hashes[i].name, name) == 0) {
+			*a = hashes[i].algo;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static size_t hash_hex_len(enum vmd_hash_algo a)
+{
+	for (size_t i = 0; i < sizeof(hashes) / sizeof(hashes[0]); i++)
+		if (hashes[i].algo == a)
+			return hashes[i].hex_len;
+	return 0;
+}
+
+int vmd_hash_parse(const char *spec, enum vmd_hash_algo *algo,
+                   char hex[VMD_HASH_HEX_MAX], struct vmd_error *err)
+{
+	const char *colon = spec ? strchr(spec, ':') : NULL;
+	char name[16];
+	size_t len;
+
+	if (!colon || (size_t)(colon - spec) >= sizeof(name))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "checksum must be ALG:HEX (md5, sha256, sha512)",
+		                     "no algorithm");
+	memcpy(name, spec, (size_t)(colon - spec));
+	name[colon - spec] = '\0';
+	if (vmd_hash_from_name(name, algo) < 0)
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "checksum algorithm must be md5, sha256 or sha512",
+		                     "algorithm %.15s", name);
+	len = strlen(colon + 1);
+	if (len != hash_hex_len(*algo))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "checksum has the wrong length",
+		                     "%zu hex digits for %s", len, name);
+	for (size_t i = 0; i < len; i++) {
+		char c = colon[1 + i];
+
+		if (c >= 'A' && c <= 'F')
+			c = (char)(c - 'A' + 'a');
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "checksum is not hexadecimal",
+			                     "digit %zu", i);
+		hex[i] = c;
+	}
+	hex[len] = '\0';
+	return 0;
+}
+
+/* ---- sink ---- */
+
+struct vmd_sink {
+	int fd;
+	enum vmd_hash_algo algo;
+	EVP_MD_CTX *md;
+	uint64_t offset;
+	uint64_t limit; /* 0 = none */
+	vmd_sink_progress_fn progress;
+	uint64_t progress_total;
+	void *progress_opaque;
+	unsigned char zeros[ZERO_BLOCK];
+};
+
+static const EVP_MD *evp_of(enum vmd_hash_algo a)
+{
+	switch (a) {
+	case VMD_HASH_MD5: return EVP_md5();
+	case VMD_HASH_SHA256: return EVP_sha256();
+	case VMD_HASH_SHA512: return EVP_sha512();
+	case VMD_HASH_NONE: break;
+	}
+	return EVP_sha256();
+}
+
+struct vmd_sink *vmd_sink_new(int fd, enum vmd_hash_algo algo, uint64_t limit,
+                              struct vmd_error *err)
+{
+	struct vmd_sink *s = calloc(1, sizeof(*s));
+
+	if (!s || !(s->md = EVP_MD_CTX_new()) ||
+	    !EVP_DigestInit_ex(s->md, evp_of(algo), NULL)) {
+		vmd_sink_free(s);
+		vmd_error_set(err, VMD_E_NOMEM, "out of memory", "sink");
+		return NULL;
+	}
+	s->fd = fd;
+	s->algo = algo == VMD_HASH_NONE ? VMD_HASH_SHA256 : algo;
+	s->limit = limit;
+	return s;
+}
+
+void vmd_sink_free(struct vmd_sink *s)
+{
+	if (!s)
+		return;
+	EVP_MD_CTX_free(s->md);
+	free(s);
+}
+
+void vmd_sink_set_progress(struct vmd_sink *s, vmd_sink_progress_fn fn,
+                           uint64_t total, void *opaque)
+{
+	s->progress = fn;
+	s->progress_total = total;
+	s->progress_opaque = opaque;
+}
+
+uint64_t vmd_sink_offset(const struct vmd_sink *s)
+{
+	return s->offset;
+}
+
+static int sink_take(struct vmd_sink *s, uint64_t len, struct vmd_error *err)
+{
+	if (s->limit && (s->offset + len < s->offset ||
+	                 s->offset + len > s->limit))
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "image larger than max_image_download_size",
+		                     "more than %llu bytes",
+		                     (unsigned long long)s->limit);
+	return 0;
+}
+
+static void sink_advance(struct vmd_sink *s, uint64_t len)
+{
+	s->offset += len;
+	if (s->progress)
+		s->progress(s->offset, s->progress_total, s->progress_opaque);
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+int vmd_sink_write(struct vmd_sink *s, const void *buf, size_t len,
+                   struct vmd_error *err)
+{
+	const unsigned char *p = buf;
+	int rc = sink_take(s, len, err);
+
+	if (rc < 0)
+		return rc;
+	if (!EVP_DigestUpdate(s->md, p, len))
+		return vmd_error_set(err, VMD_E_IO, "hash failed",
+		                     "EVP_DigestUpdate");
+	/* Zero blocks that fall on block boundaries are not written: they
+	 * stay holes, as in the image the source describes. */
+	for (size_t done = 0; done < len;) {
+		uint64_t at = s->offset + done;
+		size_t n = (size_t)(ZERO_BLOCK - at % ZERO_BLOCK);
+
+		if (n > len - done)
+			n = len - done;
+		if (!(n == ZERO_BLOCK && all_zero(p + done, n)) &&
+		    vmd_pwrite_full(s->fd, p + done, n, at) < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "write image failed",
+			                           "at %llu",
+			                           (unsigned long long)at);
+		done += n;
+	}
+	sink_advance(s, len);
+	return 0;
+}
+
+int vmd_sink_skip_zeros(struct vmd_sink *s, uint64_t len,
+                        struct vmd_error *err)
+{
+	int rc = sink_take(s, len, err);
+
+	if (rc < 0)
+		return rc;
+	for (uint64_t done = 0; done < len;) {
+		size_t n = len - done < ZERO_BLOCK ? (size_t)(len - done)
+		                                   : ZERO_BLOCK;
+
+		if (!EVP_DigestUpdate(s->md, s->zeros, n))
+			return vmd_error_set(err, VMD_E_IO, "hash failed",
+			                     "EVP_DigestUpdate");
+		done += n;
+	}
+	sink_advance(s, len);
+	return 0;
+}
+
+int vmd_sink_restart(struct vmd_sink *s, struct vmd_error *err)
+{
+	if (ftruncate(s->fd, 0) < 0 ||
+	    !EVP_DigestInit_ex(s->md, evp_of(s->algo), NULL))
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "write image failed", "restart");
+	s->offset = 0;
+	return 0;
+}
+
+int vmd_sink_finish(struct vmd_sink *s, char hex[VMD_HASH_HEX_MAX],
+                    struct vmd_error *err)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+
+	if (ftruncate(s->fd, (off_t)s->offset) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "write image failed", "ftruncate");
+	if (!EVP_DigestFinal_ex(s->md, md, &n))
+		return vmd_error_set(err, VMD_E_IO, "hash failed",
+		                     "EVP_DigestFinal_ex");
+	for (unsigned int i = 0; i < n; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	return 0;
+}
+
+/* ---- the file source ---- */
+
+static const char *file_path(const char *url)
+{
+	return strncmp(url, "file://", 7) == 0 ? url + 7 : url;
+}
+
+static int file_resolve(struct vmd_ctx *ctx, const char *url,
+                        struct vmd_source_meta *meta, struct vmd_error *err)
+{
+	char canon[PATH_MAX];
+	struct stat st;
+
+	(void)ctx;
+	memset(meta, 0, sizeof(*meta));
+	if (!realpath(file_path(url), canon))
+		return vmd_error_set_errno(err,
+		                           errno == ENOENT ? VMD_E_NOTFOUND
+		                                           : VMD_E_IO,
+		                           errno, "image not found", "realpath");
+	if (stat(canon, &st) < 0 || !S_ISREG(st.st_mode))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "image is not a regular file", "%s", canon);
+	if (snprintf(meta->id, sizeof(meta->id), "%s", canon) >=
+	    (int)sizeof(meta->id))
+		return vmd_error_set(err, VMD_E_INVAL, "image path too long",
+		                     "%s", canon);
+	meta->size = (uint64_t)st.st_size;
+	return 0;
+}
+
+static int file_download(struct vmd_ctx *ctx, const char *url,
+                         const struct vmd_source_meta *meta,
+                         struct vmd_sink *sink, struct vmd_error *err)
+{
+	VMD_AUTOFREE unsigned char *buf = malloc(FILE_CHUNK);
+	/* O_NONBLOCK: a FIFO swapped in since resolve must not hang us. */
+	VMD_AUTOCLOSE int fd =
+		open(meta->id, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	struct stat st;
+	uint64_t size, off = 0;
+
+	(void)ctx;
+	(void)url;
+	if (!buf)
+		return vmd_error_set(err, VMD_E_NOMEM, "out of memory", "buffer");
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "open image failed", "open %s",
+		                           meta->id);
+	if (!S_ISREG(st.st_mode))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "image is not a regular file", "%s",
+		                     meta->id);
+	size = (uint64_t)st.st_size;
+	while (off < size) {
+		off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;
+		int rc;
+
+		if (data < 0 && errno == ENXIO)
+			data = (off_t)size;
+		else if (data < 0)
+			data = (off_t)off;
+		if ((uint64_t)data > off &&
+		    (rc = vmd_sink_skip_zeros(sink, (uint64_t)data - off, err)) < 0)
+			return rc;
+		off = (uint64_t)data;
+		if (off >= size)
+			break;
+		hole = lseek(fd, data, SEEK_HOLE);
+		if (hole < 0)
+			hole = (off_t)size;
+		while (off < (uint64_t)hole) {
+			size_t n = (uint64_t)hole - off < FILE_CHUNK
+			                   ? (size_t)((uint64_t)hole - off)
+			                   : FILE_CHUNK;
+
+			if (vmd_pread_full(fd, buf, n, off) < 0)
+				return vmd_error_set_errno(err, VMD_E_IO, errno,
+				                           "read image failed",
+				                           "%s", meta->id);
+			rc = vmd_sink_write(sink, buf, n, err);
+			if (rc < 0)
+				return rc;
+			off += n;
+		}
+	}
+	return 0;
+}
+
+const struct vmd_source_ops vmd_source_file = {
+	.scheme = "file",
+	.resolve = file_resolve,
+	.download = file_download,
+};

@@ -1,0 +1,93 @@
+/*
+ * Image sources: where a base image comes from.
+ *
+ * One table per scheme (lib/source_<name>.c), like the backends: `file`
+ * (a local path), `http`/`https` (libcurl) and `glance` (glance://IMAGE_ID,
+ * Glance v2). A source first *resolves* the image (its canonical id, which
+ * names the cache entry, and what it should hash to), then *downloads* it
+ * into a sink. The sink (lib/source.c) writes at increasing offsets into
+ * the cache's temporary, hashes every byte in the same pass, keeps zero
+ * blocks as holes and enforces max_image_download_size; sources never write
+ * files themselves.
+ */
+#ifndef VMDISK_SOURCE_H
+#define VMDISK_SOURCE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "internal.h"
+
+#define VMD_HASH_HEX_MAX 129 /* sha512 in hex + NUL */
+
+enum vmd_hash_algo {
+	VMD_HASH_NONE = 0,
+	VMD_HASH_MD5,
+	VMD_HASH_SHA256,
+	VMD_HASH_SHA512,
+};
+
+struct vmd_source_meta {
+	char id[PATH_MAX + 64];       /* canonical id; sha1(id) = entry name */
+	enum vmd_hash_algo hash_algo; /* what the source says it hashes to */
+	char hash_hex[VMD_HASH_HEX_MAX];
+	uint64_t size;                /* expected bytes, 0 = unknown */
+	char disk_format[32];         /* as the source declares it, or "" */
+	char direct_url[1024];        /* e.g. Glance's rbd:// location */
+};
+
+struct vmd_sink;
+
+struct vmd_source_ops {
+	const char *scheme;
+	/* Parse and check `url`, fill meta. May talk to a server (Glance's
+	 * image record); must not download the image. */
+	int (*resolve)(struct vmd_ctx *ctx, const char *url,
+	               struct vmd_source_meta *meta, struct vmd_error *err);
+	/* Feed the image's bytes, in order, to vmd_sink_write (and, to resume
+	 * after a dropped connection, continue from vmd_sink_offset). */
+	int (*download)(struct vmd_ctx *ctx, const char *url,
+	                const struct vmd_source_meta *meta,
+	                struct vmd_sink *sink, struct vmd_error *err);
+};
+
+extern const struct vmd_source_ops vmd_source_file;
+extern const struct vmd_source_ops vmd_source_http;   /* http and https */
+extern const struct vmd_source_ops vmd_source_glance;
+
+/* The table for url's scheme; a string with no "scheme://" is a file. */
+int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
+                   struct vmd_error *err);
+
+int vmd_hash_parse(const char *spec, enum vmd_hash_algo *algo,
+                   char hex[VMD_HASH_HEX_MAX], struct vmd_error *err);
+const char *vmd_hash_name(enum vmd_hash_algo a);
+int vmd_hash_from_name(const char *name, enum vmd_hash_algo *a);
+
+/* ---- the sink ---- */
+
+typedef void (*vmd_sink_progress_fn)(uint64_t done, uint64_t total,
+                                     void *opaque);
+
+struct vmd_sink *vmd_sink_new(int fd, enum vmd_hash_algo algo, uint64_t limit,
+                              struct vmd_error *err);
+void vmd_sink_free(struct vmd_sink *s);
+void vmd_sink_set_progress(struct vmd_sink *s, vmd_sink_progress_fn fn,
+                           uint64_t total, void *opaque);
+
+/* Append len bytes (VMD_E_REFUSED past the limit). */
+int vmd_sink_write(struct vmd_sink *s, const void *buf, size_t len,
+                   struct vmd_error *err);
+/* Append len zero bytes without writing them (they stay a hole). */
+int vmd_sink_skip_zeros(struct vmd_sink *s, uint64_t len,
+                        struct vmd_error *err);
+/* Bytes taken so far: where a resumed download continues. */
+uint64_t vmd_sink_offset(const struct vmd_sink *s);
+/* Start over (a server that ignored a Range request): empty the file and
+ * the hash. */
+int vmd_sink_restart(struct vmd_sink *s, struct vmd_error *err);
+/* Truncate to what was written and give the hex digest. */
+int vmd_sink_finish(struct vmd_sink *s, char hex[VMD_HASH_HEX_MAX],
+                    struct vmd_error *err);
+
+#endif
