@@ -19,6 +19,9 @@
  * entry, and an entry that today's checks refuse is not used.
  */
 #include <dirent.h>
+#include <json-c/json.h>
+#include <strings.h>
+#include <time.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
@@ -30,6 +33,7 @@
 
 #include "cache.h"
 #include "convert.h"
+#include "source.h"
 #include <vmdisk/inspect.h>
 #include "faultpoint.h"
 #include "fsutil.h"
@@ -134,35 +138,6 @@ static int fill_entry(struct vmd_ctx *ctx, const char *id, uint64_t size,
 	return 0;
 }
 
-/* Open a local source and derive its id; refuses anything but a file. */
-static int open_local_source(const char *source, int *fd_out,
-                             char canon[PATH_MAX], struct vmd_error *err)
-{
-	struct stat st;
-	int fd;
-
-	if (!realpath(source, canon))
-		return vmd_error_set_errno(err,
-		                           errno == ENOENT ? VMD_E_NOTFOUND
-		                                           : VMD_E_IO,
-		                           errno, "cache: image not found",
-		                           "realpath");
-	/* O_NONBLOCK: a FIFO must not hang us before fstat refuses it. */
-	fd = open(canon, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "cache: open image failed", "open %s",
-		                           canon);
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		close(fd);
-		return vmd_error_set(err, VMD_E_INVAL,
-		                     "cache: image is not a regular file",
-		                     "%s", canon);
-	}
-	*fd_out = fd;
-	return 0;
-}
-
 /*
  * force_raw_images (Nova's fetch_to_raw): the qcow2 just copied into `q`
  * becomes a raw temporary, converted once here rather than read through
@@ -198,45 +173,337 @@ static int convert_to_raw(struct vmd_ctx *ctx, struct vmd_tmpfile *q,
 int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
                            uint64_t *virtual_size, struct vmd_error *err)
 {
-	char canon[PATH_MAX];
+	const struct vmd_source_ops *ops;
+	struct vmd_source_meta meta;
 	VMD_AUTOCLOSE int fd = -1;
 	enum vmd_format format;
-	int rc = open_local_source(source, &fd, canon, err);
+	int rc = vmd_source_for(source, &ops, err);
 
-	if (rc < 0)
+	*virtual_size = 0;
+	/* Only a local file can be inspected where it is; a remote image is
+	 * inspected once downloaded, before it gets an entry. */
+	if (rc < 0 || ops != &vmd_source_file)
 		return rc;
+	rc = ops->resolve(ctx, source, &meta, err);
+	if (rc < 0) {
+		vmd_error_prefix(err, "cache");
+		return rc;
+	}
+	fd = open(meta.id, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "cache: open image failed", "open %s",
+		                           meta.id);
 	return check_image(ctx, fd, &format, virtual_size, err);
 }
 
-int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
-                    struct vmd_cache_entry *out, struct vmd_error *err)
+/* ---- entry side files ---- */
+
+static void side_name(char *buf, size_t bufsz, const char *id,
+                      const char *suffix)
 {
-	char canon[PATH_MAX];
-	char id[41];
-	char lockname[64];
-	VMD_AUTOCLOSE int src = -1;
-	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
-	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
-	VMD_AUTOTMP struct vmd_tmpfile raw = VMD_TMPFILE_INIT;
-	VMD_AUTOCLOSE int cached = -1;
+	snprintf(buf, bufsz, ".%s.%s", id, suffix);
+}
+
+/* Full path of a side file; false if it does not fit. */
+static bool side_path(const struct vmd_ctx *ctx, const char *id,
+                      const char *suffix, char path[PATH_MAX])
+{
+	int n = snprintf(path, PATH_MAX, "%s/.%s.%s", ctx->cache_dir, id,
+	                 suffix);
+
+	return n > 0 && n < PATH_MAX;
+}
+
+/* What the fetcher recorded about an entry (for list and --json). */
+static void read_info(struct vmd_ctx *ctx, struct vmd_cache_entry *out)
+{
+	char path[PATH_MAX];
+	struct json_object *o, *v;
+
+	if (!side_path(ctx, out->id, "json", path))
+		return;
+	o = json_object_from_file(path);
+	if (!o)
+		return;
+	if (json_object_object_get_ex(o, "hash_algo", &v))
+		snprintf(out->hash_algo, sizeof(out->hash_algo), "%s",
+		         json_object_get_string(v));
+	if (json_object_object_get_ex(o, "hash", &v))
+		snprintf(out->hash, sizeof(out->hash), "%s",
+		         json_object_get_string(v));
+	json_object_put(o);
+}
+
+static int write_info(struct vmd_ctx *ctx, const struct vmd_cache_entry *e,
+                      const struct vmd_source_meta *meta,
+                      enum vmd_format original, struct vmd_error *err)
+{
+	char name[80];
+	struct json_object *o = json_object_new_object();
 	int rc;
 
-	if (!source || !*source)
-		return vmd_error_set(err, VMD_E_INVAL, "cache: no image given",
-		                     "empty source");
-	rc = open_local_source(source, &src, canon, err);
+	json_object_object_add(o, "source", json_object_new_string(meta->id));
+	json_object_object_add(o, "hash_algo",
+	                       json_object_new_string(e->hash_algo));
+	json_object_object_add(o, "hash", json_object_new_string(e->hash));
+	json_object_object_add(o, "format",
+	                       json_object_new_string(vmd_format_name(e->format)));
+	json_object_object_add(o, "original_format",
+	                       json_object_new_string(vmd_format_name(original)));
+	json_object_object_add(o, "fetched_at",
+	                       json_object_new_int64((int64_t)time(NULL)));
+	const char *text = json_object_to_json_string_ext(
+		o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+
+	side_name(name, sizeof(name), e->id, "json");
+	rc = vmd_write_file_atomic(ctx->cache_dir, name, text, strlen(text),
+	                           0644, true, err);
+	json_object_put(o);
+	return rc;
+}
+
+/*
+ * A failed fetch leaves ".<id>.failed" (code and public message) so that
+ * the callers who were waiting on the lock get the winner's error instead
+ * of each trying again; a caller who arrives later starts afresh.
+ */
+static void write_failure(struct vmd_ctx *ctx, const char *id,
+                          const struct vmd_error *e)
+{
+	char name[80], text[VMD_ERROR_MSG_MAX + 16];
+	int n;
+
+	if (!e || e->code == VMD_OK)
+		return;
+	side_name(name, sizeof(name), id, "failed");
+	n = snprintf(text, sizeof(text), "%d %s", (int)e->code, e->msg);
+	if (n > 0)
+		vmd_write_file_atomic(ctx->cache_dir, name, text,
+		                      strlen(text), 0644, true, NULL);
+}
+
+static void clear_failure(struct vmd_ctx *ctx, const char *id)
+{
+	char path[PATH_MAX];
+
+	if (side_path(ctx, id, "failed", path))
+		unlink(path);
+}
+
+/* The winner's error, if it failed after we started waiting. */
+static int failure_since(struct vmd_ctx *ctx, const char *id, time_t since,
+                         struct vmd_error *err)
+{
+	char path[PATH_MAX], text[VMD_ERROR_MSG_MAX + 16] = "";
+	struct stat st;
+	FILE *f;
+	int code = 0, off = 0;
+
+	if (!side_path(ctx, id, "failed", path) || stat(path, &st) < 0 ||
+	    st.st_mtime < since)
+		return 0;
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	if (!fgets(text, sizeof(text), f))
+		text[0] = '\0';
+	fclose(f);
+	if (sscanf(text, "%d %n", &code, &off) < 1 || code >= 0 ||
+	    code < VMD_E_CORRUPT)
+		return 0;
+	return vmd_error_set(err, (enum vmd_errc)code, text + off,
+	                     "the fetch this caller waited for failed");
+}
+
+/* Hash a file we hold (a second algorithm, rarely needed). */
+static int hash_fd(int fd, enum vmd_hash_algo algo, char hex[VMD_HASH_HEX_MAX],
+                   struct vmd_error *err)
+{
+	VMD_AUTOFREE unsigned char *buf = malloc(1 << 20);
+	struct vmd_sink *s = NULL;
+	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	uint64_t off = 0;
+	int rc = 0;
+
+	if (!buf || devnull < 0) {
+		if (devnull >= 0)
+			close(devnull);
+		return vmd_error_set(err, VMD_E_NOMEM, "cache: out of memory",
+		                     "hash buffer");
+	}
+	/* A sink over /dev/null: the digest without a second copy. */
+	s = vmd_sink_new(devnull, algo, 0, err);
+	for (ssize_t n; rc == 0 && s &&
+	                (n = pread(fd, buf, 1 << 20, (off_t)off)) != 0;) {
+		if (n < 0)
+			rc = vmd_error_set_errno(err, VMD_E_IO, errno,
+			                         "cache: read failed", "rehash");
+		else
+			rc = vmd_sink_write(s, buf, (size_t)n, err);
+		off += n > 0 ? (uint64_t)n : 0;
+	}
+	if (rc == 0 && s) {
+		/* finish truncates its file: harmless on /dev/null */
+		char tmp[VMD_HASH_HEX_MAX];
+
+		rc = vmd_sink_finish(s, tmp, err);
+		if (rc == 0)
+			memcpy(hex, tmp, sizeof(tmp));
+	}
+	if (!s)
+		rc = VMD_E_NOMEM;
+	vmd_sink_free(s);
+	close(devnull);
+	return rc;
+}
+
+static int checksum_mismatch(struct vmd_error *err, enum vmd_hash_algo a,
+                             const char *want, const char *got)
+{
+	char msg[96];
+
+	snprintf(msg, sizeof(msg), "cache: %s checksum mismatch",
+	         vmd_hash_name(a));
+	return vmd_error_set(err, VMD_E_REFUSED, msg, "expected %s, got %s",
+	                     want, got);
+}
+
+struct fetch_want {
+	enum vmd_hash_algo algo; /* from --checksum, or NONE */
+	char hex[VMD_HASH_HEX_MAX];
+};
+
+/* max_image_download_size (0: none). */
+static uint64_t download_limit(const struct vmd_ctx *ctx)
+{
+	(void)ctx;
+	return 0;
+}
+
+/* Download, verify, inspect, convert and publish; we hold the lock. */
+static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
+                        const char *source, const struct vmd_source_meta *meta,
+                        const struct fetch_want *want,
+                        const struct vmd_fetch_opts *opts,
+                        struct vmd_cache_entry *out, struct vmd_error *err)
+{
+	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	VMD_AUTOTMP struct vmd_tmpfile raw = VMD_TMPFILE_INIT;
+	enum vmd_hash_algo algo = want->algo != VMD_HASH_NONE ? want->algo
+	                          : meta->hash_algo != VMD_HASH_NONE
+	                                  ? meta->hash_algo
+	                                  : VMD_HASH_SHA256;
+	enum vmd_format original;
+	struct vmd_sink *sink;
+	int rc;
+
+	remove_stale_temporaries(ctx->cache_dir, out->id);
+	rc = vmd_tmpfile_open(&t, ctx->cache_dir, out->id, 0600, err);
 	if (rc < 0)
 		return rc;
-	rc = vmd_cache_id(canon, id, err);
+	sink = vmd_sink_new(t.fd, algo, download_limit(ctx), err);
+	if (!sink)
+		return VMD_E_NOMEM;
+	if (opts && opts->progress)
+		vmd_sink_set_progress(sink, opts->progress, meta->size,
+		                      opts->progress_opaque);
+	rc = ops->download(ctx, source, meta, sink, err);
+	if (rc == 0)
+		rc = vmd_faultpoint("cache.downloaded", err);
+	if (rc == 0)
+		rc = vmd_sink_finish(sink, out->hash, err);
+	vmd_sink_free(sink);
+	if (rc < 0) {
+		vmd_error_prefix(err, "cache");
+		return rc;
+	}
+	snprintf(out->hash_algo, sizeof(out->hash_algo), "%s",
+	         vmd_hash_name(algo));
+	/* Verify what the caller and the source say, before anything reads
+	 * the bytes as an image. */
+	if (want->algo != VMD_HASH_NONE && strcmp(want->hex, out->hash) != 0)
+		return checksum_mismatch(err, algo, want->hex, out->hash);
+	if (meta->hash_algo != VMD_HASH_NONE) {
+		char other[VMD_HASH_HEX_MAX];
+		const char *got = out->hash;
+
+		if (meta->hash_algo != algo) {
+			rc = hash_fd(t.fd, meta->hash_algo, other, err);
+			if (rc < 0)
+				return rc;
+			got = other;
+		}
+		if (strcasecmp(meta->hash_hex, got) != 0)
+			return checksum_mismatch(err, meta->hash_algo,
+			                         meta->hash_hex, got);
+	}
+	rc = check_image(ctx, t.fd, &out->format, &out->virtual_size, err);
 	if (rc < 0)
 		return rc;
-	rc = vmd_mkdir_p(ctx->cache_dir, 0755, err);
+	original = out->format;
+	if (out->format == VMD_FORMAT_QCOW2 && ctx->cfg.force_raw_images) {
+		rc = convert_to_raw(ctx, &t, out->id, &raw, err);
+		if (rc == 0)
+			rc = check_image(ctx, raw.fd, &out->format,
+			                 &out->virtual_size, err);
+		if (rc < 0)
+			return rc;
+	}
+	rc = vmd_faultpoint("cache.before_publish", err);
+	if (rc == 0)
+		rc = write_info(ctx, out, meta, original, err);
+	if (rc == 0)
+		rc = vmd_tmpfile_publish(raw.fd >= 0 ? &raw : &t, false,
+		                         BASE_MODE, err);
 	if (rc < 0)
 		return rc;
-	snprintf(lockname, sizeof(lockname), "base-%s", id);
-	rc = vmd_lock_acquire(&lock, ctx->lock_dir, lockname,
-	                      VMD_LOCK_EXCLUSIVE, ctx->cfg.lock_timeout_seconds,
-	                      err);
+	vmd_log_info("cache: fetched %s as %s", meta->id, out->id);
+	out->fetched = true;
+	return 0;
+}
+
+int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
+                       const struct vmd_fetch_opts *opts,
+                       struct vmd_cache_entry *out, struct vmd_error *err)
+{
+	const struct vmd_source_ops *ops;
+	struct vmd_source_meta meta;
+	struct fetch_want want = {VMD_HASH_NONE, ""};
+	char lockname[64];
+	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
+	VMD_AUTOCLOSE int cached = -1;
+	time_t wait_start = time(NULL);
+	bool waited = false;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	rc = vmd_source_for(source, &ops, err);
+	if (rc == 0 && opts && opts->checksum)
+		rc = vmd_hash_parse(opts->checksum, &want.algo, want.hex, err);
+	if (rc == 0)
+		rc = ops->resolve(ctx, source, &meta, err);
+	if (rc == 0)
+		rc = vmd_cache_id(meta.id, out->id, err);
+	if (rc == 0)
+		rc = fill_entry(ctx, out->id, 0, false, out, err);
+	if (rc == 0)
+		rc = vmd_mkdir_p(ctx->cache_dir, 0755, err);
+	if (rc < 0) {
+		vmd_error_prefix(err, "cache");
+		return rc;
+	}
+	snprintf(lockname, sizeof(lockname), "base-%s", out->id);
+	/* Try first without waiting, to know whether someone else was
+	 * fetching while we waited. */
+	rc = vmd_lock_try(&lock, ctx->lock_dir, lockname, VMD_LOCK_EXCLUSIVE,
+	                  err);
+	if (rc == VMD_E_BUSY) {
+		waited = true;
+		rc = vmd_lock_acquire(&lock, ctx->lock_dir, lockname,
+		                      VMD_LOCK_EXCLUSIVE,
+		                      ctx->cfg.lock_timeout_seconds, err);
+	}
 	if (rc < 0) {
 		vmd_error_prefix(err, "cache");
 		return rc;
@@ -244,48 +511,33 @@ int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
 	rc = vmd_faultpoint("cache.locked", err);
 	if (rc < 0)
 		return rc;
-	rc = fill_entry(ctx, id, 0, false, out, err);
-	if (rc < 0)
-		return rc;
+	/* Only now, under the lock, is the entry looked for. */
 	cached = open(out->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
 	if (cached >= 0) {
 		/* Checks may have grown since it was fetched: inspect again. */
-		vmd_log_debug("cache: %s already cached", id);
-		return check_image(ctx, cached, &out->format,
-		                   &out->virtual_size, err);
-	}
-	remove_stale_temporaries(ctx->cache_dir, id);
-
-	rc = vmd_tmpfile_open(&t, ctx->cache_dir, id, 0600, err);
-	if (rc < 0)
-		return rc;
-	rc = vmd_copy_sparse(src, t.fd, err);
-	if (rc < 0) {
-		vmd_error_prefix(err, "cache: copy image");
-		return rc;
-	}
-	/* The copy is what we will use, so the copy is what we inspect; a
-	 * refusal discards it and no entry ever appears. */
-	rc = check_image(ctx, t.fd, &out->format, &out->virtual_size, err);
-	if (rc < 0)
-		return rc;
-	if (out->format == VMD_FORMAT_QCOW2 && ctx->cfg.force_raw_images) {
-		rc = convert_to_raw(ctx, &t, id, &raw, err);
-		if (rc < 0)
-			return rc;
-		rc = check_image(ctx, raw.fd, &out->format, &out->virtual_size,
+		vmd_log_debug("cache: %s already cached", out->id);
+		read_info(ctx, out);
+		rc = check_image(ctx, cached, &out->format, &out->virtual_size,
 		                 err);
-		if (rc < 0)
-			return rc;
+		if (rc == 0 && want.algo != VMD_HASH_NONE &&
+		    (strcmp(out->hash_algo, vmd_hash_name(want.algo)) != 0 ||
+		     strcmp(out->hash, want.hex) != 0))
+			rc = checksum_mismatch(err, want.algo, want.hex,
+			                       out->hash_algo[0] ? out->hash
+			                                         : "(unknown)");
+		return rc;
 	}
-	rc = vmd_faultpoint("cache.before_publish", err);
-	if (rc < 0)
+	if (waited && (rc = failure_since(ctx, out->id, wait_start, err)) < 0)
 		return rc;
-	rc = vmd_tmpfile_publish(raw.fd >= 0 ? &raw : &t, false, BASE_MODE,
-	                         err);
+	clear_failure(ctx, out->id);
+	rc = fetch_locked(ctx, ops, source, &meta, &want, opts, out, err);
 	if (rc < 0)
-		return rc;
-	vmd_log_info("cache: fetched %s as %s", canon, id);
-	out->fetched = true;
-	return 0;
+		write_failure(ctx, out->id, err);
+	return rc;
+}
+
+int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
+                    struct vmd_cache_entry *out, struct vmd_error *err)
+{
+	return vmd_cache_fetch_ex(ctx, source, NULL, out, err);
 }

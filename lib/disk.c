@@ -112,7 +112,8 @@ static int lock_instance(struct vmd_ctx *ctx, const char *instance,
  * Fetch the base and hold its lock shared. A prune may remove the entry
  * between the fetch and our lock; then fetch again.
  */
-static int fetch_and_hold_base(struct vmd_ctx *ctx, const char *source,
+static int fetch_and_hold_base(struct vmd_ctx *ctx,
+                               const struct vmd_create_opts *opts,
                                struct vmd_cache_entry *entry,
                                struct vmd_lock *base_lock,
                                struct vmd_error *err)
@@ -120,7 +121,9 @@ static int fetch_and_hold_base(struct vmd_ctx *ctx, const char *source,
 	for (int attempt = 0; attempt < 3; attempt++) {
 		char name[64];
 		struct stat st;
-		int rc = vmd_cache_fetch(ctx, source, entry, err);
+		struct vmd_fetch_opts fo = {opts->checksum, opts->progress,
+		                            opts->progress_opaque};
+		int rc = vmd_cache_fetch_ex(ctx, opts->image, &fo, entry, err);
 
 		if (rc < 0)
 			return rc;
@@ -269,8 +272,7 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	if (rc == 0 && opts->image)
 		rc = check_source_fits(ctx, opts->image, opts->size, err);
 	if (rc == 0 && opts->image)
-		rc = fetch_and_hold_base(ctx, opts->image, &entry, &base_lock,
-		                         err);
+		rc = fetch_and_hold_base(ctx, opts, &entry, &base_lock, err);
 	if (rc == 0)
 		rc = lock_instance(ctx, instance, &inst_lock, err);
 	if (rc < 0) {

@@ -15,15 +15,22 @@ int vmd_faultpoint(const char *point, struct vmd_error *err)
 {
 	const char *spec = getenv("VMDISK_FAULT");
 	size_t plen = strlen(point);
-	const char *action;
+	const char *action = NULL;
 
-	if (!spec || strncmp(spec, point, plen) != 0 || spec[plen] != ':')
+	/* "POINT:ACTION[,POINT:ACTION...]" */
+	for (const char *p = spec; p && *p; p = strchr(p, ',') ? strchr(p, ',') + 1 : NULL) {
+		if (strncmp(p, point, plen) == 0 && p[plen] == ':') {
+			action = p + plen + 1;
+			break;
+		}
+	}
+	if (!action)
 		return 0;
-	action = spec + plen + 1;
-	vmd_log_info("fault point %s: %s", point, action);
-	if (strcmp(action, "kill") == 0) {
+	vmd_log_info("fault point %s: %.*s", point, (int)strcspn(action, ","),
+	             action);
+	if (strncmp(action, "kill", 4) == 0) {
 		raise(SIGKILL);
-	} else if (strcmp(action, "fail") == 0) {
+	} else if (strncmp(action, "fail", 4) == 0) {
 		return vmd_error_set(err, VMD_E_IO, "injected failure",
 		                     "fault point %s", point);
 	} else if (strncmp(action, "sleep=", 6) == 0) {

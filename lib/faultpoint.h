@@ -1,9 +1,9 @@
 /*
  * Fault points for crash and error-path tests (SQLite's idea).
  *
- * Built in only with -Dfault_injection=true. Then $VMDISK_FAULT names one
- * point and what happens there: "POINT:kill" (SIGKILL ourselves),
- * "POINT:fail" (the call returns an error), "POINT:sleep=MS". In a normal
+ * Built in only with -Dfault_injection=true. Then $VMDISK_FAULT names
+ * points and what happens there, comma-separated: "POINT:kill" (SIGKILL
+ * ourselves), "POINT:fail" (the call returns an error), "POINT:sleep=MS". In a normal
  * build vmd_faultpoint() is a constant 0 and costs nothing.
  */
 #ifndef VMDISK_FAULTPOINT_H

@@ -355,13 +355,9 @@ void vmd_cleanup_path_run(struct vmd_cleanup_path *c)
 		                strerror(errno));
 }
 
-int vmd_lock_acquire(struct vmd_lock *l, const char *lockdir, const char *name,
-                     enum vmd_lock_mode mode, unsigned timeout_s,
-                     struct vmd_error *err)
+static int lock_open(struct vmd_lock *l, const char *lockdir, const char *name,
+                     char path[PATH_MAX], struct vmd_error *err)
 {
-	char path[PATH_MAX];
-	int op = mode == VMD_LOCK_SHARED ? LOCK_SH : LOCK_EX;
-	struct timespec start, now;
 	int rc;
 
 	l->fd = -1;
@@ -371,14 +367,50 @@ int vmd_lock_acquire(struct vmd_lock *l, const char *lockdir, const char *name,
 	rc = vmd_mkdir_p(lockdir, 0700, err);
 	if (rc < 0)
 		return rc;
-	if (snprintf(path, sizeof(path), "%s/%s.lock", lockdir, name) >=
-	    (int)sizeof(path))
+	if (snprintf(path, PATH_MAX, "%s/%s.lock", lockdir, name) >= PATH_MAX)
 		return vmd_error_set(err, VMD_E_INVAL, "lock failed",
 		                     "lock path too long");
 	l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (l->fd < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno, "lock failed",
 		                           "open %s", path);
+	return 0;
+}
+
+int vmd_lock_try(struct vmd_lock *l, const char *lockdir, const char *name,
+                 enum vmd_lock_mode mode, struct vmd_error *err)
+{
+	char path[PATH_MAX];
+	int op = mode == VMD_LOCK_SHARED ? LOCK_SH : LOCK_EX;
+	int rc = lock_open(l, lockdir, name, path, err);
+
+	if (rc < 0)
+		return rc;
+	while (flock(l->fd, op | LOCK_NB) < 0) {
+		int e = errno;
+
+		if (e == EINTR)
+			continue;
+		vmd_lock_release(l);
+		if (e == EWOULDBLOCK)
+			return VMD_E_BUSY; /* expected: not an error to log */
+		return vmd_error_set_errno(err, VMD_E_IO, e, "lock failed",
+		                           "flock %s", path);
+	}
+	return 0;
+}
+
+int vmd_lock_acquire(struct vmd_lock *l, const char *lockdir, const char *name,
+                     enum vmd_lock_mode mode, unsigned timeout_s,
+                     struct vmd_error *err)
+{
+	char path[PATH_MAX];
+	int op = mode == VMD_LOCK_SHARED ? LOCK_SH : LOCK_EX;
+	struct timespec start, now;
+	int rc = lock_open(l, lockdir, name, path, err);
+
+	if (rc < 0)
+		return rc;
 	if (timeout_s == 0) {
 		while (flock(l->fd, op) < 0) {
 			if (errno != EINTR) {

@@ -98,6 +98,9 @@ enum vmd_lock_mode {
 int vmd_lock_acquire(struct vmd_lock *l, const char *lockdir, const char *name,
                      enum vmd_lock_mode mode, unsigned timeout_s,
                      struct vmd_error *err);
+/* Take it only if free now: VMD_E_BUSY (err untouched) when held. */
+int vmd_lock_try(struct vmd_lock *l, const char *lockdir, const char *name,
+                 enum vmd_lock_mode mode, struct vmd_error *err);
 void vmd_lock_release(struct vmd_lock *l);
 
 /* Cleanup-attribute helpers: one idiom throughout the code base. */

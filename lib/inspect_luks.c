@@ -69,15 +69,15 @@ static int luks_inspect(struct vmd_image_source *src,
                         const struct vmd_inspect_limits *lim, unsigned flags,
                         struct vmd_inspect_result *r)
 {
-	uint16_t version = p->head_len >= 8 ? (uint16_t)(p->head[6] << 8 |
-	                                                 p->head[7])
-	                                    : 0;
+	unsigned version = 0;
 	uint64_t payload = 0;
 
 	(void)src;
 	(void)lim;
 	(void)flags;
 	r->format = VMD_IMG_LUKS;
+	if (p->head_len >= 8)
+		version = (unsigned)p->head[6] << 8 | p->head[7];
 	r->version = version;
 	r->virtual_size = 0;
 	vmd_inspect_refuse(r, "luks-encrypted",

@@ -53,7 +53,7 @@ static long read_at(struct vmd_image_source *src,
 		return (long)len;
 	}
 	if (p->tail_len && off >= p->file_size - p->tail_len &&
-	    len <= p->file_size - off) {
+	    off <= p->file_size && len <= p->file_size - off) {
 		memcpy(buf, p->tail + (off - (p->file_size - p->tail_len)),
 		       len);
 		return (long)len;
@@ -240,13 +240,6 @@ static int vhd_inspect(struct vmd_image_source *src,
 		                   (unsigned long long)p->file_size);
 	return 0;
 }
-
-const struct vmd_format_ops vmd_format_vhd = {
-	.format = VMD_IMG_VHD,
-	.name = "vpc",
-	.probe = vhd_probe,
-	.inspect = vhd_inspect,
-};
 
 /* --- VHDX --------------------------------------------------------------- */
 
@@ -458,8 +451,13 @@ static int vhdx_items(struct vmd_image_source *src,
 	unsigned count;
 	long n;
 
-	if (!range_in_file(p, meta->offset, 32))
-		return 1; /* refused by vhdx_regions */
+	if (!range_in_file(p, meta->offset, 32)) {
+		vmd_inspect_refuse(r, "header-bounds",
+		                   "vhdx: metadata region at %llu is not within "
+		                   "the file",
+		                   (unsigned long long)meta->offset);
+		return 1;
+	}
 	n = read_at(src, p, buf, VHDX_TABLE_SIZE, meta->offset);
 	if (n < 0)
 		return -1;
@@ -637,6 +635,13 @@ static int vhdx_inspect(struct vmd_image_source *src,
 	         (params & VHDX_HAS_PARENT) != 0);
 	return 0;
 }
+
+const struct vmd_format_ops vmd_format_vhd = {
+	.format = VMD_IMG_VHD,
+	.name = "vpc",
+	.probe = vhd_probe,
+	.inspect = vhd_inspect,
+};
 
 const struct vmd_format_ops vmd_format_vhdx = {
 	.format = VMD_IMG_VHDX,

@@ -79,7 +79,7 @@ static long read_at(struct vmd_image_source *src,
 		return (long)len;
 	}
 	if (p->tail_len && off >= p->file_size - p->tail_len &&
-	    len <= p->file_size - off) {
+	    off <= p->file_size && len <= p->file_size - off) {
 		memcpy(buf, p->tail + (off - (p->file_size - p->tail_len)),
 		       len);
 		return (long)len;

@@ -399,6 +399,100 @@ static void test_no_partial_file_under_final_name(void **state)
 	free(r.err);
 }
 
+static char *sha256_of(const char *path)
+{
+	const char *argv[] = {"sha256sum", path, NULL};
+	char *out = NULL;
+
+	assert_int_equal(th_run(argv, NULL, &out, NULL), 0);
+	out[64] = '\0';
+	return out;
+}
+
+static void test_checksum(void **state)
+{
+	struct fixture *f = *state;
+	char *hex = sha256_of(f->base), *good, *bad, *out = NULL, *errs = NULL;
+	struct json_object *o, *v;
+
+	assert_true(asprintf(&good, "sha256:%s", hex) > 0);
+	assert_true(asprintf(&bad, "sha256:%064d", 0) > 0);
+	assert_int_equal(cli(f, NULL, NULL, &errs,
+	                     (const char *[]){"fetch", f->base, "--checksum", bad,
+	                                      NULL}),
+	                 1);
+	assert_string_equal(errs, "vmdisk: cache: sha256 checksum mismatch\n");
+	assert_int_equal(count_cache_entries(f), 0);
+	free(errs);
+	assert_int_equal(cli(f, NULL, &out, NULL,
+	                     (const char *[]){"--json", "fetch", f->base,
+	                                      "--checksum", good, NULL}),
+	                 0);
+	o = json_tokener_parse(out);
+	assert_true(json_object_object_get_ex(o, "hash", &v));
+	assert_string_equal(json_object_get_string(v), hex);
+	assert_true(json_object_object_get_ex(o, "size", &v));
+	assert_int_equal(json_object_get_int64(v), 2 << 20);
+	json_object_put(o);
+	free(out);
+	/* The cached entry is held to the same checksum. */
+	assert_int_equal(cli(f, NULL, NULL, NULL,
+	                     (const char *[]){"create", INST, "disk", "--image",
+	                                      f->base, "--checksum", bad, NULL}),
+	                 1);
+	assert_int_equal(cli(f, NULL, NULL, NULL,
+	                     (const char *[]){"create", INST, "disk", "--image",
+	                                      f->base, "--checksum", good, NULL}),
+	                 0);
+	assert_int_equal(cli(f, NULL, NULL, NULL,
+	                     (const char *[]){"fetch", f->base, "--checksum",
+	                                      "crc32:00", NULL}),
+	                 1);
+	free(hex);
+	free(good);
+	free(bad);
+}
+
+static void *race_later(void *arg)
+{
+	usleep(150000);
+	return race(arg);
+}
+
+/* Callers that waited on a fetch that failed get its error; a caller who
+ * comes later starts afresh and succeeds. */
+static void test_waiters_share_the_winners_error(void **state)
+{
+	struct fixture *f = *state;
+	const char *env[] = {
+		"VMDISK_FAULT=cache.locked:sleep=700,cache.downloaded:fail", NULL};
+	struct racer a = {f, env, {"fetch", f->base, NULL}, -1, NULL, NULL};
+	struct racer b = {f, NULL, {"fetch", f->base, NULL}, -1, NULL, NULL};
+	pthread_t ta, tb;
+
+	if (!VMD_FAULT_INJECTION) {
+		printf("skipped: built without -Dfault_injection=true\n");
+		skip();
+	}
+	assert_int_equal(pthread_create(&ta, NULL, race, &a), 0);
+	assert_int_equal(pthread_create(&tb, NULL, race_later, &b), 0);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	assert_int_equal(a.status, 1);
+	assert_int_equal(b.status, 1);
+	assert_string_equal(a.err, "vmdisk: cache: injected failure\n");
+	assert_string_equal(b.err, a.err);
+	assert_int_equal(count_cache_entries(f), 0);
+	assert_int_equal(cli(f, NULL, NULL, NULL,
+	                     (const char *[]){"fetch", f->base, NULL}),
+	                 0);
+	assert_int_equal(count_cache_entries(f), 1);
+	free(a.out);
+	free(a.err);
+	free(b.out);
+	free(b.err);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -410,6 +504,8 @@ int main(void)
 		T(test_concurrent_creates_share_one_copy),
 		T(test_killed_fetch_leaves_nothing),
 		T(test_no_partial_file_under_final_name),
+		T(test_checksum),
+		T(test_waiters_share_the_winners_error),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");

@@ -99,7 +99,7 @@ static void create_ok(struct fixture *f, const char *inst, const char *disk,
                       struct vmd_disk_info *info)
 {
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {f->base, size, backend};
+	struct vmd_create_opts opts = {.image = f->base, .size = size, .backend = backend};
 
 	if (vmd_disk_create(f->ctx, inst, disk, &opts, info, &err) != 0)
 		fail_msg("create: %s (%s)", err.msg, err.detail);
@@ -202,7 +202,7 @@ static void expect_create_error(struct fixture *f, const char *inst,
                                 enum vmd_errc code)
 {
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {image, size, backend};
+	struct vmd_create_opts opts = {.image = image, .size = size, .backend = backend};
 
 	assert_int_equal(vmd_disk_create(f->ctx, inst, disk, &opts, NULL, &err),
 	                 code);
@@ -241,7 +241,7 @@ static void test_qcow2_image_cached_as_raw(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {NULL, 0, VMD_BACKEND_QCOW2};
+	struct vmd_create_opts opts = {.image = NULL, .size = 0, .backend = VMD_BACKEND_QCOW2};
 	struct vmd_disk_info info;
 	struct vmd_cache_entry entry;
 	char *q = th_path(f->dir, "image.qcow2");
@@ -267,7 +267,7 @@ static void test_unusable_format_refused(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {NULL, 0, VMD_BACKEND_QCOW2};
+	struct vmd_create_opts opts = {.image = NULL, .size = 0, .backend = VMD_BACKEND_QCOW2};
 	char *v = th_path(f->dir, "image.vdi");
 	const char *argv[] = {"qemu-img", "create", "-q", "-f", "vdi", v, "1M",
 	                      NULL};
@@ -286,7 +286,7 @@ static void test_existing_disk_untouched(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {NULL, 0, VMD_BACKEND_FLAT};
+	struct vmd_create_opts opts = {.image = NULL, .size = 0, .backend = VMD_BACKEND_FLAT};
 	struct vmd_disk_info info;
 	char *p = disk_path(f, INST, "disk");
 
@@ -463,7 +463,7 @@ static void test_failure_after_disk_cleans_up(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {NULL, 0, VMD_BACKEND_QCOW2};
+	struct vmd_create_opts opts = {.image = NULL, .size = 0, .backend = VMD_BACKEND_QCOW2};
 	char *idir = th_path(f->instances, INST);
 
 	if (!VMD_FAULT_INJECTION) {

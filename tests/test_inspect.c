@@ -441,7 +441,7 @@ static void test_qcow2_base_overlay(void **state)
 	struct fixture *f = *state;
 	struct vmd_ctx *ctx = ctx_for(f, false);
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {f->img, 0, VMD_BACKEND_QCOW2};
+	struct vmd_create_opts opts = {.image = f->img, .size = 0, .backend = VMD_BACKEND_QCOW2};
 	struct vmd_disk_info info;
 	char *raw = th_path(f->dir, "src.raw");
 	char *disk;
@@ -470,7 +470,7 @@ static void test_cached_entry_inspected_again(void **state)
 	struct vmd_ctx *ctx = ctx_for(f, true);
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_cache_entry entry;
-	struct vmd_create_opts opts = {f->img, 0, VMD_BACKEND_QCOW2};
+	struct vmd_create_opts opts = {.image = f->img, .size = 0, .backend = VMD_BACKEND_QCOW2};
 	char *evil = th_path(f->dir, "evil.qcow2");
 
 	th_require_qemu_img();
@@ -496,7 +496,7 @@ static void test_format_pinned(void **state)
 	struct fixture *f = *state;
 	struct vmd_ctx *ctx = ctx_for(f, true);
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {f->img, 0, VMD_BACKEND_FLAT};
+	struct vmd_create_opts opts = {.image = f->img, .size = 0, .backend = VMD_BACKEND_FLAT};
 	struct vmd_disk_info info;
 	struct vmd_disk_record rec = {VMD_BACKEND_QCOW2, VMD_FORMAT_QCOW2, ""};
 	char *xml = NULL;

@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "convert.h"
@@ -148,24 +150,91 @@ static void print_info(const struct cli *cli, const struct vmd_disk_info *info)
 		printf("backing file: %s\n", info->backing);
 }
 
+/* Download progress: bytes, rate and, when the size is known, ETA. */
+struct download_progress {
+	struct timespec start;
+	struct timespec last;
+};
+
+static double seconds_since(const struct timespec *t0,
+                            const struct timespec *t1)
+{
+	return (double)(t1->tv_sec - t0->tv_sec) +
+	       (double)(t1->tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void print_download(uint64_t done, uint64_t total, void *opaque)
+{
+	struct download_progress *p = opaque;
+	struct timespec now;
+	double secs, rate;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (seconds_since(&p->last, &now) < 0.2 && done != total)
+		return;
+	p->last = now;
+	secs = seconds_since(&p->start, &now);
+	rate = secs > 0 ? (double)done / secs : 0;
+	if (total)
+		fprintf(stderr, "\r%llu / %llu MiB  %.1f MiB/s  ETA %.0f s   ",
+		        (unsigned long long)(done >> 20),
+		        (unsigned long long)(total >> 20), rate / 1048576.0,
+		        rate > 0 ? (double)(total - done) / rate : 0.0);
+	else
+		fprintf(stderr, "\r%llu MiB  %.1f MiB/s   ",
+		        (unsigned long long)(done >> 20), rate / 1048576.0);
+	fflush(stderr);
+}
+
+static bool want_progress(struct download_progress *p)
+{
+	/* Never on a pipe or a file: only a person at a terminal wants it. */
+	if (!isatty(STDERR_FILENO))
+		return false;
+	clock_gettime(CLOCK_MONOTONIC, &p->start);
+	p->last = p->start;
+	return true;
+}
+
+static int fetch_opt(int opt, const char *arg, void *state)
+{
+	if (opt != 'k')
+		return EXIT_USAGE;
+	*(const char **)state = arg;
+	return 0;
+}
+
 static int cmd_fetch(struct cli *cli, int argc, char **argv)
 {
+	static const struct option longopts[] = {
+		{"checksum", required_argument, NULL, 'k'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_cache_entry entry;
+	struct vmd_fetch_opts fo = {0};
+	struct download_progress prog;
 	int first;
-	int rc = parse_sub(find_command("fetch"), argc, argv,
-	                   (const struct option[]){{"help", 0, NULL, 'h'},
-	                                           {NULL, 0, NULL, 0}},
-	                   &first, NULL, NULL);
+	int rc = parse_sub(find_command("fetch"), argc, argv, longopts, &first,
+	                   fetch_opt, &fo.checksum);
 
 	if (rc != 0)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - first != 1)
 		return usage_error("fetch: expected one image source");
-	if (vmd_cache_fetch(cli->ctx, argv[first], &entry, &err) < 0)
+	if (want_progress(&prog)) {
+		fo.progress = print_download;
+		fo.progress_opaque = &prog;
+	}
+	rc = vmd_cache_fetch_ex(cli->ctx, argv[first], &fo, &entry, &err);
+	if (fo.progress)
+		fputc('\n', stderr);
+	if (rc < 0)
 		return failed(&err);
 	if (cli->json) {
 		struct json_object *o = json_object_new_object();
+		struct stat st;
 
 		json_object_object_add(o, "id", json_object_new_string(entry.id));
 		json_object_object_add(o, "path",
@@ -175,6 +244,18 @@ static int cmd_fetch(struct cli *cli, int argc, char **argv)
 			json_object_new_string(vmd_format_name(entry.format)));
 		json_object_object_add(o, "virtual_size",
 		                       json_object_new_uint64(entry.virtual_size));
+		json_object_object_add(
+			o, "size",
+			json_object_new_uint64(stat(entry.path, &st) == 0
+			                               ? (uint64_t)st.st_size
+			                               : 0));
+		json_object_object_add(
+			o, "hash_algo",
+			entry.hash_algo[0] ? json_object_new_string(entry.hash_algo)
+			                   : NULL);
+		json_object_object_add(
+			o, "hash",
+			entry.hash[0] ? json_object_new_string(entry.hash) : NULL);
 		json_object_object_add(o, "fetched",
 		                       json_object_new_boolean(entry.fetched));
 		print_json(o);
@@ -204,6 +285,9 @@ static int create_opt(int opt, const char *arg, void *state)
 		if (vmd_parse_backend(arg, &st->opts.backend, &err) < 0)
 			return usage_error(err.msg);
 		return 0;
+	case 'k':
+		st->opts.checksum = arg;
+		return 0;
 	default:
 		return EXIT_USAGE;
 	}
@@ -215,10 +299,11 @@ static int cmd_create(struct cli *cli, int argc, char **argv)
 		{"image", required_argument, NULL, 'i'},
 		{"size", required_argument, NULL, 's'},
 		{"backend", required_argument, NULL, 'b'},
+		{"checksum", required_argument, NULL, 'k'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct create_state st = {{NULL, 0, VMD_BACKEND_DEFAULT}};
+	struct create_state st = {{.backend = VMD_BACKEND_DEFAULT}};
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_disk_info info;
 	int first;
@@ -234,8 +319,17 @@ static int cmd_create(struct cli *cli, int argc, char **argv)
 	rc = check_disk_args(argv[first], argv[first + 1]);
 	if (rc != 0)
 		return rc;
-	if (vmd_disk_create(cli->ctx, argv[first], argv[first + 1], &st.opts,
-	                    &info, &err) < 0)
+	struct download_progress prog;
+
+	if (want_progress(&prog)) {
+		st.opts.progress = print_download;
+		st.opts.progress_opaque = &prog;
+	}
+	rc = vmd_disk_create(cli->ctx, argv[first], argv[first + 1], &st.opts,
+	                     &info, &err);
+	if (st.opts.progress)
+		fputc('\n', stderr);
+	if (rc < 0)
 		return failed(&err);
 	print_info(cli, &info);
 	return EXIT_OK;
@@ -618,11 +712,13 @@ static int cmd_extract(struct cli *cli, int argc, char **argv)
 }
 
 static const struct command commands[] = {
-	{"fetch", "fetch SOURCE",
-	 "Copy an image into the base-image cache (once, however many callers).",
+	{"fetch", "fetch SOURCE [--checksum ALG:HEX]",
+	 "Copy an image (a file, http(s):// or glance://ID) into the base-image\n"
+	 "cache, once however many callers ask; ALG is md5, sha256 or sha512.",
 	 cmd_fetch},
 	{"create",
-	 "create INSTANCE DISK --image SOURCE [--size SIZE] [--backend flat|qcow2|default]",
+	 "create INSTANCE DISK --image SOURCE [--size SIZE] [--backend flat|qcow2|default]\n"
+	 "       [--checksum ALG:HEX]",
 	 "Create DISK of INSTANCE (a UUID) from an image. SIZE defaults to the\n"
 	 "image's size and may not be smaller; units K, M, G, T (powers of 1024).",
 	 cmd_create},

@@ -35,6 +35,16 @@ struct vmd_cache_entry {
 	enum vmd_format format;
 	uint64_t virtual_size;
 	bool fetched;             /* this call copied it (else it was cached) */
+	char hash_algo[8];        /* of the bytes as fetched: md5/sha256/sha512 */
+	char hash[129];           /* hex */
+};
+
+typedef void (*vmd_progress_cb)(uint64_t done, uint64_t total, void *opaque);
+
+struct vmd_fetch_opts {
+	const char *checksum;     /* "ALG:HEX" the image must hash to, or NULL */
+	vmd_progress_cb progress; /* called as bytes arrive (total 0: unknown) */
+	void *progress_opaque;
 };
 
 /*
@@ -44,11 +54,18 @@ struct vmd_cache_entry {
  */
 int vmd_cache_fetch(struct vmd_ctx *ctx, const char *source,
                     struct vmd_cache_entry *out, struct vmd_error *err);
+/* The same, checking a checksum and reporting progress. */
+int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
+                       const struct vmd_fetch_opts *opts,
+                       struct vmd_cache_entry *out, struct vmd_error *err);
 
 struct vmd_create_opts {
 	const char *image;            /* image source; NULL for a blank disk */
 	uint64_t size;                /* 0 = the image's virtual size */
 	enum vmd_backend_kind backend; /* DEFAULT = from the configuration */
+	const char *checksum;         /* "ALG:HEX" the image must hash to */
+	vmd_progress_cb progress;     /* download progress, or NULL */
+	void *progress_opaque;
 };
 
 int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
