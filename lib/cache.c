@@ -215,24 +215,32 @@ static bool side_path(const struct vmd_ctx *ctx, const char *id,
 	return n > 0 && n < PATH_MAX;
 }
 
-/* What the fetcher recorded about an entry (for list and --json). */
-static void read_info(struct vmd_ctx *ctx, struct vmd_cache_entry *out)
+void vmd_cache_read_info(const struct vmd_ctx *ctx, const char *name,
+                         char *algo, size_t algosz, char *hash,
+                         size_t hashsz)
 {
 	char path[PATH_MAX];
 	struct json_object *o, *v;
 
-	if (!side_path(ctx, out->id, "json", path))
+	algo[0] = hash[0] = '\0';
+	if (!side_path(ctx, name, "json", path))
 		return;
 	o = json_object_from_file(path);
 	if (!o)
 		return;
 	if (json_object_object_get_ex(o, "hash_algo", &v))
-		snprintf(out->hash_algo, sizeof(out->hash_algo), "%s",
-		         json_object_get_string(v));
+		snprintf(algo, algosz, "%s", json_object_get_string(v));
 	if (json_object_object_get_ex(o, "hash", &v))
-		snprintf(out->hash, sizeof(out->hash), "%s",
-		         json_object_get_string(v));
+		snprintf(hash, hashsz, "%s", json_object_get_string(v));
 	json_object_put(o);
+}
+
+/* What the fetcher recorded about an entry (for --json). */
+static void read_info(struct vmd_ctx *ctx, struct vmd_cache_entry *out)
+{
+	vmd_cache_read_info(ctx, out->id, out->hash_algo,
+	                    sizeof(out->hash_algo), out->hash,
+	                    sizeof(out->hash));
 }
 
 static int write_info(struct vmd_ctx *ctx, const struct vmd_cache_entry *e,

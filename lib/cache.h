@@ -17,4 +17,9 @@ int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err);
 int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
                            uint64_t *virtual_size, struct vmd_error *err);
 
+/* The hash recorded when `name` was fetched (empty strings if unknown). */
+void vmd_cache_read_info(const struct vmd_ctx *ctx, const char *name,
+                         char *algo, size_t algosz, char *hash,
+                         size_t hashsz);
+
 #endif

@@ -194,6 +194,9 @@ static const struct key_def keys[] = {
 	STR_KEY(rbd_secret_uuid, check_optional_uuid),
 	KEY(lock_timeout_seconds, KT_U32),
 	KEY(max_image_virtual_size, KT_SIZE),
+	KEY(remove_unused_base_images, KT_BOOL),
+	KEY(remove_unused_original_minimum_age_seconds, KT_U32),
+	KEY(remove_unused_resized_minimum_age_seconds, KT_U32),
 	KEY(log_target, KT_LOG_TARGET),
 	KEY(log_level, KT_LOG_LEVEL),
 };
@@ -452,6 +455,9 @@ void vmd_config_defaults(struct vmd_config *cfg)
 	         "rbd");
 	cfg->lock_timeout_seconds = 600;
 	cfg->max_image_virtual_size = 1ull << 40; /* 1 TiB */
+	cfg->remove_unused_base_images = true;
+	cfg->remove_unused_original_minimum_age_seconds = 86400;
+	cfg->remove_unused_resized_minimum_age_seconds = 3600;
 	cfg->log_target = VMD_LOG_TO_SYSLOG;
 	cfg->log_level = VMD_LOG_INFO;
 }

@@ -711,6 +711,125 @@ static int cmd_extract(struct cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static int cache_list(struct cli *cli)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_cache_item *items = NULL;
+	size_t n = 0;
+	struct json_object *arr = NULL;
+
+	if (vmd_cache_list(cli->ctx, &items, &n, &err) < 0)
+		return failed(&err);
+	if (cli->json)
+		arr = json_object_new_array();
+	else
+		printf("%-44s %12s %12s %5s %s\n", "ID", "SIZE", "ALLOCATED",
+		       "USERS", "HASH");
+	for (size_t i = 0; i < n; i++) {
+		const struct vmd_cache_item *it = &items[i];
+
+		if (!arr) {
+			printf("%-44s %12llu %12llu %5u %s%s%s\n", it->id,
+			       (unsigned long long)it->size,
+			       (unsigned long long)it->allocated, it->users,
+			       it->hash_algo, it->hash_algo[0] ? ":" : "",
+			       it->hash);
+			continue;
+		}
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "id", json_object_new_string(it->id));
+		json_object_object_add(o, "size", json_object_new_uint64(it->size));
+		json_object_object_add(o, "allocated",
+		                       json_object_new_uint64(it->allocated));
+		json_object_object_add(o, "mtime", json_object_new_int64(it->mtime));
+		json_object_object_add(o, "resized",
+		                       json_object_new_boolean(it->resized));
+		json_object_object_add(o, "users",
+		                       json_object_new_uint64(it->users));
+		json_object_object_add(
+			o, "hash_algo",
+			it->hash_algo[0] ? json_object_new_string(it->hash_algo)
+			                 : NULL);
+		json_object_object_add(
+			o, "hash", it->hash[0] ? json_object_new_string(it->hash)
+			                       : NULL);
+		json_object_array_add(arr, o);
+	}
+	if (arr)
+		print_json(arr);
+	free(items);
+	return EXIT_OK;
+}
+
+static int cache_prune(struct cli *cli, bool dry_run)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_prune_item *items = NULL;
+	size_t n = 0;
+	struct json_object *arr = cli->json ? json_object_new_array() : NULL;
+
+	if (vmd_cache_prune(cli->ctx, dry_run, &items, &n, &err) < 0) {
+		if (arr)
+			json_object_put(arr);
+		return failed(&err);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct vmd_prune_item *it = &items[i];
+		const char *what = vmd_prune_action_name(it->action);
+
+		if (arr) {
+			struct json_object *o = json_object_new_object();
+
+			json_object_object_add(o, "id",
+			                       json_object_new_string(it->id));
+			json_object_object_add(o, "action",
+			                       json_object_new_string(what));
+			json_object_object_add(o, "age",
+			                       json_object_new_uint64(it->age));
+			json_object_object_add(o, "users",
+			                       json_object_new_uint64(it->users));
+			json_object_array_add(arr, o);
+			continue;
+		}
+		printf("%s %s (%u users, last used %llu s ago)\n", what,
+		       it->id, it->users, (unsigned long long)it->age);
+	}
+	if (arr)
+		print_json(arr);
+	free(items);
+	return EXIT_OK;
+}
+
+static int cmd_cache(struct cli *cli, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"dry-run", no_argument, NULL, 'n'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	bool dry_run = false;
+	int first, opt;
+
+	optind = 0;
+	opterr = 0;
+	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (opt == 'h') {
+			print_command_help(find_command("cache"));
+			return EXIT_OK;
+		}
+		if (opt != 'n')
+			return usage_error("bad option or missing value");
+		dry_run = true;
+	}
+	first = optind;
+	if (argc - first == 1 && strcmp(argv[first], "list") == 0 && !dry_run)
+		return cache_list(cli);
+	if (argc - first == 1 && strcmp(argv[first], "prune") == 0)
+		return cache_prune(cli, dry_run);
+	return usage_error("cache: expected 'list' or 'prune [--dry-run]'");
+}
+
 static const struct command commands[] = {
 	{"fetch", "fetch SOURCE [--checksum ALG:HEX]",
 	 "Copy an image (a file, http(s):// or glance://ID) into the base-image\n"
@@ -738,6 +857,10 @@ static const struct command commands[] = {
 	 "Write the disk's content, flattened (no backing file), into the new\n"
 	 "file DST (raw by default).",
 	 cmd_extract},
+	{"cache", "cache list | cache prune [--dry-run]",
+	 "List the cached base images (size, users, hash), or remove those no\n"
+	 "disk uses once they are older than the configured ages.",
+	 cmd_cache},
 	{"inspect", "inspect FILE [--allow-backing]",
 	 "Say what format an image is and whether it is safe to use: exit 0\n"
 	 "when safe, 1 when refused, with each failed check on its own line\n"

@@ -47,6 +47,10 @@ struct vmd_config {
 	/* vmdisk's own */
 	uint32_t lock_timeout_seconds;         /* default 600; 0 = wait forever */
 	uint64_t max_image_virtual_size;       /* default 1 TiB; larger refused */
+	/* cache manager (Nova's names) */
+	bool remove_unused_base_images;        /* default true */
+	uint32_t remove_unused_original_minimum_age_seconds; /* 86400 */
+	uint32_t remove_unused_resized_minimum_age_seconds;  /* 3600 */
 	enum vmd_log_target log_target;        /* default syslog */
 	enum vmd_log_level log_level;          /* default info */
 };

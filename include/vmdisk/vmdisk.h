@@ -59,6 +59,47 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
                        const struct vmd_fetch_opts *opts,
                        struct vmd_cache_entry *out, struct vmd_error *err);
 
+/* ---- the cache manager ---- */
+
+#define VMD_CACHE_ID_MAX 128
+
+struct vmd_cache_item {
+	char id[VMD_CACHE_ID_MAX];
+	uint64_t size;          /* bytes */
+	uint64_t allocated;     /* bytes on disk */
+	int64_t mtime;          /* last fetched or used */
+	bool resized;           /* "<id>_<suffix>": a derived base */
+	unsigned users;         /* disks that refer to it */
+	char hash_algo[8];
+	char hash[129];
+};
+
+int vmd_cache_list(struct vmd_ctx *ctx, struct vmd_cache_item **items,
+                   size_t *n, struct vmd_error *err);
+
+enum vmd_prune_action {
+	VMD_PRUNE_CANDIDATE = 0, /* internal */
+	VMD_PRUNE_REMOVED,
+	VMD_PRUNE_WOULD_REMOVE,  /* --dry-run */
+	VMD_PRUNE_KEPT_IN_USE,
+	VMD_PRUNE_KEPT_YOUNG,
+	VMD_PRUNE_KEPT_DISABLED, /* remove_unused_base_images = false */
+};
+
+struct vmd_prune_item {
+	char id[VMD_CACHE_ID_MAX];
+	enum vmd_prune_action action;
+	uint64_t age;           /* seconds since last fetched or used */
+	uint64_t size;
+	unsigned users;
+};
+
+/* Remove unused bases past their age (dry_run: only say which). */
+int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
+                    struct vmd_prune_item **items, size_t *n,
+                    struct vmd_error *err);
+const char *vmd_prune_action_name(enum vmd_prune_action a);
+
 struct vmd_create_opts {
 	const char *image;            /* image source; NULL for a blank disk */
 	uint64_t size;                /* 0 = the image's virtual size */
