@@ -1,0 +1,258 @@
+/*
+ * Tests of the cache manager (lib/cache_manager.c): a base used by any
+ * disk is never removed (disks of each file backend, and a qcow2 another
+ * tool made), unused ones go once old enough, --dry-run changes nothing,
+ * and a base whose lock a create holds is left alone.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "helpers.h"
+#include "internal.h"
+#include <vmdisk/vmdisk.h>
+
+#define INST_A "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
+#define INST_B "0b6b3a52-7a4e-4f7b-8f5e-2d2b1b0a9c11"
+#define INST_C "11111111-2222-4333-8444-555555555555"
+
+struct fixture {
+	char *dir;
+	char *img[3];
+	struct vmd_cache_entry e[3];
+	struct vmd_config cfg;
+	struct vmd_ctx *ctx;
+};
+
+static void new_ctx(struct fixture *f)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	vmd_ctx_free(f->ctx);
+	f->ctx = vmd_ctx_new(&f->cfg, &err);
+	assert_non_null(f->ctx);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *inst;
+
+	f->dir = th_mkdtemp("cachemgr");
+	inst = th_path(f->dir, "instances");
+	vmd_config_defaults(&f->cfg);
+	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s", inst);
+	f->cfg.remove_unused_original_minimum_age_seconds = 0;
+	f->cfg.remove_unused_resized_minimum_age_seconds = 0;
+	free(inst);
+	new_ctx(f);
+	for (int i = 0; i < 3; i++) {
+		char name[16];
+
+		snprintf(name, sizeof(name), "img%d.raw", i);
+		f->img[i] = th_path(f->dir, name);
+		th_write_pattern(f->img[i], 1u << 20, (uint32_t)i + 1);
+		assert_int_equal(vmd_cache_fetch(f->ctx, f->img[i], &f->e[i], &err),
+		                 0);
+	}
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	vmd_ctx_free(f->ctx);
+	th_rmtree(f->dir);
+	for (int i = 0; i < 3; i++)
+		free(f->img[i]);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+static void create(struct fixture *f, const char *inst, int img,
+                   enum vmd_backend_kind backend)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts o = {.image = f->img[img], .backend = backend};
+
+	if (vmd_disk_create(f->ctx, inst, "disk", &o, NULL, &err) != 0)
+		fail_msg("create: %s (%s)", err.msg, err.detail);
+}
+
+static enum vmd_prune_action action_of(struct vmd_prune_item *items, size_t n,
+                                       const char *id)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(items[i].id, id) == 0)
+			return items[i].action;
+	fail_msg("%s not in the prune report", id);
+	return VMD_PRUNE_CANDIDATE;
+}
+
+static void prune(struct fixture *f, bool dry, struct vmd_prune_item **items,
+                  size_t *n)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	if (vmd_cache_prune(f->ctx, dry, items, n, &err) != 0)
+		fail_msg("prune: %s (%s)", err.msg, err.detail);
+}
+
+static void test_in_use_bases_are_kept(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_prune_item *items;
+	size_t n;
+
+	create(f, INST_A, 0, VMD_BACKEND_QCOW2);
+	create(f, INST_B, 1, VMD_BACKEND_FLAT);
+	prune(f, true, &items, &n);
+	assert_int_equal(n, 3);
+	assert_int_equal(action_of(items, n, f->e[0].id), VMD_PRUNE_KEPT_IN_USE);
+	assert_int_equal(action_of(items, n, f->e[1].id), VMD_PRUNE_KEPT_IN_USE);
+	assert_int_equal(action_of(items, n, f->e[2].id), VMD_PRUNE_WOULD_REMOVE);
+	free(items);
+	/* --dry-run changed nothing. */
+	for (int i = 0; i < 3; i++)
+		assert_true(th_exists(f->e[i].path));
+	prune(f, false, &items, &n);
+	assert_int_equal(action_of(items, n, f->e[2].id), VMD_PRUNE_REMOVED);
+	free(items);
+	assert_true(th_exists(f->e[0].path));
+	assert_true(th_exists(f->e[1].path));
+	assert_false(th_exists(f->e[2].path));
+	/* The next fetch of a pruned image starts afresh. */
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_cache_entry again;
+
+	assert_int_equal(vmd_cache_fetch(f->ctx, f->img[2], &again, &err), 0);
+	assert_true(again.fetched);
+	/* Once its disk is gone, a base is unused. */
+	assert_int_equal(vmd_disk_remove(f->ctx, INST_A, "disk", &err), 0);
+	prune(f, false, &items, &n);
+	assert_int_equal(action_of(items, n, f->e[0].id), VMD_PRUNE_REMOVED);
+	assert_int_equal(action_of(items, n, f->e[1].id), VMD_PRUNE_KEPT_IN_USE);
+	free(items);
+}
+
+/* A qcow2 that another tool made on a cached base counts as a user. */
+static void test_foreign_qcow2_counts(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_prune_item *items;
+	size_t n;
+	char *idir = th_path(f->cfg.instances_path, INST_C);
+	char *disk = th_path(idir, "disk.other");
+	const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-b",
+	                      f->e[2].path, "-F", "raw", disk, NULL};
+
+	th_require_qemu_img();
+	assert_int_equal(mkdir(idir, 0755), 0);
+	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+	prune(f, false, &items, &n);
+	assert_int_equal(action_of(items, n, f->e[2].id), VMD_PRUNE_KEPT_IN_USE);
+	assert_int_equal(action_of(items, n, f->e[0].id), VMD_PRUNE_REMOVED);
+	free(items);
+	assert_true(th_exists(f->e[2].path));
+	free(idir);
+	free(disk);
+}
+
+static void test_ages_and_switch(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_prune_item *items;
+	size_t n;
+	char *resized;
+
+	assert_true(asprintf(&resized, "%s_10G", f->e[0].path) > 0);
+	th_write_text(resized, "derived");
+	f->cfg.remove_unused_original_minimum_age_seconds = 3600;
+	f->cfg.remove_unused_resized_minimum_age_seconds = 0;
+	new_ctx(f);
+	prune(f, false, &items, &n);
+	assert_int_equal(n, 4);
+	assert_int_equal(action_of(items, n, f->e[1].id), VMD_PRUNE_KEPT_YOUNG);
+	assert_int_equal(action_of(items, n, vmd_basename(resized)),
+	                 VMD_PRUNE_REMOVED);
+	free(items);
+	assert_false(th_exists(resized));
+	f->cfg.remove_unused_original_minimum_age_seconds = 0;
+	f->cfg.remove_unused_base_images = false;
+	new_ctx(f);
+	prune(f, false, &items, &n);
+	assert_int_equal(action_of(items, n, f->e[1].id), VMD_PRUNE_KEPT_DISABLED);
+	free(items);
+	assert_true(th_exists(f->e[1].path));
+	free(resized);
+}
+
+/* A create in progress holds the base's lock shared: prune keeps it. */
+static void test_locked_base_kept(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_prune_item *items;
+	size_t n;
+	struct vmd_lock l = VMD_LOCK_INIT;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *locks = th_path(f->cfg.instances_path, "locks");
+	char name[64];
+
+	snprintf(name, sizeof(name), "base-%s", f->e[1].id);
+	assert_int_equal(vmd_lock_acquire(&l, locks, name, VMD_LOCK_SHARED, 1,
+	                                  &err),
+	                 0);
+	prune(f, false, &items, &n);
+	assert_int_equal(action_of(items, n, f->e[1].id), VMD_PRUNE_KEPT_IN_USE);
+	free(items);
+	assert_true(th_exists(f->e[1].path));
+	vmd_lock_release(&l);
+	free(locks);
+}
+
+static void test_list(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_cache_item *items;
+	struct vmd_error err = VMD_ERROR_INIT;
+	size_t n;
+	int found = 0;
+
+	create(f, INST_A, 0, VMD_BACKEND_QCOW2);
+	create(f, INST_B, 0, VMD_BACKEND_FLAT);
+	assert_int_equal(vmd_cache_list(f->ctx, &items, &n, &err), 0);
+	assert_int_equal(n, 3);
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(items[i].id, f->e[0].id) != 0)
+			continue;
+		found = 1;
+		/* The record and the qcow2 backing file of A, the record of B. */
+		assert_int_equal(items[i].users, 3);
+		assert_int_equal(items[i].size, 1u << 20);
+		assert_string_equal(items[i].hash_algo, "sha256");
+		assert_int_equal(strlen(items[i].hash), 64);
+	}
+	assert_true(found);
+	free(items);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_in_use_bases_are_kept),
+		T(test_foreign_qcow2_counts),
+		T(test_ages_and_switch),
+		T(test_locked_base_kept),
+		T(test_list),
+	};
+
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+	return cmocka_run_group_tests_name("cache_manager", tests, NULL, NULL);
+}
