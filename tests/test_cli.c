@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "runner.h"
 #include "vmd_build_config.h"
 
 #define INST "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
@@ -493,6 +494,77 @@ static void test_waiters_share_the_winners_error(void **state)
 	free(b.err);
 }
 
+/*
+ * SIGKILL at random points of a fetch (the runner's timeout kills the
+ * process group), 50 times: never a file under a final name that is not
+ * complete, and the next fetch always succeeds.
+ */
+static void test_random_kills_never_leave_partial_entries(void **state)
+{
+	struct fixture *f = *state;
+	char *hex;
+	int killed = 0;
+
+	th_write_pattern(f->base, 48u << 20, 4242);
+	hex = NULL;
+	const char *sha[] = {"sha256sum", f->base, NULL};
+
+	assert_int_equal(th_run(sha, NULL, &hex, NULL), 0);
+	srandom(7);
+	for (int trial = 0; trial < 50; trial++) {
+		const char *argv[] = {th_cli(), "--config", f->config, "fetch",
+		                      f->base, NULL};
+		struct vmd_run_opts o = {.timeout_ms = 5 + (int)(random() % 120)};
+		struct vmd_run_result res = {0};
+		struct vmd_error err = VMD_ERROR_INIT;
+		DIR *d;
+		struct dirent *de;
+
+		vmd_run("kill trial", argv, &o, &res, &err);
+		killed += res.timed_out;
+		vmd_run_result_free(&res);
+		d = opendir(f->cache);
+		while (d && (de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			char *p = th_path(f->cache, de->d_name);
+
+			/* Whatever has a final name is whole. */
+			assert_int_equal(th_file_size(p), 48u << 20);
+			assert_true(th_files_equal(p, f->base));
+			free(p);
+		}
+		if (d)
+			closedir(d);
+		/* Start clean for the next trial half of the time. */
+		if (trial % 2 == 0) {
+			char *entry = NULL;
+			d = opendir(f->cache);
+			while (d && (de = readdir(d)) != NULL)
+				if (de->d_name[0] != '.')
+					entry = th_path(f->cache, de->d_name);
+			if (d)
+				closedir(d);
+			if (entry)
+				unlink(entry);
+			free(entry);
+		}
+	}
+	/* The kills did land while work was going on. */
+	assert_true(killed > 10);
+	char *out = NULL;
+
+	assert_int_equal(cli(f, NULL, &out, NULL,
+	                     (const char *[]){"--json", "fetch", f->base, NULL}),
+	                 0);
+	assert_non_null(strstr(out, "\"hash\":\""));
+	hex[64] = '\0';
+	assert_non_null(strstr(out, hex));
+	assert_int_equal(count_cache_entries(f), 1);
+	free(out);
+	free(hex);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -506,6 +578,7 @@ int main(void)
 		T(test_no_partial_file_under_final_name),
 		T(test_checksum),
 		T(test_waiters_share_the_winners_error),
+		T(test_random_kills_never_leave_partial_entries),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
