@@ -134,6 +134,25 @@ long vmd_src_read(struct vmd_image_source *src, void *buf, size_t len,
 	return (long)n;
 }
 
+long vmd_probe_read(struct vmd_image_source *src,
+                    const struct vmd_probe_data *p, void *buf, size_t len,
+                    uint64_t off)
+{
+	/* Served from the probe buffers when they hold the range: free, and
+	 * not counted against the read budget a second time. */
+	if (off < p->head_len && len <= p->head_len - off) {
+		memcpy(buf, p->head + off, len);
+		return (long)len;
+	}
+	if (p->tail_len && off >= p->file_size - p->tail_len &&
+	    off <= p->file_size && len <= p->file_size - off) {
+		memcpy(buf, p->tail + (off - (p->file_size - p->tail_len)),
+		       len);
+		return (long)len;
+	}
+	return vmd_src_read(src, buf, len, off);
+}
+
 void vmd_inspect_refuse(struct vmd_inspect_result *r, const char *code,
                         const char *fmt, ...)
 {
@@ -157,18 +176,36 @@ void vmd_inspect_refuse(struct vmd_inspect_result *r, const char *code,
 			*c = '?';
 }
 
-static bool allowed_overlap(unsigned matched)
+/*
+ * A fixed VHD is the guest's raw disk followed by a footer: its first
+ * sectors are the guest's own MBR or GPT. Only then may vpc share the file
+ * with the partition-table formats (a dynamic VHD starts with its footer
+ * copy, so nothing else can match it).
+ */
+static bool fixed_vhd(unsigned matched, const struct vmd_probe_data *p)
+{
+	return (matched & (1u << VMD_IMG_VHD)) &&
+	       !vmd_bytes_at(p->head, p->head_len, 0, "conectix", 8);
+}
+
+static bool allowed_overlap(unsigned matched, const struct vmd_probe_data *p)
 {
 	const unsigned gpt = 1u << VMD_IMG_GPT, mbr = 1u << VMD_IMG_MBR,
 	               iso = 1u << VMD_IMG_ISO;
+	unsigned rawlike = gpt | mbr | iso;
 
-	return (matched & ~(gpt | mbr | iso)) == 0;
+	if (fixed_vhd(matched, p))
+		rawlike |= 1u << VMD_IMG_VHD;
+	return (matched & ~rawlike) == 0;
 }
 
-static enum vmd_image_format pick_format(unsigned matched)
+static enum vmd_image_format pick_format(unsigned matched,
+                                         const struct vmd_probe_data *p)
 {
 	if (matched == 0)
 		return VMD_IMG_RAW;
+	if (fixed_vhd(matched, p))
+		return VMD_IMG_VHD;
 	if (matched & (1u << VMD_IMG_ISO))
 		return VMD_IMG_ISO;
 	if (matched & (1u << VMD_IMG_GPT))
@@ -239,9 +276,9 @@ static int inspect_source(struct vmd_image_source *src,
 	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
 		if (formats[i]->probe(&p))
 			out->matched |= 1u << formats[i]->format;
-	out->format = pick_format(out->matched);
+	out->format = pick_format(out->matched, &p);
 	out->virtual_size = src->size;
-	if (!allowed_overlap(out->matched) &&
+	if (!allowed_overlap(out->matched, &p) &&
 	    (out->matched & (out->matched - 1)) != 0) {
 		char names[128];
 

@@ -43,6 +43,12 @@ struct vmd_probe_data {
 long vmd_src_read(struct vmd_image_source *src, void *buf, size_t len,
                   uint64_t off);
 
+/* Like vmd_src_read, but served from the probe buffers when they hold
+ * the range. */
+long vmd_probe_read(struct vmd_image_source *src,
+                    const struct vmd_probe_data *p, void *buf, size_t len,
+                    uint64_t off);
+
 struct vmd_format_ops {
 	enum vmd_image_format format;
 	const char *name;

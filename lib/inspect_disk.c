@@ -15,7 +15,7 @@
  *   - GPT: "EFI PART" at LBA 1 (offset 512, or 4096 on 4Kn disks) behind a
  *     protective MBR (0x55AA and a partition of type 0xEE);
  *   - MBR: 0x55AA, every partition entry's status 0x00 or 0x80, at least
- *     one used entry, each used entry starting inside the file with a
+ *     one used entry, each used entry starting after sector 0 with a
  *     non-zero length; and sector 0 is not a file system's boot sector
  *     (a FAT/NTFS/exFAT BPB, or oslo's FAT test: two FATs and media 0xF8).
  *     A disk of zeros with only the boot signature is not an MBR.
@@ -90,8 +90,7 @@ static bool mbr_table(const struct vmd_probe_data *p, bool *protective)
 			return false;
 		if (e[4] == 0)
 			continue;
-		if (start == 0 || count == 0 ||
-		    (uint64_t)start * SECTOR >= p->file_size)
+		if (start == 0 || count == 0)
 			return false;
 		if (e[4] == GPT_PROTECTIVE)
 			*protective = true;

@@ -43,23 +43,6 @@
 #define VHD_MAX_SECTORS 0xff000000ull /* QEMU: 2040 GiB */
 #define VHD_NO_OFFSET UINT64_MAX
 
-/* Bytes at off, from the probe buffers when they hold them. */
-static long read_at(struct vmd_image_source *src,
-                    const struct vmd_probe_data *p, void *buf, size_t len,
-                    uint64_t off)
-{
-	if (off < p->head_len && len <= p->head_len - off) {
-		memcpy(buf, p->head + off, len);
-		return (long)len;
-	}
-	if (p->tail_len && off >= p->file_size - p->tail_len &&
-	    off <= p->file_size && len <= p->file_size - off) {
-		memcpy(buf, p->tail + (off - (p->file_size - p->tail_len)),
-		       len);
-		return (long)len;
-	}
-	return vmd_src_read(src, buf, len, off);
-}
 
 /* One's complement of the byte sum, the checksum field counting as 0. */
 static uint32_t vhd_checksum(const unsigned char *b, size_t len,
@@ -128,7 +111,7 @@ static int vhd_dynamic(struct vmd_image_source *src,
 		                   (unsigned long long)off);
 		return 0;
 	}
-	n = read_at(src, p, h, sizeof(h), off);
+	n = vmd_probe_read(src, p, h, sizeof(h), off);
 	if (n < 0)
 		return -1;
 	if ((size_t)n < sizeof(h) || memcmp(h, "cxsparse", 8) != 0) {
@@ -339,7 +322,7 @@ static int vhdx_header(struct vmd_image_source *src,
 	uint64_t seq[2];
 
 	for (int i = 0; i < 2; i++) {
-		long n = read_at(src, p, h[i], VHDX_HEADER_SIZE,
+		long n = vmd_probe_read(src, p, h[i], VHDX_HEADER_SIZE,
 		                 i ? VHDX_HEADER2 : VHDX_HEADER1);
 
 		if (n < 0)
@@ -383,7 +366,7 @@ static int vhdx_regions(struct vmd_image_source *src,
                         struct vhdx_region *bat, struct vhdx_region *meta)
 {
 	uint32_t count;
-	long n = read_at(src, p, buf, VHDX_TABLE_SIZE, VHDX_REGION_TABLE);
+	long n = vmd_probe_read(src, p, buf, VHDX_TABLE_SIZE, VHDX_REGION_TABLE);
 
 	if (n < 0)
 		return -1;
@@ -458,7 +441,7 @@ static int vhdx_items(struct vmd_image_source *src,
 		                   (unsigned long long)meta->offset);
 		return 1;
 	}
-	n = read_at(src, p, buf, VHDX_TABLE_SIZE, meta->offset);
+	n = vmd_probe_read(src, p, buf, VHDX_TABLE_SIZE, meta->offset);
 	if (n < 0)
 		return -1;
 	if ((size_t)n < 32 || memcmp(buf, "metadata", 8) != 0) {
@@ -532,7 +515,7 @@ static int item_value(struct vmd_image_source *src,
 	if (item->length < len ||
 	    !range_in_file(p, meta->offset + item->offset, len))
 		return 0;
-	n = read_at(src, p, out, len, meta->offset + item->offset);
+	n = vmd_probe_read(src, p, out, len, meta->offset + item->offset);
 	return n < 0 ? -1 : 0;
 }
 

@@ -69,23 +69,6 @@ struct desc_parse {
 	bool done; /* a NUL ended the text */
 };
 
-/* Bytes at off, from the probe buffers when they hold them. */
-static long read_at(struct vmd_image_source *src,
-                    const struct vmd_probe_data *p, void *buf, size_t len,
-                    uint64_t off)
-{
-	if (off < p->head_len && len <= p->head_len - off) {
-		memcpy(buf, p->head + off, len);
-		return (long)len;
-	}
-	if (p->tail_len && off >= p->file_size - p->tail_len &&
-	    off <= p->file_size && len <= p->file_size - off) {
-		memcpy(buf, p->tail + (off - (p->file_size - p->tail_len)),
-		       len);
-		return (long)len;
-	}
-	return vmd_src_read(src, buf, len, off);
-}
 
 /*
  * QEMU's probe for a descriptor file: comment and blank lines, then a
@@ -241,7 +224,7 @@ struct extent {
 	size_t type_len, name_len;
 };
 
-/* `ACCESS SECTORS TYPE "NAME" [OFFSET]`, nothing else. */
+/* `ACCESS SECTORS TYPE ["NAME" [OFFSET]]`, nothing else. */
 static bool split_extent(const char *s, size_t len, struct extent *e)
 {
 	size_t i, at;
@@ -255,7 +238,11 @@ static bool split_extent(const char *s, size_t len, struct extent *e)
 	e->type = s + at;
 	e->type_len = i - at;
 	i = skip_blank(s, i, len);
-	if (e->type_len == 0 || i >= len || s[i] != '"')
+	e->name = NULL;
+	e->name_len = 0;
+	if (i == len) /* only a ZERO extent has no file */
+		return e->type_len == 4 && memcmp(e->type, "ZERO", 4) == 0;
+	if (e->type_len == 0 || s[i] != '"')
 		return false;
 	at = ++i;
 	while (i < len && s[i] != '"')
@@ -287,7 +274,7 @@ static void parse_extent(struct desc_parse *d, const char *s, size_t len)
 		                   "vmdk: extent of type %.*s (only a SPARSE "
 		                   "extent in the image itself is allowed)",
 		                   e.type_len > 16 ? 16 : (int)e.type_len, e.type);
-	if (e.name_len == 0 || memchr(e.name, '/', e.name_len))
+	if (e.name && (e.name_len == 0 || memchr(e.name, '/', e.name_len)))
 		vmd_inspect_refuse(d->r, "vmdk-extent",
 		                   "vmdk: extent file name \"%.*s\" refers to "
 		                   "another file",
@@ -380,7 +367,7 @@ static int parse_descriptor(struct vmd_image_source *src,
 
 	while (!d->done && left > 0 && off < p->file_size) {
 		size_t want = left < sizeof(chunk) ? (size_t)left : sizeof(chunk);
-		long n = read_at(src, p, chunk, want, off);
+		long n = vmd_probe_read(src, p, chunk, want, off);
 
 		if (n < 0)
 			return -1;
@@ -447,7 +434,7 @@ static int use_footer(struct vmd_image_source *src,
 		                   "is too short for a footer");
 		return 1;
 	}
-	n = read_at(src, p, f, sizeof(f), p->file_size - sizeof(f));
+	n = vmd_probe_read(src, p, f, sizeof(f), p->file_size - sizeof(f));
 	if (n < 0)
 		return -1;
 	if ((size_t)n < sizeof(f) || !marker_is(f, MARKER_FOOTER, false) ||

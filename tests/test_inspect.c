@@ -271,6 +271,46 @@ static void test_patched_headers_refused(void **state)
 	}
 }
 
+/* A fixed VHD of a partitioned disk starts with the guest's MBR: that is
+ * not ambiguity, it is a VHD. */
+static void test_fixed_vhd_of_partitioned_disk(void **state)
+{
+	struct fixture *f = *state;
+	char *raw = th_path(f->dir, "mbr.raw");
+	char *vhd = th_path(f->dir, "fixed.vhd");
+	unsigned char entry[16] = {0x80, 0, 0, 0, 0x83, 0, 0, 0,
+	                           0x00, 0x08, 0, 0, 0x00, 0x10, 0, 0};
+	unsigned char sig[2] = {0x55, 0xaa};
+	struct vmd_inspect_result r;
+
+	th_require_qemu_img();
+	th_pwrite_at(raw, entry, sizeof(entry), 446);
+	th_pwrite_at(raw, sig, 2, 510);
+	assert_int_equal(truncate(raw, 8u << 20), 0);
+	inspect(raw, 0, &r);
+	assert_int_equal(r.format, VMD_IMG_MBR);
+	qemu_img((const char *[]){"qemu-img", "convert", "-f", "raw", "-O", "vpc",
+	                          "-o", "subformat=fixed,force_size=on", raw, vhd,
+	                          NULL});
+	inspect(vhd, 0, &r);
+	assert_true(r.safe);
+	assert_int_equal(r.format, VMD_IMG_VHD);
+	assert_int_equal(r.virtual_size, qemu_virtual_size(vhd, "vpc"));
+	/* But a qcow2 header plus a VHD footer is still ambiguous. */
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                          f->img, "1M", NULL});
+	int fd = open(vhd, O_RDONLY | O_CLOEXEC);
+	unsigned char tail[512];
+
+	assert_int_equal(pread(fd, tail, 512, (off_t)(th_file_size(vhd) - 512)),
+	                 512);
+	close(fd);
+	th_pwrite_at(f->img, tail, 512, th_file_size(f->img));
+	assert_refused_with(f->img, "ambiguous-format");
+	free(raw);
+	free(vhd);
+}
+
 static void test_truncated_and_empty(void **state)
 {
 	struct fixture *f = *state;
@@ -547,6 +587,7 @@ int main(void)
 		T(test_encrypted_refused),
 		T(test_too_large_refused),
 		T(test_patched_headers_refused),
+		T(test_fixed_vhd_of_partitioned_disk),
 		T(test_truncated_and_empty),
 		T(test_read_budget),
 		T(test_cli_inspect),
