@@ -247,7 +247,7 @@ static int write_info(struct vmd_ctx *ctx, const struct vmd_cache_entry *e,
                       const struct vmd_source_meta *meta,
                       enum vmd_format original, struct vmd_error *err)
 {
-	char name[80];
+	char name[VMD_CACHE_ID_MAX + 16];
 	struct json_object *o = json_object_new_object();
 	int rc;
 
@@ -279,7 +279,7 @@ static int write_info(struct vmd_ctx *ctx, const struct vmd_cache_entry *e,
 static void write_failure(struct vmd_ctx *ctx, const char *id,
                           const struct vmd_error *e)
 {
-	char name[80], text[VMD_ERROR_MSG_MAX + 16];
+	char name[VMD_CACHE_ID_MAX + 16], text[VMD_ERROR_MSG_MAX + 16];
 	int n;
 
 	if (!e || e->code == VMD_OK)
@@ -478,7 +478,7 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	const struct vmd_source_ops *ops;
 	struct vmd_source_meta meta;
 	struct fetch_want want = {VMD_HASH_NONE, ""};
-	char lockname[64];
+	char lockname[VMD_LOCK_NAME_MAX];
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	VMD_AUTOCLOSE int cached = -1;
 	time_t wait_start = time(NULL);
@@ -501,7 +501,7 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 		vmd_error_prefix(err, "cache");
 		return rc;
 	}
-	snprintf(lockname, sizeof(lockname), "base-%s", out->id);
+	vmd_base_lock_name(out->id, lockname);
 	/* Try first without waiting, to know whether someone else was
 	 * fetching while we waited. */
 	rc = vmd_lock_try(&lock, ctx->lock_dir, lockname, VMD_LOCK_EXCLUSIVE,

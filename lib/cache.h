@@ -4,6 +4,8 @@
 #ifndef VMDISK_CACHE_H
 #define VMDISK_CACHE_H
 
+#include <stdio.h>
+
 #include "internal.h"
 
 /* Lower-case hex sha1 of `source_id`: the entry's name. */
@@ -21,5 +23,16 @@ int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
 void vmd_cache_read_info(const struct vmd_ctx *ctx, const char *name,
                          char *algo, size_t algosz, char *hash,
                          size_t hashsz);
+
+#define VMD_LOCK_NAME_MAX (VMD_CACHE_ID_MAX + 8)
+
+/* "base-<id>": the lock of a cache entry, exclusive while it is fetched or
+ * pruned, shared while a disk is made from it. */
+static inline void vmd_base_lock_name(const char *id,
+                                      char name[VMD_LOCK_NAME_MAX])
+{
+	snprintf(name, VMD_LOCK_NAME_MAX, "base-%.*s", VMD_CACHE_ID_MAX - 1,
+	         id);
+}
 
 #endif

@@ -155,12 +155,21 @@ static int scan_users(const struct vmd_ctx *ctx, struct users *u,
 	return 0;
 }
 
+/* Blank-disk templates (lib/template.c) age like derived bases. */
+static bool is_template_name(const char *name)
+{
+	return strncmp(name, "ephemeral_", 10) == 0 ||
+	       strncmp(name, "swap_", 5) == 0;
+}
+
 static bool is_entry_name(const char *name)
 {
 	size_t n = strspn(name, "0123456789abcdef");
 
-	if (strlen(name) >= VMD_CACHE_ID_MAX)
+	if (strlen(name) >= VMD_CACHE_ID_MAX || !vmd_valid_file_token(name))
 		return false;
+	if (is_template_name(name))
+		return true;
 	return n == 40 && (name[40] == '\0' ||
 	                   (name[40] == '_' && vmd_valid_file_token(name + 41)));
 }
@@ -173,7 +182,7 @@ static void item_from(const struct vmd_ctx *ctx, const char *name,
 	it->size = (uint64_t)st->st_size;
 	it->allocated = (uint64_t)st->st_blocks * 512;
 	it->mtime = st->st_mtime;
-	it->resized = name[40] == '_';
+	it->resized = is_template_name(name) || name[40] == '_';
 	vmd_cache_read_info(ctx, name, it->hash_algo, sizeof(it->hash_algo),
 	                    it->hash, sizeof(it->hash));
 }
@@ -286,7 +295,7 @@ int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
 		uint64_t min_age = items[i].resized
 			? ctx->cfg.remove_unused_resized_minimum_age_seconds
 			: ctx->cfg.remove_unused_original_minimum_age_seconds;
-		char lockname[VMD_CACHE_ID_MAX + 8];
+		char lockname[VMD_LOCK_NAME_MAX];
 
 		locks[i].fd = -1;
 		snprintf(res[i].id, sizeof(res[i].id), "%s", items[i].id);
@@ -299,7 +308,7 @@ int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
 			continue;
 		}
 		/* The lock a create holds shared while it uses the base. */
-		snprintf(lockname, sizeof(lockname), "base-%.40s", items[i].id);
+		vmd_base_lock_name(items[i].id, lockname);
 		if (vmd_lock_try(&locks[i], ctx->lock_dir, lockname,
 		                 VMD_LOCK_EXCLUSIVE, NULL) < 0)
 			res[i].action = VMD_PRUNE_KEPT_IN_USE;

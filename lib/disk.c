@@ -119,15 +119,18 @@ static int fetch_and_hold_base(struct vmd_ctx *ctx,
                                struct vmd_error *err)
 {
 	for (int attempt = 0; attempt < 3; attempt++) {
-		char name[64];
+		char name[VMD_LOCK_NAME_MAX];
 		struct stat st;
 		struct vmd_fetch_opts fo = {opts->checksum, opts->progress,
 		                            opts->progress_opaque};
-		int rc = vmd_cache_fetch_ex(ctx, opts->image, &fo, entry, err);
+		int rc = opts->image
+			? vmd_cache_fetch_ex(ctx, opts->image, &fo, entry, err)
+			: vmd_cache_template(ctx, opts->fs, opts->size,
+			                     opts->label, entry, err);
 
 		if (rc < 0)
 			return rc;
-		snprintf(name, sizeof(name), "base-%s", entry->id);
+		vmd_base_lock_name(entry->id, name);
 		rc = vmd_lock_acquire(base_lock, ctx->lock_dir, name,
 		                      VMD_LOCK_SHARED,
 		                      ctx->cfg.lock_timeout_seconds, err);
@@ -269,9 +272,15 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = check_size(opts->size, err);
 	if (rc == 0)
 		rc = vmd_backend_get(kind, &ops, err);
+	bool from_base = opts->image || opts->fs != VMD_FS_NONE;
+
 	if (rc == 0 && opts->image)
 		rc = check_source_fits(ctx, opts->image, opts->size, err);
-	if (rc == 0 && opts->image)
+	if (rc == 0 && !opts->image && opts->fs != VMD_FS_NONE &&
+	    opts->label && !vmd_valid_fs_label(opts->fs, opts->label))
+		rc = vmd_error_set(err, VMD_E_INVAL, "bad file system label",
+		                   "label refused");
+	if (rc == 0 && from_base)
 		rc = fetch_and_hold_base(ctx, opts, &entry, &base_lock, err);
 	if (rc == 0)
 		rc = lock_instance(ctx, instance, &inst_lock, err);
@@ -285,11 +294,11 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	rec.format = kind == VMD_BACKEND_QCOW2 ? VMD_FORMAT_QCOW2
 	             : kind == VMD_BACKEND_PLOOP ? VMD_FORMAT_PLOOP
 	                                         : VMD_FORMAT_RAW;
-	if (opts->image)
+	if (from_base)
 		snprintf(rec.base_id, sizeof(rec.base_id), "%s", entry.id);
-	rc = create_locked(ctx, ops, &ref, opts, opts->image ? &entry : NULL,
+	rc = create_locked(ctx, ops, &ref, opts, from_base ? &entry : NULL,
 	                   &rec, err);
-	if (rc == 0 && opts->image)
+	if (rc == 0 && from_base)
 		touch_base(&entry);
 	if (rc == 0 && out)
 		rc = ops->info(ctx, &ref, out, err);

@@ -137,8 +137,9 @@ static void make_tmpname(struct vmd_tmpfile *t)
 	         VMD_TMP_PREFIX, VMD_TMP_NAME_KEEP, t->name, r & 0xffffff);
 }
 
-int vmd_tmpfile_open(struct vmd_tmpfile *t, const char *dir, const char *name,
-                     mode_t mode, struct vmd_error *err)
+static int tmpfile_open(struct vmd_tmpfile *t, const char *dir,
+                        const char *name, mode_t mode, bool named,
+                        struct vmd_error *err)
 {
 	*t = (struct vmd_tmpfile)VMD_TMPFILE_INIT;
 	if (snprintf(t->name, sizeof(t->name), "%s", name) >=
@@ -151,13 +152,15 @@ int vmd_tmpfile_open(struct vmd_tmpfile *t, const char *dir, const char *name,
 		                           "create file failed", "open(%s)",
 		                           dir);
 	/* The anonymous file vanishes by itself if we die before publish. */
-	t->fd = openat(t->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+	t->fd = named ? -1
+	              : openat(t->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC,
+	                       mode);
 	if (t->fd >= 0) {
 		t->anonymous = true;
 		return 0;
 	}
-	if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL &&
-	    errno != ENOENT)
+	if (!named && errno != EOPNOTSUPP && errno != EISDIR &&
+	    errno != EINVAL && errno != ENOENT)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "create file failed",
 		                           "O_TMPFILE in %s", dir);
@@ -173,6 +176,19 @@ int vmd_tmpfile_open(struct vmd_tmpfile *t, const char *dir, const char *name,
 	t->tmpname[0] = '\0';
 	return vmd_error_set_errno(err, VMD_E_IO, errno, "create file failed",
 	                           "temporary in %s", dir);
+}
+
+int vmd_tmpfile_open(struct vmd_tmpfile *t, const char *dir, const char *name,
+                     mode_t mode, struct vmd_error *err)
+{
+	return tmpfile_open(t, dir, name, mode, false, err);
+}
+
+int vmd_tmpfile_open_named(struct vmd_tmpfile *t, const char *dir,
+                           const char *name, mode_t mode,
+                           struct vmd_error *err)
+{
+	return tmpfile_open(t, dir, name, mode, true, err);
 }
 
 int vmd_tmpfile_publish(struct vmd_tmpfile *t, bool replace, mode_t mode,

@@ -36,6 +36,12 @@ struct vmd_tmpfile {
 int vmd_tmpfile_open(struct vmd_tmpfile *t, const char *dir, const char *name,
                      mode_t mode, struct vmd_error *err);
 
+/* The same, but always a named sibling (dir/t->tmpname): for a temporary
+ * that an external program must open by path. */
+int vmd_tmpfile_open_named(struct vmd_tmpfile *t, const char *dir,
+                           const char *name, mode_t mode,
+                           struct vmd_error *err);
+
 /*
  * fsync the data, give it its final name, fsync the directory.
  * replace=false refuses (VMD_E_EXISTS) when the final name exists.

@@ -21,7 +21,7 @@
 struct vmd_disk_record {
 	enum vmd_backend_kind backend;
 	enum vmd_format format;
-	char base_id[41]; /* "" for a blank disk */
+	char base_id[VMD_CACHE_ID_MAX]; /* "" for an unformatted blank disk */
 };
 
 /* VMD_E_NOTFOUND (without touching err) when there is no such disk. */

@@ -19,7 +19,7 @@ VMD_DEPS=(
 	build-essential pkg-config meson ninja-build
 	libcmocka-dev libinih-dev libjson-c-dev libssl-dev zlib1g-dev libzstd-dev
 	libcurl4-openssl-dev
-	qemu-utils e2fsprogs util-linux coreutils clang libclang-rt-14-dev
+	qemu-utils e2fsprogs xfsprogs dosfstools util-linux coreutils clang libclang-rt-14-dev
 )
 
 vmd_log() {

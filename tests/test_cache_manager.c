@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "cache.h"
 #include "helpers.h"
 #include "internal.h"
 #include <vmdisk/vmdisk.h>
@@ -202,9 +203,9 @@ static void test_locked_base_kept(void **state)
 	struct vmd_lock l = VMD_LOCK_INIT;
 	struct vmd_error err = VMD_ERROR_INIT;
 	char *locks = th_path(f->cfg.instances_path, "locks");
-	char name[64];
+	char name[VMD_LOCK_NAME_MAX];
 
-	snprintf(name, sizeof(name), "base-%s", f->e[1].id);
+	vmd_base_lock_name(f->e[1].id, name);
 	assert_int_equal(vmd_lock_acquire(&l, locks, name, VMD_LOCK_SHARED, 1,
 	                                  &err),
 	                 0);

@@ -268,6 +268,7 @@ static int cmd_fetch(struct cli *cli, int argc, char **argv)
 
 struct create_state {
 	struct vmd_create_opts opts;
+	bool blank;
 };
 
 static int create_opt(int opt, const char *arg, void *state)
@@ -288,6 +289,16 @@ static int create_opt(int opt, const char *arg, void *state)
 	case 'k':
 		st->opts.checksum = arg;
 		return 0;
+	case 'B':
+		st->blank = true;
+		return 0;
+	case 'F':
+		if (vmd_parse_blank_fs(arg, &st->opts.fs, &err) < 0)
+			return usage_error(err.msg);
+		return 0;
+	case 'L':
+		st->opts.label = arg;
+		return 0;
 	default:
 		return EXIT_USAGE;
 	}
@@ -300,10 +311,13 @@ static int cmd_create(struct cli *cli, int argc, char **argv)
 		{"size", required_argument, NULL, 's'},
 		{"backend", required_argument, NULL, 'b'},
 		{"checksum", required_argument, NULL, 'k'},
+		{"blank", no_argument, NULL, 'B'},
+		{"fs", required_argument, NULL, 'F'},
+		{"label", required_argument, NULL, 'L'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	struct create_state st = {{.backend = VMD_BACKEND_DEFAULT}};
+	struct create_state st = {.opts = {.backend = VMD_BACKEND_DEFAULT}};
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_disk_info info;
 	int first;
@@ -314,8 +328,14 @@ static int cmd_create(struct cli *cli, int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - first != 2)
 		return usage_error("create: expected INSTANCE and DISK");
-	if (!st.opts.image)
-		return usage_error("create: --image is required");
+	if (!st.opts.image == !st.blank)
+		return usage_error("create: give --image SOURCE or --blank");
+	if (st.blank && !st.opts.size)
+		return usage_error("create: --blank needs --size");
+	if ((st.opts.fs != VMD_FS_NONE || st.opts.label) && !st.blank)
+		return usage_error("create: --fs and --label go with --blank");
+	if (st.opts.label && !vmd_valid_fs_label(st.opts.fs, st.opts.label))
+		return usage_error("create: bad --label for this file system");
 	rc = check_disk_args(argv[first], argv[first + 1]);
 	if (rc != 0)
 		return rc;
@@ -836,10 +856,14 @@ static const struct command commands[] = {
 	 "cache, once however many callers ask; ALG is md5, sha256 or sha512.",
 	 cmd_fetch},
 	{"create",
-	 "create INSTANCE DISK --image SOURCE [--size SIZE] [--backend flat|qcow2|default]\n"
-	 "       [--checksum ALG:HEX]",
-	 "Create DISK of INSTANCE (a UUID) from an image. SIZE defaults to the\n"
-	 "image's size and may not be smaller; units K, M, G, T (powers of 1024).",
+	 "create INSTANCE DISK --image SOURCE [--size SIZE] [--backend B]\n"
+	 "       [--checksum ALG:HEX]\n"
+	 "       create INSTANCE DISK --blank --size SIZE [--fs ext4|xfs|vfat|swap]\n"
+	 "       [--label LABEL] [--backend B]",
+	 "Create DISK of INSTANCE (a UUID) from an image, or blank (formatted\n"
+	 "once per fs, size and label into a cached template). SIZE defaults to\n"
+	 "the image's size and may not be smaller; units K, M, G, T (powers of\n"
+	 "1024). B is flat, qcow2, ploop or default.",
 	 cmd_create},
 	{"info", "info INSTANCE DISK", "Show a disk's backend, format and sizes.",
 	 cmd_info},

@@ -29,8 +29,11 @@ struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
 	__attribute__((warn_unused_result));
 void vmd_ctx_free(struct vmd_ctx *ctx);
 
+#define VMD_CACHE_ID_MAX 128
+
 struct vmd_cache_entry {
-	char id[41];              /* hex sha1 of the source id */
+	char id[VMD_CACHE_ID_MAX]; /* hex sha1 of the source id, or a template
+	                              name (ephemeral_..., swap_...) */
 	char path[PATH_MAX];      /* <instances_path>/<cache dir>/<id> */
 	enum vmd_format format;
 	uint64_t virtual_size;
@@ -60,8 +63,6 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
                        struct vmd_cache_entry *out, struct vmd_error *err);
 
 /* ---- the cache manager ---- */
-
-#define VMD_CACHE_ID_MAX 128
 
 struct vmd_cache_item {
 	char id[VMD_CACHE_ID_MAX];
@@ -100,8 +101,35 @@ int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
                     struct vmd_error *err);
 const char *vmd_prune_action_name(enum vmd_prune_action a);
 
+/* File systems a blank (ephemeral or swap) disk can be made with. */
+enum vmd_blank_fs {
+	VMD_FS_NONE = 0, /* unformatted */
+	VMD_FS_EXT4,
+	VMD_FS_XFS,
+	VMD_FS_VFAT,
+	VMD_FS_SWAP,
+};
+
+int vmd_parse_blank_fs(const char *s, enum vmd_blank_fs *fs,
+                       struct vmd_error *err);
+const char *vmd_blank_fs_name(enum vmd_blank_fs fs);
+/* Labels: [A-Za-z0-9][A-Za-z0-9._-]*, at most what the file system takes
+ * (ext4 16, xfs 12, vfat 11, swap 15). Never quoted into anything. */
+bool vmd_valid_fs_label(enum vmd_blank_fs fs, const char *label);
+
+/*
+ * The cached template for blank disks of (fs, size, label): made once with
+ * mkfs (through the runner) and then used like a base image (Nova's
+ * ephemeral_<size>_<fs> and swap_<size> bases).
+ */
+int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
+                       uint64_t size, const char *label,
+                       struct vmd_cache_entry *out, struct vmd_error *err);
+
 struct vmd_create_opts {
 	const char *image;            /* image source; NULL for a blank disk */
+	enum vmd_blank_fs fs;         /* blank disks: the file system */
+	const char *label;            /* blank disks: its label, or NULL */
 	uint64_t size;                /* 0 = the image's virtual size */
 	enum vmd_backend_kind backend; /* DEFAULT = from the configuration */
 	const char *checksum;         /* "ALG:HEX" the image must hash to */

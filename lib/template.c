@@ -1,0 +1,210 @@
+/*
+ * Blank-disk templates: a file system made once per (fs, size, label) and
+ * kept in the cache like a base image, so that every ephemeral or swap disk
+ * after the first is a clone or an overlay (Nova's ephemeral_<size>_<fs>
+ * and swap_<size> bases).
+ *
+ * mkfs runs through the runner on a named temporary in the cache directory
+ * (it needs a path), with argv made only of validated values: a fixed
+ * program per file system, a label that passed vmd_valid_fs_label, and a
+ * path we built. The result is inspected like any image, then published
+ * atomically under the entry's lock.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache.h"
+#include "fsutil.h"
+#include "runner.h"
+
+#define TEMPLATE_MODE 0644
+#define MKFS_TIMEOUT_MS 300000
+
+static const struct {
+	enum vmd_blank_fs fs;
+	const char *name;
+	size_t label_max;
+} filesystems[] = {
+	{VMD_FS_NONE, "none", 0},
+	{VMD_FS_EXT4, "ext4", 16},
+	{VMD_FS_XFS, "xfs", 12},
+	{VMD_FS_VFAT, "vfat", 11},
+	{VMD_FS_SWAP, "swap", 15},
+};
+
+int vmd_parse_blank_fs(const char *s, enum vmd_blank_fs *fs,
+                       struct vmd_error *err)
+{
+	for (size_t i = 0; s && i < sizeof(filesystems) / sizeof(filesystems[0]);
+	     i++) {
+		if (strcmp(filesystems[i].name, s) == 0) {
+			*fs = filesystems[i].fs;
+			return 0;
+		}
+	}
+	return vmd_error_set(err, VMD_E_INVAL,
+	                     "file system must be ext4, xfs, vfat, swap or none",
+	                     "unknown file system");
+}
+
+const char *vmd_blank_fs_name(enum vmd_blank_fs fs)
+{
+	for (size_t i = 0; i < sizeof(filesystems) / sizeof(filesystems[0]); i++)
+		if (filesystems[i].fs == fs)
+			return filesystems[i].name;
+	return "?";
+}
+
+bool vmd_valid_fs_label(enum vmd_blank_fs fs, const char *label)
+{
+	size_t n = label ? strlen(label) : 0;
+	size_t max = 0;
+
+	for (size_t i = 0; i < sizeof(filesystems) / sizeof(filesystems[0]); i++)
+		if (filesystems[i].fs == fs)
+			max = filesystems[i].label_max;
+	if (n == 0 || n > max || !vmd_valid_file_token(label))
+		return false;
+	return true;
+}
+
+/* The program and its arguments; every element is ours or validated. */
+static void mkfs_argv(enum vmd_blank_fs fs, const char *label,
+                      const char *path, const char **argv)
+{
+	size_t n = 0;
+
+	switch (fs) {
+	case VMD_FS_EXT4:
+		argv[n++] = "mkfs.ext4";
+		argv[n++] = "-F";
+		argv[n++] = "-q";
+		if (label) {
+			argv[n++] = "-L";
+			argv[n++] = label;
+		}
+		break;
+	case VMD_FS_XFS:
+		argv[n++] = "mkfs.xfs";
+		argv[n++] = "-f";
+		argv[n++] = "-q";
+		if (label) {
+			argv[n++] = "-L";
+			argv[n++] = label;
+		}
+		break;
+	case VMD_FS_VFAT:
+		argv[n++] = "mkfs.vfat";
+		if (label) {
+			argv[n++] = "-n";
+			argv[n++] = label;
+		}
+		break;
+	case VMD_FS_SWAP:
+		argv[n++] = "mkswap";
+		if (label) {
+			argv[n++] = "-L";
+			argv[n++] = label;
+		}
+		break;
+	case VMD_FS_NONE:
+		break;
+	}
+	argv[n++] = path;
+	argv[n] = NULL;
+}
+
+static int template_name(enum vmd_blank_fs fs, uint64_t size,
+                         const char *label, char *name, size_t namesz,
+                         struct vmd_error *err)
+{
+	int n;
+
+	if (fs == VMD_FS_SWAP)
+		n = snprintf(name, namesz, "swap_%llu%s%s",
+		             (unsigned long long)size, label ? "_" : "",
+		             label ? label : "");
+	else
+		n = snprintf(name, namesz, "ephemeral_%llu_%s%s%s",
+		             (unsigned long long)size, vmd_blank_fs_name(fs),
+		             label ? "_" : "", label ? label : "");
+	if (n < 0 || (size_t)n >= namesz || !vmd_valid_file_token(name))
+		return vmd_error_set(err, VMD_E_INVAL, "bad template name",
+		                     "template for %s", vmd_blank_fs_name(fs));
+	return 0;
+}
+
+int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
+                       uint64_t size, const char *label,
+                       struct vmd_cache_entry *out, struct vmd_error *err)
+{
+	char name[VMD_CACHE_ID_MAX], lockname[VMD_LOCK_NAME_MAX];
+	char path[PATH_MAX];
+	const char *argv[8];
+	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
+	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	struct stat st;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (fs == VMD_FS_NONE)
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "template: no file system given", "fs none");
+	if (label && !vmd_valid_fs_label(fs, label))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "template: bad file system label",
+		                     "label refused for %s",
+		                     vmd_blank_fs_name(fs));
+	if (size == 0 || size % 512)
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "template: size must be a positive multiple "
+		                     "of 512",
+		                     "size %llu", (unsigned long long)size);
+	rc = template_name(fs, size, label, name, sizeof(name), err);
+	if (rc == 0)
+		rc = vmd_mkdir_p(ctx->cache_dir, 0755, err);
+	vmd_base_lock_name(name, lockname);
+	if (rc == 0)
+		rc = vmd_lock_acquire(&lock, ctx->lock_dir, lockname,
+		                      VMD_LOCK_EXCLUSIVE,
+		                      ctx->cfg.lock_timeout_seconds, err);
+	if (rc < 0) {
+		vmd_error_prefix(err, "template");
+		return rc;
+	}
+	memcpy(out->id, name, sizeof(out->id));
+	if (snprintf(out->path, sizeof(out->path), "%s/%s", ctx->cache_dir,
+	             name) >= (int)sizeof(out->path))
+		return vmd_error_set(err, VMD_E_INVAL, "template: path too long",
+		                     "cache dir too long");
+	out->format = VMD_FORMAT_RAW;
+	out->virtual_size = size;
+	if (stat(out->path, &st) == 0)
+		return 0;
+	rc = vmd_tmpfile_open_named(&t, ctx->cache_dir, name, 0600, err);
+	if (rc < 0)
+		return rc;
+	if (ftruncate(t.fd, (off_t)size) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "template: size file failed",
+		                           "ftruncate");
+	if (snprintf(path, sizeof(path), "%s/%s", ctx->cache_dir, t.tmpname) >=
+	    (int)sizeof(path))
+		return vmd_error_set(err, VMD_E_INVAL, "template: path too long",
+		                     "tmp path");
+	mkfs_argv(fs, label, path, argv);
+	struct vmd_run_opts ro = {.timeout_ms = MKFS_TIMEOUT_MS};
+
+	rc = vmd_run("template: make file system", argv, &ro, NULL, err);
+	if (rc == 0)
+		rc = vmd_tmpfile_publish(&t, false, TEMPLATE_MODE, err);
+	if (rc < 0)
+		return rc;
+	out->fetched = true;
+	vmd_log_info("template: made %s", name);
+	return 0;
+}

@@ -1,0 +1,201 @@
+/*
+ * Tests of blank disks (lib/template.c and the create path): each file
+ * system is made once per (fs, size, label) as a cached template, every
+ * disk made from it is identified by blkid as that file system with that
+ * label, for the flat and qcow2 backends, and bad labels are refused
+ * before anything runs.
+ */
+#include <dirent.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include <vmdisk/vmdisk.h>
+
+#define INST "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
+
+struct fixture {
+	char *dir;
+	struct vmd_ctx *ctx;
+	struct vmd_config cfg;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *inst;
+
+	f->dir = th_mkdtemp("blank");
+	inst = th_path(f->dir, "instances");
+	vmd_config_defaults(&f->cfg);
+	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s", inst);
+	free(inst);
+	f->ctx = vmd_ctx_new(&f->cfg, &err);
+	assert_non_null(f->ctx);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	vmd_ctx_free(f->ctx);
+	th_rmtree(f->dir);
+	free(f->dir);
+	free(f);
+	return 0;
+}
+
+/* blkid's TYPE and LABEL of a raw file. */
+static void assert_blkid(const char *path, const char *type, const char *label)
+{
+	const char *argv[] = {"blkid", "-p", "-o", "export", path, NULL};
+	char *out = NULL, want[64];
+
+	assert_int_equal(th_run(argv, NULL, &out, NULL), 0);
+	snprintf(want, sizeof(want), "\nTYPE=%s\n", type);
+	if (!strstr(out, want) && strncmp(out, want + 1, strlen(want) - 1) != 0)
+		fail_msg("%s: expected TYPE=%s in\n%s", path, type, out);
+	snprintf(want, sizeof(want), "LABEL=%s\n", label);
+	if (!strstr(out, want))
+		fail_msg("%s: expected LABEL=%s in\n%s", path, label, out);
+	free(out);
+}
+
+static int templates_in_cache(struct fixture *f)
+{
+	char *cache = th_path(f->cfg.instances_path, "_base");
+	DIR *d = opendir(cache);
+	struct dirent *de;
+	int n = 0;
+
+	while (d && (de = readdir(d)) != NULL)
+		n += strncmp(de->d_name, "ephemeral_", 10) == 0 ||
+		     strncmp(de->d_name, "swap_", 5) == 0;
+	if (d)
+		closedir(d);
+	free(cache);
+	return n;
+}
+
+static void test_every_fs_on_file_backends(void **state)
+{
+	struct fixture *f = *state;
+	const struct {
+		enum vmd_blank_fs fs;
+		const char *type;
+		uint64_t size;
+	} cases[] = {
+		{VMD_FS_EXT4, "ext4", 64u << 20},
+		{VMD_FS_XFS, "xfs", 320u << 20},
+		{VMD_FS_VFAT, "vfat", 64u << 20},
+		{VMD_FS_SWAP, "swap", 64u << 20},
+	};
+	const enum vmd_backend_kind backends[] = {VMD_BACKEND_FLAT,
+	                                          VMD_BACKEND_QCOW2};
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	th_require_qemu_img();
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		for (size_t b = 0; b < 2; b++) {
+			char disk[32];
+			struct vmd_disk_info info;
+			struct vmd_create_opts o = {
+				.fs = cases[i].fs,
+				.label = "eph0",
+				.size = cases[i].size,
+				.backend = backends[b],
+			};
+
+			snprintf(disk, sizeof(disk), "%s-%zu", cases[i].type, b);
+			if (vmd_disk_create(f->ctx, INST, disk, &o, &info, &err))
+				fail_msg("%s: %s (%s)", disk, err.msg, err.detail);
+			assert_int_equal(info.virtual_size, cases[i].size);
+			if (backends[b] == VMD_BACKEND_FLAT) {
+				assert_blkid(info.path, cases[i].type, "eph0");
+				continue;
+			}
+			char *raw = th_path(f->dir, "check.raw");
+			const char *conv[] = {"qemu-img", "convert", "-f", "qcow2",
+			                      "-O", "raw", info.path, raw, NULL};
+
+			th_assert_qcow2_check_clean(info.path);
+			unlink(raw);
+			assert_int_equal(th_run(conv, NULL, NULL, NULL), 0);
+			assert_blkid(raw, cases[i].type, "eph0");
+			free(raw);
+		}
+		/* One template per (fs, size, label), shared by both disks. */
+		assert_int_equal(templates_in_cache(f), (int)i + 1);
+	}
+}
+
+static void test_unformatted_blank(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	struct vmd_create_opts o = {.size = 32u << 20,
+	                            .backend = VMD_BACKEND_QCOW2};
+
+	th_require_qemu_img();
+	assert_int_equal(vmd_disk_create(f->ctx, INST, "scratch", &o, &info,
+	                                 &err),
+	                 0);
+	th_assert_qcow2_check_clean(info.path);
+	assert_string_equal(info.backing, "");
+	assert_int_equal(templates_in_cache(f), 0);
+	o.size = 0;
+	assert_int_equal(vmd_disk_create(f->ctx, INST, "nosize", &o, &info, &err),
+	                 VMD_E_INVAL);
+}
+
+static void test_hostile_labels_refused(void **state)
+{
+	struct fixture *f = *state;
+	const char *labels[] = {"a'b", "x\"y", "$(id)", "-L", "a b", "",
+	                        "seventeen-chars-x", "../x"};
+	char *cfg = th_path(f->dir, "c.conf"), *text;
+
+	for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
+		struct vmd_error err = VMD_ERROR_INIT;
+		struct vmd_create_opts o = {.fs = VMD_FS_EXT4, .label = labels[i],
+		                            .size = 64u << 20,
+		                            .backend = VMD_BACKEND_FLAT};
+
+		assert_false(vmd_valid_fs_label(VMD_FS_EXT4, labels[i]));
+		assert_int_equal(vmd_disk_create(f->ctx, INST, "d", &o, NULL, &err),
+		                 VMD_E_INVAL);
+	}
+	/* vfat takes 11 characters, ext4 16. */
+	assert_false(vmd_valid_fs_label(VMD_FS_VFAT, "twelve-char"  "s"));
+	assert_true(vmd_valid_fs_label(VMD_FS_EXT4, "twelve-chars"));
+	assert_int_equal(templates_in_cache(f), 0);
+	/* The CLI says so as a usage error. */
+	assert_true(asprintf(&text, "[DEFAULT]\ninstances_path = %s\nlog_target = none\n",
+	                     f->cfg.instances_path) > 0);
+	th_write_text(cfg, text);
+	const char *argv[] = {th_cli(), "--config", cfg, "create", INST, "d",
+	                      "--blank", "--size", "64M", "--fs", "ext4",
+	                      "--label", "a'b", NULL};
+
+	assert_int_equal(th_run(argv, NULL, NULL, NULL), 2);
+	free(text);
+	free(cfg);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_every_fs_on_file_backends),
+		T(test_unformatted_blank),
+		T(test_hostile_labels_refused),
+	};
+
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+	return cmocka_run_group_tests_name("blank", tests, NULL, NULL);
+}
