@@ -150,13 +150,15 @@ static int flat_snapshot_extract(struct vmd_ctx *ctx,
 	return vmd_convert_to_path(disk->path, dst_path, &o, err);
 }
 
-static int flat_libvirt_xml(struct vmd_ctx *ctx,
+static int flat_xml_source(struct vmd_ctx *ctx,
                             const struct vmd_disk_ref *disk,
-                            const char *target_dev, char **xml_out,
-                            struct vmd_error *err)
+                            struct vmd_xml_source *out, struct vmd_error *err)
 {
-	(void)ctx;
-	return vmd_filedisk_xml(disk, "raw", target_dev, xml_out, err);
+	(void)err;
+	vmd_filedisk_xml_source(
+		disk, "raw",
+		vmd_ctx_config(ctx)->preallocate_images == VMD_PREALLOCATE_SPACE, out);
+	return 0;
 }
 
 const struct vmd_backend_ops vmd_backend_flat = {
@@ -170,5 +172,5 @@ const struct vmd_backend_ops vmd_backend_flat = {
 	.info = flat_info,
 	.snapshot_extract = flat_snapshot_extract,
 	.remove = vmd_filedisk_remove,
-	.libvirt_xml = flat_libvirt_xml,
+	.xml_source = flat_xml_source,
 };

@@ -128,13 +128,14 @@ static int qcow2_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	return 0;
 }
 
-static int qcow2_libvirt_xml(struct vmd_ctx *ctx,
-                             const struct vmd_disk_ref *disk,
-                             const char *target_dev, char **xml_out,
-                             struct vmd_error *err)
+static int qcow2_xml_source(struct vmd_ctx *ctx,
+                            const struct vmd_disk_ref *disk,
+                            struct vmd_xml_source *out, struct vmd_error *err)
 {
 	(void)ctx;
-	return vmd_filedisk_xml(disk, "qcow2", target_dev, xml_out, err);
+	(void)err;
+	vmd_filedisk_xml_source(disk, "qcow2", false, out);
+	return 0;
 }
 
 const struct vmd_backend_ops vmd_backend_qcow2 = {
@@ -148,5 +149,5 @@ const struct vmd_backend_ops vmd_backend_qcow2 = {
 	.info = qcow2_info,
 	.snapshot_extract = qcow2_snapshot_extract,
 	.remove = vmd_filedisk_remove,
-	.libvirt_xml = qcow2_libvirt_xml,
+	.xml_source = qcow2_xml_source,
 };

@@ -23,6 +23,7 @@
 #include "faultpoint.h"
 #include "fsutil.h"
 #include "internal.h"
+#include "libvirt_xml.h"
 #include "record.h"
 #include "vmd_build_config.h"
 
@@ -428,18 +429,24 @@ int vmd_disk_snapshot_extract(struct vmd_ctx *ctx, const char *instance,
 }
 
 int vmd_disk_libvirt_xml(struct vmd_ctx *ctx, const char *instance,
-                         const char *disk, const char *target_dev, char **xml,
-                         struct vmd_error *err)
+                         const char *disk, const struct vmd_xml_opts *opts,
+                         char **xml, struct vmd_error *err)
 {
 	struct vmd_disk_ref ref;
+	struct vmd_xml_source src;
 	const struct vmd_backend_ops *ops;
+	struct vmd_xml_opts o = *opts;
 	int rc = open_existing(ctx, instance, disk, &ref, &ops, err);
 
+	if (!o.dev)
+		o.dev = "vda";
 	if (rc == 0)
-		rc = vmd_backend_require(ops, (const void *)ops->libvirt_xml,
-		                         "libvirt_xml", err);
+		rc = vmd_backend_require(ops, (const void *)ops->xml_source,
+		                         "xml_source", err);
 	if (rc == 0)
-		rc = ops->libvirt_xml(ctx, &ref, target_dev, xml, err);
+		rc = ops->xml_source(ctx, &ref, &src, err);
+	if (rc == 0)
+		rc = vmd_xml_render_disk(&src, &o, xml, err);
 	if (rc < 0)
 		vmd_error_prefix(err, "xml");
 	return rc;

@@ -94,73 +94,13 @@ int vmd_filedisk_preallocate(struct vmd_ctx *ctx, int fd, uint64_t size,
 	return 0;
 }
 
-/* Append `s` XML-escaped for use inside a single-quoted attribute. */
-static void xml_escape_into(char *out, size_t outsz, const char *s)
+void vmd_filedisk_xml_source(const struct vmd_disk_ref *disk,
+                             const char *format, bool preallocated,
+                             struct vmd_xml_source *out)
 {
-	size_t o = strlen(out);
-
-	for (; *s && o + 7 < outsz; s++) {
-		const char *rep = NULL;
-
-		switch (*s) {
-		case '&': rep = "&amp;"; break;
-		case '<': rep = "&lt;"; break;
-		case '>': rep = "&gt;"; break;
-		case '\'': rep = "&apos;"; break;
-		case '"': rep = "&quot;"; break;
-		default: break;
-		}
-		if (rep) {
-			memcpy(out + o, rep, strlen(rep));
-			o += strlen(rep);
-		} else {
-			out[o++] = *s;
-		}
-	}
-	out[o] = '\0';
-}
-
-static bool valid_target_dev(const char *s)
-{
-	size_t n = strlen(s);
-
-	if (n < 3 || n > 8)
-		return false;
-	for (size_t i = 0; i < n; i++)
-		if ((s[i] < 'a' || s[i] > 'z') && (s[i] < '0' || s[i] > '9'))
-			return false;
-	return true;
-}
-
-int vmd_filedisk_xml(const struct vmd_disk_ref *disk, const char *format,
-                     const char *target_dev, char **xml_out,
-                     struct vmd_error *err)
-{
-	char path[PATH_MAX * 6];
-	size_t cap = sizeof(path) + 512;
-	char *xml;
-
-	if (!target_dev)
-		target_dev = "vda";
-	if (!valid_target_dev(target_dev))
-		return vmd_error_set(err, VMD_E_INVAL, "xml: bad target device",
-		                     "target %.16s", target_dev);
-	path[0] = '\0';
-	xml_escape_into(path, sizeof(path), disk->path);
-	xml = malloc(cap);
-	if (!xml)
-		return vmd_error_set(err, VMD_E_NOMEM, "xml: out of memory",
-		                     "xml buffer");
-	snprintf(xml, cap,
-	         "<disk type='file' device='disk'>\n"
-	         "  <driver name='qemu' type='%s' cache='none' io='native'/>\n"
-	         "  <source file='%s'/>\n"
-	         "  <target dev='%s' bus='%s'/>\n"
-	         "</disk>\n",
-	         format, path, target_dev,
-	         strncmp(target_dev, "vd", 2) == 0   ? "virtio"
-	         : strncmp(target_dev, "hd", 2) == 0 ? "ide"
-	                                             : "scsi");
-	*xml_out = xml;
-	return 0;
+	memset(out, 0, sizeof(*out));
+	out->type = VMD_XML_FILE;
+	snprintf(out->driver_type, sizeof(out->driver_type), "%s", format);
+	snprintf(out->path, sizeof(out->path), "%s", disk->path);
+	out->preallocated = preallocated;
 }

@@ -35,9 +35,9 @@ int vmd_filedisk_stat(const struct vmd_disk_ref *disk,
 int vmd_filedisk_preallocate(struct vmd_ctx *ctx, int fd, uint64_t size,
                              struct vmd_error *err);
 
-/* <disk type='file' device='disk'> for a file of driver type `format`. */
-int vmd_filedisk_xml(const struct vmd_disk_ref *disk, const char *format,
-                     const char *target_dev, char **xml_out,
-                     struct vmd_error *err);
+/* The libvirt source of a file disk of driver type `format`. */
+void vmd_filedisk_xml_source(const struct vmd_disk_ref *disk,
+                             const char *format, bool preallocated,
+                             struct vmd_xml_source *out);
 
 #endif

@@ -112,7 +112,7 @@ static void test_version_and_help(void **state)
 	assert_true(strncmp(out, "vmdisk " VMD_VERSION, 7 + strlen(VMD_VERSION)) == 0);
 	free(out);
 	const char *cmds[] = {"fetch", "create", "info", "resize", "remove",
-	                      "xml"};
+	                      "libvirt-xml"};
 
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
 		assert_int_equal(cli(f, NULL, &out, NULL,
@@ -212,7 +212,7 @@ static void test_create_info_json(void **state)
 	                 0);
 	th_assert_qcow2_check_clean(disk);
 	assert_int_equal(cli(f, NULL, &out, NULL,
-	                     (const char *[]){"xml", INST, "disk", NULL}),
+	                     (const char *[]){"libvirt-xml", INST, "disk", NULL}),
 	                 0);
 	assert_non_null(strstr(out, "<disk type='file' device='disk'>"));
 	free(out);

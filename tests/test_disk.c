@@ -385,15 +385,17 @@ static void test_libvirt_xml(void **state)
 	char *src;
 
 	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
-	assert_int_equal(vmd_disk_libvirt_xml(f->ctx, INST, "disk", "vdb", &xml,
-	                                      &err),
+	assert_int_equal(vmd_disk_libvirt_xml(f->ctx, INST, "disk",
+	                                      &(struct vmd_xml_opts){.dev = "vdb"},
+	                                      &xml, &err),
 	                 0);
 	assert_non_null(strstr(xml, "type='qcow2'"));
 	assert_non_null(strstr(xml, "<target dev='vdb' bus='virtio'/>"));
 	assert_true(asprintf(&src, "<source file='%s'/>", p) > 0);
 	assert_non_null(strstr(xml, src));
 	free(xml);
-	assert_int_equal(vmd_disk_libvirt_xml(f->ctx, INST, "disk", "vd'b",
+	assert_int_equal(vmd_disk_libvirt_xml(f->ctx, INST, "disk",
+	                                      &(struct vmd_xml_opts){.dev = "vd'b"},
 	                                      &xml, &err),
 	                 VMD_E_INVAL);
 	free(src);

@@ -561,8 +561,9 @@ static void test_format_pinned(void **state)
 	assert_int_equal(vmd_disk_info(ctx, INST, "disk", &info, &err), 0);
 	assert_string_equal(info.format, "raw");
 	assert_string_equal(info.backend, "flat");
-	assert_int_equal(vmd_disk_libvirt_xml(ctx, INST, "disk", "vda", &xml,
-	                                      &err),
+	assert_int_equal(vmd_disk_libvirt_xml(ctx, INST, "disk",
+	                                      &(struct vmd_xml_opts){.dev = "vda"},
+	                                      &xml, &err),
 	                 0);
 	assert_non_null(strstr(xml, "type='raw'"));
 	assert_null(strstr(xml, "qcow2"));

@@ -423,34 +423,59 @@ static int cmd_remove(struct cli *cli, int argc, char **argv)
 
 static int xml_opt(int opt, const char *arg, void *state)
 {
-	if (opt != 't')
-		return EXIT_USAGE;
-	*(const char **)state = arg;
-	return 0;
+	struct vmd_xml_opts *o = state;
+	char *end;
+	unsigned long n;
+
+	switch (opt) {
+	case 't': o->dev = arg; return 0;
+	case 'b': o->bus = arg; return 0;
+	case 'c': o->cache = arg; return 0;
+	case 'd': o->discard = arg; return 0;
+	case 'q': o->qos = arg; return 0;
+	case 'F': o->filesystem_target = arg; return 0;
+	case 'o':
+		errno = 0;
+		n = strtoul(arg, &end, 10);
+		if (errno || *end || arg[0] < '1' || arg[0] > '9' || n > 65535) {
+			usage_error("libvirt-xml: --boot-order takes 1..65535");
+			return EXIT_USAGE;
+		}
+		o->boot_order = (unsigned)n;
+		return 0;
+	default: return EXIT_USAGE;
+	}
 }
 
 static int cmd_xml(struct cli *cli, int argc, char **argv)
 {
 	static const struct option longopts[] = {
+		{"dev", required_argument, NULL, 't'},
 		{"target", required_argument, NULL, 't'},
+		{"bus", required_argument, NULL, 'b'},
+		{"cache", required_argument, NULL, 'c'},
+		{"discard", required_argument, NULL, 'd'},
+		{"boot-order", required_argument, NULL, 'o'},
+		{"qos", required_argument, NULL, 'q'},
+		{"filesystem", required_argument, NULL, 'F'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct vmd_error err = VMD_ERROR_INIT;
-	const char *target = "vda";
+	struct vmd_xml_opts o = {.dev = "vda"};
 	char *xml = NULL;
 	int first;
-	int rc = parse_sub(find_command("xml"), argc, argv, longopts, &first,
-	                   xml_opt, &target);
+	int rc = parse_sub(find_command("libvirt-xml"), argc, argv, longopts,
+	                   &first, xml_opt, &o);
 
 	if (rc != 0)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - first != 2)
-		return usage_error("xml: expected INSTANCE and DISK");
+		return usage_error("libvirt-xml: expected INSTANCE and DISK");
 	rc = check_disk_args(argv[first], argv[first + 1]);
 	if (rc != 0)
 		return rc;
-	if (vmd_disk_libvirt_xml(cli->ctx, argv[first], argv[first + 1], target,
+	if (vmd_disk_libvirt_xml(cli->ctx, argv[first], argv[first + 1], &o,
 	                         &xml, &err) < 0)
 		return failed(&err);
 	fputs(xml, stdout);
@@ -870,8 +895,15 @@ static const struct command commands[] = {
 	{"resize", "resize INSTANCE DISK SIZE", "Grow a disk (never shrinks).",
 	 cmd_resize},
 	{"remove", "remove INSTANCE DISK", "Remove a disk.", cmd_remove},
-	{"xml", "xml INSTANCE DISK [--target DEV]",
-	 "Print the libvirt <disk> element for a disk.", cmd_xml},
+	{"libvirt-xml",
+	 "libvirt-xml INSTANCE DISK [--dev DEV] [--bus virtio|scsi|sata|ide]\n"
+	 "       [--cache none|writeback|writethrough|directsync|unsafe]\n"
+	 "       [--discard unmap|ignore] [--boot-order N]\n"
+	 "       [--qos KEY=N,...] [--filesystem TARGET_DIR]",
+	 "Print the libvirt <disk> element for a disk (or, with --filesystem,\n"
+	 "the <filesystem> element). DEV is vd*, sd* or hd* (default vda); the\n"
+	 "bus defaults from it. QoS keys are libvirt's <iotune> names.",
+	 cmd_xml},
 	{"convert", "convert SRC DST -O raw|qcow2 [-f raw|qcow2] [-p]",
 	 "Write the guest view of SRC (raw, or qcow2 with its backing chain,\n"
 	 "flattened) into the new file DST. Holes and zero blocks stay holes.\n"

@@ -54,6 +54,30 @@ struct vmd_disk_info {
 	char backing[PATH_MAX]; /* backing file, "" if none */
 };
 
+enum vmd_xml_source_type {
+	VMD_XML_FILE,
+	VMD_XML_BLOCK,
+	VMD_XML_NETWORK,
+};
+
+#define VMD_XML_MAX_HOSTS 8
+
+/* A disk as libvirt opens it. Empty strings mean "absent". */
+struct vmd_xml_source {
+	enum vmd_xml_source_type type;
+	char driver_type[16];   /* raw, qcow2, parallels */
+	char path[PATH_MAX];    /* file or block device */
+	bool preallocated;      /* io='native' */
+	/* network (rbd) */
+	char protocol[8];       /* "rbd" */
+	char name[256];         /* pool/image */
+	char hosts[VMD_XML_MAX_HOSTS][64]; /* "host:port" or "host" */
+	char auth_user[64];
+	char auth_secret_uuid[37];
+	/* LUKS opened by QEMU (libvirt's <encryption>) */
+	char encryption_secret_uuid[37];
+};
+
 enum vmd_backend_feature {
 	VMD_FEAT_SPARSE = 1u << 0,      /* holes cost nothing */
 	VMD_FEAT_COW = 1u << 1,         /* disks share the base's blocks */
@@ -85,10 +109,10 @@ struct vmd_backend_ops {
 	                        struct vmd_error *err);
 	int (*remove)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	              struct vmd_error *err);
-	/* A malloc'ed libvirt <disk> element. */
-	int (*libvirt_xml)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
-	                   const char *target_dev, char **xml_out,
-	                   struct vmd_error *err);
+	/* What the guest's disk is, for libvirt XML (lib/libvirt_xml.c renders
+	 * it with the caller's options, so backends never write XML). */
+	int (*xml_source)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	                  struct vmd_xml_source *out, struct vmd_error *err);
 
 	/* Optional: NULL where the backend cannot. */
 	int (*flatten)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,

@@ -152,9 +152,23 @@ int vmd_disk_snapshot_extract(struct vmd_ctx *ctx, const char *instance,
                               const char *disk, const char *dst_path,
                               enum vmd_format dst_format,
                               struct vmd_error *err);
+/* How the guest sees the disk. Every field is checked against an
+ * allow-list; a value outside it is refused, never escaped into XML. */
+struct vmd_xml_opts {
+	const char *dev;               /* vd*, sd*, hd* (default vda) */
+	const char *bus;               /* virtio|scsi|sata|ide; NULL: from dev */
+	const char *cache;             /* none|writeback|writethrough|
+	                                  directsync|unsafe; NULL: none */
+	const char *discard;           /* unmap|ignore, or NULL */
+	unsigned boot_order;           /* 0: none */
+	const char *qos;               /* "total_bytes_sec=N,read_iops_sec=N" */
+	const char *filesystem_target; /* set: the <filesystem> form */
+};
+
+/* A malloc'ed libvirt <disk> (or <filesystem>) element for the disk. */
 int vmd_disk_libvirt_xml(struct vmd_ctx *ctx, const char *instance,
-                         const char *disk, const char *target_dev, char **xml,
-                         struct vmd_error *err);
+                         const char *disk, const struct vmd_xml_opts *opts,
+                         char **xml, struct vmd_error *err);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,350 @@
+/*
+ * libvirt <disk> / <filesystem> rendering (see libvirt_xml.h).
+ *
+ * Options are checked against allow-lists first; only then is anything
+ * written, through a small growing buffer whose attribute writer escapes
+ * every value. Names a user gives (target dev, bus, cache mode, QoS keys)
+ * are never escaped into the XML: a value outside its list is refused.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "libvirt_xml.h"
+
+struct xbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void xb_raw(struct xbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 1024;
+		char *np;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		np = realloc(b->p, cap);
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void xb_puts(struct xbuf *b, const char *s)
+{
+	xb_raw(b, s, strlen(s));
+}
+
+/* Text for an attribute value or element content, escaped. */
+static void xb_escaped(struct xbuf *b, const char *s)
+{
+	for (; *s; s++) {
+		switch (*s) {
+		case '&': xb_puts(b, "&amp;"); break;
+		case '<': xb_puts(b, "&lt;"); break;
+		case '>': xb_puts(b, "&gt;"); break;
+		case '\'': xb_puts(b, "&apos;"); break;
+		case '"': xb_puts(b, "&quot;"); break;
+		default: xb_raw(b, s, 1); break;
+		}
+	}
+}
+
+/* name='value' with a leading space. */
+static void xb_attr(struct xbuf *b, const char *name, const char *value)
+{
+	xb_puts(b, " ");
+	xb_puts(b, name);
+	xb_puts(b, "='");
+	xb_escaped(b, value);
+	xb_puts(b, "'");
+}
+
+static bool in_list(const char *s, const char *const *list)
+{
+	for (size_t i = 0; s && list[i]; i++)
+		if (strcmp(s, list[i]) == 0)
+			return true;
+	return false;
+}
+
+static const char *const buses[] = {"virtio", "scsi", "sata", "ide", NULL};
+static const char *const caches[] = {"none", "writeback", "writethrough",
+                                     "directsync", "unsafe", NULL};
+static const char *const discards[] = {"unmap", "ignore", NULL};
+static const char *const qos_keys[] = {
+	"total_bytes_sec", "read_bytes_sec", "write_bytes_sec",
+	"total_iops_sec", "read_iops_sec", "write_iops_sec",
+	"total_bytes_sec_max", "read_bytes_sec_max", "write_bytes_sec_max",
+	"total_iops_sec_max", "read_iops_sec_max", "write_iops_sec_max",
+	"size_iops_sec", NULL};
+
+/* vd[a-z]+, sd[a-z]+, hd[a-z]+: the prefix names the bus by default. */
+static bool valid_dev(const char *dev)
+{
+	size_t n = dev ? strlen(dev) : 0;
+
+	if (n < 3 || n > 6 || (strncmp(dev, "vd", 2) != 0 &&
+	                       strncmp(dev, "sd", 2) != 0 &&
+	                       strncmp(dev, "hd", 2) != 0))
+		return false;
+	for (size_t i = 2; i < n; i++)
+		if (dev[i] < 'a' || dev[i] > 'z')
+			return false;
+	return true;
+}
+
+static const char *default_bus(const char *dev)
+{
+	return dev[0] == 'v' ? "virtio" : dev[0] == 'h' ? "ide" : "scsi";
+}
+
+/* sdb -> 1: the unit of a SCSI disk on controller 0. */
+static unsigned scsi_unit(const char *dev)
+{
+	unsigned u = 0;
+
+	for (const char *p = dev + 2; *p; p++)
+		u = u * 26 + (unsigned)(*p - 'a') + (p > dev + 2 ? 1 : 0);
+	return u;
+}
+
+static bool valid_uuid_or_empty(const char *s)
+{
+	return !s[0] || vmd_valid_uuid(s);
+}
+
+static bool valid_abs_path(const char *p)
+{
+	if (!p || p[0] != '/' || strstr(p, "/../") || strstr(p, "/./"))
+		return false;
+	for (; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+/* "k=v,k=v": keys from the list, values decimal, each key at most once. */
+static int render_qos(struct xbuf *b, const char *qos, struct vmd_error *err)
+{
+	char buf[512];
+	char *save = NULL;
+	const char *seen[32];
+	size_t nseen = 0;
+
+	if (!qos || !*qos)
+		return 0;
+	if (strlen(qos) >= sizeof(buf))
+		return vmd_error_set(err, VMD_E_INVAL, "xml: --qos too long",
+		                     "qos length");
+	memcpy(buf, qos, strlen(qos) + 1);
+	xb_puts(b, "  <iotune>\n");
+	for (char *kv = strtok_r(buf, ",", &save); kv;
+	     kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		size_t vlen;
+
+		if (!eq)
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "xml: --qos takes key=value pairs",
+			                     "no '='");
+		*eq = '\0';
+		vlen = strlen(eq + 1);
+		if (!in_list(kv, qos_keys))
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "xml: unknown --qos key", "key");
+		if (vlen == 0 || vlen > 19 ||
+		    strspn(eq + 1, "0123456789") != vlen)
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "xml: --qos values are whole numbers",
+			                     "value of %s", kv);
+		for (size_t i = 0; i < nseen; i++)
+			if (strcmp(seen[i], kv) == 0)
+				return vmd_error_set(err, VMD_E_INVAL,
+				                     "xml: --qos key given twice",
+				                     "%s", kv);
+		if (nseen < 32)
+			seen[nseen++] = kv;
+		xb_puts(b, "    <");
+		xb_puts(b, kv);
+		xb_puts(b, ">");
+		xb_puts(b, eq + 1);
+		xb_puts(b, "</");
+		xb_puts(b, kv);
+		xb_puts(b, ">\n");
+	}
+	xb_puts(b, "  </iotune>\n");
+	return 0;
+}
+
+static int check_opts(const struct vmd_xml_source *src,
+                      const struct vmd_xml_opts *o, struct vmd_error *err)
+{
+	if (!o->filesystem_target && !valid_dev(o->dev))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "xml: target must be vd*, sd* or hd*",
+		                     "bad target dev");
+	if (o->bus && !in_list(o->bus, buses))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "xml: bus must be virtio, scsi, sata or ide",
+		                     "bad bus");
+	if (o->cache && !in_list(o->cache, caches))
+		return vmd_error_set(err, VMD_E_INVAL, "xml: unknown cache mode",
+		                     "bad cache");
+	if (o->discard && !in_list(o->discard, discards))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "xml: discard must be unmap or ignore",
+		                     "bad discard");
+	if (o->filesystem_target && !valid_abs_path(o->filesystem_target))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "xml: filesystem target must be an absolute "
+		                     "path", "bad target dir");
+	if (!valid_uuid_or_empty(src->auth_secret_uuid) ||
+	    !valid_uuid_or_empty(src->encryption_secret_uuid))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "xml: secret must be a UUID", "bad uuid");
+	return 0;
+}
+
+/* Nova's libvirt_fs_info: the <filesystem> form of a disk image. */
+static void render_filesystem(struct xbuf *b, const struct vmd_xml_source *src,
+                              const struct vmd_xml_opts *o)
+{
+	const char *driver = strcmp(src->driver_type, "qcow2") == 0 ? "nbd"
+	                     : strcmp(src->driver_type, "parallels") == 0
+	                             ? "ploop"
+	                             : "loop";
+
+	xb_puts(b, "<filesystem type='file'>\n  <driver");
+	xb_attr(b, "type", driver);
+	xb_attr(b, "format", strcmp(driver, "ploop") == 0 ? "ploop"
+	                                                  : src->driver_type);
+	xb_puts(b, "/>\n  <source");
+	xb_attr(b, "file", src->path);
+	xb_puts(b, "/>\n  <target");
+	xb_attr(b, "dir", o->filesystem_target);
+	xb_puts(b, "/>\n</filesystem>\n");
+}
+
+static int finish(struct xbuf *b, char **xml_out, struct vmd_error *err)
+{
+	if (b->oom) {
+		free(b->p);
+		return vmd_error_set(err, VMD_E_NOMEM, "xml: out of memory",
+		                     "xml buffer");
+	}
+	*xml_out = b->p;
+	return 0;
+}
+
+int vmd_xml_render_disk(const struct vmd_xml_source *src,
+                        const struct vmd_xml_opts *o, char **xml_out,
+                        struct vmd_error *err)
+{
+	struct xbuf b = {0};
+	const char *bus, *cache;
+	char num[32];
+	int rc = check_opts(src, o, err);
+
+	*xml_out = NULL;
+	if (rc < 0)
+		return rc;
+	if (o->filesystem_target) {
+		render_filesystem(&b, src, o);
+		return finish(&b, xml_out, err);
+	}
+	bus = o->bus ? o->bus : default_bus(o->dev);
+	cache = o->cache ? o->cache : "none";
+	xb_puts(&b, "<disk");
+	xb_attr(&b, "type", src->type == VMD_XML_FILE    ? "file"
+	                    : src->type == VMD_XML_BLOCK ? "block"
+	                                                 : "network");
+	xb_attr(&b, "device", "disk");
+	xb_puts(&b, ">\n  <driver");
+	xb_attr(&b, "name", "qemu");
+	xb_attr(&b, "type", src->driver_type);
+	xb_attr(&b, "cache", cache);
+	if (o->discard)
+		xb_attr(&b, "discard", o->discard);
+	/* Native AIO needs the page cache out of the way. */
+	if (src->preallocated && (strcmp(cache, "none") == 0 ||
+	                          strcmp(cache, "directsync") == 0))
+		xb_attr(&b, "io", "native");
+	xb_puts(&b, "/>\n  <source");
+	if (src->type == VMD_XML_FILE) {
+		xb_attr(&b, "file", src->path);
+		xb_puts(&b, "/>\n");
+	} else if (src->type == VMD_XML_BLOCK) {
+		xb_attr(&b, "dev", src->path);
+		xb_puts(&b, "/>\n");
+	} else {
+		xb_attr(&b, "protocol", src->protocol);
+		xb_attr(&b, "name", src->name);
+		xb_puts(&b, ">\n");
+		for (size_t i = 0; i < VMD_XML_MAX_HOSTS && src->hosts[i][0]; i++) {
+			const char *colon = strrchr(src->hosts[i], ':');
+			char host[256];
+
+			snprintf(host, sizeof(host), "%.*s",
+			         colon ? (int)(colon - src->hosts[i]) : 255,
+			         src->hosts[i]);
+			xb_puts(&b, "    <host");
+			xb_attr(&b, "name", host);
+			if (colon)
+				xb_attr(&b, "port", colon + 1);
+			xb_puts(&b, "/>\n");
+		}
+		xb_puts(&b, "  </source>\n");
+		if (src->auth_user[0]) {
+			xb_puts(&b, "  <auth");
+			xb_attr(&b, "username", src->auth_user);
+			xb_puts(&b, ">\n    <secret");
+			xb_attr(&b, "type", "ceph");
+			if (src->auth_secret_uuid[0])
+				xb_attr(&b, "uuid", src->auth_secret_uuid);
+			xb_puts(&b, "/>\n  </auth>\n");
+		}
+	}
+	xb_puts(&b, "  <target");
+	xb_attr(&b, "dev", o->dev);
+	xb_attr(&b, "bus", bus);
+	xb_puts(&b, "/>\n");
+	rc = render_qos(&b, o->qos, err);
+	if (rc < 0) {
+		free(b.p);
+		return rc;
+	}
+	if (o->boot_order) {
+		snprintf(num, sizeof(num), "%u", o->boot_order);
+		xb_puts(&b, "  <boot");
+		xb_attr(&b, "order", num);
+		xb_puts(&b, "/>\n");
+	}
+	if (src->encryption_secret_uuid[0]) {
+		xb_puts(&b, "  <encryption format='luks'>\n    <secret");
+		xb_attr(&b, "type", "passphrase");
+		xb_attr(&b, "uuid", src->encryption_secret_uuid);
+		xb_puts(&b, "/>\n  </encryption>\n");
+	}
+	if (strcmp(bus, "scsi") == 0) {
+		snprintf(num, sizeof(num), "%u", scsi_unit(o->dev));
+		xb_puts(&b, "  <address type='drive' controller='0' bus='0' "
+		            "target='0'");
+		xb_attr(&b, "unit", num);
+		xb_puts(&b, "/>\n");
+	}
+	xb_puts(&b, "</disk>\n");
+	return finish(&b, xml_out, err);
+}
