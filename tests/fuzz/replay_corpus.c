@@ -1,15 +1,20 @@
 /*
- * Replays the inspector's fuzz corpus as cmocka tests: every file is one
- * test case (named after the file) that runs the fuzz target's own check,
- * vmd_fuzz_inspect_check() from fuzz_inspect.c, so any input the fuzzer
- * ever crashed on stays a regression test of the ordinary (and the ASan)
- * build.
+ * Replays a fuzz corpus as cmocka tests: every file is one test case (named
+ * after the file) that runs the fuzz target's own check, so any input the
+ * fuzzer ever crashed on stays a regression test of the ordinary (and the
+ * ASan) build. Compiled once per target:
+ *
+ *   default                 test_fuzz_corpus: vmd_fuzz_inspect_check()
+ *                           from fuzz_inspect.c, corpus/inspect/
+ *   -DVMD_FUZZ_QCOW2_READ   test_fuzz_qcow2_read_corpus:
+ *                           vmd_fuzz_qcow2_read_check() from
+ *                           fuzz_qcow2_read.c, corpus/qcow2_read/
  *
  *   test_fuzz_corpus PATH...
  *
  * A PATH is a directory (its regular files, hidden ones excepted, in name
- * order) or a file. meson passes tests/fuzz/corpus/inspect; without a PATH
- * $VMDISK_FUZZ_CORPUS is used.
+ * order) or a file. meson passes the target's corpus directory; without a
+ * PATH $VMDISK_FUZZ_CORPUS is used.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,7 +31,17 @@
 
 #include <cmocka.h>
 
+#ifdef VMD_FUZZ_QCOW2_READ
+#include "fuzz_qcow2_read.h"
+#define FUZZ_CHECK vmd_fuzz_qcow2_read_check
+#define FUZZ_PROG "test_fuzz_qcow2_read_corpus"
+#define FUZZ_GROUP "fuzz-qcow2-read-corpus"
+#else
 #include "fuzz_inspect.h"
+#define FUZZ_CHECK vmd_fuzz_inspect_check
+#define FUZZ_PROG "test_fuzz_corpus"
+#define FUZZ_GROUP "fuzz-corpus"
+#endif
 
 /* No input the fuzzer makes comes near this; a bigger file is a mistake. */
 #define CORPUS_MAX_INPUT (64u * 1024 * 1024)
@@ -84,7 +99,7 @@ static int add_dir(struct case_list *l, const char *dir)
 	int rc = 0;
 
 	if (!d) {
-		fprintf(stderr, "test_fuzz_corpus: %s: %s\n", dir,
+		fprintf(stderr, FUZZ_PROG ": %s: %s\n", dir,
 		        strerror(errno));
 		return -1;
 	}
@@ -109,7 +124,7 @@ static int add_path(struct case_list *l, const char *path)
 	struct stat st;
 
 	if (stat(path, &st) < 0) {
-		fprintf(stderr, "test_fuzz_corpus: %s: %s\n", path,
+		fprintf(stderr, FUZZ_PROG ": %s: %s\n", path,
 		        strerror(errno));
 		return -1;
 	}
@@ -172,7 +187,7 @@ static void replay_one(void **state)
 	if (!data)
 		fail_msg("%s: %s", c->path, why);
 	/* Exactly `size` bytes of heap: under ASan an over-read is caught. */
-	ok = vmd_fuzz_inspect_check(data, size, why, sizeof(why));
+	ok = FUZZ_CHECK(data, size, why, sizeof(why));
 	free(data);
 	if (!ok)
 		fail_msg("%s (%zu bytes): %s", c->path, size, why);
@@ -191,17 +206,17 @@ int main(int argc, char **argv)
 	} else if (env && *env) {
 		rc = add_path(&l, env);
 	} else {
-		fprintf(stderr, "usage: test_fuzz_corpus PATH... (or set "
+		fprintf(stderr, "usage: " FUZZ_PROG " PATH... (or set "
 		                "VMDISK_FUZZ_CORPUS)\n");
 		return 2;
 	}
 	if (rc == 0 && l.n == 0) {
-		fprintf(stderr, "test_fuzz_corpus: no input found\n");
+		fprintf(stderr, FUZZ_PROG ": no input found\n");
 		rc = -1;
 	}
 	tests = rc == 0 ? calloc(l.n, sizeof(*tests)) : NULL;
 	if (rc == 0 && !tests) {
-		fprintf(stderr, "test_fuzz_corpus: out of memory\n");
+		fprintf(stderr, FUZZ_PROG ": out of memory\n");
 		rc = -1;
 	}
 	if (rc == 0) {
@@ -212,7 +227,7 @@ int main(int argc, char **argv)
 			t.name = l.v[i].name;
 			tests[i] = t;
 		}
-		rc = _cmocka_run_group_tests("fuzz-corpus", tests, l.n, NULL,
+		rc = _cmocka_run_group_tests(FUZZ_GROUP, tests, l.n, NULL,
 		                             NULL);
 	} else {
 		rc = 1;

@@ -1,0 +1,427 @@
+/*
+ * Fuzz target of the qcow2 reader (lib/qcow2_image.c through
+ * lib/blockdev.c) and the checks it makes, whatever the input bytes:
+ *
+ *  - every call returns 0, or a negative vmd_errc with err.code equal to it
+ *    and a non-empty message (err is cleared before each call, so a call
+ *    that returns 0 must leave it clear);
+ *  - a failed open leaves the device pointer NULL; an opened device is a
+ *    qcow2 one no larger than the virtual size limit (64 GiB here);
+ *  - vmd_blockdev_status answers a run of 1..len bytes;
+ *  - a run it calls zero reads as zeroes (the first 4 KiB of it are read:
+ *    there is no backing file, so nothing there touches the image), and so
+ *    do 512 bytes past the end of the device;
+ *  - a read-only device refuses vmd_qcow2_pwrite;
+ *  - on a read-write copy, a write past the end fails, and a write that
+ *    succeeds reads back as written.
+ *
+ * The walk covers the device from 0 to its size in at most 4096 status
+ * calls of at most 64 clusters each (skipping ahead on big devices), reads
+ * at most 8 MiB in all, and then makes 4 writes whose offsets, lengths and
+ * bytes come from the input's last 32 bytes. Errors are expected (most
+ * inputs are corrupt); crashes, sanitizer reports and broken rules are not.
+ *
+ * vmd_fuzz_qcow2_read_check() is compiled into the corpus replay test too
+ * (replay_corpus.c); LLVMFuzzerTestOneInput only into the fuzzer, built with
+ * -DVMD_FUZZER (see meson.build and README.md here).
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <vmdisk/error.h>
+#include <vmdisk/inspect.h>
+#include <vmdisk/log.h>
+#include <vmdisk/validate.h>
+
+#include "blockdev.h"
+#include "qcow2_image.h"
+
+#include "fuzz_qcow2_read.h"
+
+#define MAX_VIRTUAL_SIZE (64ull << 30) /* 64 GiB */
+#define READ_BUDGET (8ull << 20)       /* bytes read per input */
+#define MAX_STEPS 4096u                /* status calls per walk */
+#define STEP_CLUSTERS 64u              /* clusters asked per status call */
+#define CHUNK (256u << 10)             /* bytes per read call */
+#define ZERO_PROBE 4096u               /* bytes read of a zero run */
+#define N_WRITES 4u
+#define WRITE_MAX (64u << 10)          /* bytes of one write */
+
+/* What one input's run needs: the reason of a broken rule, two buffers. */
+struct ctx {
+	char *why;
+	size_t whysz;
+	unsigned char *buf;  /* CHUNK bytes */
+	unsigned char *wbuf; /* WRITE_MAX bytes */
+	uint64_t budget;     /* bytes still to read */
+};
+
+static bool broken(struct ctx *c, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static bool broken(struct ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->why && c->whysz > 0) {
+		va_start(ap, fmt);
+		vsnprintf(c->why, c->whysz, fmt, ap);
+		va_end(ap);
+	}
+	return false;
+}
+
+/* The error contract of one call, err having been cleared before it. */
+static bool check_rc(struct ctx *c, const char *call, int rc,
+                     const struct vmd_error *err)
+{
+	if (rc > 0 ||
+	    (rc < 0 && strcmp(vmd_errc_name((enum vmd_errc)rc), "unknown") == 0))
+		return broken(c, "%s: returned %d, not 0 or a vmd_errc", call, rc);
+	if (!memchr(err->msg, '\0', sizeof(err->msg)) ||
+	    !memchr(err->detail, '\0', sizeof(err->detail)))
+		return broken(c, "%s: error text not NUL-terminated", call);
+	if (rc == 0 && err->code != VMD_OK)
+		return broken(c, "%s: returned 0 with err.code %d (%s)", call,
+		              (int)err->code, err->msg);
+	if (rc < 0 && (int)err->code != rc)
+		return broken(c, "%s: returned %d with err.code %d", call, rc,
+		              (int)err->code);
+	if (rc < 0 && err->msg[0] == '\0')
+		return broken(c, "%s: returned %d without an error message",
+		              call, rc);
+	return true;
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (p[i])
+			return false;
+	return true;
+}
+
+static uint64_t div_up(uint64_t a, uint64_t b)
+{
+	return a / b + (a % b != 0);
+}
+
+/* A memfd holding the bytes; its path ("/proc/self/fd/N") in path. */
+static int memfd_of(const uint8_t *data, size_t size, char *path,
+                    size_t pathsz)
+{
+	int fd = memfd_create("vmdisk-fuzz-qcow2", MFD_CLOEXEC);
+	size_t done = 0;
+
+	if (fd < 0)
+		return -1;
+	while (done < size) {
+		ssize_t n = write(fd, data + done, size - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			close(fd);
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	snprintf(path, pathsz, "/proc/self/fd/%d", fd);
+	return fd;
+}
+
+static bool open_bd(struct ctx *c, const char *call, const char *path,
+                    unsigned flags, struct vmd_blockdev **bd)
+{
+	struct vmd_inspect_limits lim;
+	struct vmd_error err;
+	int rc;
+
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = MAX_VIRTUAL_SIZE;
+	vmd_error_clear(&err);
+	*bd = NULL;
+	rc = vmd_blockdev_open(path, VMD_FORMAT_QCOW2, flags, &lim, bd, &err);
+	if (!check_rc(c, call, rc, &err))
+		return false;
+	if (rc < 0 && *bd)
+		return broken(c, "%s: failed (%d) but gave a device", call, rc);
+	if (rc == 0 && !*bd)
+		return broken(c, "%s: succeeded without a device", call);
+	if (rc == 0 && (!(*bd)->qcow2 || (*bd)->format != VMD_FORMAT_QCOW2))
+		return broken(c, "%s: opened, but not as a qcow2 device", call);
+	if (rc == 0 && (*bd)->size > MAX_VIRTUAL_SIZE)
+		return broken(c, "%s: opened a device of %llu bytes, above the "
+		              "limit", call, (unsigned long long)(*bd)->size);
+	return true;
+}
+
+/* Read [off, off+len) in chunks; a zero run must read as zeroes. */
+static bool read_run(struct ctx *c, struct vmd_blockdev *bd, uint64_t off,
+                     uint64_t len, bool zero)
+{
+	while (len > 0) {
+		struct vmd_error err;
+		size_t n = len < CHUNK ? (size_t)len : CHUNK;
+		int rc;
+
+		vmd_error_clear(&err);
+		memset(c->buf, 0xa5, n);
+		rc = vmd_blockdev_pread(bd, c->buf, n, off, &err);
+		c->budget -= n;
+		if (!check_rc(c, "vmd_blockdev_pread", rc, &err))
+			return false;
+		if (rc < 0 && zero)
+			return broken(c, "pread of %zu bytes at %llu failed (%s) "
+			              "in a run status calls zero", n,
+			              (unsigned long long)off, err.msg);
+		if (rc < 0)
+			return true; /* a corrupt cluster: go on walking */
+		if (zero && !all_zero(c->buf, n))
+			return broken(c, "%zu bytes at %llu are not zero in a run "
+			              "status calls zero", n,
+			              (unsigned long long)off);
+		off += n;
+		len -= n;
+	}
+	return true;
+}
+
+static bool walk(struct ctx *c, struct vmd_blockdev *bd)
+{
+	uint64_t cs = 1ull << vmd_qcow2_header_of(bd->qcow2)->cluster_bits;
+	uint64_t size = bd->size;
+	uint64_t stride = div_up(div_up(size, MAX_STEPS), cs) * cs;
+	uint64_t off = 0;
+	struct vmd_error err;
+	int rc;
+
+	for (unsigned step = 0; step < MAX_STEPS; step++) {
+		uint64_t len, run = 0, n;
+		bool zero = false;
+
+		/* Big devices are sampled: step i starts at i * stride at
+		 * the earliest, so that MAX_STEPS reach the end. */
+		if (off < step * stride)
+			off = step * stride;
+		if (off >= size)
+			break;
+		len = size - off;
+		if (len > STEP_CLUSTERS * cs)
+			len = STEP_CLUSTERS * cs;
+		vmd_error_clear(&err);
+		rc = vmd_blockdev_status(bd, off, len, &run, &zero, &err);
+		if (!check_rc(c, "vmd_blockdev_status", rc, &err))
+			return false;
+		if (rc < 0) {
+			/* A corrupt entry: go on after its cluster. */
+			off = (off & ~(cs - 1)) + cs;
+			continue;
+		}
+		if (run < 1 || run > len)
+			return broken(c, "status at %llu for %llu bytes answered a "
+			              "run of %llu", (unsigned long long)off,
+			              (unsigned long long)len,
+			              (unsigned long long)run);
+		n = run < c->budget ? run : c->budget;
+		if (zero && n > ZERO_PROBE)
+			n = ZERO_PROBE;
+		if (!read_run(c, bd, off, n, zero))
+			return false;
+		off += run;
+	}
+
+	/* Past the end reads zero; a read across a cluster boundary. */
+	vmd_error_clear(&err);
+	memset(c->buf, 0xa5, 512);
+	rc = vmd_blockdev_pread(bd, c->buf, 512, size, &err);
+	if (!check_rc(c, "vmd_blockdev_pread past the end", rc, &err))
+		return false;
+	if (rc < 0 || !all_zero(c->buf, 512))
+		return broken(c, "512 bytes past the end (%llu) %s",
+		              (unsigned long long)size,
+		              rc < 0 ? "failed to read" : "are not zero");
+	if (size > cs) {
+		vmd_error_clear(&err);
+		rc = vmd_blockdev_pread(bd, c->buf, 2, cs - 1, &err);
+		if (!check_rc(c, "vmd_blockdev_pread across a cluster", rc,
+		               &err))
+			return false;
+	}
+	return true;
+}
+
+/* The i-th 8 bytes from the input's end, big-endian, zero-padded. */
+static uint64_t tail64(const uint8_t *data, size_t size, unsigned i)
+{
+	uint64_t v = 0;
+
+	for (size_t k = 0; k < 8; k++) {
+		size_t back = 8 * (size_t)i + 8 - k; /* 1-based from the end */
+
+		v = v << 8 | (back <= size ? data[size - back] : 0);
+	}
+	return v;
+}
+
+/* Small writes on a read-write copy, each read back when it succeeded. */
+static bool write_some(struct ctx *c, struct vmd_blockdev *bd,
+                       const uint8_t *data, size_t size)
+{
+	uint64_t cs = 1ull << vmd_qcow2_header_of(bd->qcow2)->cluster_bits;
+
+	for (unsigned i = 0; i < N_WRITES; i++) {
+		uint64_t v = tail64(data, size, i) ^
+		             (0x9e3779b97f4a7c15ull * (i + 1));
+		uint64_t dsize = bd->size;
+		uint64_t off = (v >> 2) % (dsize + cs), end;
+		size_t len;
+		struct vmd_error err;
+		int rc;
+
+		switch (v & 3) {
+		case 0: /* a few bytes anywhere */
+			len = 1 + (size_t)((v >> 40) & 0x1ff);
+			break;
+		case 1: /* one whole cluster (or its first 64 KiB) */
+			off &= ~(cs - 1);
+			len = cs < WRITE_MAX ? (size_t)cs : WRITE_MAX;
+			break;
+		case 2: /* across a cluster boundary */
+			off = (off & ~(cs - 1)) + cs - 256;
+			len = 512;
+			break;
+		default: /* at the end of the device */
+			off = dsize > 1024 ? dsize - 1024 : 0;
+			off += (v >> 40) & 0x7ff;
+			len = 512;
+			break;
+		}
+		memset(c->wbuf, (int)((v >> 56) | 1), len);
+		c->wbuf[0] = (unsigned char)i;
+		vmd_error_clear(&err);
+		rc = vmd_qcow2_pwrite(bd->qcow2, c->wbuf, len, off, &err);
+		if (!check_rc(c, "vmd_qcow2_pwrite", rc, &err))
+			return false;
+		end = off + len;
+		if (rc == 0 && end > dsize)
+			return broken(c, "a write of %zu bytes at %llu past the end "
+			              "(%llu) succeeded", len,
+			              (unsigned long long)off,
+			              (unsigned long long)dsize);
+		if (rc < 0)
+			continue;
+		if (len > c->budget)
+			continue;
+		c->budget -= len;
+		vmd_error_clear(&err);
+		memset(c->buf, 0xa5, len);
+		rc = vmd_qcow2_pread(bd->qcow2, c->buf, len, off, &err);
+		if (!check_rc(c, "vmd_qcow2_pread after a write", rc, &err))
+			return false;
+		if (rc < 0 || memcmp(c->buf, c->wbuf, len) != 0)
+			return broken(c, "write %u of %zu bytes at %llu then a read "
+			              "%s", i, len, (unsigned long long)off,
+			              rc < 0 ? "failed" : "differs");
+	}
+	return true;
+}
+
+static bool check_fd(struct ctx *c, const uint8_t *data, size_t size,
+                     const char *path)
+{
+	struct vmd_blockdev *bd = NULL;
+	char wpath[64];
+	struct vmd_error err;
+	bool ok;
+	int wfd, rc;
+
+	if (!open_bd(c, "vmd_blockdev_open", path, 0, &bd))
+		return false;
+	if (!bd)
+		return true;
+	ok = walk(c, bd);
+	if (ok) {
+		vmd_error_clear(&err);
+		c->buf[0] = 1;
+		rc = vmd_qcow2_pwrite(bd->qcow2, c->buf, 1, 0, &err);
+		ok = check_rc(c, "vmd_qcow2_pwrite (read-only)", rc, &err);
+		if (ok && rc == 0)
+			ok = broken(c, "a read-only device took a write");
+	}
+	vmd_blockdev_close(bd);
+	if (!ok)
+		return false;
+
+	wfd = memfd_of(data, size, wpath, sizeof(wpath));
+	if (wfd < 0)
+		return broken(c, "memfd for the copy: %s", strerror(errno));
+	ok = open_bd(c, "vmd_blockdev_open (write)", wpath, VMD_BD_WRITE, &bd);
+	if (ok && bd)
+		ok = write_some(c, bd, data, size);
+	vmd_blockdev_close(bd); /* flushes */
+	bd = NULL;
+	/* What the flush left must still open, or fail properly. */
+	if (ok)
+		ok = open_bd(c, "vmd_blockdev_open (after writes)", wpath, 0, &bd);
+	if (ok && bd)
+		ok = walk(c, bd);
+	vmd_blockdev_close(bd);
+	close(wfd);
+	return ok;
+}
+
+bool vmd_fuzz_qcow2_read_check(const uint8_t *data, size_t size, char *why,
+                               size_t whysz)
+{
+	static bool log_off;
+	static unsigned char *buf, *wbuf;
+	struct ctx c = {why, whysz, NULL, NULL, READ_BUDGET};
+	char path[64];
+	bool ok;
+	int fd;
+
+	if (!log_off) {
+		vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "fuzz_qcow2_read");
+		log_off = true;
+	}
+	if (why && whysz > 0)
+		why[0] = '\0';
+	if (!buf)
+		buf = malloc(CHUNK);
+	if (!wbuf)
+		wbuf = malloc(WRITE_MAX);
+	if (!buf || !wbuf)
+		return broken(&c, "out of memory");
+	c.buf = buf;
+	c.wbuf = wbuf;
+	fd = memfd_of(data, size, path, sizeof(path));
+	if (fd < 0)
+		return broken(&c, "memfd: %s", strerror(errno));
+	ok = check_fd(&c, data, size, path);
+	close(fd);
+	return ok;
+}
+
+#ifdef VMD_FUZZER
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char why[512];
+
+	if (!vmd_fuzz_qcow2_read_check(data, size, why, sizeof(why))) {
+		fprintf(stderr, "fuzz_qcow2_read: broken: %s\n", why);
+		abort();
+	}
+	return 0;
+}
+#endif
