@@ -116,9 +116,10 @@ static unsigned scsi_unit(const char *dev)
 {
 	unsigned u = 0;
 
+	/* Letters count in bijective base 26: sdz = 25, sdaa = 26. */
 	for (const char *p = dev + 2; *p; p++)
-		u = u * 26 + (unsigned)(*p - 'a') + (p > dev + 2 ? 1 : 0);
-	return u;
+		u = u * 26 + (unsigned)(*p - 'a') + 1;
+	return u - 1;
 }
 
 static bool valid_uuid_or_empty(const char *s)
@@ -189,6 +190,72 @@ static int render_qos(struct xbuf *b, const char *qos, struct vmd_error *err)
 	return 0;
 }
 
+/*
+ * "name", "name:port", "[v6]" or "[v6]:port" into name and port (Ceph's
+ * monitor port when none is given: libvirt's schema wants one for a DNS
+ * name). False for anything else, so nothing odd reaches the XML.
+ */
+static bool split_host(const char *in, char host[64], char port[8])
+{
+	const char *end, *p;
+	size_t n;
+
+	if (in[0] == '[') {
+		end = strchr(in, ']');
+		if (!end || end == in + 1)
+			return false;
+		n = (size_t)(end - in - 1);
+		if (strspn(in + 1, "0123456789abcdefABCDEF:.") != n)
+			return false;
+		memcpy(host, in + 1, n);
+		p = end + 1;
+	} else {
+		n = strspn(in, "abcdefghijklmnopqrstuvwxyz"
+		               "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-");
+		if (n == 0 || in[0] == '-' || in[0] == '.')
+			return false;
+		memcpy(host, in, n);
+		p = in + n;
+	}
+	if (n >= 64)
+		return false;
+	host[n] = '\0';
+	if (*p == '\0') {
+		snprintf(port, 8, "6789");
+		return true;
+	}
+	if (*p != ':' || p[1] < '1' || p[1] > '9' || strlen(p + 1) > 5 ||
+	    strspn(p + 1, "0123456789") != strlen(p + 1) ||
+	    strtoul(p + 1, NULL, 10) > 65535)
+		return false;
+	snprintf(port, 8, "%s", p + 1);
+	return true;
+}
+
+static int check_source(const struct vmd_xml_source *src,
+                        struct vmd_error *err)
+{
+	static const char *const drivers[] = {"raw", "qcow2", "ploop", NULL};
+
+	if (!in_list(src->driver_type, drivers))
+		return vmd_error_set(err, VMD_E_INVAL, "xml: unknown disk format",
+		                     "driver type %.16s", src->driver_type);
+	if (src->type != VMD_XML_NETWORK)
+		return 0;
+	if (strcmp(src->protocol, "rbd") != 0 || !src->name[0])
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "xml: unknown network disk", "protocol");
+	for (size_t i = 0; i < VMD_XML_MAX_HOSTS && src->hosts[i][0]; i++) {
+		char host[64], port[8];
+
+		if (!split_host(src->hosts[i], host, port))
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "xml: bad monitor address",
+			                     "host %zu", i);
+	}
+	return 0;
+}
+
 static int check_opts(const struct vmd_xml_source *src,
                       const struct vmd_xml_opts *o, struct vmd_error *err)
 {
@@ -223,7 +290,7 @@ static void render_filesystem(struct xbuf *b, const struct vmd_xml_source *src,
                               const struct vmd_xml_opts *o)
 {
 	const char *driver = strcmp(src->driver_type, "qcow2") == 0 ? "nbd"
-	                     : strcmp(src->driver_type, "parallels") == 0
+	                     : strcmp(src->driver_type, "ploop") == 0
 	                             ? "ploop"
 	                             : "loop";
 
@@ -259,6 +326,8 @@ int vmd_xml_render_disk(const struct vmd_xml_source *src,
 	int rc = check_opts(src, o, err);
 
 	*xml_out = NULL;
+	if (rc == 0)
+		rc = check_source(src, err);
 	if (rc < 0)
 		return rc;
 	if (o->filesystem_target) {
@@ -294,16 +363,12 @@ int vmd_xml_render_disk(const struct vmd_xml_source *src,
 		xb_attr(&b, "name", src->name);
 		xb_puts(&b, ">\n");
 		for (size_t i = 0; i < VMD_XML_MAX_HOSTS && src->hosts[i][0]; i++) {
-			const char *colon = strrchr(src->hosts[i], ':');
-			char host[256];
+			char host[64], port[8];
 
-			snprintf(host, sizeof(host), "%.*s",
-			         colon ? (int)(colon - src->hosts[i]) : 255,
-			         src->hosts[i]);
+			split_host(src->hosts[i], host, port);
 			xb_puts(&b, "    <host");
 			xb_attr(&b, "name", host);
-			if (colon)
-				xb_attr(&b, "port", colon + 1);
+			xb_attr(&b, "port", port);
 			xb_puts(&b, "/>\n");
 		}
 		xb_puts(&b, "  </source>\n");

@@ -65,7 +65,7 @@ enum vmd_xml_source_type {
 /* A disk as libvirt opens it. Empty strings mean "absent". */
 struct vmd_xml_source {
 	enum vmd_xml_source_type type;
-	char driver_type[16];   /* raw, qcow2, parallels */
+	char driver_type[16];   /* libvirt names: raw, qcow2, ploop */
 	char path[PATH_MAX];    /* file or block device */
 	bool preallocated;      /* io='native' */
 	/* network (rbd) */
