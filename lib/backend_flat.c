@@ -37,20 +37,31 @@ static int flat_create_from_image(struct vmd_ctx *ctx,
 	VMD_AUTOCLOSE int src = -1;
 	int rc;
 
-	if (base->format != VMD_FORMAT_RAW)
+	if (base->format != VMD_FORMAT_RAW && base->format != VMD_FORMAT_QCOW2)
 		return vmd_error_set(err, VMD_E_UNSUPPORTED,
-		                     "flat: only raw base images are supported yet",
+		                     "flat: base image format not supported",
 		                     "base %s is %s", base->cache_id,
 		                     vmd_format_name(base->format));
-	src = open(base->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (src < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "flat: open base image failed",
-		                           "open %s", base->path);
 	rc = vmd_filedisk_begin(disk, &t, err);
 	if (rc < 0)
 		return rc;
-	rc = flat_clone_or_copy(src, t.fd, err);
+	if (base->format == VMD_FORMAT_QCOW2) {
+		/* force_raw_images=false keeps qcow2 bases: flatten into the
+		 * disk with the native reader (the cache checked the image). */
+		struct vmd_convert_opts o = {
+			.src_format = VMD_FORMAT_QCOW2,
+			.dst_format = VMD_FORMAT_RAW,
+		};
+
+		rc = vmd_convert_to_fd(base->path, t.fd, &o, err);
+	} else {
+		src = open(base->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (src < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "flat: open base image failed",
+			                           "open %s", base->path);
+		rc = flat_clone_or_copy(src, t.fd, err);
+	}
 	if (rc < 0) {
 		vmd_error_prefix(err, "flat: copy base image");
 		return rc;

@@ -262,6 +262,34 @@ static void test_qcow2_image_cached_as_raw(void **state)
 	free(q);
 }
 
+/* force_raw_images=false keeps a qcow2 base; a flat disk flattens it. */
+static void test_flat_disk_from_qcow2_base(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts opts = {.size = 8u << 20,
+	                               .backend = VMD_BACKEND_FLAT};
+	struct vmd_disk_info info;
+	struct vmd_cache_entry entry;
+	char *q = th_path(f->dir, "image.qcow2");
+	const char *argv[] = {"qemu-img", "convert", "-q", "-c", "-f", "raw",
+	                      "-O", "qcow2", f->base, q, NULL};
+
+	th_require_qemu_img();
+	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+	f->cfg.force_raw_images = false;
+	fixture_ctx(f);
+	opts.image = q;
+	if (vmd_disk_create(f->ctx, INST, "disk", &opts, &info, &err) != 0)
+		fail_msg("create: %s (%s)", err.msg, err.detail);
+	assert_int_equal(vmd_cache_fetch(f->ctx, q, &entry, &err), 0);
+	assert_int_equal(entry.format, VMD_FORMAT_QCOW2);
+	assert_string_equal(info.format, "raw");
+	assert_int_equal(th_file_size(info.path), 8u << 20);
+	th_assert_images_identical(q, "qcow2", info.path, "raw", 0);
+	free(q);
+}
+
 /* A format we can read but not use yet is refused, leaving nothing. */
 static void test_unusable_format_refused(void **state)
 {
@@ -497,6 +525,7 @@ int main(void)
 		T(test_resize),
 		T(test_remove),
 		T(test_libvirt_xml),
+		T(test_flat_disk_from_qcow2_base),
 		T(test_snapshot_extract),
 		T(test_cache_fetch_once),
 		T(test_failure_after_disk_cleans_up),
