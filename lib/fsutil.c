@@ -296,11 +296,17 @@ static int copy_range_rw(int src, int dst, uint64_t off, uint64_t end,
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "copy failed", "read at %llu",
 			                           (unsigned long long)off);
-		if (!all_zero(buf, n) && vmd_pwrite_full(dst, buf, n, off) < 0)
-			return vmd_error_set_errno(err, VMD_E_IO, errno,
-			                           "copy failed",
-			                           "write at %llu",
-			                           (unsigned long long)off);
+		if (!all_zero(buf, n)) {
+			if (vmd_pwrite_full(dst, buf, n, off) < 0)
+				return vmd_error_set_errno(
+					err, VMD_E_IO, errno, "copy failed",
+					"write at %llu",
+					(unsigned long long)off);
+			/* Start writeback now: the fsync before the disk is
+			 * published then finds little still dirty. */
+			sync_file_range(dst, (off64_t)off, (off64_t)n,
+			                SYNC_FILE_RANGE_WRITE);
+		}
 		off += n;
 	}
 	return 0;
