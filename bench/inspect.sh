@@ -240,8 +240,8 @@ print('start-up alone: vmdisk --version %.3f ms, qemu-img --version %.3f ms '
 
 worst = max(rows, key=lambda r: r[4])
 met = sum(1 for r in rows if r[4] <= 0.2)
-print('goal: inspect <= 0.2 x qemu-img info: %s on %d/%d images '
-      '(worst %.3f: %s)' % ('met' if met == len(rows) else 'MISSED', met,
+print('goal: inspect <= 0.2 x qemu-img info: %s (met on %d/%d images, '
+      'worst %.3f: %s)' % ('met' if met == len(rows) else 'MISSED', met,
                             len(rows), worst[4], worst[0]))
 hostile = [r for r in rows if r[8]]
 big = max(hostile, key=lambda r: r[7])
