@@ -31,7 +31,7 @@ static struct backend_entry registry[] = {
 	{VMD_BACKEND_QCOW2, "qcow2", &vmd_backend_qcow2, false, NULL},
 	{VMD_BACKEND_LVM, "lvm", NULL, true, NULL},
 	{VMD_BACKEND_RBD, "rbd", NULL, true, NULL},
-	{VMD_BACKEND_PLOOP, "ploop", NULL, false, NULL},
+	{VMD_BACKEND_PLOOP, "ploop", &vmd_backend_ploop, false, NULL},
 };
 
 void vmd_backend_set_module_dir(const char *dir)

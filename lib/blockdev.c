@@ -16,6 +16,7 @@
 
 #include "blockdev.h"
 #include "fsutil.h"
+#include "parallels.h"
 #include "qcow2_image.h"
 
 static int open_chain(const char *path, enum vmd_format format,
@@ -117,6 +118,15 @@ static int open_chain(const char *path, enum vmd_format format,
 	if (rc == 0) {
 		if (format == VMD_FORMAT_QCOW2) {
 			rc = open_qcow2(bd, flags, lim, depth, err);
+		} else if (format == VMD_FORMAT_PLOOP) {
+			struct vmd_inspect_limits dflt;
+
+			vmd_inspect_limits_default(&dflt);
+			rc = vmd_parallels_open(bd->fd, flags & VMD_BD_WRITE,
+			                        lim ? lim : &dflt,
+			                        &bd->parallels, err);
+			if (rc == 0)
+				bd->size = vmd_parallels_size(bd->parallels);
 		} else if (format == VMD_FORMAT_RAW) {
 			off_t end = lseek(bd->fd, 0, SEEK_END);
 
@@ -147,6 +157,7 @@ void vmd_blockdev_close(struct vmd_blockdev *bd)
 	if (!bd)
 		return;
 	vmd_qcow2_close(bd->qcow2, NULL);
+	vmd_parallels_close(bd->parallels);
 	vmd_blockdev_close(bd->backing);
 	if (bd->fd >= 0)
 		close(bd->fd);
@@ -166,6 +177,8 @@ int vmd_blockdev_pread(struct vmd_blockdev *bd, void *buf, size_t len,
 
 	if (bd->qcow2)
 		return vmd_qcow2_pread(bd->qcow2, buf, len, off, err);
+	if (bd->parallels)
+		return vmd_parallels_pread(bd->parallels, buf, len, off, err);
 	if (off >= bd->size) {
 		memset(p, 0, len);
 		return 0;
@@ -223,6 +236,9 @@ int vmd_blockdev_status(struct vmd_blockdev *bd, uint64_t off, uint64_t len,
 	uint64_t cs, done = 0;
 	bool first_zero = false;
 
+	if (bd->parallels)
+		return vmd_parallels_status(bd->parallels, off, len, run, zero,
+		                            err);
 	if (!bd->qcow2)
 		return raw_status(bd, off, len, run, zero);
 	h = vmd_qcow2_header_of(bd->qcow2);

@@ -23,12 +23,14 @@
 #define VMD_CHAIN_MAX_DEPTH 16
 
 struct vmd_qcow2;
+struct vmd_parallels;
 
 struct vmd_blockdev {
 	enum vmd_format format;
 	uint64_t size;
 	int fd;
 	struct vmd_qcow2 *qcow2;
+	struct vmd_parallels *parallels; /* ploop's expanded root.hds */
 	struct vmd_blockdev *backing; /* owned; NULL at the end of the chain */
 	char path[PATH_MAX];
 };

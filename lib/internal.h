@@ -17,6 +17,7 @@ struct vmd_ctx {
 /* Built-in backends (lib/backend_<name>.c). */
 extern const struct vmd_backend_ops vmd_backend_flat;
 extern const struct vmd_backend_ops vmd_backend_qcow2;
+extern const struct vmd_backend_ops vmd_backend_ploop;
 
 /* Round up to a multiple of 512 (the sector size every format accepts). */
 static inline uint64_t vmd_round_sector(uint64_t n)

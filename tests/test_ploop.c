@@ -1,0 +1,474 @@
+/*
+ * The ploop backend, judged by qemu-img (which reads Parallels images
+ * independently of us), xmllint and virt-xml-validate: disks from raw and
+ * qcow2 bases and blank ones, resize across a BAT growth, snapshot extract,
+ * a failure before publish leaving nothing, and corrupt images refused.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "blockdev.h"
+#include "helpers.h"
+#include "vmd_build_config.h"
+#include <vmdisk/vmdisk.h>
+
+#define INST "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
+#define MIB (1ull << 20)
+
+struct fixture {
+	char *dir;
+	char *base_raw;
+	char *base_qcow2;
+	struct vmd_config cfg;
+	struct vmd_ctx *ctx;
+};
+
+static void fixture_ctx(struct fixture *f)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	vmd_ctx_free(f->ctx);
+	f->ctx = vmd_ctx_new(&f->cfg, &err);
+	assert_non_null(f->ctx);
+}
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+	char *instances;
+
+	th_require_qemu_img();
+	f->dir = th_mkdtemp("ploop");
+	instances = th_path(f->dir, "instances");
+	f->base_raw = th_path(f->dir, "base.raw");
+	f->base_qcow2 = th_path(f->dir, "base.qcow2");
+	/* Data in clusters 0, 2 and the last, a zero-filled cluster, holes. */
+	th_write_pattern(f->base_raw, 1536 * 1024, 11);
+	{
+		unsigned char *zeros = calloc(1, MIB);
+		unsigned char *data = malloc(MIB);
+
+		memset(data, 0x5a, MIB);
+		th_pwrite_at(f->base_raw, data, MIB, 2 * MIB);
+		th_pwrite_at(f->base_raw, zeros, MIB, 4 * MIB);
+		th_pwrite_at(f->base_raw, data, 4096, 12 * MIB - 4096);
+		free(zeros);
+		free(data);
+	}
+	assert_int_equal(th_run((const char *[]){"qemu-img", "convert", "-q",
+	                                         "-c", "-f", "raw", "-O",
+	                                         "qcow2", f->base_raw,
+	                                         f->base_qcow2, NULL},
+	                        NULL, NULL, NULL),
+	                 0);
+	vmd_config_defaults(&f->cfg);
+	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
+	         instances);
+	f->cfg.images_type = VMD_BACKEND_PLOOP;
+	f->cfg.force_raw_images = false;
+	free(instances);
+	fixture_ctx(f);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	vmd_ctx_free(f->ctx);
+	th_rmtree(f->dir);
+	free(f->dir);
+	free(f->base_raw);
+	free(f->base_qcow2);
+	free(f);
+	return 0;
+}
+
+static char *disk_dir(struct fixture *f, const char *disk)
+{
+	char *p;
+
+	assert_true(asprintf(&p, "%s/%s/%s", f->cfg.instances_path, INST,
+	                     disk) > 0);
+	return p;
+}
+
+static void create_ok(struct fixture *f, const char *disk, const char *image,
+                      uint64_t size, struct vmd_disk_info *info)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts o = {.image = image, .size = size};
+
+	if (vmd_disk_create(f->ctx, INST, disk, &o, info, &err) != 0)
+		fail_msg("create %s: %s (%s)", disk, err.msg, err.detail);
+	assert_string_equal(info->backend, "ploop");
+	assert_string_equal(info->format, "ploop");
+}
+
+/* `qemu-img check -f parallels` finds nothing wrong. */
+static void assert_parallels_clean(const char *hds)
+{
+	char *out = NULL, *errs = NULL;
+	int rc = th_run((const char *[]){"qemu-img", "check", "-f",
+	                                 "parallels", hds, NULL},
+	                NULL, &out, &errs);
+
+	if (rc != 0 || !strstr(out, "No errors were found"))
+		fail_msg("qemu-img check %s: %d\n%s%s", hds, rc, out, errs);
+	free(out);
+	free(errs);
+}
+
+static char *qemu_info(const char *path)
+{
+	char *out = NULL;
+
+	assert_int_equal(th_run((const char *[]){"qemu-img", "info",
+	                                         "--output=json", path, NULL},
+	                        NULL, &out, NULL),
+	                 0);
+	return out;
+}
+
+/* The descriptor is well-formed and its sizes, in sectors, are `size`. */
+static void assert_descriptor(const char *dir, uint64_t size,
+                              const char *type)
+{
+	char *xml = th_path(dir, "DiskDescriptor.xml");
+	char *text, want[128];
+	unsigned long long cyl, heads, spt;
+
+	assert_int_equal(th_run((const char *[]){"xmllint", "--noout", xml,
+	                                         NULL},
+	                        NULL, NULL, NULL),
+	                 0);
+	text = th_read_text(xml);
+	snprintf(want, sizeof(want), "<Disk_size>%llu</Disk_size>",
+	         (unsigned long long)(size / 512));
+	assert_non_null(strstr(text, want));
+	snprintf(want, sizeof(want), "<End>%llu</End>",
+	         (unsigned long long)(size / 512));
+	assert_non_null(strstr(text, want));
+	snprintf(want, sizeof(want), "<Type>%s</Type>", type);
+	assert_non_null(strstr(text, want));
+	assert_non_null(strstr(text, "<File>root.hds</File>"));
+	assert_non_null(strstr(text, "<Blocksize>2048</Blocksize>"));
+	/* The spec's rule: cylinders x heads x sectors = disk size. */
+	assert_int_equal(sscanf(strstr(text, "<Cylinders>"),
+	                        "<Cylinders>%llu</Cylinders>", &cyl),
+	                 1);
+	assert_int_equal(sscanf(strstr(text, "<Heads>"), "<Heads>%llu</Heads>",
+	                        &heads),
+	                 1);
+	assert_int_equal(sscanf(strstr(text, "<Sectors>"),
+	                        "<Sectors>%llu</Sectors>", &spt),
+	                 1);
+	assert_int_equal(cyl * heads * spt, size / 512);
+	free(text);
+	free(xml);
+}
+
+/* A qcow2 base: an expanded Parallels image, holes kept. */
+static void test_from_qcow2_base_expanded(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_disk_info info;
+	char *dir = disk_dir(f, "disk"), *json;
+	struct stat st;
+
+	create_ok(f, "disk", f->base_qcow2, 20 * MIB, &info);
+	assert_int_equal(info.virtual_size, 20 * MIB);
+	assert_parallels_clean(info.path);
+	json = qemu_info(info.path);
+	assert_non_null(strstr(json, "\"format\": \"parallels\""));
+	assert_non_null(strstr(json, "\"virtual-size\": 20971520"));
+	free(json);
+	th_assert_images_identical(f->base_raw, "raw", info.path, "parallels",
+	                           0);
+	/* Data in 4 clusters of 1 MiB (0, 1, 2, 11); the zero cluster and the
+	 * holes take nothing, the header one cluster. */
+	assert_int_equal(stat(info.path, &st), 0);
+	assert_int_equal((uint64_t)st.st_size, 5 * MIB);
+	assert_descriptor(dir, 20 * MIB, "Compressed");
+	free(dir);
+}
+
+/* A raw base: root.hds is plain raw, a copy of the base. */
+static void test_from_raw_base_plain(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_disk_info info;
+	char *dir = disk_dir(f, "disk");
+
+	create_ok(f, "disk", f->base_raw, 16 * MIB, &info);
+	assert_int_equal(th_file_size(info.path), 16 * MIB);
+	th_assert_images_identical(f->base_raw, "raw", info.path, "raw", 0);
+	assert_descriptor(dir, 16 * MIB, "Plain");
+	free(dir);
+}
+
+static void test_blank(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_disk_info info;
+	char *dir = disk_dir(f, "eph");
+	char *json;
+
+	create_ok(f, "eph", NULL, 64 * MIB, &info);
+	assert_parallels_clean(info.path);
+	json = qemu_info(info.path);
+	assert_non_null(strstr(json, "\"virtual-size\": 67108864"));
+	free(json);
+	/* QEMU's own empty image of that size has the same length. */
+	assert_int_equal(th_file_size(info.path), MIB);
+	assert_descriptor(dir, 64 * MIB, "Compressed");
+	free(dir);
+}
+
+/* 300 GiB needs more BAT than the first cluster holds (256 GiB): data
+ * clusters move out of the BAT's way, and nothing is lost. */
+static void test_resize_across_bat_growth(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	char *dir = disk_dir(f, "disk"), *json;
+	const uint64_t big = 300ull << 30;
+
+	create_ok(f, "disk", f->base_qcow2, 20 * MIB, &info);
+	assert_int_equal(vmd_disk_resize(f->ctx, INST, "disk", 10 * MIB, &err),
+	                 VMD_E_TOOSMALL);
+	assert_int_equal(vmd_disk_resize(f->ctx, INST, "disk", 100 * MIB, &err),
+	                 0);
+	assert_parallels_clean(info.path);
+	assert_int_equal(vmd_disk_resize(f->ctx, INST, "disk", big, &err), 0);
+	assert_parallels_clean(info.path);
+	json = qemu_info(info.path);
+	assert_non_null(strstr(json, "\"virtual-size\": 322122547200"));
+	free(json);
+	th_assert_images_identical(f->base_raw, "raw", info.path, "parallels",
+	                           0);
+	assert_int_equal(vmd_disk_info(f->ctx, INST, "disk", &info, &err), 0);
+	assert_int_equal(info.virtual_size, big);
+	assert_descriptor(dir, big, "Compressed");
+
+	/* The plain variant grows as a file. */
+	create_ok(f, "plain", f->base_raw, 16 * MIB, &info);
+	assert_int_equal(vmd_disk_resize(f->ctx, INST, "plain", 1ull << 30,
+	                                 &err),
+	                 0);
+	assert_int_equal(th_file_size(info.path), 1ull << 30);
+	th_assert_images_identical(f->base_raw, "raw", info.path, "raw", 0);
+	free(dir);
+	dir = disk_dir(f, "plain");
+	assert_descriptor(dir, 1ull << 30, "Plain");
+	free(dir);
+}
+
+static void test_snapshot_extract(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	char *raw = th_path(f->dir, "out.raw");
+	char *q = th_path(f->dir, "out.qcow2");
+
+	create_ok(f, "disk", f->base_qcow2, 0, &info);
+	assert_int_equal(vmd_disk_snapshot_extract(f->ctx, INST, "disk", raw,
+	                                           VMD_FORMAT_RAW, &err),
+	                 0);
+	assert_int_equal(vmd_disk_snapshot_extract(f->ctx, INST, "disk", q,
+	                                           VMD_FORMAT_QCOW2, &err),
+	                 0);
+	th_assert_images_identical(f->base_raw, "raw", raw, "raw", 1);
+	th_assert_images_identical(f->base_raw, "raw", q, "qcow2", 1);
+	th_assert_qcow2_check_clean(q);
+	free(raw);
+	free(q);
+}
+
+static void test_remove_and_xml(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	char *dir = disk_dir(f, "disk");
+	char *xml = NULL;
+
+	create_ok(f, "disk", f->base_qcow2, 0, &info);
+	assert_int_equal(vmd_disk_libvirt_xml(f->ctx, INST, "disk",
+	                                      &(struct vmd_xml_opts){.dev = "vda"},
+	                                      &xml, &err),
+	                 0);
+	assert_non_null(strstr(xml, "type='ploop'"));
+	assert_non_null(strstr(xml, "/disk/root.hds'"));
+	free(xml);
+	assert_int_equal(vmd_disk_libvirt_xml(
+				 f->ctx, INST, "disk",
+				 &(struct vmd_xml_opts){.filesystem_target = "/"},
+				 &xml, &err),
+	                 0);
+	assert_non_null(strstr(xml, "<driver type='ploop' format='ploop'/>"));
+	free(xml);
+	assert_int_equal(vmd_disk_remove(f->ctx, INST, "disk", &err), 0);
+	assert_false(th_exists(dir));
+	free(dir);
+	dir = th_path(f->cfg.instances_path, INST);
+	assert_false(th_exists(dir));
+	free(dir);
+}
+
+static int count_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* A failure after both files are written, just before the directory gets
+ * its name: nothing of the disk is left, not even the temporary. */
+static void test_failure_leaves_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	struct vmd_create_opts o = {.image = f->base_qcow2};
+	char *idir = th_path(f->cfg.instances_path, INST);
+
+	if (!VMD_FAULT_INJECTION) {
+		skip();
+		return;
+	}
+	create_ok(f, "other", f->base_raw, 0, &info);
+	setenv("VMDISK_FAULT", "ploop.before_publish:fail", 1);
+	assert_int_not_equal(vmd_disk_create(f->ctx, INST, "disk", &o, NULL,
+	                                     &err),
+	                     0);
+	unsetenv("VMDISK_FAULT");
+	/* The record, and the other disk. */
+	assert_int_equal(count_entries(idir), 2);
+	assert_int_equal(vmd_disk_info(f->ctx, INST, "disk", &info, &err),
+	                 VMD_E_NOTFOUND);
+	/* And the next try succeeds. */
+	create_ok(f, "disk", f->base_qcow2, 0, &info);
+	assert_parallels_clean(info.path);
+	free(idir);
+}
+
+/* Our reader refuses what does not hold together, before reading data. */
+static void test_corrupt_images_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	struct vmd_blockdev *bd = NULL;
+	char *copy = th_path(f->dir, "bad.hds");
+	static const struct {
+		size_t off;
+		unsigned char bytes[4];
+	} patches[] = {
+		{64, {0xff, 0xff, 0x00, 0x00}}, /* BAT entry past EOF */
+		{64, {0x00, 0x00, 0x00, 0x00}}, /* (kept: a hole is fine) */
+		{48, {0x01, 0x00, 0x00, 0x00}}, /* data_off inside the BAT */
+		{32, {0x01, 0x00, 0x00, 0x00}}, /* BAT smaller than the disk */
+		{28, {0x03, 0x00, 0x00, 0x00}}, /* cluster not a power of 2 */
+		{16, {0x01, 0x00, 0x00, 0x00}}, /* version 1 */
+	};
+
+	create_ok(f, "disk", f->base_qcow2, 0, &info);
+	for (size_t i = 0; i < sizeof(patches) / sizeof(patches[0]); i++) {
+		const char *cp[] = {"cp", info.path, copy, NULL};
+		int rc;
+
+		unlink(copy);
+		assert_int_equal(th_run(cp, NULL, NULL, NULL), 0);
+		th_pwrite_at(copy, patches[i].bytes, 4, patches[i].off);
+		rc = vmd_blockdev_open(copy, VMD_FORMAT_PLOOP, 0, NULL, &bd,
+		                       &err);
+		if (i == 1) {
+			assert_int_equal(rc, 0);
+			vmd_blockdev_close(bd);
+			bd = NULL;
+			continue;
+		}
+		assert_true(rc < 0);
+		assert_null(bd);
+		assert_true(strncmp(err.msg, "ploop: ", 7) == 0);
+	}
+	/* A truncated file. */
+	assert_int_equal(truncate(copy, 40), 0);
+	assert_true(vmd_blockdev_open(copy, VMD_FORMAT_PLOOP, 0, NULL, &bd,
+	                              &err) < 0);
+	free(copy);
+}
+
+/* The CLI with --backend ploop. */
+static void test_cli(void **state)
+{
+	struct fixture *f = *state;
+	char *conf = th_path(f->dir, "vmdisk.conf");
+	char *text, *out = NULL;
+
+	assert_true(asprintf(&text,
+	                     "[DEFAULT]\ninstances_path = %s\n"
+	                     "force_raw_images = false\n",
+	                     f->cfg.instances_path) > 0);
+	th_write_text(conf, text);
+	free(text);
+	assert_int_equal(th_run((const char *[]){th_cli(), "--config", conf,
+	                                         "--json", "create", INST,
+	                                         "root", "--image",
+	                                         f->base_qcow2, "--size", "32M",
+	                                         "--backend", "ploop", NULL},
+	                        NULL, &out, NULL),
+	                 0);
+	assert_non_null(strstr(out, "\"backend\":\"ploop\""));
+	assert_non_null(strstr(out, "root.hds"));
+	free(out);
+	assert_int_equal(th_run((const char *[]){th_cli(), "--config", conf,
+	                                         "resize", INST, "root", "64M",
+	                                         NULL},
+	                        NULL, NULL, NULL),
+	                 0);
+	char *hds = disk_dir(f, "root/root.hds");
+
+	assert_parallels_clean(hds);
+	free(hds);
+	free(conf);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_from_qcow2_base_expanded),
+		T(test_from_raw_base_plain),
+		T(test_blank),
+		T(test_resize_across_bat_growth),
+		T(test_snapshot_extract),
+		T(test_remove_and_xml),
+		T(test_failure_leaves_nothing),
+		T(test_corrupt_images_refused),
+		T(test_cli),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
