@@ -385,8 +385,7 @@ struct fetch_want {
 /* max_image_download_size (0: none). */
 static uint64_t download_limit(const struct vmd_ctx *ctx)
 {
-	(void)ctx;
-	return 0;
+	return ctx->cfg.max_image_download_size;
 }
 
 /* Download, verify, inspect, convert and publish; we hold the lock. */
