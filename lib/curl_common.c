@@ -628,6 +628,8 @@ int vmd_curl_download(const struct vmd_config *cfg, struct vmd_curl_req *req,
 
 		snprintf(range, sizeof(range), "%llu-",
 		         (unsigned long long)start);
+		/* cc still holds the last attempt's error. */
+		cc = CURLE_OK;
 		SETOPT(cc, h, CURLOPT_RANGE, start ? range : (char *)NULL);
 		if (cc != CURLE_OK)
 			return setup_failed(req, cc, err);
