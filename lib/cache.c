@@ -405,6 +405,15 @@ static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
 	struct vmd_sink *sink;
 	int rc;
 
+	/* A size the source announces (Glance's record) is refused before a
+	 * byte is taken; the sink still counts what really comes. */
+	if (download_limit(ctx) && meta->size > download_limit(ctx))
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "cache: image larger than "
+		                     "max_image_download_size",
+		                     "%s: announced %llu bytes, limit %llu",
+		                     meta->id, (unsigned long long)meta->size,
+		                     (unsigned long long)download_limit(ctx));
 	remove_stale_temporaries(ctx->cache_dir, out->id);
 	rc = vmd_tmpfile_open(&t, ctx->cache_dir, out->id, 0600, err);
 	if (rc < 0)

@@ -306,6 +306,38 @@ vm fetch "glance://$id_raw"
 check "first of glance_api_servers down: the second answers" \
 	eval '[[ $? -eq 0 ]] && same_as "$img/a.raw"'
 
+newconf "max_image_download_size = 1M"
+fails_cleanly "image record larger than max_image_download_size" \
+	'max_image_download_size' fetch "glance://$id_raw"
+
+# Glance here takes any request; a stand-in that answers 401 shows what we
+# send: the token in X-Auth-Token, and nothing of it in the URL.
+"$py" - "$tmp/seen" "$tmp/fake.port" <<'EOF' &
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        with open(sys.argv[1], 'a') as f:
+            f.write('%s %s\n' % (self.path, self.headers.get('X-Auth-Token')))
+        self.send_response(401)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+s = HTTPServer(('127.0.0.1', 0), H)
+s.timeout = 20  # handle_request gives up: the test never hangs
+open(sys.argv[2], 'w').write(str(s.server_address[1]))
+s.handle_request()
+EOF
+fake_pid=$!
+for ((i = 0; i < 50; i++)); do [[ -s "$tmp/fake.port" ]] && break; sleep 0.1; done
+newconf "glance_token_file = $tmp/token"
+sed -i "s|^glance_api_servers = .*|glance_api_servers = http://127.0.0.1:$(cat "$tmp/fake.port")/|" "$conf"
+fails_cleanly "HTTP 401 from the image record" 'HTTP 401' fetch "glance://$id_raw"
+wait "$fake_pid"
+check "the token travels in X-Auth-Token only" \
+	test "$(cat "$tmp/seen" 2>/dev/null)" = "/v2/images/$id_raw $token"
+
 newconf
 sed -i "/^glance_api_servers/d" "$conf"
 fails_cleanly "no glance_api_servers" 'glance_api_servers' fetch "glance://$id_raw"
