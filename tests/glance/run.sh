@@ -246,20 +246,23 @@ same_as() {
 
 newconf "glance_token_file = $tmp/token" "log_target = stderr" "log_level = debug"
 vm fetch "glance://$id_raw"
+rc=$?
 check "raw image fetched, sha512 verified (token from a 0600 file)" \
-	eval '[[ $? -eq 0 ]] && same_as "$img/a.raw" && grep -q sha512 "$inst"/_base/.*.json'
+	eval '[[ $rc -eq 0 ]] && same_as "$img/a.raw" && grep -q sha512 "$inst"/_base/.*.json'
 check "the token is not in the debug log" eval '! grep -qF "$token" "$tmp/err"'
 
 newconf
 VMDISK_GLANCE_TOKEN=$token vm fetch "glance://$id_qcow2"
+rc=$?
 check "qcow2 image fetched (token from the environment), stored raw" \
-	eval '[[ $? -eq 0 ]] && same_as "$img/a.raw"'
+	eval '[[ $rc -eq 0 ]] && same_as "$img/a.raw"'
 
 newconf
 uuid=$(cat /proc/sys/kernel/random/uuid)
 VMDISK_GLANCE_TOKEN=$token vm create "$uuid" disk --image "glance://$id_raw"
+rc=$?
 check "create from glance://ID: the disk passes qemu-img check" \
-	eval '[[ $? -eq 0 ]] && qemu-img check -q "$inst/$uuid/disk" && qemu-img compare -q -F raw "$inst/$uuid/disk" "$img/a.raw"'
+	eval '[[ $rc -eq 0 ]] && qemu-img check -q "$inst/$uuid/disk" && qemu-img compare -q -F raw "$inst/$uuid/disk" "$img/a.raw"'
 
 newconf
 fails_cleanly "disk format outside allowed_disk_formats" \
@@ -288,8 +291,9 @@ check "the token is not in Glance's log (never in a URL)" eval '! grep -qF "$tok
 db_set "$id_md5" os_hash_algo "whirlpool"
 newconf
 vm fetch "glance://$id_md5"
+rc=$?
 check "unknown os_hash_algo: the md5 checksum is checked instead (ok)" \
-	eval '[[ $? -eq 0 ]] && same_as "$img/c.raw"'
+	eval '[[ $rc -eq 0 ]] && same_as "$img/c.raw"'
 db_set "$id_md5" checksum "$(md5sum "$img/a.raw" | cut -c1-32)"
 newconf
 fails_cleanly "unknown os_hash_algo, md5 checksum tampered" 'md5 checksum mismatch' \
@@ -303,8 +307,9 @@ chmod 600 "$tmp/token"
 newconf
 sed -i "s|^glance_api_servers = .*|glance_api_servers = http://127.0.0.1:$dead_port, $api|" "$conf"
 vm fetch "glance://$id_raw"
+rc=$?
 check "first of glance_api_servers down: the second answers" \
-	eval '[[ $? -eq 0 ]] && same_as "$img/a.raw"'
+	eval '[[ $rc -eq 0 ]] && same_as "$img/a.raw"'
 
 newconf "max_image_download_size = 1M"
 fails_cleanly "image record larger than max_image_download_size" \
