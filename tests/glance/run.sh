@@ -196,6 +196,8 @@ id_vhd=$(upload vhd vhd "$img/a.raw") || bad "upload vhd"
 id_queued=$(upload queued raw "") || bad "create an image without data"
 id_tamper=$(upload tampered raw "$img/b.raw") || bad "upload tampered"
 id_md5=$(upload md5 raw "$img/c.raw") || bad "upload md5"
+id_liar=$(upload liar raw "$img/a.qcow2") || bad "upload qcow2 declared raw"
+id_liar2=$(upload liar2 qcow2 "$img/a.raw") || bad "upload raw declared qcow2"
 ((failed == 0)) || { echo "$passed passed, $failed failed"; exit 1; }
 
 token="vmdisk-test-token-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
@@ -267,6 +269,12 @@ check "create from glance://ID: the disk passes qemu-img check" \
 newconf
 fails_cleanly "disk format outside allowed_disk_formats" \
 	'disk format vhd not allowed' fetch "glance://$id_vhd"
+newconf
+fails_cleanly "a qcow2 declared raw is refused" 'image is qcow2 but its source declares raw' \
+	fetch "glance://$id_liar"
+newconf
+fails_cleanly "a raw image declared qcow2 is refused" 'image is raw but its source declares qcow2' \
+	fetch "glance://$id_liar2"
 newconf
 fails_cleanly "image not active" 'not active' fetch "glance://$id_queued"
 newconf
