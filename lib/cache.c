@@ -377,6 +377,27 @@ static int checksum_mismatch(struct vmd_error *err, enum vmd_hash_algo a,
 	                     want, got);
 }
 
+/*
+ * The format a source declares (Glance's disk_format) must be what the bytes
+ * are: an image declared raw that is a qcow2 would otherwise be opened as
+ * qcow2 with a backing file of its choice by whoever trusts the record.
+ */
+static int check_declared_format(const struct vmd_source_meta *meta,
+                                 enum vmd_format got, struct vmd_error *err)
+{
+	bool declared_qcow2 = strcmp(meta->disk_format, "qcow2") == 0;
+	char msg[VMD_ERROR_MSG_MAX];
+
+	if (!meta->disk_format[0] ||
+	    declared_qcow2 == (got == VMD_FORMAT_QCOW2))
+		return 0;
+	snprintf(msg, sizeof(msg),
+	         "cache: image is %s but its source declares %s",
+	         got == VMD_FORMAT_QCOW2 ? "qcow2" : "raw", meta->disk_format);
+	return vmd_error_set(err, VMD_E_REFUSED, msg, "%s: disk_format %s",
+	                     meta->id, meta->disk_format);
+}
+
 struct fetch_want {
 	enum vmd_hash_algo algo; /* from --checksum, or NONE */
 	char hex[VMD_HASH_HEX_MAX];
@@ -385,8 +406,7 @@ struct fetch_want {
 /* max_image_download_size (0: none). */
 static uint64_t download_limit(const struct vmd_ctx *ctx)
 {
-	(void)ctx;
-	return 0;
+	return ctx->cfg.max_image_download_size;
 }
 
 /* Download, verify, inspect, convert and publish; we hold the lock. */
@@ -406,6 +426,15 @@ static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
 	struct vmd_sink *sink;
 	int rc;
 
+	/* A size the source announces (Glance's record) is refused before a
+	 * byte is taken; the sink still counts what really comes. */
+	if (download_limit(ctx) && meta->size > download_limit(ctx))
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "cache: image larger than "
+		                     "max_image_download_size",
+		                     "%s: announced %llu bytes, limit %llu",
+		                     meta->id, (unsigned long long)meta->size,
+		                     (unsigned long long)download_limit(ctx));
 	remove_stale_temporaries(ctx->cache_dir, out->id);
 	rc = vmd_tmpfile_open(&t, ctx->cache_dir, out->id, 0600, err);
 	if (rc < 0)
@@ -447,6 +476,8 @@ static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
 			                         meta->hash_hex, got);
 	}
 	rc = check_image(ctx, t.fd, &out->format, &out->virtual_size, err);
+	if (rc == 0)
+		rc = check_declared_format(meta, out->format, err);
 	if (rc < 0)
 		return rc;
 	original = out->format;

@@ -28,6 +28,8 @@
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
+#include "curl_common.h"
+
 #define CONFIG_FILE_MAX (1024 * 1024)
 #define ECHO_MAX 40
 
@@ -135,6 +137,66 @@ static bool check_optional_uuid(const char *s)
 	return s[0] == '\0' || vmd_valid_uuid(s);
 }
 
+/*
+ * glance_api_servers: a comma list (blanks after a comma allowed) of
+ * http(s)://host[:port][/path], each as strict as an image URL and with no
+ * query: the path is a prefix that /v2/images/ID is appended to.
+ */
+static bool check_glance_servers(const char *s)
+{
+	char item[VMD_URL_MAX + 1];
+
+	if (s[0] == '\0')
+		return true;
+	for (;;) {
+		size_t n = strcspn(s, ",");
+
+		if (n == 0 || n > VMD_URL_MAX)
+			return false;
+		memcpy(item, s, n);
+		item[n] = '\0';
+		if (!vmd_url_valid(item, false))
+			return false;
+		if (s[n] == '\0')
+			return true;
+		s += n + 1;
+		while (*s == ' ')
+			s++;
+	}
+}
+
+/* Glance's disk formats; allowed_disk_formats picks among them. */
+static const char *const disk_formats[] = {
+	"raw", "qcow2", "vmdk", "vhd", "vhdx", "vdi", "iso", "ploop",
+	"aki", "ari", "ami",
+};
+
+static bool known_disk_format(const char *s, size_t len)
+{
+	for (size_t i = 0; i < sizeof(disk_formats) / sizeof(disk_formats[0]);
+	     i++)
+		if (strlen(disk_formats[i]) == len &&
+		    memcmp(disk_formats[i], s, len) == 0)
+			return true;
+	return false;
+}
+
+/* A non-empty comma list of known formats (blanks after a comma allowed). */
+static bool check_disk_formats(const char *s)
+{
+	for (;;) {
+		size_t n = strcspn(s, ",");
+
+		if (!known_disk_format(s, n))
+			return false;
+		if (s[n] == '\0')
+			return true;
+		s += n + 1;
+		while (*s == ' ')
+			s++;
+	}
+}
+
 static bool parse_u32(const char *s, uint32_t *out)
 {
 	uint64_t v = 0;
@@ -161,6 +223,7 @@ enum key_type {
 	KT_PREALLOCATE,
 	KT_U32,
 	KT_SIZE,
+	KT_SIZE_OR_ZERO,
 	KT_LOG_TARGET,
 	KT_LOG_LEVEL,
 };
@@ -171,13 +234,16 @@ struct key_def {
 	size_t offset;
 	size_t size;                  /* KT_STRING: the buffer */
 	bool (*check)(const char *s); /* KT_STRING */
+	uint32_t min, max;            /* KT_U32 when max > 0: the range */
 };
 
 #define STR_KEY(field, fn)                                                     \
 	{#field, KT_STRING, offsetof(struct vmd_config, field),                \
-	 sizeof(((struct vmd_config *)0)->field), fn}
+	 sizeof(((struct vmd_config *)0)->field), fn, 0, 0}
 #define KEY(field, type)                                                       \
-	{#field, type, offsetof(struct vmd_config, field), 0, NULL}
+	{#field, type, offsetof(struct vmd_config, field), 0, NULL, 0, 0}
+#define U32_KEY(field, lo, hi)                                                 \
+	{#field, KT_U32, offsetof(struct vmd_config, field), 0, NULL, lo, hi}
 
 static const struct key_def keys[] = {
 	STR_KEY(instances_path, check_instances_path),
@@ -199,6 +265,16 @@ static const struct key_def keys[] = {
 	KEY(remove_unused_resized_minimum_age_seconds, KT_U32),
 	KEY(log_target, KT_LOG_TARGET),
 	KEY(log_level, KT_LOG_LEVEL),
+	STR_KEY(ca_file, check_optional_abs_path),
+	U32_KEY(http_connect_timeout, 1, 3600),
+	U32_KEY(http_low_speed_time, 1, 3600),
+	U32_KEY(http_low_speed_limit, 1, 1u << 30),
+	U32_KEY(http_max_redirects, 0, 20),
+	U32_KEY(http_retries, 0, 10),
+	KEY(max_image_download_size, KT_SIZE_OR_ZERO),
+	STR_KEY(glance_api_servers, check_glance_servers),
+	STR_KEY(glance_token_file, check_optional_abs_path),
+	STR_KEY(allowed_disk_formats, check_disk_formats),
 };
 
 struct enum_name {
@@ -262,12 +338,21 @@ static enum parse_problem set_value(struct vmd_config *cfg,
 		                      NULL) < 0)
 			return PP_VALUE;
 		return PP_NONE;
-	case KT_U32:
-		return parse_u32(value, (uint32_t *)field) ? PP_NONE : PP_VALUE;
-	case KT_SIZE: {
+	case KT_U32: {
+		uint32_t u;
+
+		if (!parse_u32(value, &u) ||
+		    (k->max > 0 && (u < k->min || u > k->max)))
+			return PP_VALUE;
+		memcpy(field, &u, sizeof(u));
+		return PP_NONE;
+	}
+	case KT_SIZE:
+	case KT_SIZE_OR_ZERO: {
 		uint64_t size;
 
-		if (vmd_parse_size(value, &size, NULL) < 0 || size == 0)
+		if (vmd_parse_size(value, &size, NULL) < 0 ||
+		    (size == 0 && k->type == KT_SIZE))
 			return PP_VALUE;
 		memcpy(field, &size, sizeof(size));
 		return PP_NONE;
@@ -460,6 +545,14 @@ void vmd_config_defaults(struct vmd_config *cfg)
 	cfg->remove_unused_resized_minimum_age_seconds = 3600;
 	cfg->log_target = VMD_LOG_TO_SYSLOG;
 	cfg->log_level = VMD_LOG_INFO;
+	cfg->http_connect_timeout = 30;
+	cfg->http_low_speed_time = 60;
+	cfg->http_low_speed_limit = 1024;
+	cfg->http_max_redirects = 5;
+	cfg->http_retries = 3;
+	cfg->max_image_download_size = 0;
+	snprintf(cfg->allowed_disk_formats, sizeof(cfg->allowed_disk_formats),
+	         "%s", "raw,qcow2");
 }
 
 int vmd_config_load_string(struct vmd_config *cfg, const char *text,

@@ -18,7 +18,7 @@ VMD_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VMD_DEPS=(
 	build-essential pkg-config meson ninja-build
 	libcmocka-dev libinih-dev libjson-c-dev libssl-dev zlib1g-dev libzstd-dev
-	libcurl4-openssl-dev
+	libcurl4-openssl-dev nginx-light openssl curl python3
 	qemu-utils e2fsprogs xfsprogs dosfstools util-linux coreutils clang libclang-rt-14-dev
 	libvirt-clients btrfs-progs libxml2-utils
 )

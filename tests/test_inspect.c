@@ -494,10 +494,12 @@ static void test_qcow2_base_overlay(void **state)
 	disk = strdup(info.path);
 	th_assert_qcow2_check_clean(disk);
 	th_assert_images_identical(raw, "raw", disk, "qcow2", 1);
-	/* The flat backend cannot use a qcow2 base (yet): clear refusal. */
+	/* The flat backend flattens the qcow2 base into a raw disk. */
 	opts.backend = VMD_BACKEND_FLAT;
 	assert_int_equal(vmd_disk_create(ctx, INST, "flat", &opts, &info, &err),
-	                 VMD_E_UNSUPPORTED);
+	                 0);
+	assert_string_equal(info.format, "raw");
+	th_assert_images_identical(raw, "raw", info.path, "raw", 1);
 	vmd_ctx_free(ctx);
 	free(disk);
 	free(raw);

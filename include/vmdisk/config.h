@@ -53,6 +53,17 @@ struct vmd_config {
 	uint32_t remove_unused_resized_minimum_age_seconds;  /* 3600 */
 	enum vmd_log_target log_target;        /* default syslog */
 	enum vmd_log_level log_level;          /* default info */
+	/* image downloads (http, https, glance) */
+	char ca_file[PATH_MAX];                /* CA bundle for https; "" = system */
+	uint32_t http_connect_timeout;         /* seconds, default 30 */
+	uint32_t http_low_speed_time;          /* seconds, default 60 ... */
+	uint32_t http_low_speed_limit;         /* ... below bytes/s, default 1024 */
+	uint32_t http_max_redirects;           /* default 5 */
+	uint32_t http_retries;                 /* resumes of a dropped download, default 3 */
+	uint64_t max_image_download_size;      /* bytes, 0 = no limit (default) */
+	char glance_api_servers[1024];         /* "http(s)://host:port[/path],..." */
+	char glance_token_file[PATH_MAX];      /* "" = $VMDISK_GLANCE_TOKEN */
+	char allowed_disk_formats[256];        /* default "raw,qcow2" */
 };
 
 void vmd_config_defaults(struct vmd_config *cfg);

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Benchmark: `vmdisk fetch` of a 1 GiB image from nginx on 127.0.0.1 (one
+# pass: download and sha256 together, then inspection, fsync and publish)
+# against the anchor `curl -o FILE` followed by `sha256sum FILE` (two
+# passes), same server, same run. Prints the median wall time of each and
+# the ratio (vmdisk / anchor); the goal (issue 5) is <= 0.6. Both digests
+# are checked against the image's, or the numbers mean nothing.
+#
+#   bench/fetch.sh [BUILD_DIR] [RUNS]
+#
+# The image is random data (no holes: the worst case for the sink). Each
+# vmdisk run starts from an empty cache. vmdisk fsyncs what it publishes
+# and curl does not: the anchor is also shown followed by a sync of its file.
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+root=$PWD
+build=${1:-build}
+runs=${2:-3}
+[[ "$build" == /* ]] || build=$root/$build
+vmdisk=$build/tools/vmdisk
+[ -x "$vmdisk" ] || { echo "bench: build first (ninja -C $build)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "bench: curl missing" >&2; exit 1; }
+# shellcheck source=tests/http/nginx.sh
+. "$root/tests/http/nginx.sh"
+
+work=$(mktemp -d /var/tmp/vmdisk-bench-fetch-XXXXXX)
+chmod 755 "$work"
+trap 'nginx_stop "$work/nginx"; rm -rf "$work"' EXIT
+mkdir -p "$work/www" "$work/nginx"
+chmod 755 "$work/www"
+
+echo "preparing a 1 GiB image in $work ..."
+head -c 1G /dev/urandom >"$work/www/image.raw"
+want=$(sha256sum "$work/www/image.raw" | cut -c1-64)
+
+port=$(nginx_free_port)
+nginx_start "$work/nginx" "
+  sendfile on;
+  server {
+    listen 127.0.0.1:$port;
+    root $work/www;
+  }" || exit 1
+url=http://127.0.0.1:$port/image.raw
+# Warm the page cache of the server side for both.
+cat "$work/www/image.raw" >/dev/null
+
+now_ms() { date +%s%3N; }
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+run_vmdisk() {
+	local inst=$work/inst t0 t1 got
+	rm -rf "$inst"
+	mkdir -p "$inst"
+	printf '[DEFAULT]\ninstances_path = %s\nlog_target = none\nforce_raw_images = false\n' \
+		"$inst" >"$work/vmdisk.conf"
+	sync
+	t0=$(now_ms)
+	"$vmdisk" --config "$work/vmdisk.conf" --json fetch "$url" >"$work/fetch.json"
+	t1=$(now_ms)
+	got=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["hash"])' <"$work/fetch.json")
+	[[ "$got" == "$want" ]] || { echo "bench: vmdisk hash $got, want $want" >&2; exit 1; }
+	echo $((t1 - t0))
+}
+
+run_anchor() { # run_anchor [sync]
+	local t0 t1 got
+	rm -f "$work/curl.out"
+	sync
+	t0=$(now_ms)
+	curl -sS --fail -o "$work/curl.out" "$url"
+	got=$(sha256sum "$work/curl.out" | cut -c1-64)
+	[[ $# -eq 0 ]] || sync "$work/curl.out"
+	t1=$(now_ms)
+	[[ "$got" == "$want" ]] || { echo "bench: anchor hash $got, want $want" >&2; exit 1; }
+	echo $((t1 - t0))
+}
+
+ours=$(for ((i = 0; i < runs; i++)); do run_vmdisk; done | median)
+anchor=$(for ((i = 0; i < runs; i++)); do run_anchor; done | median)
+synced=$(for ((i = 0; i < runs; i++)); do run_anchor sync; done | median)
+echo "median of $runs runs on $(nproc) CPUs, 1 GiB from nginx on loopback"
+awk -v o="$ours" -v a="$anchor" -v s="$synced" 'BEGIN {
+	printf "vmdisk fetch (one pass)    %6.0f ms\n", o
+	printf "curl -o + sha256sum        %6.0f ms   ratio %.2f (goal <= 0.6)\n", a, o / a
+	printf "curl -o + sha256sum + sync %6.0f ms   ratio %.2f\n", s, o / s
+}'

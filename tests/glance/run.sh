@@ -1,0 +1,359 @@
+#!/usr/bin/env bash
+# The glance image source against a real Glance on 127.0.0.1.
+#
+#   tests/glance/run.sh [BUILD_DIR]
+#
+# Debian's glance-api (python3-glance, installed here when missing and we are
+# root) runs standalone as in ../shared/recipes/glance-barbican.md: no
+# Keystone (every request is admin), sqlite, a file store, all in a
+# temporary folder. The test uploads images through the API and fetches
+# them with `vmdisk fetch glance://ID` / `vmdisk create --image glance://ID`:
+# raw and qcow2, a disk format outside allowed_disk_formats, an image not
+# active, hashes tampered with in Glance's database (os_hash_value, and the
+# md5 checksum when os_hash_algo is one we do not know), the token file's
+# mode, a dead first server in glance_api_servers. The token never shows in
+# our output or in anything left in the cache.
+#
+# Last line "N passed, N failed"; exit 77 only when Glance cannot be
+# installed or started.
+set -uo pipefail
+
+cd "$(dirname "$0")/../.." || exit 1
+root=$PWD
+build=${1:-${VMDISK_BUILD_DIR:-$root/build}}
+[[ "$build" == /* ]] || build=$root/$build
+cli=${VMDISK_CLI:-$build/tools/vmdisk}
+py=/usr/bin/python3
+
+passed=0
+failed=0
+say() { printf 'glance: %s\n' "$*"; }
+ok() { printf 'ok   %s\n' "$*"; passed=$((passed + 1)); }
+bad() { printf 'FAIL %s\n' "$*"; failed=$((failed + 1)); }
+check() {
+	local name=$1
+	shift
+	if "$@"; then ok "$name"; else bad "$name"; fi
+}
+skip() {
+	say "skipped: $*"
+	echo "0 passed, 0 failed, 1 skipped"
+	exit 77
+}
+
+[[ -x "$cli" ]] || { say "no CLI at $cli (build first)"; echo "0 passed, 1 failed"; exit 1; }
+
+if ! "$py" -c 'import glance.cmd.api' 2>/dev/null; then
+	if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
+		say "installing python3-glance"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends python3-glance >/dev/null 2>&1 ||
+			{ DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 &&
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+					--no-install-recommends python3-glance >/dev/null 2>&1; }
+	fi
+	"$py" -c 'import glance.cmd.api' 2>/dev/null ||
+		skip "python3-glance is not installed and could not be (apt-get install python3-glance)"
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-glance.XXXXXX") || exit 1
+S=$tmp/glance
+glance_pid=
+cleanup() {
+	local i
+	if [[ -n "$glance_pid" ]]; then
+		kill -TERM "$glance_pid" 2>/dev/null
+		for ((i = 0; i < 50; i++)); do
+			[[ -d /proc/$glance_pid ]] || break
+			grep -q '^State:.*Z' "/proc/$glance_pid/status" 2>/dev/null && break
+			sleep 0.1
+		done
+		kill -KILL "$glance_pid" 2>/dev/null
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+port=$("$py" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
+dead_port=$("$py" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
+mkdir -p "$S"/images "$S"/staging "$S"/tasks "$S"/lock
+cat >"$S/glance-api.conf" <<EOF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = $port
+workers = 0
+enabled_backends = file:file
+show_multiple_locations = true
+show_image_direct_url = true
+node_staging_uri = file://$S/staging
+use_stderr = true
+[database]
+connection = sqlite:///$S/glance.sqlite
+[paste_deploy]
+flavor =
+config_file = $S/glance-api-paste.ini
+[glance_store]
+default_backend = file
+[file]
+filesystem_store_datadir = $S/images
+[os_glance_staging_store]
+filesystem_store_datadir = $S/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $S/tasks
+[oslo_concurrency]
+lock_path = $S/lock
+EOF
+cat >"$S/glance-api-paste.ini" <<EOF
+[pipeline:glance-api]
+pipeline = healthcheck versionnegotiation unauthenticated-context rootapp
+[pipeline:glance-api-trusted]
+pipeline = healthcheck versionnegotiation context rootapp
+[composite:rootapp]
+paste.composite_factory = glance.api:root_app_factory
+/: apiversions
+/v2: apiv2app
+[app:apiversions]
+paste.app_factory = glance.api.versions:create_resource
+[app:apiv2app]
+paste.app_factory = glance.api.v2.router:API.factory
+[filter:healthcheck]
+paste.filter_factory = oslo_middleware:Healthcheck.factory
+backends = disable_by_file
+disable_by_file_path = $S/healthcheck_disable
+[filter:versionnegotiation]
+paste.filter_factory = glance.api.middleware.version_negotiation:VersionNegotiationFilter.factory
+[filter:unauthenticated-context]
+paste.filter_factory = glance.api.middleware.context:UnauthenticatedContextMiddleware.factory
+[filter:context]
+paste.filter_factory = glance.api.middleware.context:ContextMiddleware.factory
+EOF
+
+"$py" -c 'import sys; from glance.cmd.manage import main; sys.exit(main())' \
+	--config-file "$S/glance-api.conf" db_sync >"$S/db_sync.log" 2>&1 ||
+	skip "glance-manage db_sync failed: $(tail -n 2 "$S/db_sync.log" | tr '\n' ' ')"
+setsid "$py" -c 'import sys; from glance.cmd.api import main; sys.exit(main())' \
+	--config-file "$S/glance-api.conf" </dev/null >"$S/log" 2>&1 &
+glance_pid=$!
+api=http://127.0.0.1:$port
+ready=0
+for ((i = 0; i < 150; i++)); do
+	if [[ $(curl -s -o /dev/null -w '%{http_code}' "$api/healthcheck" 2>/dev/null) == 200 ]]; then
+		ready=1
+		break
+	fi
+	if [[ ! -d /proc/$glance_pid ]] || grep -q '^State:.*Z' "/proc/$glance_pid/status" 2>/dev/null; then
+		break
+	fi
+	sleep 0.2
+done
+((ready)) || skip "glance-api did not start: $(tail -n 3 "$S/log" | tr '\n' ' ')"
+say "Glance on $api"
+
+# upload NAME DISK_FORMAT FILE: print the new image's id (FILE "" = no data)
+upload() {
+	local id
+	id=$(curl -sf -X POST -H 'Content-Type: application/json' \
+		-d "{\"name\":\"$1\",\"disk_format\":\"$2\",\"container_format\":\"bare\"}" \
+		"$api/v2/images" | "$py" -c 'import json, sys; print(json.load(sys.stdin)["id"])') ||
+		return 1
+	if [[ -n "$3" ]]; then
+		curl -sf -X PUT -H 'Content-Type: application/octet-stream' \
+			--data-binary "@$3" "$api/v2/images/$id/file" >/dev/null || return 1
+	fi
+	echo "$id"
+}
+# db_set ID COLUMN VALUE: change Glance's record behind its back
+db_set() {
+	"$py" - "$S/glance.sqlite" "$@" <<'EOF'
+import sqlite3, sys
+db, image, column, value = sys.argv[1:5]
+assert column in ('os_hash_value', 'os_hash_algo', 'checksum')
+c = sqlite3.connect(db)
+c.execute('UPDATE images SET %s = ? WHERE id = ?' % column, (value, image))
+c.commit()
+EOF
+}
+
+img=$tmp/img
+mkdir -p "$img"
+head -c 512K /dev/urandom >"$img/a.raw"
+truncate -s 2M "$img/a.raw"
+qemu-img convert -q -f raw -O qcow2 "$img/a.raw" "$img/a.qcow2"
+cp "$img/a.raw" "$img/b.raw"
+head -c 4K /dev/urandom | dd of="$img/b.raw" conv=notrunc status=none
+cp "$img/a.raw" "$img/c.raw"
+head -c 4K /dev/urandom | dd of="$img/c.raw" conv=notrunc status=none
+
+id_raw=$(upload raw raw "$img/a.raw") || bad "upload raw"
+id_qcow2=$(upload qcow2 qcow2 "$img/a.qcow2") || bad "upload qcow2"
+id_vhd=$(upload vhd vhd "$img/a.raw") || bad "upload vhd"
+id_queued=$(upload queued raw "") || bad "create an image without data"
+id_tamper=$(upload tampered raw "$img/b.raw") || bad "upload tampered"
+id_md5=$(upload md5 raw "$img/c.raw") || bad "upload md5"
+id_liar=$(upload liar raw "$img/a.qcow2") || bad "upload qcow2 declared raw"
+id_liar2=$(upload liar2 qcow2 "$img/a.raw") || bad "upload raw declared qcow2"
+((failed == 0)) || { echo "$passed passed, $failed failed"; exit 1; }
+
+token="vmdisk-test-token-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s\n' "$token" >"$tmp/token"
+chmod 600 "$tmp/token"
+n=0
+newconf() {
+	n=$((n + 1))
+	inst=$tmp/inst$n
+	conf=$tmp/vmdisk$n.conf
+	mkdir -p "$inst"
+	{
+		printf '[DEFAULT]\ninstances_path = %s\nlog_target = none\n' "$inst"
+		printf 'glance_api_servers = %s\n' "$api"
+		printf '%s\n' "$@"
+	} >"$conf"
+}
+vm() {
+	"$cli" --config "$conf" "$@" >"$tmp/out" 2>"$tmp/err"
+}
+entries() {
+	find "$inst/_base" -maxdepth 1 -type f -regextype posix-extended \
+		-regex '.*/[0-9a-f]{40}' 2>/dev/null | wc -l
+}
+fails_cleanly() {
+	local name=$1 pattern=$2 rc lines
+	shift 2
+	vm "$@"
+	rc=$?
+	lines=$(wc -l <"$tmp/err")
+	if [[ $rc -ne 1 ]]; then
+		bad "$name: exit $rc, expected 1 ($(head -c 300 "$tmp/err"))"
+	elif [[ $lines -ne 1 ]]; then
+		bad "$name: $lines lines on stderr: $(head -c 300 "$tmp/err")"
+	elif ! grep -Eq -- "$pattern" "$tmp/err"; then
+		bad "$name: message '$(cat "$tmp/err")' does not match '$pattern'"
+	elif [[ $(entries) -ne 0 ]]; then
+		bad "$name: the cache holds $(entries) entries"
+	else
+		ok "$name: $(cat "$tmp/err")"
+	fi
+}
+# same_as FILE: the single entry of $inst holds what FILE holds
+same_as() {
+	[[ $(entries) -eq 1 ]] &&
+		cmp -s "$1" "$(find "$inst/_base" -maxdepth 1 -type f -regextype posix-extended -regex '.*/[0-9a-f]{40}')"
+}
+
+newconf "glance_token_file = $tmp/token" "log_target = stderr" "log_level = debug"
+vm fetch "glance://$id_raw"
+rc=$?
+check "raw image fetched, sha512 verified (token from a 0600 file)" \
+	eval '[[ $rc -eq 0 ]] && same_as "$img/a.raw" && grep -q sha512 "$inst"/_base/.*.json'
+check "the token is not in the debug log" eval '! grep -qF "$token" "$tmp/err"'
+
+newconf
+VMDISK_GLANCE_TOKEN=$token vm fetch "glance://$id_qcow2"
+rc=$?
+check "qcow2 image fetched (token from the environment), stored raw" \
+	eval '[[ $rc -eq 0 ]] && same_as "$img/a.raw"'
+
+newconf
+uuid=$(cat /proc/sys/kernel/random/uuid)
+VMDISK_GLANCE_TOKEN=$token vm create "$uuid" disk --image "glance://$id_raw"
+rc=$?
+check "create from glance://ID: the disk passes qemu-img check" \
+	eval '[[ $rc -eq 0 ]] && qemu-img check -q "$inst/$uuid/disk" && qemu-img compare -q -F raw "$inst/$uuid/disk" "$img/a.raw"'
+
+newconf
+fails_cleanly "disk format outside allowed_disk_formats" \
+	'disk format vhd not allowed' fetch "glance://$id_vhd"
+newconf
+fails_cleanly "a qcow2 declared raw is refused" 'image is qcow2 but its source declares raw' \
+	fetch "glance://$id_liar"
+newconf
+fails_cleanly "a raw image declared qcow2 is refused" 'image is raw but its source declares qcow2' \
+	fetch "glance://$id_liar2"
+newconf
+fails_cleanly "image not active" 'not active' fetch "glance://$id_queued"
+newconf
+fails_cleanly "image not found" 'not found' \
+	fetch "glance://$(cat /proc/sys/kernel/random/uuid)"
+newconf
+fails_cleanly "not a glance://UUID" 'glance://UUID' fetch "glance://../../etc"
+
+db_set "$id_tamper" os_hash_value "$(sha512sum "$img/a.raw" | cut -c1-128)"
+newconf "log_target = stderr" "log_level = debug"
+VMDISK_GLANCE_TOKEN=$token vm fetch "glance://$id_tamper"
+rc=$?
+if [[ $rc -eq 1 && $(grep -c 'sha512 checksum mismatch' "$tmp/err") -ge 1 && $(entries) -eq 0 ]]; then
+	ok "os_hash_value tampered: refused"
+else
+	bad "os_hash_value tampered: exit $rc, $(entries) entries: $(tail -n 1 "$tmp/err")"
+fi
+check "the token is not in the log of a failed fetch" eval '! grep -qF "$token" "$tmp/err"'
+check "the token is not in the cache's records" eval '! grep -rqF "$token" "$inst"'
+check "the token is not in Glance's log (never in a URL)" eval '! grep -qF "$token" "$S/log"'
+
+db_set "$id_md5" os_hash_algo "whirlpool"
+newconf
+vm fetch "glance://$id_md5"
+rc=$?
+check "unknown os_hash_algo: the md5 checksum is checked instead (ok)" \
+	eval '[[ $rc -eq 0 ]] && same_as "$img/c.raw"'
+db_set "$id_md5" checksum "$(md5sum "$img/a.raw" | cut -c1-32)"
+newconf
+fails_cleanly "unknown os_hash_algo, md5 checksum tampered" 'md5 checksum mismatch' \
+	fetch "glance://$id_md5"
+
+newconf "glance_token_file = $tmp/token"
+chmod 644 "$tmp/token"
+fails_cleanly "token file readable by others refused" 'mode 0600' fetch "glance://$id_raw"
+chmod 600 "$tmp/token"
+
+newconf
+sed -i "s|^glance_api_servers = .*|glance_api_servers = http://127.0.0.1:$dead_port, $api|" "$conf"
+vm fetch "glance://$id_raw"
+rc=$?
+check "first of glance_api_servers down: the second answers" \
+	eval '[[ $rc -eq 0 ]] && same_as "$img/a.raw"'
+
+newconf "max_image_download_size = 1M"
+fails_cleanly "image record larger than max_image_download_size" \
+	'max_image_download_size' fetch "glance://$id_raw"
+
+# Glance here takes any request; a stand-in that answers 401 shows what we
+# send: the token in X-Auth-Token, and nothing of it in the URL.
+"$py" - "$tmp/seen" "$tmp/fake.port" <<'EOF' &
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        with open(sys.argv[1], 'a') as f:
+            f.write('%s %s\n' % (self.path, self.headers.get('X-Auth-Token')))
+        self.send_response(401)
+        self.send_header('Content-Length', '0')
+        self.end_headers()
+s = HTTPServer(('127.0.0.1', 0), H)
+s.timeout = 20  # handle_request gives up: the test never hangs
+open(sys.argv[2], 'w').write(str(s.server_address[1]))
+s.handle_request()
+EOF
+fake_pid=$!
+for ((i = 0; i < 50; i++)); do [[ -s "$tmp/fake.port" ]] && break; sleep 0.1; done
+newconf "glance_token_file = $tmp/token"
+sed -i "s|^glance_api_servers = .*|glance_api_servers = http://127.0.0.1:$(cat "$tmp/fake.port")/|" "$conf"
+fails_cleanly "HTTP 401 from the image record" 'HTTP 401' fetch "glance://$id_raw"
+wait "$fake_pid"
+check "the token travels in X-Auth-Token only" \
+	test "$(cat "$tmp/seen" 2>/dev/null)" = "/v2/images/$id_raw $token"
+
+newconf
+sed -i "/^glance_api_servers/d" "$conf"
+fails_cleanly "no glance_api_servers" 'glance_api_servers' fetch "glance://$id_raw"
+
+echo "$passed passed, $failed failed"
+[[ $failed -eq 0 ]]

@@ -1,0 +1,79 @@
+# shellcheck shell=bash
+# Run Debian's nginx as a test server; sourced by tests/http/run.sh and
+# bench/fetch.sh.
+#
+#   nginx_free_port              print a free TCP port on 127.0.0.1
+#   nginx_start DIR SERVERS...   write DIR/nginx.conf (pid, logs and temp
+#                                paths under DIR; access log DIR/access.log
+#                                with the Range header of each request) with
+#                                the given server blocks, start nginx and wait
+#                                until it answers on the first "listen"
+#   nginx_stop DIR               stop it and wait until it is gone
+#
+# nginx_start returns 1 after printing the reason when nginx cannot start.
+
+nginx_free_port() {
+	/usr/bin/python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+nginx_start() {
+	local dir=$1 port i
+	shift
+	mkdir -p "$dir"/tmp/body "$dir"/tmp/proxy "$dir"/tmp/fastcgi \
+		"$dir"/tmp/uwsgi "$dir"/tmp/scgi || return 1
+	{
+		printf 'daemon off;\nworker_processes 2;\npid %s/nginx.pid;\n' "$dir"
+		printf 'error_log %s/error.log info;\n' "$dir"
+		printf 'events { worker_connections 512; }\nhttp {\n'
+		printf '  default_type application/octet-stream;\n'
+		printf '  log_format t %s;\n' \
+			"'\$request_method \$uri \$status \$body_bytes_sent range=\"\$http_range\"'"
+		printf '  access_log %s/access.log t;\n' "$dir"
+		printf '  client_body_temp_path %s/tmp/body;\n' "$dir"
+		printf '  proxy_temp_path %s/tmp/proxy;\n' "$dir"
+		printf '  fastcgi_temp_path %s/tmp/fastcgi;\n' "$dir"
+		printf '  uwsgi_temp_path %s/tmp/uwsgi;\n' "$dir"
+		printf '  scgi_temp_path %s/tmp/scgi;\n' "$dir"
+		printf '%s\n' "$@"
+		printf '}\n'
+	} >"$dir/nginx.conf"
+	if ! command -v nginx >/dev/null 2>&1 && [[ ! -x /usr/sbin/nginx ]]; then
+		echo "nginx not installed (apt-get install nginx-light)"
+		return 1
+	fi
+	port=$(grep -o 'listen 127.0.0.1:[0-9]*' "$dir/nginx.conf" | head -1 |
+		cut -d: -f2)
+	setsid /usr/sbin/nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" \
+		</dev/null >"$dir/nginx.out" 2>&1 &
+	echo $! >"$dir/nginx.master"
+	for ((i = 0; i < 100; i++)); do
+		if /usr/bin/python3 -c 'import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()' \
+			"$port" 2>/dev/null; then
+			return 0
+		fi
+		if ! kill -0 "$(cat "$dir/nginx.master")" 2>/dev/null ||
+			grep -q '^State:.*Z' "/proc/$(cat "$dir/nginx.master")/status" 2>/dev/null; then
+			break
+		fi
+		sleep 0.1
+	done
+	echo "nginx did not start: $(tail -n 3 "$dir/error.log" "$dir/nginx.out" 2>/dev/null | tr '\n' ' ')"
+	return 1
+}
+
+nginx_stop() {
+	local dir=$1 pid i
+	[[ -f "$dir/nginx.master" ]] || return 0
+	pid=$(cat "$dir/nginx.master")
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 50; i++)); do
+		[[ -d /proc/$pid ]] || break
+		grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break
+		sleep 0.1
+	done
+	rm -f "$dir/nginx.master"
+}
