@@ -18,6 +18,8 @@
  * where we want to start over.
  */
 #include <curl/curl.h>
+
+#include "curl_lazy.h"
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +161,8 @@ static CURL *easy_new(const char *step, struct vmd_error *err)
 	char msg[VMD_ERROR_MSG_MAX];
 	CURL *h;
 
+	if (vmd_curl_load(err) < 0)
+		return NULL;
 	pthread_once(&curl_once, curl_init);
 	snprintf(msg, sizeof(msg), "%s: could not start the transfer", step);
 	if (curl_init_rc != CURLE_OK) {

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "fsutil.h"
+#include "curl_lazy.h"
 #include "source.h"
 
 #define ZERO_BLOCK 65536u
@@ -28,6 +29,7 @@ int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
 	if (!url || !*url)
 		return vmd_error_set(err, VMD_E_INVAL, "no image given",
 		                     "empty source");
+	*ops = NULL;
 	if (!sep) {
 		*ops = &vmd_source_file;
 		return 0;
@@ -36,7 +38,9 @@ int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
 		*ops = &vmd_source_http;
 	else if (strncmp(url, "glance://", 9) == 0)
 		*ops = &vmd_source_glance;
-	else if (strncmp(url, "file://", 7) == 0)
+	if (*ops == &vmd_source_http || *ops == &vmd_source_glance)
+		return vmd_curl_load(err);
+	if (strncmp(url, "file://", 7) == 0)
 		*ops = &vmd_source_file;
 	else
 		return vmd_error_set(err, VMD_E_INVAL,

@@ -29,6 +29,8 @@
 
 #include <curl/curl.h>
 
+#include "curl_lazy.h"
+
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 

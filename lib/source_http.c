@@ -9,6 +9,8 @@
  * carry a signed query.
  */
 #include <curl/curl.h>
+
+#include "curl_lazy.h"
 #include <stdio.h>
 #include <string.h>
 

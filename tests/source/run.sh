@@ -6,6 +6,7 @@
 #  - every lib/*.c starts with a block comment saying what it is for.
 # Last line: "N passed, N failed".
 set -uo pipefail
+BUILD_DIR=${1:-build}
 cd "$(dirname "$0")/../.."
 
 passed=0
@@ -45,9 +46,18 @@ files_say_what_they_are() {
 	return "$bad"
 }
 
+# Every process pays for the libraries it links: libcurl (and the thirty
+# it brings) is dlopen()ed by the network sources only (lib/curl_lazy.h).
+libvmdisk_does_not_link_curl() {
+	local lib=${BUILD_DIR:-build}/lib/libvmdisk.so
+	[[ -f "$lib" ]] || { echo "no $lib"; return 1; }
+	! readelf -d "$lib" | grep -E 'NEEDED.*libcurl'
+}
+
 check "no process is started outside lib/runner.c" no_process_start_outside_runner
 check "the runner names no shell" runner_names_no_shell
 check "one cleanup idiom (no goto)" one_cleanup_idiom
 check "every source file starts with its comment" files_say_what_they_are
+check "libvmdisk does not link libcurl" libvmdisk_does_not_link_curl
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
