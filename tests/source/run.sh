@@ -3,7 +3,8 @@
 #  - no shell and no process start outside the runner;
 #  - the runner names no shell;
 #  - one cleanup idiom (__attribute__((cleanup))), no `goto out`;
-#  - every lib/*.c starts with a block comment saying what it is for.
+#  - every lib/*.c starts with a block comment saying what it is for;
+#  - libvmdisk (BUILD_DIR, $1, default build/) does not link libcurl.
 # Last line: "N passed, N failed".
 set -uo pipefail
 BUILD_DIR=${1:-build}
