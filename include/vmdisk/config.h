@@ -53,6 +53,13 @@ struct vmd_config {
 	uint32_t remove_unused_resized_minimum_age_seconds;  /* 3600 */
 	enum vmd_log_target log_target;        /* default syslog */
 	enum vmd_log_level log_level;          /* default info */
+	/* rbd backend (vmdisk's own names) */
+	char images_rbd_glance_store_pool[VMD_NAME_MAX]; /* default "images":
+	                                   where direct snapshots go */
+	uint32_t rbd_connect_timeout;          /* seconds, default 5 */
+	bool rbd_clone_fallback_import;        /* default true: a location that
+	                                   cannot be cloned falls back to import
+	                                   when an image source is given too */
 };
 
 void vmd_config_defaults(struct vmd_config *cfg);
