@@ -431,6 +431,9 @@ static int vr_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 
 	if (rc < 0)
 		return rc;
+	out->backing[0] = '\0';
+	out->snapshots[0] = '\0';
+	out->actual_size = 0;
 	vr_disk_name(disk, name);
 	rc = rbd_stat(img, &st, sizeof(st));
 	if (rc < 0)
