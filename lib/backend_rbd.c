@@ -231,6 +231,46 @@ static bool all_zero(const unsigned char *p, size_t n)
 	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
 }
 
+#define RBD_ZERO_GRAIN (64u << 10)
+
+/* Write buf (at image offset off) leaving out all-zero 64 KiB pieces, which
+ * a fresh image already reads as zeroes. */
+static int write_nonzero(rbd_image_t img, const unsigned char *buf, size_t len,
+                         uint64_t off, const char *pool, struct vmd_error *err)
+{
+	size_t pos = 0;
+
+	while (pos < len) {
+		size_t start, end;
+
+		while (pos < len &&
+		       all_zero(buf + pos, len - pos < RBD_ZERO_GRAIN
+		                                   ? len - pos
+		                                   : RBD_ZERO_GRAIN))
+			pos += RBD_ZERO_GRAIN < len - pos ? RBD_ZERO_GRAIN
+			                                  : len - pos;
+		start = pos;
+		while (pos < len &&
+		       !all_zero(buf + pos, len - pos < RBD_ZERO_GRAIN
+		                                    ? len - pos
+		                                    : RBD_ZERO_GRAIN))
+			pos += RBD_ZERO_GRAIN < len - pos ? RBD_ZERO_GRAIN
+			                                  : len - pos;
+		end = pos;
+		if (end > start) {
+			ssize_t w = rbd_write(img, off + start, end - start,
+			                      (const char *)buf + start);
+
+			if (w != (ssize_t)(end - start))
+				return vr_fail(err, VMD_E_IO,
+				               w < 0 ? (int)w : -EIO,
+				               "writing the disk failed", pool,
+				               "rbd_write");
+		}
+	}
+	return 0;
+}
+
 /* Copy the guest view of the base into img; zero runs are skipped (a new
  * image reads zeroes there). */
 static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
@@ -264,17 +304,10 @@ static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
 			rc = vmd_blockdev_pread(bd, buf, (size_t)run, off, err);
 			if (rc < 0)
 				return rc;
-			if (!all_zero(buf, (size_t)run)) {
-				ssize_t w = rbd_write(img, off, (size_t)run,
-				                      (const char *)buf);
-
-				if (w != (ssize_t)run)
-					return vr_fail(
-						err, VMD_E_IO,
-						w < 0 ? (int)w : -EIO,
-						"writing the disk failed", pool,
-						"rbd_write");
-			}
+			rc = write_nonzero(img, buf, (size_t)run, off, pool,
+			                   err);
+			if (rc < 0)
+				return rc;
 		}
 		off += run;
 	}

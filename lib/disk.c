@@ -321,6 +321,7 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		vmd_log_warning("create: %s/%s: location not clonable, "
 		                "importing the image instead", instance, disk);
 		vmd_error_clear(err);
+		rc = 0;
 	}
 	bool from_base = opts->image || opts->fs != VMD_FS_NONE;
 
