@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,17 +37,30 @@
 #define RBD_SNAP_PUBLISHED "snap" /* what Glance's rbd store names it */
 
 struct rbd_conn {
-	rados_t cluster;
+	rados_t cluster;  /* shared: owned by the connection cache */
+	rados_t own;      /* not yet cached: shut down on close */
 	rados_ioctx_t io;
-	bool connected;
 };
+
+/*
+ * One cluster connection per process, reused by every call with the same
+ * configuration: a connect costs tens of milliseconds (monitor handshake,
+ * cephx), which would dominate an O(1) clone that makes several calls.
+ */
+static struct {
+	pthread_mutex_t mutex;
+	rados_t cluster;
+	char conf[PATH_MAX];
+	char user[VMD_NAME_MAX];
+	uint32_t timeout;
+} conn_cache = {.mutex = PTHREAD_MUTEX_INITIALIZER};
 
 static void vr_conn_close(struct rbd_conn *c)
 {
 	if (c->io)
 		rados_ioctx_destroy(c->io);
-	if (c->cluster)
-		rados_shutdown(c->cluster);
+	if (c->own)
+		rados_shutdown(c->own);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -87,46 +101,80 @@ static int vr_errc(int r)
 	                     : VMD_E_EXTERNAL;
 }
 
-/* Connect to the configured cluster and open `pool`. */
-static int vr_connect(struct vmd_ctx *ctx, const char *pool,
-                       struct rbd_conn *c, struct vmd_error *err)
+static int vr_new_cluster(const struct vmd_config *cfg, const char *pool,
+                          struct rbd_conn *c, struct vmd_error *err)
 {
-	const struct vmd_config *cfg = vmd_ctx_config(ctx);
 	char timeout[16];
-	int r;
+	int r = rados_create(&c->own, cfg->rbd_user[0] ? cfg->rbd_user : NULL);
 
-	memset(c, 0, sizeof(*c));
-	r = rados_create(&c->cluster, cfg->rbd_user[0] ? cfg->rbd_user : NULL);
 	if (r < 0) {
-		c->cluster = NULL;
+		c->own = NULL;
 		return vr_fail(err, VMD_E_EXTERNAL, r, "client setup failed",
-		                pool, "rados_create");
+		               pool, "rados_create");
 	}
-	r = rados_conf_read_file(c->cluster, cfg->images_rbd_ceph_conf[0]
-	                                             ? cfg->images_rbd_ceph_conf
-	                                             : NULL);
+	r = rados_conf_read_file(c->own, cfg->images_rbd_ceph_conf[0]
+	                                         ? cfg->images_rbd_ceph_conf
+	                                         : NULL);
 	if (r < 0)
 		return vr_fail(err, VMD_E_CONFIG, r,
-		                "reading the ceph configuration failed", pool,
-		                "rados_conf_read_file");
+		               "reading the ceph configuration failed", pool,
+		               "rados_conf_read_file");
 	snprintf(timeout, sizeof(timeout), "%u",
 	         cfg->rbd_connect_timeout ? cfg->rbd_connect_timeout : 5);
 	/* An unreachable cluster must fail, not hang the caller forever. */
-	rados_conf_set(c->cluster, "client_mount_timeout", timeout);
-	rados_conf_set(c->cluster, "rados_mon_op_timeout", timeout);
-	rados_conf_set(c->cluster, "log_to_stderr", "false");
-	rados_conf_set(c->cluster, "err_to_stderr", "false");
-	r = rados_connect(c->cluster);
+	rados_conf_set(c->own, "client_mount_timeout", timeout);
+	rados_conf_set(c->own, "rados_mon_op_timeout", timeout);
+	rados_conf_set(c->own, "log_to_stderr", "false");
+	rados_conf_set(c->own, "err_to_stderr", "false");
+	r = rados_connect(c->own);
 	if (r < 0)
 		return vr_fail(err, VMD_E_EXTERNAL, r,
-		                "connecting to the cluster failed", pool,
-		                "rados_connect");
-	c->connected = true;
+		               "connecting to the cluster failed", pool,
+		               "rados_connect");
+	return 0;
+}
+
+static bool conn_cache_matches(const struct vmd_config *cfg)
+{
+	return conn_cache.cluster &&
+	       strcmp(conn_cache.conf, cfg->images_rbd_ceph_conf) == 0 &&
+	       strcmp(conn_cache.user, cfg->rbd_user) == 0 &&
+	       conn_cache.timeout == cfg->rbd_connect_timeout;
+}
+
+/* Connect to the configured cluster (or reuse the connection) and open
+ * `pool`. */
+static int vr_connect(struct vmd_ctx *ctx, const char *pool,
+                      struct rbd_conn *c, struct vmd_error *err)
+{
+	const struct vmd_config *cfg = vmd_ctx_config(ctx);
+	int r = 0;
+
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_lock(&conn_cache.mutex);
+	if (!conn_cache_matches(cfg)) {
+		r = vr_new_cluster(cfg, pool, c, err);
+		if (r == 0) {
+			/* The previous one may still be used by a caller in
+			 * another thread: it is left open, not shut down. */
+			conn_cache.cluster = c->own;
+			c->own = NULL;
+			snprintf(conn_cache.conf, sizeof(conn_cache.conf), "%s",
+			         cfg->images_rbd_ceph_conf);
+			snprintf(conn_cache.user, sizeof(conn_cache.user), "%s",
+			         cfg->rbd_user);
+			conn_cache.timeout = cfg->rbd_connect_timeout;
+		}
+	}
+	c->cluster = conn_cache.cluster;
+	pthread_mutex_unlock(&conn_cache.mutex);
+	if (r < 0)
+		return r;
 	r = rados_ioctx_create(c->cluster, pool, &c->io);
 	if (r < 0) {
 		c->io = NULL;
 		return vr_fail(err, vr_errc(r), r, "opening the pool failed",
-		                pool, "rados_ioctx_create");
+		               pool, "rados_ioctx_create");
 	}
 	return 0;
 }
