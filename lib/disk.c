@@ -310,7 +310,13 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = check_size(opts->size, err);
 	if (rc == 0)
 		rc = vmd_backend_get(kind, &ops, err);
-	if (rc == 0 && opts->location) {
+	/* A location means nothing to a backend that cannot clone one: with
+	 * an image to import it is ignored, as Nova does. */
+	bool use_location = rc == 0 && opts->location &&
+	                    (VMD_BACKEND_HAS(ops, clone_from_location) ||
+	                     !opts->image);
+
+	if (use_location) {
 		rc = create_by_location(ctx, ops, &ref, opts, kind, out, err);
 		/* Only a location that is well formed but not clonable here
 		 * falls back, and only when configured and a source is given. */

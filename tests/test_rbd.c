@@ -315,6 +315,13 @@ static void remove_disk(const char *inst, const char *disk)
 	assert_int_equal(vmd_disk_remove(g.ctx, inst, disk, &err), 0);
 	disk_name(inst, disk, name);
 	assert_false(image_exists(g.vms, name));
+	{
+		/* The instance's last disk takes its directory along. */
+		char *dir = th_path(g.instances, inst);
+
+		assert_false(th_exists(dir));
+		free(dir);
+	}
 }
 
 static void test_import_raw(void **state)

@@ -988,7 +988,7 @@ static const struct command commands[] = {
 	 "Create DISK of INSTANCE (a UUID) from an image, or blank (formatted\n"
 	 "once per fs, size and label into a cached template). SIZE defaults to\n"
 	 "the image's size and may not be smaller; units K, M, G, T (powers of\n"
-	 "1024). B is flat, qcow2, ploop or default.\n"
+	 "1024). B is flat, qcow2, rbd, lvm, ploop or default.\n"
 	 "--location rbd://FSID/POOL/IMAGE/SNAP (rbd backend) clones that\n"
 	 "protected snapshot instead of importing; with --image too, a location\n"
 	 "that cannot be cloned falls back to importing the image when\n"
