@@ -588,20 +588,24 @@ static int vr_read_to_fd(rbd_image_t img, int fd, const char *pool,
 	return 0;
 }
 
+/* dst_path into its directory ("." when relative) and file name. */
 static int split_path(const char *path, char *dir, size_t dsize,
                       const char **base, struct vmd_error *err)
 {
 	const char *slash = strrchr(path, '/');
+	const char *name = slash ? slash + 1 : path;
 
-	if (!slash || slash[1] == '\0' || (size_t)(slash - path) >= dsize)
+	if (!*name || (slash && (size_t)(slash - path) >= dsize))
 		return vmd_error_set(err, VMD_E_INVAL,
-		                     "destination must be an absolute file path",
+		                     "extract: destination is not a file name",
 		                     "dst %s", path);
 	if (slash == path)
 		snprintf(dir, dsize, "/");
-	else
+	else if (slash)
 		snprintf(dir, dsize, "%.*s", (int)(slash - path), path);
-	*base = slash + 1;
+	else
+		snprintf(dir, dsize, ".");
+	*base = name;
 	return 0;
 }
 

@@ -139,6 +139,7 @@ case $cmd in
 start)
 	# A half-started cluster is stopped before the skip/failure is reported.
 	trap 'rc=$?; [ $rc -eq 0 ] || { stop_pid "$D/osd.pid"; stop_pid "$D/mon.pid"; }; exit $rc' EXIT
+	trap 'exit 143' TERM INT
 	start
 	;;
 stop)

@@ -47,6 +47,7 @@ cleanup() {
 	rm -rf "$D"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT   # so that the EXIT trap stops the daemons
 
 rc=0
 "$here/cluster.sh" start "$D" || rc=$?
