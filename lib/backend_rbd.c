@@ -280,12 +280,52 @@ static bool all_zero(const unsigned char *p, size_t n)
 }
 
 #define RBD_ZERO_GRAIN (64u << 10)
+#define RBD_INFLIGHT 8 /* chunks being written at once */
 
-/* Write buf (at image offset off) leaving out all-zero 64 KiB pieces, which
- * a fresh image already reads as zeroes. */
-static int write_nonzero(rbd_image_t img, const unsigned char *buf, size_t len,
+/* One chunk buffer and the asynchronous writes still reading from it. */
+struct aio_slot {
+	unsigned char *buf;
+	rbd_completion_t comps[RBD_CHUNK / RBD_ZERO_GRAIN];
+	size_t ncomps;
+};
+
+struct aio_pipeline {
+	struct aio_slot slots[RBD_INFLIGHT];
+	int first_error; /* the first failed write's return value */
+};
+
+/* Wait for a slot's writes so that its buffer may be reused. */
+static void slot_drain(struct aio_pipeline *p, struct aio_slot *s)
+{
+	for (size_t i = 0; i < s->ncomps; i++) {
+		ssize_t r;
+
+		rbd_aio_wait_for_complete(s->comps[i]);
+		r = rbd_aio_get_return_value(s->comps[i]);
+		if (r < 0 && p->first_error == 0)
+			p->first_error = (int)r;
+		rbd_aio_release(s->comps[i]);
+	}
+	s->ncomps = 0;
+}
+
+/* Buffers are freed only once no write reads them any more, on every
+ * path out. */
+static void pipeline_free(struct aio_pipeline *p)
+{
+	for (size_t i = 0; i < RBD_INFLIGHT; i++) {
+		slot_drain(p, &p->slots[i]);
+		free(p->slots[i].buf);
+		p->slots[i].buf = NULL;
+	}
+}
+
+/* Queue writes of buf (at image offset off) leaving out all-zero 64 KiB
+ * pieces, which a fresh image already reads as zeroes. */
+static int write_nonzero(rbd_image_t img, struct aio_slot *s, size_t len,
                          uint64_t off, const char *pool, struct vmd_error *err)
 {
+	const unsigned char *buf = s->buf;
 	size_t pos = 0;
 
 	while (pos < len) {
@@ -306,40 +346,51 @@ static int write_nonzero(rbd_image_t img, const unsigned char *buf, size_t len,
 			                                  : len - pos;
 		end = pos;
 		if (end > start) {
-			ssize_t w = rbd_write(img, off + start, end - start,
-			                      (const char *)buf + start);
+			rbd_completion_t c;
+			int r = rbd_aio_create_completion(NULL, NULL, &c);
 
-			if (w != (ssize_t)(end - start))
-				return vr_fail(err, VMD_E_IO,
-				               w < 0 ? (int)w : -EIO,
+			if (r == 0) {
+				r = rbd_aio_write(img, off + start, end - start,
+				                  (const char *)buf + start, c);
+				if (r < 0)
+					rbd_aio_release(c);
+				else
+					s->comps[s->ncomps++] = c;
+			}
+			if (r < 0)
+				return vr_fail(err, VMD_E_IO, r,
 				               "writing the disk failed", pool,
-				               "rbd_write");
+				               "rbd_aio_write");
 		}
 	}
 	return 0;
 }
 
 /* Copy the guest view of the base into img; zero runs are skipped (a new
- * image reads zeroes there). */
+ * image reads zeroes there). Up to RBD_INFLIGHT chunks are in flight. */
 static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
-                           const char *pool, struct vmd_error *err)
+                          const char *pool, struct vmd_error *err)
 {
 	struct vmd_blockdev *bd __attribute__((cleanup(vmd_blockdev_closep))) =
 		NULL;
-	VMD_AUTOFREE unsigned char *buf = malloc(RBD_CHUNK);
+	struct aio_pipeline p __attribute__((cleanup(pipeline_free))) = {0};
 	struct vmd_inspect_limits lim;
 	uint64_t off = 0;
+	size_t next = 0;
 	int rc;
 
-	if (!buf)
-		return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
-		                     "import buffer");
+	for (size_t i = 0; i < RBD_INFLIGHT; i++) {
+		p.slots[i].buf = malloc(RBD_CHUNK);
+		if (!p.slots[i].buf)
+			return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
+			                     "import buffer");
+	}
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
 	rc = vmd_blockdev_open(base->path, base->format, 0, &lim, &bd, err);
 	if (rc < 0)
 		return rc;
-	while (off < base->virtual_size) {
+	while (off < base->virtual_size && p.first_error == 0) {
 		uint64_t want = base->virtual_size - off, run = 0;
 		bool zero = false;
 
@@ -349,20 +400,28 @@ static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
 		if (rc < 0)
 			return rc;
 		if (!zero) {
-			rc = vmd_blockdev_pread(bd, buf, (size_t)run, off, err);
+			struct aio_slot *s = &p.slots[next++ % RBD_INFLIGHT];
+
+			slot_drain(&p, s);
+			rc = vmd_blockdev_pread(bd, s->buf, (size_t)run, off,
+			                        err);
 			if (rc < 0)
 				return rc;
-			rc = write_nonzero(img, buf, (size_t)run, off, pool,
-			                   err);
+			rc = write_nonzero(img, s, (size_t)run, off, pool, err);
 			if (rc < 0)
 				return rc;
 		}
 		off += run;
 	}
+	for (size_t i = 0; i < RBD_INFLIGHT; i++)
+		slot_drain(&p, &p.slots[i]);
+	if (p.first_error < 0)
+		return vr_fail(err, VMD_E_IO, p.first_error,
+		               "writing the disk failed", pool, "rbd_aio_write");
 	rc = rbd_flush(img);
 	if (rc < 0)
 		return vr_fail(err, VMD_E_IO, rc, "flushing the disk failed",
-		                pool, "rbd_flush");
+		               pool, "rbd_flush");
 	return 0;
 }
 
