@@ -28,6 +28,7 @@
 
 #include "blockdev.h"
 #include "convert.h"
+#include "faultpoint.h"
 #include "fsutil.h"
 #include "internal.h"
 
@@ -458,6 +459,8 @@ static int vr_create_from_image(struct vmd_ctx *ctx,
 	} else {
 		rc = vr_import_base(base, img, pool, err);
 	}
+	if (rc == 0)
+		rc = vmd_faultpoint("rbd.after_import", err);
 	if (rc == 0 && size > vmd_round_sector(base->virtual_size)) {
 		rc = rbd_resize2(img, size, false, NULL, NULL);
 		if (rc < 0)
@@ -1095,6 +1098,8 @@ static int publish_clone(struct rbd_conn *c, rados_ioctx_t store,
 		vr_fail(err, VMD_E_EXTERNAL, rc, "opening the new image failed",
 		         store_pool, name);
 	}
+	if (rc == 0)
+		rc = vmd_faultpoint("rbd.direct_after_clone", err);
 	if (rc == 0 && (rc = rbd_flatten(img)) < 0)
 		vr_fail(err, VMD_E_EXTERNAL, rc, "flatten failed", store_pool,
 		         name);

@@ -15,6 +15,7 @@
 #include <vmdisk/vmdisk.h>
 
 #include "helpers.h"
+#include "vmd_build_config.h"
 
 #define MIB (1024u * 1024u)
 #define BASE_SIZE (12u * MIB) /* three 4 MiB objects, the middle a hole */
@@ -723,6 +724,51 @@ static void test_cli_verbose_never_shows_key(void **state)
 	assert_int_equal(cli(remove, NULL), 0);
 }
 
+/* Fail closed: an import or a direct snapshot stopped midway leaves nothing
+ * (no disk, no record, no published image, no temporary snapshot). */
+static void test_failures_leave_nothing(void **state)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts o = {.image = g.base_raw};
+	struct vmd_disk_info info;
+	char inst[37], name[128], pub[64], url[512], *dir;
+	static const char *const points[] = {"rbd.after_import:fail",
+	                                     "disk.before_record:fail"};
+
+	(void)state;
+	need_cluster();
+	if (!VMD_FAULT_INJECTION) {
+		print_message("skipped: needs -Dfault_injection=true\n");
+		skip();
+	}
+	new_uuid(inst);
+	disk_name(inst, "root", name);
+	dir = th_path(g.instances, inst);
+	for (size_t i = 0; i < 2; i++) {
+		setenv("VMDISK_FAULT", points[i], 1);
+		assert_int_not_equal(vmd_disk_create(g.ctx, inst, "root", &o,
+		                                     NULL, &err),
+		                     0);
+		unsetenv("VMDISK_FAULT");
+		assert_false(image_exists(g.vms, name));
+		assert_false(th_exists(dir));
+	}
+	free(dir);
+
+	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, NULL, &err),
+	                 0);
+	snprintf(pub, sizeof(pub), "fail-%.8s", inst);
+	setenv("VMDISK_FAULT", "rbd.direct_after_clone:fail", 1);
+	assert_int_not_equal(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub,
+	                                              url, sizeof(url), &err),
+	                     0);
+	unsetenv("VMDISK_FAULT");
+	assert_false(image_exists(g.images, pub));
+	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
+	assert_string_equal(info.snapshots, "");
+	remove_disk(inst, "root");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -737,6 +783,7 @@ int main(void)
 		cmocka_unit_test(test_bad_locations_refused),
 		cmocka_unit_test(test_fallback_to_import),
 		cmocka_unit_test(test_cli_verbose_never_shows_key),
+		cmocka_unit_test(test_failures_leave_nothing),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
