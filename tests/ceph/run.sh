@@ -3,8 +3,9 @@
 #
 # Installs the Ceph packages when missing (root, apt-get), makes sure build/
 # has the rbd module and tests/test_rbd (reconfiguring once the librbd
-# headers are there), starts the cluster in a mktemp folder, runs test_rbd,
-# stops the daemons by PID and removes the folder. Last line:
+# headers are there), starts the cluster in a mktemp folder, runs test_rbd
+# (and build-asan's, when that build exists beside), stops the daemons by
+# PID and removes the folder. Last line:
 #   N passed, N failed[, N skipped]
 # Exit 0 when all passed, 77 (with the reason) when no cluster can start here.
 set -euo pipefail
@@ -58,20 +59,44 @@ elif [ $rc -ne 0 ]; then
 	echo "0 passed, 1 failed"; exit 1
 fi
 eval "$("$here/cluster.sh" env "$D")"
-export VMDISK_CEPH_CONF VMDISK_BUILD_DIR=$build VMDISK_SOURCE_DIR=$src
-export VMDISK_CLI=$build/tools/vmdisk CMOCKA_MESSAGE_OUTPUT=TAP
+export VMDISK_CEPH_CONF VMDISK_SOURCE_DIR=$src CMOCKA_MESSAGE_OUTPUT=TAP
 
-out=$D/test_rbd.tap
-trc=0
-timeout 600 "$build/tests/test_rbd" >"$out" 2>&1 || trc=$?
-cat "$out"
-# cmocka's TAP: "ok N - name", "not ok N - name", "not ok N # SKIP name".
-skipped=$(grep -cE '^(not )?ok [0-9]+ # SKIP' "$out" || true)
-failed=$(grep -E '^not ok [0-9]+' "$out" | grep -cv '# SKIP' || true)
-passed=$(grep -E '^ok [0-9]+' "$out" | grep -cv '# SKIP' || true)
-if [ "$trc" -ne 0 ] && [ "$failed" -eq 0 ]; then
-	failed=1   # crashed or timed out without a TAP failure line
+# run_tests BUILD_DIR: test_rbd of that build; adds to the counts.
+passed=0 failed=0 skipped=0
+run_tests() {
+	local b=$1 out trc=0
+	out=$D/test_rbd.$(basename "$b").tap
+	echo "=== test_rbd ($b)"
+	VMDISK_BUILD_DIR=$b VMDISK_CLI=$b/tools/vmdisk \
+		timeout 600 "$b/tests/test_rbd" >"$out" 2>&1 || trc=$?
+	cat "$out"
+	# cmocka's TAP: "ok N - name", "not ok N - name", "not ok N # SKIP name".
+	local s f p
+	s=$(grep -cE '^(not )?ok [0-9]+ # SKIP' "$out" || true)
+	f=$(grep -E '^not ok [0-9]+' "$out" | grep -cv '# SKIP' || true)
+	p=$(grep -E '^ok [0-9]+' "$out" | grep -cv '# SKIP' || true)
+	if [ "$trc" -ne 0 ] && [ "$f" -eq 0 ]; then
+		f=1   # crashed or timed out without a TAP failure line
+	fi
+	if [ $((p + f)) -eq 0 ]; then f=1; fi
+	passed=$((passed + p)) failed=$((failed + f)) skipped=$((skipped + s))
+}
+
+run_tests "$build"
+# The sanitizer build too, when there is one beside it (scripts/test.sh
+# makes build-asan): the module's memory errors show there.
+asan=$(dirname "$build")/build-asan
+if [ "$asan" != "$build" ] && [ -f "$asan/build.ninja" ]; then
+	if [ ! -e "$asan/tests/test_rbd" ]; then
+		meson setup --reconfigure "$asan" >/dev/null
+	fi
+	if ninja -C "$asan" -j2 >/dev/null && [ -e "$asan/tests/test_rbd" ]; then
+		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+			run_tests "$asan"
+	else
+		echo "build-asan: test_rbd could not be built"; failed=$((failed + 1))
+	fi
 fi
-if [ $((passed + failed)) -eq 0 ]; then failed=1; fi
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
