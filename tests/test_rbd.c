@@ -602,8 +602,8 @@ static void test_blank(void **state)
 	remove_disk(inst, "data");
 }
 
-/* Run the CLI; returns its status, stderr in *errp. */
-static int cli(const char *const *args, char **errp)
+/* Run the CLI; returns its status, stdout in *outp, stderr in *errp. */
+static int cli_out(const char *const *args, char **outp, char **errp)
 {
 	char cfgenv[4200], modenv[4200];
 	const char *build = getenv("VMDISK_BUILD_DIR");
@@ -616,7 +616,12 @@ static int cli(const char *const *args, char **errp)
 	for (size_t i = 0; args[i] && n < 15; i++)
 		argv[n++] = args[i];
 	argv[n] = NULL;
-	return th_run(argv, env, NULL, errp);
+	return th_run(argv, env, outp, errp);
+}
+
+static int cli(const char *const *args, char **errp)
+{
+	return cli_out(args, NULL, errp);
 }
 
 static unsigned count_lines(const char *s)
@@ -769,6 +774,60 @@ static void test_failures_leave_nothing(void **state)
 	remove_disk(inst, "root");
 }
 
+/* The rbd commands of the CLI, end to end. */
+static void test_cli_commands(void **state)
+{
+	char inst[37], parent[64], loc[256], pub[64], want[256];
+	char *out = NULL;
+	const char *create[] = {"create", inst, "root", "--location", loc,
+	                        "--size", "16M", NULL};
+	const char *snap[] = {"snapshot", "create", inst, "root", "s1", NULL};
+	const char *info[] = {"--json", "info", inst, "root", NULL};
+	const char *flatten[] = {"flatten", inst, "root", NULL};
+	const char *direct[] = {"direct-snapshot", inst, "root", pub, NULL};
+	const char *snaprm[] = {"snapshot", "remove", inst, "root", "s1", NULL};
+	const char *remove[] = {"remove", inst, "root", NULL};
+
+	(void)state;
+	need_cluster();
+	new_uuid(inst);
+	snprintf(parent, sizeof(parent), "cli-%.8s", inst);
+	snprintf(pub, sizeof(pub), "clipub-%.8s", inst);
+	make_parent(parent);
+	snprintf(loc, sizeof(loc), "rbd://%s/images/%s/snap", g.fsid, parent);
+	assert_int_equal(cli_out(create, &out, NULL), 0);
+	snprintf(want, sizeof(want), "backing file: rbd:images/%s@snap",
+	         parent);
+	assert_non_null(strstr(out, want));
+	free(out);
+	assert_int_equal(cli(snap, NULL), 0);
+	assert_int_equal(cli_out(info, &out, NULL), 0);
+	{
+		/* Pretty-printed JSON: "snapshots": [ "s1" ] over lines. */
+		const char *k = strstr(out, "\"snapshots\":");
+
+		assert_non_null(k);
+		assert_non_null(strchr(k, '['));
+		assert_non_null(strstr(k, "\"s1\""));
+	}
+	free(out);
+	assert_int_equal(cli(flatten, NULL), 0);
+	assert_int_equal(cli_out(direct, &out, NULL), 0);
+	snprintf(want, sizeof(want), "rbd://%s/images/%s/snap\n", g.fsid, pub);
+	assert_string_equal(out, want);
+	free(out);
+	assert_int_equal(cli(snaprm, NULL), 0);
+	assert_int_equal(cli(remove, NULL), 0);
+	{
+		char name[128];
+
+		disk_name(inst, "root", name);
+		assert_false(image_exists(g.vms, name));
+	}
+	remove_parent(parent);
+	remove_parent(pub);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -784,6 +843,7 @@ int main(void)
 		cmocka_unit_test(test_fallback_to_import),
 		cmocka_unit_test(test_cli_verbose_never_shows_key),
 		cmocka_unit_test(test_failures_leave_nothing),
+		cmocka_unit_test(test_cli_commands),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

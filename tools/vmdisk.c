@@ -139,10 +139,18 @@ static void print_info(const struct cli *cli, const struct vmd_disk_info *info)
 			o, "backing",
 			info->backing[0] ? json_object_new_string(info->backing)
 			                 : NULL);
-		if (info->snapshots[0])
-			json_object_object_add(
-				o, "snapshots",
-				json_object_new_string(info->snapshots));
+		if (info->snapshots[0]) {
+			struct json_object *a = json_object_new_array();
+			char names[sizeof(info->snapshots)];
+			char *save = NULL;
+
+			snprintf(names, sizeof(names), "%s", info->snapshots);
+			for (char *t = strtok_r(names, ",", &save); t;
+			     t = strtok_r(NULL, ",", &save))
+				json_object_array_add(a,
+				                      json_object_new_string(t));
+			json_object_object_add(o, "snapshots", a);
+		}
 		print_json(o);
 		return;
 	}
