@@ -264,6 +264,9 @@ static const struct key_def keys[] = {
 	KEY(remove_unused_original_minimum_age_seconds, KT_U32),
 	KEY(remove_unused_resized_minimum_age_seconds, KT_U32),
 	KEY(log_target, KT_LOG_TARGET),
+	STR_KEY(images_rbd_glance_store_pool, check_pool_name),
+	KEY(rbd_connect_timeout, KT_U32),
+	KEY(rbd_clone_fallback_import, KT_BOOL),
 	KEY(log_level, KT_LOG_LEVEL),
 	STR_KEY(ca_file, check_optional_abs_path),
 	U32_KEY(http_connect_timeout, 1, 3600),
@@ -553,6 +556,10 @@ void vmd_config_defaults(struct vmd_config *cfg)
 	cfg->max_image_download_size = 0;
 	snprintf(cfg->allowed_disk_formats, sizeof(cfg->allowed_disk_formats),
 	         "%s", "raw,qcow2");
+	snprintf(cfg->images_rbd_glance_store_pool,
+	         sizeof(cfg->images_rbd_glance_store_pool), "%s", "images");
+	cfg->rbd_connect_timeout = 5;
+	cfg->rbd_clone_fallback_import = true;
 }
 
 int vmd_config_load_string(struct vmd_config *cfg, const char *text,

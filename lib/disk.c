@@ -183,6 +183,7 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
                          const struct vmd_disk_ref *ref,
                          const struct vmd_create_opts *opts,
                          const struct vmd_cache_entry *entry,
+                         const char *location,
                          struct vmd_disk_record *rec, struct vmd_error *err)
 {
 	VMD_AUTOREMOVE struct vmd_cleanup_path dir_guard = {0};
@@ -210,7 +211,17 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 		return vmd_error_set(err, VMD_E_EXISTS, "disk already exists",
 		                     "%s exists without a record", ref->path);
 
-	if (entry) {
+	if (location) {
+		rc = vmd_backend_require(
+			ops,
+			VMD_BACKEND_HAS(ops, clone_from_location)
+				? (const void *)ops->clone_from_location
+				: NULL,
+			"clone_from_location", err);
+		if (rc == 0)
+			rc = ops->clone_from_location(ctx, ref, location, size,
+			                              err);
+	} else if (entry) {
 		if (size == 0)
 			size = vmd_round_sector(entry->virtual_size);
 		if (size < entry->virtual_size)
@@ -253,6 +264,32 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 	return 0;
 }
 
+/* A copy-on-write clone of a backend location: no base is fetched. */
+static int create_by_location(struct vmd_ctx *ctx,
+                              const struct vmd_backend_ops *ops,
+                              const struct vmd_disk_ref *ref,
+                              const struct vmd_create_opts *opts,
+                              enum vmd_backend_kind kind,
+                              struct vmd_disk_info *out, struct vmd_error *err)
+{
+	VMD_AUTOLOCK struct vmd_lock inst_lock = VMD_LOCK_INIT;
+	struct vmd_disk_record rec = {0};
+	int rc = lock_instance(ctx, ref->instance, &inst_lock, err);
+
+	rec.backend = kind;
+	rec.format = VMD_FORMAT_RAW;
+	if (rc == 0)
+		rc = create_locked(ctx, ops, ref, opts, NULL, opts->location,
+		                   &rec, err);
+	if (rc == 0 && out) {
+		rc = ops->info(ctx, ref, out, err);
+		snprintf(out->backend, sizeof(out->backend), "%s", ops->name);
+	}
+	if (rc < 0)
+		vmd_error_prefix(err, "create");
+	return rc;
+}
+
 int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
                     const char *disk, const struct vmd_create_opts *opts,
                     struct vmd_disk_info *out, struct vmd_error *err)
@@ -273,6 +310,25 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = check_size(opts->size, err);
 	if (rc == 0)
 		rc = vmd_backend_get(kind, &ops, err);
+	/* A location means nothing to a backend that cannot clone one: with
+	 * an image to import it is ignored, as Nova does. */
+	bool use_location = rc == 0 && opts->location &&
+	                    (VMD_BACKEND_HAS(ops, clone_from_location) ||
+	                     !opts->image);
+
+	if (use_location) {
+		rc = create_by_location(ctx, ops, &ref, opts, kind, out, err);
+		/* Only a location that is well formed but not clonable here
+		 * falls back, and only when configured and a source is given. */
+		if (rc == 0 || !opts->image ||
+		    !ctx->cfg.rbd_clone_fallback_import ||
+		    (rc != VMD_E_REFUSED && rc != VMD_E_NOTFOUND))
+			return rc;
+		vmd_log_warning("create: %s/%s: location not clonable, "
+		                "importing the image instead", instance, disk);
+		vmd_error_clear(err);
+		rc = 0;
+	}
 	bool from_base = opts->image || opts->fs != VMD_FS_NONE;
 
 	if (rc == 0 && opts->image)
@@ -298,7 +354,7 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	if (from_base)
 		snprintf(rec.base_id, sizeof(rec.base_id), "%s", entry.id);
 	rc = create_locked(ctx, ops, &ref, opts, from_base ? &entry : NULL,
-	                   &rec, err);
+	                   NULL, &rec, err);
 	if (rc == 0 && from_base)
 		touch_base(&entry);
 	if (rc == 0 && out)
@@ -450,4 +506,107 @@ int vmd_disk_libvirt_xml(struct vmd_ctx *ctx, const char *instance,
 	if (rc < 0)
 		vmd_error_prefix(err, "xml");
 	return rc;
+}
+
+/* The optional per-disk operations share this: lock, resolve, check, call. */
+enum disk_op { OP_SNAP_CREATE, OP_SNAP_REMOVE, OP_SNAP_ROLLBACK, OP_FLATTEN,
+	       OP_DIRECT_SNAPSHOT };
+
+static int disk_op_run(struct vmd_ctx *ctx, const char *instance,
+                       const char *disk, enum disk_op op, const char *name,
+                       char *url, size_t url_size, struct vmd_error *err)
+{
+	static const char *const op_names[] = {
+		"snapshot create", "snapshot remove", "snapshot rollback",
+		"flatten", "direct snapshot"};
+	struct vmd_disk_ref ref;
+	const struct vmd_backend_ops *ops;
+	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
+	const void *fn = NULL;
+	int rc = disk_ref_init(ctx, instance, disk, &ref, err);
+
+	if (rc == 0 && op != OP_FLATTEN &&
+	    (!name || !vmd_valid_disk_name(name)))
+		rc = vmd_error_set(err, VMD_E_INVAL, "bad snapshot name",
+		                   "snapshot name must match "
+		                   "[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
+	if (rc == 0)
+		rc = lock_instance(ctx, instance, &lock, err);
+	if (rc == 0)
+		rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+	if (rc == 0) {
+		switch (op) {
+		case OP_SNAP_CREATE: fn = (const void *)ops->snap_create; break;
+		case OP_SNAP_REMOVE: fn = (const void *)ops->snap_remove; break;
+		case OP_SNAP_ROLLBACK:
+			fn = (const void *)ops->snap_rollback;
+			break;
+		case OP_FLATTEN: fn = (const void *)ops->flatten; break;
+		case OP_DIRECT_SNAPSHOT:
+			fn = VMD_BACKEND_HAS(ops, direct_snapshot)
+			             ? (const void *)ops->direct_snapshot
+			             : NULL;
+			break;
+		}
+		rc = vmd_backend_require(ops, fn, op_names[op], err);
+	}
+	if (rc == 0) {
+		switch (op) {
+		case OP_SNAP_CREATE:
+			rc = ops->snap_create(ctx, &ref, name, err);
+			break;
+		case OP_SNAP_REMOVE:
+			rc = ops->snap_remove(ctx, &ref, name, err);
+			break;
+		case OP_SNAP_ROLLBACK:
+			rc = ops->snap_rollback(ctx, &ref, name, err);
+			break;
+		case OP_FLATTEN: rc = ops->flatten(ctx, &ref, err); break;
+		case OP_DIRECT_SNAPSHOT:
+			rc = ops->direct_snapshot(ctx, &ref, name, url, url_size,
+			                          err);
+			break;
+		}
+	}
+	if (rc < 0)
+		vmd_error_prefix(err, op_names[op]);
+	return rc;
+}
+
+int vmd_disk_snap_create(struct vmd_ctx *ctx, const char *instance,
+                         const char *disk, const char *snap,
+                         struct vmd_error *err)
+{
+	return disk_op_run(ctx, instance, disk, OP_SNAP_CREATE, snap, NULL, 0,
+	                   err);
+}
+
+int vmd_disk_snap_remove(struct vmd_ctx *ctx, const char *instance,
+                         const char *disk, const char *snap,
+                         struct vmd_error *err)
+{
+	return disk_op_run(ctx, instance, disk, OP_SNAP_REMOVE, snap, NULL, 0,
+	                   err);
+}
+
+int vmd_disk_snap_rollback(struct vmd_ctx *ctx, const char *instance,
+                           const char *disk, const char *snap,
+                           struct vmd_error *err)
+{
+	return disk_op_run(ctx, instance, disk, OP_SNAP_ROLLBACK, snap, NULL, 0,
+	                   err);
+}
+
+int vmd_disk_flatten(struct vmd_ctx *ctx, const char *instance,
+                     const char *disk, struct vmd_error *err)
+{
+	return disk_op_run(ctx, instance, disk, OP_FLATTEN, NULL, NULL, 0, err);
+}
+
+int vmd_disk_direct_snapshot(struct vmd_ctx *ctx, const char *instance,
+                             const char *disk, const char *name, char *url,
+                             size_t url_size, struct vmd_error *err)
+{
+	return disk_op_run(ctx, instance, disk, OP_DIRECT_SNAPSHOT, name, url,
+	                   url_size, err);
 }

@@ -20,7 +20,7 @@ VMD_DEPS=(
 	libcmocka-dev libinih-dev libjson-c-dev libssl-dev zlib1g-dev libzstd-dev
 	libcurl4-openssl-dev nginx-light openssl curl python3
 	qemu-utils e2fsprogs xfsprogs dosfstools util-linux coreutils clang libclang-rt-14-dev
-	libvirt-clients btrfs-progs libxml2-utils
+	libvirt-clients btrfs-progs libxml2-utils librbd-dev librados-dev
 )
 
 vmd_log() {

@@ -510,6 +510,28 @@ static void test_failure_after_disk_cleans_up(void **state)
 	free(idir);
 }
 
+/* A location is for backends that clone (rbd): others import the image
+ * given with it, and without one they say they cannot. */
+static void test_location_on_file_backend(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	const char *inst = "5b1d3e0c-8f1e-4c55-9a3d-6c1f2b7e9a10";
+	const char *loc = "rbd://5b1d3e0c-8f1e-4c55-9a3d-6c1f2b7e9a10/images/i/snap";
+	struct vmd_create_opts only_loc = {.location = loc,
+	                                   .backend = VMD_BACKEND_QCOW2};
+	struct vmd_create_opts both = {.location = loc, .image = f->base,
+	                               .backend = VMD_BACKEND_QCOW2};
+	struct vmd_disk_info info;
+
+	assert_int_equal(vmd_disk_create(f->ctx, inst, "a", &only_loc, NULL,
+	                                 &err),
+	                 VMD_E_UNSUPPORTED);
+	assert_int_equal(vmd_disk_create(f->ctx, inst, "b", &both, &info, &err),
+	                 0);
+	assert_string_equal(info.backend, "qcow2");
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -529,6 +551,7 @@ int main(void)
 		T(test_snapshot_extract),
 		T(test_cache_fetch_once),
 		T(test_failure_after_disk_cleans_up),
+		T(test_location_on_file_backend),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");

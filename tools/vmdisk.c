@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "convert.h"
+#include "vmd_build_config.h"
 #include <vmdisk/inspect.h>
 #include <vmdisk/vmdisk.h>
 
@@ -138,6 +139,18 @@ static void print_info(const struct cli *cli, const struct vmd_disk_info *info)
 			o, "backing",
 			info->backing[0] ? json_object_new_string(info->backing)
 			                 : NULL);
+		if (info->snapshots[0]) {
+			struct json_object *a = json_object_new_array();
+			char names[sizeof(info->snapshots)];
+			char *save = NULL;
+
+			snprintf(names, sizeof(names), "%s", info->snapshots);
+			for (char *t = strtok_r(names, ",", &save); t;
+			     t = strtok_r(NULL, ",", &save))
+				json_object_array_add(a,
+				                      json_object_new_string(t));
+			json_object_object_add(o, "snapshots", a);
+		}
 		print_json(o);
 		return;
 	}
@@ -148,6 +161,8 @@ static void print_info(const struct cli *cli, const struct vmd_disk_info *info)
 	       (unsigned long long)info->actual_size, info->path);
 	if (info->backing[0])
 		printf("backing file: %s\n", info->backing);
+	if (info->snapshots[0])
+		printf("snapshots: %s\n", info->snapshots);
 }
 
 /* Download progress: bytes, rate and, when the size is known, ETA. */
@@ -299,6 +314,9 @@ static int create_opt(int opt, const char *arg, void *state)
 	case 'L':
 		st->opts.label = arg;
 		return 0;
+	case 'l':
+		st->opts.location = arg;
+		return 0;
 	default:
 		return EXIT_USAGE;
 	}
@@ -314,6 +332,7 @@ static int cmd_create(struct cli *cli, int argc, char **argv)
 		{"blank", no_argument, NULL, 'B'},
 		{"fs", required_argument, NULL, 'F'},
 		{"label", required_argument, NULL, 'L'},
+		{"location", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -328,7 +347,9 @@ static int cmd_create(struct cli *cli, int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - first != 2)
 		return usage_error("create: expected INSTANCE and DISK");
-	if (!st.opts.image == !st.blank)
+	if (st.opts.location && st.blank)
+		return usage_error("create: --location does not go with --blank");
+	if (!st.opts.location && !st.opts.image == !st.blank)
 		return usage_error("create: give --image SOURCE or --blank");
 	if (st.blank && !st.opts.size)
 		return usage_error("create: --blank needs --size");
@@ -875,6 +896,93 @@ static int cmd_cache(struct cli *cli, int argc, char **argv)
 	return usage_error("cache: expected 'list' or 'prune [--dry-run]'");
 }
 
+static int cmd_snapshot(struct cli *cli, int argc, char **argv)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	const char *verb, *instance, *disk, *snap;
+	int first;
+	int rc = parse_sub(find_command("snapshot"), argc, argv,
+	                   (const struct option[]){{"help", 0, NULL, 'h'},
+	                                           {NULL, 0, NULL, 0}},
+	                   &first, NULL, NULL);
+
+	if (rc != 0)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - first != 4)
+		return usage_error("snapshot: expected create|remove|rollback "
+		                   "INSTANCE DISK SNAP");
+	verb = argv[first];
+	instance = argv[first + 1];
+	disk = argv[first + 2];
+	snap = argv[first + 3];
+	rc = check_disk_args(instance, disk);
+	if (rc != 0)
+		return rc;
+	if (!vmd_valid_disk_name(snap))
+		return usage_error("bad snapshot name (allowed: "
+		                   "[A-Za-z0-9][A-Za-z0-9._-]{0,63})");
+	if (strcmp(verb, "create") == 0)
+		rc = vmd_disk_snap_create(cli->ctx, instance, disk, snap, &err);
+	else if (strcmp(verb, "remove") == 0)
+		rc = vmd_disk_snap_remove(cli->ctx, instance, disk, snap, &err);
+	else if (strcmp(verb, "rollback") == 0)
+		rc = vmd_disk_snap_rollback(cli->ctx, instance, disk, snap,
+		                            &err);
+	else
+		return usage_error("snapshot: expected create, remove or "
+		                   "rollback");
+	return rc < 0 ? failed(&err) : EXIT_OK;
+}
+
+static int cmd_flatten(struct cli *cli, int argc, char **argv)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	int first;
+	int rc = disk_command_args("flatten", argc, argv, 2, &first);
+
+	if (rc != 0)
+		return rc < 0 ? EXIT_OK : rc;
+	if (vmd_disk_flatten(cli->ctx, argv[first], argv[first + 1], &err) < 0)
+		return failed(&err);
+	return EXIT_OK;
+}
+
+static int cmd_direct_snapshot(struct cli *cli, int argc, char **argv)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	char url[512];
+	int first;
+	int rc = parse_sub(find_command("direct-snapshot"), argc, argv,
+	                   (const struct option[]){{"help", 0, NULL, 'h'},
+	                                           {NULL, 0, NULL, 0}},
+	                   &first, NULL, NULL);
+
+	if (rc != 0)
+		return rc < 0 ? EXIT_OK : rc;
+	if (argc - first != 3)
+		return usage_error("direct-snapshot: expected INSTANCE DISK NAME");
+	rc = check_disk_args(argv[first], argv[first + 1]);
+	if (rc != 0)
+		return rc;
+	if (!vmd_valid_disk_name(argv[first + 2]))
+		return usage_error("bad image name (allowed: "
+		                   "[A-Za-z0-9][A-Za-z0-9._-]{0,63})");
+	if (vmd_disk_direct_snapshot(cli->ctx, argv[first], argv[first + 1],
+	                             argv[first + 2], url, sizeof(url),
+	                             &err) < 0)
+		return failed(&err);
+	if (cli->json) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "location",
+		                       json_object_new_string(url));
+		print_json(o);
+	} else {
+		printf("%s\n", url);
+	}
+	return EXIT_OK;
+}
+
 static const struct command commands[] = {
 	{"fetch", "fetch SOURCE [--checksum ALG:HEX]",
 	 "Copy an image (a file, http(s):// or glance://ID) into the base-image\n"
@@ -882,19 +990,32 @@ static const struct command commands[] = {
 	 cmd_fetch},
 	{"create",
 	 "create INSTANCE DISK --image SOURCE [--size SIZE] [--backend B]\n"
-	 "       [--checksum ALG:HEX]\n"
+	 "       [--checksum ALG:HEX] [--location rbd://FSID/POOL/IMAGE/SNAP]\n"
 	 "       create INSTANCE DISK --blank --size SIZE [--fs ext4|xfs|vfat|swap]\n"
 	 "       [--label LABEL] [--backend B]",
 	 "Create DISK of INSTANCE (a UUID) from an image, or blank (formatted\n"
 	 "once per fs, size and label into a cached template). SIZE defaults to\n"
 	 "the image's size and may not be smaller; units K, M, G, T (powers of\n"
-	 "1024). B is flat, qcow2, ploop or default.",
+	 "1024). B is flat, qcow2, rbd, lvm, ploop or default.\n"
+	 "--location rbd://FSID/POOL/IMAGE/SNAP (rbd backend) clones that\n"
+	 "protected snapshot instead of importing; with --image too, a location\n"
+	 "that cannot be cloned falls back to importing the image when\n"
+	 "rbd_clone_fallback_import is true.",
 	 cmd_create},
 	{"info", "info INSTANCE DISK", "Show a disk's backend, format and sizes.",
 	 cmd_info},
 	{"resize", "resize INSTANCE DISK SIZE", "Grow a disk (never shrinks).",
 	 cmd_resize},
 	{"remove", "remove INSTANCE DISK", "Remove a disk.", cmd_remove},
+	{"snapshot", "snapshot create|remove|rollback INSTANCE DISK SNAP",
+	 "Manage backend snapshots of a disk (rbd).", cmd_snapshot},
+	{"flatten", "flatten INSTANCE DISK",
+	 "Copy the parent's data into a cloned disk so it has no parent (rbd).",
+	 cmd_flatten},
+	{"direct-snapshot", "direct-snapshot INSTANCE DISK NAME",
+	 "Publish the disk as image NAME in the image pool without a local\n"
+	 "copy, and print its location rbd://FSID/POOL/NAME/snap (rbd).",
+	 cmd_direct_snapshot},
 	{"libvirt-xml",
 	 "libvirt-xml INSTANCE DISK [--dev DEV] [--bus virtio|scsi|sata|ide]\n"
 	 "       [--cache none|writeback|writethrough|directsync|unsafe]\n"
@@ -962,6 +1083,13 @@ static int setup(struct cli *cli)
 		              "vmdisk");
 	else if (cli->verbose == 0)
 		vmd_log_setup(cfg->log_target, cfg->log_level, "vmdisk");
+#if VMD_FAULT_INJECTION
+	/* Test builds only: backend modules from the build tree. */
+	const char *module_dir = getenv("VMDISK_MODULE_DIR");
+
+	if (module_dir && module_dir[0] == '/')
+		vmd_backend_set_module_dir(module_dir);
+#endif
 	cli->ctx = vmd_ctx_new(cfg, &err);
 	if (!cli->ctx)
 		return failed(&err);

@@ -25,7 +25,7 @@
 extern "C" {
 #endif
 
-#define VMD_BACKEND_ABI_VERSION 1
+#define VMD_BACKEND_ABI_VERSION 2
 
 struct vmd_ctx;
 
@@ -52,6 +52,7 @@ struct vmd_disk_info {
 	uint64_t actual_size;   /* bytes allocated on the host */
 	char path[PATH_MAX];    /* where the guest's disk lives */
 	char backing[PATH_MAX]; /* backing file, "" if none */
+	char snapshots[1024];   /* rbd: snapshot names, comma-separated */
 };
 
 enum vmd_xml_source_type {
@@ -123,7 +124,26 @@ struct vmd_backend_ops {
 	                   const char *snap, struct vmd_error *err);
 	int (*snap_rollback)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	                     const char *snap, struct vmd_error *err);
+
+	/* ABI 2. Make `disk` as a copy-on-write clone of a backend location
+	 * (rbd://FSID/POOL/IMAGE/SNAP), `size` bytes (0: the parent's). A
+	 * malformed location is VMD_E_INVAL; one that is well formed but cannot
+	 * be cloned here (other cluster, missing snapshot) is VMD_E_REFUSED or
+	 * VMD_E_NOTFOUND, which the caller may answer by importing instead. */
+	int (*clone_from_location)(struct vmd_ctx *ctx,
+	                           const struct vmd_disk_ref *disk,
+	                           const char *location, uint64_t size,
+	                           struct vmd_error *err);
+	/* ABI 2. Publish the disk's current content as a new image `name` in
+	 * the image store, without a local copy; its location goes to url. */
+	int (*direct_snapshot)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+	                       const char *name, char *url, size_t url_size,
+	                       struct vmd_error *err);
 };
+
+/* Whether a table (possibly from an older module) has the ABI-2 ops. */
+#define VMD_BACKEND_HAS(ops, op)                                               \
+	((ops)->abi_version >= 2 && (ops)->op != NULL)
 
 /*
  * Find the ops table for a backend (never VMD_BACKEND_DEFAULT: resolve it

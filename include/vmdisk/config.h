@@ -64,6 +64,13 @@ struct vmd_config {
 	char glance_api_servers[1024];         /* "http(s)://host:port[/path],..." */
 	char glance_token_file[PATH_MAX];      /* "" = $VMDISK_GLANCE_TOKEN */
 	char allowed_disk_formats[256];        /* default "raw,qcow2" */
+	/* rbd backend (vmdisk's own names) */
+	char images_rbd_glance_store_pool[VMD_NAME_MAX]; /* default "images":
+	                                   where direct snapshots go */
+	uint32_t rbd_connect_timeout;          /* seconds, default 5 */
+	bool rbd_clone_fallback_import;        /* default true: a location that
+	                                   cannot be cloned falls back to import
+	                                   when an image source is given too */
 };
 
 void vmd_config_defaults(struct vmd_config *cfg);

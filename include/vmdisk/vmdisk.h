@@ -135,6 +135,8 @@ struct vmd_create_opts {
 	const char *checksum;         /* "ALG:HEX" the image must hash to */
 	vmd_progress_cb progress;     /* download progress, or NULL */
 	void *progress_opaque;
+	const char *location;         /* backend location to clone from
+	                                 (rbd://FSID/POOL/IMAGE/SNAP), or NULL */
 };
 
 int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
@@ -169,6 +171,25 @@ struct vmd_xml_opts {
 int vmd_disk_libvirt_xml(struct vmd_ctx *ctx, const char *instance,
                          const char *disk, const struct vmd_xml_opts *opts,
                          char **xml, struct vmd_error *err);
+
+/* Backend snapshots of a disk (rbd). */
+int vmd_disk_snap_create(struct vmd_ctx *ctx, const char *instance,
+                         const char *disk, const char *snap,
+                         struct vmd_error *err);
+int vmd_disk_snap_remove(struct vmd_ctx *ctx, const char *instance,
+                         const char *disk, const char *snap,
+                         struct vmd_error *err);
+int vmd_disk_snap_rollback(struct vmd_ctx *ctx, const char *instance,
+                           const char *disk, const char *snap,
+                           struct vmd_error *err);
+/* Copy the parent's data into the disk so that it no longer has one. */
+int vmd_disk_flatten(struct vmd_ctx *ctx, const char *instance,
+                     const char *disk, struct vmd_error *err);
+/* Publish the disk as image `name` in the backend's image store; its
+ * location (rbd://...) is written to url. */
+int vmd_disk_direct_snapshot(struct vmd_ctx *ctx, const char *instance,
+                             const char *disk, const char *name, char *url,
+                             size_t url_size, struct vmd_error *err);
 
 #ifdef __cplusplus
 }

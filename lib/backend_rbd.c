@@ -1,0 +1,1196 @@
+/*
+ * The rbd backend: disks are RBD images in a Ceph pool, reached through
+ * librados/librbd (never the rbd CLI). Built as the module vmdisk-rbd.so so
+ * that only commands that use Ceph load librbd.
+ *
+ * A disk of instance I named D is the image "I_D" in images_rbd_pool. It is
+ * made by importing a cached base (sparse: zero runs are not written), as a
+ * copy-on-write clone of a protected snapshot named by a location
+ * rbd://FSID/POOL/IMAGE/SNAP in the same cluster, or blank. A direct
+ * snapshot publishes a disk into images_rbd_glance_store_pool as
+ * NAME@snap without a local copy.
+ *
+ * librados reads the cephx key itself from the keyring named by the ceph
+ * configuration: the key never passes through this code, so it cannot reach
+ * a log or an error. Public messages name the step and the pool only.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <rados/librados.h>
+#include <rbd/librbd.h>
+
+#include "blockdev.h"
+#include "convert.h"
+#include "faultpoint.h"
+#include "fsutil.h"
+#include "internal.h"
+
+#define RBD_CHUNK (4u << 20)     /* one default RBD object */
+#define RBD_IMAGE_NAME_MAX 128   /* "<uuid>_<disk>" fits */
+#define RBD_MAX_SNAPS 512
+#define RBD_SNAP_PUBLISHED "snap" /* what Glance's rbd store names it */
+
+struct rbd_conn {
+	rados_t cluster;  /* shared: owned by the connection cache */
+	rados_t own;      /* not yet cached: shut down on close */
+	rados_ioctx_t io;
+};
+
+/*
+ * One cluster connection per process, reused by every call with the same
+ * configuration: a connect costs tens of milliseconds (monitor handshake,
+ * cephx), which would dominate an O(1) clone that makes several calls.
+ */
+static struct {
+	pthread_mutex_t mutex;
+	rados_t cluster;
+	char conf[PATH_MAX];
+	char user[VMD_NAME_MAX];
+	uint32_t timeout;
+} conn_cache = {.mutex = PTHREAD_MUTEX_INITIALIZER};
+
+static void vr_conn_close(struct rbd_conn *c)
+{
+	if (c->io)
+		rados_ioctx_destroy(c->io);
+	if (c->own)
+		rados_shutdown(c->own);
+	memset(c, 0, sizeof(*c));
+}
+
+static void vr_image_closep(rbd_image_t *img)
+{
+	if (*img)
+		rbd_close(*img);
+	*img = NULL;
+}
+
+static void rados_ioctx_destroyp(rados_ioctx_t *io)
+{
+	if (*io)
+		rados_ioctx_destroy(*io);
+	*io = NULL;
+}
+
+#define AUTOCONN __attribute__((cleanup(vr_conn_close)))
+#define AUTOIMG __attribute__((cleanup(vr_image_closep)))
+#define AUTOIOCTX __attribute__((cleanup(rados_ioctx_destroyp)))
+
+static int vr_fail(struct vmd_error *err, enum vmd_errc code, int r,
+                    const char *msg, const char *pool, const char *what)
+{
+	char pub[320];
+
+	snprintf(pub, sizeof(pub), "rbd: %s (pool %.*s)", msg, VMD_NAME_MAX,
+	         pool);
+	return vmd_error_set(err, code, pub, "rbd: %s: %s: %s", msg, what,
+	                     strerror(-r));
+}
+
+static int vr_errc(int r)
+{
+	return r == -ENOENT ? VMD_E_NOTFOUND
+	       : r == -EEXIST ? VMD_E_EXISTS
+	       : r == -EBUSY ? VMD_E_BUSY
+	                     : VMD_E_EXTERNAL;
+}
+
+static int vr_new_cluster(const struct vmd_config *cfg, const char *pool,
+                          struct rbd_conn *c, struct vmd_error *err)
+{
+	char timeout[16];
+	int r = rados_create(&c->own, cfg->rbd_user[0] ? cfg->rbd_user : NULL);
+
+	if (r < 0) {
+		c->own = NULL;
+		return vr_fail(err, VMD_E_EXTERNAL, r, "client setup failed",
+		               pool, "rados_create");
+	}
+	r = rados_conf_read_file(c->own, cfg->images_rbd_ceph_conf[0]
+	                                         ? cfg->images_rbd_ceph_conf
+	                                         : NULL);
+	if (r < 0)
+		return vr_fail(err, VMD_E_CONFIG, r,
+		               "reading the ceph configuration failed", pool,
+		               "rados_conf_read_file");
+	snprintf(timeout, sizeof(timeout), "%u",
+	         cfg->rbd_connect_timeout ? cfg->rbd_connect_timeout : 5);
+	/* An unreachable cluster must fail, not hang the caller forever. */
+	rados_conf_set(c->own, "client_mount_timeout", timeout);
+	rados_conf_set(c->own, "rados_mon_op_timeout", timeout);
+	rados_conf_set(c->own, "log_to_stderr", "false");
+	rados_conf_set(c->own, "err_to_stderr", "false");
+	r = rados_connect(c->own);
+	if (r < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, r,
+		               "connecting to the cluster failed", pool,
+		               "rados_connect");
+	return 0;
+}
+
+static bool conn_cache_matches(const struct vmd_config *cfg)
+{
+	return conn_cache.cluster &&
+	       strcmp(conn_cache.conf, cfg->images_rbd_ceph_conf) == 0 &&
+	       strcmp(conn_cache.user, cfg->rbd_user) == 0 &&
+	       conn_cache.timeout == cfg->rbd_connect_timeout;
+}
+
+/* Connect to the configured cluster (or reuse the connection) and open
+ * `pool`. */
+static int vr_connect(struct vmd_ctx *ctx, const char *pool,
+                      struct rbd_conn *c, struct vmd_error *err)
+{
+	const struct vmd_config *cfg = vmd_ctx_config(ctx);
+	int r = 0;
+
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_lock(&conn_cache.mutex);
+	if (!conn_cache_matches(cfg)) {
+		r = vr_new_cluster(cfg, pool, c, err);
+		if (r == 0) {
+			/* The previous one may still be used by a caller in
+			 * another thread: it is left open, not shut down. */
+			conn_cache.cluster = c->own;
+			c->own = NULL;
+			snprintf(conn_cache.conf, sizeof(conn_cache.conf), "%s",
+			         cfg->images_rbd_ceph_conf);
+			snprintf(conn_cache.user, sizeof(conn_cache.user), "%s",
+			         cfg->rbd_user);
+			conn_cache.timeout = cfg->rbd_connect_timeout;
+		}
+	}
+	c->cluster = conn_cache.cluster;
+	pthread_mutex_unlock(&conn_cache.mutex);
+	if (r < 0)
+		return r;
+	r = rados_ioctx_create(c->cluster, pool, &c->io);
+	if (r < 0) {
+		c->io = NULL;
+		return vr_fail(err, vr_errc(r), r, "opening the pool failed",
+		               pool, "rados_ioctx_create");
+	}
+	return 0;
+}
+
+static const char *vr_pool(struct vmd_ctx *ctx)
+{
+	return vmd_ctx_config(ctx)->images_rbd_pool;
+}
+
+static void vr_disk_name(const struct vmd_disk_ref *disk, char *name)
+{
+	snprintf(name, RBD_IMAGE_NAME_MAX, "%s_%s", disk->instance, disk->disk);
+}
+
+static int vr_open_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                         struct rbd_conn *c, rbd_image_t *img, bool ro,
+                         struct vmd_error *err)
+{
+	char name[RBD_IMAGE_NAME_MAX];
+	int r = vr_connect(ctx, vr_pool(ctx), c, err);
+
+	if (r < 0)
+		return r;
+	vr_disk_name(disk, name);
+	r = ro ? rbd_open_read_only(c->io, name, img, NULL)
+	       : rbd_open(c->io, name, img, NULL);
+	if (r < 0) {
+		*img = NULL;
+		return vr_fail(err, vr_errc(r), r, "opening the disk failed",
+		                vr_pool(ctx), name);
+	}
+	return 0;
+}
+
+/* Create an image with the cluster's default features (layering etc.). */
+static int vr_create_image(rados_ioctx_t io, const char *pool,
+                            const char *name, uint64_t size,
+                            struct vmd_error *err)
+{
+	rbd_image_options_t opts;
+	int r;
+
+	rbd_image_options_create(&opts);
+	r = rbd_create4(io, name, size, opts);
+	rbd_image_options_destroy(opts);
+	if (r < 0)
+		return vr_fail(err, vr_errc(r), r, "creating the disk failed",
+		                pool, name);
+	return 0;
+}
+
+/* Remove an image and every snapshot of it; absent is success. */
+static int vr_remove_image(rados_ioctx_t io, const char *pool,
+                            const char *name, struct vmd_error *err)
+{
+	AUTOIMG rbd_image_t img = NULL;
+	rbd_snap_info_t snaps[RBD_MAX_SNAPS];
+	int max = RBD_MAX_SNAPS;
+	int n, r = rbd_open(io, name, &img, NULL);
+
+	if (r == -ENOENT) {
+		img = NULL;
+		return 0;
+	}
+	if (r < 0) {
+		img = NULL;
+		return vr_fail(err, vr_errc(r), r, "opening the disk failed",
+		                pool, name);
+	}
+	n = rbd_snap_list(img, snaps, &max);
+	if (n < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, n,
+		                "listing snapshots failed", pool, name);
+	for (int i = 0; i < n; i++) {
+		int prot = 0;
+
+		r = rbd_snap_is_protected(img, snaps[i].name, &prot);
+		if (r == 0 && prot)
+			r = rbd_snap_unprotect(img, snaps[i].name);
+		if (r == 0)
+			r = rbd_snap_remove(img, snaps[i].name);
+		if (r < 0) {
+			rbd_snap_list_end(snaps);
+			return vr_fail(err, r == -EBUSY ? VMD_E_BUSY
+			                                 : VMD_E_EXTERNAL,
+			                r, "removing a snapshot failed "
+			                   "(clones of it exist?)",
+			                pool, name);
+		}
+	}
+	rbd_snap_list_end(snaps);
+	vr_image_closep(&img);
+	r = rbd_remove(io, name);
+	if (r < 0 && r != -ENOENT)
+		return vr_fail(err, vr_errc(r), r, "removing the disk failed",
+		                pool, name);
+	return 0;
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
+#define RBD_ZERO_GRAIN (64u << 10)
+#define RBD_INFLIGHT 8 /* chunks being written at once */
+
+/* One chunk buffer and the asynchronous writes still reading from it. */
+struct aio_slot {
+	unsigned char *buf;
+	rbd_completion_t comps[RBD_CHUNK / RBD_ZERO_GRAIN];
+	size_t ncomps;
+};
+
+struct aio_pipeline {
+	struct aio_slot slots[RBD_INFLIGHT];
+	int first_error; /* the first failed write's return value */
+};
+
+/* Wait for a slot's writes so that its buffer may be reused. */
+static void slot_drain(struct aio_pipeline *p, struct aio_slot *s)
+{
+	for (size_t i = 0; i < s->ncomps; i++) {
+		ssize_t r;
+
+		rbd_aio_wait_for_complete(s->comps[i]);
+		r = rbd_aio_get_return_value(s->comps[i]);
+		if (r < 0 && p->first_error == 0)
+			p->first_error = (int)r;
+		rbd_aio_release(s->comps[i]);
+	}
+	s->ncomps = 0;
+}
+
+/* Buffers are freed only once no write reads them any more, on every
+ * path out. */
+static void pipeline_free(struct aio_pipeline *p)
+{
+	for (size_t i = 0; i < RBD_INFLIGHT; i++) {
+		slot_drain(p, &p->slots[i]);
+		free(p->slots[i].buf);
+		p->slots[i].buf = NULL;
+	}
+}
+
+/* Queue writes of buf (at image offset off) leaving out all-zero 64 KiB
+ * pieces, which a fresh image already reads as zeroes. */
+static int write_nonzero(rbd_image_t img, struct aio_slot *s, size_t len,
+                         uint64_t off, const char *pool, struct vmd_error *err)
+{
+	const unsigned char *buf = s->buf;
+	size_t pos = 0;
+
+	while (pos < len) {
+		size_t start, end;
+
+		while (pos < len &&
+		       all_zero(buf + pos, len - pos < RBD_ZERO_GRAIN
+		                                   ? len - pos
+		                                   : RBD_ZERO_GRAIN))
+			pos += RBD_ZERO_GRAIN < len - pos ? RBD_ZERO_GRAIN
+			                                  : len - pos;
+		start = pos;
+		while (pos < len &&
+		       !all_zero(buf + pos, len - pos < RBD_ZERO_GRAIN
+		                                    ? len - pos
+		                                    : RBD_ZERO_GRAIN))
+			pos += RBD_ZERO_GRAIN < len - pos ? RBD_ZERO_GRAIN
+			                                  : len - pos;
+		end = pos;
+		if (end > start) {
+			rbd_completion_t c;
+			int r = rbd_aio_create_completion(NULL, NULL, &c);
+
+			if (r == 0) {
+				r = rbd_aio_write(img, off + start, end - start,
+				                  (const char *)buf + start, c);
+				if (r < 0)
+					rbd_aio_release(c);
+				else
+					s->comps[s->ncomps++] = c;
+			}
+			if (r < 0)
+				return vr_fail(err, VMD_E_IO, r,
+				               "writing the disk failed", pool,
+				               "rbd_aio_write");
+		}
+	}
+	return 0;
+}
+
+/* Copy the guest view of the base into img; zero runs are skipped (a new
+ * image reads zeroes there). Up to RBD_INFLIGHT chunks are in flight. */
+static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
+                          const char *pool, struct vmd_error *err)
+{
+	struct vmd_blockdev *bd __attribute__((cleanup(vmd_blockdev_closep))) =
+		NULL;
+	struct aio_pipeline p __attribute__((cleanup(pipeline_free))) = {0};
+	struct vmd_inspect_limits lim;
+	uint64_t off = 0;
+	size_t next = 0;
+	int rc;
+
+	for (size_t i = 0; i < RBD_INFLIGHT; i++) {
+		p.slots[i].buf = malloc(RBD_CHUNK);
+		if (!p.slots[i].buf)
+			return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
+			                     "import buffer");
+	}
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = UINT64_MAX;
+	rc = vmd_blockdev_open(base->path, base->format, 0, &lim, &bd, err);
+	if (rc < 0)
+		return rc;
+	while (off < base->virtual_size && p.first_error == 0) {
+		uint64_t want = base->virtual_size - off, run = 0;
+		bool zero = false;
+
+		if (want > RBD_CHUNK)
+			want = RBD_CHUNK;
+		rc = vmd_blockdev_status(bd, off, want, &run, &zero, err);
+		if (rc < 0)
+			return rc;
+		if (!zero) {
+			struct aio_slot *s = &p.slots[next++ % RBD_INFLIGHT];
+
+			slot_drain(&p, s);
+			rc = vmd_blockdev_pread(bd, s->buf, (size_t)run, off,
+			                        err);
+			if (rc < 0)
+				return rc;
+			rc = write_nonzero(img, s, (size_t)run, off, pool, err);
+			if (rc < 0)
+				return rc;
+		}
+		off += run;
+	}
+	for (size_t i = 0; i < RBD_INFLIGHT; i++)
+		slot_drain(&p, &p.slots[i]);
+	if (p.first_error < 0)
+		return vr_fail(err, VMD_E_IO, p.first_error,
+		               "writing the disk failed", pool, "rbd_aio_write");
+	rc = rbd_flush(img);
+	if (rc < 0)
+		return vr_fail(err, VMD_E_IO, rc, "flushing the disk failed",
+		               pool, "rbd_flush");
+	return 0;
+}
+
+static int vr_create_from_image(struct vmd_ctx *ctx,
+                                 const struct vmd_disk_ref *disk,
+                                 const struct vmd_image *base, uint64_t size,
+                                 struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIMG rbd_image_t img = NULL;
+	char name[RBD_IMAGE_NAME_MAX];
+	const char *pool = vr_pool(ctx);
+	int rc;
+
+	if (size < base->virtual_size)
+		return vmd_error_set(err, VMD_E_TOOSMALL,
+		                     "requested size is smaller than the image",
+		                     "size %llu < base %llu",
+		                     (unsigned long long)size,
+		                     (unsigned long long)base->virtual_size);
+	rc = vr_connect(ctx, pool, &c, err);
+	if (rc < 0)
+		return rc;
+	vr_disk_name(disk, name);
+	rc = vr_create_image(c.io, pool, name, vmd_round_sector(base->virtual_size),
+	                      err);
+	if (rc < 0)
+		return rc;
+	rc = rbd_open(c.io, name, &img, NULL);
+	if (rc < 0) {
+		img = NULL;
+		vr_fail(err, VMD_E_EXTERNAL, rc, "opening the new disk failed",
+		         pool, name);
+	} else {
+		rc = vr_import_base(base, img, pool, err);
+	}
+	if (rc == 0)
+		rc = vmd_faultpoint("rbd.after_import", err);
+	if (rc == 0 && size > vmd_round_sector(base->virtual_size)) {
+		rc = rbd_resize2(img, size, false, NULL, NULL);
+		if (rc < 0)
+			vr_fail(err, VMD_E_EXTERNAL, rc, "growing the disk failed",
+			         pool, name);
+	}
+	if (rc < 0) {
+		struct vmd_error ignored = VMD_ERROR_INIT;
+
+		vr_image_closep(&img);
+		vr_remove_image(c.io, pool, name, &ignored);
+		vmd_error_prefix(err, "import");
+		return rc;
+	}
+	return 0;
+}
+
+static int vr_create_blank(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                            uint64_t size, struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	char name[RBD_IMAGE_NAME_MAX];
+	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
+
+	if (rc < 0)
+		return rc;
+	vr_disk_name(disk, name);
+	return vr_create_image(c.io, vr_pool(ctx), name, size, err);
+}
+
+static int vr_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                      uint64_t new_size, struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIMG rbd_image_t img = NULL;
+	rbd_image_info_t st;
+	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
+
+	if (rc < 0)
+		return rc;
+	rc = rbd_stat(img, &st, sizeof(st));
+	if (rc < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, rc, "reading the size failed",
+		                vr_pool(ctx), disk->disk);
+	if (new_size < st.size)
+		return vmd_error_set(err, VMD_E_TOOSMALL,
+		                     "disks only grow",
+		                     "new size %llu < %llu",
+		                     (unsigned long long)new_size,
+		                     (unsigned long long)st.size);
+	rc = rbd_resize2(img, new_size, false, NULL, NULL);
+	if (rc < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, rc, "growing the disk failed",
+		                vr_pool(ctx), disk->disk);
+	return 0;
+}
+
+static int vr_exists(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                      bool *exists, struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIMG rbd_image_t img = NULL;
+	char name[RBD_IMAGE_NAME_MAX];
+	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
+
+	if (rc < 0)
+		return rc;
+	vr_disk_name(disk, name);
+	rc = rbd_open_read_only(c.io, name, &img, NULL);
+	if (rc < 0)
+		img = NULL;
+	if (rc == -ENOENT) {
+		*exists = false;
+		return 0;
+	}
+	if (rc < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, rc, "opening the disk failed",
+		                vr_pool(ctx), name);
+	*exists = true;
+	return 0;
+}
+
+static int count_extent(uint64_t off, size_t len, int exists, void *arg)
+{
+	(void)off;
+	if (exists)
+		*(uint64_t *)arg += len;
+	return 0;
+}
+
+static void append_name(char *list, size_t size, const char *name)
+{
+	size_t used = strlen(list);
+
+	snprintf(list + used, size - used, "%s%s", used ? "," : "", name);
+}
+
+static int vr_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                    struct vmd_disk_info *out, struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIMG rbd_image_t img = NULL;
+	rbd_image_info_t st;
+	rbd_linked_image_spec_t pimg;
+	rbd_snap_spec_t psnap;
+	rbd_snap_info_t snaps[RBD_MAX_SNAPS];
+	int max = RBD_MAX_SNAPS, n;
+	char name[RBD_IMAGE_NAME_MAX];
+	uint64_t used = 0;
+	int rc = vr_open_disk(ctx, disk, &c, &img, true, err);
+
+	if (rc < 0)
+		return rc;
+	out->backing[0] = '\0';
+	out->snapshots[0] = '\0';
+	out->actual_size = 0;
+	vr_disk_name(disk, name);
+	rc = rbd_stat(img, &st, sizeof(st));
+	if (rc < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, rc, "reading the size failed",
+		                vr_pool(ctx), name);
+	snprintf(out->format, sizeof(out->format), "raw");
+	out->virtual_size = st.size;
+	/* Object-granular with fast-diff: what the pool holds for this disk
+	 * alone (a clone's parent data is not counted). */
+	if (rbd_diff_iterate2(img, NULL, 0, st.size, 0, 1, count_extent,
+	                      &used) == 0)
+		out->actual_size = used;
+	snprintf(out->path, sizeof(out->path), "rbd:%s/%s", vr_pool(ctx),
+	         name);
+	rc = rbd_get_parent(img, &pimg, &psnap);
+	if (rc == 0) {
+		snprintf(out->backing, sizeof(out->backing), "rbd:%s/%s@%s",
+		         pimg.pool_name, pimg.image_name, psnap.name);
+		rbd_linked_image_spec_cleanup(&pimg);
+		rbd_snap_spec_cleanup(&psnap);
+	} else if (rc != -ENOENT) {
+		return vr_fail(err, VMD_E_EXTERNAL, rc,
+		                "reading the parent failed", vr_pool(ctx), name);
+	}
+	n = rbd_snap_list(img, snaps, &max);
+	if (n < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, n, "listing snapshots failed",
+		                vr_pool(ctx), name);
+	for (int i = 0; i < n; i++)
+		append_name(out->snapshots, sizeof(out->snapshots),
+		            snaps[i].name);
+	rbd_snap_list_end(snaps);
+	return 0;
+}
+
+/* Read the whole image into fd (sized to the image, zero chunks left as
+ * holes). */
+static int vr_read_to_fd(rbd_image_t img, int fd, const char *pool,
+                          struct vmd_error *err)
+{
+	VMD_AUTOFREE unsigned char *buf = malloc(RBD_CHUNK);
+	rbd_image_info_t st;
+	int rc;
+
+	if (!buf)
+		return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
+		                     "extract buffer");
+	rc = rbd_stat(img, &st, sizeof(st));
+	if (rc < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, rc, "reading the size failed",
+		                pool, "rbd_stat");
+	for (uint64_t off = 0; off < st.size;) {
+		size_t want = st.size - off > RBD_CHUNK ? RBD_CHUNK
+		                                        : (size_t)(st.size - off);
+		ssize_t got = rbd_read(img, off, want, (char *)buf);
+
+		if (got != (ssize_t)want)
+			return vr_fail(err, VMD_E_IO, got < 0 ? (int)got : -EIO,
+			                "reading the disk failed", pool,
+			                "rbd_read");
+		if (!all_zero(buf, want) &&
+		    vmd_pwrite_full(fd, buf, want, off) < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "writing the copy failed",
+			                           "pwrite");
+		off += want;
+	}
+	if (ftruncate(fd, (off_t)st.size) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "sizing the copy failed", "ftruncate");
+	return 0;
+}
+
+/* dst_path into its directory ("." when relative) and file name. */
+static int split_path(const char *path, char *dir, size_t dsize,
+                      const char **base, struct vmd_error *err)
+{
+	const char *slash = strrchr(path, '/');
+	const char *name = slash ? slash + 1 : path;
+
+	if (!*name || (slash && (size_t)(slash - path) >= dsize))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "extract: destination is not a file name",
+		                     "dst %s", path);
+	if (slash == path)
+		snprintf(dir, dsize, "/");
+	else if (slash)
+		snprintf(dir, dsize, "%.*s", (int)(slash - path), path);
+	else
+		snprintf(dir, dsize, ".");
+	*base = name;
+	return 0;
+}
+
+static int vr_snapshot_extract(struct vmd_ctx *ctx,
+                                const struct vmd_disk_ref *disk,
+                                const char *dst_path,
+                                enum vmd_format dst_format,
+                                struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIMG rbd_image_t img = NULL;
+	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	char dir[PATH_MAX], tmp_path[PATH_MAX];
+	const char *base = NULL;
+	int rc;
+
+	if (dst_format != VMD_FORMAT_RAW && dst_format != VMD_FORMAT_QCOW2)
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "extract: only raw or qcow2",
+		                     "format %s", vmd_format_name(dst_format));
+	rc = split_path(dst_path, dir, sizeof(dir), &base, err);
+	if (rc == 0)
+		rc = vr_open_disk(ctx, disk, &c, &img, true, err);
+	if (rc < 0)
+		return rc;
+	if (dst_format == VMD_FORMAT_RAW) {
+		rc = vmd_tmpfile_open(&t, dir, base, 0644, err);
+		if (rc == 0)
+			rc = vr_read_to_fd(img, t.fd, vr_pool(ctx), err);
+		if (rc == 0)
+			rc = vmd_tmpfile_publish(&t, false, 0644, err);
+		return rc;
+	}
+	/* qcow2: a raw temporary beside the target, then the converter. */
+	rc = vmd_tmpfile_open_named(&t, dir, base, 0600, err);
+	if (rc == 0)
+		rc = vr_read_to_fd(img, t.fd, vr_pool(ctx), err);
+	if (rc == 0 && snprintf(tmp_path, sizeof(tmp_path), "%s/%s", dir,
+	                        t.tmpname) >= (int)sizeof(tmp_path))
+		rc = vmd_error_set(err, VMD_E_INVAL, "destination path too long",
+		                   "tmp path");
+	if (rc == 0) {
+		struct vmd_inspect_limits lim;
+		struct vmd_convert_opts o = {
+			.src_format = VMD_FORMAT_RAW,
+			.dst_format = VMD_FORMAT_QCOW2,
+			.limits = &lim,
+		};
+
+		vmd_inspect_limits_default(&lim);
+		lim.max_virtual_size = UINT64_MAX;
+		rc = vmd_convert_to_path(tmp_path, dst_path, &o, err);
+	}
+	return rc;
+}
+
+static int vr_remove_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                           struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	char name[RBD_IMAGE_NAME_MAX];
+	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
+
+	if (rc < 0)
+		return rc;
+	vr_disk_name(disk, name);
+	return vr_remove_image(c.io, vr_pool(ctx), name, err);
+}
+
+/* mon_host ("[v2:IP:3300,v1:IP:6789],HOST:PORT ...") into host:port entries,
+ * preferring each monitor's v1 address (what every QEMU can speak). */
+static void parse_mon_host(const char *mon, struct vmd_xml_source *out)
+{
+	size_t n = 0;
+	const char *p = mon;
+
+	while (*p && n < VMD_XML_MAX_HOSTS) {
+		char group[256], best[64] = "";
+		size_t glen;
+		bool bracket = *p == '[';
+
+		if (strchr(" ,;", *p)) {
+			p++;
+			continue;
+		}
+		if (bracket) {
+			const char *end = strchr(p, ']');
+
+			if (!end)
+				return;
+			glen = (size_t)(end - p - 1);
+			p++;
+		} else {
+			glen = strcspn(p, " ,;");
+		}
+		if (glen >= sizeof(group))
+			return;
+		memcpy(group, p, glen);
+		group[glen] = '\0';
+		p += glen + (bracket ? 1 : 0);
+		for (char *save = NULL, *tok = strtok_r(group, ",", &save); tok;
+		     tok = strtok_r(NULL, ",", &save)) {
+			bool v1 = strncmp(tok, "v1:", 3) == 0;
+			const char *addr = v1 || strncmp(tok, "v2:", 3) == 0
+			                           ? tok + 3 : tok;
+			char *slash = strchr(tok, '/'); /* drop a nonce */
+
+			if (slash)
+				*slash = '\0';
+			if (strspn(addr, "0123456789abcdefABCDEF.:-"
+			                 "ghijklmnopqrstuvwxyzGHIJKLMNOPQRSTUVWXYZ") !=
+			            strlen(addr) || strlen(addr) >= sizeof(best))
+				continue;
+			if (!best[0] || v1)
+				snprintf(best, sizeof(best), "%s", addr);
+		}
+		if (best[0])
+			snprintf(out->hosts[n++], sizeof(out->hosts[0]), "%s",
+			         best);
+	}
+}
+
+static int vr_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                          struct vmd_xml_source *out, struct vmd_error *err)
+{
+	const struct vmd_config *cfg = vmd_ctx_config(ctx);
+	AUTOCONN struct rbd_conn c = {0};
+	char name[RBD_IMAGE_NAME_MAX], mon[512];
+	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
+
+	if (rc < 0)
+		return rc;
+	memset(out, 0, sizeof(*out));
+	out->type = VMD_XML_NETWORK;
+	snprintf(out->driver_type, sizeof(out->driver_type), "raw");
+	snprintf(out->protocol, sizeof(out->protocol), "rbd");
+	vr_disk_name(disk, name);
+	snprintf(out->name, sizeof(out->name), "%s/%s", cfg->images_rbd_pool,
+	         name);
+	rc = rados_conf_get(c.cluster, "mon_host", mon, sizeof(mon));
+	if (rc == 0)
+		parse_mon_host(mon, out);
+	if (strlen(cfg->rbd_user) >= sizeof(out->auth_user))
+		return vmd_error_set(err, VMD_E_CONFIG, "rbd: rbd_user too long",
+		                     "rbd_user longer than %zu",
+		                     sizeof(out->auth_user) - 1);
+	memcpy(out->auth_user, cfg->rbd_user, strlen(cfg->rbd_user) + 1);
+	snprintf(out->auth_secret_uuid, sizeof(out->auth_secret_uuid), "%s",
+	         cfg->rbd_secret_uuid);
+	return 0;
+}
+
+static int vr_flatten_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                            struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIMG rbd_image_t img = NULL;
+	rbd_linked_image_spec_t pimg;
+	rbd_snap_spec_t psnap;
+	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
+
+	if (rc < 0)
+		return rc;
+	rc = rbd_get_parent(img, &pimg, &psnap);
+	if (rc == -ENOENT)
+		return vmd_error_set(err, VMD_E_INVAL, "disk has no parent",
+		                     "flatten %s: no parent", disk->disk);
+	if (rc < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, rc,
+		                "reading the parent failed", vr_pool(ctx),
+		                disk->disk);
+	rbd_linked_image_spec_cleanup(&pimg);
+	rbd_snap_spec_cleanup(&psnap);
+	rc = rbd_flatten(img);
+	if (rc < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, rc, "flatten failed",
+		                vr_pool(ctx), disk->disk);
+	return 0;
+}
+
+static int vr_snap_create_op(struct vmd_ctx *ctx,
+                              const struct vmd_disk_ref *disk, const char *snap,
+                              struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIMG rbd_image_t img = NULL;
+	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
+
+	if (rc == 0 && (rc = rbd_snap_create(img, snap)) < 0)
+		return vr_fail(err, vr_errc(rc), rc, "creating the snapshot failed",
+		                vr_pool(ctx), snap);
+	return rc;
+}
+
+static int vr_snap_remove_op(struct vmd_ctx *ctx,
+                              const struct vmd_disk_ref *disk, const char *snap,
+                              struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIMG rbd_image_t img = NULL;
+	int prot = 0;
+	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
+
+	if (rc < 0)
+		return rc;
+	rc = rbd_snap_is_protected(img, snap, &prot);
+	if (rc == 0 && prot)
+		rc = rbd_snap_unprotect(img, snap);
+	if (rc == 0)
+		rc = rbd_snap_remove(img, snap);
+	if (rc < 0)
+		return vr_fail(err, vr_errc(rc), rc,
+		                "removing the snapshot failed", vr_pool(ctx),
+		                snap);
+	return 0;
+}
+
+static int vr_snap_rollback_op(struct vmd_ctx *ctx,
+                                const struct vmd_disk_ref *disk,
+                                const char *snap, struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIMG rbd_image_t img = NULL;
+	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
+
+	if (rc == 0 && (rc = rbd_snap_rollback(img, snap)) < 0)
+		return vr_fail(err, vr_errc(rc), rc,
+		                "rolling back to the snapshot failed",
+		                vr_pool(ctx), snap);
+	return rc;
+}
+
+/* RBD names we accept in a location: [A-Za-z0-9][A-Za-z0-9._-]*, no "..". */
+static bool valid_rbd_part(const char *s, size_t len, size_t max)
+{
+	if (len == 0 || len > max)
+		return false;
+	if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
+	      (s[0] >= '0' && s[0] <= '9')))
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char ch = s[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
+		      ch == '-'))
+			return false;
+		if (ch == '.' && i + 1 < len && s[i + 1] == '.')
+			return false;
+	}
+	return true;
+}
+
+struct rbd_location {
+	char fsid[VMD_UUID_LEN + 1];
+	char pool[VMD_NAME_MAX];
+	char image[RBD_IMAGE_NAME_MAX];
+	char snap[VMD_NAME_MAX];
+};
+
+/* rbd://FSID/POOL/IMAGE/SNAP, exactly four parts, each validated. */
+static int parse_location(const char *loc, struct rbd_location *out,
+                          struct vmd_error *err)
+{
+	static const char prefix[] = "rbd://";
+	char *fields[4] = {out->fsid, out->pool, out->image, out->snap};
+	const size_t sizes[4] = {sizeof(out->fsid), sizeof(out->pool),
+	                         sizeof(out->image), sizeof(out->snap)};
+	const char *p;
+
+	memset(out, 0, sizeof(*out));
+	if (!loc || strncmp(loc, prefix, sizeof(prefix) - 1) != 0 ||
+	    strlen(loc) > 512)
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "rbd: malformed location (want "
+		                     "rbd://FSID/POOL/IMAGE/SNAP)",
+		                     "location does not start with rbd://");
+	p = loc + sizeof(prefix) - 1;
+	for (int i = 0; i < 4; i++) {
+		size_t len = strcspn(p, "/");
+
+		if ((i < 3 && p[len] != '/') || (i == 3 && p[len] != '\0') ||
+		    !valid_rbd_part(p, len, sizes[i] - 1))
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "rbd: malformed location (want "
+			                     "rbd://FSID/POOL/IMAGE/SNAP)",
+			                     "location part %d refused", i + 1);
+		memcpy(fields[i], p, len);
+		fields[i][len] = '\0';
+		p += len + (i < 3 ? 1 : 0);
+	}
+	if (!vmd_valid_uuid(out->fsid))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "rbd: malformed location (FSID is not a UUID)",
+		                     "fsid refused");
+	return 0;
+}
+
+static int same_cluster(struct rbd_conn *c, const char *fsid, const char *pool,
+                        struct vmd_error *err)
+{
+	char mine[64];
+	int r = rados_cluster_fsid(c->cluster, mine, sizeof(mine));
+
+	if (r < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, r,
+		                "reading the cluster id failed", pool,
+		                "rados_cluster_fsid");
+	if (strcasecmp(mine, fsid) != 0)
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "rbd: location is in another cluster",
+		                     "location fsid %s, cluster %s", fsid, mine);
+	return 0;
+}
+
+static int vr_clone_from_location(struct vmd_ctx *ctx,
+                                   const struct vmd_disk_ref *disk,
+                                   const char *location, uint64_t size,
+                                   struct vmd_error *err)
+{
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIOCTX rados_ioctx_t pio = NULL;
+	AUTOIMG rbd_image_t parent = NULL;
+	AUTOIMG rbd_image_t img = NULL;
+	struct rbd_location l;
+	rbd_image_info_t st;
+	rbd_image_options_t opts;
+	char name[RBD_IMAGE_NAME_MAX];
+	const char *pool = vr_pool(ctx);
+	int prot = 0;
+	int rc = parse_location(location, &l, err);
+
+	if (rc == 0)
+		rc = vr_connect(ctx, pool, &c, err);
+	if (rc == 0)
+		rc = same_cluster(&c, l.fsid, pool, err);
+	if (rc < 0)
+		return rc;
+	rc = rados_ioctx_create(c.cluster, l.pool, &pio);
+	if (rc < 0) {
+		pio = NULL;
+		return vr_fail(err, vr_errc(rc), rc,
+		                "opening the location's pool failed", l.pool,
+		                "rados_ioctx_create");
+	}
+	rc = rbd_open_read_only(pio, l.image, &parent, l.snap);
+	if (rc < 0) {
+		parent = NULL;
+		return vr_fail(err, vr_errc(rc), rc,
+		                "location image or snapshot not found", l.pool,
+		                l.image);
+	}
+	rc = rbd_snap_is_protected(parent, l.snap, &prot);
+	if (rc < 0 || !prot)
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "rbd: location snapshot is not protected",
+		                     "%s@%s in %s", l.image, l.snap, l.pool);
+	rc = rbd_stat(parent, &st, sizeof(st));
+	if (rc < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, rc, "reading the size failed",
+		                l.pool, l.image);
+	if (size && size < st.size)
+		return vmd_error_set(err, VMD_E_TOOSMALL,
+		                     "requested size is smaller than the image",
+		                     "size %llu < image %llu",
+		                     (unsigned long long)size,
+		                     (unsigned long long)st.size);
+	vr_image_closep(&parent);
+	vr_disk_name(disk, name);
+	rbd_image_options_create(&opts);
+	rc = rbd_clone3(pio, l.image, l.snap, c.io, name, opts);
+	rbd_image_options_destroy(opts);
+	if (rc < 0)
+		return vr_fail(err, vr_errc(rc), rc, "clone failed", pool, name);
+	if (size > st.size) {
+		rc = rbd_open(c.io, name, &img, NULL);
+		if (rc < 0)
+			img = NULL;
+		else
+			rc = rbd_resize2(img, size, false, NULL, NULL);
+		if (rc < 0) {
+			struct vmd_error ignored = VMD_ERROR_INIT;
+
+			vr_image_closep(&img);
+			vr_remove_image(c.io, pool, name, &ignored);
+			return vr_fail(err, VMD_E_EXTERNAL, rc,
+			                "growing the clone failed", pool, name);
+		}
+	}
+	return 0;
+}
+
+/* Unprotect and remove a snapshot; failures only logged (cleanup path). */
+static void drop_snapshot(rbd_image_t img, const char *snap)
+{
+	int prot = 0;
+	int r = rbd_snap_is_protected(img, snap, &prot);
+
+	if (r == 0 && prot)
+		r = rbd_snap_unprotect(img, snap);
+	if (r == 0)
+		r = rbd_snap_remove(img, snap);
+	if (r < 0 && r != -ENOENT)
+		vmd_log_warning("rbd: could not remove temporary snapshot %s: %s",
+		                snap, strerror(-r));
+}
+
+/* Clone disk@tmp into the store as `name`, flatten, add name@snap. */
+static int publish_clone(struct rbd_conn *c, rados_ioctx_t store,
+                         const char *store_pool, const char *disk_name,
+                         const char *tmp, const char *name,
+                         struct vmd_error *err)
+{
+	AUTOIMG rbd_image_t img = NULL;
+	rbd_image_options_t opts;
+	int rc;
+
+	rbd_image_options_create(&opts);
+	rc = rbd_clone3(c->io, disk_name, tmp, store, name, opts);
+	rbd_image_options_destroy(opts);
+	if (rc < 0)
+		return vr_fail(err, vr_errc(rc), rc,
+		                "cloning into the image pool failed", store_pool,
+		                name);
+	rc = rbd_open(store, name, &img, NULL);
+	if (rc < 0) {
+		img = NULL;
+		vr_fail(err, VMD_E_EXTERNAL, rc, "opening the new image failed",
+		         store_pool, name);
+	}
+	if (rc == 0)
+		rc = vmd_faultpoint("rbd.direct_after_clone", err);
+	if (rc == 0 && (rc = rbd_flatten(img)) < 0)
+		vr_fail(err, VMD_E_EXTERNAL, rc, "flatten failed", store_pool,
+		         name);
+	if (rc == 0 && (rc = rbd_snap_create(img, RBD_SNAP_PUBLISHED)) < 0)
+		vr_fail(err, VMD_E_EXTERNAL, rc, "creating the snapshot failed",
+		         store_pool, name);
+	if (rc == 0 && (rc = rbd_snap_protect(img, RBD_SNAP_PUBLISHED)) < 0)
+		vr_fail(err, VMD_E_EXTERNAL, rc, "protecting the snapshot failed",
+		         store_pool, name);
+	if (rc < 0) {
+		struct vmd_error ignored = VMD_ERROR_INIT;
+
+		vr_image_closep(&img);
+		vr_remove_image(store, store_pool, name, &ignored);
+	}
+	return rc;
+}
+
+static int vr_direct_snapshot(struct vmd_ctx *ctx,
+                               const struct vmd_disk_ref *disk,
+                               const char *name, char *url, size_t url_size,
+                               struct vmd_error *err)
+{
+	const struct vmd_config *cfg = vmd_ctx_config(ctx);
+	const char *store_pool = cfg->images_rbd_glance_store_pool;
+	AUTOCONN struct rbd_conn c = {0};
+	AUTOIOCTX rados_ioctx_t store = NULL;
+	AUTOIMG rbd_image_t img = NULL;
+	char disk_name[RBD_IMAGE_NAME_MAX], tmp[64], fsid[64];
+	struct timespec now;
+	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
+
+	if (rc < 0)
+		return rc;
+	rc = rados_cluster_fsid(c.cluster, fsid, sizeof(fsid));
+	if (rc < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, rc,
+		                "reading the cluster id failed", store_pool,
+		                "rados_cluster_fsid");
+	rc = rados_ioctx_create(c.cluster, store_pool, &store);
+	if (rc < 0) {
+		store = NULL;
+		return vr_fail(err, vr_errc(rc), rc,
+		                "opening the image pool failed", store_pool,
+		                "rados_ioctx_create");
+	}
+	vr_disk_name(disk, disk_name);
+	clock_gettime(CLOCK_REALTIME, &now);
+	snprintf(tmp, sizeof(tmp), "vmdisk-direct-%lld-%ld",
+	         (long long)now.tv_sec, (long)getpid());
+	rc = rbd_snap_create(img, tmp);
+	if (rc < 0)
+		return vr_fail(err, VMD_E_EXTERNAL, rc,
+		                "creating the temporary snapshot failed",
+		                vr_pool(ctx), disk_name);
+	rc = rbd_snap_protect(img, tmp);
+	if (rc < 0)
+		vr_fail(err, VMD_E_EXTERNAL, rc,
+		         "protecting the temporary snapshot failed", vr_pool(ctx),
+		         disk_name);
+	if (rc == 0)
+		rc = publish_clone(&c, store, store_pool, disk_name, tmp, name,
+		                   err);
+	/* The flattened copy no longer needs it; a failure needs it neither. */
+	drop_snapshot(img, tmp);
+	if (rc < 0)
+		return rc;
+	if (snprintf(url, url_size, "rbd://%s/%s/%s/%s", fsid, store_pool, name,
+	             RBD_SNAP_PUBLISHED) >= (int)url_size)
+		return vmd_error_set(err, VMD_E_INVAL, "url buffer too small",
+		                     "url_size %zu", url_size);
+	return 0;
+}
+
+extern const struct vmd_backend_ops vmd_backend_rbd;
+const struct vmd_backend_ops vmd_backend_rbd = {
+	.abi_version = VMD_BACKEND_ABI_VERSION,
+	.name = "rbd",
+	.features = VMD_FEAT_SPARSE | VMD_FEAT_COW | VMD_FEAT_SNAPSHOTS,
+	.create_from_image = vr_create_from_image,
+	.create_blank = vr_create_blank,
+	.resize = vr_resize,
+	.exists = vr_exists,
+	.info = vr_info,
+	.snapshot_extract = vr_snapshot_extract,
+	.remove = vr_remove_disk,
+	.xml_source = vr_xml_source,
+	.flatten = vr_flatten_disk,
+	.snap_create = vr_snap_create_op,
+	.snap_remove = vr_snap_remove_op,
+	.snap_rollback = vr_snap_rollback_op,
+	.clone_from_location = vr_clone_from_location,
+	.direct_snapshot = vr_direct_snapshot,
+};
