@@ -1,0 +1,251 @@
+#!/usr/bin/env bash
+# Tests that need the real kernel code vmdisk relies on for block storage
+# (device-mapper, dm-crypt, dm-thin-pool), which this host's kernel lacks:
+# boot a Debian kernel under qemu's software emulation (TCG: nested KVM
+# hangs on these machines) with an initramfs built here, and run the guest
+# tests inside it on sparse files given as virtio disks.
+#
+#   tests/vm/run.sh [BUILD_DIR]
+#
+# What goes into the initramfs:
+#   - busybox-static, lvm2 and cryptsetup with every library ldd names;
+#   - the kernel's modules for virtio disks, dm-mod, dm-crypt and
+#     dm-thin-pool with their dependencies (depmod's modules.dep), loaded
+#     in dependency order;
+#   - every tests/vm/guest/*.sh, and the cmocka binaries named in
+#     VM_TESTS below from BUILD_DIR/tests (with libvmdisk and the vmdisk
+#     CLI), run with CMOCKA_MESSAGE_OUTPUT=TAP.
+# Each guest test prints TAP lines ("ok - name" / "not ok - name"); the
+# guest's /init runs them all, prints VMTEST-DONE and powers off. This
+# script counts the lines from the serial console; a guest that never says
+# VMTEST-DONE (crash, hang past VMDISK_VM_TIMEOUT seconds) fails the suite.
+#
+# The kernel package (linux-image-cloud-amd64's current version) is fetched
+# with `apt-get download` into $VMDISK_VM_CACHE (default /var/tmp/vmdisk-vm)
+# once. Last line "N passed, N failed[, N skipped]"; exit 77 with the
+# reason only when qemu or the kernel cannot be had here.
+set -uo pipefail
+
+cd "$(dirname "$0")/../.." || exit 1
+root=$PWD
+build=${1:-$root/build}
+cache=${VMDISK_VM_CACHE:-/var/tmp/vmdisk-vm}
+timeout_s=${VMDISK_VM_TIMEOUT:-420}
+
+# cmocka test binaries (BUILD_DIR/tests/NAME) that run inside the guest.
+VM_TESTS=()
+for t in test_lvm; do
+	[[ -x "$build/tests/$t" ]] && VM_TESTS+=("$t")
+done
+
+say() { printf 'vm: %s\n' "$*"; }
+skip_all() {
+	say "skipped: $*"
+	echo "0 passed, 0 failed, 1 skipped"
+	exit 77
+}
+fail_all() {
+	say "FAIL: $*"
+	echo "0 passed, 1 failed"
+	exit 1
+}
+
+need_pkgs=()
+for p in qemu-system-x86:qemu-system-x86_64 busybox-static:busybox \
+	lvm2:lvm cryptsetup-bin:cryptsetup cpio:cpio kmod:depmod; do
+	command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
+done
+if ((${#need_pkgs[@]})); then
+	if [[ $(id -u) -eq 0 ]]; then
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends "${need_pkgs[@]}" >/dev/null 2>&1
+	fi
+	for p in qemu-system-x86_64 busybox lvm cryptsetup cpio depmod; do
+		command -v "$p" >/dev/null 2>&1 ||
+			skip_all "$p is not installed (packages: ${need_pkgs[*]})"
+	done
+fi
+busybox_bin=$(command -v busybox)
+file "$busybox_bin" 2>/dev/null | grep -q 'statically linked' ||
+	[[ -x /bin/busybox ]] || skip_all "busybox is not the static build"
+
+# --- the kernel ------------------------------------------------------------
+mkdir -p "$cache" || fail_all "cannot make $cache"
+kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+	sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n 1)
+[[ -n "$kpkg" ]] || skip_all "apt knows no linux-image-cloud-amd64"
+kver=${kpkg#linux-image-}
+kroot="$cache/$kver"
+if [[ ! -f "$kroot/boot/vmlinuz-$kver" ]]; then
+	say "fetching $kpkg"
+	rm -rf "$kroot" "$cache"/"$kpkg"_*.deb
+	(cd "$cache" && apt-get download -q "$kpkg" >/dev/null 2>&1) ||
+		skip_all "apt-get download $kpkg failed (no network?)"
+	dpkg -x "$cache"/"$kpkg"_*.deb "$kroot" || fail_all "dpkg -x $kpkg"
+fi
+[[ -f "$kroot/lib/modules/$kver/modules.dep" ]] ||
+	depmod -b "$kroot" "$kver" || fail_all "depmod"
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-vm.XXXXXX") || exit 1
+qemu_pid=
+cleanup() {
+	[[ -n "$qemu_pid" ]] && kill -9 "$qemu_pid" 2>/dev/null
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+stage="$tmp/initramfs"
+mkdir -p "$stage"/{bin,sbin,etc/lvm,lib/modules,proc,sys,dev,run,tmp,vmtests,opt/vmdisk}
+
+# copy_with_libs FILE...: the files and every library they need, same paths.
+copy_with_libs() {
+	local f lib
+	for f in "$@"; do
+		mkdir -p "$stage$(dirname "$f")"
+		cp -L "$f" "$stage$f"
+		for lib in $(ldd "$f" 2>/dev/null | grep -oE '/[^ ]+'); do
+			[[ -e "$stage$lib" ]] && continue
+			mkdir -p "$stage$(dirname "$lib")"
+			cp -L "$lib" "$stage$lib"
+		done
+	done
+}
+
+cp "$busybox_bin" "$stage/bin/busybox"
+copy_with_libs "$(command -v lvm)" "$(command -v dmsetup)" \
+	"$(command -v cryptsetup)"
+for l in lvcreate lvremove lvextend lvs vgcreate vgs pvcreate vgchange; do
+	ln -sf "$(command -v lvm)" "$stage/sbin/$l"
+done
+
+# Modules in dependency order: each after what it depends on.
+declare -A placed=()
+order=()
+place() { # module path relative to lib/modules/VER
+	local m=$1 d deps
+	[[ -n "${placed[$m]:-}" ]] && return
+	placed[$m]=1
+	deps=$(grep -E "^$m:" "$kroot/lib/modules/$kver/modules.dep" | cut -d: -f2)
+	for d in $deps; do place "$d"; done
+	order+=("$m")
+}
+for want in virtio_pci virtio_blk dm-mod dm-crypt dm-thin-pool xts ecb \
+	algif_skcipher; do
+	m=$(grep -oE "^[^:]*/$want\.ko(\.xz)?:" "$kroot/lib/modules/$kver/modules.dep" |
+		head -n 1 | tr -d :)
+	[[ -n "$m" ]] || fail_all "no module $want in $kpkg"
+	place "$m"
+done
+for m in "${order[@]}"; do
+	cp "$kroot/lib/modules/$kver/$m" "$stage/lib/modules/"
+	basename "$m" >>"$stage/etc/modules.load"
+done
+
+cat >"$stage/etc/lvm/lvm.conf" <<'LVM'
+# No udev, no daemons in the test guest.
+devices {
+	obtain_device_list_from_udev = 0
+	use_devicesfile = 0
+	scan = [ "/dev" ]
+}
+activation {
+	udev_sync = 0
+	udev_rules = 0
+	monitoring = 0
+}
+global {
+	use_lvmlockd = 0
+	thin_check_executable = ""
+	locking_dir = "/run/lock/lvm"
+}
+LVM
+
+# The guest tests.
+for g in "$root"/tests/vm/guest/*.sh; do
+	cp "$g" "$stage/vmtests/"
+done
+if ((${#VM_TESTS[@]})); then
+	copy_with_libs "$build/tools/vmdisk"
+	for t in "${VM_TESTS[@]}"; do
+		copy_with_libs "$build/tests/$t"
+		printf '%s\n' "$build/tests/$t" >>"$stage/etc/vm_tests"
+	done
+	for m in "$build"/lib/vmdisk-*.so; do
+		[[ -f "$m" ]] && copy_with_libs "$m"
+	done
+fi
+printf '%s\n' "$build" >"$stage/etc/build_dir"
+
+cat >"$stage/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+mount -t devtmpfs dev /dev
+mkdir -p /run/lock/lvm /run/cryptsetup /tmp
+for m in $(cat /etc/modules.load); do
+	insmod "/lib/modules/$m" 2>/dev/null ||
+		grep -q "^$(echo "${m%.ko*}" | tr - _) " /proc/modules ||
+		echo "not ok - load module $m"
+done
+n=0
+while [ ! -b /dev/vdb ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
+echo "VMTEST-BEGIN"
+for t in /vmtests/*.sh; do
+	echo "# guest test $t"
+	sh "$t"
+done
+if [ -f /etc/vm_tests ]; then
+	export CMOCKA_MESSAGE_OUTPUT=TAP
+	export VMDISK_BUILD_DIR="$(cat /etc/build_dir)"
+	export VMDISK_CLI="$VMDISK_BUILD_DIR/tools/vmdisk"
+	export VMDISK_MODULE_DIR="$VMDISK_BUILD_DIR/lib"
+	export VMDISK_VM_DISK=/dev/vdb
+	for t in $(cat /etc/vm_tests); do
+		echo "# guest test $t"
+		"$t" || echo "# $t exited $?"
+	done
+fi
+echo "VMTEST-DONE"
+poweroff -f
+INIT
+chmod 755 "$stage/init" "$stage"/vmtests/*.sh 2>/dev/null
+
+(cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) \
+	>"$tmp/initrd.gz" || fail_all "building the initramfs"
+truncate -s 2G "$tmp/vda.img" "$tmp/vdb.img"
+
+say "booting $kver under TCG with $(du -h "$tmp/initrd.gz" | cut -f1) initramfs"
+start=$(date +%s)
+qemu-system-x86_64 -accel tcg -m 1024 -smp 1 -cpu max \
+	-kernel "$kroot/boot/vmlinuz-$kver" -initrd "$tmp/initrd.gz" \
+	-append "console=ttyS0 panic=-1 quiet" \
+	-drive "file=$tmp/vda.img,if=virtio,format=raw" \
+	-drive "file=$tmp/vdb.img,if=virtio,format=raw" \
+	-display none -monitor none -serial "file:$tmp/console.log" \
+	-no-reboot </dev/null >"$tmp/qemu.log" 2>&1 &
+qemu_pid=$!
+while kill -0 "$qemu_pid" 2>/dev/null &&
+	! grep -q '^State:.*Z' "/proc/$qemu_pid/status" 2>/dev/null; do
+	if (($(date +%s) - start > timeout_s)); then
+		kill -9 "$qemu_pid"
+		say "the guest did not finish in $timeout_s s"
+		break
+	fi
+	sleep 1
+done
+wait "$qemu_pid" 2>/dev/null
+qemu_pid=
+say "guest ran $(($(date +%s) - start)) s"
+
+tr -d '\r' <"$tmp/console.log" | sed -n '/^VMTEST-BEGIN/,/^VMTEST-DONE/p' |
+	grep -E '^(ok|not ok)|^# ' | sed 's/^/vm: /'
+passed=$(tr -d '\r' <"$tmp/console.log" | grep -cE '^ok ')
+failed=$(tr -d '\r' <"$tmp/console.log" | grep -cE '^not ok ')
+if ! tr -d '\r' <"$tmp/console.log" | grep -q '^VMTEST-DONE'; then
+	say "the guest never finished; its console ends with:"
+	tr -d '\r' <"$tmp/console.log" | tail -n 20 | sed 's/^/vm:   /'
+	tail -n 5 "$tmp/qemu.log" | sed 's/^/vm: qemu: /'
+	failed=$((failed + 1))
+fi
+echo "$passed passed, $failed failed"
+((failed == 0 && passed > 0))
