@@ -29,7 +29,7 @@ static char module_dir[PATH_MAX] = VMD_MODULE_DIR;
 static struct backend_entry registry[] = {
 	{VMD_BACKEND_FLAT, "flat", &vmd_backend_flat, false, NULL},
 	{VMD_BACKEND_QCOW2, "qcow2", &vmd_backend_qcow2, false, NULL},
-	{VMD_BACKEND_LVM, "lvm", NULL, true, NULL},
+	{VMD_BACKEND_LVM, "lvm", &vmd_backend_lvm, false, NULL},
 	{VMD_BACKEND_RBD, "rbd", NULL, true, NULL},
 	{VMD_BACKEND_PLOOP, "ploop", &vmd_backend_ploop, false, NULL},
 };

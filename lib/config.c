@@ -127,6 +127,13 @@ static bool check_optional_pool_name(const char *s)
 	return s[0] == '\0' || check_pool_name(s);
 }
 
+/* Nova's volume_clear values. */
+static bool check_volume_clear(const char *s)
+{
+	return strcmp(s, "none") == 0 || strcmp(s, "zero") == 0 ||
+	       strcmp(s, "shred") == 0;
+}
+
 static bool check_optional_user(const char *s)
 {
 	return s[0] == '\0' || valid_name(s, "._-");
@@ -254,6 +261,9 @@ static const struct key_def keys[] = {
 	STR_KEY(image_cache_subdirectory_name, check_cache_dir_name),
 	STR_KEY(images_volume_group, check_optional_pool_name),
 	KEY(sparse_logical_volumes, KT_BOOL),
+	STR_KEY(volume_clear, check_volume_clear),
+	U32_KEY(volume_clear_size, 0, UINT32_MAX),
+	STR_KEY(lvm_thin_pool, check_pool_name),
 	STR_KEY(images_rbd_pool, check_pool_name),
 	STR_KEY(images_rbd_ceph_conf, check_optional_abs_path),
 	STR_KEY(rbd_user, check_optional_user),
@@ -539,6 +549,10 @@ void vmd_config_defaults(struct vmd_config *cfg)
 	snprintf(cfg->image_cache_subdirectory_name,
 	         sizeof(cfg->image_cache_subdirectory_name), "%s", "_base");
 	cfg->sparse_logical_volumes = false;
+	snprintf(cfg->volume_clear, sizeof(cfg->volume_clear), "zero");
+	cfg->volume_clear_size = 0;
+	snprintf(cfg->lvm_thin_pool, sizeof(cfg->lvm_thin_pool),
+	         "vmdisk-thinpool");
 	snprintf(cfg->images_rbd_pool, sizeof(cfg->images_rbd_pool), "%s",
 	         "rbd");
 	cfg->lock_timeout_seconds = 600;

@@ -322,6 +322,14 @@ int vmd_copy_sparse(int src_fd, int dst_fd, struct vmd_error *err)
 		return vmd_error_set_errno(err, VMD_E_IO, errno, "copy failed",
 		                           "fstat source");
 	size = (uint64_t)st.st_size;
+	if (S_ISBLK(st.st_mode)) { /* st_size is 0: ask the device */
+		off_t end = lseek(src_fd, 0, SEEK_END);
+
+		if (end < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "copy failed", "device size");
+		size = (uint64_t)end;
+	}
 	if (ftruncate(dst_fd, 0) < 0 || ftruncate(dst_fd, (off_t)size) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno, "copy failed",
 		                           "truncate destination");

@@ -18,6 +18,7 @@ struct vmd_ctx {
 extern const struct vmd_backend_ops vmd_backend_flat;
 extern const struct vmd_backend_ops vmd_backend_qcow2;
 extern const struct vmd_backend_ops vmd_backend_ploop;
+extern const struct vmd_backend_ops vmd_backend_lvm;
 
 /* Round up to a multiple of 512 (the sector size every format accepts). */
 static inline uint64_t vmd_round_sector(uint64_t n)

@@ -43,15 +43,17 @@ static void test_unimplemented_backends_say_so(void **state)
 
 	(void)state;
 	vmd_backend_set_module_dir(empty);
-	assert_int_equal(vmd_backend_get(VMD_BACKEND_LVM, &ops, &err),
+	assert_int_equal(vmd_backend_get(VMD_BACKEND_RBD, &ops, &err),
 	                 VMD_E_UNSUPPORTED);
-	assert_string_equal(err.msg, "backend lvm: not supported yet");
+	assert_string_equal(err.msg, "backend rbd: not supported yet");
 	/* The public message does not show where modules live. */
 	assert_null(strstr(err.msg, empty));
 	vmd_error_clear(&err);
 	/* Built in: no module directory needed. */
 	assert_int_equal(vmd_backend_get(VMD_BACKEND_PLOOP, &ops, &err), 0);
 	assert_string_equal(ops->name, "ploop");
+	assert_int_equal(vmd_backend_get(VMD_BACKEND_LVM, &ops, &err), 0);
+	assert_string_equal(ops->name, "lvm");
 	th_rmtree(empty);
 	free(empty);
 }

@@ -39,7 +39,10 @@ struct vmd_config {
 	enum vmd_preallocate preallocate_images; /* default none */
 	char image_cache_subdirectory_name[VMD_NAME_MAX]; /* default "_base" */
 	char images_volume_group[VMD_NAME_MAX];
-	bool sparse_logical_volumes;
+	bool sparse_logical_volumes;           /* thin LVs in lvm_thin_pool */
+	char volume_clear[8];                  /* none|zero|shred, default zero */
+	uint32_t volume_clear_size;            /* MiB cleared, 0 = all */
+	char lvm_thin_pool[VMD_NAME_MAX];      /* default "vmdisk-thinpool" */
 	char images_rbd_pool[VMD_NAME_MAX];    /* default "rbd" */
 	char images_rbd_ceph_conf[PATH_MAX];   /* default "" (librados default) */
 	char rbd_user[VMD_NAME_MAX];
