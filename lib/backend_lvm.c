@@ -85,6 +85,17 @@ static int lv_name(const struct vmd_disk_ref *disk, char out[LV_NAME_MAX + 1],
 	return 0;
 }
 
+static int lvm_check_config(struct vmd_ctx *ctx, struct vmd_error *err)
+{
+	const struct vmd_config *cfg = vmd_ctx_config(ctx);
+
+	if (!cfg->images_volume_group[0])
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "lvm: images_volume_group is not set",
+		                     "no volume group");
+	return 0;
+}
+
 static int lv_init(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                    struct lv *lv, struct vmd_error *err)
 {
@@ -622,4 +633,5 @@ const struct vmd_backend_ops vmd_backend_lvm = {
 	.snapshot_extract = lvm_snapshot_extract,
 	.remove = lvm_remove,
 	.xml_source = lvm_xml_source,
+	.check_config = lvm_check_config,
 };

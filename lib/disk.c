@@ -310,6 +310,8 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = check_size(opts->size, err);
 	if (rc == 0)
 		rc = vmd_backend_get(kind, &ops, err);
+	if (rc == 0 && VMD_BACKEND_HAS(ops, check_config))
+		rc = ops->check_config(ctx, err);
 	/* A location means nothing to a backend that cannot clone one: with
 	 * an image to import it is ignored, as Nova does. */
 	bool use_location = rc == 0 && opts->location &&

@@ -228,8 +228,9 @@ static void test_bad_requests_create_nothing(void **state)
 	                    VMD_BACKEND_QCOW2, VMD_E_TOOSMALL);
 	expect_create_error(f, INST, "disk", f->base, 1000, VMD_BACKEND_FLAT,
 	                    VMD_E_INVAL);
+	/* lvm without images_volume_group: a configuration error. */
 	expect_create_error(f, INST, "disk", f->base, 0, VMD_BACKEND_LVM,
-	                    VMD_E_UNSUPPORTED);
+	                    VMD_E_CONFIG);
 	expect_create_error(f, INST, "disk", f->dir, 0, VMD_BACKEND_FLAT,
 	                    VMD_E_INVAL);
 	assert_nothing_created(f, INST);

@@ -139,6 +139,9 @@ struct vmd_backend_ops {
 	int (*direct_snapshot)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	                       const char *name, char *url, size_t url_size,
 	                       struct vmd_error *err);
+	/* ABI 2. Refuse a configuration the backend cannot work with, before
+	 * anything is fetched or made (VMD_E_CONFIG). */
+	int (*check_config)(struct vmd_ctx *ctx, struct vmd_error *err);
 };
 
 /* Whether a table (possibly from an older module) has the ABI-2 ops. */
