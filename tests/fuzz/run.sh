@@ -12,6 +12,7 @@
 #
 #   fuzz_inspect      on a copy of tests/fuzz/corpus/inspect
 #   fuzz_qcow2_read   on a copy of tests/fuzz/corpus/qcow2_read
+#   fuzz_priv_request on a copy of tests/fuzz/corpus/priv_request
 #
 # so that what they add stays out of the tree. An input that crashes, leaks,
 # times out or runs out of memory is copied into its target's corpus
@@ -33,6 +34,7 @@ seconds=${VMDISK_FUZZ_SECONDS:-60}
 targets=(
 	"fuzz_inspect inspect 131072"
 	"fuzz_qcow2_read qcow2_read 262144"
+	"fuzz_priv_request priv_request 8192"
 )
 ntargets=${#targets[@]}
 
