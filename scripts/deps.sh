@@ -21,6 +21,7 @@ VMD_DEPS=(
 	libcurl4-openssl-dev nginx-light openssl curl python3
 	qemu-utils e2fsprogs xfsprogs dosfstools util-linux coreutils clang libclang-rt-14-dev
 	libvirt-clients btrfs-progs libxml2-utils
+	libcryptsetup-dev cryptsetup-bin
 )
 
 vmd_log() {
