@@ -601,10 +601,17 @@ static void accept_loop(struct server *srv, int lfd, unsigned exit_after,
 		pthread_mutex_lock(&srv->lock);
 		if (srv->active >= srv->max_clients) {
 			struct vmd_error err = VMD_ERROR_INIT;
+			struct ucred cr;
+			socklen_t crlen = sizeof(cr);
+			bool have_cr;
 
 			pthread_mutex_unlock(&srv->lock);
+			have_cr = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr,
+			                     &crlen) == 0;
 			vmd_error_set(&err, VMD_E_BUSY, "vmdiskd: busy",
 			              "%u clients already", srv->max_clients);
+			audit(srv, have_cr ? &cr : NULL, "?", "-", "refused",
+			      err.msg);
 			send_reply(fd, VMD_E_BUSY, NULL, &err);
 			close(fd);
 			continue;
