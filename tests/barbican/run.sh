@@ -11,8 +11,8 @@
 # build/tests/key_fetch (the product's provider): the bytes match; an
 # unknown id is a 404 error; a secret whose ciphertext was damaged in
 # Barbican's database is a 500 error; a token file of mode 0644 is refused;
-# a dead endpoint is an error. The key, its id and the token never appear
-# in any output or log line.
+# a dead endpoint and one that never answers (a timeout) are errors. The
+# key, its id and the token never appear in any output or log line.
 #
 # Last line "N passed, N failed"; exit 77 only when Barbican cannot be
 # installed or started.
@@ -67,7 +67,9 @@ stop_barbican() {
 	kill -KILL "$pid" 2>/dev/null
 	pid=
 }
+silent_pid=
 cleanup() {
+	[[ -n "$silent_pid" ]] && kill -KILL "$silent_pid" 2>/dev/null
 	stop_barbican
 	rm -rf "$tmp"
 }
@@ -255,6 +257,36 @@ if [[ $rc == 1 && "$out" == "error: keys: barbican"* ]]; then
 	ok "dead endpoint is an error ($out)"
 else
 	bad "dead endpoint: rc $rc, '$out'"
+fi
+
+# A server that takes the connection and never answers: a timeout.
+silent_port=$(free_port)
+setsid "$py" -c 'import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+conns = []
+while True:
+    c, _ = s.accept()
+    conns.append(c)' "$silent_port" >"$tmp/silent.out" 2>&1 </dev/null &
+silent_pid=$!
+for ((i = 0; i < 50; i++)); do
+	grep -q ready "$tmp/silent.out" 2>/dev/null && break
+	sleep 0.1
+done
+{ conf "http://127.0.0.1:$silent_port" "$tmp/token"
+	echo "http_connect_timeout = 2"
+	echo "http_low_speed_time = 2"; } >"$tmp/silent.conf"
+t0=$(date +%s)
+run silent "$tmp/silent.conf" "$id"
+kill -TERM "$silent_pid" 2>/dev/null
+if [[ $rc == 1 && "$out" == "error: keys: barbican"* ]] && (($(date +%s) - t0 < 30)); then
+	ok "a Barbican that never answers is an error ($out)"
+else
+	bad "silent server: rc $rc, '$out'"
 fi
 
 leaks=
