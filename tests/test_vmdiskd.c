@@ -154,6 +154,39 @@ static void test_reply_parse(void **state)
 	                 VMD_E_EXTERNAL);
 }
 
+/* As root the library runs the ops in-process, through the same schema. */
+static void test_run_in_process(void **state)
+{
+	struct vmd_config cfg;
+	struct vmd_priv_request ping = {.op = VMD_PRIV_PING};
+	struct vmd_priv_request bad_lv = {.op = VMD_PRIV_LVM_RESIZE,
+	                                  .fields = VMD_PF_VG | VMD_PF_LV |
+	                                            VMD_PF_SIZE,
+	                                  .vg = "vg0",
+	                                  .lv = "../etc",
+	                                  .size = 1};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	vmd_config_defaults(&cfg);
+	/* No daemon at the default socket is needed. */
+	snprintf(cfg.vmdiskd_socket, sizeof(cfg.vmdiskd_socket),
+	         "/nonexistent/vmdiskd.sock");
+	assert_int_equal(vmd_priv_run(&cfg, &ping, &rep, &err), 0);
+	assert_int_equal(vmd_priv_run(&cfg, &bad_lv, &rep, &err),
+	                 VMD_E_INVAL);
+	assert_string_equal(err.msg, "request: value not allowed for 'lv'");
+	vmd_error_clear(&err);
+	bad_lv.fields &= ~(unsigned)VMD_PF_SIZE;
+	snprintf(bad_lv.lv, sizeof(bad_lv.lv), "inst_disk");
+	assert_int_equal(vmd_priv_run(&cfg, &bad_lv, &rep, &err),
+	                 VMD_E_INVAL);
+	assert_string_equal(err.msg, "request: missing field 'size'");
+}
+
 /* ---- policy ---- */
 
 static void write_mode(const char *path, const char *text, mode_t mode)
@@ -543,6 +576,7 @@ int main(void)
 		cmocka_unit_test(test_parse_refused),
 		cmocka_unit_test(test_reply_parse),
 		cmocka_unit_test(test_policy),
+		cmocka_unit_test(test_run_in_process),
 	};
 	const struct CMUnitTest daemon[] = {
 		cmocka_unit_test(test_ping_allowed),
