@@ -569,6 +569,57 @@ static void test_silent_client_times_out(void **state)
 	close(quiet);
 }
 
+/* A ping from uid/gid 65534 through setpriv (util-linux): its reply, or
+ * "EACCES" when it cannot connect. */
+static char *ping_as_nobody(void)
+{
+	static const char script[] =
+		"import socket, sys\n"
+		"s = socket.socket(socket.AF_UNIX)\n"
+		"try:\n"
+		"    s.connect(sys.argv[1])\n"
+		"except PermissionError:\n"
+		"    print('EACCES'); sys.exit(0)\n"
+		"s.sendall(b'{\"op\":\"ping\"}\\n')\n"
+		"print(s.recv(4096).decode().strip())\n";
+	const char *argv[] = {"setpriv", "--reuid=65534", "--regid=65534",
+	                      "--clear-groups", "python3", "-c", script,
+	                      D.sock, NULL};
+	char *out = NULL, *errout = NULL;
+
+	if (th_run(argv, NULL, &out, &errout) != 0)
+		fail_msg("setpriv python3: %s", errout);
+	free(errout);
+	return out;
+}
+
+static void test_other_uid(void **state)
+{
+	char *out, *text, want[96];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	/* The socket is 0660: another user cannot even connect. */
+	assert_int_equal(chmod(D.dir, 0711), 0);
+	out = ping_as_nobody();
+	assert_string_equal(out, "EACCES\n");
+	free(out);
+	/* Opened up (as if nobody were in the socket's group): the policy,
+	 * which grants uid 65534 nothing, refuses and audits it. */
+	assert_int_equal(chmod(D.sock, 0666), 0);
+	out = ping_as_nobody();
+	assert_non_null(strstr(out, "{\"ok\":false,\"code\":\"refused\""));
+	free(out);
+	text = last_audit();
+	snprintf(want, sizeof(want), " uid=65534 pid=");
+	assert_non_null(strstr(text, want));
+	assert_non_null(strstr(text, "op=ping target=- refused "
+	                             "reason=\"no grant for ping\""));
+	free(text);
+	assert_int_equal(chmod(D.sock, 0660), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest unit[] = {
@@ -585,6 +636,7 @@ int main(void)
 		cmocka_unit_test(test_unauthorised_refused_and_audited),
 		cmocka_unit_test(test_bad_requests_refused),
 		cmocka_unit_test(test_silent_client_times_out),
+		cmocka_unit_test(test_other_uid),
 	};
 	int failed;
 
