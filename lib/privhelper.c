@@ -519,9 +519,11 @@ static int handle_ping(const struct vmd_config *cfg,
 
 const struct vmd_priv_ops vmd_priv_ops_default = {
 	.ping = handle_ping,
-	/* The lvm backend's functions (lib/backend_lvm.c, lib/luks.c)
-	 * plug in here; until then vmd_priv_dispatch answers "not
-	 * available yet". */
+	.luks_format = vmd_priv_luks_format,
+	.luks_open = vmd_priv_luks_open,
+	.luks_close = vmd_priv_luks_close,
+	/* The lvm backend's functions (lib/backend_lvm.c) plug in here;
+	 * until then vmd_priv_dispatch answers "not available yet". */
 };
 
 static vmd_priv_handler handler_of(const struct vmd_priv_ops *ops,

@@ -110,6 +110,18 @@ struct vmd_priv_ops {
 	vmd_priv_handler luks_close;
 };
 
+/* The encryption handlers (lib/privhelper_luks.c): the key is fetched in
+ * the daemon by key_id; the device is /dev/<vg>/<lv>. */
+int vmd_priv_luks_format(const struct vmd_config *cfg,
+                         const struct vmd_priv_request *req,
+                         struct vmd_priv_reply *rep, struct vmd_error *err);
+int vmd_priv_luks_open(const struct vmd_config *cfg,
+                       const struct vmd_priv_request *req,
+                       struct vmd_priv_reply *rep, struct vmd_error *err);
+int vmd_priv_luks_close(const struct vmd_config *cfg,
+                        const struct vmd_priv_request *req,
+                        struct vmd_priv_reply *rep, struct vmd_error *err);
+
 /* The table vmdiskd serves with; the lvm backend's functions plug in here. */
 extern const struct vmd_priv_ops vmd_priv_ops_default;
 

@@ -29,6 +29,8 @@
 #include "privhelper.h"
 
 #define KEY_ID "0d3b6f2e-1c1a-4d5e-9f00-123456789abc"
+#define OTHER_KEY_ID "0d3b6f2e-1c1a-4d5e-9f00-123456789abd"
+#define PLANTED_KEY "VMDISKD-PLANTED-KEY-5e1f0a9b8c7d"
 
 /* ---- parser, in-process ---- */
 
@@ -299,13 +301,25 @@ static int start_daemon(void **state)
 	D.audit = th_path(D.dir, "audit.log");
 	snprintf(text, sizeof(text),
 	         "[vmdisk]\nvmdiskd_socket = %s\nvmdiskd_policy_file = %s\n"
-	         "vmdiskd_audit_log = %s\nlog_target = stderr\n",
-	         D.sock, D.policy, D.audit);
+	         "vmdiskd_audit_log = %s\nlog_target = stderr\n"
+	         "key_file_dir = %s/keys\n",
+	         D.sock, D.policy, D.audit, D.dir);
 	th_write_text(D.conf, text);
 	snprintf(text, sizeof(text),
-	         "[allow]\nuid.%u = ping, lvm_create\ngid.%u = mkfs\n",
+	         "[allow]\nuid.%u = ping, lvm_create, luks_format\n"
+	         "gid.%u = mkfs\n",
 	         (unsigned)getuid(), (unsigned)getgid());
 	th_write_text(D.policy, text);
+	{
+		char *keys = th_path(D.dir, "keys");
+		char *key = th_path(keys, KEY_ID);
+
+		mkdir(keys, 0700);
+		th_write_text(key, PLANTED_KEY);
+		chmod(key, 0600);
+		free(key);
+		free(keys);
+	}
 	chmod(D.policy, 0600);
 	vmd_config_defaults(&D.cfg);
 	snprintf(D.cfg.vmdiskd_socket, sizeof(D.cfg.vmdiskd_socket), "%s",
@@ -354,6 +368,12 @@ static int stop_daemon(void **state)
 	if (D.status != 0)
 		fprintf(stderr, "vmdiskd exited %d: %s\n", D.status, D.errout);
 	assert_false(th_exists(D.sock));
+	/* Its whole log (debug level): no key, no key id. */
+	assert_non_null(D.errout);
+	assert_non_null(strstr(D.errout, "luks: no such volume"));
+	assert_null(strstr(D.errout, PLANTED_KEY));
+	assert_null(strstr(D.errout, KEY_ID));
+	assert_null(strstr(D.errout, OTHER_KEY_ID));
 	th_rmtree(D.dir);
 	free(D.out);
 	free(D.errout);
@@ -473,6 +493,38 @@ static void test_unauthorised_refused_and_audited(void **state)
 	                 VMD_E_REFUSED);
 	assert_audit("lvm_remove", "vg0/inst_disk", "refused",
 	             "no grant for lvm_remove");
+}
+
+/* The daemon fetches the key itself; a missing key or volume is an error
+ * naming the step, and neither key nor key id reaches the audit log. */
+static void test_luks_format_in_daemon(void **state)
+{
+	struct vmd_priv_request req = {.op = VMD_PRIV_LUKS_FORMAT,
+	                               .fields = VMD_PF_VG | VMD_PF_LV |
+	                                         VMD_PF_KEY_ID,
+	                               .vg = "vmdisk-test-no-vg",
+	                               .lv = "inst_disk",
+	                               .key_id = OTHER_KEY_ID};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *text;
+
+	(void)state;
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_NOTFOUND);
+	assert_string_equal(err.msg, "keys: key file: not found");
+	assert_audit("luks_format", "vmdisk-test-no-vg/inst_disk", "failed",
+	             "keys: key file: not found");
+	snprintf(req.key_id, sizeof(req.key_id), "%s", KEY_ID);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_NOTFOUND);
+	assert_string_equal(err.msg, "luks: no such volume");
+	text = th_read_text(D.audit);
+	assert_null(strstr(text, KEY_ID));
+	assert_null(strstr(text, OTHER_KEY_ID));
+	assert_null(strstr(text, PLANTED_KEY));
+	free(text);
 }
 
 /* Send raw bytes, return the reply line (malloc'ed). */
@@ -634,6 +686,7 @@ int main(void)
 		cmocka_unit_test(test_allowed_without_handler),
 		cmocka_unit_test(test_gid_grant),
 		cmocka_unit_test(test_unauthorised_refused_and_audited),
+		cmocka_unit_test(test_luks_format_in_daemon),
 		cmocka_unit_test(test_bad_requests_refused),
 		cmocka_unit_test(test_silent_client_times_out),
 		cmocka_unit_test(test_other_uid),
