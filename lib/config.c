@@ -204,6 +204,23 @@ static bool check_disk_formats(const char *s)
 	}
 }
 
+/* A dm-crypt cipher spec as cryptsetup takes it: "aes-xts-plain64",
+ * "aes-cbc-essiv:sha256"; it reaches libcryptsetup, never an argv. */
+static bool check_cipher(const char *s)
+{
+	return valid_name(s, "-:") && strchr(s, '-') != NULL;
+}
+
+static bool check_key_manager(const char *s)
+{
+	return strcmp(s, "file") == 0 || strcmp(s, "barbican") == 0;
+}
+
+static bool check_optional_url(const char *s)
+{
+	return s[0] == '\0' || vmd_url_valid(s, false);
+}
+
 static bool parse_u32(const char *s, uint32_t *out)
 {
 	uint64_t v = 0;
@@ -288,6 +305,17 @@ static const struct key_def keys[] = {
 	STR_KEY(glance_api_servers, check_glance_servers),
 	STR_KEY(glance_token_file, check_optional_abs_path),
 	STR_KEY(allowed_disk_formats, check_disk_formats),
+	STR_KEY(vmdiskd_socket, check_abs_path),
+	STR_KEY(vmdiskd_policy_file, check_abs_path),
+	STR_KEY(vmdiskd_audit_log, check_abs_path),
+	KEY(ephemeral_storage_encryption_enabled, KT_BOOL),
+	STR_KEY(ephemeral_storage_encryption_cipher, check_cipher),
+	U32_KEY(ephemeral_storage_encryption_key_size, 128, 1024),
+	STR_KEY(key_manager, check_key_manager),
+	STR_KEY(key_file_dir, check_abs_path),
+	STR_KEY(barbican_endpoint, check_optional_url),
+	STR_KEY(barbican_token_file, check_optional_abs_path),
+	STR_KEY(barbican_project_id, check_optional_user),
 };
 
 struct enum_name {
@@ -574,6 +602,19 @@ void vmd_config_defaults(struct vmd_config *cfg)
 	         sizeof(cfg->images_rbd_glance_store_pool), "%s", "images");
 	cfg->rbd_connect_timeout = 5;
 	cfg->rbd_clone_fallback_import = true;
+	snprintf(cfg->vmdiskd_socket, sizeof(cfg->vmdiskd_socket), "%s",
+	         "/run/vmdisk/vmdiskd.sock");
+	snprintf(cfg->vmdiskd_policy_file, sizeof(cfg->vmdiskd_policy_file),
+	         "%s", "/etc/vmdisk/vmdiskd-policy.conf");
+	snprintf(cfg->vmdiskd_audit_log, sizeof(cfg->vmdiskd_audit_log), "%s",
+	         "/var/log/vmdisk/vmdiskd-audit.log");
+	snprintf(cfg->ephemeral_storage_encryption_cipher,
+	         sizeof(cfg->ephemeral_storage_encryption_cipher), "%s",
+	         "aes-xts-plain64");
+	cfg->ephemeral_storage_encryption_key_size = 512;
+	snprintf(cfg->key_manager, sizeof(cfg->key_manager), "%s", "file");
+	snprintf(cfg->key_file_dir, sizeof(cfg->key_file_dir), "%s",
+	         "/etc/vmdisk/keys");
 }
 
 int vmd_config_load_string(struct vmd_config *cfg, const char *text,

@@ -132,6 +132,10 @@ void vmd_url_for_log(const char *url, char *out, size_t outsz)
 
 void vmd_curl_slist_wipe_free(struct curl_slist *list)
 {
+	/* A list exists only once libcurl is loaded; an empty one may be
+	 * freed before (cleanup on an early return). */
+	if (!list)
+		return;
 	for (struct curl_slist *l = list; l; l = l->next)
 		if (l->data)
 			explicit_bzero(l->data, strlen(l->data));

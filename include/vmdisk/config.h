@@ -74,6 +74,19 @@ struct vmd_config {
 	bool rbd_clone_fallback_import;        /* default true: a location that
 	                                   cannot be cloned falls back to import
 	                                   when an image source is given too */
+	/* vmdiskd, the privileged helper (lib/privhelper.h) */
+	char vmdiskd_socket[108];              /* default /run/vmdisk/vmdiskd.sock */
+	char vmdiskd_policy_file[PATH_MAX];    /* default /etc/vmdisk/vmdiskd-policy.conf */
+	char vmdiskd_audit_log[PATH_MAX];      /* default /var/log/vmdisk/vmdiskd-audit.log */
+	/* ephemeral storage encryption and its keys (lib/keys.h) */
+	bool ephemeral_storage_encryption_enabled;      /* default false */
+	char ephemeral_storage_encryption_cipher[64];   /* default aes-xts-plain64 */
+	uint32_t ephemeral_storage_encryption_key_size; /* bits, default 512 */
+	char key_manager[16];                  /* "file" (default) or "barbican" */
+	char key_file_dir[PATH_MAX];           /* default /etc/vmdisk/keys */
+	char barbican_endpoint[VMD_NAME_MAX * 2]; /* http(s)://host:port[/path] */
+	char barbican_token_file[PATH_MAX];    /* 0600 file holding the token */
+	char barbican_project_id[VMD_NAME_MAX]; /* X-Project-Id; "" = none */
 };
 
 void vmd_config_defaults(struct vmd_config *cfg);

@@ -6,6 +6,9 @@
  *
  *   default                 test_fuzz_corpus: vmd_fuzz_inspect_check()
  *                           from fuzz_inspect.c, corpus/inspect/
+ *   -DVMD_FUZZ_PRIV_REQUEST test_fuzz_priv_request_corpus:
+ *                           vmd_fuzz_priv_request_check() from
+ *                           fuzz_priv_request.c, corpus/priv_request/
  *   -DVMD_FUZZ_QCOW2_READ   test_fuzz_qcow2_read_corpus:
  *                           vmd_fuzz_qcow2_read_check() from
  *                           fuzz_qcow2_read.c, corpus/qcow2_read/
@@ -31,7 +34,12 @@
 
 #include <cmocka.h>
 
-#ifdef VMD_FUZZ_QCOW2_READ
+#if defined(VMD_FUZZ_PRIV_REQUEST)
+#include "fuzz_priv_request.h"
+#define FUZZ_CHECK vmd_fuzz_priv_request_check
+#define FUZZ_PROG "test_fuzz_priv_request_corpus"
+#define FUZZ_GROUP "fuzz-priv-request-corpus"
+#elif defined(VMD_FUZZ_QCOW2_READ)
 #include "fuzz_qcow2_read.h"
 #define FUZZ_CHECK vmd_fuzz_qcow2_read_check
 #define FUZZ_PROG "test_fuzz_qcow2_read_corpus"

@@ -7,21 +7,22 @@
 # scripts/test.sh runs it with build/ as BUILD_DIR, which it does not use:
 # the fuzzers need their own clang build, $VMDISK_FUZZ_BUILD_DIR (default
 # build-fuzz/, set up with -Dfuzz=true -Db_lundef=false, reused when it
-# exists). Runs each target for half of $VMDISK_FUZZ_SECONDS (default 60 in
+# exists). Runs each target for a third of $VMDISK_FUZZ_SECONDS (default 60 in
 # all), one after the other:
 #
 #   fuzz_inspect      on a copy of tests/fuzz/corpus/inspect
 #   fuzz_qcow2_read   on a copy of tests/fuzz/corpus/qcow2_read
+#   fuzz_priv_request on a copy of tests/fuzz/corpus/priv_request
 #
 # so that what they add stays out of the tree. An input that crashes, leaks,
 # times out or runs out of memory is copied into its target's corpus
 # directory (named <kind>-<sha1> by libFuzzer), where the corpus replay test
-# (fuzz-corpus, fuzz-qcow2-read-corpus) replays it from then on, and that
+# (fuzz-corpus, fuzz-qcow2-read-corpus, fuzz-priv-request-corpus) replays it from then on, and that
 # target fails.
 #
-# Each target counts as one test. Last line: "2 passed, 0 failed" (or
-# "1 passed, 1 failed", ...); without clang or its libFuzzer runtime,
-# "0 passed, 0 failed, 2 skipped" and exit 77.
+# Each target counts as one test. Last line: "3 passed, 0 failed" (or
+# "2 passed, 1 failed", ...); without clang or its libFuzzer runtime,
+# "0 passed, 0 failed, 3 skipped" and exit 77.
 set -uo pipefail
 
 cd "$(dirname "$0")/../.." || exit 1
@@ -33,6 +34,7 @@ seconds=${VMDISK_FUZZ_SECONDS:-60}
 targets=(
 	"fuzz_inspect inspect 131072"
 	"fuzz_qcow2_read qcow2_read 262144"
+	"fuzz_priv_request priv_request 8192"
 )
 ntargets=${#targets[@]}
 

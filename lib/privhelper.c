@@ -1,0 +1,758 @@
+/*
+ * The privileged helper's protocol: request schema, parser, serialiser,
+ * dispatch table and client (see lib/privhelper.h). The daemon side
+ * (policy, audit, socket) is lib/privhelper_server.c.
+ *
+ * The parser is the part an unprivileged caller feeds bytes to, so it is
+ * strict and pure: one flat JSON object, every field known, typed and
+ * allow-listed, nothing left over. It has a fuzz target
+ * (tests/fuzz/fuzz_priv_request.c).
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <json-c/json.h>
+
+#include <vmdisk/log.h>
+#include <vmdisk/validate.h>
+
+#include "privhelper.h"
+
+#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+static const char *const op_names[VMD_PRIV_OP_COUNT] = {
+	[VMD_PRIV_PING] = "ping",
+	[VMD_PRIV_LVM_CREATE] = "lvm_create",
+	[VMD_PRIV_LVM_REMOVE] = "lvm_remove",
+	[VMD_PRIV_LVM_RESIZE] = "lvm_resize",
+	[VMD_PRIV_LVM_WRITE_IMAGE] = "lvm_write_image",
+	[VMD_PRIV_MKFS] = "mkfs",
+	[VMD_PRIV_LUKS_FORMAT] = "luks_format",
+	[VMD_PRIV_LUKS_OPEN] = "luks_open",
+	[VMD_PRIV_LUKS_CLOSE] = "luks_close",
+};
+
+#define F_VOL (VMD_PF_VG | VMD_PF_LV)
+
+static const struct {
+	unsigned required, optional;
+} op_fields[VMD_PRIV_OP_COUNT] = {
+	[VMD_PRIV_PING] = {0, 0},
+	[VMD_PRIV_LVM_CREATE] = {F_VOL | VMD_PF_SIZE, VMD_PF_SPARSE},
+	[VMD_PRIV_LVM_REMOVE] = {F_VOL, VMD_PF_CLEAR | VMD_PF_CLEAR_SIZE},
+	[VMD_PRIV_LVM_RESIZE] = {F_VOL | VMD_PF_SIZE, 0},
+	[VMD_PRIV_LVM_WRITE_IMAGE] = {F_VOL | VMD_PF_BASE | VMD_PF_FORMAT, 0},
+	[VMD_PRIV_MKFS] = {F_VOL | VMD_PF_FS, VMD_PF_LABEL},
+	[VMD_PRIV_LUKS_FORMAT] = {F_VOL | VMD_PF_KEY_ID, 0},
+	[VMD_PRIV_LUKS_OPEN] = {F_VOL | VMD_PF_KEY_ID, 0},
+	[VMD_PRIV_LUKS_CLOSE] = {F_VOL, 0},
+};
+
+const char *vmd_priv_op_name(enum vmd_priv_op op)
+{
+	if ((unsigned)op >= VMD_PRIV_OP_COUNT)
+		return "?";
+	return op_names[op];
+}
+
+int vmd_priv_op_parse(const char *name, enum vmd_priv_op *op)
+{
+	for (unsigned i = 0; i < VMD_PRIV_OP_COUNT; i++) {
+		if (strcmp(op_names[i], name) == 0) {
+			*op = (enum vmd_priv_op)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+bool vmd_priv_op_is_encryption(enum vmd_priv_op op)
+{
+	return op == VMD_PRIV_LUKS_FORMAT || op == VMD_PRIV_LUKS_OPEN ||
+	       op == VMD_PRIV_LUKS_CLOSE;
+}
+
+unsigned vmd_priv_fields_required(enum vmd_priv_op op)
+{
+	return (unsigned)op < VMD_PRIV_OP_COUNT ? op_fields[op].required : 0;
+}
+
+unsigned vmd_priv_fields_allowed(enum vmd_priv_op op)
+{
+	return (unsigned)op < VMD_PRIV_OP_COUNT
+	               ? op_fields[op].required | op_fields[op].optional
+	               : 0;
+}
+
+/* ---- value checks ---- */
+
+static bool is_alnum(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+	       (c >= 'A' && c <= 'Z');
+}
+
+/* [A-Za-z0-9][A-Za-z0-9<extra>]{0,max-1} */
+static bool valid_token(const char *s, const char *extra, size_t max)
+{
+	size_t len = strlen(s);
+
+	if (len == 0 || len > max || !is_alnum(s[0]))
+		return false;
+	for (size_t i = 1; i < len; i++)
+		if (!is_alnum(s[i]) && !strchr(extra, s[i]))
+			return false;
+	return true;
+}
+
+/* A volume group name as the config takes images_volume_group. */
+static bool valid_vg(const char *s)
+{
+	return valid_token(s, "._+-", VMD_NAME_MAX - 1);
+}
+
+/* An LV name: a file token, and none of the names LVM keeps for itself. */
+static bool valid_lv(const char *s)
+{
+	static const char *const reserved[] = {"_cdata", "_cmeta", "_corig",
+	                                       "_mlog", "_mimage", "_pmspare",
+	                                       "_rimage", "_rmeta", "_tdata",
+	                                       "_tmeta", "_vorigin", "_vdata"};
+
+	if (!vmd_valid_file_token(s) || strcmp(s, "snapshot") == 0 ||
+	    strcmp(s, "pvmove") == 0)
+		return false;
+	for (size_t i = 0; i < N_ELEMS(reserved); i++)
+		if (strstr(s, reserved[i]))
+			return false;
+	return true;
+}
+
+static bool in_list(const char *s, const char *const *list, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(s, list[i]) == 0)
+			return true;
+	return false;
+}
+
+static const char *const formats[] = {"raw", "qcow2"};
+static const char *const filesystems[] = {"ext4", "xfs", "vfat", "swap"};
+static const char *const clear_names[] = {"none", "zero", "shred"};
+
+/* ---- fields ---- */
+
+enum ftype { FT_STRING, FT_U64, FT_BOOL };
+
+struct field_def {
+	const char *name;
+	enum vmd_priv_field bit;
+	enum ftype type;
+};
+
+static const struct field_def field_defs[] = {
+	{"vg", VMD_PF_VG, FT_STRING},
+	{"lv", VMD_PF_LV, FT_STRING},
+	{"size", VMD_PF_SIZE, FT_U64},
+	{"sparse", VMD_PF_SPARSE, FT_BOOL},
+	{"base", VMD_PF_BASE, FT_STRING},
+	{"format", VMD_PF_FORMAT, FT_STRING},
+	{"fs", VMD_PF_FS, FT_STRING},
+	{"label", VMD_PF_LABEL, FT_STRING},
+	{"key_id", VMD_PF_KEY_ID, FT_STRING},
+	{"volume_clear", VMD_PF_CLEAR, FT_STRING},
+	{"volume_clear_size", VMD_PF_CLEAR_SIZE, FT_U64},
+};
+
+static const struct field_def *field_lookup(const char *name)
+{
+	for (size_t i = 0; i < N_ELEMS(field_defs); i++)
+		if (strcmp(field_defs[i].name, name) == 0)
+			return &field_defs[i];
+	return NULL;
+}
+
+static const char *field_name(unsigned bit)
+{
+	for (size_t i = 0; i < N_ELEMS(field_defs); i++)
+		if (field_defs[i].bit == bit)
+			return field_defs[i].name;
+	return "?";
+}
+
+static int bad(struct vmd_error *err, enum vmd_errc code, const char *what,
+               const char *field)
+{
+	char msg[VMD_ERROR_MSG_MAX];
+
+	if (field)
+		snprintf(msg, sizeof(msg), "request: %s '%s'", what, field);
+	else
+		snprintf(msg, sizeof(msg), "request: %s", what);
+	return vmd_error_set(err, code, msg, "privileged request refused: %s",
+	                     msg);
+}
+
+static int copy_str(char *dst, size_t dstsz, const char *s)
+{
+	size_t len = strlen(s);
+
+	if (len >= dstsz)
+		return -1;
+	memcpy(dst, s, len + 1);
+	return 0;
+}
+
+/* Store string `s` of field `f` if it passes the field's check. */
+static int set_string(struct vmd_priv_request *req, unsigned bit,
+                      const char *s)
+{
+	switch (bit) {
+	case VMD_PF_VG:
+		return valid_vg(s) ? copy_str(req->vg, sizeof(req->vg), s) : -1;
+	case VMD_PF_LV:
+		return valid_lv(s) ? copy_str(req->lv, sizeof(req->lv), s) : -1;
+	case VMD_PF_BASE:
+		return vmd_valid_file_token(s)
+		               ? copy_str(req->base, sizeof(req->base), s)
+		               : -1;
+	case VMD_PF_FORMAT:
+		return in_list(s, formats, N_ELEMS(formats))
+		               ? copy_str(req->format, sizeof(req->format), s)
+		               : -1;
+	case VMD_PF_FS:
+		return in_list(s, filesystems, N_ELEMS(filesystems))
+		               ? copy_str(req->fs, sizeof(req->fs), s)
+		               : -1;
+	case VMD_PF_LABEL:
+		return valid_token(s, "._-", sizeof(req->label) - 1)
+		               ? copy_str(req->label, sizeof(req->label), s)
+		               : -1;
+	case VMD_PF_KEY_ID:
+		return vmd_valid_uuid(s)
+		               ? copy_str(req->key_id, sizeof(req->key_id), s)
+		               : -1;
+	case VMD_PF_CLEAR:
+		for (size_t i = 0; i < N_ELEMS(clear_names); i++) {
+			if (strcmp(s, clear_names[i]) == 0) {
+				req->volume_clear = (enum vmd_priv_clear)i;
+				return 0;
+			}
+		}
+		return -1;
+	default:
+		return -1;
+	}
+}
+
+static int set_u64(struct vmd_priv_request *req, unsigned bit, int64_t v)
+{
+	if (v < 0)
+		return -1;
+	if (bit == VMD_PF_SIZE) {
+		if (v == 0 || (uint64_t)v > VMD_PRIV_SIZE_MAX)
+			return -1;
+		req->size = (uint64_t)v;
+		return 0;
+	}
+	if (bit == VMD_PF_CLEAR_SIZE) {
+		if ((uint64_t)v > (VMD_PRIV_SIZE_MAX >> 20))
+			return -1;
+		req->volume_clear_size = (uint64_t)v;
+		return 0;
+	}
+	return -1;
+}
+
+static int check_fields(const struct vmd_priv_request *req,
+                        struct vmd_error *err)
+{
+	unsigned req_f = vmd_priv_fields_required(req->op);
+	unsigned allowed = vmd_priv_fields_allowed(req->op);
+	unsigned extra = req->fields & ~allowed;
+	unsigned missing = req_f & ~req->fields;
+
+	if (extra)
+		return bad(err, VMD_E_INVAL, "field not taken by this op",
+		           field_name(extra & -extra));
+	if (missing)
+		return bad(err, VMD_E_INVAL, "missing field",
+		           field_name(missing & -missing));
+	return 0;
+}
+
+static int parse_member(struct vmd_priv_request *req, const char *key,
+                        struct json_object *val, bool *have_op,
+                        struct vmd_error *err)
+{
+	const struct field_def *f;
+	enum json_type t = json_object_get_type(val);
+
+	if (strcmp(key, "op") == 0) {
+		const char *s;
+
+		if (t != json_type_string)
+			return bad(err, VMD_E_INVAL, "wrong type for", "op");
+		s = json_object_get_string(val);
+		if ((size_t)json_object_get_string_len(val) != strlen(s) ||
+		    vmd_priv_op_parse(s, &req->op) < 0)
+			return bad(err, VMD_E_UNSUPPORTED, "unknown op", NULL);
+		*have_op = true;
+		return 0;
+	}
+	f = field_lookup(key);
+	if (!f)
+		return bad(err, VMD_E_INVAL, "unknown field", NULL);
+	switch (f->type) {
+	case FT_STRING: {
+		const char *s;
+
+		if (t != json_type_string)
+			return bad(err, VMD_E_INVAL, "wrong type for", f->name);
+		s = json_object_get_string(val);
+		if ((size_t)json_object_get_string_len(val) != strlen(s) ||
+		    set_string(req, f->bit, s) < 0)
+			return bad(err, VMD_E_INVAL, "value not allowed for",
+			           f->name);
+		break;
+	}
+	case FT_U64:
+		if (t != json_type_int)
+			return bad(err, VMD_E_INVAL, "wrong type for", f->name);
+		errno = 0;
+		if (set_u64(req, f->bit, json_object_get_int64(val)) < 0 ||
+		    errno != 0)
+			return bad(err, VMD_E_INVAL, "value not allowed for",
+			           f->name);
+		break;
+	case FT_BOOL:
+		if (t != json_type_boolean)
+			return bad(err, VMD_E_INVAL, "wrong type for", f->name);
+		req->sparse = json_object_get_boolean(val);
+		break;
+	}
+	req->fields |= f->bit;
+	return 0;
+}
+
+static void json_put(struct json_object **o)
+{
+	if (*o)
+		json_object_put(*o);
+}
+
+static void tok_free(struct json_tokener **t)
+{
+	if (*t)
+		json_tokener_free(*t);
+}
+
+int vmd_priv_request_parse(const char *line, size_t len,
+                           struct vmd_priv_request *req,
+                           struct vmd_error *err)
+{
+	__attribute__((cleanup(tok_free))) struct json_tokener *tok = NULL;
+	__attribute__((cleanup(json_put))) struct json_object *obj = NULL;
+	struct vmd_priv_request r;
+	bool have_op = false;
+	int rc;
+
+	memset(req, 0, sizeof(*req));
+	memset(&r, 0, sizeof(r));
+	if (!line)
+		return bad(err, VMD_E_INVAL, "empty", NULL);
+	if (len >= VMD_PRIV_LINE_MAX)
+		return bad(err, VMD_E_INVAL, "line too long", NULL);
+	if (memchr(line, '\0', len))
+		return bad(err, VMD_E_INVAL, "NUL byte in the line", NULL);
+	/* A flat object is depth 1; 2 lets the tokener see (and us refuse)
+	 * one nested value without recursing further. */
+	tok = json_tokener_new_ex(2);
+	if (!tok)
+		return vmd_error_set(err, VMD_E_NOMEM, "request: out of memory",
+		                     "json_tokener_new_ex failed");
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
+	obj = json_tokener_parse_ex(tok, line, (int)len);
+	if (!obj || json_tokener_get_error(tok) != json_tokener_success)
+		return bad(err, VMD_E_INVAL, "not valid JSON", NULL);
+	if ((size_t)json_tokener_get_parse_end(tok) != len) {
+		/* Blanks after the object are fine, anything else is not. */
+		for (size_t i = json_tokener_get_parse_end(tok); i < len; i++)
+			if (!strchr(" \t\r", line[i]))
+				return bad(err, VMD_E_INVAL,
+				           "bytes after the JSON object", NULL);
+	}
+	if (!json_object_is_type(obj, json_type_object))
+		return bad(err, VMD_E_INVAL, "not a JSON object", NULL);
+	json_object_object_foreach(obj, key, val) {
+		rc = parse_member(&r, key, val, &have_op, err);
+		if (rc < 0)
+			return rc;
+	}
+	if (!have_op)
+		return bad(err, VMD_E_INVAL, "missing field", "op");
+	rc = check_fields(&r, err);
+	if (rc < 0)
+		return rc;
+	*req = r;
+	return 0;
+}
+
+int vmd_priv_request_check(const struct vmd_priv_request *req,
+                           struct vmd_error *err)
+{
+	struct vmd_priv_request r;
+	char *json = NULL;
+	int rc;
+
+	/* The same schema as the wire: serialise and parse back. */
+	rc = vmd_priv_request_to_json(req, &json, err);
+	if (rc < 0)
+		return rc;
+	rc = vmd_priv_request_parse(json, strlen(json), &r, err);
+	free(json);
+	return rc;
+}
+
+static int add(struct json_object *o, const char *k, struct json_object *v)
+{
+	if (!v)
+		return -1;
+	if (json_object_object_add(o, k, v) < 0) {
+		json_object_put(v);
+		return -1;
+	}
+	return 0;
+}
+
+int vmd_priv_request_to_json(const struct vmd_priv_request *req, char **out,
+                             struct vmd_error *err)
+{
+	__attribute__((cleanup(json_put))) struct json_object *o = NULL;
+	unsigned f = req->fields;
+	const char *s;
+	int bad_add = 0;
+
+	*out = NULL;
+	if ((unsigned)req->op >= VMD_PRIV_OP_COUNT)
+		return bad(err, VMD_E_UNSUPPORTED, "unknown op", NULL);
+	o = json_object_new_object();
+	if (!o)
+		return vmd_error_set(err, VMD_E_NOMEM, "request: out of memory",
+		                     "json_object_new_object failed");
+	bad_add |= add(o, "op", json_object_new_string(op_names[req->op]));
+	if (f & VMD_PF_VG)
+		bad_add |= add(o, "vg", json_object_new_string(req->vg));
+	if (f & VMD_PF_LV)
+		bad_add |= add(o, "lv", json_object_new_string(req->lv));
+	if (f & VMD_PF_SIZE)
+		bad_add |= add(o, "size", json_object_new_int64(
+		                                  req->size > INT64_MAX
+		                                          ? -1
+		                                          : (int64_t)req->size));
+	if (f & VMD_PF_SPARSE)
+		bad_add |= add(o, "sparse", json_object_new_boolean(req->sparse));
+	if (f & VMD_PF_BASE)
+		bad_add |= add(o, "base", json_object_new_string(req->base));
+	if (f & VMD_PF_FORMAT)
+		bad_add |= add(o, "format", json_object_new_string(req->format));
+	if (f & VMD_PF_FS)
+		bad_add |= add(o, "fs", json_object_new_string(req->fs));
+	if (f & VMD_PF_LABEL)
+		bad_add |= add(o, "label", json_object_new_string(req->label));
+	if (f & VMD_PF_KEY_ID)
+		bad_add |= add(o, "key_id", json_object_new_string(req->key_id));
+	if (f & VMD_PF_CLEAR)
+		bad_add |= add(o, "volume_clear",
+		               json_object_new_string(
+		                       (unsigned)req->volume_clear <
+		                                       N_ELEMS(clear_names)
+		                               ? clear_names[req->volume_clear]
+		                               : "?"));
+	if (f & VMD_PF_CLEAR_SIZE)
+		bad_add |= add(o, "volume_clear_size",
+		               json_object_new_int64(
+		                       req->volume_clear_size > INT64_MAX
+		                               ? -1
+		                               : (int64_t)req->volume_clear_size));
+	if (bad_add)
+		return vmd_error_set(err, VMD_E_NOMEM, "request: out of memory",
+		                     "building the request JSON failed");
+	s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
+	*out = s ? strdup(s) : NULL;
+	if (!*out)
+		return vmd_error_set(err, VMD_E_NOMEM, "request: out of memory",
+		                     "serialising the request failed");
+	return 0;
+}
+
+void vmd_priv_request_target(const struct vmd_priv_request *req, char *buf,
+                             size_t bufsz)
+{
+	if ((req->fields & VMD_PF_VG) && (req->fields & VMD_PF_LV))
+		snprintf(buf, bufsz, "%s/%s", req->vg, req->lv);
+	else if (req->fields & VMD_PF_VG)
+		snprintf(buf, bufsz, "%s", req->vg);
+	else
+		snprintf(buf, bufsz, "-");
+}
+
+/* ---- dispatch ---- */
+
+static int handle_ping(const struct vmd_config *cfg,
+                       const struct vmd_priv_request *req,
+                       struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	(void)cfg;
+	(void)req;
+	(void)err;
+	rep->path[0] = '\0';
+	return 0;
+}
+
+const struct vmd_priv_ops vmd_priv_ops_default = {
+	.ping = handle_ping,
+	.luks_format = vmd_priv_luks_format,
+	.luks_open = vmd_priv_luks_open,
+	.luks_close = vmd_priv_luks_close,
+	/* The lvm backend's functions (lib/backend_lvm.c) plug in here;
+	 * until then vmd_priv_dispatch answers "not available yet". */
+};
+
+static vmd_priv_handler handler_of(const struct vmd_priv_ops *ops,
+                                   enum vmd_priv_op op)
+{
+	switch (op) {
+	case VMD_PRIV_PING: return ops->ping;
+	case VMD_PRIV_LVM_CREATE: return ops->lvm_create;
+	case VMD_PRIV_LVM_REMOVE: return ops->lvm_remove;
+	case VMD_PRIV_LVM_RESIZE: return ops->lvm_resize;
+	case VMD_PRIV_LVM_WRITE_IMAGE: return ops->lvm_write_image;
+	case VMD_PRIV_MKFS: return ops->mkfs;
+	case VMD_PRIV_LUKS_FORMAT: return ops->luks_format;
+	case VMD_PRIV_LUKS_OPEN: return ops->luks_open;
+	case VMD_PRIV_LUKS_CLOSE: return ops->luks_close;
+	case VMD_PRIV_OP_COUNT: break;
+	}
+	return NULL;
+}
+
+int vmd_priv_dispatch(const struct vmd_priv_ops *ops,
+                      const struct vmd_config *cfg,
+                      const struct vmd_priv_request *req,
+                      struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	vmd_priv_handler h;
+	char msg[VMD_ERROR_MSG_MAX];
+
+	memset(rep, 0, sizeof(*rep));
+	h = handler_of(ops ? ops : &vmd_priv_ops_default, req->op);
+	if (!h) {
+		snprintf(msg, sizeof(msg), "%s: not available yet",
+		         vmd_priv_op_name(req->op));
+		return vmd_error_set(err, VMD_E_UNSUPPORTED, msg,
+		                     "no handler for %s",
+		                     vmd_priv_op_name(req->op));
+	}
+	return h(cfg, req, rep, err);
+}
+
+/* ---- client ---- */
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+
+static void free_str(char **p)
+{
+	free(*p);
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static enum vmd_errc errc_of_name(const char *name)
+{
+	for (int c = VMD_E_INVAL; c >= VMD_E_CORRUPT; c--)
+		if (strcmp(vmd_errc_name((enum vmd_errc)c), name) == 0)
+			return (enum vmd_errc)c;
+	return VMD_E_EXTERNAL;
+}
+
+/* Printable ASCII only: a reply's message becomes our public message. */
+static void clean_text(char *dst, size_t dstsz, const char *s)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i + 1 < dstsz; i++)
+		dst[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+	dst[i] = '\0';
+}
+
+int vmd_priv_reply_parse(const char *line, size_t len,
+                         struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	__attribute__((cleanup(tok_free))) struct json_tokener *tok = NULL;
+	__attribute__((cleanup(json_put))) struct json_object *obj = NULL;
+	struct json_object *ok, *v;
+	char msg[VMD_ERROR_MSG_MAX];
+	enum vmd_errc code = VMD_E_EXTERNAL;
+
+	memset(rep, 0, sizeof(*rep));
+	tok = json_tokener_new_ex(2);
+	if (!tok)
+		return vmd_error_set(err, VMD_E_NOMEM, "vmdiskd: out of memory",
+		                     "json_tokener_new_ex failed");
+	if (len < VMD_PRIV_LINE_MAX && !memchr(line, '\0', len))
+		obj = json_tokener_parse_ex(tok, line, (int)len);
+	if (!obj || !json_object_is_type(obj, json_type_object) ||
+	    !json_object_object_get_ex(obj, "ok", &ok) ||
+	    !json_object_is_type(ok, json_type_boolean))
+		return vmd_error_set(err, VMD_E_EXTERNAL,
+		                     "vmdiskd: malformed reply",
+		                     "reply of %zu bytes is not {\"ok\":...}", len);
+	if (json_object_get_boolean(ok)) {
+		if (json_object_object_get_ex(obj, "path", &v) &&
+		    json_object_is_type(v, json_type_string)) {
+			const char *p = json_object_get_string(v);
+
+			if (strlen(p) >= sizeof(rep->path) || p[0] != '/' ||
+			    strstr(p, ".."))
+				return vmd_error_set(
+				        err, VMD_E_EXTERNAL,
+				        "vmdiskd: malformed reply",
+				        "device path in the reply refused");
+			clean_text(rep->path, sizeof(rep->path), p);
+		}
+		return 0;
+	}
+	if (json_object_object_get_ex(obj, "code", &v) &&
+	    json_object_is_type(v, json_type_string))
+		code = errc_of_name(json_object_get_string(v));
+	snprintf(msg, sizeof(msg), "vmdiskd: refused without a reason");
+	if (json_object_object_get_ex(obj, "error", &v) &&
+	    json_object_is_type(v, json_type_string))
+		clean_text(msg, sizeof(msg), json_object_get_string(v));
+	return vmd_error_set(err, code, msg, "vmdiskd answered: %s", msg);
+}
+
+static int write_all(int fd, const char *buf, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		buf += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int vmd_priv_call(const struct vmd_config *cfg,
+                  const struct vmd_priv_request *req,
+                  struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	__attribute__((cleanup(close_fd))) int fd = -1;
+	__attribute__((cleanup(free_str))) char *json = NULL;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	char buf[VMD_PRIV_LINE_MAX + 1];
+	size_t got = 0, jlen;
+	long long deadline = now_ms() + VMD_PRIV_CALL_TIMEOUT_MS;
+	char *nl = NULL;
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	rc = vmd_priv_request_to_json(req, &json, err);
+	if (rc < 0)
+		return rc;
+	jlen = strlen(json);
+	if (jlen + 1 >= VMD_PRIV_LINE_MAX)
+		return bad(err, VMD_E_INVAL, "line too long", NULL);
+	json[jlen] = '\n'; /* the NUL is not sent */
+	if (strlen(cfg->vmdiskd_socket) >= sizeof(sa.sun_path))
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "vmdiskd: socket path too long",
+		                     "vmdiskd_socket is %zu bytes",
+		                     strlen(cfg->vmdiskd_socket));
+	memcpy(sa.sun_path, cfg->vmdiskd_socket,
+	       strlen(cfg->vmdiskd_socket) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: socket", "socket(AF_UNIX)");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return vmd_error_set_errno(err, VMD_E_EXTERNAL, errno,
+		                           "vmdiskd: cannot connect",
+		                           "connect %s", cfg->vmdiskd_socket);
+	if (write_all(fd, json, jlen + 1) < 0)
+		return vmd_error_set_errno(err, VMD_E_EXTERNAL, errno,
+		                           "vmdiskd: sending the request failed",
+		                           "send to %s", cfg->vmdiskd_socket);
+	while (!nl) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		long long left = deadline - now_ms();
+		ssize_t n;
+
+		if (got >= VMD_PRIV_LINE_MAX)
+			return vmd_error_set(err, VMD_E_EXTERNAL,
+			                     "vmdiskd: reply too long",
+			                     "no newline in %zu bytes", got);
+		if (left <= 0)
+			return vmd_error_set(err, VMD_E_EXTERNAL,
+			                     "vmdiskd: no reply in time",
+			                     "waited %d ms",
+			                     VMD_PRIV_CALL_TIMEOUT_MS);
+		rc = poll(&p, 1, left > 60000 ? 60000 : (int)left);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "vmdiskd: reading the reply",
+			                           "poll");
+		if (rc == 0)
+			continue;
+		n = recv(fd, buf + got, VMD_PRIV_LINE_MAX - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return vmd_error_set(err, VMD_E_EXTERNAL,
+			                     "vmdiskd: connection closed without "
+			                     "a reply",
+			                     "recv returned %zd after %zu bytes",
+			                     n, got);
+		nl = memchr(buf + got, '\n', (size_t)n);
+		got += (size_t)n;
+	}
+	return vmd_priv_reply_parse(buf, (size_t)(nl - buf), rep, err);
+}
+
+int vmd_priv_run(const struct vmd_config *cfg,
+                 const struct vmd_priv_request *req,
+                 struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	int rc;
+
+	if (geteuid() != 0)
+		return vmd_priv_call(cfg, req, rep, err);
+	rc = vmd_priv_request_check(req, err);
+	if (rc < 0)
+		return rc;
+	return vmd_priv_dispatch(&vmd_priv_ops_default, cfg, req, rep, err);
+}

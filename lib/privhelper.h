@@ -1,0 +1,220 @@
+/*
+ * The privileged helper's protocol (vmdiskd, tools/vmdiskd.c).
+ *
+ * Root-only steps of the lvm backend (create/remove/resize an LV, write a
+ * base into it, mkfs, LUKS format/open/close) run in vmdiskd; an
+ * unprivileged library asks for them over a Unix socket, one JSON object per
+ * line, one request per connection:
+ *
+ *   {"op":"lvm_create","vg":"vg0","lv":"UUID_disk","size":1073741824}
+ *   -> {"ok":true,"path":"/dev/vg0/UUID_disk"}
+ *   -> {"ok":false,"code":"refused","error":"vmdiskd: not allowed"}
+ *
+ * The request schema is fixed: known ops only, known fields only, each of
+ * its JSON type and within its allow-list (validate.h), the fields an op
+ * needs present and no others. Nothing in a request is a path or a secret:
+ * a base image is named by its file name in the image cache, a key by its
+ * UUID (vmdiskd fetches the key itself, lib/keys.h).
+ *
+ * Each request is authorised from the caller's SO_PEERCRED against the
+ * policy file and every decision goes to the audit log (vmdiskd.8).
+ */
+#ifndef VMDISK_PRIVHELPER_H
+#define VMDISK_PRIVHELPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <vmdisk/config.h>
+#include <vmdisk/error.h>
+
+#define VMD_PRIV_LINE_MAX 4096          /* request or reply, newline included */
+#define VMD_PRIV_SIZE_MAX (1ull << 50)  /* 1 PiB: larger sizes are refused */
+#define VMD_PRIV_LV_MAX 128             /* LVM's own name limit */
+#define VMD_PRIV_CALL_TIMEOUT_MS (3600 * 1000)
+
+enum vmd_priv_op {
+	VMD_PRIV_PING = 0,
+	VMD_PRIV_LVM_CREATE,
+	VMD_PRIV_LVM_REMOVE,
+	VMD_PRIV_LVM_RESIZE,
+	VMD_PRIV_LVM_WRITE_IMAGE,
+	VMD_PRIV_MKFS,
+	VMD_PRIV_LUKS_FORMAT,
+	VMD_PRIV_LUKS_OPEN,
+	VMD_PRIV_LUKS_CLOSE,
+	VMD_PRIV_OP_COUNT,
+};
+
+/* Fields of a request: bits of vmd_priv_request.fields. */
+enum vmd_priv_field {
+	VMD_PF_VG = 1u << 0,          /* "vg": volume group name */
+	VMD_PF_LV = 1u << 1,          /* "lv": LV name (a file token) */
+	VMD_PF_SIZE = 1u << 2,        /* "size": bytes, 1..VMD_PRIV_SIZE_MAX */
+	VMD_PF_SPARSE = 1u << 3,      /* "sparse": bool (thin LV) */
+	VMD_PF_BASE = 1u << 4,        /* "base": file name in the image cache */
+	VMD_PF_FORMAT = 1u << 5,      /* "format": "raw" | "qcow2" */
+	VMD_PF_FS = 1u << 6,          /* "fs": "ext4" | "xfs" | "vfat" | "swap" */
+	VMD_PF_LABEL = 1u << 7,       /* "label": [A-Za-z0-9._-]{1,16} */
+	VMD_PF_KEY_ID = 1u << 8,      /* "key_id": UUID */
+	VMD_PF_CLEAR = 1u << 9,       /* "volume_clear": none | zero | shred */
+	VMD_PF_CLEAR_SIZE = 1u << 10, /* "volume_clear_size": MiB, 0 = all */
+};
+
+enum vmd_priv_clear {
+	VMD_PRIV_CLEAR_NONE = 0,
+	VMD_PRIV_CLEAR_ZERO,
+	VMD_PRIV_CLEAR_SHRED,
+};
+
+/* A parsed and validated request: every string here passed its check. */
+struct vmd_priv_request {
+	enum vmd_priv_op op;
+	unsigned fields; /* enum vmd_priv_field bits present */
+	char vg[VMD_NAME_MAX];
+	char lv[VMD_PRIV_LV_MAX];
+	uint64_t size;
+	bool sparse;
+	char base[VMD_PRIV_LV_MAX];
+	char format[8];
+	char fs[8];
+	char label[17];
+	char key_id[VMD_UUID_LEN + 1];
+	enum vmd_priv_clear volume_clear;
+	uint64_t volume_clear_size; /* MiB */
+};
+
+/* What a handler gives back beyond success: the device it made. */
+struct vmd_priv_reply {
+	char path[256]; /* "" when the op has none */
+};
+
+typedef int (*vmd_priv_handler)(const struct vmd_config *cfg,
+                                const struct vmd_priv_request *req,
+                                struct vmd_priv_reply *rep,
+                                struct vmd_error *err);
+
+/* The operations vmdiskd (or the library, when it runs as root) performs.
+ * A NULL member answers VMD_E_UNSUPPORTED. */
+struct vmd_priv_ops {
+	vmd_priv_handler ping;
+	vmd_priv_handler lvm_create;
+	vmd_priv_handler lvm_remove;
+	vmd_priv_handler lvm_resize;
+	vmd_priv_handler lvm_write_image;
+	vmd_priv_handler mkfs;
+	vmd_priv_handler luks_format;
+	vmd_priv_handler luks_open;
+	vmd_priv_handler luks_close;
+};
+
+/* The encryption handlers (lib/privhelper_luks.c): the key is fetched in
+ * the daemon by key_id; the device is /dev/<vg>/<lv>. */
+int vmd_priv_luks_format(const struct vmd_config *cfg,
+                         const struct vmd_priv_request *req,
+                         struct vmd_priv_reply *rep, struct vmd_error *err);
+int vmd_priv_luks_open(const struct vmd_config *cfg,
+                       const struct vmd_priv_request *req,
+                       struct vmd_priv_reply *rep, struct vmd_error *err);
+int vmd_priv_luks_close(const struct vmd_config *cfg,
+                        const struct vmd_priv_request *req,
+                        struct vmd_priv_reply *rep, struct vmd_error *err);
+
+/* The table vmdiskd serves with; the lvm backend's functions plug in here. */
+extern const struct vmd_priv_ops vmd_priv_ops_default;
+
+const char *vmd_priv_op_name(enum vmd_priv_op op);
+int vmd_priv_op_parse(const char *name, enum vmd_priv_op *op);
+/* luks_*: a policy grant for them must name them. */
+bool vmd_priv_op_is_encryption(enum vmd_priv_op op);
+
+/* Fields `op` requires and fields it allows (required included). */
+unsigned vmd_priv_fields_required(enum vmd_priv_op op);
+unsigned vmd_priv_fields_allowed(enum vmd_priv_op op);
+
+/*
+ * Parse one request line (without its newline; `len` bytes, need not be
+ * NUL-terminated) against the schema. Pure: no I/O. Refuses: more than
+ * VMD_PRIV_LINE_MAX - 1 bytes, NUL bytes, anything but one JSON object,
+ * trailing bytes, unknown op or field, a field of the wrong type, a value
+ * outside its allow-list, a missing required field. The public message
+ * names the problem and the field, never echoes the value.
+ */
+int vmd_priv_request_parse(const char *line, size_t len,
+                           struct vmd_priv_request *req,
+                           struct vmd_error *err);
+
+/* Check a request built in code against the same schema. */
+int vmd_priv_request_check(const struct vmd_priv_request *req,
+                           struct vmd_error *err);
+
+/* The request as one JSON line (no newline) in a malloc'ed string. */
+int vmd_priv_request_to_json(const struct vmd_priv_request *req, char **out,
+                             struct vmd_error *err);
+
+/* "vg/lv", "vg" or "-": what the audit log names as the target. */
+void vmd_priv_request_target(const struct vmd_priv_request *req, char *buf,
+                             size_t bufsz);
+
+/* Run an already checked request through `ops`. */
+int vmd_priv_dispatch(const struct vmd_priv_ops *ops,
+                      const struct vmd_config *cfg,
+                      const struct vmd_priv_request *req,
+                      struct vmd_priv_reply *rep, struct vmd_error *err);
+
+/* ---- policy ---- */
+
+struct vmd_priv_policy;
+
+/*
+ * Load the policy file: section [allow], keys "uid.<number|user>" and
+ * "gid.<number|group>", values comma lists of op names or "all" (every op
+ * except the luks_* ones, which must be named). The file must be a regular
+ * file owned by root (or the effective uid) and writable by nobody else.
+ */
+int vmd_priv_policy_load(const char *path, struct vmd_priv_policy **out,
+                         struct vmd_error *err);
+void vmd_priv_policy_free(struct vmd_priv_policy *pol);
+
+/* Whether uid, or one of its groups (gid and the user's groups), may run
+ * op; `why` says which grant matched or that none did. */
+bool vmd_priv_policy_allows(const struct vmd_priv_policy *pol, uid_t uid,
+                            gid_t gid, enum vmd_priv_op op, char *why,
+                            size_t whysz);
+
+/* ---- server ---- */
+
+struct vmd_priv_server_opts {
+	int read_timeout_ms;   /* whole request line; 0 = 10000 */
+	unsigned max_clients;  /* concurrent connections; 0 = 16 */
+	unsigned exit_after;   /* stop after this many connections; 0 = never */
+	const struct vmd_priv_ops *ops; /* NULL = vmd_priv_ops_default */
+};
+
+/* Bind cfg->vmdiskd_socket (mode 0660, group vmdisk when it exists), open
+ * the audit log and serve until SIGTERM/SIGINT or exit_after. */
+int vmd_priv_serve(const struct vmd_config *cfg,
+                   const struct vmd_priv_server_opts *opts,
+                   struct vmd_error *err);
+
+/* ---- client ---- */
+
+/* Send `req` to vmdiskd at cfg->vmdiskd_socket and read its reply; the
+ * daemon's error (code and public message) comes back in err. */
+int vmd_priv_call(const struct vmd_config *cfg,
+                  const struct vmd_priv_request *req,
+                  struct vmd_priv_reply *rep, struct vmd_error *err);
+
+/* As root: check and dispatch in-process through vmd_priv_ops_default;
+ * otherwise vmd_priv_call. What the lvm backend calls. */
+int vmd_priv_run(const struct vmd_config *cfg,
+                 const struct vmd_priv_request *req,
+                 struct vmd_priv_reply *rep, struct vmd_error *err);
+
+/* Parse a reply line (for the client and its tests). */
+int vmd_priv_reply_parse(const char *line, size_t len,
+                         struct vmd_priv_reply *rep, struct vmd_error *err);
+
+#endif

@@ -1,0 +1,696 @@
+/*
+ * The daemon side of the privileged helper (tools/vmdiskd.c): the policy
+ * file, the audit log and the socket server (see lib/privhelper.h).
+ *
+ * One thread per connection, at most max_clients at a time, one request per
+ * connection: a client that sends nothing, or dribbles, is cut off when its
+ * read deadline passes, and a slow operation holds only its own thread.
+ * The policy is read again for every request, so an edit applies at once
+ * and a broken file refuses everything (fail closed).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <ini.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <vmdisk/log.h>
+
+#include "privhelper.h"
+
+#define POLICY_FILE_MAX (64 * 1024)
+#define POLICY_RULES_MAX 256
+
+/* ---- policy ---- */
+
+struct policy_rule {
+	bool is_gid;
+	unsigned id;
+	unsigned ops; /* bits 1 << enum vmd_priv_op */
+	char name[48]; /* the key as written, for the audit */
+};
+
+struct vmd_priv_policy {
+	size_t n;
+	struct policy_rule rules[POLICY_RULES_MAX];
+};
+
+struct policy_parse {
+	struct vmd_priv_policy *pol;
+	const char *why;
+};
+
+static bool parse_uint(const char *s, unsigned *out)
+{
+	unsigned long long v = 0;
+
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return false;
+		v = v * 10 + (unsigned)(*s - '0');
+		if (v > 0xfffffffeu)
+			return false;
+	}
+	*out = (unsigned)v;
+	return true;
+}
+
+/* A user or group by number or name. */
+static bool lookup_id(bool is_gid, const char *s, unsigned *out)
+{
+	char buf[4096];
+
+	if (parse_uint(s, out))
+		return true;
+	if (is_gid) {
+		struct group gr, *res = NULL;
+
+		if (getgrnam_r(s, &gr, buf, sizeof(buf), &res) != 0 || !res)
+			return false;
+		*out = (unsigned)gr.gr_gid;
+	} else {
+		struct passwd pw, *res = NULL;
+
+		if (getpwnam_r(s, &pw, buf, sizeof(buf), &res) != 0 || !res)
+			return false;
+		*out = (unsigned)pw.pw_uid;
+	}
+	return true;
+}
+
+static int parse_ops(const char *value, unsigned *ops)
+{
+	char item[32];
+
+	*ops = 0;
+	for (;;) {
+		size_t n;
+		enum vmd_priv_op op;
+
+		while (*value == ' ')
+			value++;
+		n = strcspn(value, ", ");
+		if (n == 0 || n >= sizeof(item))
+			return -1;
+		memcpy(item, value, n);
+		item[n] = '\0';
+		if (strcmp(item, "all") == 0) {
+			for (unsigned i = 0; i < VMD_PRIV_OP_COUNT; i++)
+				if (!vmd_priv_op_is_encryption(
+				            (enum vmd_priv_op)i))
+					*ops |= 1u << i;
+		} else if (vmd_priv_op_parse(item, &op) == 0) {
+			*ops |= 1u << op;
+		} else {
+			return -1;
+		}
+		value += n;
+		while (*value == ' ')
+			value++;
+		if (*value == '\0')
+			return 0;
+		if (*value != ',')
+			return -1;
+		value++;
+	}
+}
+
+static int on_policy(void *user, const char *section, const char *name,
+                     const char *value)
+{
+	struct policy_parse *pp = user;
+	struct policy_rule *r;
+
+	if (strcmp(section, "allow") != 0) {
+		pp->why = "only an [allow] section";
+		return 0;
+	}
+	if (pp->pol->n >= POLICY_RULES_MAX) {
+		pp->why = "too many rules";
+		return 0;
+	}
+	r = &pp->pol->rules[pp->pol->n];
+	if (strncmp(name, "uid.", 4) == 0)
+		r->is_gid = false;
+	else if (strncmp(name, "gid.", 4) == 0)
+		r->is_gid = true;
+	else {
+		pp->why = "keys are uid.<user> or gid.<group>";
+		return 0;
+	}
+	if (strlen(name) >= sizeof(r->name) ||
+	    !lookup_id(r->is_gid, name + 4, &r->id)) {
+		pp->why = "unknown user or group";
+		return 0;
+	}
+	if (parse_ops(value, &r->ops) < 0) {
+		pp->why = "unknown operation";
+		return 0;
+	}
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	pp->pol->n++;
+	return 1;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+
+static void free_str(char **p)
+{
+	free(*p);
+}
+
+int vmd_priv_policy_load(const char *path, struct vmd_priv_policy **out,
+                         struct vmd_error *err)
+{
+	__attribute__((cleanup(close_fd))) int fd = -1;
+	__attribute__((cleanup(free_str))) char *text = NULL;
+	struct vmd_priv_policy *pol;
+	struct policy_parse pp = {NULL, NULL};
+	struct stat st;
+	size_t got = 0;
+	int line;
+
+	*out = NULL;
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+	if (fd < 0)
+		return vmd_error_set_errno(err, VMD_E_CONFIG, errno,
+		                           "policy: cannot open the policy file",
+		                           "open %s", path);
+	if (fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "policy: cannot read the policy file",
+		                           "fstat %s", path);
+	if (!S_ISREG(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
+	    (st.st_mode & 022) || st.st_size > POLICY_FILE_MAX)
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "policy: policy file not trusted",
+		                     "%s must be a regular file of at most %d "
+		                     "bytes owned by root, writable by its "
+		                     "owner only (mode %o, uid %u)",
+		                     path, POLICY_FILE_MAX,
+		                     (unsigned)(st.st_mode & 07777),
+		                     (unsigned)st.st_uid);
+	text = malloc((size_t)st.st_size + 1);
+	if (!text)
+		return vmd_error_set(err, VMD_E_NOMEM, "policy: out of memory",
+		                     "policy file of %lld bytes",
+		                     (long long)st.st_size);
+	while (got < (size_t)st.st_size) {
+		ssize_t n = read(fd, text + got, (size_t)st.st_size - got);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "policy: cannot read the "
+			                           "policy file",
+			                           "read %s", path);
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	text[got] = '\0';
+	pol = calloc(1, sizeof(*pol));
+	if (!pol)
+		return vmd_error_set(err, VMD_E_NOMEM, "policy: out of memory",
+		                     "calloc policy");
+	pp.pol = pol;
+	line = ini_parse_string(text, on_policy, &pp);
+	if (line != 0) {
+		free(pol);
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "policy: bad policy file",
+		                     "%s line %d: %s", path, line,
+		                     pp.why ? pp.why : "syntax error");
+	}
+	*out = pol;
+	return 0;
+}
+
+void vmd_priv_policy_free(struct vmd_priv_policy *pol)
+{
+	free(pol);
+}
+
+/* The groups of uid's user (from the group database), gid included. */
+static int groups_of(uid_t uid, gid_t gid, gid_t *groups, int max)
+{
+	char buf[4096];
+	struct passwd pw, *res = NULL;
+	int n = max;
+
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &res) != 0 || !res) {
+		groups[0] = gid;
+		return 1;
+	}
+	if (getgrouplist(pw.pw_name, gid, groups, &n) < 0)
+		n = max;
+	return n;
+}
+
+bool vmd_priv_policy_allows(const struct vmd_priv_policy *pol, uid_t uid,
+                            gid_t gid, enum vmd_priv_op op, char *why,
+                            size_t whysz)
+{
+	gid_t groups[64];
+	int ng = -1;
+
+	if ((unsigned)op >= VMD_PRIV_OP_COUNT) {
+		snprintf(why, whysz, "unknown op");
+		return false;
+	}
+	for (size_t i = 0; i < pol->n; i++) {
+		const struct policy_rule *r = &pol->rules[i];
+
+		if (!(r->ops & (1u << op)))
+			continue;
+		if (!r->is_gid && r->id == (unsigned)uid) {
+			snprintf(why, whysz, "granted by %s", r->name);
+			return true;
+		}
+		if (!r->is_gid)
+			continue;
+		if (ng < 0)
+			ng = groups_of(uid, gid, groups, 64);
+		for (int g = 0; g < ng; g++) {
+			if ((unsigned)groups[g] == r->id ||
+			    (unsigned)gid == r->id) {
+				snprintf(why, whysz, "granted by %s", r->name);
+				return true;
+			}
+		}
+	}
+	snprintf(why, whysz, "no grant for %s", vmd_priv_op_name(op));
+	return false;
+}
+
+/* ---- server ---- */
+
+struct server {
+	const struct vmd_config *cfg;
+	const struct vmd_priv_ops *ops;
+	int read_timeout_ms;
+	unsigned max_clients;
+	int audit_fd;
+	pthread_mutex_t lock; /* audit writes, active count */
+	pthread_cond_t idle;
+	unsigned active;
+};
+
+struct conn {
+	struct server *srv;
+	int fd;
+};
+
+static volatile sig_atomic_t stop_requested;
+
+static void on_stop_signal(int sig)
+{
+	(void)sig;
+	stop_requested = 1;
+}
+
+static long long now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* One audit line: "TIME uid=U pid=P op=OP target=T allowed|refused
+ * reason". Every part is either a number or text our own code made from
+ * validated values, so a caller cannot forge lines. */
+static void audit(struct server *srv, const struct ucred *cr, const char *op,
+                  const char *target, const char *decision,
+                  const char *reason)
+{
+	char line[1024], when[32], clean[512];
+	struct timespec ts;
+	struct tm tm;
+	size_t i;
+	int n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	gmtime_r(&ts.tv_sec, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	vmd_redact(reason, clean, sizeof(clean));
+	for (i = 0; clean[i]; i++)
+		if (clean[i] < 0x20 || clean[i] == 0x7f || clean[i] == '"')
+			clean[i] = '?';
+	n = snprintf(line, sizeof(line),
+	             "%s uid=%u pid=%d op=%s target=%s %s reason=\"%s\"\n",
+	             when, cr ? (unsigned)cr->uid : 4294967295u,
+	             cr ? (int)cr->pid : -1, op, target, decision, clean);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = (int)sizeof(line) - 1;
+		line[n - 1] = '\n';
+	}
+	pthread_mutex_lock(&srv->lock);
+	if (write(srv->audit_fd, line, (size_t)n) != n)
+		vmd_log_error("vmdiskd: audit log write failed: %s",
+		              strerror(errno));
+	pthread_mutex_unlock(&srv->lock);
+	vmd_log_info("vmdiskd: %.*s", n - 1, line);
+}
+
+static void send_reply(int fd, int rc, const struct vmd_priv_reply *rep,
+                       const struct vmd_error *err)
+{
+	char line[VMD_PRIV_LINE_MAX];
+	char msg[VMD_ERROR_MSG_MAX];
+	size_t i;
+	int n;
+
+	if (rc == 0) {
+		if (rep && rep->path[0])
+			n = snprintf(line, sizeof(line),
+			             "{\"ok\":true,\"path\":\"%s\"}\n", rep->path);
+		else
+			n = snprintf(line, sizeof(line), "{\"ok\":true}\n");
+	} else {
+		/* The message is our own text; keep it plain for JSON. */
+		snprintf(msg, sizeof(msg), "%s", err->msg);
+		for (i = 0; msg[i]; i++)
+			if (msg[i] < 0x20 || msg[i] > 0x7e || msg[i] == '"' ||
+			    msg[i] == '\\')
+				msg[i] = '?';
+		n = snprintf(line, sizeof(line),
+		             "{\"ok\":false,\"code\":\"%s\",\"error\":\"%s\"}\n",
+		             vmd_errc_name(err->code), msg);
+	}
+	if (n > 0 && (size_t)n < sizeof(line))
+		(void)send(fd, line, (size_t)n, MSG_NOSIGNAL);
+}
+
+/* Read one line within the deadline. 0 with *len set; -1 with why. */
+static int read_line(int fd, char *buf, size_t bufsz, size_t *len,
+                     int timeout_ms, const char **why)
+{
+	long long deadline = now_ms() + timeout_ms;
+	size_t got = 0;
+
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		long long left = deadline - now_ms();
+		char *nl;
+		ssize_t n;
+		int rc;
+
+		if (left <= 0) {
+			*why = "request: read timed out";
+			return -1;
+		}
+		rc = poll(&p, 1, (int)left);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc <= 0)
+			continue;
+		n = recv(fd, buf + got, bufsz - got, 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			*why = "request: connection closed before a newline";
+			return -1;
+		}
+		nl = memchr(buf + got, '\n', (size_t)n);
+		got += (size_t)n;
+		if (nl) {
+			*len = (size_t)(nl - buf);
+			return 0;
+		}
+		if (got >= bufsz) {
+			*why = "request: line too long";
+			return -1;
+		}
+	}
+}
+
+static void handle(struct server *srv, int fd)
+{
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	char line[VMD_PRIV_LINE_MAX];
+	char target[VMD_NAME_MAX + VMD_PRIV_LV_MAX + 2];
+	char why[160];
+	const char *rwhy = NULL;
+	struct vmd_priv_request req;
+	struct vmd_priv_reply rep;
+	struct vmd_priv_policy *pol = NULL;
+	struct vmd_error err = VMD_ERROR_INIT;
+	size_t len = 0;
+	bool allowed;
+	int rc;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) < 0) {
+		vmd_error_set_errno(&err, VMD_E_IO, errno,
+		                    "vmdiskd: no peer credentials",
+		                    "SO_PEERCRED");
+		audit(srv, NULL, "?", "-", "refused", err.msg);
+		send_reply(fd, -1, NULL, &err);
+		return;
+	}
+	if (read_line(fd, line, sizeof(line), &len, srv->read_timeout_ms,
+	              &rwhy) < 0) {
+		vmd_error_set(&err, VMD_E_INVAL, rwhy, "client pid %d: %s",
+		              (int)cr.pid, rwhy);
+		audit(srv, &cr, "?", "-", "refused", err.msg);
+		send_reply(fd, -1, NULL, &err);
+		return;
+	}
+	rc = vmd_priv_request_parse(line, len, &req, &err);
+	if (rc < 0) {
+		audit(srv, &cr, "?", "-", "refused", err.msg);
+		send_reply(fd, rc, NULL, &err);
+		return;
+	}
+	vmd_priv_request_target(&req, target, sizeof(target));
+	rc = vmd_priv_policy_load(srv->cfg->vmdiskd_policy_file, &pol, &err);
+	if (rc < 0) {
+		audit(srv, &cr, vmd_priv_op_name(req.op), target, "refused",
+		      err.msg);
+		vmd_error_clear(&err);
+		vmd_error_set(&err, VMD_E_REFUSED, "vmdiskd: not allowed",
+		              "no usable policy");
+		send_reply(fd, VMD_E_REFUSED, NULL, &err);
+		return;
+	}
+	allowed = vmd_priv_policy_allows(pol, cr.uid, cr.gid, req.op, why,
+	                                 sizeof(why));
+	vmd_priv_policy_free(pol);
+	audit(srv, &cr, vmd_priv_op_name(req.op), target,
+	      allowed ? "allowed" : "refused", why);
+	if (!allowed) {
+		vmd_error_set(&err, VMD_E_REFUSED, "vmdiskd: not allowed",
+		              "uid %u pid %d: %s", (unsigned)cr.uid,
+		              (int)cr.pid, why);
+		send_reply(fd, VMD_E_REFUSED, NULL, &err);
+		return;
+	}
+	rc = vmd_priv_dispatch(srv->ops, srv->cfg, &req, &rep, &err);
+	audit(srv, &cr, vmd_priv_op_name(req.op), target,
+	      rc == 0 ? "done" : "failed", rc == 0 ? "ok" : err.msg);
+	send_reply(fd, rc, &rep, &err);
+}
+
+static void *conn_thread(void *arg)
+{
+	struct conn *c = arg;
+	struct server *srv = c->srv;
+
+	handle(srv, c->fd);
+	close(c->fd);
+	free(c);
+	pthread_mutex_lock(&srv->lock);
+	srv->active--;
+	pthread_cond_broadcast(&srv->idle);
+	pthread_mutex_unlock(&srv->lock);
+	return NULL;
+}
+
+static int bind_socket(const char *path, int *out, struct vmd_error *err)
+{
+	__attribute__((cleanup(close_fd))) int fd = -1;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct group gr, *res = NULL;
+	char buf[4096];
+	struct stat st;
+	mode_t old;
+	int rc;
+
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "vmdiskd: socket path too long",
+		                     "%s", path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	/* A stale socket of an earlier run; anything else stays. */
+	if (lstat(path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode))
+			return vmd_error_set(err, VMD_E_EXISTS,
+			                     "vmdiskd: socket path taken",
+			                     "%s exists and is not a socket",
+			                     path);
+		unlink(path);
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: socket", "socket");
+	old = umask(0117); /* never a moment wider than 0660 */
+	rc = bind(fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (rc < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: cannot bind the socket",
+		                           "bind %s", path);
+	if (getgrnam_r("vmdisk", &gr, buf, sizeof(buf), &res) == 0 && res &&
+	    chown(path, (uid_t)-1, gr.gr_gid) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: cannot set the socket group",
+		                           "chown %s", path);
+	if (chmod(path, 0660) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: cannot set the socket mode",
+		                           "chmod %s", path);
+	if (listen(fd, 64) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: listen", "listen %s", path);
+	*out = fd;
+	fd = -1;
+	return 0;
+}
+
+static void accept_loop(struct server *srv, int lfd, unsigned exit_after,
+                        const sigset_t *unblocked)
+{
+	unsigned served = 0;
+
+	while (!stop_requested && (exit_after == 0 || served < exit_after)) {
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+		struct conn *c;
+		pthread_t th;
+		pthread_attr_t attr;
+		int fd, rc;
+
+		rc = ppoll(&p, 1, NULL, unblocked);
+		if (rc <= 0)
+			continue;
+		fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0)
+			continue;
+		served++;
+		pthread_mutex_lock(&srv->lock);
+		if (srv->active >= srv->max_clients) {
+			struct vmd_error err = VMD_ERROR_INIT;
+			struct ucred cr;
+			socklen_t crlen = sizeof(cr);
+			bool have_cr;
+
+			pthread_mutex_unlock(&srv->lock);
+			have_cr = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr,
+			                     &crlen) == 0;
+			vmd_error_set(&err, VMD_E_BUSY, "vmdiskd: busy",
+			              "%u clients already", srv->max_clients);
+			audit(srv, have_cr ? &cr : NULL, "?", "-", "refused",
+			      err.msg);
+			send_reply(fd, VMD_E_BUSY, NULL, &err);
+			close(fd);
+			continue;
+		}
+		srv->active++;
+		pthread_mutex_unlock(&srv->lock);
+		c = malloc(sizeof(*c));
+		if (c) {
+			c->srv = srv;
+			c->fd = fd;
+		}
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (!c || pthread_create(&th, &attr, conn_thread, c) != 0) {
+			free(c);
+			close(fd);
+			pthread_mutex_lock(&srv->lock);
+			srv->active--;
+			pthread_mutex_unlock(&srv->lock);
+		}
+		pthread_attr_destroy(&attr);
+	}
+}
+
+int vmd_priv_serve(const struct vmd_config *cfg,
+                   const struct vmd_priv_server_opts *opts,
+                   struct vmd_error *err)
+{
+	__attribute__((cleanup(close_fd))) int lfd = -1;
+	struct server srv = {
+		.cfg = cfg,
+		.ops = opts && opts->ops ? opts->ops : &vmd_priv_ops_default,
+		.read_timeout_ms = opts && opts->read_timeout_ms > 0
+		                           ? opts->read_timeout_ms
+		                           : 10000,
+		.max_clients = opts && opts->max_clients ? opts->max_clients
+		                                         : 16,
+		.audit_fd = -1,
+	};
+	struct sigaction sa = {.sa_handler = on_stop_signal};
+	sigset_t block, old;
+	int rc;
+
+	srv.audit_fd = open(cfg->vmdiskd_audit_log,
+	                    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	                            O_NOFOLLOW | O_NOCTTY,
+	                    0600);
+	if (srv.audit_fd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: cannot open the audit log",
+		                           "open %s", cfg->vmdiskd_audit_log);
+	rc = bind_socket(cfg->vmdiskd_socket, &lfd, err);
+	if (rc < 0) {
+		close(srv.audit_fd);
+		return rc;
+	}
+	pthread_mutex_init(&srv.lock, NULL);
+	pthread_cond_init(&srv.idle, NULL);
+	sigemptyset(&block);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGINT);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	/* Blocked everywhere but in ppoll, so the signal cannot slip in
+	 * between the flag check and the wait. Threads inherit the mask. */
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	stop_requested = 0;
+	vmd_log_info("vmdiskd: serving on %s", cfg->vmdiskd_socket);
+	accept_loop(&srv, lfd, opts ? opts->exit_after : 0, &old);
+	/* Let requests in flight finish and their audit lines land. */
+	pthread_mutex_lock(&srv.lock);
+	while (srv.active > 0)
+		pthread_cond_wait(&srv.idle, &srv.lock);
+	pthread_mutex_unlock(&srv.lock);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	unlink(cfg->vmdiskd_socket);
+	close(srv.audit_fd);
+	pthread_cond_destroy(&srv.idle);
+	pthread_mutex_destroy(&srv.lock);
+	vmd_log_info("vmdiskd: stopped");
+	return 0;
+}

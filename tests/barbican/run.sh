@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# The barbican key provider (lib/keys.c) against a real Barbican on 127.0.0.1.
+#
+#   tests/barbican/run.sh [BUILD_DIR]
+#
+# Debian's Barbican (python3-barbican, installed here when missing and we
+# are root) runs standalone as in ../shared/recipes/glance-barbican.md: no
+# Keystone (unauthenticated context, X-Project-Id), sqlite, the simple
+# crypto plugin, served by wsgiref from a tiny launcher, all in a temporary
+# folder. A secret is stored through the API and fetched with
+# build/tests/key_fetch (the product's provider): the bytes match; an
+# unknown id is a 404 error; a secret whose ciphertext was damaged in
+# Barbican's database is a 500 error; a token file of mode 0644 is refused;
+# a dead endpoint and one that never answers (a timeout) are errors. The
+# key, its id and the token never appear in any output or log line.
+#
+# Last line "N passed, N failed"; exit 77 only when Barbican cannot be
+# installed or started.
+set -uo pipefail
+
+cd "$(dirname "$0")/../.." || exit 1
+root=$PWD
+build=${1:-${VMDISK_BUILD_DIR:-$root/build}}
+[[ "$build" == /* ]] || build=$root/$build
+fetch=$build/tests/key_fetch
+py=/usr/bin/python3
+
+passed=0
+failed=0
+say() { printf 'barbican: %s\n' "$*"; }
+ok() { printf 'ok   %s\n' "$*"; passed=$((passed + 1)); }
+bad() { printf 'FAIL %s\n' "$*"; failed=$((failed + 1)); }
+skip() {
+	say "skipped: $*"
+	echo "0 passed, 0 failed, 1 skipped"
+	exit 77
+}
+
+[[ -x "$fetch" ]] || { say "no $fetch (build first)"; echo "0 passed, 1 failed"; exit 1; }
+
+if ! "$py" -c 'import barbican.api.app' 2>/dev/null; then
+	if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
+		say "installing python3-barbican"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends python3-barbican >/dev/null 2>&1 ||
+			{ DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 &&
+				DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+					--no-install-recommends python3-barbican >/dev/null 2>&1; }
+	fi
+	"$py" -c 'import barbican.api.app' 2>/dev/null ||
+		skip "python3-barbican is not installed and could not be (apt-get install python3-barbican)"
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-barbican.XXXXXX") || exit 1
+S=$tmp/barbican
+mkdir -p "$S"
+pid=
+stop_barbican() {
+	local i
+	[[ -n "$pid" ]] || return 0
+	kill -TERM "$pid" 2>/dev/null
+	for ((i = 0; i < 50; i++)); do
+		[[ -d /proc/$pid ]] || break
+		grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null
+	pid=
+}
+silent_pid=
+cleanup() {
+	[[ -n "$silent_pid" ]] && kill -KILL "$silent_pid" 2>/dev/null
+	stop_barbican
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+	"$py" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+port=$(free_port)
+dead_port=$(free_port)
+base=http://127.0.0.1:$port
+
+cat >"$S/barbican.conf" <<EOF
+[DEFAULT]
+host_href = $base
+sql_connection = sqlite:///$S/barbican.sqlite
+use_stderr = true
+[queue]
+enable = false
+[secretstore]
+namespace = barbican.secretstore.plugin
+enabled_secretstore_plugins = store_crypto
+[crypto]
+namespace = barbican.crypto.plugin
+enabled_crypto_plugins = simple_crypto
+[simple_crypto_plugin]
+kek = $(head -c 32 /dev/urandom | base64)
+EOF
+cat >"$S/paste.ini" <<EOF
+[composite:main]
+use = egg:Paste#urlmap
+/: versionapp
+/v1: barbican_api
+/healthcheck: healthcheck
+[pipeline:barbican_api]
+pipeline = unauthenticated-context microversion apiapp
+[app:apiapp]
+paste.app_factory = barbican.api.app:create_main_app
+[app:versionapp]
+paste.app_factory = barbican.api.app:create_version_app
+[filter:unauthenticated-context]
+paste.filter_factory = barbican.api.middleware.context:UnauthenticatedContextMiddleware.factory
+[filter:microversion]
+paste.filter_factory = barbican.api.middleware.microversion:MicroversionMiddleware.factory
+[app:healthcheck]
+paste.app_factory = oslo_middleware:Healthcheck.app_factory
+backends = disable_by_file
+disable_by_file_path = $S/healthcheck_disable
+EOF
+# Barbican reads its config at import time from fixed places: parse ours
+# explicitly, then serve the paste app (one request at a time, HTTP/1.0).
+cat >"$S/launch.py" <<'EOF'
+import sys
+from barbican.common import config
+conf_path, paste_path, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+config.parse_args(config.CONF, args=['--config-file', conf_path],
+                  default_config_files=[])
+from paste import deploy
+from wsgiref.simple_server import make_server, WSGIRequestHandler
+app = deploy.loadapp('config:' + paste_path)
+class Handler(WSGIRequestHandler):
+    def log_message(self, fmt, *args):
+        sys.stderr.write('request: %s\n' % (fmt % args))
+make_server('127.0.0.1', port, app, handler_class=Handler).serve_forever()
+EOF
+
+"$py" -c 'import sys; from barbican.cmd.barbican_manage import main; sys.argv[0] = "barbican-manage"; sys.exit(main())' \
+	--config-file "$S/barbican.conf" db upgrade -d "sqlite:///$S/barbican.sqlite" \
+	>"$S/db.log" 2>&1 || { tail -n 20 "$S/db.log"; skip "barbican-manage db upgrade failed"; }
+
+start=$(date +%s)
+setsid "$py" "$S/launch.py" "$S/barbican.conf" "$S/paste.ini" "$port" \
+	>"$S/barbican.log" 2>&1 </dev/null &
+pid=$!
+up=0
+for ((i = 0; i < 150; i++)); do
+	if [[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/healthcheck")" == 200 ]]; then
+		up=1
+		break
+	fi
+	grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break
+	sleep 0.2
+done
+if ((up == 0)); then
+	tail -n 30 "$S/barbican.log"
+	skip "Barbican did not answer on 127.0.0.1:$port"
+fi
+say "Barbican up on 127.0.0.1:$port in $(($(date +%s) - start)) s"
+
+project=vmdisk-test
+planted="PLANTED-BARBICAN-KEY-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s' "$planted" >"$tmp/expected"
+token="TOKEN-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s\n' "$token" >"$tmp/token"
+chmod 600 "$tmp/token"
+
+store() { # PAYLOAD -> secret id on stdout
+	curl -s -X POST -H "X-Project-Id: $project" -H 'Content-Type: application/json' \
+		"$base/v1/secrets" -d "{\"payload\":\"$(printf '%s' "$1" | base64 -w0)\",
+		\"payload_content_type\":\"application/octet-stream\",
+		\"payload_content_encoding\":\"base64\",\"algorithm\":\"aes\",
+		\"bit_length\":256,\"secret_type\":\"symmetric\"}" |
+		sed -n 's|.*"secret_ref": *"[^"]*/v1/secrets/\([0-9a-f-]*\)".*|\1|p'
+}
+id=$(store "$planted")
+[[ "$id" =~ ^[0-9a-f-]{36}$ ]] || { tail -n 30 "$S/barbican.log"; skip "storing a secret in Barbican failed"; }
+broken_id=$(store "another-secret-0123456789abcdef")
+
+conf() { # ENDPOINT TOKEN_FILE
+	cat <<EOF
+[vmdisk]
+log_target = stderr
+log_level = debug
+key_manager = barbican
+barbican_endpoint = $1
+barbican_token_file = $2
+barbican_project_id = $project
+EOF
+}
+conf "$base" "$tmp/token" >"$tmp/good.conf"
+conf "http://127.0.0.1:$dead_port" "$tmp/token" >"$tmp/dead.conf"
+cp "$tmp/token" "$tmp/token-0644"
+chmod 644 "$tmp/token-0644"
+conf "$base" "$tmp/token-0644" >"$tmp/mode.conf"
+
+all_logs=$tmp/all.log
+: >"$all_logs"
+# run NAME CONF ID [EXPECTED]: key_fetch's output in $out, its status in $rc
+run() {
+	local name=$1
+	shift
+	out=$("$fetch" "$@" 2>"$tmp/$name.err")
+	rc=$?
+	{ printf '%s\n' "$out"; cat "$tmp/$name.err"; } >>"$all_logs"
+}
+
+run good "$tmp/good.conf" "$id" "$tmp/expected"
+if [[ $rc == 0 && "$out" == *"ok ${#planted} bytes"* && "$out" == *matches* ]]; then
+	ok "fetch a stored secret: the bytes match"
+else
+	bad "fetch a stored secret: rc $rc, '$out'"
+fi
+grep -q 'the key is \*\*\*' "$tmp/good.err" &&
+	ok "the key printed on purpose is redacted" ||
+	bad "the key printed on purpose is not redacted"
+
+unknown=$(cat /proc/sys/kernel/random/uuid)
+run unknown "$tmp/good.conf" "$unknown"
+if [[ $rc == 1 && "$out" == "error: keys: barbican: secret not found" ]]; then
+	ok "unknown id: 404 is an error"
+else
+	bad "unknown id: rc $rc, '$out'"
+fi
+grep -q "$unknown" "$all_logs" && bad "the unknown key id shows in the log" ||
+	ok "the unknown key id is in no log line"
+
+# Damage the stored ciphertext: Barbican answers 500.
+"$py" - "$S/barbican.sqlite" "$broken_id" <<'EOF'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute("update encrypted_data set cypher_text = 'Z2FyYmFnZQ==' "
+          "where secret_id = ?", (sys.argv[2],))
+c.commit()
+EOF
+run broken "$tmp/good.conf" "$broken_id"
+if [[ $rc == 1 && "$out" == "error: keys: barbican: "* && "$out" != *"not found"* ]] &&
+	grep -q 'HTTP 500' "$tmp/broken.err"; then
+	ok "Barbican answering 500 is an error ($out)"
+else
+	bad "Barbican answering 500: rc $rc, '$out'"
+fi
+
+run mode "$tmp/mode.conf" "$id"
+if [[ $rc == 1 && "$out" == *"token file"*"0600"* ]]; then
+	ok "token file of mode 0644 refused"
+else
+	bad "token file of mode 0644: rc $rc, '$out'"
+fi
+
+run dead "$tmp/dead.conf" "$id"
+if [[ $rc == 1 && "$out" == "error: keys: barbican"* ]]; then
+	ok "dead endpoint is an error ($out)"
+else
+	bad "dead endpoint: rc $rc, '$out'"
+fi
+
+# A server that takes the connection and never answers: a timeout.
+silent_port=$(free_port)
+setsid "$py" -c 'import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen(8)
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+conns = []
+while True:
+    c, _ = s.accept()
+    conns.append(c)' "$silent_port" >"$tmp/silent.out" 2>&1 </dev/null &
+silent_pid=$!
+for ((i = 0; i < 50; i++)); do
+	grep -q ready "$tmp/silent.out" 2>/dev/null && break
+	sleep 0.1
+done
+{ conf "http://127.0.0.1:$silent_port" "$tmp/token"
+	echo "http_connect_timeout = 2"
+	echo "http_low_speed_time = 2"; } >"$tmp/silent.conf"
+t0=$(date +%s)
+run silent "$tmp/silent.conf" "$id"
+kill -TERM "$silent_pid" 2>/dev/null
+if [[ $rc == 1 && "$out" == "error: keys: barbican"* ]] && (($(date +%s) - t0 < 30)); then
+	ok "a Barbican that never answers is an error ($out)"
+else
+	bad "silent server: rc $rc, '$out'"
+fi
+
+leaks=
+grep -q -- "$planted" "$all_logs" && leaks+=" key"
+grep -q -- "$token" "$all_logs" && leaks+=" token"
+grep -q -- "$id" "$all_logs" && leaks+=" key-id"
+grep -q -- "$broken_id" "$all_logs" && leaks+=" broken-key-id"
+if [[ -z "$leaks" ]]; then
+	ok "key, token and key ids in no output or log line ($(wc -l <"$all_logs") lines)"
+else
+	bad "leaked into our output or logs:$leaks"
+fi
+
+stop_barbican
+echo "$passed passed, $failed failed"
+((failed == 0))

@@ -1,0 +1,701 @@
+/*
+ * Tests of the privileged helper: the request parser and policy in-process,
+ * then the real vmdiskd binary (started through the product runner in a
+ * thread) on a temporary socket, with a policy granting the current uid
+ * some ops and not others: what is allowed reaches its handler, what is not
+ * is refused and audited, and malformed, over-long, unknown or mistyped
+ * requests get an error reply while the daemon goes on serving.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <vmdisk/config.h>
+#include <vmdisk/log.h>
+
+#include "helpers.h"
+#include "privhelper.h"
+
+#define KEY_ID "0d3b6f2e-1c1a-4d5e-9f00-123456789abc"
+#define OTHER_KEY_ID "0d3b6f2e-1c1a-4d5e-9f00-123456789abd"
+#define PLANTED_KEY "VMDISKD-PLANTED-KEY-5e1f0a9b8c7d"
+
+/* ---- parser, in-process ---- */
+
+static int parse(const char *line, struct vmd_priv_request *req,
+                 struct vmd_error *err)
+{
+	vmd_error_clear(err);
+	return vmd_priv_request_parse(line, strlen(line), req, err);
+}
+
+static void test_parse_good(void **state)
+{
+	struct vmd_priv_request req;
+	struct vmd_error err;
+	char *json = NULL;
+
+	(void)state;
+	assert_int_equal(parse("{\"op\":\"lvm_create\",\"vg\":\"vg0\","
+	                       "\"lv\":\"inst_disk\",\"size\":1048576,"
+	                       "\"sparse\":true}",
+	                       &req, &err),
+	                 0);
+	assert_int_equal(req.op, VMD_PRIV_LVM_CREATE);
+	assert_string_equal(req.vg, "vg0");
+	assert_string_equal(req.lv, "inst_disk");
+	assert_int_equal(req.size, 1048576);
+	assert_true(req.sparse);
+	assert_int_equal(vmd_priv_request_to_json(&req, &json, &err), 0);
+	assert_non_null(strstr(json, "\"op\":\"lvm_create\""));
+	free(json);
+
+	assert_int_equal(parse("  {\"op\":\"ping\"}  ", &req, &err), 0);
+	assert_int_equal(parse("{\"op\":\"lvm_remove\",\"vg\":\"vg0\","
+	                       "\"lv\":\"a\",\"volume_clear\":\"zero\","
+	                       "\"volume_clear_size\":0}",
+	                       &req, &err),
+	                 0);
+	assert_int_equal(req.volume_clear, VMD_PRIV_CLEAR_ZERO);
+	assert_int_equal(parse("{\"op\":\"luks_open\",\"vg\":\"vg0\","
+	                       "\"lv\":\"a\",\"key_id\":\"" KEY_ID "\"}",
+	                       &req, &err),
+	                 0);
+	assert_string_equal(req.key_id, KEY_ID);
+}
+
+static void test_parse_refused(void **state)
+{
+	static const char *const bad[] = {
+		"",
+		"{",
+		"[]",
+		"\"ping\"",
+		"{\"op\":\"ping\"} x",
+		"{\"op\":\"ping\"}{}",
+		"{}",
+		"{\"op\":\"reboot\"}",
+		"{\"op\":1}",
+		"{\"op\":\"ping\",\"vg\":\"vg0\"}",            /* not taken */
+		"{\"op\":\"ping\",\"extra\":1}",               /* unknown */
+		"{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"a\"}", /* no size */
+		"{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"a\",\"size\":\"1\"}",
+		"{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"a\",\"size\":0}",
+		"{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"a\",\"size\":-5}",
+		"{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"a\","
+		"\"size\":99999999999999999999}",
+		"{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"a\",\"size\":1.5}",
+		"{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"../a\",\"size\":1}",
+		"{\"op\":\"lvm_create\",\"vg\":\"-vg\",\"lv\":\"a\",\"size\":1}",
+		"{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"a_tmeta\",\"size\":1}",
+		"{\"op\":\"lvm_create\",\"vg\":[\"vg0\"],\"lv\":\"a\",\"size\":1}",
+		"{\"op\":\"lvm_create\",\"vg\":{\"a\":1},\"lv\":\"a\",\"size\":1}",
+		"{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"a\",\"size\":1,"
+		"\"sparse\":\"yes\"}",
+		"{\"op\":\"lvm_create\",\"vg\":\"vg0\\u0000x\",\"lv\":\"a\",\"size\":1}",
+		"{\"op\":\"mkfs\",\"vg\":\"vg0\",\"lv\":\"a\",\"fs\":\"btrfs\"}",
+		"{\"op\":\"luks_open\",\"vg\":\"vg0\",\"lv\":\"a\",\"key_id\":\"k\"}",
+		"{\"op\":\"lvm_write_image\",\"vg\":\"vg0\",\"lv\":\"a\","
+		"\"base\":\"/etc/shadow\",\"format\":\"raw\"}",
+		"{'op':'ping'}",
+	};
+	struct vmd_priv_request req;
+	struct vmd_error err;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int rc = parse(bad[i], &req, &err);
+
+		if (rc == 0)
+			fail_msg("accepted: %s", bad[i]);
+		assert_int_equal((int)err.code, rc);
+		assert_non_null(strstr(err.msg, "request: "));
+	}
+	/* NUL inside the line, and a line at the limit. */
+	assert_true(vmd_priv_request_parse("{\"op\":\"ping\"}\0", 14, &req,
+	                                   &err) < 0);
+	{
+		char *big = malloc(VMD_PRIV_LINE_MAX);
+
+		memset(big, ' ', VMD_PRIV_LINE_MAX);
+		memcpy(big, "{\"op\":\"ping\"}", 13);
+		vmd_error_clear(&err);
+		assert_true(vmd_priv_request_parse(big, VMD_PRIV_LINE_MAX, &req,
+		                                   &err) < 0);
+		assert_non_null(strstr(err.msg, "too long"));
+		free(big);
+	}
+}
+
+static void test_reply_parse(void **state)
+{
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+	const char *ok = "{\"ok\":true,\"path\":\"/dev/vg0/a\"}";
+	const char *no = "{\"ok\":false,\"code\":\"refused\",\"error\":\"x\"}";
+
+	(void)state;
+	assert_int_equal(vmd_priv_reply_parse(ok, strlen(ok), &rep, &err), 0);
+	assert_string_equal(rep.path, "/dev/vg0/a");
+	assert_int_equal(vmd_priv_reply_parse(no, strlen(no), &rep, &err),
+	                 VMD_E_REFUSED);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_priv_reply_parse("nope", 4, &rep, &err),
+	                 VMD_E_EXTERNAL);
+}
+
+/* As root the library runs the ops in-process, through the same schema. */
+static void test_run_in_process(void **state)
+{
+	struct vmd_config cfg;
+	struct vmd_priv_request ping = {.op = VMD_PRIV_PING};
+	struct vmd_priv_request bad_lv = {.op = VMD_PRIV_LVM_RESIZE,
+	                                  .fields = VMD_PF_VG | VMD_PF_LV |
+	                                            VMD_PF_SIZE,
+	                                  .vg = "vg0",
+	                                  .lv = "../etc",
+	                                  .size = 1};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	vmd_config_defaults(&cfg);
+	/* No daemon at the default socket is needed. */
+	snprintf(cfg.vmdiskd_socket, sizeof(cfg.vmdiskd_socket),
+	         "/nonexistent/vmdiskd.sock");
+	assert_int_equal(vmd_priv_run(&cfg, &ping, &rep, &err), 0);
+	assert_int_equal(vmd_priv_run(&cfg, &bad_lv, &rep, &err),
+	                 VMD_E_INVAL);
+	assert_string_equal(err.msg, "request: value not allowed for 'lv'");
+	vmd_error_clear(&err);
+	bad_lv.fields &= ~(unsigned)VMD_PF_SIZE;
+	snprintf(bad_lv.lv, sizeof(bad_lv.lv), "inst_disk");
+	assert_int_equal(vmd_priv_run(&cfg, &bad_lv, &rep, &err),
+	                 VMD_E_INVAL);
+	assert_string_equal(err.msg, "request: missing field 'size'");
+}
+
+/* ---- policy ---- */
+
+static void write_mode(const char *path, const char *text, mode_t mode)
+{
+	th_write_text(path, text);
+	assert_int_equal(chmod(path, mode), 0);
+}
+
+static void test_policy(void **state)
+{
+	char *dir = th_mkdtemp("policy");
+	char *p = th_path(dir, "policy");
+	char text[256], why[160];
+	struct vmd_priv_policy *pol = NULL;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	snprintf(text, sizeof(text), "[allow]\nuid.%u = all\ngid.%u = luks_open\n",
+	         (unsigned)getuid(), (unsigned)getgid());
+	write_mode(p, text, 0600);
+	assert_int_equal(vmd_priv_policy_load(p, &pol, &err), 0);
+	assert_true(vmd_priv_policy_allows(pol, getuid(), getgid(),
+	                                   VMD_PRIV_LVM_CREATE, why,
+	                                   sizeof(why)));
+	/* "all" never grants encryption ops; the gid grant names one. */
+	assert_false(vmd_priv_policy_allows(pol, getuid(), getgid(),
+	                                    VMD_PRIV_LUKS_FORMAT, why,
+	                                    sizeof(why)));
+	assert_string_equal(why, "no grant for luks_format");
+	assert_true(vmd_priv_policy_allows(pol, getuid(), getgid(),
+	                                   VMD_PRIV_LUKS_OPEN, why,
+	                                   sizeof(why)));
+	assert_non_null(strstr(why, "gid."));
+	/* Another uid with another gid gets nothing. */
+	assert_false(vmd_priv_policy_allows(pol, 54321, 54321, VMD_PRIV_PING,
+	                                    why, sizeof(why)));
+	vmd_priv_policy_free(pol);
+
+	/* Group- or world-writable: refused. */
+	write_mode(p, text, 0620);
+	assert_int_equal(vmd_priv_policy_load(p, &pol, &err), VMD_E_REFUSED);
+	assert_null(pol);
+	/* Unknown op, unknown section, unknown key form: refused. */
+	vmd_error_clear(&err);
+	write_mode(p, "[allow]\nuid.0 = ping, reboot\n", 0600);
+	assert_int_equal(vmd_priv_policy_load(p, &pol, &err), VMD_E_CONFIG);
+	vmd_error_clear(&err);
+	write_mode(p, "[deny]\nuid.0 = ping\n", 0600);
+	assert_int_equal(vmd_priv_policy_load(p, &pol, &err), VMD_E_CONFIG);
+	vmd_error_clear(&err);
+	write_mode(p, "[allow]\nuser.0 = ping\n", 0600);
+	assert_int_equal(vmd_priv_policy_load(p, &pol, &err), VMD_E_CONFIG);
+	th_rmtree(dir);
+	free(p);
+	free(dir);
+}
+
+/* ---- the real daemon ---- */
+
+struct daemon {
+	char *dir;
+	char *conf;
+	char *sock;
+	char *policy;
+	char *audit;
+	struct vmd_config cfg;
+	pthread_t th;
+	int status;
+	char *out, *errout;
+};
+
+static struct daemon D;
+
+static void *daemon_thread(void *arg)
+{
+	struct daemon *d = arg;
+	char exe[4096];
+	const char *bd = getenv("VMDISK_BUILD_DIR");
+	const char *argv[] = {exe, "--config", d->conf, "--exit-after", "200",
+	                      "--read-timeout-ms", "1000", "-v", NULL};
+
+	snprintf(exe, sizeof(exe), "%s/tools/vmdiskd", bd ? bd : "build");
+	d->status = th_run(argv, NULL, &d->out, &d->errout);
+	return NULL;
+}
+
+static int connect_sock(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static int start_daemon(void **state)
+{
+	char text[1024];
+
+	(void)state;
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+	D.dir = th_mkdtemp("vmdiskd");
+	D.conf = th_path(D.dir, "vmdisk.conf");
+	D.sock = th_path(D.dir, "vmdiskd.sock");
+	D.policy = th_path(D.dir, "policy");
+	D.audit = th_path(D.dir, "audit.log");
+	snprintf(text, sizeof(text),
+	         "[vmdisk]\nvmdiskd_socket = %s\nvmdiskd_policy_file = %s\n"
+	         "vmdiskd_audit_log = %s\nlog_target = stderr\n"
+	         "key_file_dir = %s/keys\n",
+	         D.sock, D.policy, D.audit, D.dir);
+	th_write_text(D.conf, text);
+	snprintf(text, sizeof(text),
+	         "[allow]\nuid.%u = ping, lvm_create, luks_format\n"
+	         "gid.%u = mkfs\n",
+	         (unsigned)getuid(), (unsigned)getgid());
+	th_write_text(D.policy, text);
+	{
+		char *keys = th_path(D.dir, "keys");
+		char *key = th_path(keys, KEY_ID);
+
+		mkdir(keys, 0700);
+		th_write_text(key, PLANTED_KEY);
+		chmod(key, 0600);
+		free(key);
+		free(keys);
+	}
+	chmod(D.policy, 0600);
+	vmd_config_defaults(&D.cfg);
+	snprintf(D.cfg.vmdiskd_socket, sizeof(D.cfg.vmdiskd_socket), "%s",
+	         D.sock);
+	if (pthread_create(&D.th, NULL, daemon_thread, &D) != 0)
+		return -1;
+	for (int i = 0; i < 500; i++) {
+		int fd;
+		struct stat st;
+
+		if (stat(D.sock, &st) == 0) {
+			/* Listening once the mode is set (bind comes first). */
+			if ((st.st_mode & 0777) == 0660) {
+				fd = connect_sock(D.sock);
+				if (fd >= 0) {
+					/* Counted as one connection. */
+					send(fd, "{\"op\":\"ping\"}\n", 14,
+					     MSG_NOSIGNAL);
+					char b[256];
+					(void)!recv(fd, b, sizeof(b), 0);
+					close(fd);
+					return 0;
+				}
+			}
+		}
+		usleep(10000);
+	}
+	return -1;
+}
+
+static int stop_daemon(void **state)
+{
+	(void)state;
+	/* Use up its connections so that it exits on its own. */
+	for (;;) {
+		char b[256];
+		int fd = connect_sock(D.sock);
+
+		if (fd < 0)
+			break;
+		send(fd, "{\"op\":\"ping\"}\n", 14, MSG_NOSIGNAL);
+		(void)!recv(fd, b, sizeof(b), 0);
+		close(fd);
+	}
+	pthread_join(D.th, NULL);
+	if (D.status != 0)
+		fprintf(stderr, "vmdiskd exited %d: %s\n", D.status, D.errout);
+	assert_false(th_exists(D.sock));
+	/* Its whole log (debug level): no key, no key id. */
+	assert_non_null(D.errout);
+	assert_non_null(strstr(D.errout, "luks: no such volume"));
+	assert_null(strstr(D.errout, PLANTED_KEY));
+	assert_null(strstr(D.errout, KEY_ID));
+	assert_null(strstr(D.errout, OTHER_KEY_ID));
+	th_rmtree(D.dir);
+	free(D.out);
+	free(D.errout);
+	return D.status == 0 ? 0 : -1;
+}
+
+/* The last line of the audit log. */
+static char *last_audit(void)
+{
+	char *text = th_read_text(D.audit), *last, *nl;
+	size_t len = strlen(text);
+
+	assert_true(len > 0 && text[len - 1] == '\n');
+	text[len - 1] = '\0';
+	nl = strrchr(text, '\n');
+	last = strdup(nl ? nl + 1 : text);
+	free(text);
+	return last;
+}
+
+static void assert_audit(const char *op, const char *target,
+                         const char *decision, const char *reason)
+{
+	char *line = last_audit();
+	char want[256];
+
+	snprintf(want, sizeof(want), " uid=%u pid=%d op=%s target=%s %s",
+	         (unsigned)getuid(), (int)getpid(), op, target, decision);
+	if (!strstr(line, want) || (reason && !strstr(line, reason)))
+		fail_msg("audit line '%s' lacks '%s' / '%s'", line, want,
+		         reason ? reason : "");
+	free(line);
+}
+
+static void test_ping_allowed(void **state)
+{
+	struct vmd_priv_request req = {.op = VMD_PRIV_PING};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err), 0);
+	assert_audit("ping", "-", "done", "ok");
+}
+
+static void test_allowed_without_handler(void **state)
+{
+	struct vmd_priv_request req = {.op = VMD_PRIV_LVM_CREATE,
+	                               .fields = VMD_PF_VG | VMD_PF_LV |
+	                                         VMD_PF_SIZE,
+	                               .vg = "vg0",
+	                               .lv = "inst_disk",
+	                               .size = 1 << 20};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_UNSUPPORTED);
+	assert_string_equal(err.msg, "lvm_create: not available yet");
+	assert_audit("lvm_create", "vg0/inst_disk", "failed",
+	             "not available yet");
+}
+
+static void test_gid_grant(void **state)
+{
+	struct vmd_priv_request req = {.op = VMD_PRIV_MKFS,
+	                               .fields = VMD_PF_VG | VMD_PF_LV |
+	                                         VMD_PF_FS,
+	                               .vg = "vg0",
+	                               .lv = "inst_eph0",
+	                               .fs = "ext4"};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *text, want[64];
+
+	(void)state;
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_UNSUPPORTED);
+	text = th_read_text(D.audit);
+	snprintf(want, sizeof(want), "allowed reason=\"granted by gid.%u\"",
+	         (unsigned)getgid());
+	assert_non_null(strstr(text, want));
+	free(text);
+}
+
+static void test_unauthorised_refused_and_audited(void **state)
+{
+	struct vmd_priv_request req = {.op = VMD_PRIV_LUKS_OPEN,
+	                               .fields = VMD_PF_VG | VMD_PF_LV |
+	                                         VMD_PF_KEY_ID,
+	                               .vg = "vg0",
+	                               .lv = "inst_disk",
+	                               .key_id = KEY_ID};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *text;
+
+	(void)state;
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_REFUSED);
+	assert_string_equal(err.msg, "vmdiskd: not allowed");
+	assert_audit("luks_open", "vg0/inst_disk", "refused",
+	             "reason=\"no grant for luks_open\"");
+	/* The key id is not the daemon's to write down. */
+	text = th_read_text(D.audit);
+	assert_null(strstr(text, KEY_ID));
+	free(text);
+
+	/* lvm_remove is not granted either. */
+	req = (struct vmd_priv_request){.op = VMD_PRIV_LVM_REMOVE,
+	                                .fields = VMD_PF_VG | VMD_PF_LV,
+	                                .vg = "vg0",
+	                                .lv = "inst_disk"};
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_REFUSED);
+	assert_audit("lvm_remove", "vg0/inst_disk", "refused",
+	             "no grant for lvm_remove");
+}
+
+/* The daemon fetches the key itself; a missing key or volume is an error
+ * naming the step, and neither key nor key id reaches the audit log. */
+static void test_luks_format_in_daemon(void **state)
+{
+	struct vmd_priv_request req = {.op = VMD_PRIV_LUKS_FORMAT,
+	                               .fields = VMD_PF_VG | VMD_PF_LV |
+	                                         VMD_PF_KEY_ID,
+	                               .vg = "vmdisk-test-no-vg",
+	                               .lv = "inst_disk",
+	                               .key_id = OTHER_KEY_ID};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *text;
+
+	(void)state;
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_NOTFOUND);
+	assert_string_equal(err.msg, "keys: key file: not found");
+	assert_audit("luks_format", "vmdisk-test-no-vg/inst_disk", "failed",
+	             "keys: key file: not found");
+	snprintf(req.key_id, sizeof(req.key_id), "%s", KEY_ID);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_NOTFOUND);
+	assert_string_equal(err.msg, "luks: no such volume");
+	text = th_read_text(D.audit);
+	assert_null(strstr(text, KEY_ID));
+	assert_null(strstr(text, OTHER_KEY_ID));
+	assert_null(strstr(text, PLANTED_KEY));
+	free(text);
+}
+
+/* Send raw bytes, return the reply line (malloc'ed). */
+static char *raw_call(const void *buf, size_t len)
+{
+	char reply[VMD_PRIV_LINE_MAX + 1];
+	size_t got = 0;
+	int fd = connect_sock(D.sock);
+
+	assert_true(fd >= 0);
+	/* An over-long line may be cut off by the daemon mid-send. */
+	(void)send(fd, buf, len, MSG_NOSIGNAL);
+	for (;;) {
+		ssize_t n = recv(fd, reply + got, sizeof(reply) - 1 - got, 0);
+
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+		if (memchr(reply, '\n', got))
+			break;
+	}
+	close(fd);
+	reply[got] = '\0';
+	return strdup(reply);
+}
+
+static void expect_refused(const char *line, const char *why)
+{
+	char *r = raw_call(line, strlen(line));
+
+	if (!strstr(r, "{\"ok\":false,") || !strstr(r, why))
+		fail_msg("request '%.60s' got '%s', wanted '%s'", line, r, why);
+	free(r);
+	assert_audit("?", "-", "refused", why);
+}
+
+static void assert_still_serving(void)
+{
+	char *r = raw_call("{\"op\":\"ping\"}\n", 14);
+
+	assert_string_equal(r, "{\"ok\":true}\n");
+	free(r);
+}
+
+static void test_bad_requests_refused(void **state)
+{
+	char *big;
+
+	(void)state;
+	expect_refused("{\"op\":\"ping\"\n", "not valid JSON");
+	assert_still_serving();
+	expect_refused("not json at all\n", "not valid JSON");
+	expect_refused("{\"op\":\"ping\",\"x\":1}\n", "unknown field");
+	assert_still_serving();
+	expect_refused("{\"op\":\"format_disk\"}\n", "unknown op");
+	expect_refused("{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"a\","
+	               "\"size\":\"big\"}\n",
+	               "wrong type for 'size'");
+	expect_refused("{\"op\":\"lvm_create\",\"vg\":\"vg0\",\"lv\":\"a/../b\","
+	               "\"size\":1}\n",
+	               "value not allowed for 'lv'");
+	assert_still_serving();
+
+	big = malloc(3 * VMD_PRIV_LINE_MAX);
+	memset(big, 'a', 3 * VMD_PRIV_LINE_MAX);
+	memcpy(big, "{\"op\":\"", 7);
+	big[3 * VMD_PRIV_LINE_MAX - 1] = '\n';
+	{
+		char *r = raw_call(big, 3 * VMD_PRIV_LINE_MAX);
+
+		assert_non_null(strstr(r, "line too long"));
+		free(r);
+	}
+	free(big);
+	assert_audit("?", "-", "refused", "line too long");
+	assert_still_serving();
+}
+
+static void test_silent_client_times_out(void **state)
+{
+	int quiet = connect_sock(D.sock);
+	char b[256];
+	ssize_t n;
+
+	(void)state;
+	assert_true(quiet >= 0);
+	(void)!send(quiet, "{\"op\":", 6, MSG_NOSIGNAL);
+	/* Another client is served while that one says nothing. */
+	assert_still_serving();
+	n = recv(quiet, b, sizeof(b) - 1, 0);
+	assert_true(n > 0);
+	b[n] = '\0';
+	assert_non_null(strstr(b, "read timed out"));
+	close(quiet);
+}
+
+/* A ping from uid/gid 65534 through setpriv (util-linux): its reply, or
+ * "EACCES" when it cannot connect. */
+static char *ping_as_nobody(void)
+{
+	static const char script[] =
+		"import socket, sys\n"
+		"s = socket.socket(socket.AF_UNIX)\n"
+		"try:\n"
+		"    s.connect(sys.argv[1])\n"
+		"except PermissionError:\n"
+		"    print('EACCES'); sys.exit(0)\n"
+		"s.sendall(b'{\"op\":\"ping\"}\\n')\n"
+		"print(s.recv(4096).decode().strip())\n";
+	const char *argv[] = {"setpriv", "--reuid=65534", "--regid=65534",
+	                      "--clear-groups", "python3", "-c", script,
+	                      D.sock, NULL};
+	char *out = NULL, *errout = NULL;
+
+	if (th_run(argv, NULL, &out, &errout) != 0)
+		fail_msg("setpriv python3: %s", errout);
+	free(errout);
+	return out;
+}
+
+static void test_other_uid(void **state)
+{
+	char *out, *text, want[96];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	/* The socket is 0660: another user cannot even connect. */
+	assert_int_equal(chmod(D.dir, 0711), 0);
+	out = ping_as_nobody();
+	assert_string_equal(out, "EACCES\n");
+	free(out);
+	/* Opened up (as if nobody were in the socket's group): the policy,
+	 * which grants uid 65534 nothing, refuses and audits it. */
+	assert_int_equal(chmod(D.sock, 0666), 0);
+	out = ping_as_nobody();
+	assert_non_null(strstr(out, "{\"ok\":false,\"code\":\"refused\""));
+	free(out);
+	text = last_audit();
+	snprintf(want, sizeof(want), " uid=65534 pid=");
+	assert_non_null(strstr(text, want));
+	assert_non_null(strstr(text, "op=ping target=- refused "
+	                             "reason=\"no grant for ping\""));
+	free(text);
+	assert_int_equal(chmod(D.sock, 0660), 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest unit[] = {
+		cmocka_unit_test(test_parse_good),
+		cmocka_unit_test(test_parse_refused),
+		cmocka_unit_test(test_reply_parse),
+		cmocka_unit_test(test_policy),
+		cmocka_unit_test(test_run_in_process),
+	};
+	const struct CMUnitTest daemon[] = {
+		cmocka_unit_test(test_ping_allowed),
+		cmocka_unit_test(test_allowed_without_handler),
+		cmocka_unit_test(test_gid_grant),
+		cmocka_unit_test(test_unauthorised_refused_and_audited),
+		cmocka_unit_test(test_luks_format_in_daemon),
+		cmocka_unit_test(test_bad_requests_refused),
+		cmocka_unit_test(test_silent_client_times_out),
+		cmocka_unit_test(test_other_uid),
+	};
+	int failed;
+
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+	failed = cmocka_run_group_tests_name("vmdiskd-parser", unit, NULL, NULL);
+	failed += cmocka_run_group_tests_name("vmdiskd-daemon", daemon,
+	                                      start_daemon, stop_daemon);
+	return failed;
+}

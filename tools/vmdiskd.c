@@ -1,0 +1,110 @@
+/*
+ * vmdiskd: the privileged helper of vmdisk (doc/vmdiskd.8).
+ *
+ *   vmdiskd [--config F] [--exit-after N] [--read-timeout-ms MS] [-v]
+ *
+ * Runs as root, listens on vmdiskd_socket and performs the root-only steps
+ * of the lvm backend for callers its policy file allows; everything it
+ * decides goes to the audit log. The work is in lib/privhelper*.c; this
+ * file only reads the command line and the config.
+ *
+ * Exit status: 0 stopped by SIGTERM/SIGINT (or after --exit-after
+ * connections, for tests), 1 could not start, 2 bad command line.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <vmdisk/config.h>
+#include <vmdisk/error.h>
+#include <vmdisk/log.h>
+
+#include "privhelper.h"
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: vmdiskd [--config FILE] [--exit-after N] "
+	           "[--read-timeout-ms MS] [-v]\n");
+}
+
+static int parse_count(const char *s, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	if (!s[0] || s[0] == '-' || s[0] == '+')
+		return -1;
+	v = strtoul(s, &end, 10);
+	if (*end || v > max)
+		return -1;
+	*out = (unsigned)v;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"exit-after", required_argument, NULL, 'n'},
+		{"read-timeout-ms", required_argument, NULL, 't'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	struct vmd_priv_server_opts opts = {0};
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_config cfg;
+	const char *config_path = NULL;
+	unsigned v;
+	bool verbose = false;
+	int opt;
+
+	vmd_log_setup(VMD_LOG_TO_STDERR, VMD_LOG_ERROR, "vmdiskd");
+	while ((opt = getopt_long(argc, argv, "c:vh", longopts, NULL)) != -1) {
+		switch (opt) {
+		case 'c':
+			config_path = optarg;
+			break;
+		case 'n':
+			if (parse_count(optarg, 1000000, &opts.exit_after) < 0) {
+				usage(stderr);
+				return 2;
+			}
+			break;
+		case 't':
+			if (parse_count(optarg, 3600000, &v) < 0 || v == 0) {
+				usage(stderr);
+				return 2;
+			}
+			opts.read_timeout_ms = (int)v;
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (vmd_config_load(&cfg, config_path, &err) < 0) {
+		fprintf(stderr, "vmdiskd: %s\n", err.msg);
+		return 1;
+	}
+	if (verbose)
+		vmd_log_setup(VMD_LOG_TO_STDERR, VMD_LOG_DEBUG, "vmdiskd");
+	else
+		vmd_log_setup(cfg.log_target, cfg.log_level, "vmdiskd");
+	if (vmd_priv_serve(&cfg, &opts, &err) < 0) {
+		fprintf(stderr, "vmdiskd: %s\n", err.msg);
+		return 1;
+	}
+	return 0;
+}
