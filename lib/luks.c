@@ -9,6 +9,8 @@
 
 #include <libcryptsetup.h>
 
+#include "cryptsetup_lazy.h"
+
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
@@ -41,7 +43,11 @@ static int crypt_error(struct vmd_error *err, int rc, const char *msg,
 static int init_device(struct crypt_device **cd, const char *device,
                        const char *step, struct vmd_error *err)
 {
-	int rc = crypt_init(cd, device);
+	int rc = vmd_cryptsetup_load(err);
+
+	if (rc < 0)
+		return rc;
+	rc = crypt_init(cd, device);
 
 	if (rc < 0) {
 		*cd = NULL;
@@ -202,6 +208,8 @@ int vmd_luks_close(const char *name, struct vmd_error *err)
 	int rc;
 
 	rc = map_name(name, mapped, sizeof(mapped), err);
+	if (rc == 0)
+		rc = vmd_cryptsetup_load(err);
 	if (rc < 0)
 		return rc;
 	if (crypt_status(NULL, mapped) == CRYPT_INACTIVE)
