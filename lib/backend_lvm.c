@@ -23,6 +23,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "blockdev.h"
@@ -30,12 +31,17 @@
 #include "faultpoint.h"
 #include "fsutil.h"
 #include "internal.h"
+#include "keys.h"
+#include "luks.h"
 #include "runner.h"
 
 #define LV_NAME_MAX 127        /* lvm2's limit */
 #define LVM_TIMEOUT_MS 120000
 #define WRITE_CHUNK (4u << 20)
 #define SHRED_PASSES 3
+/* libcryptsetup's default LUKS2 data offset: the LV is made this much
+ * bigger, so the guest's disk (the mapping) has the size asked for. */
+#define LUKS2_HEADER_BYTES (16ull << 20)
 
 struct lv {
 	char vg[VMD_NAME_MAX];
@@ -252,15 +258,20 @@ static int lv_remove_now(const struct lv *lv, struct vmd_error *err)
 	return run_lvm("lvm: remove volume", argv, NULL, err);
 }
 
-/* Removes the LV when a create fails after lvcreate. */
+/* Removes the LV (and closes its dm-crypt mapping) when a create fails
+ * after lvcreate. */
 struct lv_guard {
 	const struct lv *lv;
+	bool mapped;
 };
 
 static void lv_guard_run(struct lv_guard *g)
 {
 	struct vmd_error ignored = VMD_ERROR_INIT;
 
+	if (g->lv && g->mapped && vmd_luks_close(g->lv->name, &ignored) < 0)
+		vmd_log_error("lvm: could not close the mapping of %s/%s: %s",
+		              g->lv->vg, g->lv->name, ignored.detail);
 	if (g->lv && lv_remove_now(g->lv, &ignored) < 0)
 		vmd_log_error("lvm: could not remove %s/%s after a failure: %s",
 		              g->lv->vg, g->lv->name, ignored.detail);
@@ -389,12 +400,28 @@ static int write_image(const struct lv *lv, const struct vmd_image *base,
 	return 0;
 }
 
+static void key_release(struct vmd_secret_key **k)
+{
+	vmd_key_free(*k);
+}
+
+/* The device the guest gets: the dm-crypt mapping of an encrypted LV. */
+static bool mapping_path(const struct lv *lv, char *out, size_t outsz)
+{
+	struct stat st;
+
+	snprintf(out, outsz, "/dev/mapper/%s" VMD_LUKS_SUFFIX, lv->name);
+	return stat(out, &st) == 0 && S_ISBLK(st.st_mode);
+}
+
 static int lvm_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                       const struct vmd_image *base, uint64_t size,
                       struct vmd_error *err)
 {
+	const struct vmd_config *cfg = vmd_ctx_config(ctx);
 	struct lv lv;
-	LV_AUTOREMOVE struct lv_guard guard = {NULL};
+	LV_AUTOREMOVE struct lv_guard guard = {NULL, false};
+	__attribute__((cleanup(key_release))) struct vmd_secret_key *key = NULL;
 	int rc = lv_init(ctx, disk, &lv, err);
 
 	if (rc == 0 && base && base->format != VMD_FORMAT_RAW &&
@@ -403,12 +430,50 @@ static int lvm_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		                   "lvm: base image format not supported",
 		                   "base %s is %s", base->cache_id,
 		                   vmd_format_name(base->format));
+	/* The key first: a retrieval failure leaves nothing made at all. */
+	if (rc == 0 && cfg->ephemeral_storage_encryption_enabled) {
+		if (!disk->key_id)
+			rc = vmd_error_set(err, VMD_E_INVAL,
+			                   "lvm: encryption needs a key id",
+			                   "no key id");
+		else
+			rc = vmd_key_get(cfg, disk->key_id, &key, err);
+	}
 	if (rc == 0)
-		rc = lv_create(ctx, &lv, size, err);
+		rc = lv_create(ctx, &lv, key ? size + LUKS2_HEADER_BYTES : size,
+		               err);
 	if (rc < 0)
 		return rc;
 	guard.lv = &lv;
 	rc = vmd_faultpoint("lvm.after_create", err);
+	if (rc == 0 && key) {
+		char mapped[PATH_MAX];
+
+		rc = vmd_luks_format(cfg, lv.path, key, err);
+		if (rc == 0)
+			rc = vmd_luks_open(lv.path, lv.name, key, mapped,
+			                   sizeof(mapped), err);
+		if (rc == 0) {
+			guard.mapped = true;
+			/* Data goes through the mapping, which is smaller
+			 * than the LV by the LUKS header. */
+			snprintf(lv.path, sizeof(lv.path), "%s", mapped);
+			lv.thin = false;
+			rc = vmd_faultpoint("lvm.after_luks_open", err);
+		}
+		if (rc == 0) {
+			VMD_AUTOCLOSE int fd = open(mapped, O_RDONLY | O_CLOEXEC);
+			off_t end = fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
+
+			if (end < 0)
+				rc = vmd_error_set_errno(
+					err, VMD_E_IO, errno,
+					"lvm: open encrypted volume failed",
+					"%s", mapped);
+			else
+				lv.size = (uint64_t)end;
+		}
+	}
 	if (rc == 0 && base)
 		rc = write_image(&lv, base, err);
 	if (rc == 0 && !base && !lv.thin) {
@@ -470,6 +535,13 @@ static int lvm_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 
 	if (rc < 0)
 		return rc;
+	char mapped[PATH_MAX];
+
+	if (mapping_path(&lv, mapped, sizeof(mapped)))
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "lvm: resizing an encrypted volume is not "
+		                     "supported yet",
+		                     "%s is open as %s", lv.name, mapped);
 	if (new_size < lv.size)
 		return vmd_error_set(err, VMD_E_TOOSMALL, "lvm: volumes only grow",
 		                     "%llu < %llu",
@@ -502,8 +574,16 @@ static int lvm_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	if (rc < 0)
 		return rc;
 	snprintf(out->format, sizeof(out->format), "raw");
-	snprintf(out->path, sizeof(out->path), "%s", lv.path);
 	out->virtual_size = lv.size;
+	if (mapping_path(&lv, out->path, sizeof(out->path))) {
+		VMD_AUTOCLOSE int fd = open(out->path, O_RDONLY | O_CLOEXEC);
+		off_t end = fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
+
+		if (end > 0)
+			out->virtual_size = (uint64_t)end;
+	} else {
+		snprintf(out->path, sizeof(out->path), "%s", lv.path);
+	}
 	out->actual_size = lv.size;
 	out->backing[0] = '\0';
 	return 0;
@@ -574,6 +654,10 @@ static int lvm_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		rc = lv_lookup(&lv, &found, err);
 	if (rc < 0 || !found)
 		return rc;
+	/* An encrypted disk: the mapping goes first (a no-op when absent). */
+	rc = vmd_luks_close(lv.name, err);
+	if (rc < 0)
+		return rc;
 	/* A thin LV's blocks go back to the pool, which hands them out
 	 * zeroed; only thick extents keep what was written. */
 	if (!lv.thin)
@@ -602,7 +686,12 @@ static int lvm_snapshot_extract(struct vmd_ctx *ctx,
 		return rc;
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
-	return vmd_convert_to_path(lv.path, dst_path, &o, err);
+	/* An encrypted disk's content is what its mapping shows. */
+	char src[PATH_MAX];
+
+	if (!mapping_path(&lv, src, sizeof(src)))
+		snprintf(src, sizeof(src), "%s", lv.path);
+	return vmd_convert_to_path(src, dst_path, &o, err);
 }
 
 static int lvm_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
@@ -616,7 +705,8 @@ static int lvm_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	memset(out, 0, sizeof(*out));
 	out->type = VMD_XML_BLOCK;
 	snprintf(out->driver_type, sizeof(out->driver_type), "raw");
-	snprintf(out->path, sizeof(out->path), "%s", lv.path);
+	if (!mapping_path(&lv, out->path, sizeof(out->path)))
+		snprintf(out->path, sizeof(out->path), "%s", lv.path);
 	out->preallocated = !lv.thin;
 	return 0;
 }

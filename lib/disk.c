@@ -306,6 +306,10 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	if (kind == VMD_BACKEND_DEFAULT)
 		kind = vmd_config_backend(&ctx->cfg);
 	rc = disk_ref_init(ctx, instance, disk, &ref, err);
+	ref.key_id = opts->key_id;
+	if (rc == 0 && opts->key_id && !vmd_valid_uuid(opts->key_id))
+		rc = vmd_error_set(err, VMD_E_INVAL, "key id must be a UUID",
+		                   "bad key id");
 	if (rc == 0)
 		rc = check_size(opts->size, err);
 	if (rc == 0)

@@ -378,6 +378,128 @@ static void test_failure_after_create_leaves_no_lv(void **state)
 	remove_ok(f, "disk");
 }
 
+#define KEY_ID "3c2e8f4a-9b1d-4e6f-a8c7-5d4b3a2f1e0d"
+
+/* A 0600 key file named by its id in a fresh key directory; the config
+ * turned to encryption with the file provider. */
+static void use_key_file(struct fixture *f, mode_t mode)
+{
+	char *dir = th_path(f->dir, "keys"), *path;
+	unsigned char key[64];
+
+	for (size_t i = 0; i < sizeof(key); i++)
+		key[i] = (unsigned char)(0xa5 ^ (i * 37));
+	mkdir(dir, 0700);
+	path = th_path(dir, KEY_ID);
+	unlink(path);
+	th_pwrite_at(path, key, sizeof(key), 0);
+	assert_int_equal(chmod(path, mode), 0);
+	f->cfg.ephemeral_storage_encryption_enabled = true;
+	snprintf(f->cfg.key_manager, sizeof(f->cfg.key_manager), "file");
+	snprintf(f->cfg.key_file_dir, sizeof(f->cfg.key_file_dir), "%s", dir);
+	fixture_ctx(f);
+	free(path);
+	free(dir);
+}
+
+/* Whether 64 KiB of 0x77 (the base's last block) are anywhere on dev. */
+static bool plaintext_on(const char *dev)
+{
+	unsigned char buf[1 << 20];
+	int fd = open(dev, O_RDONLY);
+	ssize_t n;
+	off_t off = 0;
+	size_t run = 0;
+
+	assert_true(fd >= 0);
+	while ((n = pread(fd, buf, sizeof(buf), off)) > 0) {
+		for (ssize_t i = 0; i < n; i++) {
+			run = buf[i] == 0x77 ? run + 1 : 0;
+			if (run >= 65536) {
+				close(fd);
+				return true;
+			}
+		}
+		off += n;
+	}
+	close(fd);
+	return false;
+}
+
+static void test_encrypted_volume(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	struct vmd_create_opts o = {.image = f->base_raw, .key_id = KEY_ID};
+
+	NEED_VM();
+	use_key_file(f, 0600);
+	/* No key id: refused before anything exists. */
+	assert_int_equal(vmd_disk_create(f->ctx, INST, "enc",
+	                                 &(struct vmd_create_opts){
+					         .image = f->base_raw},
+	                                 NULL, &err),
+	                 VMD_E_INVAL);
+	assert_false(lv_listed(INST "_enc"));
+	if (vmd_disk_create(f->ctx, INST, "enc", &o, &info, &err) != 0)
+		fail_msg("create: %s (%s)", err.msg, err.detail);
+	assert_string_equal(info.path, "/dev/mapper/" INST "_enc-dmcrypt");
+	assert_true(info.virtual_size >= 5 * MIB);
+	/* The guest's view is the base; the LV holds only ciphertext. */
+	assert_reads_back(info.path, f->base_raw, 5 * MIB);
+	assert_false(plaintext_on("/dev/" VG "/" INST "_enc"));
+	assert_true(plaintext_on(info.path));
+	remove_ok(f, "enc");
+	assert_false(lv_listed(INST "_enc"));
+	assert_false(th_exists("/dev/mapper/" INST "_enc-dmcrypt"));
+}
+
+/* Key retrieval failures: exit before any volume exists; the key id is in
+ * no error message. */
+static void test_key_failures_make_nothing(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts o = {.image = f->base_raw,
+	                            .key_id = "0e9d8c7b-6a5f-4e3d-9c2b-1a0f9e8d7c6b"};
+
+	NEED_VM();
+	use_key_file(f, 0600);
+	/* No such key file. */
+	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
+	assert_null(strstr(err.msg, o.key_id));
+	assert_null(strstr(err.detail, o.key_id));
+	assert_false(lv_listed(INST "_enc"));
+	/* A key file others can read. */
+	use_key_file(f, 0644);
+	o.key_id = KEY_ID;
+	vmd_error_clear(&err);
+	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
+	assert_null(strstr(err.msg, KEY_ID));
+	assert_false(lv_listed(INST "_enc"));
+}
+
+/* A failure once the mapping is open: mapping closed, LV removed. */
+static void test_failure_after_luks_open(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts o = {.image = f->base_raw, .key_id = KEY_ID};
+
+	NEED_VM();
+	if (!VMD_FAULT_INJECTION) {
+		skip();
+		return;
+	}
+	use_key_file(f, 0600);
+	setenv("VMDISK_FAULT", "lvm.after_luks_open:fail", 1);
+	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
+	unsetenv("VMDISK_FAULT");
+	assert_false(lv_listed(INST "_enc"));
+	assert_false(th_exists("/dev/mapper/" INST "_enc-dmcrypt"));
+}
+
 static void test_xml_and_extract(void **state)
 {
 	struct fixture *f = *state;
@@ -416,6 +538,9 @@ int main(void)
 		T(test_remove_clears_extents),
 		T(test_failure_after_create_leaves_no_lv),
 		T(test_xml_and_extract),
+		T(test_encrypted_volume),
+		T(test_key_failures_make_nothing),
+		T(test_failure_after_luks_open),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -317,6 +317,9 @@ static int create_opt(int opt, const char *arg, void *state)
 	case 'l':
 		st->opts.location = arg;
 		return 0;
+	case 'K':
+		st->opts.key_id = arg;
+		return 0;
 	default:
 		return EXIT_USAGE;
 	}
@@ -333,6 +336,7 @@ static int cmd_create(struct cli *cli, int argc, char **argv)
 		{"fs", required_argument, NULL, 'F'},
 		{"label", required_argument, NULL, 'L'},
 		{"location", required_argument, NULL, 'l'},
+		{"key-id", required_argument, NULL, 'K'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -992,7 +996,8 @@ static const struct command commands[] = {
 	 "create INSTANCE DISK --image SOURCE [--size SIZE] [--backend B]\n"
 	 "       [--checksum ALG:HEX] [--location rbd://FSID/POOL/IMAGE/SNAP]\n"
 	 "       create INSTANCE DISK --blank --size SIZE [--fs ext4|xfs|vfat|swap]\n"
-	 "       [--label LABEL] [--backend B]",
+	 "       [--label LABEL] [--backend B]\n"
+	 "       (either form: [--key-id UUID] for an encrypted lvm disk)",
 	 "Create DISK of INSTANCE (a UUID) from an image, or blank (formatted\n"
 	 "once per fs, size and label into a cached template). SIZE defaults to\n"
 	 "the image's size and may not be smaller; units K, M, G, T (powers of\n"
@@ -1000,7 +1005,10 @@ static const struct command commands[] = {
 	 "--location rbd://FSID/POOL/IMAGE/SNAP (rbd backend) clones that\n"
 	 "protected snapshot instead of importing; with --image too, a location\n"
 	 "that cannot be cloned falls back to importing the image when\n"
-	 "rbd_clone_fallback_import is true.",
+	 "rbd_clone_fallback_import is true.\n"
+	 "--key-id UUID: with ephemeral_storage_encryption_enabled, the lvm\n"
+	 "volume is LUKS2-formatted with that key from key_manager (fetched\n"
+	 "before anything is made) and the guest gets its dm-crypt mapping.",
 	 cmd_create},
 	{"info", "info INSTANCE DISK", "Show a disk's backend, format and sizes.",
 	 cmd_info},

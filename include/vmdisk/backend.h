@@ -35,6 +35,7 @@ struct vmd_disk_ref {
 	const char *disk;       /* validated disk name */
 	char instance_dir[PATH_MAX]; /* <instances_path>/<instance> */
 	char path[PATH_MAX];    /* file backends: <instance_dir>/<disk> */
+	const char *key_id;     /* create only: key of an encrypted disk */
 };
 
 /* A base image in the local cache, already checked. */

@@ -137,6 +137,9 @@ struct vmd_create_opts {
 	void *progress_opaque;
 	const char *location;         /* backend location to clone from
 	                                 (rbd://FSID/POOL/IMAGE/SNAP), or NULL */
+	const char *key_id;           /* encrypted disks (lvm with
+	                                 ephemeral_storage_encryption_enabled):
+	                                 the UUID of the key in key_manager */
 };
 
 int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
