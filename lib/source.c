@@ -51,6 +51,39 @@ int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
 	return 0;
 }
 
+int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
+                        size_t loc_size, struct vmd_error *err)
+{
+	const struct vmd_source_ops *ops;
+	struct vmd_source_meta meta;
+	int rc;
+
+	if (loc_size == 0)
+		return vmd_error_set(err, VMD_E_INVAL, "no room for a location",
+		                     "loc_size 0");
+	loc[0] = '\0';
+	rc = vmd_source_for(source, &ops, err);
+	/* Only Glance records a location beside the bytes. */
+	if (rc < 0 || ops != &vmd_source_glance)
+		return rc;
+	memset(&meta, 0, sizeof(meta));
+	rc = ops->resolve(ctx, source, &meta, err);
+	if (rc < 0)
+		return rc;
+	/* A clone is the image's bytes as they are: only a raw image can be a
+	 * disk that way. The location itself is parsed strictly later by the
+	 * backend, like one given on the command line. */
+	if (strcmp(meta.disk_format, "raw") != 0 ||
+	    strncmp(meta.direct_url, "rbd://", 6) != 0)
+		return 0;
+	if (strlen(meta.direct_url) >= loc_size)
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "image location too long",
+		                     "%zu bytes", strlen(meta.direct_url));
+	memcpy(loc, meta.direct_url, strlen(meta.direct_url) + 1);
+	return 0;
+}
+
 static const struct {
 	enum vmd_hash_algo algo;
 	const char *name;
