@@ -321,8 +321,12 @@ int vmd_sink_finish(struct vmd_sink *s, char hex[VMD_HASH_HEX_MAX],
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
+	struct stat st;
 
-	if (ftruncate(s->fd, (off_t)s->offset) < 0)
+	/* Only a file has a length to fix: a sink over /dev/null (a second
+	 * digest of a cached image) gets EINVAL from ftruncate. */
+	if (fstat(s->fd, &st) < 0 ||
+	    (S_ISREG(st.st_mode) && ftruncate(s->fd, (off_t)s->offset) < 0))
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "write image failed", "ftruncate");
 	if (!EVP_DigestFinal_ex(s->md, md, &n))
