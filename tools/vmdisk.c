@@ -1000,7 +1000,9 @@ static const struct command commands[] = {
 	 "--location rbd://FSID/POOL/IMAGE/SNAP (rbd backend) clones that\n"
 	 "protected snapshot instead of importing; with --image too, a location\n"
 	 "that cannot be cloned falls back to importing the image when\n"
-	 "rbd_clone_fallback_import is true.",
+	 "rbd_clone_fallback_import is true. A raw glance:// image whose\n"
+	 "direct_url is rbd:// is cloned from there the same way (not with\n"
+	 "--checksum: only an import hashes the bytes).",
 	 cmd_create},
 	{"info", "info INSTANCE DISK", "Show a disk's backend, format and sizes.",
 	 cmd_info},
