@@ -70,17 +70,28 @@ int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
 	rc = ops->resolve(ctx, source, &meta, err);
 	if (rc < 0)
 		return rc;
+	return vmd_source_meta_location(&meta, loc, loc_size, err);
+}
+
+int vmd_source_meta_location(const struct vmd_source_meta *meta, char *loc,
+                             size_t loc_size, struct vmd_error *err)
+{
+	size_t len = strlen(meta->direct_url);
+
+	if (loc_size == 0)
+		return vmd_error_set(err, VMD_E_INVAL, "no room for a location",
+		                     "loc_size 0");
+	loc[0] = '\0';
 	/* A clone is the image's bytes as they are: only a raw image can be a
 	 * disk that way. The location itself is parsed strictly later by the
 	 * backend, like one given on the command line. */
-	if (strcmp(meta.disk_format, "raw") != 0 ||
-	    strncmp(meta.direct_url, "rbd://", 6) != 0)
+	if (strcmp(meta->disk_format, "raw") != 0 ||
+	    strncmp(meta->direct_url, "rbd://", 6) != 0)
 		return 0;
-	if (strlen(meta.direct_url) >= loc_size)
+	if (len >= loc_size)
 		return vmd_error_set(err, VMD_E_INVAL,
-		                     "image location too long",
-		                     "%zu bytes", strlen(meta.direct_url));
-	memcpy(loc, meta.direct_url, strlen(meta.direct_url) + 1);
+		                     "image location too long", "%zu bytes", len);
+	memcpy(loc, meta->direct_url, len + 1);
 	return 0;
 }
 

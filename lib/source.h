@@ -65,6 +65,9 @@ int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
  * Untrusted: the backend parses it as strictly as a --location. */
 int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
                         size_t loc_size, struct vmd_error *err);
+/* The same choice from a resolved record. */
+int vmd_source_meta_location(const struct vmd_source_meta *meta, char *loc,
+                             size_t loc_size, struct vmd_error *err);
 
 int vmd_hash_parse(const char *spec, enum vmd_hash_algo *algo,
                    char hex[VMD_HASH_HEX_MAX], struct vmd_error *err);
