@@ -352,7 +352,7 @@ static int hash_fd(int fd, enum vmd_hash_algo algo, char hex[VMD_HASH_HEX_MAX],
 		off += n > 0 ? (uint64_t)n : 0;
 	}
 	if (rc == 0 && s) {
-		/* finish truncates its file: harmless on /dev/null */
+		/* finish leaves a device such as /dev/null alone */
 		char tmp[VMD_HASH_HEX_MAX];
 
 		rc = vmd_sink_finish(s, tmp, err);

@@ -25,6 +25,7 @@
 #include "internal.h"
 #include "libvirt_xml.h"
 #include "record.h"
+#include "source.h"
 #include "vmd_build_config.h"
 
 #define INSTANCE_DIR_MODE 0755 /* qemu must traverse it to reach a disk */
@@ -316,6 +317,29 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = vmd_backend_get(kind, &ops, err);
 	if (rc == 0 && VMD_BACKEND_HAS(ops, check_config))
 		rc = ops->check_config(ctx, err);
+	/* An image whose source records a location (Glance's rbd://
+	 * direct_url) is cloned from there as if it were given: O(1) instead
+	 * of a download and an import. Not when a checksum is asked for: only
+	 * an import hashes the bytes. */
+	char found[1024] = "";
+	struct vmd_create_opts with_loc;
+
+	if (rc == 0 && !opts->location && opts->image && !opts->checksum &&
+	    VMD_BACKEND_HAS(ops, clone_from_location)) {
+		rc = vmd_source_location(ctx, opts->image, found, sizeof(found),
+		                         err);
+		if (rc < 0) {
+			vmd_error_prefix(err, "create");
+			return rc;
+		}
+		if (found[0]) {
+			vmd_log_info("create: %s/%s: cloning the image's "
+			             "location", instance, disk);
+			with_loc = *opts;
+			with_loc.location = found;
+			opts = &with_loc;
+		}
+	}
 	/* A location means nothing to a backend that cannot clone one: with
 	 * an image to import it is ignored, as Nova does. */
 	bool use_location = rc == 0 && opts->location &&

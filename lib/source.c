@@ -51,6 +51,50 @@ int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
 	return 0;
 }
 
+int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
+                        size_t loc_size, struct vmd_error *err)
+{
+	const struct vmd_source_ops *ops;
+	struct vmd_source_meta meta;
+	int rc;
+
+	if (loc_size == 0)
+		return vmd_error_set(err, VMD_E_INVAL, "no room for a location",
+		                     "loc_size 0");
+	loc[0] = '\0';
+	rc = vmd_source_for(source, &ops, err);
+	/* Only Glance records a location beside the bytes. */
+	if (rc < 0 || ops != &vmd_source_glance)
+		return rc;
+	memset(&meta, 0, sizeof(meta));
+	rc = ops->resolve(ctx, source, &meta, err);
+	if (rc < 0)
+		return rc;
+	return vmd_source_meta_location(&meta, loc, loc_size, err);
+}
+
+int vmd_source_meta_location(const struct vmd_source_meta *meta, char *loc,
+                             size_t loc_size, struct vmd_error *err)
+{
+	size_t len = strlen(meta->direct_url);
+
+	if (loc_size == 0)
+		return vmd_error_set(err, VMD_E_INVAL, "no room for a location",
+		                     "loc_size 0");
+	loc[0] = '\0';
+	/* A clone is the image's bytes as they are: only a raw image can be a
+	 * disk that way. The location itself is parsed strictly later by the
+	 * backend, like one given on the command line. */
+	if (strcmp(meta->disk_format, "raw") != 0 ||
+	    strncmp(meta->direct_url, "rbd://", 6) != 0)
+		return 0;
+	if (len >= loc_size)
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "image location too long", "%zu bytes", len);
+	memcpy(loc, meta->direct_url, len + 1);
+	return 0;
+}
+
 static const struct {
 	enum vmd_hash_algo algo;
 	const char *name;
@@ -288,8 +332,12 @@ int vmd_sink_finish(struct vmd_sink *s, char hex[VMD_HASH_HEX_MAX],
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int n = 0;
+	struct stat st;
 
-	if (ftruncate(s->fd, (off_t)s->offset) < 0)
+	/* Only a file has a length to fix: a sink over /dev/null (a second
+	 * digest of a cached image) gets EINVAL from ftruncate. */
+	if (fstat(s->fd, &st) < 0 ||
+	    (S_ISREG(st.st_mode) && ftruncate(s->fd, (off_t)s->offset) < 0))
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "write image failed", "ftruncate");
 	if (!EVP_DigestFinal_ex(s->md, md, &n))

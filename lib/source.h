@@ -59,6 +59,16 @@ extern const struct vmd_source_ops vmd_source_glance;
 int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
                    struct vmd_error *err);
 
+/* The backend location `source` records for its image (Glance's rbd://
+ * direct_url), into loc; "" when there is none, the source is not Glance,
+ * or the image is not raw (only a raw image can be cloned as a disk).
+ * Untrusted: the backend parses it as strictly as a --location. */
+int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
+                        size_t loc_size, struct vmd_error *err);
+/* The same choice from a resolved record. */
+int vmd_source_meta_location(const struct vmd_source_meta *meta, char *loc,
+                             size_t loc_size, struct vmd_error *err);
+
 int vmd_hash_parse(const char *spec, enum vmd_hash_algo *algo,
                    char hex[VMD_HASH_HEX_MAX], struct vmd_error *err);
 const char *vmd_hash_name(enum vmd_hash_algo a);

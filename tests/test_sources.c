@@ -131,6 +131,48 @@ static void glance_record_ok(void **state)
 	assert_string_equal(meta.direct_url, "rbd://fsid/images/" ID "/snap");
 }
 
+static void location_of_record(void **state)
+{
+	struct vmd_source_meta meta;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char loc[64], small[8];
+
+	(void)state;
+	memset(&meta, 0, sizeof(meta));
+	snprintf(meta.disk_format, sizeof(meta.disk_format), "raw");
+	snprintf(meta.direct_url, sizeof(meta.direct_url), "rbd://f/images/i/snap");
+	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
+	                 0);
+	assert_string_equal(loc, "rbd://f/images/i/snap");
+	/* Too long for the caller: refused, not cut. */
+	assert_int_equal(vmd_source_meta_location(&meta, small, sizeof(small),
+	                                          &err),
+	                 VMD_E_INVAL);
+	assert_string_equal(small, "");
+	vmd_error_clear(&err);
+	/* A qcow2 image is never a clone. */
+	snprintf(meta.disk_format, sizeof(meta.disk_format), "qcow2");
+	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
+	                 0);
+	assert_string_equal(loc, "");
+	/* Locations of other stores are not ours to clone. */
+	snprintf(meta.disk_format, sizeof(meta.disk_format), "raw");
+	snprintf(meta.direct_url, sizeof(meta.direct_url),
+	         "file:///var/lib/glance/images/i");
+	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
+	                 0);
+	assert_string_equal(loc, "");
+	meta.direct_url[0] = '\0';
+	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
+	                 0);
+	assert_string_equal(loc, "");
+	/* Only Glance records a location: a file source has none. */
+	assert_int_equal(vmd_source_location(NULL, "/nonexistent/image", loc,
+	                                     sizeof(loc), &err),
+	                 0);
+	assert_string_equal(loc, "");
+}
+
 static void glance_record_md5_fallback(void **state)
 {
 	struct vmd_source_meta meta;
@@ -283,6 +325,7 @@ int main(void)
 		cmocka_unit_test(url_too_long),
 		cmocka_unit_test(url_for_log_drops_query),
 		cmocka_unit_test(glance_record_ok),
+		cmocka_unit_test(location_of_record),
 		cmocka_unit_test(glance_record_md5_fallback),
 		cmocka_unit_test(glance_record_refused),
 		cmocka_unit_test(glance_record_malformed),

@@ -1005,7 +1005,9 @@ static const struct command commands[] = {
 	 "--location rbd://FSID/POOL/IMAGE/SNAP (rbd backend) clones that\n"
 	 "protected snapshot instead of importing; with --image too, a location\n"
 	 "that cannot be cloned falls back to importing the image when\n"
-	 "rbd_clone_fallback_import is true.\n"
+	 "rbd_clone_fallback_import is true. A raw glance:// image whose\n"
+	 "direct_url is rbd:// is cloned from there the same way (not with\n"
+	 "--checksum: only an import hashes the bytes).\n"
 	 "--key-id UUID: with ephemeral_storage_encryption_enabled, the lvm\n"
 	 "volume is LUKS2-formatted with that key from key_manager (fetched\n"
 	 "before anything is made) and the guest gets its dm-crypt mapping.",

@@ -267,6 +267,13 @@ check "create from glance://ID: the disk passes qemu-img check" \
 	eval '[[ $rc -eq 0 ]] && qemu-img check -q "$inst/$uuid/disk" && qemu-img compare -q -F raw "$inst/$uuid/disk" "$img/a.raw"'
 
 newconf
+VMDISK_GLANCE_TOKEN=$token vm fetch "glance://$id_raw" \
+	--checksum "sha256:$(sha256sum "$img/a.raw" | cut -c1-64)"
+rc=$?
+check "--checksum sha256 of an image Glance hashes with sha512: both checked" \
+	eval '[[ $rc -eq 0 ]] && same_as "$img/a.raw"'
+
+newconf
 fails_cleanly "disk format outside allowed_disk_formats" \
 	'disk format vhd not allowed' fetch "glance://$id_vhd"
 newconf

@@ -1,0 +1,356 @@
+#!/usr/bin/env bash
+# `vmdisk create --image glance://ID` with the rbd backend against a real
+# Glance whose store is the test cluster's rbd pool.
+#
+#   tests/ceph/glance_rbd.sh CLUSTER_DIR BUILD_DIR
+#
+# Called by tests/ceph/run.sh while the cluster of CLUSTER_DIR runs. Starts
+# Debian's glance-api standalone on 127.0.0.1 (as tests/glance/run.sh does:
+# no Keystone, sqlite) with the rbd store on pool "images" and
+# show_image_direct_url, uploads images through the API (Glance writes the
+# RBD image and its protected snapshot "snap"), then checks that a raw image
+# becomes a copy-on-write clone of its direct_url (parent images/ID@snap, no
+# data object in the disk's pool) that reads back the image, that a qcow2
+# image is imported, and that locations in Glance's database, which we do
+# not trust, go through the same strict parser as --location.
+#
+# Last line "N passed, N failed[, N skipped]"; exit 77 (with the reason)
+# only when Glance or its rbd store cannot start here.
+set -uo pipefail
+
+D=${1:?cluster dir}
+build=${2:?build dir}
+cli=$build/tools/vmdisk
+py=/usr/bin/python3
+conf=$D/ceph.conf
+fsid=$(cat "$D/fsid")
+R=(rbd -c "$conf" --id admin)
+
+passed=0
+failed=0
+say() { printf 'glance-rbd: %s\n' "$*"; }
+ok() { printf 'ok   %s\n' "$*"; passed=$((passed + 1)); }
+bad() { printf 'FAIL %s\n' "$*"; failed=$((failed + 1)); }
+skip() {
+	say "skipped: $*"
+	echo "0 passed, 0 failed, 1 skipped"
+	exit 77
+}
+
+for m in glance.cmd.api rbd rados; do
+	"$py" -c "import $m" 2>/dev/null && continue
+	pkg=python3-$m
+	[[ $m == glance.cmd.api ]] && pkg=python3-glance
+	if ((EUID == 0)); then
+		say "installing $pkg"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			--no-install-recommends "$pkg" >/dev/null 2>&1
+	fi
+	"$py" -c "import $m" 2>/dev/null ||
+		skip "$pkg is not installed and could not be (apt-get install $pkg)"
+done
+
+tmp=$(mktemp -d "$D/glance.XXXXXX") || exit 1
+S=$tmp/glance
+glance_pid=
+cleanup() {
+	local i
+	if [[ -n "$glance_pid" ]]; then
+		kill -TERM "$glance_pid" 2>/dev/null
+		for ((i = 0; i < 50; i++)); do
+			[[ -d /proc/$glance_pid ]] || break
+			grep -q '^State:.*Z' "/proc/$glance_pid/status" 2>/dev/null && break
+			sleep 0.1
+		done
+		kill -KILL "$glance_pid" 2>/dev/null
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT
+
+port=$("$py" -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])')
+mkdir -p "$S"/staging "$S"/tasks "$S"/lock
+cat >"$S/glance-api.conf" <<EOF
+[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = $port
+workers = 0
+enabled_backends = rbd:rbd, http:http
+show_multiple_locations = true
+show_image_direct_url = true
+node_staging_uri = file://$S/staging
+use_stderr = true
+[database]
+connection = sqlite:///$S/glance.sqlite
+[paste_deploy]
+flavor =
+config_file = $S/glance-api-paste.ini
+[glance_store]
+default_backend = rbd
+[rbd]
+rbd_store_pool = images
+rbd_store_user = admin
+rbd_store_ceph_conf = $conf
+rbd_store_chunk_size = 4
+[os_glance_staging_store]
+filesystem_store_datadir = $S/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = $S/tasks
+[oslo_concurrency]
+lock_path = $S/lock
+EOF
+cat >"$S/glance-api-paste.ini" <<EOF
+[pipeline:glance-api]
+pipeline = healthcheck versionnegotiation unauthenticated-context rootapp
+[composite:rootapp]
+paste.composite_factory = glance.api:root_app_factory
+/: apiversions
+/v2: apiv2app
+[app:apiversions]
+paste.app_factory = glance.api.versions:create_resource
+[app:apiv2app]
+paste.app_factory = glance.api.v2.router:API.factory
+[filter:healthcheck]
+paste.filter_factory = oslo_middleware:Healthcheck.factory
+backends = disable_by_file
+disable_by_file_path = $S/healthcheck_disable
+[filter:versionnegotiation]
+paste.filter_factory = glance.api.middleware.version_negotiation:VersionNegotiationFilter.factory
+[filter:unauthenticated-context]
+paste.filter_factory = glance.api.middleware.context:UnauthenticatedContextMiddleware.factory
+EOF
+
+"$py" -c 'import sys; from glance.cmd.manage import main; sys.exit(main())' \
+	--config-file "$S/glance-api.conf" db_sync >"$S/db_sync.log" 2>&1 ||
+	skip "glance-manage db_sync failed: $(tail -n 2 "$S/db_sync.log" | tr '\n' ' ')"
+# CEPH_CONF too: librados in Glance finds the keyring through it.
+CEPH_CONF=$conf setsid "$py" -c 'import sys; from glance.cmd.api import main; sys.exit(main())' \
+	--config-file "$S/glance-api.conf" </dev/null >"$S/log" 2>&1 &
+glance_pid=$!
+api=http://127.0.0.1:$port
+ready=0
+for ((i = 0; i < 150; i++)); do
+	if [[ $(curl -s -o /dev/null -w '%{http_code}' "$api/healthcheck" 2>/dev/null) == 200 ]]; then
+		ready=1
+		break
+	fi
+	if [[ ! -d /proc/$glance_pid ]] || grep -q '^State:.*Z' "/proc/$glance_pid/status" 2>/dev/null; then
+		break
+	fi
+	sleep 0.2
+done
+((ready)) || skip "glance-api did not start: $(tail -n 3 "$S/log" | tr '\n' ' ')"
+say "Glance on $api, rbd store on pool images"
+
+# upload NAME DISK_FORMAT FILE: print the new image's id
+upload() {
+	local id
+	id=$(curl -sf -X POST -H 'Content-Type: application/json' \
+		-d "{\"name\":\"$1\",\"disk_format\":\"$2\",\"container_format\":\"bare\"}" \
+		"$api/v2/images" | "$py" -c 'import json, sys; print(json.load(sys.stdin)["id"])') ||
+		return 1
+	curl -sf -X PUT -H 'Content-Type: application/octet-stream' \
+		--data-binary "@$3" "$api/v2/images/$id/file" >/dev/null || return 1
+	echo "$id"
+}
+direct_url() {
+	curl -sf "$api/v2/images/$1" |
+		"$py" -c 'import json, sys; print(json.load(sys.stdin).get("direct_url", ""))'
+}
+# set_location ID URL: change the image's location behind Glance's back
+set_location() {
+	"$py" - "$S/glance.sqlite" "$1" "$2" <<'EOF'
+import sqlite3, sys
+db, image, url = sys.argv[1:4]
+c = sqlite3.connect(db)
+n = c.execute("UPDATE image_locations SET value = ? WHERE image_id = ? AND deleted = 0",
+              (url, image)).rowcount
+c.commit()
+sys.exit(0 if n == 1 else 1)
+EOF
+}
+
+img=$tmp/img
+mkdir -p "$img"
+head -c 1M /dev/urandom >"$img/a.raw"
+truncate -s 6M "$img/a.raw"
+head -c 64K /dev/urandom | dd of="$img/a.raw" bs=64K seek=80 conv=notrunc status=none
+qemu-img convert -q -f raw -O qcow2 "$img/a.raw" "$img/a.qcow2"
+
+id_raw=$(upload raw raw "$img/a.raw") || true
+url=$(direct_url "${id_raw:-none}" 2>/dev/null) || true
+if [[ -z "${id_raw:-}" || "$url" != rbd://* ]]; then
+	say "Glance's rbd store did not take the image (direct_url '$url'):"
+	tail -n 5 "$S/log"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+if [[ "$url" == "rbd://$fsid/images/$id_raw/snap" ]]; then
+	ok "Glance stored the raw image in rbd: direct_url $url"
+else
+	bad "direct_url $url, expected rbd://$fsid/images/$id_raw/snap"
+fi
+id_qcow2=$(upload qcow2 qcow2 "$img/a.qcow2") || bad "upload qcow2"
+id_fsid=$(upload otherfsid raw "$img/a.raw") || bad "upload raw (other fsid)"
+id_evil=$(upload evil raw "$img/a.raw") || bad "upload raw (bad location)"
+((failed == 0)) || { echo "$passed passed, $failed failed"; exit 1; }
+
+n=0
+newconf() {
+	n=$((n + 1))
+	inst=$tmp/inst$n
+	vconf=$tmp/vmdisk$n.conf
+	mkdir -p "$inst"
+	{
+		printf '[DEFAULT]\ninstances_path = %s\nimages_type = rbd\n' "$inst"
+		printf 'glance_api_servers = %s\n' "$api"
+		# quiet=1: nothing but the one error line on stderr
+		if [[ -n "${quiet:-}" ]]; then
+			printf 'log_target = none\n'
+		else
+			printf 'log_target = stderr\nlog_level = debug\n'
+		fi
+		printf '[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = %s\n' "$conf"
+		printf 'rbd_user = admin\nrbd_secret_uuid = 5d3c3c2e-9c2b-4bd0-9a53-3c1c1b2d0e11\n'
+		printf '[vmdisk]\nimages_rbd_glance_store_pool = images\n'
+		printf '%s\n' "$@"
+	} >"$vconf"
+}
+vm() {
+	VMDISK_MODULE_DIR=$build/lib "$cli" --config "$vconf" "$@" >"$tmp/out" 2>"$tmp/err"
+}
+entries() {
+	find "$inst/_base" -maxdepth 1 -type f -regextype posix-extended \
+		-regex '.*/[0-9a-f]{40}' 2>/dev/null | wc -l
+}
+parent_of() { # NAME: "pool/image@snap" or ""
+	"${R[@]}" info --format json "vms/$1" 2>/dev/null | "$py" -c 'import json, sys
+p = json.load(sys.stdin).get("parent")
+print("%s/%s@%s" % (p["pool"], p["image"], p["snapshot"]) if p else "")'
+}
+data_objects() { # NAME: objects of its own in pool vms
+	local prefix
+	prefix=$("${R[@]}" info --format json "vms/$1" |
+		"$py" -c 'import json, sys; print(json.load(sys.stdin)["block_name_prefix"])')
+	rados -c "$conf" --id admin -p vms ls | grep -c "^$prefix\." || true
+}
+# reads_back NAME FILE: the disk's first bytes are FILE's
+reads_back() {
+	local sz
+	sz=$(stat -c %s "$2")
+	"${R[@]}" export "vms/$1" "$tmp/export" >/dev/null 2>&1 &&
+		cmp -s -n "$sz" "$tmp/export" "$2"
+	local rc=$?
+	rm -f "$tmp/export"
+	return $rc
+}
+
+# A raw image with an rbd:// direct_url: a clone, nothing downloaded.
+newconf
+u=$(cat /proc/sys/kernel/random/uuid)
+vm create "$u" disk --image "glance://$id_raw" --size 8M
+rc=$?
+p=$(parent_of "${u}_disk")
+if [[ $rc -eq 0 && "$p" == "images/$id_raw@snap" ]]; then
+	ok "raw glance image cloned: parent $p"
+else
+	bad "raw glance image: exit $rc, parent '$p': $(tail -n 2 "$tmp/err")"
+fi
+objs=$(data_objects "${u}_disk")
+check_nothing_copied=$([[ $objs -eq 0 && $(entries) -eq 0 ]] && echo y)
+if [[ -n "$check_nothing_copied" ]]; then
+	ok "no data copied: 0 objects of the clone in vms, nothing in the cache"
+else
+	bad "clone has $objs data objects, the cache $(entries) entries"
+fi
+if reads_back "${u}_disk" "$img/a.raw" &&
+	[[ $("${R[@]}" info --format json "vms/${u}_disk" | "$py" -c 'import json, sys; print(json.load(sys.stdin)["size"])') -eq $((8 << 20)) ]]; then
+	ok "the clone reads back the image and has the requested 8 MiB"
+else
+	bad "the clone does not read back the image (or wrong size)"
+fi
+vm remove "$u" disk || bad "remove the clone: $(tail -n 1 "$tmp/err")"
+
+# A checksum asks for the bytes to be hashed: imported, not cloned.
+newconf
+u=$(cat /proc/sys/kernel/random/uuid)
+vm create "$u" disk --image "glance://$id_raw" \
+	--checksum "sha256:$(sha256sum "$img/a.raw" | cut -c1-64)"
+rc=$?
+p=$(parent_of "${u}_disk")
+if [[ $rc -eq 0 && -z "$p" ]] && reads_back "${u}_disk" "$img/a.raw"; then
+	ok "with --checksum the raw image is imported (hashed), not cloned"
+else
+	bad "with --checksum: exit $rc, parent '$p': $(tail -n 2 "$tmp/err")"
+fi
+vm remove "$u" disk >/dev/null 2>&1
+
+# A qcow2 image is never cloned: its RBD image holds qcow2 bytes.
+newconf
+u=$(cat /proc/sys/kernel/random/uuid)
+vm create "$u" disk --image "glance://$id_qcow2"
+rc=$?
+p=$(parent_of "${u}_disk")
+if [[ $rc -eq 0 && -z "$p" && $(entries) -eq 1 ]] && reads_back "${u}_disk" "$img/a.raw"; then
+	ok "qcow2 glance image imported (no parent) and reads back the raw content"
+else
+	bad "qcow2 glance image: exit $rc, parent '$p', $(entries) entries: $(tail -n 2 "$tmp/err")"
+fi
+vm remove "$u" disk >/dev/null 2>&1
+
+# Locations from Glance's database are untrusted.
+other=$(cat /proc/sys/kernel/random/uuid)
+set_location "$id_fsid" "rbd://$other/images/$id_fsid/snap" ||
+	bad "could not change the location of $id_fsid"
+newconf
+u=$(cat /proc/sys/kernel/random/uuid)
+vm create "$u" disk --image "glance://$id_fsid"
+rc=$?
+p=$(parent_of "${u}_disk")
+if [[ $rc -eq 0 && -z "$p" ]] && reads_back "${u}_disk" "$img/a.raw" &&
+	grep -q 'importing the image instead' "$tmp/err"; then
+	ok "location in another cluster: imported instead (rbd_clone_fallback_import)"
+else
+	bad "other fsid with fallback: exit $rc, parent '$p': $(tail -n 2 "$tmp/err")"
+fi
+vm remove "$u" disk >/dev/null 2>&1
+quiet=1 newconf "rbd_clone_fallback_import = false"
+u=$(cat /proc/sys/kernel/random/uuid)
+VMDISK_MODULE_DIR=$build/lib "$cli" -q --config "$vconf" create "$u" disk \
+	--image "glance://$id_fsid" >"$tmp/out" 2>"$tmp/err"
+rc=$?
+if [[ $rc -ne 0 && $(wc -l <"$tmp/err") -eq 1 ]] && ! "${R[@]}" info "vms/${u}_disk" >/dev/null 2>&1 &&
+	[[ $(entries) -eq 0 ]]; then
+	ok "location in another cluster, no fallback: refused: $(cat "$tmp/err")"
+else
+	bad "other fsid without fallback: exit $rc: $(head -c 300 "$tmp/err")"
+fi
+
+for evil in "rbd://$fsid/images/../$id_evil/snap" "rbd://$fsid/images/$id_evil/snap/x" \
+	"rbd://$fsid/images/$id_evil" "rbd://$fsid/vms%2f../$id_evil/snap"; do
+	set_location "$id_evil" "$evil" || { bad "could not set location $evil"; continue; }
+	quiet=1 newconf
+	u=$(cat /proc/sys/kernel/random/uuid)
+	VMDISK_MODULE_DIR=$build/lib "$cli" -q --config "$vconf" create "$u" disk \
+		--image "glance://$id_evil" >"$tmp/out" 2>"$tmp/err"
+	rc=$?
+	if [[ $rc -ne 0 && $(wc -l <"$tmp/err") -eq 1 ]] &&
+		! "${R[@]}" info "vms/${u}_disk" >/dev/null 2>&1 && [[ $(entries) -eq 0 ]]; then
+		ok "malformed location ${evil#rbd://$fsid/} refused: $(cat "$tmp/err")"
+	else
+		bad "malformed location $evil: exit $rc: $(head -c 300 "$tmp/err")"
+	fi
+done
+
+left=$("${R[@]}" ls vms 2>/dev/null | wc -l)
+if [[ $left -eq 0 ]]; then
+	ok "pool vms is empty again"
+else
+	bad "pool vms still holds $left images"
+fi
+echo "$passed passed, $failed failed"
+((failed == 0))
