@@ -14,6 +14,7 @@
  * and renamed into place once both files are synced, so a disk either
  * exists whole or not at all.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -175,6 +176,37 @@ static void ploop_build_discard(struct ploop_build *b)
 
 #define PLOOP_AUTOBUILD __attribute__((cleanup(ploop_build_discard)))
 
+/*
+ * Temporaries `.<disk>.XXXXXX` of this disk left by a process that died
+ * while building it. Only the holder of the instance lock builds, and the
+ * caller holds it: any such directory now is stale.
+ */
+static void sweep_stale_builds(const struct vmd_disk_ref *disk)
+{
+	char prefix[VMD_NAME_MAX + 4];
+	DIR *d = opendir(disk->instance_dir);
+	struct dirent *e;
+	size_t plen;
+
+	if (!d)
+		return;
+	plen = (size_t)snprintf(prefix, sizeof(prefix), ".%s.", disk->disk);
+	while ((e = readdir(d))) {
+		struct ploop_build stale = {.armed = true};
+
+		if (strncmp(e->d_name, prefix, plen) != 0 ||
+		    strlen(e->d_name) != plen + 6 ||
+		    snprintf(stale.dir, sizeof(stale.dir), "%s/%s",
+		             disk->instance_dir, e->d_name) >=
+		            (int)sizeof(stale.dir))
+			continue;
+		vmd_log_info("ploop: removing %s, left by an interrupted create",
+		             e->d_name);
+		ploop_build_discard(&stale);
+	}
+	closedir(d);
+}
+
 static int build_begin(const struct vmd_disk_ref *disk, struct ploop_build *b,
                        int *hds_fd, struct vmd_error *err)
 {
@@ -185,6 +217,7 @@ static int build_begin(const struct vmd_disk_ref *disk, struct ploop_build *b,
 	if (n < 0 || (size_t)n >= sizeof(b->dir))
 		return vmd_error_set(err, VMD_E_INVAL, "ploop: path too long",
 		                     "%s", disk->path);
+	sweep_stale_builds(disk);
 	if (!mkdtemp(b->dir))
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: make disk directory failed",

@@ -373,6 +373,60 @@ static void test_failure_leaves_nothing(void **state)
 	free(idir);
 }
 
+static int count_temporaries(const char *idir)
+{
+	DIR *d = opendir(idir);
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((e = readdir(d)))
+		if (strncmp(e->d_name, ".disk.", 6) == 0)
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* A create killed just before the rename leaves its temporary directory,
+ * never the disk; the next create of that disk sweeps it away. */
+static void test_killed_create_swept(void **state)
+{
+	struct fixture *f = *state;
+	char *conf = th_path(f->dir, "vmdisk.conf");
+	char *idir = th_path(f->cfg.instances_path, INST);
+	char *text, *dir = disk_dir(f, "disk");
+	struct vmd_disk_info info;
+	int rc;
+
+	if (!VMD_FAULT_INJECTION) {
+		skip();
+		return;
+	}
+	assert_true(asprintf(&text,
+	                     "[DEFAULT]\ninstances_path = %s\n"
+	                     "force_raw_images = false\n",
+	                     f->cfg.instances_path) > 0);
+	th_write_text(conf, text);
+	free(text);
+	create_ok(f, "other", f->base_raw, 0, &info);
+	rc = th_run((const char *[]){th_cli(), "--config", conf, "create", INST,
+	                             "disk", "--image", f->base_qcow2,
+	                             "--backend", "ploop", NULL},
+	            (const char *[]){"VMDISK_FAULT=ploop.before_publish:kill",
+	                             NULL},
+	            NULL, NULL);
+	assert_int_equal(rc, 128 + 9);
+	assert_false(th_exists(dir));
+	assert_int_equal(count_temporaries(idir), 1);
+	create_ok(f, "disk", f->base_qcow2, 0, &info);
+	assert_parallels_clean(info.path);
+	assert_int_equal(count_temporaries(idir), 0);
+	free(dir);
+	free(idir);
+	free(conf);
+}
+
 /* Our reader refuses what does not hold together, before reading data. */
 static void test_corrupt_images_refused(void **state)
 {
@@ -467,6 +521,7 @@ int main(void)
 		T(test_remove_and_xml),
 		T(test_failure_leaves_nothing),
 		T(test_corrupt_images_refused),
+		T(test_killed_create_swept),
 		T(test_cli),
 	};
 
