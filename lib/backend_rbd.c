@@ -26,6 +26,7 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include "bytes.h"
 #include "blockdev.h"
 #include "convert.h"
 #include "faultpoint.h"
@@ -275,11 +276,6 @@ static int vr_remove_image(rados_ioctx_t io, const char *pool,
 	return 0;
 }
 
-static bool all_zero(const unsigned char *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 #define RBD_ZERO_GRAIN (64u << 10)
 #define RBD_INFLIGHT 8 /* chunks being written at once */
 
@@ -333,14 +329,14 @@ static int write_nonzero(rbd_image_t img, struct aio_slot *s, size_t len,
 		size_t start, end;
 
 		while (pos < len &&
-		       all_zero(buf + pos, len - pos < RBD_ZERO_GRAIN
+		       vmd_all_zero(buf + pos, len - pos < RBD_ZERO_GRAIN
 		                                   ? len - pos
 		                                   : RBD_ZERO_GRAIN))
 			pos += RBD_ZERO_GRAIN < len - pos ? RBD_ZERO_GRAIN
 			                                  : len - pos;
 		start = pos;
 		while (pos < len &&
-		       !all_zero(buf + pos, len - pos < RBD_ZERO_GRAIN
+		       !vmd_all_zero(buf + pos, len - pos < RBD_ZERO_GRAIN
 		                                    ? len - pos
 		                                    : RBD_ZERO_GRAIN))
 			pos += RBD_ZERO_GRAIN < len - pos ? RBD_ZERO_GRAIN
@@ -637,7 +633,7 @@ static int vr_read_to_fd(rbd_image_t img, int fd, const char *pool,
 			return vr_fail(err, VMD_E_IO, got < 0 ? (int)got : -EIO,
 			                "reading the disk failed", pool,
 			                "rbd_read");
-		if (!all_zero(buf, want) &&
+		if (!vmd_all_zero(buf, want) &&
 		    vmd_pwrite_full(fd, buf, want, off) < 0)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "writing the copy failed",

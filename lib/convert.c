@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "blockdev.h"
 #include "convert.h"
 #include "fsutil.h"
@@ -44,11 +45,6 @@ struct job {
 	atomic_int failed;
 	struct vmd_error err;
 };
-
-static bool all_zero(const unsigned char *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
 
 static int write_out(struct job *j, const unsigned char *buf, size_t len,
                      uint64_t off, struct vmd_error *err)
@@ -81,7 +77,7 @@ static int write_nonzero(struct job *j, const unsigned char *buf, size_t len,
 		while (end < len) {
 			size_t n = len - end < ZERO_BLOCK ? len - end : ZERO_BLOCK;
 
-			if (all_zero(buf + end, n))
+			if (vmd_all_zero(buf + end, n))
 				break;
 			end += n;
 		}

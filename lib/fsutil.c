@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "fsutil.h"
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
@@ -276,12 +277,6 @@ int vmd_write_file_atomic(const char *dir, const char *name, const void *buf,
 	return vmd_tmpfile_publish(&t, replace, mode, err);
 }
 
-static bool all_zero(const unsigned char *p, size_t n)
-{
-	/* First byte zero and the buffer equal to itself shifted by one. */
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 #define COPY_CHUNK (1u << 20)
 
 /* Copy [off, end) by read/write, skipping all-zero chunks. */
@@ -296,7 +291,7 @@ static int copy_range_rw(int src, int dst, uint64_t off, uint64_t end,
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "copy failed", "read at %llu",
 			                           (unsigned long long)off);
-		if (!all_zero(buf, n)) {
+		if (!vmd_all_zero(buf, n)) {
 			if (vmd_pwrite_full(dst, buf, n, off) < 0)
 				return vmd_error_set_errno(
 					err, VMD_E_IO, errno, "copy failed",

@@ -19,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "fsutil.h"
 #include "inspect.h"
 
@@ -79,32 +80,28 @@ uint32_t vmd_le32_at(const unsigned char *b, size_t len, size_t off)
 {
 	if (off > len || len - off < 4)
 		return 0;
-	return (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 |
-	       (uint32_t)b[off + 2] << 16 | (uint32_t)b[off + 3] << 24;
+	return vmd_le32(b + off);
 }
 
 uint64_t vmd_le64_at(const unsigned char *b, size_t len, size_t off)
 {
 	if (off > len || len - off < 8)
 		return 0;
-	return (uint64_t)vmd_le32_at(b, len, off) |
-	       (uint64_t)vmd_le32_at(b, len, off + 4) << 32;
+	return vmd_le64(b + off);
 }
 
 uint32_t vmd_be32_at(const unsigned char *b, size_t len, size_t off)
 {
 	if (off > len || len - off < 4)
 		return 0;
-	return (uint32_t)b[off] << 24 | (uint32_t)b[off + 1] << 16 |
-	       (uint32_t)b[off + 2] << 8 | (uint32_t)b[off + 3];
+	return vmd_be32(b + off);
 }
 
 uint64_t vmd_be64_at(const unsigned char *b, size_t len, size_t off)
 {
 	if (off > len || len - off < 8)
 		return 0;
-	return (uint64_t)vmd_be32_at(b, len, off) << 32 |
-	       vmd_be32_at(b, len, off + 4);
+	return vmd_be64(b + off);
 }
 
 bool vmd_bytes_at(const unsigned char *b, size_t len, size_t off,

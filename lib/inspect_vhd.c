@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "fsutil.h"
 #include "inspect.h"
 
@@ -85,14 +86,6 @@ static uint64_t vhd_sectors(const unsigned char *f)
 	return chs;
 }
 
-static bool all_zero(const unsigned char *b, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
 static int vhd_dynamic(struct vmd_image_source *src,
                        const struct vmd_probe_data *p,
                        const struct vmd_inspect_limits *lim,
@@ -150,7 +143,7 @@ static int vhd_dynamic(struct vmd_image_source *src,
 		                   (unsigned long long)bat_bytes);
 	/* A parent name or parent locators: a differencing disk in disguise
 	 * (QEMU ignores them, other tools may not). */
-	if (!all_zero(h + 64, 512))
+	if (!vmd_all_zero(h + 64, 512))
 		vmd_inspect_refuse(r, "vhd-differencing",
 		                   "vpc: the dynamic header names a parent disk");
 	for (size_t i = 0; i < 8; i++)
@@ -571,7 +564,7 @@ static int vhdx_inspect(struct vmd_image_source *src,
 	rc = vhdx_header(src, p, r, hdr);
 	if (rc)
 		return rc < 0 ? -1 : 0;
-	if (!all_zero(hdr + 48, 16))
+	if (!vmd_all_zero(hdr + 48, 16))
 		vmd_inspect_refuse(r, "vhdx-log",
 		                   "vhdx: the log is not empty (QEMU would "
 		                   "replay it into the file first)");

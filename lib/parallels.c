@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "blockdev.h"
 #include "fsutil.h"
 #include "parallels.h"
@@ -42,29 +43,6 @@ struct vmd_parallels {
 	uint32_t *bat;        /* host order */
 };
 
-static void put_le32(unsigned char *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static void put_le64(unsigned char *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint32_t get_le32(const unsigned char *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const unsigned char *p)
-{
-	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
-
 static uint64_t round_up(uint64_t v, uint64_t a)
 {
 	return (v + a - 1) / a * a;
@@ -83,16 +61,16 @@ static void encode_header(unsigned char h[HEADER_LEN], uint64_t size,
 
 	memset(h, 0, HEADER_LEN);
 	memcpy(h, MAGIC_V2, MAGIC_LEN);
-	put_le32(h + 16, 2);
-	put_le32(h + 20, HEADS);
-	put_le32(h + 24, (uint32_t)(sectors / (HEADS * GEOMETRY_SECTORS)));
-	put_le32(h + 28, tracks);
-	put_le32(h + 32, nbat);
-	put_le64(h + 36, sectors);
-	put_le32(h + 44, 0);  /* in_use: closed */
-	put_le32(h + 48, (uint32_t)(data_off / SECTOR));
-	put_le32(h + 52, 0);  /* flags */
-	put_le64(h + 56, 0);  /* no format extension */
+	vmd_put_le32(h + 16, 2);
+	vmd_put_le32(h + 20, HEADS);
+	vmd_put_le32(h + 24, (uint32_t)(sectors / (HEADS * GEOMETRY_SECTORS)));
+	vmd_put_le32(h + 28, tracks);
+	vmd_put_le32(h + 32, nbat);
+	vmd_put_le64(h + 36, sectors);
+	vmd_put_le32(h + 44, 0);  /* in_use: closed */
+	vmd_put_le32(h + 48, (uint32_t)(data_off / SECTOR));
+	vmd_put_le32(h + 52, 0);  /* flags */
+	vmd_put_le64(h + 56, 0);  /* no format extension */
 }
 
 static int check_geometry(uint64_t size, uint32_t cluster,
@@ -166,13 +144,13 @@ int vmd_parallels_open(int fd, bool writable,
 	if (!v1 && memcmp(h, MAGIC_V2, MAGIC_LEN) != 0)
 		return vmd_error_set(err, VMD_E_CORRUPT,
 		                     "ploop: not a Parallels image", "magic");
-	version = get_le32(h + 16);
-	tracks = get_le32(h + 28);
-	nbat = get_le32(h + 32);
-	sectors = get_le64(h + 36);
+	version = vmd_le32(h + 16);
+	tracks = vmd_le32(h + 28);
+	nbat = vmd_le32(h + 32);
+	sectors = vmd_le64(h + 36);
 	if (v1)
 		sectors &= 0xffffffffu;
-	data_off = get_le32(h + 48);
+	data_off = vmd_le32(h + 48);
 	bat_bytes = 4ull * nbat;
 	/* Only the v2 layout (BAT in clusters) is ours to read. */
 	if (v1 || version != 2 || tracks == 0 || tracks > (64u << 20) / SECTOR ||
@@ -215,7 +193,7 @@ int vmd_parallels_open(int fd, bool writable,
 		                           "ploop: read image failed", "BAT");
 	}
 	for (uint32_t i = 0; i < nbat; i++) {
-		uint32_t e = get_le32(raw + 4ull * i);
+		uint32_t e = vmd_le32(raw + 4ull * i);
 		uint64_t at = (uint64_t)e * p->cluster;
 
 		if (e && (at < p->data_off || at + p->cluster > p->file_end)) {
@@ -309,17 +287,12 @@ static int write_bat(struct vmd_parallels *p, struct vmd_error *err)
 	if (!raw)
 		return vmd_error_set(err, VMD_E_NOMEM, "out of memory", "BAT");
 	for (uint32_t i = 0; i < p->nbat; i++)
-		put_le32(raw + 4ull * i, p->bat[i]);
+		vmd_put_le32(raw + 4ull * i, p->bat[i]);
 	if (vmd_pwrite_full(p->fd, raw, 4ull * p->nbat, HEADER_LEN) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: write image failed", "BAT");
 	p->bat_dirty = false;
 	return 0;
-}
-
-static bool all_zero(const unsigned char *b, size_t n)
-{
-	return n == 0 || (b[0] == 0 && memcmp(b, b + 1, n - 1) == 0);
 }
 
 int vmd_parallels_fill(struct vmd_parallels *p, struct vmd_blockdev *src,
@@ -360,7 +333,7 @@ int vmd_parallels_fill(struct vmd_parallels *p, struct vmd_blockdev *src,
 		rc = vmd_blockdev_pread(src, buf, n, start, err);
 		if (rc < 0)
 			return rc;
-		if (!all_zero(buf, p->cluster)) {
+		if (!vmd_all_zero(buf, p->cluster)) {
 			if (p->file_end / p->cluster > UINT32_MAX)
 				return vmd_error_set(err, VMD_E_INVAL,
 				                     "ploop: image too big",

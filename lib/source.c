@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "fsutil.h"
 #include "curl_lazy.h"
 #include "source.h"
@@ -251,11 +252,6 @@ static void sink_advance(struct vmd_sink *s, uint64_t len)
 		s->progress(s->offset, s->progress_total, s->progress_opaque);
 }
 
-static bool all_zero(const unsigned char *p, size_t n)
-{
-	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
-}
-
 int vmd_sink_write(struct vmd_sink *s, const void *buf, size_t len,
                    struct vmd_error *err)
 {
@@ -275,7 +271,7 @@ int vmd_sink_write(struct vmd_sink *s, const void *buf, size_t len,
 
 		if (n > len - done)
 			n = len - done;
-		if (!(n == ZERO_BLOCK && all_zero(p + done, n)) &&
+		if (!(n == ZERO_BLOCK && vmd_all_zero(p + done, n)) &&
 		    vmd_pwrite_full(s->fd, p + done, n, at) < 0)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "write image failed",
