@@ -9,24 +9,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "convert.h"
 #include "filedisk.h"
-
-static int flat_clone_or_copy(int src, int dst, struct vmd_error *err)
-{
-	if (ioctl(dst, FICLONE, src) == 0)
-		return 0;
-	vmd_log_debug("flat: reflink not available (%s), copying",
-	              strerror(errno));
-	return vmd_copy_sparse(src, dst, err);
-}
 
 static int flat_create_from_image(struct vmd_ctx *ctx,
                                   const struct vmd_disk_ref *disk,
@@ -60,7 +49,7 @@ static int flat_create_from_image(struct vmd_ctx *ctx,
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "flat: open base image failed",
 			                           "open %s", base->path);
-		rc = flat_clone_or_copy(src, t.fd, err);
+		rc = vmd_clone_or_copy(src, t.fd, err);
 	}
 	if (rc < 0) {
 		vmd_error_prefix(err, "flat: copy base image");

@@ -17,11 +17,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/fs.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -302,9 +300,7 @@ static int copy_raw(int dst, const char *base_path, struct vmd_error *err)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: open base image failed",
 		                           "open %s", base_path);
-	if (ioctl(dst, FICLONE, src) == 0)
-		return 0;
-	return vmd_copy_sparse(src, dst, err);
+	return vmd_clone_or_copy(src, dst, err);
 }
 
 static int ploop_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,

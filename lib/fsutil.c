@@ -13,7 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -354,6 +356,15 @@ int vmd_copy_sparse(int src_fd, int dst_fd, struct vmd_error *err)
 		off = (uint64_t)hole;
 	}
 	return 0;
+}
+
+int vmd_clone_or_copy(int src_fd, int dst_fd, struct vmd_error *err)
+{
+	if (ioctl(dst_fd, FICLONE, src_fd) == 0)
+		return 0;
+	vmd_log_debug("copy: reflink not available (%s), copying",
+	              strerror(errno));
+	return vmd_copy_sparse(src_fd, dst_fd, err);
 }
 
 void vmd_cleanup_path_arm(struct vmd_cleanup_path *c, const char *path,

@@ -73,6 +73,10 @@ int vmd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
  */
 int vmd_copy_sparse(int src_fd, int dst_fd, struct vmd_error *err);
 
+/* dst becomes a copy of src: a reflink (FICLONE) where the file system can
+ * share blocks, else vmd_copy_sparse. */
+int vmd_clone_or_copy(int src_fd, int dst_fd, struct vmd_error *err);
+
 /* A path we created and must remove if the operation fails. */
 struct vmd_cleanup_path {
 	char path[4096];
