@@ -444,6 +444,24 @@ int vmd_glance_parse_image(const char *json, size_t len, const char *image_id,
 
 /* ---- the source ---- */
 
+/* What every request starts with: the image id from the URL, a usable
+ * server list, and the token as a header. */
+static int glance_begin(struct vmd_ctx *ctx, const char *url, const char **id,
+                        struct glance_auth *auth, struct vmd_error *err)
+{
+	int rc = parse_glance_url(url, id, err);
+
+	if (rc < 0)
+		return rc;
+	if (!ctx)
+		return vmd_error_set(err, VMD_E_INVAL, "glance: no context",
+		                     "NULL ctx");
+	rc = servers_check(&ctx->cfg, err);
+	if (rc < 0)
+		return rc;
+	return auth_load(&ctx->cfg, auth, err);
+}
+
 static int glance_resolve(struct vmd_ctx *ctx, const char *url,
                           struct vmd_source_meta *meta, struct vmd_error *err)
 {
@@ -454,16 +472,7 @@ static int glance_resolve(struct vmd_ctx *ctx, const char *url,
 
 	memset(&auth, 0, sizeof(auth));
 	memset(meta, 0, sizeof(*meta));
-	rc = parse_glance_url(url, &id, err);
-	if (rc < 0)
-		return rc;
-	if (!ctx)
-		return vmd_error_set(err, VMD_E_INVAL, "glance: no context",
-		                     "NULL ctx");
-	rc = servers_check(&ctx->cfg, err);
-	if (rc < 0)
-		return rc;
-	rc = auth_load(&ctx->cfg, &auth, err);
+	rc = glance_begin(ctx, url, &id, &auth, err);
 	if (rc < 0)
 		return rc;
 	servers = count_servers(ctx->cfg.glance_api_servers);
@@ -544,16 +553,7 @@ static int glance_download(struct vmd_ctx *ctx, const char *url,
 	int rc;
 
 	memset(&auth, 0, sizeof(auth));
-	rc = parse_glance_url(url, &id, err);
-	if (rc < 0)
-		return rc;
-	if (!ctx)
-		return vmd_error_set(err, VMD_E_INVAL, "glance: no context",
-		                     "NULL ctx");
-	rc = servers_check(&ctx->cfg, err);
-	if (rc < 0)
-		return rc;
-	rc = auth_load(&ctx->cfg, &auth, err);
+	rc = glance_begin(ctx, url, &id, &auth, err);
 	if (rc < 0)
 		return rc;
 	servers = count_servers(ctx->cfg.glance_api_servers);
