@@ -99,6 +99,9 @@ static int lvm_check_config(struct vmd_ctx *ctx, struct vmd_error *err)
 		return vmd_error_set(err, VMD_E_CONFIG,
 		                     "lvm: images_volume_group is not set",
 		                     "no volume group");
+	if (!lvm_name_ok(cfg->images_volume_group))
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "lvm: bad images_volume_group", "vg");
 	return 0;
 }
 
@@ -107,14 +110,11 @@ static int lv_init(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 {
 	const struct vmd_config *cfg = vmd_ctx_config(ctx);
 
+	int rc = lvm_check_config(ctx, err);
+
 	memset(lv, 0, sizeof(*lv));
-	if (!cfg->images_volume_group[0])
-		return vmd_error_set(err, VMD_E_CONFIG,
-		                     "lvm: images_volume_group is not set",
-		                     "no volume group");
-	if (!lvm_name_ok(cfg->images_volume_group))
-		return vmd_error_set(err, VMD_E_CONFIG,
-		                     "lvm: bad images_volume_group", "vg");
+	if (rc < 0)
+		return rc;
 	snprintf(lv->vg, sizeof(lv->vg), "%s", cfg->images_volume_group);
 	return lv_name(disk, lv->name, err);
 }
