@@ -24,6 +24,12 @@ void vmd_cache_read_info(const struct vmd_ctx *ctx, const char *name,
                          char *algo, size_t algosz, char *hash,
                          size_t hashsz);
 
+/* mkfs's argv (at most 8 elements with the NULL) for a file system on
+ * `path`; every element is ours or validated (label: vmd_valid_fs_label,
+ * or NULL). Shared by templates and vmdiskd's mkfs on an LV. */
+void vmd_mkfs_argv(enum vmd_blank_fs fs, const char *label, const char *path,
+                   const char **argv);
+
 #define VMD_LOCK_NAME_MAX (VMD_CACHE_ID_MAX + 8)
 
 /* "base-<id>": the lock of a cache entry, exclusive while it is fetched or

@@ -32,6 +32,7 @@ static void load(void)
 		{"crypt_activate_by_passphrase", &api.activate_by_passphrase},
 		{"crypt_status", &api.status},
 		{"crypt_deactivate", &api.deactivate},
+		{"crypt_resize", &api.resize},
 	};
 
 	memset(&api, 0, sizeof(api));

@@ -27,6 +27,7 @@ struct vmd_cryptsetup_api {
 	__typeof__(&crypt_activate_by_passphrase) activate_by_passphrase;
 	__typeof__(&crypt_status) status;
 	__typeof__(&crypt_deactivate) deactivate;
+	__typeof__(&crypt_resize) resize;
 };
 
 extern struct vmd_cryptsetup_api vmd_cryptsetup_api;
@@ -46,5 +47,6 @@ int vmd_cryptsetup_load(struct vmd_error *err);
 #define crypt_activate_by_passphrase (*vmd_cryptsetup_api.activate_by_passphrase)
 #define crypt_status (*vmd_cryptsetup_api.status)
 #define crypt_deactivate (*vmd_cryptsetup_api.deactivate)
+#define crypt_resize (*vmd_cryptsetup_api.resize)
 
 #endif

@@ -279,6 +279,8 @@ static int create_by_location(struct vmd_ctx *ctx,
 
 	rec.backend = kind;
 	rec.format = VMD_FORMAT_RAW;
+	if (opts->key_id)
+		snprintf(rec.key_id, sizeof(rec.key_id), "%s", opts->key_id);
 	if (rc == 0)
 		rc = create_locked(ctx, ops, ref, opts, NULL, opts->location,
 		                   &rec, err);
@@ -383,6 +385,9 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	                                         : VMD_FORMAT_RAW;
 	if (from_base)
 		snprintf(rec.base_id, sizeof(rec.base_id), "%s", entry.id);
+	/* Kept so that a resize can open an encrypted disk's mapping. */
+	if (opts->key_id)
+		snprintf(rec.key_id, sizeof(rec.key_id), "%s", opts->key_id);
 	rc = create_locked(ctx, ops, &ref, opts, from_base ? &entry : NULL,
 	                   NULL, &rec, err);
 	if (rc == 0 && from_base)
@@ -414,6 +419,11 @@ static int open_existing(struct vmd_ctx *ctx, const char *instance,
 		                     ref->instance_dir);
 	if (rc < 0)
 		return rc;
+	if (rec.key_id[0]) {
+		snprintf(ref->key_id_buf, sizeof(ref->key_id_buf), "%s",
+		         rec.key_id);
+		ref->key_id = ref->key_id_buf;
+	}
 	return vmd_backend_get(rec.backend, ops, err);
 }
 

@@ -201,6 +201,45 @@ int vmd_luks_open(const char *device, const char *name,
 	return 0;
 }
 
+int vmd_luks_resize(const char *name, const struct vmd_secret_key *key,
+                    struct vmd_error *err)
+{
+	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
+	char mapped[160];
+	int rc;
+
+	rc = map_name(name, mapped, sizeof(mapped), err);
+	if (rc == 0)
+		rc = vmd_cryptsetup_load(err);
+	if (rc < 0)
+		return rc;
+	rc = crypt_init_by_name(&cd, mapped);
+	if (rc < 0) {
+		cd = NULL;
+		return crypt_error(err, rc, "luks: resize: mapping not open",
+		                   "crypt_init_by_name", mapped);
+	}
+	crypt_set_log_callback(cd, on_crypt_log, NULL);
+	/* A NULL name only verifies the key; with KEYRING_KEY it also puts
+	 * the volume key where crypt_resize looks for it. */
+	rc = crypt_activate_by_passphrase(cd, NULL, CRYPT_ANY_SLOT,
+	                                  (const char *)key->bytes, key->len,
+	                                  CRYPT_ACTIVATE_KEYRING_KEY);
+	if (rc < 0)
+		return vmd_error_set(err, rc == -EPERM ? VMD_E_REFUSED
+		                                       : VMD_E_EXTERNAL,
+		                     "luks: resize: the key does not open the "
+		                     "volume",
+		                     "crypt_activate_by_passphrase %s: %s", mapped,
+		                     strerror(-rc));
+	rc = crypt_resize(cd, mapped, 0);
+	if (rc < 0)
+		return crypt_error(err, rc, "luks: resize failed",
+		                   "crypt_resize", mapped);
+	vmd_log_info("luks: resized /dev/mapper/%s", mapped);
+	return 0;
+}
+
 int vmd_luks_close(const char *name, struct vmd_error *err)
 {
 	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;

@@ -41,6 +41,12 @@ int vmd_luks_open(const char *device, const char *name,
                   const struct vmd_secret_key *key, char *path,
                   size_t pathsz, struct vmd_error *err);
 
+/* Grow the open mapping of `name` to fill its (grown) device. LUKS2 keeps
+ * the volume key in the kernel keyring, not in the dm table, so the key
+ * unlocks it again first. */
+int vmd_luks_resize(const char *name, const struct vmd_secret_key *key,
+                    struct vmd_error *err);
+
 /* Close /dev/mapper/<name>-dmcrypt; a mapping that is not there is fine. */
 int vmd_luks_close(const char *name, struct vmd_error *err);
 

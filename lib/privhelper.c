@@ -37,6 +37,7 @@ static const char *const op_names[VMD_PRIV_OP_COUNT] = {
 	[VMD_PRIV_LUKS_FORMAT] = "luks_format",
 	[VMD_PRIV_LUKS_OPEN] = "luks_open",
 	[VMD_PRIV_LUKS_CLOSE] = "luks_close",
+	[VMD_PRIV_LVM_INFO] = "lvm_info",
 };
 
 #define F_VOL (VMD_PF_VG | VMD_PF_LV)
@@ -45,14 +46,17 @@ static const struct {
 	unsigned required, optional;
 } op_fields[VMD_PRIV_OP_COUNT] = {
 	[VMD_PRIV_PING] = {0, 0},
-	[VMD_PRIV_LVM_CREATE] = {F_VOL | VMD_PF_SIZE, VMD_PF_SPARSE},
+	[VMD_PRIV_LVM_CREATE] = {F_VOL | VMD_PF_SIZE,
+	                         VMD_PF_SPARSE | VMD_PF_KEY_ID},
 	[VMD_PRIV_LVM_REMOVE] = {F_VOL, VMD_PF_CLEAR | VMD_PF_CLEAR_SIZE},
-	[VMD_PRIV_LVM_RESIZE] = {F_VOL | VMD_PF_SIZE, 0},
-	[VMD_PRIV_LVM_WRITE_IMAGE] = {F_VOL | VMD_PF_BASE | VMD_PF_FORMAT, 0},
+	[VMD_PRIV_LVM_RESIZE] = {F_VOL | VMD_PF_SIZE, VMD_PF_KEY_ID},
+	/* Without base (and format), the volume is zeroed. */
+	[VMD_PRIV_LVM_WRITE_IMAGE] = {F_VOL, VMD_PF_BASE | VMD_PF_FORMAT},
 	[VMD_PRIV_MKFS] = {F_VOL | VMD_PF_FS, VMD_PF_LABEL},
 	[VMD_PRIV_LUKS_FORMAT] = {F_VOL | VMD_PF_KEY_ID, 0},
 	[VMD_PRIV_LUKS_OPEN] = {F_VOL | VMD_PF_KEY_ID, 0},
 	[VMD_PRIV_LUKS_CLOSE] = {F_VOL, 0},
+	[VMD_PRIV_LVM_INFO] = {F_VOL, 0},
 };
 
 const char *vmd_priv_op_name(enum vmd_priv_op op)
@@ -77,6 +81,17 @@ bool vmd_priv_op_is_encryption(enum vmd_priv_op op)
 {
 	return op == VMD_PRIV_LUKS_FORMAT || op == VMD_PRIV_LUKS_OPEN ||
 	       op == VMD_PRIV_LUKS_CLOSE;
+}
+
+enum vmd_priv_op vmd_priv_request_extra_grant(const struct vmd_priv_request *req)
+{
+	if (!(req->fields & VMD_PF_KEY_ID))
+		return VMD_PRIV_OP_COUNT;
+	if (req->op == VMD_PRIV_LVM_CREATE)
+		return VMD_PRIV_LUKS_FORMAT;
+	if (req->op == VMD_PRIV_LVM_RESIZE)
+		return VMD_PRIV_LUKS_OPEN;
+	return VMD_PRIV_OP_COUNT;
 }
 
 unsigned vmd_priv_fields_required(enum vmd_priv_op op)
@@ -285,6 +300,10 @@ static int check_fields(const struct vmd_priv_request *req,
 	if (missing)
 		return bad(err, VMD_E_INVAL, "missing field",
 		           field_name(missing & -missing));
+	/* A base is read as the format named with it, never probed. */
+	if (!(req->fields & VMD_PF_BASE) != !(req->fields & VMD_PF_FORMAT))
+		return bad(err, VMD_E_INVAL, "missing field",
+		           req->fields & VMD_PF_BASE ? "format" : "base");
 	return 0;
 }
 
@@ -522,8 +541,12 @@ const struct vmd_priv_ops vmd_priv_ops_default = {
 	.luks_format = vmd_priv_luks_format,
 	.luks_open = vmd_priv_luks_open,
 	.luks_close = vmd_priv_luks_close,
-	/* The lvm backend's functions (lib/backend_lvm.c) plug in here;
-	 * until then vmd_priv_dispatch answers "not available yet". */
+	.lvm_create = vmd_priv_lvm_create,
+	.lvm_remove = vmd_priv_lvm_remove,
+	.lvm_resize = vmd_priv_lvm_resize,
+	.lvm_write_image = vmd_priv_lvm_write_image,
+	.lvm_info = vmd_priv_lvm_info,
+	.mkfs = vmd_priv_mkfs,
 };
 
 static vmd_priv_handler handler_of(const struct vmd_priv_ops *ops,
@@ -539,6 +562,7 @@ static vmd_priv_handler handler_of(const struct vmd_priv_ops *ops,
 	case VMD_PRIV_LUKS_FORMAT: return ops->luks_format;
 	case VMD_PRIV_LUKS_OPEN: return ops->luks_open;
 	case VMD_PRIV_LUKS_CLOSE: return ops->luks_close;
+	case VMD_PRIV_LVM_INFO: return ops->lvm_info;
 	case VMD_PRIV_OP_COUNT: break;
 	}
 	return NULL;
@@ -638,6 +662,17 @@ int vmd_priv_reply_parse(const char *line, size_t len,
 				        "device path in the reply refused");
 			clean_text(rep->path, sizeof(rep->path), p);
 		}
+		if (json_object_object_get_ex(obj, "size", &v) &&
+		    json_object_is_type(v, json_type_int) &&
+		    json_object_get_int64(v) > 0)
+			rep->size = (uint64_t)json_object_get_int64(v);
+		if (json_object_object_get_ex(obj, "lv_size", &v) &&
+		    json_object_is_type(v, json_type_int) &&
+		    json_object_get_int64(v) > 0)
+			rep->lv_size = (uint64_t)json_object_get_int64(v);
+		if (json_object_object_get_ex(obj, "sparse", &v) &&
+		    json_object_is_type(v, json_type_boolean))
+			rep->sparse = json_object_get_boolean(v);
 		return 0;
 	}
 	if (json_object_object_get_ex(obj, "code", &v) &&

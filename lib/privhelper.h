@@ -45,6 +45,7 @@ enum vmd_priv_op {
 	VMD_PRIV_LUKS_FORMAT,
 	VMD_PRIV_LUKS_OPEN,
 	VMD_PRIV_LUKS_CLOSE,
+	VMD_PRIV_LVM_INFO,
 	VMD_PRIV_OP_COUNT,
 };
 
@@ -86,9 +87,13 @@ struct vmd_priv_request {
 	uint64_t volume_clear_size; /* MiB */
 };
 
-/* What a handler gives back beyond success: the device it made. */
+/* What a handler gives back beyond success (lvm ops: the volume). */
 struct vmd_priv_reply {
-	char path[256]; /* "" when the op has none */
+	char path[256];   /* the guest's device (an open mapping, else the
+	                     LV); "" when the op has none */
+	uint64_t size;    /* bytes of that device; 0 when not said */
+	uint64_t lv_size; /* bytes of the LV itself */
+	bool sparse;      /* a thin LV */
 };
 
 typedef int (*vmd_priv_handler)(const struct vmd_config *cfg,
@@ -108,6 +113,7 @@ struct vmd_priv_ops {
 	vmd_priv_handler luks_format;
 	vmd_priv_handler luks_open;
 	vmd_priv_handler luks_close;
+	vmd_priv_handler lvm_info;
 };
 
 /* The encryption handlers (lib/privhelper_luks.c): the key is fetched in
@@ -122,13 +128,57 @@ int vmd_priv_luks_close(const struct vmd_config *cfg,
                         const struct vmd_priv_request *req,
                         struct vmd_priv_reply *rep, struct vmd_error *err);
 
-/* The table vmdiskd serves with; the lvm backend's functions plug in here. */
+/*
+ * The lvm handlers (lib/lvm_volume.c). Every one refuses a volume group
+ * other than the configuration's images_volume_group: the helper works on
+ * its own VG only, never on the host's other volumes.
+ *
+ * lvm_create: an LV of `size` bytes (rounded up to extents; thin with
+ *   "sparse"). With key_id: the key is fetched first (no key, no LV), the
+ *   LV made bigger by the LUKS2 header, formatted and opened; the reply's
+ *   path is then the mapping. A failure after lvcreate removes the LV.
+ * lvm_info: the volume's device, sizes and kind; VMD_E_NOTFOUND if none.
+ * lvm_write_image: the cache file `base` (in the image cache of the
+ *   configuration, not a symlink, one link, inspected again, of `format`)
+ *   written into the guest's device, what it does not hold zeroed; without
+ *   base, the whole device zeroed (a thin LV reads zeroes already).
+ * lvm_resize: grow to `size` guest bytes; an open mapping is grown too,
+ *   which needs key_id (LUKS2 keeps its volume key in the kernel keyring).
+ * lvm_remove: close the mapping, overwrite per volume_clear (thick LVs),
+ *   lvremove; no such LV is success.
+ * mkfs: a file system on the guest's device.
+ */
+int vmd_priv_lvm_create(const struct vmd_config *cfg,
+                        const struct vmd_priv_request *req,
+                        struct vmd_priv_reply *rep, struct vmd_error *err);
+int vmd_priv_lvm_info(const struct vmd_config *cfg,
+                      const struct vmd_priv_request *req,
+                      struct vmd_priv_reply *rep, struct vmd_error *err);
+int vmd_priv_lvm_write_image(const struct vmd_config *cfg,
+                             const struct vmd_priv_request *req,
+                             struct vmd_priv_reply *rep,
+                             struct vmd_error *err);
+int vmd_priv_lvm_resize(const struct vmd_config *cfg,
+                        const struct vmd_priv_request *req,
+                        struct vmd_priv_reply *rep, struct vmd_error *err);
+int vmd_priv_lvm_remove(const struct vmd_config *cfg,
+                        const struct vmd_priv_request *req,
+                        struct vmd_priv_reply *rep, struct vmd_error *err);
+int vmd_priv_mkfs(const struct vmd_config *cfg,
+                  const struct vmd_priv_request *req,
+                  struct vmd_priv_reply *rep, struct vmd_error *err);
+
+/* The table vmdiskd serves with (and the library, when it runs as root). */
 extern const struct vmd_priv_ops vmd_priv_ops_default;
 
 const char *vmd_priv_op_name(enum vmd_priv_op op);
 int vmd_priv_op_parse(const char *name, enum vmd_priv_op *op);
 /* luks_*: a policy grant for them must name them. */
 bool vmd_priv_op_is_encryption(enum vmd_priv_op op);
+/* The encryption op whose grant a request needs besides its own: an
+ * lvm_create with a key_id formats (luks_format), an lvm_resize with one
+ * opens the key (luks_open); VMD_PRIV_OP_COUNT when none. */
+enum vmd_priv_op vmd_priv_request_extra_grant(const struct vmd_priv_request *req);
 
 /* Fields `op` requires and fields it allows (required included). */
 unsigned vmd_priv_fields_required(enum vmd_priv_op op);

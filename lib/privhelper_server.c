@@ -382,9 +382,15 @@ static void send_reply(int fd, int rc, const struct vmd_priv_reply *rep,
 	int n;
 
 	if (rc == 0) {
-		if (rep && rep->path[0])
+		/* Paths come from lvs and our own names: plain ASCII
+		 * without quotes (vmd_priv_reply_parse checks again). */
+		if (rep && rep->path[0] && !strpbrk(rep->path, "\"\\"))
 			n = snprintf(line, sizeof(line),
-			             "{\"ok\":true,\"path\":\"%s\"}\n", rep->path);
+			             "{\"ok\":true,\"path\":\"%s\",\"size\":%llu,"
+			             "\"lv_size\":%llu,\"sparse\":%s}\n",
+			             rep->path, (unsigned long long)rep->size,
+			             (unsigned long long)rep->lv_size,
+			             rep->sparse ? "true" : "false");
 		else
 			n = snprintf(line, sizeof(line), "{\"ok\":true}\n");
 	} else {
@@ -496,6 +502,13 @@ static void handle(struct server *srv, int fd)
 	}
 	allowed = vmd_priv_policy_allows(pol, cr.uid, cr.gid, req.op, why,
 	                                 sizeof(why));
+	/* A key_id turns an lvm op into an encryption op as well: the
+	 * caller needs that grant too. */
+	enum vmd_priv_op extra = vmd_priv_request_extra_grant(&req);
+
+	if (allowed && extra != VMD_PRIV_OP_COUNT)
+		allowed = vmd_priv_policy_allows(pol, cr.uid, cr.gid, extra,
+		                                 why, sizeof(why));
 	vmd_priv_policy_free(pol);
 	audit(srv, &cr, vmd_priv_op_name(req.op), target,
 	      allowed ? "allowed" : "refused", why);

@@ -108,7 +108,7 @@ int vmd_record_get(const char *instance_dir, const char *disk,
 {
 	VMD_AUTOJSON struct json_object *doc = NULL;
 	struct json_object *entry;
-	const char *backend, *format, *base;
+	const char *backend, *format, *base, *key_id;
 	int rc = record_load(instance_dir, &doc, err);
 
 	if (rc < 0)
@@ -118,18 +118,22 @@ int vmd_record_get(const char *instance_dir, const char *disk,
 	backend = get_string(entry, "backend");
 	format = get_string(entry, "format");
 	base = get_string(entry, "base");
+	key_id = get_string(entry, "key_id");
 	memset(rec, 0, sizeof(*rec));
 	if (!backend || !format ||
 	    vmd_parse_backend(backend, &rec->backend, NULL) < 0 ||
 	    rec->backend == VMD_BACKEND_DEFAULT ||
 	    vmd_parse_format(format, &rec->format, NULL) < 0 ||
-	    (base && strlen(base) >= sizeof(rec->base_id)))
+	    (base && strlen(base) >= sizeof(rec->base_id)) ||
+	    (key_id && !vmd_valid_uuid(key_id)))
 		return vmd_error_set(err, VMD_E_CORRUPT,
 		                     "instance record is damaged",
 		                     "%s/%s: bad entry for %s", instance_dir,
 		                     VMD_RECORD_NAME, disk);
 	if (base)
 		memcpy(rec->base_id, base, strlen(base) + 1);
+	if (key_id)
+		memcpy(rec->key_id, key_id, strlen(key_id) + 1);
 	return 0;
 }
 
@@ -156,6 +160,9 @@ int vmd_record_put(const char *instance_dir, const char *disk,
 	                               vmd_format_name(rec->format)));
 	json_object_object_add(entry, "base",
 	                       json_object_new_string(rec->base_id));
+	if (rec->key_id[0])
+		json_object_object_add(entry, "key_id",
+		                       json_object_new_string(rec->key_id));
 	json_object_object_add(record_disks(doc), disk, entry);
 	return record_store(instance_dir, doc, err);
 }

@@ -22,6 +22,7 @@ struct vmd_disk_record {
 	enum vmd_backend_kind backend;
 	enum vmd_format format;
 	char base_id[VMD_CACHE_ID_MAX]; /* "" for an unformatted blank disk */
+	char key_id[VMD_UUID_LEN + 1];  /* an encrypted disk's key, else "" */
 };
 
 /* VMD_E_NOTFOUND (without touching err) when there is no such disk. */

@@ -72,8 +72,7 @@ bool vmd_valid_fs_label(enum vmd_blank_fs fs, const char *label)
 	return true;
 }
 
-/* The program and its arguments; every element is ours or validated. */
-static void mkfs_argv(enum vmd_blank_fs fs, const char *label,
+void vmd_mkfs_argv(enum vmd_blank_fs fs, const char *label,
                       const char *path, const char **argv)
 {
 	size_t n = 0;
@@ -196,7 +195,7 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 	    (int)sizeof(path))
 		return vmd_error_set(err, VMD_E_INVAL, "template: path too long",
 		                     "tmp path");
-	mkfs_argv(fs, label, path, argv);
+	vmd_mkfs_argv(fs, label, path, argv);
 	struct vmd_run_opts ro = {.timeout_ms = MKFS_TIMEOUT_MS};
 
 	rc = vmd_run("template: make file system", argv, &ro, NULL, err);

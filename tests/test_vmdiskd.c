@@ -109,6 +109,14 @@ static void test_parse_refused(void **state)
 		"{\"op\":\"luks_open\",\"vg\":\"vg0\",\"lv\":\"a\",\"key_id\":\"k\"}",
 		"{\"op\":\"lvm_write_image\",\"vg\":\"vg0\",\"lv\":\"a\","
 		"\"base\":\"/etc/shadow\",\"format\":\"raw\"}",
+		/* A base is read as a named format, never probed. */
+		"{\"op\":\"lvm_write_image\",\"vg\":\"vg0\",\"lv\":\"a\","
+		"\"base\":\"0123abcd\"}",
+		"{\"op\":\"lvm_write_image\",\"vg\":\"vg0\",\"lv\":\"a\","
+		"\"format\":\"qcow2\"}",
+		"{\"op\":\"lvm_info\",\"vg\":\"vg0\",\"lv\":\"a\",\"size\":1}",
+		"{\"op\":\"lvm_remove\",\"vg\":\"vg0\",\"lv\":\"a\",\"key_id\":"
+		"\"3c2e8f4a-9b1d-4e6f-a8c7-5d4b3a2f1e0d\"}",
 		"{'op':'ping'}",
 	};
 	struct vmd_priv_request req;
@@ -143,12 +151,16 @@ static void test_reply_parse(void **state)
 {
 	struct vmd_priv_reply rep;
 	struct vmd_error err = VMD_ERROR_INIT;
-	const char *ok = "{\"ok\":true,\"path\":\"/dev/vg0/a\"}";
+	const char *ok = "{\"ok\":true,\"path\":\"/dev/vg0/a\",\"size\":4194304,"
+	                 "\"lv_size\":20971520,\"sparse\":true}";
 	const char *no = "{\"ok\":false,\"code\":\"refused\",\"error\":\"x\"}";
 
 	(void)state;
 	assert_int_equal(vmd_priv_reply_parse(ok, strlen(ok), &rep, &err), 0);
 	assert_string_equal(rep.path, "/dev/vg0/a");
+	assert_int_equal(rep.size, 4194304);
+	assert_int_equal(rep.lv_size, 20971520);
+	assert_true(rep.sparse);
 	assert_int_equal(vmd_priv_reply_parse(no, strlen(no), &rep, &err),
 	                 VMD_E_REFUSED);
 	vmd_error_clear(&err);
@@ -306,7 +318,7 @@ static int start_daemon(void **state)
 	         D.sock, D.policy, D.audit, D.dir);
 	th_write_text(D.conf, text);
 	snprintf(text, sizeof(text),
-	         "[allow]\nuid.%u = ping, lvm_create, luks_format\n"
+	         "[allow]\nuid.%u = ping, lvm_create, lvm_resize, luks_format\n"
 	         "gid.%u = mkfs\n",
 	         (unsigned)getuid(), (unsigned)getgid());
 	th_write_text(D.policy, text);
@@ -419,7 +431,9 @@ static void test_ping_allowed(void **state)
 	assert_audit("ping", "-", "done", "ok");
 }
 
-static void test_allowed_without_handler(void **state)
+/* The daemon works on its configured volume group only (this one has
+ * none): an allowed request for another VG fails without touching it. */
+static void test_volume_group_not_served(void **state)
 {
 	struct vmd_priv_request req = {.op = VMD_PRIV_LVM_CREATE,
 	                               .fields = VMD_PF_VG | VMD_PF_LV |
@@ -432,10 +446,48 @@ static void test_allowed_without_handler(void **state)
 
 	(void)state;
 	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
-	                 VMD_E_UNSUPPORTED);
-	assert_string_equal(err.msg, "lvm_create: not available yet");
+	                 VMD_E_REFUSED);
+	assert_string_equal(err.msg, "lvm: volume group not served here");
 	assert_audit("lvm_create", "vg0/inst_disk", "failed",
-	             "not available yet");
+	             "volume group not served here");
+}
+
+/* A key_id makes an lvm op an encryption op too: lvm_resize is granted,
+ * luks_open is not, so a resize with a key is refused and one without
+ * goes through to the handler. */
+static void test_key_id_needs_encryption_grant(void **state)
+{
+	struct vmd_priv_request req = {.op = VMD_PRIV_LVM_RESIZE,
+	                               .fields = VMD_PF_VG | VMD_PF_LV |
+	                                         VMD_PF_SIZE | VMD_PF_KEY_ID,
+	                               .vg = "vg0",
+	                               .lv = "inst_disk",
+	                               .size = 1 << 20,
+	                               .key_id = KEY_ID};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_REFUSED);
+	assert_string_equal(err.msg, "vmdiskd: not allowed");
+	assert_audit("lvm_resize", "vg0/inst_disk", "refused",
+	             "no grant for luks_open");
+	req.fields &= ~(unsigned)VMD_PF_KEY_ID;
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_REFUSED);
+	assert_string_equal(err.msg, "lvm: volume group not served here");
+	assert_audit("lvm_resize", "vg0/inst_disk", "failed",
+	             "volume group not served here");
+	/* lvm_create's extra grant is luks_format, which this uid has. */
+	req.op = VMD_PRIV_LVM_CREATE;
+	req.fields |= VMD_PF_KEY_ID;
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_REFUSED);
+	assert_audit("lvm_create", "vg0/inst_disk", "failed",
+	             "volume group not served here");
 }
 
 static void test_gid_grant(void **state)
@@ -452,7 +504,7 @@ static void test_gid_grant(void **state)
 
 	(void)state;
 	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
-	                 VMD_E_UNSUPPORTED);
+	                 VMD_E_REFUSED);
 	text = th_read_text(D.audit);
 	snprintf(want, sizeof(want), "allowed reason=\"granted by gid.%u\"",
 	         (unsigned)getgid());
@@ -683,7 +735,8 @@ int main(void)
 	};
 	const struct CMUnitTest daemon[] = {
 		cmocka_unit_test(test_ping_allowed),
-		cmocka_unit_test(test_allowed_without_handler),
+		cmocka_unit_test(test_volume_group_not_served),
+		cmocka_unit_test(test_key_id_needs_encryption_grant),
 		cmocka_unit_test(test_gid_grant),
 		cmocka_unit_test(test_unauthorised_refused_and_audited),
 		cmocka_unit_test(test_luks_format_in_daemon),

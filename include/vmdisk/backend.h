@@ -35,7 +35,9 @@ struct vmd_disk_ref {
 	const char *disk;       /* validated disk name */
 	char instance_dir[PATH_MAX]; /* <instances_path>/<instance> */
 	char path[PATH_MAX];    /* file backends: <instance_dir>/<disk> */
-	const char *key_id;     /* create only: key of an encrypted disk */
+	const char *key_id;     /* key of an encrypted disk (create: given;
+	                           later: from the instance record), or NULL */
+	char key_id_buf[40];    /* where a recorded key id is kept */
 };
 
 /* A base image in the local cache, already checked. */

@@ -1,0 +1,775 @@
+/*
+ * The root-only steps of the lvm backend, as vmdiskd's handlers (see
+ * lib/privhelper.h for what each does). The lvm backend
+ * (lib/backend_lvm.c) reaches them through vmd_priv_run: in-process when
+ * it runs as root, over vmdiskd's socket otherwise, so both paths run this
+ * same code.
+ *
+ * A request names a volume by VG and LV name only. The VG must be the
+ * configuration's images_volume_group and the LV may not be its thin pool:
+ * whoever the policy lets in can touch the instance volumes and nothing
+ * else of the host's storage. lvm2's tools run through the runner with
+ * argv arrays; device paths come only from `lvs --reportformat json`
+ * (json-c), never from joining strings. The base image is named by its
+ * file name in the image cache, which the unprivileged caller can write:
+ * it is opened without following links, must be a regular file with one
+ * link owned by the cache's owner (or root), and is inspected again here
+ * before a byte of it is read.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <vmdisk/log.h>
+
+#include "blockdev.h"
+#include "cache.h"
+#include "faultpoint.h"
+#include "fsutil.h"
+#include "keys.h"
+#include "luks.h"
+#include "privhelper.h"
+#include "runner.h"
+
+#define LV_NAME_MAX 127 /* lvm2's limit */
+#define LVM_TIMEOUT_MS 120000
+#define MKFS_TIMEOUT_MS 300000
+#define WRITE_CHUNK (4u << 20)
+#define SHRED_PASSES 3
+/* libcryptsetup's default LUKS2 data offset: the LV is made this much
+ * bigger, so the guest's disk (the mapping) has the size asked for. */
+#define LUKS2_HEADER_BYTES (16ull << 20)
+
+struct lv {
+	char vg[VMD_NAME_MAX];
+	char name[LV_NAME_MAX + 1];
+	char path[PATH_MAX]; /* from lvs */
+	uint64_t size;
+	bool thin;
+};
+
+static void key_release(struct vmd_secret_key **k)
+{
+	vmd_key_free(*k);
+}
+
+/* The volume a request names, if this configuration serves it. */
+static int served_volume(const struct vmd_config *cfg,
+                         const struct vmd_priv_request *req, struct lv *lv,
+                         struct vmd_error *err)
+{
+	memset(lv, 0, sizeof(*lv));
+	if (!cfg->images_volume_group[0] ||
+	    strcmp(req->vg, cfg->images_volume_group) != 0)
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "lvm: volume group not served here",
+		                     "request for VG %s, configured '%s'",
+		                     req->vg, cfg->images_volume_group);
+	if (strlen(req->lv) > LV_NAME_MAX ||
+	    strcmp(req->lv, cfg->lvm_thin_pool) == 0)
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "lvm: volume not served here",
+		                     "LV %s is the thin pool or too long",
+		                     req->lv);
+	snprintf(lv->vg, sizeof(lv->vg), "%s", req->vg);
+	snprintf(lv->name, sizeof(lv->name), "%s", req->lv);
+	return 0;
+}
+
+static int run_lvm(const char *step, const char *const *argv, char **out,
+                   struct vmd_error *err)
+{
+	struct vmd_run_opts ro = {.timeout_ms = LVM_TIMEOUT_MS};
+	struct vmd_run_result res;
+	int rc = vmd_run(step, argv, &ro, out ? &res : NULL, err);
+
+	if (rc == 0 && out) {
+		*out = res.out;
+		res.out = NULL;
+		vmd_run_result_free(&res);
+	}
+	return rc;
+}
+
+/* The rows of `report[0].<kind>` in lvm2's JSON report. */
+static json_object *report_rows(json_object *root, const char *kind)
+{
+	json_object *report, *first, *rows;
+
+	if (!json_object_object_get_ex(root, "report", &report) ||
+	    !json_object_is_type(report, json_type_array) ||
+	    json_object_array_length(report) < 1)
+		return NULL;
+	first = json_object_array_get_idx(report, 0);
+	if (!json_object_object_get_ex(first, kind, &rows) ||
+	    !json_object_is_type(rows, json_type_array))
+		return NULL;
+	return rows;
+}
+
+static bool field_u64(json_object *row, const char *key, uint64_t *v)
+{
+	json_object *f;
+	const char *s;
+	char *end;
+
+	if (!json_object_object_get_ex(row, key, &f))
+		return false;
+	s = json_object_get_string(f);
+	if (!s || !*s)
+		return false;
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	return errno == 0 && *end == '\0';
+}
+
+static const char *field_str(json_object *row, const char *key)
+{
+	json_object *f;
+
+	return json_object_object_get_ex(row, key, &f)
+		       ? json_object_get_string(f)
+		       : NULL;
+}
+
+static int vg_extent_size(const char *vg, uint64_t *extent,
+                          struct vmd_error *err)
+{
+	const char *argv[] = {"vgs", "--reportformat", "json", "--units", "b",
+	                      "--nosuffix", "-o", "vg_name,vg_extent_size",
+	                      vg, NULL};
+	VMD_AUTOFREE char *out = NULL;
+	json_object *root, *rows;
+	int rc = run_lvm("lvm: read volume group", argv, &out, err);
+
+	if (rc < 0)
+		return rc;
+	root = json_tokener_parse(out);
+	rows = root ? report_rows(root, "vg") : NULL;
+	rc = rows && json_object_array_length(rows) == 1 &&
+	             field_u64(json_object_array_get_idx(rows, 0),
+	                       "vg_extent_size", extent) &&
+	             *extent >= 512
+	             ? 0
+	             : vmd_error_set(err, VMD_E_EXTERNAL,
+	                             "lvm: read volume group failed",
+	                             "unexpected vgs output");
+	json_object_put(root);
+	return rc;
+}
+
+/* Fill lv->path/size/thin from lvs; *found false when there is no such LV. */
+static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
+{
+	const char *argv[] = {"lvs", "--reportformat", "json", "--units", "b",
+	                      "--nosuffix", "-o",
+	                      "lv_name,vg_name,lv_path,lv_size,segtype", lv->vg,
+	                      NULL};
+	VMD_AUTOFREE char *out = NULL;
+	json_object *root, *rows;
+	int rc = run_lvm("lvm: list volumes", argv, &out, err);
+
+	*found = false;
+	if (rc < 0)
+		return rc;
+	root = json_tokener_parse(out);
+	rows = root ? report_rows(root, "lv") : NULL;
+	if (!rows) {
+		json_object_put(root);
+		return vmd_error_set(err, VMD_E_EXTERNAL,
+		                     "lvm: list volumes failed",
+		                     "unexpected lvs output");
+	}
+	for (size_t i = 0; i < json_object_array_length(rows); i++) {
+		json_object *row = json_object_array_get_idx(rows, i);
+		const char *name = field_str(row, "lv_name");
+		const char *path = field_str(row, "lv_path");
+		const char *seg = field_str(row, "segtype");
+
+		if (!name || strcmp(name, lv->name) != 0)
+			continue;
+		/* The path must be the device of exactly this LV. */
+		if (!path || strncmp(path, "/dev/", 5) != 0 || strstr(path, "..") ||
+		    !field_u64(row, "lv_size", &lv->size) ||
+		    strlen(path) >= sizeof(lv->path)) {
+			rc = vmd_error_set(err, VMD_E_EXTERNAL,
+			                   "lvm: list volumes failed",
+			                   "bad lvs row for %s", name);
+			break;
+		}
+		snprintf(lv->path, sizeof(lv->path), "%s", path);
+		lv->thin = seg && strcmp(seg, "thin") == 0;
+		*found = true;
+		break;
+	}
+	json_object_put(root);
+	return rc;
+}
+
+static int lv_existing(const struct vmd_config *cfg,
+                       const struct vmd_priv_request *req, struct lv *lv,
+                       struct vmd_error *err)
+{
+	bool found;
+	int rc = served_volume(cfg, req, lv, err);
+
+	if (rc == 0)
+		rc = lv_lookup(lv, &found, err);
+	if (rc == 0 && !found)
+		rc = vmd_error_set(err, VMD_E_NOTFOUND, "lvm: volume not found",
+		                   "%s/%s", lv->vg, lv->name);
+	return rc;
+}
+
+static int lv_remove_now(const struct lv *lv, struct vmd_error *err)
+{
+	char target[VMD_NAME_MAX + LV_NAME_MAX + 2];
+	const char *argv[] = {"lvremove", "-q", "-f", target, NULL};
+
+	snprintf(target, sizeof(target), "%s/%s", lv->vg, lv->name);
+	return run_lvm("lvm: remove volume", argv, NULL, err);
+}
+
+/* Removes the LV (and closes its dm-crypt mapping) when a create fails
+ * after lvcreate. */
+struct lv_guard {
+	const struct lv *lv;
+	bool mapped;
+};
+
+static void lv_guard_run(struct lv_guard *g)
+{
+	struct vmd_error ignored = VMD_ERROR_INIT;
+
+	if (g->lv && g->mapped && vmd_luks_close(g->lv->name, &ignored) < 0)
+		vmd_log_error("lvm: could not close the mapping of %s/%s: %s",
+		              g->lv->vg, g->lv->name, ignored.detail);
+	if (g->lv && lv_remove_now(g->lv, &ignored) < 0)
+		vmd_log_error("lvm: could not remove %s/%s after a failure: %s",
+		              g->lv->vg, g->lv->name, ignored.detail);
+}
+
+#define LV_AUTOREMOVE __attribute__((cleanup(lv_guard_run)))
+
+/* The dm-crypt mapping of an encrypted LV, when it is open. */
+static bool mapping_path(const struct lv *lv, char *out, size_t outsz)
+{
+	struct stat st;
+
+	snprintf(out, outsz, "/dev/mapper/%s" VMD_LUKS_SUFFIX, lv->name);
+	return stat(out, &st) == 0 && S_ISBLK(st.st_mode);
+}
+
+static int device_size(const char *path, uint64_t *size, struct vmd_error *err)
+{
+	VMD_AUTOCLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t end = fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
+
+	if (end < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "lvm: open volume failed", "%s", path);
+	*size = (uint64_t)end;
+	return 0;
+}
+
+/*
+ * What the guest gets: the mapping when the LV is encrypted (its size is
+ * the LV's less the LUKS header; a thin LV under it no longer reads zero
+ * where nothing was written), else the LV. `guest` may be `lv`.
+ */
+static int guest_device(const struct lv *lv, struct lv *guest,
+                        struct vmd_error *err)
+{
+	char mapped[PATH_MAX];
+	struct lv g = *lv;
+
+	if (mapping_path(lv, mapped, sizeof(mapped))) {
+		int rc = device_size(mapped, &g.size, err);
+
+		if (rc < 0)
+			return rc;
+		snprintf(g.path, sizeof(g.path), "%s", mapped);
+		g.thin = false;
+	}
+	*guest = g;
+	return 0;
+}
+
+static int fill_reply(const struct lv *lv, struct vmd_priv_reply *rep,
+                      struct vmd_error *err)
+{
+	struct lv g;
+	int rc = guest_device(lv, &g, err);
+
+	if (rc < 0)
+		return rc;
+	if (strlen(g.path) >= sizeof(rep->path))
+		return vmd_error_set(err, VMD_E_EXTERNAL,
+		                     "lvm: device path too long",
+		                     "%zu bytes", strlen(g.path));
+	memcpy(rep->path, g.path, strlen(g.path) + 1);
+	rep->size = g.size;
+	rep->lv_size = lv->size;
+	rep->sparse = lv->thin;
+	return 0;
+}
+
+static int lv_create(const struct vmd_config *cfg, struct lv *lv,
+                     uint64_t size, bool sparse, struct vmd_error *err)
+{
+	char bytes[32], pool[VMD_NAME_MAX * 2 + 2];
+	uint64_t extent;
+	bool found;
+	int rc = vg_extent_size(lv->vg, &extent, err);
+
+	if (rc < 0)
+		return rc;
+	size = (size + extent - 1) / extent * extent;
+	snprintf(bytes, sizeof(bytes), "%llub", (unsigned long long)size);
+	if (sparse) {
+		if (!cfg->lvm_thin_pool[0])
+			return vmd_error_set(err, VMD_E_CONFIG,
+			                     "lvm: lvm_thin_pool is not set",
+			                     "pool");
+		snprintf(pool, sizeof(pool), "%s/%s", lv->vg,
+		         cfg->lvm_thin_pool);
+		const char *argv[] = {"lvcreate", "-q", "-y", "-V", bytes,
+		                      "-T", pool, "-n", lv->name, NULL};
+
+		rc = run_lvm("lvm: create volume", argv, NULL, err);
+	} else {
+		/* -Wy -Zy: wipe signatures and the first 4 KiB, so no stale
+		 * header of an earlier volume shows through. */
+		const char *argv[] = {"lvcreate", "-q", "-y", "-Wy", "-Zy",
+		                      "-L", bytes, "-n", lv->name, lv->vg, NULL};
+
+		rc = run_lvm("lvm: create volume", argv, NULL, err);
+	}
+	if (rc == 0)
+		rc = lv_lookup(lv, &found, err);
+	if (rc == 0 && !found)
+		rc = vmd_error_set(err, VMD_E_EXTERNAL,
+		                   "lvm: create volume failed",
+		                   "%s not listed after lvcreate", lv->name);
+	return rc;
+}
+
+int vmd_priv_lvm_create(const struct vmd_config *cfg,
+                        const struct vmd_priv_request *req,
+                        struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	struct lv lv;
+	LV_AUTOREMOVE struct lv_guard guard = {NULL, false};
+	__attribute__((cleanup(key_release))) struct vmd_secret_key *key = NULL;
+	bool encrypted = req->fields & VMD_PF_KEY_ID;
+	int rc = served_volume(cfg, req, &lv, err);
+
+	/* The key first: a retrieval failure leaves nothing made at all. */
+	if (rc == 0 && encrypted)
+		rc = vmd_key_get(cfg, req->key_id, &key, err);
+	if (rc == 0)
+		rc = lv_create(cfg, &lv,
+		               encrypted ? req->size + LUKS2_HEADER_BYTES
+		                         : req->size,
+		               req->sparse, err);
+	if (rc < 0)
+		return rc;
+	guard.lv = &lv;
+	rc = vmd_faultpoint("lvm.after_create", err);
+	if (rc == 0 && encrypted) {
+		char mapped[PATH_MAX];
+
+		rc = vmd_luks_format(cfg, lv.path, key, err);
+		if (rc == 0)
+			rc = vmd_luks_open(lv.path, lv.name, key, mapped,
+			                   sizeof(mapped), err);
+		if (rc == 0) {
+			guard.mapped = true;
+			rc = vmd_faultpoint("lvm.after_luks_open", err);
+		}
+	}
+	if (rc == 0)
+		rc = fill_reply(&lv, rep, err);
+	if (rc < 0)
+		return rc;
+	guard.lv = NULL;
+	return 0;
+}
+
+int vmd_priv_lvm_info(const struct vmd_config *cfg,
+                      const struct vmd_priv_request *req,
+                      struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	struct lv lv;
+	int rc = lv_existing(cfg, req, &lv, err);
+
+	return rc < 0 ? rc : fill_reply(&lv, rep, err);
+}
+
+static int zero_range(int fd, uint64_t off, uint64_t len,
+                      struct vmd_error *err)
+{
+	uint64_t range[2] = {off, len};
+
+	if (len == 0)
+		return 0;
+	if (ioctl(fd, BLKZEROOUT, range) == 0)
+		return 0;
+	/* Not a block device that zeroes (or not one at all): write. */
+	VMD_AUTOFREE unsigned char *z = calloc(1, WRITE_CHUNK);
+
+	if (!z)
+		return vmd_error_set(err, VMD_E_NOMEM, "out of memory", "zero");
+	while (len > 0) {
+		size_t n = len < WRITE_CHUNK ? (size_t)len : WRITE_CHUNK;
+
+		if (vmd_pwrite_full(fd, z, n, off) < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "lvm: write volume failed",
+			                           "zero at %llu",
+			                           (unsigned long long)off);
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/*
+ * The base named by the request, opened in the image cache: no link
+ * followed (the directory included), a regular file with one link owned
+ * by the cache directory's owner or root (not someone else's file linked
+ * in), and the inspector's verdict of this very file: safe, and of the
+ * format the request names.
+ */
+static int open_base(const struct vmd_config *cfg,
+                     const struct vmd_priv_request *req, int *out,
+                     enum vmd_format *format, struct vmd_error *err)
+{
+	char dir[PATH_MAX];
+	VMD_AUTOCLOSE int dfd = -1;
+	VMD_AUTOCLOSE int fd = -1;
+	struct stat dst, st;
+	struct vmd_inspect_limits lim;
+	struct vmd_inspect_result r;
+	bool qcow2 = strcmp(req->format, "qcow2") == 0;
+	int rc;
+
+	if (snprintf(dir, sizeof(dir), "%s/%s", cfg->instances_path,
+	             cfg->image_cache_subdirectory_name) >= (int)sizeof(dir))
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "lvm: image cache path too long", "cache");
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd >= 0)
+		fd = openat(dfd, req->base,
+		            O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return vmd_error_set_errno(err, VMD_E_NOTFOUND, errno,
+		                           "lvm: base image not in the cache",
+		                           "open %s/%s", dir, req->base);
+	if (fstat(dfd, &dst) < 0 || fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "lvm: base image not readable",
+		                           "fstat %s", req->base);
+	if (!S_ISREG(st.st_mode) || st.st_nlink != 1 ||
+	    (st.st_uid != dst.st_uid && st.st_uid != 0))
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "lvm: base image refused",
+		                     "%s: mode %o, %lu links, uid %u (cache uid "
+		                     "%u)",
+		                     req->base, (unsigned)st.st_mode,
+		                     (unsigned long)st.st_nlink,
+		                     (unsigned)st.st_uid, (unsigned)dst.st_uid);
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = cfg->max_image_virtual_size;
+	rc = vmd_inspect_fd(fd, &lim, 0, &r, err);
+	if (rc < 0)
+		return rc;
+	if (!r.safe)
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "lvm: base image refused by the inspector",
+		                     "%s: %s", req->base,
+		                     r.n_reasons ? r.reasons[0].code : "?");
+	if (qcow2 ? r.format != VMD_IMG_QCOW2 : !vmd_image_format_is_raw(r.format))
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "lvm: base image is not of its format",
+		                     "%s named %s, inspected as %s", req->base,
+		                     req->format,
+		                     vmd_image_format_name(r.format));
+	*format = qcow2 ? VMD_FORMAT_QCOW2 : VMD_FORMAT_RAW;
+	*out = fd;
+	fd = -1;
+	return 0;
+}
+
+/* Write the base's guest view into dev; zero what it does not hold unless
+ * the device reads zeroes already (a thin LV). */
+static int write_image(const struct lv *dev, const char *base_path,
+                       enum vmd_format format, struct vmd_error *err)
+{
+	__attribute__((cleanup(vmd_blockdev_closep))) struct vmd_blockdev *src =
+		NULL;
+	VMD_AUTOCLOSE int fd = open(dev->path, O_WRONLY | O_CLOEXEC);
+	VMD_AUTOFREE unsigned char *buf = malloc(WRITE_CHUNK);
+	uint64_t off = 0;
+	int rc;
+
+	if (fd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "lvm: open volume failed", "open %s",
+		                           dev->path);
+	if (!buf)
+		return vmd_error_set(err, VMD_E_NOMEM, "out of memory", "buffer");
+	rc = vmd_blockdev_open(base_path, format, 0, NULL, &src, err);
+	if (rc < 0)
+		return rc;
+	while (off < dev->size) {
+		uint64_t run;
+		bool zero;
+
+		rc = vmd_blockdev_status(src, off, dev->size - off, &run, &zero,
+		                         err);
+		if (rc < 0)
+			return rc;
+		if (run == 0)
+			run = dev->size - off;
+		if (run > WRITE_CHUNK && !zero)
+			run = WRITE_CHUNK;
+		if (zero) {
+			rc = dev->thin ? 0 : zero_range(fd, off, run, err);
+		} else {
+			rc = vmd_blockdev_pread(src, buf, (size_t)run, off, err);
+			if (rc == 0 && vmd_pwrite_full(fd, buf, (size_t)run, off) < 0)
+				rc = vmd_error_set_errno(
+					err, VMD_E_IO, errno,
+					"lvm: write volume failed", "at %llu",
+					(unsigned long long)off);
+		}
+		if (rc < 0)
+			return rc;
+		off += run;
+	}
+	if (fsync(fd) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "lvm: write volume failed", "fsync");
+	return 0;
+}
+
+int vmd_priv_lvm_write_image(const struct vmd_config *cfg,
+                             const struct vmd_priv_request *req,
+                             struct vmd_priv_reply *rep,
+                             struct vmd_error *err)
+{
+	struct lv lv, dev;
+	int rc = lv_existing(cfg, req, &lv, err);
+
+	if (rc == 0)
+		rc = guest_device(&lv, &dev, err);
+	if (rc < 0)
+		return rc;
+	if (req->fields & VMD_PF_BASE) {
+		VMD_AUTOCLOSE int fd = -1;
+		enum vmd_format format = VMD_FORMAT_RAW;
+		char path[64];
+
+		rc = open_base(cfg, req, &fd, &format, err);
+		if (rc < 0)
+			return rc;
+		/* The file just checked, not whatever has its name now. */
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		rc = write_image(&dev, path, format, err);
+	} else if (!dev.thin) {
+		/* A blank disk reads as zeroes, whatever the extents held. */
+		VMD_AUTOCLOSE int fd = open(dev.path, O_WRONLY | O_CLOEXEC);
+
+		rc = fd < 0 ? vmd_error_set_errno(err, VMD_E_IO, errno,
+		                                  "lvm: open volume failed",
+		                                  "open %s", dev.path)
+		            : zero_range(fd, 0, dev.size, err);
+		if (rc == 0 && fsync(fd) < 0)
+			rc = vmd_error_set_errno(err, VMD_E_IO, errno,
+			                         "lvm: write volume failed",
+			                         "fsync");
+	}
+	return rc < 0 ? rc : fill_reply(&lv, rep, err);
+}
+
+int vmd_priv_lvm_resize(const struct vmd_config *cfg,
+                        const struct vmd_priv_request *req,
+                        struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	__attribute__((cleanup(key_release))) struct vmd_secret_key *key = NULL;
+	struct lv lv, dev;
+	char bytes[32], target[VMD_NAME_MAX + LV_NAME_MAX + 2];
+	const char *argv[] = {"lvextend", "-q", "-L", bytes, target, NULL};
+	char mapped[PATH_MAX];
+	bool encrypted;
+	uint64_t lv_bytes = req->size;
+	int rc = lv_existing(cfg, req, &lv, err);
+
+	if (rc == 0)
+		rc = guest_device(&lv, &dev, err);
+	if (rc < 0)
+		return rc;
+	encrypted = mapping_path(&lv, mapped, sizeof(mapped));
+	if (req->size < dev.size)
+		return vmd_error_set(err, VMD_E_TOOSMALL, "lvm: volumes only grow",
+		                     "%llu < %llu",
+		                     (unsigned long long)req->size,
+		                     (unsigned long long)dev.size);
+	if (req->size == dev.size)
+		return fill_reply(&lv, rep, err);
+	if (encrypted) {
+		if (!(req->fields & VMD_PF_KEY_ID))
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "lvm: an encrypted volume grows only "
+			                     "with its key",
+			                     "%s is open as %s, no key id",
+			                     lv.name, mapped);
+		/* The key first: without it the LV is left as it is. */
+		rc = vmd_key_get(cfg, req->key_id, &key, err);
+		if (rc < 0)
+			return rc;
+		lv_bytes = req->size + (lv.size - dev.size);
+	}
+	snprintf(bytes, sizeof(bytes), "%llub", (unsigned long long)lv_bytes);
+	snprintf(target, sizeof(target), "%s/%s", lv.vg, lv.name);
+	if (lv_bytes > lv.size)
+		rc = run_lvm("lvm: grow volume", argv, NULL, err);
+	if (rc == 0 && encrypted)
+		rc = vmd_luks_resize(lv.name, key, err);
+	if (rc == 0) {
+		bool found;
+
+		rc = lv_lookup(&lv, &found, err);
+	}
+	return rc < 0 ? rc : fill_reply(&lv, rep, err);
+}
+
+/* Nova's volume_clear: overwrite the data before the extents are freed. */
+static int clear_volume(const struct lv *lv, enum vmd_priv_clear how,
+                        uint64_t clear_mib, struct vmd_error *err)
+{
+	uint64_t len = lv->size;
+	VMD_AUTOCLOSE int fd = -1;
+	int rc = 0;
+
+	if (how == VMD_PRIV_CLEAR_NONE)
+		return 0;
+	if (clear_mib && clear_mib << 20 < len)
+		len = clear_mib << 20;
+	fd = open(lv->path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "lvm: clear volume failed", "open %s",
+		                           lv->path);
+	if (how == VMD_PRIV_CLEAR_ZERO) {
+		rc = zero_range(fd, 0, len, err);
+	} else {
+		VMD_AUTOFREE unsigned char *buf = malloc(WRITE_CHUNK);
+
+		if (!buf)
+			return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
+			                     "shred");
+		for (int pass = 0; rc == 0 && pass < SHRED_PASSES; pass++) {
+			for (uint64_t off = 0; rc == 0 && off < len;) {
+				size_t n = len - off < WRITE_CHUNK
+				                   ? (size_t)(len - off)
+				                   : WRITE_CHUNK;
+
+				if (getrandom(buf, n, 0) != (ssize_t)n ||
+				    vmd_pwrite_full(fd, buf, n, off) < 0)
+					rc = vmd_error_set_errno(
+						err, VMD_E_IO, errno,
+						"lvm: clear volume failed",
+						"shred at %llu",
+						(unsigned long long)off);
+				off += n;
+			}
+			if (rc == 0 && fdatasync(fd) < 0)
+				rc = vmd_error_set_errno(
+					err, VMD_E_IO, errno,
+					"lvm: clear volume failed", "fsync");
+		}
+	}
+	if (rc == 0 && fsync(fd) < 0)
+		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
+		                         "lvm: clear volume failed", "fsync");
+	return rc;
+}
+
+static enum vmd_priv_clear config_clear(const struct vmd_config *cfg)
+{
+	if (strcmp(cfg->volume_clear, "none") == 0)
+		return VMD_PRIV_CLEAR_NONE;
+	if (strcmp(cfg->volume_clear, "shred") == 0)
+		return VMD_PRIV_CLEAR_SHRED;
+	return VMD_PRIV_CLEAR_ZERO;
+}
+
+int vmd_priv_lvm_remove(const struct vmd_config *cfg,
+                        const struct vmd_priv_request *req,
+                        struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	struct lv lv;
+	bool found;
+	/* The request's choice, else the configuration's. */
+	enum vmd_priv_clear how = req->fields & VMD_PF_CLEAR ? req->volume_clear
+	                                                     : config_clear(cfg);
+	uint64_t clear_mib = req->fields & VMD_PF_CLEAR_SIZE
+	                             ? req->volume_clear_size
+	                             : cfg->volume_clear_size;
+	int rc = served_volume(cfg, req, &lv, err);
+
+	(void)rep;
+	if (rc == 0)
+		rc = lv_lookup(&lv, &found, err);
+	if (rc < 0 || !found)
+		return rc;
+	/* An encrypted disk: the mapping goes first (a no-op when absent). */
+	rc = vmd_luks_close(lv.name, err);
+	if (rc < 0)
+		return rc;
+	/* A thin LV's blocks go back to the pool, which hands them out
+	 * zeroed; only thick extents keep what was written. */
+	if (!lv.thin)
+		rc = clear_volume(&lv, how, clear_mib, err);
+	if (rc == 0)
+		rc = lv_remove_now(&lv, err);
+	return rc;
+}
+
+int vmd_priv_mkfs(const struct vmd_config *cfg,
+                  const struct vmd_priv_request *req,
+                  struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	struct lv lv, dev;
+	enum vmd_blank_fs fs;
+	const char *label = req->fields & VMD_PF_LABEL ? req->label : NULL;
+	const char *argv[8];
+	struct vmd_run_opts ro = {.timeout_ms = MKFS_TIMEOUT_MS};
+	int rc = lv_existing(cfg, req, &lv, err);
+
+	if (rc == 0)
+		rc = guest_device(&lv, &dev, err);
+	if (rc == 0)
+		rc = vmd_parse_blank_fs(req->fs, &fs, err);
+	if (rc < 0)
+		return rc;
+	if (label && !vmd_valid_fs_label(fs, label))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "mkfs: label not allowed for this file "
+		                     "system",
+		                     "label of %zu bytes for %s", strlen(label),
+		                     req->fs);
+	vmd_mkfs_argv(fs, label, dev.path, argv);
+	rc = vmd_run("mkfs: make file system", argv, &ro, NULL, err);
+	return rc < 0 ? rc : fill_reply(&lv, rep, err);
+}
