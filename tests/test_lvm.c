@@ -10,10 +10,13 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
+#include <grp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "convert.h"
@@ -450,6 +453,13 @@ static void test_encrypted_volume(void **state)
 	assert_reads_back(info.path, f->base_raw, 5 * MIB);
 	assert_false(plaintext_on("/dev/" VG "/" INST "_enc"));
 	assert_true(plaintext_on(info.path));
+	/* Growing it grows the mapping too (the key id from the record). */
+	fixture_ctx(f);
+	if (vmd_disk_resize(f->ctx, INST, "enc", 40 * MIB, &err) != 0)
+		fail_msg("resize: %s (%s)", err.msg, err.detail);
+	assert_int_equal(vmd_disk_info(f->ctx, INST, "enc", &info, &err), 0);
+	assert_int_equal(info.virtual_size, 40 * MIB);
+	assert_reads_back(info.path, f->base_raw, 5 * MIB);
 	remove_ok(f, "enc");
 	assert_false(lv_listed(INST "_enc"));
 	assert_false(th_exists("/dev/mapper/" INST "_enc-dmcrypt"));
@@ -526,6 +536,220 @@ static void test_xml_and_extract(void **state)
 	free(out);
 }
 
+/* ---- vmdisk run by an unprivileged user, through vmdiskd ---- */
+
+#define USER_UID 1000
+#define OTHER_UID 1001
+#define VMDISK_GID 990
+#define INST2 "0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
+
+/* Run argv with the given ids (and the vmdisk group) and wait; its output
+ * in *out. The exit status, or 128 + signal. */
+static int run_as(uid_t uid, const char *const *argv, char **out)
+{
+	char path[] = "/tmp/run_as.XXXXXX";
+	int fd = mkstemp(path), st = 0;
+	gid_t groups[] = {VMDISK_GID};
+	pid_t pid;
+
+	assert_true(fd >= 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (setgroups(1, groups) < 0 ||
+		    setresgid((gid_t)uid, (gid_t)uid, (gid_t)uid) < 0 ||
+		    setresuid(uid, uid, uid) < 0)
+			_exit(125);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	close(fd);
+	*out = th_read_text(path);
+	unlink(path);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+static char *write_conf(struct fixture *f, const char *name,
+                        const char *instances, bool encrypted)
+{
+	char *path = th_path(f->dir, name), text[2048];
+
+	snprintf(text, sizeof(text),
+	         "[vmdisk]\ninstances_path = %s\nimages_type = lvm\n"
+	         "images_volume_group = " VG "\nforce_raw_images = false\n"
+	         "vmdiskd_socket = %s/vmdiskd.sock\n"
+	         "vmdiskd_policy_file = %s/policy\n"
+	         "vmdiskd_audit_log = %s/audit.log\n"
+	         "ephemeral_storage_encryption_enabled = %s\n"
+	         "key_manager = file\nkey_file_dir = %s/keys\n"
+	         "log_target = stderr\n",
+	         instances, f->dir, f->dir, f->dir,
+	         encrypted ? "true" : "false", f->dir);
+	th_write_text(path, text);
+	chmod(path, 0644);
+	return path;
+}
+
+static char *owned_dir(struct fixture *f, const char *name, uid_t uid)
+{
+	char *dir = th_path(f->dir, name);
+
+	assert_int_equal(mkdir(dir, 0755), 0);
+	assert_int_equal(chown(dir, uid, (gid_t)uid), 0);
+	return dir;
+}
+
+static uint64_t dev_size(const char *dev)
+{
+	int fd = open(dev, O_RDONLY);
+	off_t end = fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
+
+	if (fd >= 0)
+		close(fd);
+	return end < 0 ? 0 : (uint64_t)end;
+}
+
+static void expect_cli(uid_t uid, int want, const char *const *argv,
+                       const char *needle)
+{
+	char *out = NULL;
+	int rc = run_as(uid, argv, &out);
+
+	if (rc != want || (needle && !strstr(out, needle)))
+		fail_msg("uid %u: %s %s: exit %d (want %d), output: %s",
+		         (unsigned)uid, argv[3], argv[4], rc, want, out);
+	free(out);
+}
+
+/*
+ * vmdiskd runs as root; vmdisk runs as uid 1000 (granted the lvm ops and
+ * the encryption ops) and uid 1001 (granted nothing). The same commands
+ * that work as root work through the daemon; the refused uid gets "not
+ * allowed", nothing is made, and the audit log names both.
+ */
+static void test_unprivileged_through_vmdiskd(void **state)
+{
+	struct fixture *f = *state;
+	const char *build = getenv("VMDISK_BUILD_DIR");
+	const char *cli = getenv("VMDISK_CLI");
+	char daemon[PATH_MAX], sock[PATH_MAX], policy_text[256];
+	char *conf, *conf_enc, *conf_other, *inst, *inst_other, *policy;
+	char *audit, *text;
+	pid_t pid;
+
+	NEED_VM();
+	if (!build || !cli) {
+		skip();
+		return;
+	}
+	snprintf(daemon, sizeof(daemon), "%s/tools/vmdiskd", build);
+	assert_int_equal(access(daemon, X_OK), 0);
+	/* The group the socket is given to. */
+	th_write_text("/etc/group", "root:x:0:\nvmdisk:x:990:\n");
+	assert_int_equal(chmod(f->dir, 0755), 0);
+	assert_int_equal(chmod(f->base_raw, 0644), 0);
+	inst = owned_dir(f, "inst-user", USER_UID);
+	inst_other = owned_dir(f, "inst-other", OTHER_UID);
+	conf = write_conf(f, "user.conf", inst, false);
+	conf_enc = write_conf(f, "enc.conf", inst, true);
+	conf_other = write_conf(f, "other.conf", inst_other, false);
+	policy = th_path(f->dir, "policy");
+	snprintf(policy_text, sizeof(policy_text),
+	         "[allow]\nuid.%u = all, luks_format, luks_open, luks_close\n",
+	         (unsigned)USER_UID);
+	th_write_text(policy, policy_text);
+	chmod(policy, 0600);
+	use_key_file(f, 0600);
+	snprintf(sock, sizeof(sock), "%s/vmdiskd.sock", f->dir);
+
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open("/tmp/vmdiskd.log", O_WRONLY | O_CREAT | O_TRUNC,
+		              0600);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(daemon, daemon, "--config", conf, "-v", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && !th_exists(sock); i++)
+		usleep(50000);
+	assert_true(th_exists(sock));
+
+	/* Plain disk: create, info, resize, remove as uid 1000. */
+	expect_cli(USER_UID, 0,
+	           (const char *[]){cli, "--config", conf, "create", INST,
+	                            "udisk", "--image", f->base_raw, "--size",
+	                            "8388608", NULL},
+	           NULL);
+	assert_reads_back("/dev/" VG "/" INST "_udisk", f->base_raw, 8 * MIB);
+	expect_cli(USER_UID, 0,
+	           (const char *[]){cli, "--config", conf, "--json", "info",
+	                            INST, "udisk", NULL},
+	           "/dev/" VG "/" INST "_udisk");
+	expect_cli(USER_UID, 0,
+	           (const char *[]){cli, "--config", conf, "resize", INST,
+	                            "udisk", "16777216", NULL},
+	           NULL);
+	assert_int_equal(dev_size("/dev/" VG "/" INST "_udisk"), 16 * MIB);
+	expect_cli(USER_UID, 0,
+	           (const char *[]){cli, "--config", conf, "remove", INST,
+	                            "udisk", NULL},
+	           NULL);
+	assert_false(lv_listed(INST "_udisk"));
+
+	/* A uid the policy does not name: refused, nothing made. */
+	expect_cli(OTHER_UID, 1,
+	           (const char *[]){cli, "--config", conf_other, "create",
+	                            INST2, "odisk", "--blank", "--size",
+	                            "8388608", NULL},
+	           "vmdiskd: not allowed");
+	assert_false(lv_listed(INST2 "_odisk"));
+
+	/* Encrypted, still unprivileged: the daemon fetches the key. */
+	expect_cli(USER_UID, 0,
+	           (const char *[]){cli, "--config", conf_enc, "create", INST,
+	                            "uenc", "--image", f->base_raw,
+	                            "--key-id", KEY_ID, NULL},
+	           NULL);
+	assert_reads_back("/dev/mapper/" INST "_uenc-dmcrypt", f->base_raw,
+	                  5 * MIB);
+	assert_false(plaintext_on("/dev/" VG "/" INST "_uenc"));
+	expect_cli(USER_UID, 0,
+	           (const char *[]){cli, "--config", conf_enc, "resize", INST,
+	                            "uenc", "33554432", NULL},
+	           NULL);
+	assert_int_equal(dev_size("/dev/mapper/" INST "_uenc-dmcrypt"),
+	                 32 * MIB);
+	expect_cli(USER_UID, 0,
+	           (const char *[]){cli, "--config", conf_enc, "remove", INST,
+	                            "uenc", NULL},
+	           NULL);
+	assert_false(lv_listed(INST "_uenc"));
+	assert_false(th_exists("/dev/mapper/" INST "_uenc-dmcrypt"));
+
+	kill(pid, SIGTERM);
+	assert_int_equal(waitpid(pid, NULL, 0), pid);
+	audit = th_path(f->dir, "audit.log");
+	text = th_read_text(audit);
+	if (!strstr(text, "uid=1000 ") || !strstr(text, "op=lvm_create") ||
+	    !strstr(text, "uid=1001 ") || !strstr(text, "refused") ||
+	    !strstr(text, "op=lvm_write_image") || strstr(text, KEY_ID))
+		fail_msg("audit log: %s", text);
+	free(text);
+	free(audit);
+	free(policy);
+	free(conf);
+	free(conf_enc);
+	free(conf_other);
+	free(inst);
+	free(inst_other);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -541,6 +765,7 @@ int main(void)
 		T(test_encrypted_volume),
 		T(test_key_failures_make_nothing),
 		T(test_failure_after_luks_open),
+		T(test_unprivileged_through_vmdiskd),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -166,7 +166,7 @@ for g in "$root"/tests/vm/guest/*.sh; do
 	cp "$g" "$stage/vmtests/"
 done
 if ((${#VM_TESTS[@]})); then
-	copy_with_libs "$build/tools/vmdisk"
+	copy_with_libs "$build/tools/vmdisk" "$build/tools/vmdiskd"
 	for t in "${VM_TESTS[@]}"; do
 		copy_with_libs "$build/tests/$t"
 		printf '%s\n' "$build/tests/$t" >>"$stage/etc/vm_tests"
