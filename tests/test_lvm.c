@@ -750,6 +750,121 @@ static void test_unprivileged_through_vmdiskd(void **state)
 	free(inst_other);
 }
 
+/* ---- keys from a real Barbican ---- */
+
+/*
+ * tests/barbican/run.sh boots this VM with its Barbican reachable from the
+ * guest (qemu's user network: 10.0.2.2 is the host's loopback) and names,
+ * in the environment, a stored secret (VMDISK_VM_KEY_GOOD, whose bytes are
+ * VMDISK_VM_PLANTED), one whose ciphertext it damaged so that Barbican
+ * answers 500 (VMDISK_VM_KEY_BROKEN) and the token. Only these cases run
+ * then (see main).
+ */
+static struct {
+	char *text;
+	size_t len;
+} LOG;
+
+static void log_sink(enum vmd_log_level level, const char *line, void *opaque)
+{
+	size_t n = strlen(line);
+	char *t = realloc(LOG.text, LOG.len + n + 2);
+
+	(void)level;
+	(void)opaque;
+	if (!t)
+		return;
+	LOG.text = t;
+	memcpy(LOG.text + LOG.len, line, n);
+	LOG.len += n;
+	LOG.text[LOG.len++] = '\n';
+	LOG.text[LOG.len] = '\0';
+}
+
+static void use_barbican(struct fixture *f)
+{
+	char *token = th_path(f->dir, "token");
+	char text[256];
+
+	snprintf(text, sizeof(text), "%s\n", getenv("VMDISK_VM_BARBICAN_TOKEN"));
+	th_write_text(token, text);
+	assert_int_equal(chmod(token, 0600), 0);
+	f->cfg.ephemeral_storage_encryption_enabled = true;
+	snprintf(f->cfg.key_manager, sizeof(f->cfg.key_manager), "barbican");
+	snprintf(f->cfg.barbican_endpoint, sizeof(f->cfg.barbican_endpoint),
+	         "%s", getenv("VMDISK_VM_BARBICAN"));
+	snprintf(f->cfg.barbican_token_file,
+	         sizeof(f->cfg.barbican_token_file), "%s", token);
+	snprintf(f->cfg.barbican_project_id,
+	         sizeof(f->cfg.barbican_project_id), "%s",
+	         getenv("VMDISK_VM_BARBICAN_PROJECT"));
+	fixture_ctx(f);
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_DEBUG, "test");
+	vmd_log_set_sink(log_sink, NULL);
+	free(token);
+}
+
+/* A key retrieval failure leaves no LV and names neither key nor id. */
+static void expect_key_failure(struct fixture *f, const char *key_id,
+                               const char *what)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts o = {.image = f->base_raw, .key_id = key_id};
+	const char *planted = getenv("VMDISK_VM_PLANTED");
+
+	if (vmd_disk_create(f->ctx, INST, "bk", &o, NULL, &err) == 0)
+		fail_msg("%s: create succeeded", what);
+	assert_false(lv_listed(INST "_bk"));
+	assert_false(th_exists("/dev/mapper/" INST "_bk-dmcrypt"));
+	if (strstr(err.msg, key_id) || strstr(err.detail, key_id) ||
+	    strstr(err.msg, planted) || strstr(err.detail, planted))
+		fail_msg("%s: the error names the key: %s (%s)", what, err.msg,
+		         err.detail);
+	if (!strstr(err.msg, "barbican"))
+		fail_msg("%s: the error does not name the step: %s", what,
+		         err.msg);
+}
+
+static void test_barbican_key_cases(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	const char *good = getenv("VMDISK_VM_KEY_GOOD");
+	const char *broken = getenv("VMDISK_VM_KEY_BROKEN");
+	const char *planted = getenv("VMDISK_VM_PLANTED");
+	const char *unknown = "7d9c1b2a-5e4f-4a3b-9c8d-0e1f2a3b4c5d";
+	struct vmd_create_opts o = {.image = f->base_raw, .key_id = good};
+
+	NEED_VM();
+	assert_non_null(good);
+	assert_non_null(broken);
+	assert_non_null(planted);
+	use_barbican(f);
+	/* The stored secret: the disk is made and reads back the base. */
+	if (vmd_disk_create(f->ctx, INST, "bk", &o, &info, &err) != 0)
+		fail_msg("create with a Barbican key: %s (%s)", err.msg,
+		         err.detail);
+	assert_string_equal(info.path, "/dev/mapper/" INST "_bk-dmcrypt");
+	assert_reads_back(info.path, f->base_raw, 5 * MIB);
+	assert_false(plaintext_on("/dev/" VG "/" INST "_bk"));
+	remove_ok(f, "bk");
+	/* 404 and 500: nothing made. */
+	expect_key_failure(f, unknown, "unknown secret (404)");
+	expect_key_failure(f, broken, "damaged secret (500)");
+	if (!LOG.text || !strstr(LOG.text, "404") || !strstr(LOG.text, "500"))
+		fail_msg("the log does not show both answers: %s",
+		         LOG.text ? LOG.text : "(empty)");
+	/* The whole log: no key bytes, no key id. */
+	if (strstr(LOG.text, planted) || strstr(LOG.text, good) ||
+	    strstr(LOG.text, unknown) || strstr(LOG.text, broken))
+		fail_msg("the log names a key or key id:\n%s", LOG.text);
+	vmd_log_set_sink(NULL, NULL);
+	free(LOG.text);
+	LOG.text = NULL;
+	LOG.len = 0;
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -767,6 +882,12 @@ int main(void)
 		T(test_failure_after_luks_open),
 		T(test_unprivileged_through_vmdiskd),
 	};
+	const struct CMUnitTest barbican[] = {
+		T(test_barbican_key_cases),
+	};
 
+	if (getenv("VMDISK_VM_BARBICAN"))
+		return cmocka_run_group_tests(barbican, group_setup,
+		                              group_teardown);
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

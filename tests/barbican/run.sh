@@ -289,6 +289,26 @@ else
 	bad "silent server: rc $rc, '$out'"
 fi
 
+# The same failures through an encrypted LV create, in the test VM
+# (tests/vm/run.sh runs only test_lvm's Barbican cases when given a port):
+# the stored secret makes a disk, 404 and 500 make nothing, and the guest
+# checks its whole log for the key and the ids.
+vm_out=$(VMDISK_VM_BARBICAN_PORT=$port VMDISK_VM_BARBICAN_PROJECT=$project \
+	VMDISK_VM_BARBICAN_TOKEN=$token VMDISK_VM_KEY_GOOD=$id \
+	VMDISK_VM_KEY_BROKEN=$broken_id VMDISK_VM_PLANTED=$planted \
+	bash "$root/tests/vm/run.sh" "$build" 2>&1)
+vm_rc=$?
+printf '%s\n' "$vm_out" >>"$all_logs"
+printf '%s\n' "$vm_out" | grep -E '^vm: ' | sed 's/^/  /'
+vm_summary=$(printf '%s\n' "$vm_out" | tail -n 1)
+if ((vm_rc == 77)); then
+	say "test VM skipped: $(printf '%s\n' "$vm_out" | grep 'skipped' | head -n 1)"
+elif ((vm_rc == 0)) && [[ "$vm_summary" =~ ^[1-9][0-9]*\ passed,\ 0\ failed ]]; then
+	ok "encrypted LV create in the test VM with Barbican keys: stored, 404, 500 ($vm_summary)"
+else
+	bad "encrypted LV create in the test VM with Barbican keys: rc $vm_rc, $vm_summary"
+fi
+
 leaks=
 grep -q -- "$planted" "$all_logs" && leaks+=" key"
 grep -q -- "$token" "$all_logs" && leaks+=" token"
