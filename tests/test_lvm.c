@@ -21,6 +21,7 @@
 
 #include "convert.h"
 #include "helpers.h"
+#include "privhelper.h"
 #include "vmd_build_config.h"
 #include <vmdisk/vmdisk.h>
 
@@ -536,6 +537,53 @@ static void test_xml_and_extract(void **state)
 	free(out);
 }
 
+/* vmdiskd's mkfs (run in-process as root: the same handler): a file
+ * system with its label on the volume; other VGs and the thin pool are
+ * not served whatever the request says. */
+static void test_mkfs_request_and_served_volumes(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	struct vmd_priv_reply rep;
+	struct vmd_priv_request req = {.op = VMD_PRIV_MKFS,
+	                               .fields = VMD_PF_VG | VMD_PF_LV |
+	                                         VMD_PF_FS | VMD_PF_LABEL,
+	                               .vg = VG,
+	                               .lv = INST "_raw0",
+	                               .fs = "ext4",
+	                               .label = "eph0"};
+	char *out = NULL;
+
+	NEED_VM();
+	create_ok(f, "raw0", NULL, VMD_FS_NONE, 64 * MIB, &info);
+	if (vmd_priv_run(&f->cfg, &req, &rep, &err) != 0)
+		fail_msg("mkfs: %s (%s)", err.msg, err.detail);
+	assert_string_equal(rep.path, "/dev/" VG "/" INST "_raw0");
+	assert_int_equal(rep.size, 64 * MIB);
+	assert_int_equal(th_run((const char *[]){"blkid", rep.path, NULL},
+	                        NULL, &out, NULL),
+	                 0);
+	if (!strstr(out, "TYPE=\"ext4\"") || !strstr(out, "LABEL=\"eph0\""))
+		fail_msg("blkid: %s", out);
+	free(out);
+	/* Not this configuration's VG: refused before any tool runs. */
+	snprintf(req.vg, sizeof(req.vg), "othervg");
+	assert_int_equal(vmd_priv_run(&f->cfg, &req, &rep, &err),
+	                 VMD_E_REFUSED);
+	assert_string_equal(err.msg, "lvm: volume group not served here");
+	/* Nor its thin pool. */
+	req = (struct vmd_priv_request){.op = VMD_PRIV_LVM_REMOVE,
+	                                .fields = VMD_PF_VG | VMD_PF_LV,
+	                                .vg = VG,
+	                                .lv = "vmdisk-thinpool"};
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_priv_run(&f->cfg, &req, &rep, &err),
+	                 VMD_E_REFUSED);
+	assert_true(lv_listed("vmdisk-thinpool"));
+	remove_ok(f, "raw0");
+}
+
 /* ---- vmdisk run by an unprivileged user, through vmdiskd ---- */
 
 #define USER_UID 1000
@@ -880,6 +928,7 @@ int main(void)
 		T(test_encrypted_volume),
 		T(test_key_failures_make_nothing),
 		T(test_failure_after_luks_open),
+		T(test_mkfs_request_and_served_volumes),
 		T(test_unprivileged_through_vmdiskd),
 	};
 	const struct CMUnitTest barbican[] = {
