@@ -537,6 +537,79 @@ static void test_xml_and_extract(void **state)
 	free(out);
 }
 
+/* The base vmdiskd writes is a file of the image cache, which the caller
+ * owns: a symlink (to a host file), a second link to a file, a name that
+ * is not there and a file of another format than named are all refused,
+ * and the volume keeps what it had. */
+static void test_write_image_base_checks(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	struct vmd_priv_reply rep;
+	struct vmd_priv_request req = {.op = VMD_PRIV_LVM_WRITE_IMAGE,
+	                               .fields = VMD_PF_VG | VMD_PF_LV |
+	                                         VMD_PF_BASE | VMD_PF_FORMAT,
+	                               .vg = VG,
+	                               .lv = INST "_disk",
+	                               .format = "raw"};
+	static const struct {
+		const char *name, *format;
+		int code;
+	} cases[] = {
+		{"link-to-host-file", "raw", VMD_E_NOTFOUND},
+		{"hardlinked", "raw", VMD_E_REFUSED},
+		{"no-such-base", "raw", VMD_E_NOTFOUND},
+		{"a-qcow2", "raw", VMD_E_REFUSED},
+		{"a-raw", "qcow2", VMD_E_REFUSED},
+	};
+	char *cache, *p;
+
+	NEED_VM();
+	create_ok(f, "disk", f->base_raw, VMD_FS_NONE, 8 * MIB, &info);
+	cache = th_path(f->cfg.instances_path, "_base");
+	p = th_path(cache, "link-to-host-file");
+	assert_int_equal(symlink("/etc/lvm/lvm.conf", p), 0);
+	free(p);
+	p = th_path(cache, "hardlinked");
+	th_write_pattern(p, 1 * MIB, 9);
+	free(p);
+	p = th_path(f->dir, "second-link");
+	{
+		char *src = th_path(cache, "hardlinked");
+
+		assert_int_equal(link(src, p), 0);
+		free(src);
+	}
+	free(p);
+	p = th_path(cache, "a-qcow2");
+	{
+		char cmd_src[PATH_MAX];
+		struct vmd_convert_opts co = {.src_format = VMD_FORMAT_RAW,
+		                              .dst_format = VMD_FORMAT_QCOW2};
+
+		snprintf(cmd_src, sizeof(cmd_src), "%s", f->base_raw);
+		assert_int_equal(vmd_convert_to_path(cmd_src, p, &co, &err), 0);
+	}
+	free(p);
+	p = th_path(cache, "a-raw");
+	th_write_pattern(p, 1 * MIB, 11);
+	free(p);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(req.base, sizeof(req.base), "%s", cases[i].name);
+		snprintf(req.format, sizeof(req.format), "%s", cases[i].format);
+		vmd_error_clear(&err);
+		if (vmd_priv_run(&f->cfg, &req, &rep, &err) != cases[i].code)
+			fail_msg("%s as %s: %d %s (%s)", cases[i].name,
+			         cases[i].format, (int)err.code, err.msg,
+			         err.detail);
+	}
+	/* Nothing was written over the disk. */
+	assert_reads_back(info.path, f->base_raw, 8 * MIB);
+	remove_ok(f, "disk");
+	free(cache);
+}
+
 /* vmdiskd's mkfs (run in-process as root: the same handler): a file
  * system with its label on the volume; other VGs and the thin pool are
  * not served whatever the request says. */
@@ -758,6 +831,23 @@ static void test_unprivileged_through_vmdiskd(void **state)
 	           "vmdiskd: not allowed");
 	assert_false(lv_listed(INST2 "_odisk"));
 
+	/* A key the daemon cannot get: exit 1, nothing made, no key id. */
+	{
+		char *out = NULL;
+		const char *missing = "5b4a3c2d-1e0f-4a9b-8c7d-6e5f4a3b2c1d";
+		int rc = run_as(USER_UID,
+		                (const char *[]){cli, "--config", conf_enc,
+		                                 "create", INST, "nokey",
+		                                 "--image", f->base_raw,
+		                                 "--key-id", missing, NULL},
+		                &out);
+
+		if (rc != 1 || strstr(out, missing) || !strstr(out, "keys"))
+			fail_msg("missing key through vmdiskd: exit %d: %s", rc,
+			         out);
+		free(out);
+		assert_false(lv_listed(INST "_nokey"));
+	}
 	/* Encrypted, still unprivileged: the daemon fetches the key. */
 	expect_cli(USER_UID, 0,
 	           (const char *[]){cli, "--config", conf_enc, "create", INST,
@@ -929,6 +1019,7 @@ int main(void)
 		T(test_key_failures_make_nothing),
 		T(test_failure_after_luks_open),
 		T(test_mkfs_request_and_served_volumes),
+		T(test_write_image_base_checks),
 		T(test_unprivileged_through_vmdiskd),
 	};
 	const struct CMUnitTest barbican[] = {
