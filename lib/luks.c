@@ -159,6 +159,8 @@ int vmd_luks_check_key(const char *device, const struct vmd_secret_key *key,
 	return 0;
 }
 
+#define MAPPED_MAX 160
+
 static int map_name(const char *name, char *out, size_t outsz,
                     struct vmd_error *err)
 {
@@ -175,7 +177,7 @@ int vmd_luks_open(const char *device, const char *name,
                   size_t pathsz, struct vmd_error *err)
 {
 	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
-	char mapped[160];
+	char mapped[MAPPED_MAX];
 	int rc;
 
 	rc = map_name(name, mapped, sizeof(mapped), err);
@@ -201,16 +203,22 @@ int vmd_luks_open(const char *device, const char *name,
 	return 0;
 }
 
+/* The mapping's name for LV `name`, with libcryptsetup loaded. */
+static int mapping_of(const char *name, char mapped[MAPPED_MAX],
+                      struct vmd_error *err)
+{
+	int rc = map_name(name, mapped, MAPPED_MAX, err);
+
+	return rc < 0 ? rc : vmd_cryptsetup_load(err);
+}
+
 int vmd_luks_resize(const char *name, const struct vmd_secret_key *key,
                     struct vmd_error *err)
 {
 	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
-	char mapped[160];
-	int rc;
+	char mapped[MAPPED_MAX];
+	int rc = mapping_of(name, mapped, err);
 
-	rc = map_name(name, mapped, sizeof(mapped), err);
-	if (rc == 0)
-		rc = vmd_cryptsetup_load(err);
 	if (rc < 0)
 		return rc;
 	rc = crypt_init_by_name(&cd, mapped);
@@ -243,12 +251,9 @@ int vmd_luks_resize(const char *name, const struct vmd_secret_key *key,
 int vmd_luks_close(const char *name, struct vmd_error *err)
 {
 	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
-	char mapped[160];
-	int rc;
+	char mapped[MAPPED_MAX];
+	int rc = mapping_of(name, mapped, err);
 
-	rc = map_name(name, mapped, sizeof(mapped), err);
-	if (rc == 0)
-		rc = vmd_cryptsetup_load(err);
 	if (rc < 0)
 		return rc;
 	if (crypt_status(NULL, mapped) == CRYPT_INACTIVE)

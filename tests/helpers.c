@@ -10,6 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <vmdisk/log.h>
+
 #include "helpers.h"
 #include "runner.h"
 
@@ -215,4 +217,46 @@ void th_assert_images_identical(const char *a, const char *fa, const char *b,
 		         status, out, errs);
 	free(out);
 	free(errs);
+}
+
+static struct {
+	char *text;
+	size_t len;
+} captured;
+
+static void capture_line(enum vmd_log_level level, const char *line,
+                         void *opaque)
+{
+	size_t n = strlen(line);
+	char *t = realloc(captured.text, captured.len + n + 2);
+
+	(void)level;
+	(void)opaque;
+	if (!t)
+		return;
+	captured.text = t;
+	memcpy(captured.text + captured.len, line, n);
+	captured.len += n;
+	captured.text[captured.len++] = '\n';
+	captured.text[captured.len] = '\0';
+}
+
+void th_log_capture_start(void)
+{
+	th_log_capture_stop();
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_DEBUG, "test");
+	vmd_log_set_sink(capture_line, NULL);
+}
+
+const char *th_log_text(void)
+{
+	return captured.text ? captured.text : "";
+}
+
+void th_log_capture_stop(void)
+{
+	vmd_log_set_sink(NULL, NULL);
+	free(captured.text);
+	captured.text = NULL;
+	captured.len = 0;
 }

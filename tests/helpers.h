@@ -34,6 +34,13 @@ int th_files_equal(const char *a, const char *b);
 uint64_t th_file_size(const char *path);
 int th_exists(const char *path);
 
+/* Capture every log line (already redacted) at debug level from now on;
+ * th_log_text() is what came so far ("" when nothing), stop ends the
+ * capture and frees it. */
+void th_log_capture_start(void);
+const char *th_log_text(void);
+void th_log_capture_stop(void);
+
 /*
  * Run argv through the product runner. Returns the exit status; stdout and
  * stderr (malloc'ed, NUL-terminated) are returned when out/errp are given.

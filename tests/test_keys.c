@@ -28,30 +28,6 @@
 #define KEY_ID "6a0f3c0e-8b9a-4c53-9d8e-3f1c2b7a9e11"
 #define PLANTED "PLANTED-KEY-7f3a9c2e1b5d4e6f8a0b"
 
-struct logcap {
-	char *text;
-	size_t len;
-};
-
-static struct logcap LOG;
-
-static void sink(enum vmd_log_level level, const char *line, void *opaque)
-{
-	size_t n = strlen(line);
-	char *t;
-
-	(void)level;
-	(void)opaque;
-	t = realloc(LOG.text, LOG.len + n + 2);
-	if (!t)
-		return;
-	LOG.text = t;
-	memcpy(LOG.text + LOG.len, line, n);
-	LOG.len += n;
-	LOG.text[LOG.len++] = '\n';
-	LOG.text[LOG.len] = '\0';
-}
-
 struct env {
 	char *dir;
 	struct vmd_config cfg;
@@ -61,11 +37,7 @@ static int setup(void **state)
 {
 	struct env *e = calloc(1, sizeof(*e));
 
-	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_DEBUG, "test");
-	vmd_log_set_sink(sink, NULL);
-	free(LOG.text);
-	LOG.text = NULL;
-	LOG.len = 0;
+	th_log_capture_start();
 	e->dir = th_mkdtemp("keys");
 	vmd_config_defaults(&e->cfg);
 	snprintf(e->cfg.key_file_dir, sizeof(e->cfg.key_file_dir), "%s",
@@ -78,7 +50,7 @@ static int teardown(void **state)
 {
 	struct env *e = *state;
 
-	vmd_log_set_sink(NULL, NULL);
+	th_log_capture_stop();
 	th_rmtree(e->dir);
 	free(e->dir);
 	free(e);
@@ -98,7 +70,7 @@ static char *plant(struct env *e, const char *name, const char *text,
 /* Neither the key nor its id appear in the log or in err. */
 static void assert_nothing_leaked(const struct vmd_error *err)
 {
-	const char *log = LOG.text ? LOG.text : "";
+	const char *log = th_log_text();
 
 	if (strstr(log, PLANTED) || strstr(log, KEY_ID))
 		fail_msg("log leaks the key or its id:\n%s", log);
@@ -136,9 +108,8 @@ static void test_file_ok(void **state)
 	vmd_log_error("hex %s", k->hex);
 	assert_nothing_leaked(&err);
 	/* The lines did reach the log, redacted. */
-	assert_non_null(LOG.text);
-	assert_non_null(strstr(LOG.text, "key is *** here"));
-	assert_non_null(strstr(LOG.text, "hex ***"));
+	assert_non_null(strstr(th_log_text(), "key is *** here"));
+	assert_non_null(strstr(th_log_text(), "hex ***"));
 	vmd_key_free(k);
 	/* After the free the registry no longer holds it. */
 	vmd_redact(PLANTED, line, sizeof(line));
@@ -155,7 +126,7 @@ static void expect_refused(struct env *e, int code, const char *what)
 	if (!strstr(err.msg, what))
 		fail_msg("error '%s' lacks '%s'", err.msg, what);
 	/* The failure was logged (with its detail), and leaks nothing. */
-	assert_non_null(LOG.text);
+	assert_true(th_log_text()[0] != '\0');
 	assert_nothing_leaked(&err);
 }
 

@@ -32,25 +32,6 @@
 #define OTHER_ID "1b4e28ba-2fa1-11d2-883f-0016d3cca428"
 #define PLANTED "LUKS-PLANTED-KEY-c0ffee1234567890abcdef"
 
-static char *LOG;
-static size_t LOGLEN;
-
-static void sink(enum vmd_log_level level, const char *line, void *opaque)
-{
-	size_t n = strlen(line);
-	char *t = realloc(LOG, LOGLEN + n + 2);
-
-	(void)level;
-	(void)opaque;
-	if (!t)
-		return;
-	LOG = t;
-	memcpy(LOG + LOGLEN, line, n);
-	LOGLEN += n;
-	LOG[LOGLEN++] = '\n';
-	LOG[LOGLEN] = '\0';
-}
-
 static void plant(const char *dir, const char *id, const char *text)
 {
 	char *p = th_path(dir, id);
@@ -95,8 +76,7 @@ static void test_format_and_check(void **state)
 	int fd;
 
 	(void)state;
-	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_DEBUG, "test");
-	vmd_log_set_sink(sink, NULL);
+	th_log_capture_start();
 	assert_int_equal(mkdir(keys, 0700), 0);
 	plant(keys, KEY_ID, PLANTED);
 	plant(keys, OTHER_ID, "another-key-of-enough-bytes");
@@ -140,15 +120,14 @@ static void test_format_and_check(void **state)
 
 	/* The key nowhere in clear: not in the file, log or error. */
 	assert_false(file_contains(img, PLANTED));
-	assert_non_null(LOG);
-	assert_non_null(strstr(LOG, "LUKS2"));
-	assert_null(strstr(LOG, PLANTED));
-	assert_null(strstr(LOG, KEY_ID));
+	assert_non_null(strstr(th_log_text(), "LUKS2"));
+	assert_null(strstr(th_log_text(), PLANTED));
+	assert_null(strstr(th_log_text(), KEY_ID));
 	assert_null(strstr(err.detail, PLANTED));
 
 	vmd_key_free(key);
 	vmd_key_free(other);
-	vmd_log_set_sink(NULL, NULL);
+	th_log_capture_stop();
 	th_rmtree(dir);
 	free(img);
 	free(keys);

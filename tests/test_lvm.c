@@ -898,27 +898,6 @@ static void test_unprivileged_through_vmdiskd(void **state)
  * answers 500 (VMDISK_VM_KEY_BROKEN) and the token. Only these cases run
  * then (see main).
  */
-static struct {
-	char *text;
-	size_t len;
-} LOG;
-
-static void log_sink(enum vmd_log_level level, const char *line, void *opaque)
-{
-	size_t n = strlen(line);
-	char *t = realloc(LOG.text, LOG.len + n + 2);
-
-	(void)level;
-	(void)opaque;
-	if (!t)
-		return;
-	LOG.text = t;
-	memcpy(LOG.text + LOG.len, line, n);
-	LOG.len += n;
-	LOG.text[LOG.len++] = '\n';
-	LOG.text[LOG.len] = '\0';
-}
-
 static void use_barbican(struct fixture *f)
 {
 	char *token = th_path(f->dir, "token");
@@ -937,8 +916,7 @@ static void use_barbican(struct fixture *f)
 	         sizeof(f->cfg.barbican_project_id), "%s",
 	         getenv("VMDISK_VM_BARBICAN_PROJECT"));
 	fixture_ctx(f);
-	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_DEBUG, "test");
-	vmd_log_set_sink(log_sink, NULL);
+	th_log_capture_start();
 	free(token);
 }
 
@@ -972,6 +950,7 @@ static void test_barbican_key_cases(void **state)
 	const char *broken = getenv("VMDISK_VM_KEY_BROKEN");
 	const char *planted = getenv("VMDISK_VM_PLANTED");
 	const char *unknown = "7d9c1b2a-5e4f-4a3b-9c8d-0e1f2a3b4c5d";
+	const char *log;
 	struct vmd_create_opts o = {.image = f->base_raw, .key_id = good};
 
 	NEED_VM();
@@ -990,17 +969,14 @@ static void test_barbican_key_cases(void **state)
 	/* 404 and 500: nothing made. */
 	expect_key_failure(f, unknown, "unknown secret (404)");
 	expect_key_failure(f, broken, "damaged secret (500)");
-	if (!LOG.text || !strstr(LOG.text, "404") || !strstr(LOG.text, "500"))
-		fail_msg("the log does not show both answers: %s",
-		         LOG.text ? LOG.text : "(empty)");
+	log = th_log_text();
+	if (!strstr(log, "404") || !strstr(log, "500"))
+		fail_msg("the log does not show both answers: %s", log);
 	/* The whole log: no key bytes, no key id. */
-	if (strstr(LOG.text, planted) || strstr(LOG.text, good) ||
-	    strstr(LOG.text, unknown) || strstr(LOG.text, broken))
-		fail_msg("the log names a key or key id:\n%s", LOG.text);
-	vmd_log_set_sink(NULL, NULL);
-	free(LOG.text);
-	LOG.text = NULL;
-	LOG.len = 0;
+	if (strstr(log, planted) || strstr(log, good) ||
+	    strstr(log, unknown) || strstr(log, broken))
+		fail_msg("the log names a key or key id:\n%s", log);
+	th_log_capture_stop();
 }
 
 int main(void)
