@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "convert.h"
 #include "internal.h"
@@ -300,14 +301,21 @@ static int lvm_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	return vmd_priv_run(cfg, &req, &rep, err);
 }
 
-/* Reads the device itself: as root, or as a member of the group that owns
- * the LV's device node (vmdiskd has no op for it). */
+static void close_passed(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+}
+
+/* The device is opened read-only by lvm_open_read (in vmdiskd when we
+ * are not root, which passes the descriptor back) and read from here. */
 static int lvm_snapshot_extract(struct vmd_ctx *ctx,
                                 const struct vmd_disk_ref *disk,
                                 const char *dst_path,
                                 enum vmd_format dst_format,
                                 struct vmd_error *err)
 {
+	struct vmd_priv_request req;
 	struct vmd_priv_reply rep;
 	struct vmd_inspect_limits lim;
 	struct vmd_convert_opts o = {
@@ -315,14 +323,21 @@ static int lvm_snapshot_extract(struct vmd_ctx *ctx,
 		.dst_format = dst_format,
 		.limits = &lim,
 	};
-	int rc = volume_info(ctx, disk, &rep, err);
+	__attribute__((cleanup(close_passed))) int fd = -1;
+	char src[64];
+	int rc = volume_request(ctx, disk, VMD_PRIV_LVM_OPEN_READ, &req, err);
 
+	if (rc == 0)
+		rc = vmd_priv_run(vmd_ctx_config(ctx), &req, &rep, err);
 	if (rc < 0)
 		return rc;
+	fd = rep.fd;
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
-	/* An encrypted disk's content is what its mapping shows. */
-	return vmd_convert_to_path(rep.path, dst_path, &o, err);
+	/* An encrypted disk's content is what its mapping shows: the
+	 * descriptor is the mapping's then. */
+	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
+	return vmd_convert_to_path(src, dst_path, &o, err);
 }
 
 static int lvm_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,

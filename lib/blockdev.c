@@ -19,6 +19,25 @@
 #include "parallels.h"
 #include "qcow2_image.h"
 
+/*
+ * "/proc/self/fd/N" names a descriptor this process holds already, such as
+ * the device vmdiskd opened and passed to an unprivileged caller: opening
+ * that path again would check the device's permissions again and fail, so
+ * a copy of the descriptor is used (when its access mode suffices).
+ */
+static int open_image(const char *path, unsigned flags)
+{
+	int held, fl;
+	char tail;
+
+	if (sscanf(path, "/proc/self/fd/%d%c", &held, &tail) == 1 && held >= 0 &&
+	    (fl = fcntl(held, F_GETFL)) >= 0 &&
+	    (!(flags & VMD_BD_WRITE) || (fl & O_ACCMODE) == O_RDWR))
+		return fcntl(held, F_DUPFD_CLOEXEC, 0);
+	return open(path, ((flags & VMD_BD_WRITE) ? O_RDWR : O_RDONLY) |
+	                          O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+}
+
 static int open_chain(const char *path, enum vmd_format format,
                       unsigned flags, const struct vmd_inspect_limits *lim,
                       int depth, struct vmd_blockdev **out,
@@ -103,8 +122,7 @@ static int open_chain(const char *path, enum vmd_format format,
 		                     "blockdev");
 	bd->format = format;
 	snprintf(bd->path, sizeof(bd->path), "%s", path);
-	bd->fd = open(path, ((flags & VMD_BD_WRITE) ? O_RDWR : O_RDONLY) |
-	                            O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	bd->fd = open_image(path, flags);
 	if (bd->fd < 0 || fstat(bd->fd, &st) < 0)
 		rc = vmd_error_set_errno(err,
 		                         errno == ENOENT ? VMD_E_NOTFOUND

@@ -746,6 +746,29 @@ int vmd_priv_lvm_remove(const struct vmd_config *cfg,
 	return rc;
 }
 
+int vmd_priv_lvm_open_read(const struct vmd_config *cfg,
+                           const struct vmd_priv_request *req,
+                           struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	struct lv lv, dev;
+	int fd;
+	int rc = lv_existing(cfg, req, &lv, err);
+
+	if (rc == 0)
+		rc = guest_device(&lv, &dev, err);
+	if (rc == 0)
+		rc = fill_reply(&lv, rep, err);
+	if (rc < 0)
+		return rc;
+	fd = open(dev.path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "lvm: open volume failed", "open %s",
+		                           dev.path);
+	rep->fd = fd;
+	return 0;
+}
+
 int vmd_priv_mkfs(const struct vmd_config *cfg,
                   const struct vmd_priv_request *req,
                   struct vmd_priv_reply *rep, struct vmd_error *err)

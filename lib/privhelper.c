@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -38,6 +39,7 @@ static const char *const op_names[VMD_PRIV_OP_COUNT] = {
 	[VMD_PRIV_LUKS_OPEN] = "luks_open",
 	[VMD_PRIV_LUKS_CLOSE] = "luks_close",
 	[VMD_PRIV_LVM_INFO] = "lvm_info",
+	[VMD_PRIV_LVM_OPEN_READ] = "lvm_open_read",
 };
 
 #define F_VOL (VMD_PF_VG | VMD_PF_LV)
@@ -57,6 +59,7 @@ static const struct {
 	[VMD_PRIV_LUKS_OPEN] = {F_VOL | VMD_PF_KEY_ID, 0},
 	[VMD_PRIV_LUKS_CLOSE] = {F_VOL, 0},
 	[VMD_PRIV_LVM_INFO] = {F_VOL, 0},
+	[VMD_PRIV_LVM_OPEN_READ] = {F_VOL, 0},
 };
 
 const char *vmd_priv_op_name(enum vmd_priv_op op)
@@ -546,6 +549,7 @@ const struct vmd_priv_ops vmd_priv_ops_default = {
 	.lvm_resize = vmd_priv_lvm_resize,
 	.lvm_write_image = vmd_priv_lvm_write_image,
 	.lvm_info = vmd_priv_lvm_info,
+	.lvm_open_read = vmd_priv_lvm_open_read,
 	.mkfs = vmd_priv_mkfs,
 };
 
@@ -563,6 +567,7 @@ static vmd_priv_handler handler_of(const struct vmd_priv_ops *ops,
 	case VMD_PRIV_LUKS_OPEN: return ops->luks_open;
 	case VMD_PRIV_LUKS_CLOSE: return ops->luks_close;
 	case VMD_PRIV_LVM_INFO: return ops->lvm_info;
+	case VMD_PRIV_LVM_OPEN_READ: return ops->lvm_open_read;
 	case VMD_PRIV_OP_COUNT: break;
 	}
 	return NULL;
@@ -577,6 +582,7 @@ int vmd_priv_dispatch(const struct vmd_priv_ops *ops,
 	char msg[VMD_ERROR_MSG_MAX];
 
 	memset(rep, 0, sizeof(*rep));
+	rep->fd = -1;
 	h = handler_of(ops ? ops : &vmd_priv_ops_default, req->op);
 	if (!h) {
 		snprintf(msg, sizeof(msg), "%s: not available yet",
@@ -637,6 +643,7 @@ int vmd_priv_reply_parse(const char *line, size_t len,
 	enum vmd_errc code = VMD_E_EXTERNAL;
 
 	memset(rep, 0, sizeof(*rep));
+	rep->fd = -1;
 	tok = json_tokener_new_ex(2);
 	if (!tok)
 		return vmd_error_set(err, VMD_E_NOMEM, "vmdiskd: out of memory",
@@ -700,20 +707,60 @@ static int write_all(int fd, const char *buf, size_t len)
 	return 0;
 }
 
+/* recv() that also takes a descriptor passed with SCM_RIGHTS: the first
+ * one is kept in *passed, any other closed at once. */
+static ssize_t recv_with_fd(int fd, char *buf, size_t len, int *passed)
+{
+	union {
+		struct cmsghdr align;
+		char bytes[CMSG_SPACE(4 * sizeof(int))];
+	} ctl;
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+	struct msghdr msg = {.msg_iov = &iov,
+	                     .msg_iovlen = 1,
+	                     .msg_control = ctl.bytes,
+	                     .msg_controllen = sizeof(ctl.bytes)};
+	ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+
+	if (n < 0)
+		return n;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c;
+	     c = CMSG_NXTHDR(&msg, c)) {
+		size_t k;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < k; i++) {
+			int got;
+
+			memcpy(&got, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+			if (*passed < 0)
+				*passed = got;
+			else
+				close(got);
+		}
+	}
+	return n;
+}
+
 int vmd_priv_call(const struct vmd_config *cfg,
                   const struct vmd_priv_request *req,
                   struct vmd_priv_reply *rep, struct vmd_error *err)
 {
 	__attribute__((cleanup(close_fd))) int fd = -1;
+	__attribute__((cleanup(close_fd))) int passed = -1;
 	__attribute__((cleanup(free_str))) char *json = NULL;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char buf[VMD_PRIV_LINE_MAX + 1];
 	size_t got = 0, jlen;
 	long long deadline = now_ms() + VMD_PRIV_CALL_TIMEOUT_MS;
 	char *nl = NULL;
+	struct stat st;
 	int rc;
 
 	memset(rep, 0, sizeof(*rep));
+	rep->fd = -1;
 	rc = vmd_priv_request_to_json(req, &json, err);
 	if (rc < 0)
 		return rc;
@@ -763,7 +810,8 @@ int vmd_priv_call(const struct vmd_config *cfg,
 			                           "poll");
 		if (rc == 0)
 			continue;
-		n = recv(fd, buf + got, VMD_PRIV_LINE_MAX - got, 0);
+		n = recv_with_fd(fd, buf + got, VMD_PRIV_LINE_MAX - got,
+		                 &passed);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -775,7 +823,18 @@ int vmd_priv_call(const struct vmd_config *cfg,
 		nl = memchr(buf + got, '\n', (size_t)n);
 		got += (size_t)n;
 	}
-	return vmd_priv_reply_parse(buf, (size_t)(nl - buf), rep, err);
+	rc = vmd_priv_reply_parse(buf, (size_t)(nl - buf), rep, err);
+	if (rc < 0 || req->op != VMD_PRIV_LVM_OPEN_READ)
+		return rc;
+	/* The one op that answers with a descriptor: a block device. */
+	if (passed < 0 || fstat(passed, &st) < 0 || !S_ISBLK(st.st_mode))
+		return vmd_error_set(err, VMD_E_EXTERNAL,
+		                     "vmdiskd: no device in the reply",
+		                     "lvm_open_read answered without a block "
+		                     "device descriptor");
+	rep->fd = passed;
+	passed = -1;
+	return 0;
 }
 
 int vmd_priv_run(const struct vmd_config *cfg,

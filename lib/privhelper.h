@@ -46,6 +46,7 @@ enum vmd_priv_op {
 	VMD_PRIV_LUKS_OPEN,
 	VMD_PRIV_LUKS_CLOSE,
 	VMD_PRIV_LVM_INFO,
+	VMD_PRIV_LVM_OPEN_READ,
 	VMD_PRIV_OP_COUNT,
 };
 
@@ -94,6 +95,9 @@ struct vmd_priv_reply {
 	uint64_t size;    /* bytes of that device; 0 when not said */
 	uint64_t lv_size; /* bytes of the LV itself */
 	bool sparse;      /* a thin LV */
+	int fd;           /* lvm_open_read: the device, read-only (passed
+	                     over the socket with SCM_RIGHTS; the caller
+	                     closes it); -1 otherwise */
 };
 
 typedef int (*vmd_priv_handler)(const struct vmd_config *cfg,
@@ -114,6 +118,7 @@ struct vmd_priv_ops {
 	vmd_priv_handler luks_open;
 	vmd_priv_handler luks_close;
 	vmd_priv_handler lvm_info;
+	vmd_priv_handler lvm_open_read;
 };
 
 /* The encryption handlers (lib/privhelper_luks.c): the key is fetched in
@@ -147,6 +152,8 @@ int vmd_priv_luks_close(const struct vmd_config *cfg,
  * lvm_remove: close the mapping, overwrite per volume_clear (thick LVs),
  *   lvremove; no such LV is success.
  * mkfs: a file system on the guest's device.
+ * lvm_open_read: the guest's device opened read-only, its descriptor in
+ *   the reply (for extract: the caller reads, never writes, the device).
  */
 int vmd_priv_lvm_create(const struct vmd_config *cfg,
                         const struct vmd_priv_request *req,
@@ -164,6 +171,9 @@ int vmd_priv_lvm_resize(const struct vmd_config *cfg,
 int vmd_priv_lvm_remove(const struct vmd_config *cfg,
                         const struct vmd_priv_request *req,
                         struct vmd_priv_reply *rep, struct vmd_error *err);
+int vmd_priv_lvm_open_read(const struct vmd_config *cfg,
+                           const struct vmd_priv_request *req,
+                           struct vmd_priv_reply *rep, struct vmd_error *err);
 int vmd_priv_mkfs(const struct vmd_config *cfg,
                   const struct vmd_priv_request *req,
                   struct vmd_priv_reply *rep, struct vmd_error *err);

@@ -404,8 +404,30 @@ static void send_reply(int fd, int rc, const struct vmd_priv_reply *rep,
 		             "{\"ok\":false,\"code\":\"%s\",\"error\":\"%s\"}\n",
 		             vmd_errc_name(err->code), msg);
 	}
-	if (n > 0 && (size_t)n < sizeof(line))
-		(void)send(fd, line, (size_t)n, MSG_NOSIGNAL);
+	if (n <= 0 || (size_t)n >= sizeof(line))
+		return;
+	if (rc == 0 && rep && rep->fd >= 0) {
+		/* lvm_open_read: the descriptor rides on the reply line. */
+		union {
+			struct cmsghdr align;
+			char bytes[CMSG_SPACE(sizeof(int))];
+		} ctl;
+		struct iovec iov = {.iov_base = line, .iov_len = (size_t)n};
+		struct msghdr mh = {.msg_iov = &iov,
+		                    .msg_iovlen = 1,
+		                    .msg_control = ctl.bytes,
+		                    .msg_controllen = sizeof(ctl.bytes)};
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+
+		memset(ctl.bytes, 0, sizeof(ctl.bytes));
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &rep->fd, sizeof(int));
+		(void)sendmsg(fd, &mh, MSG_NOSIGNAL);
+		return;
+	}
+	(void)send(fd, line, (size_t)n, MSG_NOSIGNAL);
 }
 
 /* Read one line within the deadline. 0 with *len set; -1 with why. */
@@ -523,6 +545,8 @@ static void handle(struct server *srv, int fd)
 	audit(srv, &cr, vmd_priv_op_name(req.op), target,
 	      rc == 0 ? "done" : "failed", rc == 0 ? "ok" : err.msg);
 	send_reply(fd, rc, &rep, &err);
+	if (rep.fd >= 0)
+		close(rep.fd);
 }
 
 static void *conn_thread(void *arg)

@@ -758,7 +758,7 @@ static void test_unprivileged_through_vmdiskd(void **state)
 	const char *cli = getenv("VMDISK_CLI");
 	char daemon[PATH_MAX], sock[PATH_MAX], policy_text[256];
 	char *conf, *conf_enc, *conf_other, *inst, *inst_other, *policy;
-	char *audit, *text;
+	char *audit, *text, *out_raw, *out_enc;
 	pid_t pid;
 
 	NEED_VM();
@@ -812,6 +812,14 @@ static void test_unprivileged_through_vmdiskd(void **state)
 	           (const char *[]){cli, "--config", conf, "--json", "info",
 	                            INST, "udisk", NULL},
 	           "/dev/" VG "/" INST "_udisk");
+	/* extract reads the device through a descriptor vmdiskd passes. */
+	out_raw = th_path(inst, "udisk.raw");
+	expect_cli(USER_UID, 0,
+	           (const char *[]){cli, "--config", conf, "extract", INST,
+	                            "udisk", out_raw, NULL},
+	           NULL);
+	assert_int_equal(th_file_size(out_raw), 8 * MIB);
+	assert_reads_back(out_raw, f->base_raw, 8 * MIB);
 	expect_cli(USER_UID, 0,
 	           (const char *[]){cli, "--config", conf, "resize", INST,
 	                            "udisk", "16777216", NULL},
@@ -857,6 +865,13 @@ static void test_unprivileged_through_vmdiskd(void **state)
 	assert_reads_back("/dev/mapper/" INST "_uenc-dmcrypt", f->base_raw,
 	                  5 * MIB);
 	assert_false(plaintext_on("/dev/" VG "/" INST "_uenc"));
+	/* Extracted, an encrypted disk is its plaintext (the mapping). */
+	out_enc = th_path(inst, "uenc.raw");
+	expect_cli(USER_UID, 0,
+	           (const char *[]){cli, "--config", conf_enc, "extract", INST,
+	                            "uenc", out_enc, NULL},
+	           NULL);
+	assert_reads_back(out_enc, f->base_raw, 5 * MIB);
 	expect_cli(USER_UID, 0,
 	           (const char *[]){cli, "--config", conf_enc, "resize", INST,
 	                            "uenc", "33554432", NULL},
@@ -876,7 +891,8 @@ static void test_unprivileged_through_vmdiskd(void **state)
 	text = th_read_text(audit);
 	if (!strstr(text, "uid=1000 ") || !strstr(text, "op=lvm_create") ||
 	    !strstr(text, "uid=1001 ") || !strstr(text, "refused") ||
-	    !strstr(text, "op=lvm_write_image") || strstr(text, KEY_ID))
+	    !strstr(text, "op=lvm_write_image") ||
+	    !strstr(text, "op=lvm_open_read") || strstr(text, KEY_ID))
 		fail_msg("audit log: %s", text);
 	free(text);
 	free(audit);
@@ -886,6 +902,8 @@ static void test_unprivileged_through_vmdiskd(void **state)
 	free(conf_other);
 	free(inst);
 	free(inst_other);
+	free(out_raw);
+	free(out_enc);
 }
 
 /* ---- keys from a real Barbican ---- */
