@@ -720,13 +720,19 @@ int vmd_priv_lvm_remove(const struct vmd_config *cfg,
 {
 	struct lv lv;
 	bool found;
-	/* The request's choice, else the configuration's. */
-	enum vmd_priv_clear how = req->fields & VMD_PF_CLEAR ? req->volume_clear
-	                                                     : config_clear(cfg);
-	uint64_t clear_mib = req->fields & VMD_PF_CLEAR_SIZE
-	                             ? req->volume_clear_size
-	                             : cfg->volume_clear_size;
+	/* The stronger of the request's and this configuration's choice
+	 * (none < zero < shred; 0 MiB = all): a caller may ask for more
+	 * clearing than the host's operator set, never for less. */
+	enum vmd_priv_clear how = config_clear(cfg);
+	uint64_t clear_mib = cfg->volume_clear_size;
 	int rc = served_volume(cfg, req, &lv, err);
+
+	if ((req->fields & VMD_PF_CLEAR) && req->volume_clear > how)
+		how = req->volume_clear;
+	if ((req->fields & VMD_PF_CLEAR_SIZE) && clear_mib &&
+	    (req->volume_clear_size == 0 ||
+	     req->volume_clear_size > clear_mib))
+		clear_mib = req->volume_clear_size;
 
 	(void)rep;
 	if (rc == 0)

@@ -317,6 +317,29 @@ static void test_resize(void **state)
 	remove_ok(f, "disk");
 }
 
+/* Whether the first free extents (where the last removed 8 MiB LV was)
+ * hold anything but zeroes. */
+static bool freed_extents_hold_data(void)
+{
+	unsigned char buf[65536];
+	bool any = false;
+	int fd;
+
+	run_ok((const char *[]){"lvcreate", "-q", "-y", "-Wn", "-Zn", "-L",
+	                        "8m", "-n", "probe", VG, NULL});
+	fd = open("/dev/" VG "/probe", O_RDONLY);
+	assert_true(fd >= 0);
+	for (off_t off = 0; off < (off_t)(8 * MIB); off += sizeof(buf)) {
+		assert_int_equal(pread(fd, buf, sizeof(buf), off),
+		                 (ssize_t)sizeof(buf));
+		for (size_t k = 0; k < sizeof(buf) && !any; k++)
+			any = buf[k] != 0;
+	}
+	close(fd);
+	run_ok((const char *[]){"lvremove", "-q", "-f", VG "/probe", NULL});
+	return any;
+}
+
 /* What a removed disk held is gone from its extents (volume_clear=zero),
  * and is not with volume_clear=none: the check can tell the two apart. */
 static void test_remove_clears_extents(void **state)
@@ -327,34 +350,44 @@ static void test_remove_clears_extents(void **state)
 
 	NEED_VM();
 	for (size_t i = 0; i < 2; i++) {
-		unsigned char buf[65536];
-		bool any = false;
-		int fd;
-
 		snprintf(f->cfg.volume_clear, sizeof(f->cfg.volume_clear), "%s",
 		         modes[i]);
 		fixture_ctx(f);
 		create_ok(f, "disk", f->base_raw, VMD_FS_NONE, 8 * MIB, &info);
 		remove_ok(f, "disk");
 		/* The next LV gets the same first free extents. */
-		run_ok((const char *[]){"lvcreate", "-q", "-y", "-Wn", "-Zn",
-		                        "-L", "8m", "-n", "probe", VG, NULL});
-		fd = open("/dev/" VG "/probe", O_RDONLY);
-		assert_true(fd >= 0);
-		for (off_t off = 0; off < (off_t)(8 * MIB); off += sizeof(buf)) {
-			assert_int_equal(pread(fd, buf, sizeof(buf), off),
-			                 (ssize_t)sizeof(buf));
-			for (size_t k = 0; k < sizeof(buf) && !any; k++)
-				any = buf[k] != 0;
-		}
-		close(fd);
-		run_ok((const char *[]){"lvremove", "-q", "-f", VG "/probe",
-		                        NULL});
 		if (i == 0)
-			assert_false(any);
+			assert_false(freed_extents_hold_data());
 		else
-			assert_true(any);
+			assert_true(freed_extents_hold_data());
 	}
+}
+
+/* A request cannot clear less than the helper's configuration says:
+ * volume_clear=none asked of a helper configured with zero still zeroes. */
+static void test_remove_request_cannot_weaken_clear(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	struct vmd_priv_reply rep;
+	struct vmd_priv_request req = {.op = VMD_PRIV_LVM_REMOVE,
+	                               .fields = VMD_PF_VG | VMD_PF_LV |
+	                                         VMD_PF_CLEAR,
+	                               .vg = VG,
+	                               .lv = INST "_disk",
+	                               .volume_clear = VMD_PRIV_CLEAR_NONE};
+
+	NEED_VM();
+	snprintf(f->cfg.volume_clear, sizeof(f->cfg.volume_clear), "zero");
+	fixture_ctx(f);
+	create_ok(f, "disk", f->base_raw, VMD_FS_NONE, 8 * MIB, &info);
+	if (vmd_priv_run(&f->cfg, &req, &rep, &err) != 0)
+		fail_msg("lvm_remove: %s (%s)", err.msg, err.detail);
+	assert_false(lv_listed(INST "_disk"));
+	assert_false(freed_extents_hold_data());
+	/* The disk's record goes with the library's remove, not this one. */
+	remove_ok(f, "disk");
 }
 
 static void test_failure_after_create_leaves_no_lv(void **state)
@@ -1007,6 +1040,7 @@ int main(void)
 		T(test_blank_filesystems),
 		T(test_resize),
 		T(test_remove_clears_extents),
+		T(test_remove_request_cannot_weaken_clear),
 		T(test_failure_after_create_leaves_no_lv),
 		T(test_xml_and_extract),
 		T(test_encrypted_volume),
