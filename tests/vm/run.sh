@@ -39,10 +39,25 @@ cache=${VMDISK_VM_CACHE:-/var/tmp/vmdisk-vm}
 timeout_s=${VMDISK_VM_TIMEOUT:-420}
 
 # cmocka test binaries (BUILD_DIR/tests/NAME) that run inside the guest.
+# VMDISK_VM_GUEST_SCRIPT=FILE runs that one script instead of the guest
+# scripts and the binaries (bench/lvm.sh uses it).
+# The sanitizer build beside BUILD_DIR (build-asan, made by
+# scripts/test.sh) runs them again in the same guest, unless
+# VMDISK_VM_ASAN=0 or the Barbican cases are asked for.
+guest_script=${VMDISK_VM_GUEST_SCRIPT:-}
+builds=("$build")
+asan_build=$(dirname "$build")/build-asan
+[[ "${VMDISK_VM_ASAN:-1}" != 0 && -z "${VMDISK_VM_BARBICAN_PORT:-}" &&
+	"$asan_build" != "$build" && -x "$asan_build/tests/test_lvm" ]] &&
+	builds+=("$asan_build")
 VM_TESTS=()
-for t in test_lvm; do
-	[[ -x "$build/tests/$t" ]] && VM_TESTS+=("$t")
+for b in "${builds[@]}"; do
+	for t in test_lvm; do
+		[[ -z "$guest_script" && -x "$b/tests/$t" ]] &&
+			VM_TESTS+=("$b/tests/$t")
+	done
 done
+((${#builds[@]} > 1)) && timeout_s=${VMDISK_VM_TIMEOUT:-900}
 
 say() { printf 'vm: %s\n' "$*"; }
 skip_all() {
@@ -171,16 +186,21 @@ global {
 LVM
 
 # The guest tests.
-for g in "$root"/tests/vm/guest/*.sh; do
-	cp "$g" "$stage/vmtests/"
-done
-if ((${#VM_TESTS[@]})); then
-	copy_with_libs "$build/tools/vmdisk" "$build/tools/vmdiskd"
-	for t in "${VM_TESTS[@]}"; do
-		copy_with_libs "$build/tests/$t"
-		printf '%s\n' "$build/tests/$t" >>"$stage/etc/vm_tests"
+if [[ -n "$guest_script" ]]; then
+	cp "$guest_script" "$stage/vmtests/"
+else
+	for g in "$root"/tests/vm/guest/*.sh; do
+		cp "$g" "$stage/vmtests/"
 	done
 fi
+for b in "${builds[@]}"; do
+	[[ -x "$b/tools/vmdisk" ]] &&
+		copy_with_libs "$b/tools/vmdisk" "$b/tools/vmdiskd"
+done
+for t in "${VM_TESTS[@]}"; do
+	copy_with_libs "$t"
+	printf '%s\n' "$t" >>"$stage/etc/vm_tests"
+done
 printf '%s\n' "$build" >"$stage/etc/build_dir"
 net_args=(-nic none)
 if [[ -n "${VMDISK_VM_BARBICAN_PORT:-}" ]]; then
@@ -209,6 +229,7 @@ done
 n=0
 while [ ! -b /dev/vdb ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
 echo "VMTEST-BEGIN"
+export VMDISK_BUILD_DIR="$(cat /etc/build_dir)"
 if [ -f /etc/vm_env ]; then
 	. /etc/vm_env
 	ip link set lo up
@@ -223,11 +244,12 @@ else
 fi
 if [ -f /etc/vm_tests ]; then
 	export CMOCKA_MESSAGE_OUTPUT=TAP
-	export VMDISK_BUILD_DIR="$(cat /etc/build_dir)"
-	export VMDISK_CLI="$VMDISK_BUILD_DIR/tools/vmdisk"
-	export VMDISK_MODULE_DIR="$VMDISK_BUILD_DIR/lib"
 	export VMDISK_VM_DISK=/dev/vda
 	for t in $(cat /etc/vm_tests); do
+		# Each binary with the CLI and helper of its own build.
+		export VMDISK_BUILD_DIR="${t%/tests/*}"
+		export VMDISK_CLI="$VMDISK_BUILD_DIR/tools/vmdisk"
+		export VMDISK_MODULE_DIR="$VMDISK_BUILD_DIR/lib"
 		echo "# guest test $t"
 		"$t"
 		rc=$?
