@@ -190,6 +190,11 @@ static int lvm_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	if (rc < 0)
 		return rc;
 	guard.made = &made;
+	/* A blank thin volume reads zeroes already: nothing to write. */
+	if (!base && rep.sparse && !(made.fields & VMD_PF_KEY_ID)) {
+		guard.made = NULL;
+		return 0;
+	}
 	/* The base, or zeroes for a blank thick volume: what its extents
 	 * held before must not show. */
 	write = made;

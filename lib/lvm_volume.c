@@ -140,32 +140,6 @@ static const char *field_str(json_object *row, const char *key)
 		       : NULL;
 }
 
-static int vg_extent_size(const char *vg, uint64_t *extent,
-                          struct vmd_error *err)
-{
-	const char *argv[] = {"vgs", "--reportformat", "json", "--units", "b",
-	                      "--nosuffix", "-o", "vg_name,vg_extent_size",
-	                      vg, NULL};
-	VMD_AUTOFREE char *out = NULL;
-	json_object *root, *rows;
-	int rc = run_lvm("lvm: read volume group", argv, &out, err);
-
-	if (rc < 0)
-		return rc;
-	root = json_tokener_parse(out);
-	rows = root ? report_rows(root, "vg") : NULL;
-	rc = rows && json_object_array_length(rows) == 1 &&
-	             field_u64(json_object_array_get_idx(rows, 0),
-	                       "vg_extent_size", extent) &&
-	             *extent >= 512
-	             ? 0
-	             : vmd_error_set(err, VMD_E_EXTERNAL,
-	                             "lvm: read volume group failed",
-	                             "unexpected vgs output");
-	json_object_put(root);
-	return rc;
-}
-
 /* Fill lv->path/size/thin from lvs; *found false when there is no such LV. */
 static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 {
@@ -326,13 +300,11 @@ static int lv_create(const struct vmd_config *cfg, struct lv *lv,
                      uint64_t size, bool sparse, struct vmd_error *err)
 {
 	char bytes[32], pool[VMD_NAME_MAX * 2 + 2];
-	uint64_t extent;
 	bool found;
-	int rc = vg_extent_size(lv->vg, &extent, err);
+	int rc;
 
-	if (rc < 0)
-		return rc;
-	size = (size + extent - 1) / extent * extent;
+	/* lvcreate rounds the size up to whole extents itself; lvs below
+	 * reports what it made. */
 	snprintf(bytes, sizeof(bytes), "%llub", (unsigned long long)size);
 	if (sparse) {
 		if (!cfg->lvm_thin_pool[0])
