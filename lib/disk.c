@@ -319,10 +319,10 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = vmd_backend_get(kind, &ops, err);
 	if (rc == 0 && VMD_BACKEND_HAS(ops, check_config))
 		rc = ops->check_config(ctx, err);
-	/* An image whose source records a location (Glance's rbd://
-	 * direct_url) is cloned from there as if it were given: O(1) instead
-	 * of a download and an import. Not when a checksum is asked for: only
-	 * an import hashes the bytes. */
+	/* An image whose source records locations (Glance's rbd://
+	 * direct_url and locations) is cloned from the first that clones, as
+	 * if it were given: O(1) instead of a download and an import. Not
+	 * when a checksum is asked for: only an import hashes the bytes. */
 	char found[1024] = "";
 	struct vmd_create_opts with_loc;
 
@@ -338,28 +338,44 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 			vmd_log_info("create: %s/%s: cloning the image's "
 			             "location", instance, disk);
 			with_loc = *opts;
-			with_loc.location = found;
 			opts = &with_loc;
 		}
 	}
 	/* A location means nothing to a backend that cannot clone one: with
 	 * an image to import it is ignored, as Nova does. */
-	bool use_location = rc == 0 && opts->location &&
+	bool use_location = rc == 0 && (opts->location || found[0]) &&
 	                    (VMD_BACKEND_HAS(ops, clone_from_location) ||
 	                     !opts->image);
 
-	if (use_location) {
+	/* found: one or more, '\n' between them; --location: exactly one. */
+	for (char *next = found; use_location;) {
+		if (found[0]) {
+			char *loc = next;
+
+			next += strcspn(next, "\n");
+			if (*next)
+				*next++ = '\0';
+			with_loc.location = loc;
+		}
 		rc = create_by_location(ctx, ops, &ref, opts, kind, out, err);
 		/* Only a location that is well formed but not clonable here
-		 * falls back, and only when configured and a source is given. */
-		if (rc == 0 || !opts->image ||
-		    !ctx->cfg.rbd_clone_fallback_import ||
-		    (rc != VMD_E_REFUSED && rc != VMD_E_NOTFOUND))
+		 * falls back (to the next one, then to an import), and to an
+		 * import only when configured and a source is given. */
+		if (rc == 0 || (rc != VMD_E_REFUSED && rc != VMD_E_NOTFOUND))
+			return rc;
+		if (found[0] && *next) {
+			vmd_log_warning("create: %s/%s: location not clonable, "
+			                "trying the next one", instance, disk);
+			vmd_error_clear(err);
+			continue;
+		}
+		if (!opts->image || !ctx->cfg.rbd_clone_fallback_import)
 			return rc;
 		vmd_log_warning("create: %s/%s: location not clonable, "
 		                "importing the image instead", instance, disk);
 		vmd_error_clear(err);
 		rc = 0;
+		break;
 	}
 	bool from_base = opts->image || opts->fs != VMD_FS_NONE;
 

@@ -77,22 +77,22 @@ int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
 int vmd_source_meta_location(const struct vmd_source_meta *meta, char *loc,
                              size_t loc_size, struct vmd_error *err)
 {
-	size_t len = strlen(meta->direct_url);
+	size_t len = strlen(meta->locations);
 
 	if (loc_size == 0)
 		return vmd_error_set(err, VMD_E_INVAL, "no room for a location",
 		                     "loc_size 0");
 	loc[0] = '\0';
 	/* A clone is the image's bytes as they are: only a raw image can be a
-	 * disk that way. The location itself is parsed strictly later by the
+	 * disk that way. Each location is parsed strictly later by the
 	 * backend, like one given on the command line. */
 	if (strcmp(meta->disk_format, "raw") != 0 ||
-	    strncmp(meta->direct_url, "rbd://", 6) != 0)
+	    strncmp(meta->locations, "rbd://", 6) != 0)
 		return 0;
 	if (len >= loc_size)
 		return vmd_error_set(err, VMD_E_INVAL,
 		                     "image location too long", "%zu bytes", len);
-	memcpy(loc, meta->direct_url, len + 1);
+	memcpy(loc, meta->locations, len + 1);
 	return 0;
 }
 

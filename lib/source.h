@@ -33,7 +33,10 @@ struct vmd_source_meta {
 	char hash_hex[VMD_HASH_HEX_MAX];
 	uint64_t size;                /* expected bytes, 0 = unknown */
 	char disk_format[32];         /* as the source declares it, or "" */
-	char direct_url[1024];        /* e.g. Glance's rbd:// location */
+	/* The rbd:// locations the source records for the image, '\n'
+	 * between them: Glance's direct_url first, then its locations[]
+	 * (show_multiple_locations) not already named; "" when none. */
+	char locations[1024];
 };
 
 struct vmd_sink;
@@ -59,10 +62,11 @@ extern const struct vmd_source_ops vmd_source_glance;
 int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
                    struct vmd_error *err);
 
-/* The backend location `source` records for its image (Glance's rbd://
- * direct_url), into loc; "" when there is none, the source is not Glance,
- * or the image is not raw (only a raw image can be cloned as a disk).
- * Untrusted: the backend parses it as strictly as a --location. */
+/* The backend locations `source` records for its image (Glance's rbd://
+ * direct_url and locations, '\n' between them, in that order), into loc;
+ * "" when there is none, the source is not Glance, or the image is not
+ * raw (only a raw image can be cloned as a disk). Untrusted: the backend
+ * parses each as strictly as a --location. */
 int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
                         size_t loc_size, struct vmd_error *err);
 /* The same choice from a resolved record. */

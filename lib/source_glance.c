@@ -361,6 +361,36 @@ static int record_hash(json_object *o, struct vmd_source_meta *meta,
 	                     algo && lower_token(algo, 16) ? algo : "absent");
 }
 
+/* Append an rbd:// url to meta->locations ('\n' between them): printable,
+ * not already there, and only while it fits whole. Other stores' urls
+ * (file://, http://) are nothing we can clone. */
+static void add_location(struct vmd_source_meta *meta, const char *url)
+{
+	size_t have = strlen(meta->locations), len;
+	const char *p;
+
+	if (!url || strncmp(url, "rbd://", 6) != 0)
+		return;
+	len = strlen(url);
+	for (const char *c = url; *c; c++)
+		if ((unsigned char)*c <= 0x20 || (unsigned char)*c > 0x7e)
+			return;
+	for (p = meta->locations; *p;) {
+		size_t n = strcspn(p, "\n");
+
+		if (n == len && strncmp(p, url, len) == 0)
+			return;
+		p += n;
+		if (*p)
+			p++;
+	}
+	if (have + (have ? 1 : 0) + len >= sizeof(meta->locations))
+		return;
+	if (have)
+		meta->locations[have++] = '\n';
+	memcpy(meta->locations + have, url, len + 1);
+}
+
 int vmd_glance_parse_image(const char *json, size_t len, const char *image_id,
                            const char *allowed, struct vmd_source_meta *meta,
                            struct vmd_error *err)
@@ -368,7 +398,7 @@ int vmd_glance_parse_image(const char *json, size_t len, const char *image_id,
 	__attribute__((cleanup(tokener_freep))) json_tokener *tok = NULL;
 	__attribute__((cleanup(json_putp))) json_object *o = NULL;
 	const char *id, *status, *format, *direct;
-	json_object *size;
+	json_object *size, *locs;
 	int64_t n;
 	size_t end;
 
@@ -429,16 +459,14 @@ int vmd_glance_parse_image(const char *json, size_t len, const char *image_id,
 	if (record_hash(o, meta, err) < 0)
 		return err ? err->code : VMD_E_REFUSED;
 	direct = get_string(o, "direct_url");
-	if (direct) {
-		bool printable = true;
-
-		for (const char *p = direct; *p; p++)
-			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-				printable = false;
-		if (printable && strlen(direct) < sizeof(meta->direct_url))
-			snprintf(meta->direct_url, sizeof(meta->direct_url),
-			         "%s", direct);
-	}
+	add_location(meta, direct);
+	if (json_object_object_get_ex(o, "locations", &locs) &&
+	    json_object_is_type(locs, json_type_array))
+		for (size_t i = 0; i < json_object_array_length(locs) && i < 16;
+		     i++)
+			add_location(meta, get_string(json_object_array_get_idx(
+			                                      locs, i),
+			                              "url"));
 	return 0;
 }
 

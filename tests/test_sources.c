@@ -128,7 +128,41 @@ static void glance_record_ok(void **state)
 	assert_string_equal(meta.hash_hex, SHA512);
 	assert_int_equal(meta.size, 196616);
 	assert_string_equal(meta.disk_format, "qcow2");
-	assert_string_equal(meta.direct_url, "rbd://fsid/images/" ID "/snap");
+	assert_string_equal(meta.locations, "rbd://fsid/images/" ID "/snap");
+}
+
+/* show_multiple_locations: direct_url first, then the locations Glance
+ * lists that are rbd:// and not named yet; other stores' urls, controls
+ * and non-strings are left out. */
+static void glance_record_locations(void **state)
+{
+	struct vmd_source_meta meta;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char json[1024];
+	int n = snprintf(
+		json, sizeof(json),
+		"{\"id\":\"%s\",\"status\":\"active\",\"disk_format\":\"raw\","
+		"\"size\":1048576,\"checksum\":\"%s\","
+		"\"direct_url\":\"rbd://a/images/%s/snap\",\"locations\":["
+		"{\"url\":\"rbd://a/images/%s/snap\",\"metadata\":{}},"
+		"{\"url\":\"file:///var/lib/glance/images/x\"},"
+		"{\"url\":\"rbd://b/images/x/snap\\nrbd://c/i/x/snap\"},"
+		"{\"url\":7},\"nonsense\","
+		"{\"url\":\"rbd://b/images/%s/snap\",\"metadata\":{}}]}",
+		ID, MD5, ID, ID, ID);
+	char loc[256];
+
+	(void)state;
+	memset(&meta, 0, sizeof(meta));
+	assert_int_equal(vmd_glance_parse_image(json, (size_t)n, ID, "raw",
+	                                        &meta, &err),
+	                 0);
+	assert_string_equal(meta.locations, "rbd://a/images/" ID "/snap\n"
+	                                    "rbd://b/images/" ID "/snap");
+	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc),
+	                                          &err),
+	                 0);
+	assert_string_equal(loc, meta.locations);
 }
 
 static void location_of_record(void **state)
@@ -140,7 +174,7 @@ static void location_of_record(void **state)
 	(void)state;
 	memset(&meta, 0, sizeof(meta));
 	snprintf(meta.disk_format, sizeof(meta.disk_format), "raw");
-	snprintf(meta.direct_url, sizeof(meta.direct_url), "rbd://f/images/i/snap");
+	snprintf(meta.locations, sizeof(meta.locations), "rbd://f/images/i/snap");
 	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
 	                 0);
 	assert_string_equal(loc, "rbd://f/images/i/snap");
@@ -157,12 +191,12 @@ static void location_of_record(void **state)
 	assert_string_equal(loc, "");
 	/* Locations of other stores are not ours to clone. */
 	snprintf(meta.disk_format, sizeof(meta.disk_format), "raw");
-	snprintf(meta.direct_url, sizeof(meta.direct_url),
+	snprintf(meta.locations, sizeof(meta.locations),
 	         "file:///var/lib/glance/images/i");
 	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
 	                 0);
 	assert_string_equal(loc, "");
-	meta.direct_url[0] = '\0';
+	meta.locations[0] = '\0';
 	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
 	                 0);
 	assert_string_equal(loc, "");
@@ -325,6 +359,7 @@ int main(void)
 		cmocka_unit_test(url_too_long),
 		cmocka_unit_test(url_for_log_drops_query),
 		cmocka_unit_test(glance_record_ok),
+		cmocka_unit_test(glance_record_locations),
 		cmocka_unit_test(location_of_record),
 		cmocka_unit_test(glance_record_md5_fallback),
 		cmocka_unit_test(glance_record_refused),

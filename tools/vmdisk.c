@@ -1006,8 +1006,9 @@ static const struct command commands[] = {
 	 "protected snapshot instead of importing; with --image too, a location\n"
 	 "that cannot be cloned falls back to importing the image when\n"
 	 "rbd_clone_fallback_import is true. A raw glance:// image whose\n"
-	 "direct_url is rbd:// is cloned from there the same way (not with\n"
-	 "--checksum: only an import hashes the bytes).\n"
+	 "direct_url or locations are rbd:// is cloned from the first of them\n"
+	 "that can be cloned, the same way (not with --checksum: only an\n"
+	 "import hashes the bytes).\n"
 	 "--key-id UUID: with ephemeral_storage_encryption_enabled, the lvm\n"
 	 "volume is LUKS2-formatted with that key from key_manager (fetched\n"
 	 "before anything is made) and the guest gets its dm-crypt mapping.",

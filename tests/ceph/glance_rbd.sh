@@ -330,6 +330,36 @@ else
 	bad "other fsid without fallback: exit $rc: $(head -c 300 "$tmp/err")"
 fi
 
+# Two locations (show_multiple_locations), the first (and direct_url) in
+# another cluster: the second, in ours, is cloned.
+id_multi=$(upload multi raw "$img/a.raw") || bad "upload raw (two locations)"
+"$py" - "$S/glance.sqlite" "$id_multi" "rbd://$other/images/$id_multi/snap" <<'EOF2' ||
+import sqlite3, sys
+db, image, foreign = sys.argv[1:4]
+c = sqlite3.connect(db)
+cols = [r[1] for r in c.execute("PRAGMA table_info(image_locations)") if r[1] != "id"]
+row = c.execute("SELECT %s FROM image_locations WHERE image_id = ? AND deleted = 0"
+                % ", ".join(cols), (image,)).fetchone()
+c.execute("UPDATE image_locations SET value = ? WHERE image_id = ? AND deleted = 0",
+          (foreign, image))
+c.execute("INSERT INTO image_locations (%s) VALUES (%s)"
+          % (", ".join(cols), ", ".join("?" * len(cols))), row)
+c.commit()
+EOF2
+	bad "could not add a second location to $id_multi"
+newconf
+u=$(cat /proc/sys/kernel/random/uuid)
+vm create "$u" disk --image "glance://$id_multi"
+rc=$?
+p=$(parent_of "${u}_disk")
+if [[ $rc -eq 0 && "$p" == "images/$id_multi@snap" ]] &&
+	grep -q 'trying the next one' "$tmp/err" && [[ $(entries) -eq 0 ]]; then
+	ok "first location in another cluster, second in ours: cloned from the second ($p)"
+else
+	bad "two locations: exit $rc, parent '$p': $(tail -n 2 "$tmp/err")"
+fi
+vm remove "$u" disk >/dev/null 2>&1
+
 for evil in "rbd://$fsid/images/../$id_evil/snap" "rbd://$fsid/images/$id_evil/snap/x" \
 	"rbd://$fsid/images/$id_evil" "rbd://$fsid/vms%2f../$id_evil/snap"; do
 	set_location "$id_evil" "$evil" || { bad "could not set location $evil"; continue; }
