@@ -443,6 +443,23 @@ static int open_existing(struct vmd_ctx *ctx, const char *instance,
 	return vmd_backend_get(rec.backend, ops, err);
 }
 
+/* An existing disk under its instance's lock, which every call that
+ * changes a disk or reads its content holds: the names are checked before
+ * the lock is named after them. */
+static int open_existing_locked(struct vmd_ctx *ctx, const char *instance,
+                                const char *disk, struct vmd_disk_ref *ref,
+                                const struct vmd_backend_ops **ops,
+                                struct vmd_lock *lock, struct vmd_error *err)
+{
+	int rc = disk_ref_init(ctx, instance, disk, ref, err);
+
+	if (rc == 0)
+		rc = lock_instance(ctx, instance, lock, err);
+	if (rc == 0)
+		rc = open_existing(ctx, instance, disk, ref, ops, err);
+	return rc;
+}
+
 int vmd_disk_info(struct vmd_ctx *ctx, const char *instance, const char *disk,
                   struct vmd_disk_info *out, struct vmd_error *err)
 {
@@ -473,11 +490,8 @@ int vmd_disk_resize(struct vmd_ctx *ctx, const char *instance,
 		rc = vmd_error_set(err, VMD_E_INVAL, "size must be positive",
 		                   "size 0");
 	if (rc == 0)
-		rc = disk_ref_init(ctx, instance, disk, &ref, err);
-	if (rc == 0)
-		rc = lock_instance(ctx, instance, &lock, err);
-	if (rc == 0)
-		rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+		rc = open_existing_locked(ctx, instance, disk, &ref, &ops,
+		                          &lock, err);
 	if (rc == 0)
 		rc = vmd_backend_require(ops, (const void *)ops->resize,
 		                         "resize", err);
@@ -494,12 +508,9 @@ int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
 	struct vmd_disk_ref ref;
 	const struct vmd_backend_ops *ops;
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
-	int rc = disk_ref_init(ctx, instance, disk, &ref, err);
+	int rc = open_existing_locked(ctx, instance, disk, &ref, &ops, &lock,
+	                              err);
 
-	if (rc == 0)
-		rc = lock_instance(ctx, instance, &lock, err);
-	if (rc == 0)
-		rc = open_existing(ctx, instance, disk, &ref, &ops, err);
 	if (rc == 0)
 		rc = ops->remove(ctx, &ref, err);
 	if (rc == 0)
@@ -523,13 +534,10 @@ int vmd_disk_snapshot_extract(struct vmd_ctx *ctx, const char *instance,
 	struct vmd_disk_ref ref;
 	const struct vmd_backend_ops *ops;
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
-	int rc = disk_ref_init(ctx, instance, disk, &ref, err);
-
 	/* Held so that no resize or remove runs under the copy. */
-	if (rc == 0)
-		rc = lock_instance(ctx, instance, &lock, err);
-	if (rc == 0)
-		rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+	int rc = open_existing_locked(ctx, instance, disk, &ref, &ops, &lock,
+	                              err);
+
 	if (rc == 0)
 		rc = vmd_backend_require(ops, (const void *)ops->snapshot_extract,
 		                         "snapshot_extract", err);
@@ -579,17 +587,15 @@ static int disk_op_run(struct vmd_ctx *ctx, const char *instance,
 	const struct vmd_backend_ops *ops;
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	const void *fn = NULL;
-	int rc = disk_ref_init(ctx, instance, disk, &ref, err);
+	int rc = 0;
 
-	if (rc == 0 && op != OP_FLATTEN &&
-	    (!name || !vmd_valid_disk_name(name)))
+	if (op != OP_FLATTEN && (!name || !vmd_valid_disk_name(name)))
 		rc = vmd_error_set(err, VMD_E_INVAL, "bad snapshot name",
 		                   "snapshot name must match "
 		                   "[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
 	if (rc == 0)
-		rc = lock_instance(ctx, instance, &lock, err);
-	if (rc == 0)
-		rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+		rc = open_existing_locked(ctx, instance, disk, &ref, &ops,
+		                          &lock, err);
 	if (rc == 0) {
 		switch (op) {
 		case OP_SNAP_CREATE: fn = (const void *)ops->snap_create; break;
