@@ -143,15 +143,22 @@ static const char *field_str(json_object *row, const char *key)
 /* Fill lv->path/size/thin from lvs; *found false when there is no such LV. */
 static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 {
+	/* Only this LV's row (a host may have hundreds): a selection, which
+	 * answers an empty list rather than an error when there is none.
+	 * The name passed the LV allow-list, so it needs no escaping inside
+	 * the quotes; the row's name is still compared below. */
+	char select[LV_NAME_MAX + 16];
 	const char *argv[] = {"lvs", "--reportformat", "json", "--units", "b",
 	                      "--nosuffix", "-o",
-	                      "lv_name,vg_name,lv_path,lv_size,segtype", lv->vg,
-	                      NULL};
+	                      "lv_name,vg_name,lv_path,lv_size,segtype", "-S",
+	                      select, lv->vg, NULL};
 	VMD_AUTOFREE char *out = NULL;
 	json_object *root, *rows;
-	int rc = run_lvm("lvm: list volumes", argv, &out, err);
+	int rc;
 
 	*found = false;
+	snprintf(select, sizeof(select), "lv_name=\"%s\"", lv->name);
+	rc = run_lvm("lvm: list volumes", argv, &out, err);
 	if (rc < 0)
 		return rc;
 	root = json_tokener_parse(out);
