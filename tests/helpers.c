@@ -260,3 +260,13 @@ void th_log_capture_stop(void)
 	captured.text = NULL;
 	captured.len = 0;
 }
+
+void th_ctx_renew(struct vmd_ctx **ctx, const struct vmd_config *cfg)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	vmd_ctx_free(*ctx);
+	*ctx = vmd_ctx_new(cfg, &err);
+	if (!*ctx)
+		fail_msg("vmd_ctx_new: %s (%s)", err.msg, err.detail);
+}

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include <vmdisk/log.h>
+#include <vmdisk/vmdisk.h>
 
 #include <cmocka.h>
 
@@ -33,6 +34,10 @@ char *th_read_text(const char *path);
 int th_files_equal(const char *a, const char *b);
 uint64_t th_file_size(const char *path);
 int th_exists(const char *path);
+
+/* Replace *ctx (freed, may be NULL) by a new context of cfg: what a test
+ * does after changing its configuration. */
+void th_ctx_renew(struct vmd_ctx **ctx, const struct vmd_config *cfg);
 
 /* Capture every log line (already redacted) at debug level from now on;
  * th_log_text() is what came so far ("" when nothing), stop ends the

@@ -25,15 +25,6 @@ struct fixture {
 	struct vmd_ctx *ctx;
 };
 
-static void fixture_ctx(struct fixture *f)
-{
-	struct vmd_error err = VMD_ERROR_INIT;
-
-	vmd_ctx_free(f->ctx);
-	f->ctx = vmd_ctx_new(&f->cfg, &err);
-	assert_non_null(f->ctx);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
@@ -51,7 +42,7 @@ static int setup(void **state)
 	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
 	         f->instances);
 	f->cfg.lock_timeout_seconds = 10;
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	*state = f;
 	return 0;
 }
@@ -161,7 +152,7 @@ static void test_flat_preallocate_space(void **state)
 	struct vmd_disk_info info;
 
 	f->cfg.preallocate_images = VMD_PREALLOCATE_SPACE;
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	create_ok(f, INST, "disk", VMD_BACKEND_FLAT, 16u << 20, &info);
 	assert_true(info.actual_size >= 16u << 20);
 }
@@ -172,11 +163,11 @@ static void test_default_backend_follows_config(void **state)
 	struct vmd_disk_info info;
 
 	f->cfg.use_cow_images = false;
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	create_ok(f, INST, "disk", VMD_BACKEND_DEFAULT, 0, &info);
 	assert_string_equal(info.backend, "flat");
 	f->cfg.use_cow_images = true;
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	create_ok(f, INST, "disk2", VMD_BACKEND_DEFAULT, 0, &info);
 	assert_string_equal(info.backend, "qcow2");
 	/* The record, not today's configuration, decides later calls. */
@@ -279,7 +270,7 @@ static void test_flat_disk_from_qcow2_base(void **state)
 	th_require_qemu_img();
 	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
 	f->cfg.force_raw_images = false;
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	opts.image = q;
 	if (vmd_disk_create(f->ctx, INST, "disk", &opts, &info, &err) != 0)
 		fail_msg("create: %s (%s)", err.msg, err.detail);

@@ -39,15 +39,6 @@ struct fixture {
 
 static const char *why_not;
 
-static void fixture_ctx(struct fixture *f)
-{
-	struct vmd_error err = VMD_ERROR_INIT;
-
-	vmd_ctx_free(f->ctx);
-	f->ctx = vmd_ctx_new(&f->cfg, &err);
-	assert_non_null(f->ctx);
-}
-
 static void run_ok(const char *const *argv)
 {
 	char *out = NULL, *errs = NULL;
@@ -121,7 +112,7 @@ static int setup(void **state)
 	f->cfg.images_type = VMD_BACKEND_LVM;
 	f->cfg.force_raw_images = false;
 	free(instances);
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	return 0;
 }
 
@@ -259,7 +250,7 @@ static void test_sparse_thin(void **state)
 
 	NEED_VM();
 	f->cfg.sparse_logical_volumes = true;
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	create_ok(f, "thin", f->base_raw, VMD_FS_NONE, 1ull << 30, &info);
 	assert_int_equal(info.virtual_size, 1ull << 30);
 	assert_int_equal(th_run((const char *[]){"lvs", "--noheadings", "-o",
@@ -352,7 +343,7 @@ static void test_remove_clears_extents(void **state)
 	for (size_t i = 0; i < 2; i++) {
 		snprintf(f->cfg.volume_clear, sizeof(f->cfg.volume_clear), "%s",
 		         modes[i]);
-		fixture_ctx(f);
+		th_ctx_renew(&f->ctx, &f->cfg);
 		create_ok(f, "disk", f->base_raw, VMD_FS_NONE, 8 * MIB, &info);
 		remove_ok(f, "disk");
 		/* The next LV gets the same first free extents. */
@@ -380,7 +371,7 @@ static void test_remove_request_cannot_weaken_clear(void **state)
 
 	NEED_VM();
 	snprintf(f->cfg.volume_clear, sizeof(f->cfg.volume_clear), "zero");
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	create_ok(f, "disk", f->base_raw, VMD_FS_NONE, 8 * MIB, &info);
 	if (vmd_priv_run(&f->cfg, &req, &rep, &err) != 0)
 		fail_msg("lvm_remove: %s (%s)", err.msg, err.detail);
@@ -434,7 +425,7 @@ static void use_key_file(struct fixture *f, mode_t mode)
 	f->cfg.ephemeral_storage_encryption_enabled = true;
 	snprintf(f->cfg.key_manager, sizeof(f->cfg.key_manager), "file");
 	snprintf(f->cfg.key_file_dir, sizeof(f->cfg.key_file_dir), "%s", dir);
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	free(path);
 	free(dir);
 }
@@ -488,7 +479,7 @@ static void test_encrypted_volume(void **state)
 	assert_false(plaintext_on("/dev/" VG "/" INST "_enc"));
 	assert_true(plaintext_on(info.path));
 	/* Growing it grows the mapping too (the key id from the record). */
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	if (vmd_disk_resize(f->ctx, INST, "enc", 40 * MIB, &err) != 0)
 		fail_msg("resize: %s (%s)", err.msg, err.detail);
 	assert_int_equal(vmd_disk_info(f->ctx, INST, "enc", &info, &err), 0);
@@ -974,7 +965,7 @@ static void use_barbican(struct fixture *f)
 	snprintf(f->cfg.barbican_project_id,
 	         sizeof(f->cfg.barbican_project_id), "%s",
 	         getenv("VMDISK_VM_BARBICAN_PROJECT"));
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	th_log_capture_start();
 	free(token);
 }

@@ -32,15 +32,6 @@ struct fixture {
 	struct vmd_ctx *ctx;
 };
 
-static void fixture_ctx(struct fixture *f)
-{
-	struct vmd_error err = VMD_ERROR_INIT;
-
-	vmd_ctx_free(f->ctx);
-	f->ctx = vmd_ctx_new(&f->cfg, &err);
-	assert_non_null(f->ctx);
-}
-
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
@@ -76,7 +67,7 @@ static int setup(void **state)
 	f->cfg.images_type = VMD_BACKEND_PLOOP;
 	f->cfg.force_raw_images = false;
 	free(instances);
-	fixture_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	*state = f;
 	return 0;
 }
