@@ -25,46 +25,20 @@ build=${1:-${VMDISK_BUILD_DIR:-$root/build}}
 fetch=$build/tests/key_fetch
 py=/usr/bin/python3
 
-passed=0
-failed=0
-say() { printf 'barbican: %s\n' "$*"; }
-ok() { printf 'ok   %s\n' "$*"; passed=$((passed + 1)); }
-bad() { printf 'FAIL %s\n' "$*"; failed=$((failed + 1)); }
-skip() {
-	say "skipped: $*"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 77
-}
+t_name=barbican
+# shellcheck source=tests/lib.sh
+. "$root/tests/lib.sh"
 
 [[ -x "$fetch" ]] || { say "no $fetch (build first)"; echo "0 passed, 1 failed"; exit 1; }
 
-if ! "$py" -c 'import barbican.api.app' 2>/dev/null; then
-	if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
-		say "installing python3-barbican"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			--no-install-recommends python3-barbican >/dev/null 2>&1 ||
-			{ DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 &&
-				DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-					--no-install-recommends python3-barbican >/dev/null 2>&1; }
-	fi
-	"$py" -c 'import barbican.api.app' 2>/dev/null ||
-		skip "python3-barbican is not installed and could not be (apt-get install python3-barbican)"
-fi
+need_python barbican.api.app python3-barbican
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-barbican.XXXXXX") || exit 1
 S=$tmp/barbican
 mkdir -p "$S"
 pid=
 stop_barbican() {
-	local i
-	[[ -n "$pid" ]] || return 0
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 50; i++)); do
-		[[ -d /proc/$pid ]] || break
-		grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null
+	stop_pid "$pid"
 	pid=
 }
 silent_pid=
@@ -75,12 +49,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-	"$py" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
 port=$(free_port)
 dead_port=$(free_port)
 base=http://127.0.0.1:$port
@@ -147,16 +115,7 @@ start=$(date +%s)
 setsid "$py" "$S/launch.py" "$S/barbican.conf" "$S/paste.ini" "$port" \
 	>"$S/barbican.log" 2>&1 </dev/null &
 pid=$!
-up=0
-for ((i = 0; i < 150; i++)); do
-	if [[ "$(curl -s -o /dev/null -w '%{http_code}' "$base/healthcheck")" == 200 ]]; then
-		up=1
-		break
-	fi
-	grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break
-	sleep 0.2
-done
-if ((up == 0)); then
+if ! wait_http "$base/healthcheck" "$pid"; then
 	tail -n 30 "$S/barbican.log"
 	skip "Barbican did not answer on 127.0.0.1:$port"
 fi

@@ -26,137 +26,36 @@ conf=$D/ceph.conf
 fsid=$(cat "$D/fsid")
 R=(rbd -c "$conf" --id admin)
 
-passed=0
-failed=0
-say() { printf 'glance-rbd: %s\n' "$*"; }
-ok() { printf 'ok   %s\n' "$*"; passed=$((passed + 1)); }
-bad() { printf 'FAIL %s\n' "$*"; failed=$((failed + 1)); }
-skip() {
-	say "skipped: $*"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 77
-}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+t_name=glance-rbd
+# shellcheck source=tests/lib.sh
+. "$root/tests/lib.sh"
+# shellcheck source=tests/glance/glance.sh
+. "$root/tests/glance/glance.sh"
 
-for m in glance.cmd.api rbd rados; do
-	"$py" -c "import $m" 2>/dev/null && continue
-	pkg=python3-$m
-	[[ $m == glance.cmd.api ]] && pkg=python3-glance
-	if ((EUID == 0)); then
-		say "installing $pkg"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			--no-install-recommends "$pkg" >/dev/null 2>&1
-	fi
-	"$py" -c "import $m" 2>/dev/null ||
-		skip "$pkg is not installed and could not be (apt-get install $pkg)"
-done
+need_python glance.cmd.api python3-glance
+need_python rbd python3-rbd
+need_python rados python3-rados
 
 tmp=$(mktemp -d "$D/glance.XXXXXX") || exit 1
 S=$tmp/glance
 glance_pid=
 cleanup() {
-	local i
-	if [[ -n "$glance_pid" ]]; then
-		kill -TERM "$glance_pid" 2>/dev/null
-		for ((i = 0; i < 50; i++)); do
-			[[ -d /proc/$glance_pid ]] || break
-			grep -q '^State:.*Z' "/proc/$glance_pid/status" 2>/dev/null && break
-			sleep 0.1
-		done
-		kill -KILL "$glance_pid" 2>/dev/null
-	fi
+	stop_pid "$glance_pid"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 trap 'exit 143' TERM INT
 
-port=$("$py" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])')
-mkdir -p "$S"/staging "$S"/tasks "$S"/lock
-cat >"$S/glance-api.conf" <<EOF
-[DEFAULT]
-bind_host = 127.0.0.1
-bind_port = $port
-workers = 0
-enabled_backends = rbd:rbd, http:http
-show_multiple_locations = true
-show_image_direct_url = true
-node_staging_uri = file://$S/staging
-use_stderr = true
-[database]
-connection = sqlite:///$S/glance.sqlite
-[paste_deploy]
-flavor =
-config_file = $S/glance-api-paste.ini
-[glance_store]
-default_backend = rbd
-[rbd]
+port=$(free_port)
+# CEPH_CONF too: librados in Glance finds the keyring through it.
+CEPH_CONF=$conf glance_start "$port" "rbd:rbd, http:http" rbd "[rbd]
 rbd_store_pool = images
 rbd_store_user = admin
 rbd_store_ceph_conf = $conf
-rbd_store_chunk_size = 4
-[os_glance_staging_store]
-filesystem_store_datadir = $S/staging
-[os_glance_tasks_store]
-filesystem_store_datadir = $S/tasks
-[oslo_concurrency]
-lock_path = $S/lock
-EOF
-cat >"$S/glance-api-paste.ini" <<EOF
-[pipeline:glance-api]
-pipeline = healthcheck versionnegotiation unauthenticated-context rootapp
-[composite:rootapp]
-paste.composite_factory = glance.api:root_app_factory
-/: apiversions
-/v2: apiv2app
-[app:apiversions]
-paste.app_factory = glance.api.versions:create_resource
-[app:apiv2app]
-paste.app_factory = glance.api.v2.router:API.factory
-[filter:healthcheck]
-paste.filter_factory = oslo_middleware:Healthcheck.factory
-backends = disable_by_file
-disable_by_file_path = $S/healthcheck_disable
-[filter:versionnegotiation]
-paste.filter_factory = glance.api.middleware.version_negotiation:VersionNegotiationFilter.factory
-[filter:unauthenticated-context]
-paste.filter_factory = glance.api.middleware.context:UnauthenticatedContextMiddleware.factory
-EOF
-
-"$py" -c 'import sys; from glance.cmd.manage import main; sys.exit(main())' \
-	--config-file "$S/glance-api.conf" db_sync >"$S/db_sync.log" 2>&1 ||
-	skip "glance-manage db_sync failed: $(tail -n 2 "$S/db_sync.log" | tr '\n' ' ')"
-# CEPH_CONF too: librados in Glance finds the keyring through it.
-CEPH_CONF=$conf setsid "$py" -c 'import sys; from glance.cmd.api import main; sys.exit(main())' \
-	--config-file "$S/glance-api.conf" </dev/null >"$S/log" 2>&1 &
-glance_pid=$!
-api=http://127.0.0.1:$port
-ready=0
-for ((i = 0; i < 150; i++)); do
-	if [[ $(curl -s -o /dev/null -w '%{http_code}' "$api/healthcheck" 2>/dev/null) == 200 ]]; then
-		ready=1
-		break
-	fi
-	if [[ ! -d /proc/$glance_pid ]] || grep -q '^State:.*Z' "/proc/$glance_pid/status" 2>/dev/null; then
-		break
-	fi
-	sleep 0.2
-done
-((ready)) || skip "glance-api did not start: $(tail -n 3 "$S/log" | tr '\n' ' ')"
+rbd_store_chunk_size = 4"
 say "Glance on $api, rbd store on pool images"
 
-# upload NAME DISK_FORMAT FILE: print the new image's id
-upload() {
-	local id
-	id=$(curl -sf -X POST -H 'Content-Type: application/json' \
-		-d "{\"name\":\"$1\",\"disk_format\":\"$2\",\"container_format\":\"bare\"}" \
-		"$api/v2/images" | "$py" -c 'import json, sys; print(json.load(sys.stdin)["id"])') ||
-		return 1
-	curl -sf -X PUT -H 'Content-Type: application/octet-stream' \
-		--data-binary "@$3" "$api/v2/images/$id/file" >/dev/null || return 1
-	echo "$id"
-}
 direct_url() {
 	curl -sf "$api/v2/images/$1" |
 		"$py" -c 'import json, sys; print(json.load(sys.stdin).get("direct_url", ""))'
@@ -181,7 +80,7 @@ truncate -s 6M "$img/a.raw"
 head -c 64K /dev/urandom | dd of="$img/a.raw" bs=64K seek=80 conv=notrunc status=none
 qemu-img convert -q -f raw -O qcow2 "$img/a.raw" "$img/a.qcow2"
 
-id_raw=$(upload raw raw "$img/a.raw") || true
+id_raw=$(glance_upload raw raw "$img/a.raw") || true
 url=$(direct_url "${id_raw:-none}" 2>/dev/null) || true
 if [[ -z "${id_raw:-}" || "$url" != rbd://* ]]; then
 	say "Glance's rbd store did not take the image (direct_url '$url'):"
@@ -194,9 +93,9 @@ if [[ "$url" == "rbd://$fsid/images/$id_raw/snap" ]]; then
 else
 	bad "direct_url $url, expected rbd://$fsid/images/$id_raw/snap"
 fi
-id_qcow2=$(upload qcow2 qcow2 "$img/a.qcow2") || bad "upload qcow2"
-id_fsid=$(upload otherfsid raw "$img/a.raw") || bad "upload raw (other fsid)"
-id_evil=$(upload evil raw "$img/a.raw") || bad "upload raw (bad location)"
+id_qcow2=$(glance_upload qcow2 qcow2 "$img/a.qcow2") || bad "upload qcow2"
+id_fsid=$(glance_upload otherfsid raw "$img/a.raw") || bad "upload raw (other fsid)"
+id_evil=$(glance_upload evil raw "$img/a.raw") || bad "upload raw (bad location)"
 ((failed == 0)) || { echo "$passed passed, $failed failed"; exit 1; }
 
 n=0
@@ -332,7 +231,7 @@ fi
 
 # Two locations (show_multiple_locations), the first (and direct_url) in
 # another cluster: the second, in ours, is cloned.
-id_multi=$(upload multi raw "$img/a.raw") || bad "upload raw (two locations)"
+id_multi=$(glance_upload multi raw "$img/a.raw") || bad "upload raw (two locations)"
 "$py" - "$S/glance.sqlite" "$id_multi" "rbd://$other/images/$id_multi/snap" <<'EOF2' ||
 import sqlite3, sys
 db, image, foreign = sys.argv[1:4]

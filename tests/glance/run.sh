@@ -25,149 +25,32 @@ build=${1:-${VMDISK_BUILD_DIR:-$root/build}}
 cli=${VMDISK_CLI:-$build/tools/vmdisk}
 py=/usr/bin/python3
 
-passed=0
-failed=0
-say() { printf 'glance: %s\n' "$*"; }
-ok() { printf 'ok   %s\n' "$*"; passed=$((passed + 1)); }
-bad() { printf 'FAIL %s\n' "$*"; failed=$((failed + 1)); }
-check() {
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name"; fi
-}
-skip() {
-	say "skipped: $*"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 77
-}
+t_name=glance
+# shellcheck source=tests/lib.sh
+. "$root/tests/lib.sh"
+# shellcheck source=tests/glance/glance.sh
+. "$root/tests/glance/glance.sh"
 
 [[ -x "$cli" ]] || { say "no CLI at $cli (build first)"; echo "0 passed, 1 failed"; exit 1; }
 
-if ! "$py" -c 'import glance.cmd.api' 2>/dev/null; then
-	if ((EUID == 0)) && command -v apt-get >/dev/null 2>&1; then
-		say "installing python3-glance"
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-			--no-install-recommends python3-glance >/dev/null 2>&1 ||
-			{ DEBIAN_FRONTEND=noninteractive apt-get update -q >/dev/null 2>&1 &&
-				DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-					--no-install-recommends python3-glance >/dev/null 2>&1; }
-	fi
-	"$py" -c 'import glance.cmd.api' 2>/dev/null ||
-		skip "python3-glance is not installed and could not be (apt-get install python3-glance)"
-fi
+need_python glance.cmd.api python3-glance
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-glance.XXXXXX") || exit 1
 S=$tmp/glance
 glance_pid=
 cleanup() {
-	local i
-	if [[ -n "$glance_pid" ]]; then
-		kill -TERM "$glance_pid" 2>/dev/null
-		for ((i = 0; i < 50; i++)); do
-			[[ -d /proc/$glance_pid ]] || break
-			grep -q '^State:.*Z' "/proc/$glance_pid/status" 2>/dev/null && break
-			sleep 0.1
-		done
-		kill -KILL "$glance_pid" 2>/dev/null
-	fi
+	stop_pid "$glance_pid"
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
 
-port=$("$py" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])')
-dead_port=$("$py" -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])')
-mkdir -p "$S"/images "$S"/staging "$S"/tasks "$S"/lock
-cat >"$S/glance-api.conf" <<EOF
-[DEFAULT]
-bind_host = 127.0.0.1
-bind_port = $port
-workers = 0
-enabled_backends = file:file
-show_multiple_locations = true
-show_image_direct_url = true
-node_staging_uri = file://$S/staging
-use_stderr = true
-[database]
-connection = sqlite:///$S/glance.sqlite
-[paste_deploy]
-flavor =
-config_file = $S/glance-api-paste.ini
-[glance_store]
-default_backend = file
-[file]
-filesystem_store_datadir = $S/images
-[os_glance_staging_store]
-filesystem_store_datadir = $S/staging
-[os_glance_tasks_store]
-filesystem_store_datadir = $S/tasks
-[oslo_concurrency]
-lock_path = $S/lock
-EOF
-cat >"$S/glance-api-paste.ini" <<EOF
-[pipeline:glance-api]
-pipeline = healthcheck versionnegotiation unauthenticated-context rootapp
-[pipeline:glance-api-trusted]
-pipeline = healthcheck versionnegotiation context rootapp
-[composite:rootapp]
-paste.composite_factory = glance.api:root_app_factory
-/: apiversions
-/v2: apiv2app
-[app:apiversions]
-paste.app_factory = glance.api.versions:create_resource
-[app:apiv2app]
-paste.app_factory = glance.api.v2.router:API.factory
-[filter:healthcheck]
-paste.filter_factory = oslo_middleware:Healthcheck.factory
-backends = disable_by_file
-disable_by_file_path = $S/healthcheck_disable
-[filter:versionnegotiation]
-paste.filter_factory = glance.api.middleware.version_negotiation:VersionNegotiationFilter.factory
-[filter:unauthenticated-context]
-paste.filter_factory = glance.api.middleware.context:UnauthenticatedContextMiddleware.factory
-[filter:context]
-paste.filter_factory = glance.api.middleware.context:ContextMiddleware.factory
-EOF
-
-"$py" -c 'import sys; from glance.cmd.manage import main; sys.exit(main())' \
-	--config-file "$S/glance-api.conf" db_sync >"$S/db_sync.log" 2>&1 ||
-	skip "glance-manage db_sync failed: $(tail -n 2 "$S/db_sync.log" | tr '\n' ' ')"
-setsid "$py" -c 'import sys; from glance.cmd.api import main; sys.exit(main())' \
-	--config-file "$S/glance-api.conf" </dev/null >"$S/log" 2>&1 &
-glance_pid=$!
-api=http://127.0.0.1:$port
-ready=0
-for ((i = 0; i < 150; i++)); do
-	if [[ $(curl -s -o /dev/null -w '%{http_code}' "$api/healthcheck" 2>/dev/null) == 200 ]]; then
-		ready=1
-		break
-	fi
-	if [[ ! -d /proc/$glance_pid ]] || grep -q '^State:.*Z' "/proc/$glance_pid/status" 2>/dev/null; then
-		break
-	fi
-	sleep 0.2
-done
-((ready)) || skip "glance-api did not start: $(tail -n 3 "$S/log" | tr '\n' ' ')"
+port=$(free_port)
+dead_port=$(free_port)
+mkdir -p "$S"/images
+glance_start "$port" file:file file "[file]
+filesystem_store_datadir = $S/images"
 say "Glance on $api"
 
-# upload NAME DISK_FORMAT FILE: print the new image's id (FILE "" = no data)
-upload() {
-	local id
-	id=$(curl -sf -X POST -H 'Content-Type: application/json' \
-		-d "{\"name\":\"$1\",\"disk_format\":\"$2\",\"container_format\":\"bare\"}" \
-		"$api/v2/images" | "$py" -c 'import json, sys; print(json.load(sys.stdin)["id"])') ||
-		return 1
-	if [[ -n "$3" ]]; then
-		curl -sf -X PUT -H 'Content-Type: application/octet-stream' \
-			--data-binary "@$3" "$api/v2/images/$id/file" >/dev/null || return 1
-	fi
-	echo "$id"
-}
 # db_set ID COLUMN VALUE: change Glance's record behind its back
 db_set() {
 	"$py" - "$S/glance.sqlite" "$@" <<'EOF'
@@ -190,14 +73,14 @@ head -c 4K /dev/urandom | dd of="$img/b.raw" conv=notrunc status=none
 cp "$img/a.raw" "$img/c.raw"
 head -c 4K /dev/urandom | dd of="$img/c.raw" conv=notrunc status=none
 
-id_raw=$(upload raw raw "$img/a.raw") || bad "upload raw"
-id_qcow2=$(upload qcow2 qcow2 "$img/a.qcow2") || bad "upload qcow2"
-id_vhd=$(upload vhd vhd "$img/a.raw") || bad "upload vhd"
-id_queued=$(upload queued raw "") || bad "create an image without data"
-id_tamper=$(upload tampered raw "$img/b.raw") || bad "upload tampered"
-id_md5=$(upload md5 raw "$img/c.raw") || bad "upload md5"
-id_liar=$(upload liar raw "$img/a.qcow2") || bad "upload qcow2 declared raw"
-id_liar2=$(upload liar2 qcow2 "$img/a.raw") || bad "upload raw declared qcow2"
+id_raw=$(glance_upload raw raw "$img/a.raw") || bad "upload raw"
+id_qcow2=$(glance_upload qcow2 qcow2 "$img/a.qcow2") || bad "upload qcow2"
+id_vhd=$(glance_upload vhd vhd "$img/a.raw") || bad "upload vhd"
+id_queued=$(glance_upload queued raw "") || bad "create an image without data"
+id_tamper=$(glance_upload tampered raw "$img/b.raw") || bad "upload tampered"
+id_md5=$(glance_upload md5 raw "$img/c.raw") || bad "upload md5"
+id_liar=$(glance_upload liar raw "$img/a.qcow2") || bad "upload qcow2 declared raw"
+id_liar2=$(glance_upload liar2 qcow2 "$img/a.raw") || bad "upload raw declared qcow2"
 ((failed == 0)) || { echo "$passed passed, $failed failed"; exit 1; }
 
 token="vmdisk-test-token-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"

@@ -27,16 +27,10 @@ here=$root/tests/http
 # shellcheck source=tests/http/nginx.sh
 . "$here/nginx.sh"
 
-passed=0
-failed=0
-say() { printf 'http: %s\n' "$*"; }
-ok() { printf 'ok   %s\n' "$*"; passed=$((passed + 1)); }
-bad() { printf 'FAIL %s\n' "$*"; failed=$((failed + 1)); }
-check() { # check NAME COMMAND...: ok when the command succeeds
-	local name=$1
-	shift
-	if "$@"; then ok "$name"; else bad "$name"; fi
-}
+py=/usr/bin/python3
+t_name=http
+# shellcheck source=tests/lib.sh
+. "$root/tests/lib.sh"
 
 [[ -x "$cli" ]] || { say "no CLI at $cli (build first)"; echo "0 passed, 1 failed"; exit 1; }
 
