@@ -30,6 +30,7 @@
 #include <vmdisk/inspect.h>
 #include <vmdisk/log.h>
 
+#include "fuzz_broken.h"
 #include "fuzz_inspect.h"
 
 struct run {
@@ -38,21 +39,6 @@ struct run {
 	struct vmd_error err;
 	struct vmd_inspect_result r;
 };
-
-static bool broken(char *why, size_t whysz, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static bool broken(char *why, size_t whysz, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && whysz > 0) {
-		va_start(ap, fmt);
-		vsnprintf(why, whysz, fmt, ap);
-		va_end(ap);
-	}
-	return false;
-}
 
 static bool ends_within(const char *s, size_t size)
 {
@@ -75,25 +61,25 @@ static bool check_strings(const struct run *run, char *why, size_t whysz)
 	                     : VMD_INSPECT_MAX_REASONS;
 
 	if (!ends_within(r->backing_file, sizeof(r->backing_file)))
-		return broken(why, whysz, "flags %u: backing_file not "
+		return vmd_fuzz_broken(why, whysz, "flags %u: backing_file not "
 		              "NUL-terminated", run->flags);
 	if (!ends_within(r->backing_format, sizeof(r->backing_format)))
-		return broken(why, whysz, "flags %u: backing_format not "
+		return vmd_fuzz_broken(why, whysz, "flags %u: backing_format not "
 		              "NUL-terminated", run->flags);
 	for (unsigned i = 0; i < n; i++) {
 		const struct vmd_inspect_reason *reason = &r->reasons[i];
 
 		if (!ends_within(reason->code, sizeof(reason->code)))
-			return broken(why, whysz, "flags %u: reason %u: code "
+			return vmd_fuzz_broken(why, whysz, "flags %u: reason %u: code "
 			              "not NUL-terminated", run->flags, i);
 		if (!ends_within(reason->text, sizeof(reason->text)))
-			return broken(why, whysz, "flags %u: reason %u: text "
+			return vmd_fuzz_broken(why, whysz, "flags %u: reason %u: text "
 			              "not NUL-terminated", run->flags, i);
 		if (reason->code[0] == '\0')
-			return broken(why, whysz, "flags %u: reason %u: empty "
+			return vmd_fuzz_broken(why, whysz, "flags %u: reason %u: empty "
 			              "code", run->flags, i);
 		if (!printable_line(reason->text))
-			return broken(why, whysz, "flags %u: reason %u (%s): "
+			return vmd_fuzz_broken(why, whysz, "flags %u: reason %u (%s): "
 			              "text has a control character",
 			              run->flags, i, reason->code);
 	}
@@ -109,34 +95,34 @@ static bool check_run(const struct run *run, size_t size,
 	const unsigned all = (1u << VMD_IMG_FORMAT_COUNT) - 1;
 
 	if (run->ret > 0)
-		return broken(why, whysz, "flags %u: returned %d", run->flags,
+		return vmd_fuzz_broken(why, whysz, "flags %u: returned %d", run->flags,
 		              run->ret);
 	if (run->ret < 0 && (int)run->err.code != run->ret)
-		return broken(why, whysz, "flags %u: returned %d with err.code "
+		return vmd_fuzz_broken(why, whysz, "flags %u: returned %d with err.code "
 		              "%d", run->flags, run->ret, (int)run->err.code);
 	if (run->ret == 0 && run->err.code != VMD_OK)
-		return broken(why, whysz, "flags %u: returned 0 with err.code "
+		return vmd_fuzz_broken(why, whysz, "flags %u: returned 0 with err.code "
 		              "%d", run->flags, (int)run->err.code);
 	if (!ends_within(run->err.msg, sizeof(run->err.msg)) ||
 	    !ends_within(run->err.detail, sizeof(run->err.detail)))
-		return broken(why, whysz, "flags %u: error text not "
+		return vmd_fuzz_broken(why, whysz, "flags %u: error text not "
 		              "NUL-terminated", run->flags);
 	if (run->ret < 0 && run->err.msg[0] == '\0')
-		return broken(why, whysz, "flags %u: returned %d without an "
+		return vmd_fuzz_broken(why, whysz, "flags %u: returned %d without an "
 		              "error message", run->flags, run->ret);
 	if (r->n_reasons > VMD_INSPECT_MAX_REASONS)
-		return broken(why, whysz, "flags %u: n_reasons %u > %d",
+		return vmd_fuzz_broken(why, whysz, "flags %u: n_reasons %u > %d",
 		              run->flags, r->n_reasons,
 		              VMD_INSPECT_MAX_REASONS);
 	if (r->safe != (r->n_reasons == 0))
-		return broken(why, whysz, "flags %u: safe is %d with %u "
+		return vmd_fuzz_broken(why, whysz, "flags %u: safe is %d with %u "
 		              "reasons", run->flags, (int)r->safe,
 		              r->n_reasons);
 	if ((unsigned)r->format >= VMD_IMG_FORMAT_COUNT)
-		return broken(why, whysz, "flags %u: format %u out of range",
+		return vmd_fuzz_broken(why, whysz, "flags %u: format %u out of range",
 		              run->flags, (unsigned)r->format);
 	if (r->matched & ~all)
-		return broken(why, whysz, "flags %u: matched 0x%x has bits "
+		return vmd_fuzz_broken(why, whysz, "flags %u: matched 0x%x has bits "
 		              "past the last format", run->flags, r->matched);
 	if (!check_strings(run, why, whysz))
 		return false;
@@ -144,27 +130,27 @@ static bool check_run(const struct run *run, size_t size,
 		return true;
 
 	if (r->file_size != size)
-		return broken(why, whysz, "flags %u: file_size %llu for %zu "
+		return vmd_fuzz_broken(why, whysz, "flags %u: file_size %llu for %zu "
 		              "bytes", run->flags,
 		              (unsigned long long)r->file_size, size);
 	if (r->format != VMD_IMG_RAW && !(r->matched & (1u << r->format)))
-		return broken(why, whysz, "flags %u: format %s is not among "
+		return vmd_fuzz_broken(why, whysz, "flags %u: format %s is not among "
 		              "the matched (0x%x)", run->flags,
 		              vmd_image_format_name(r->format), r->matched);
 	if (vmd_image_format_is_raw(r->format) &&
 	    r->virtual_size != r->file_size)
-		return broken(why, whysz, "flags %u: %s image with virtual size "
+		return vmd_fuzz_broken(why, whysz, "flags %u: %s image with virtual size "
 		              "%llu != file size %llu", run->flags,
 		              vmd_image_format_name(r->format),
 		              (unsigned long long)r->virtual_size,
 		              (unsigned long long)r->file_size);
 	if (r->safe && r->virtual_size > lim->max_virtual_size)
-		return broken(why, whysz, "flags %u: safe with virtual size "
+		return vmd_fuzz_broken(why, whysz, "flags %u: safe with virtual size "
 		              "%llu above the limit", run->flags,
 		              (unsigned long long)r->virtual_size);
 	if (r->safe && !(run->flags & VMD_INSPECT_ALLOW_BACKING) &&
 	    r->backing_file[0] != '\0')
-		return broken(why, whysz, "flags %u: safe with a backing file "
+		return vmd_fuzz_broken(why, whysz, "flags %u: safe with a backing file "
 		              "while backing files are not allowed",
 		              run->flags);
 	return true;
@@ -177,16 +163,16 @@ static bool check_pair(const struct run *plain, const struct run *backing,
 	if (plain->ret != 0 || backing->ret != 0)
 		return true;
 	if (plain->r.format != backing->r.format)
-		return broken(why, whysz, "format %s without flags, %s with "
+		return vmd_fuzz_broken(why, whysz, "format %s without flags, %s with "
 		              "ALLOW_BACKING",
 		              vmd_image_format_name(plain->r.format),
 		              vmd_image_format_name(backing->r.format));
 	if (plain->r.matched != backing->r.matched)
-		return broken(why, whysz, "matched 0x%x without flags, 0x%x "
+		return vmd_fuzz_broken(why, whysz, "matched 0x%x without flags, 0x%x "
 		              "with ALLOW_BACKING", plain->r.matched,
 		              backing->r.matched);
 	if (plain->r.safe && !backing->r.safe)
-		return broken(why, whysz, "safe without flags but refused with "
+		return vmd_fuzz_broken(why, whysz, "safe without flags but refused with "
 		              "ALLOW_BACKING (%s)", backing->r.reasons[0].code);
 	return true;
 }

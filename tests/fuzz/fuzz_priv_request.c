@@ -24,22 +24,8 @@
 
 #include "privhelper.h"
 
+#include "fuzz_broken.h"
 #include "fuzz_priv_request.h"
-
-static bool broken(char *why, size_t whysz, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static bool broken(char *why, size_t whysz, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (why && whysz > 0) {
-		va_start(ap, fmt);
-		vsnprintf(why, whysz, fmt, ap);
-		va_end(ap);
-	}
-	return false;
-}
 
 static bool printable(const char *s, size_t max)
 {
@@ -68,38 +54,38 @@ bool vmd_fuzz_priv_request_check(const uint8_t *data, size_t size, char *why,
 	vmd_error_clear(&err);
 	rc = vmd_priv_request_parse((const char *)data, size, &req, &err);
 	if (rc > 0)
-		return broken(why, whysz, "parse returned %d", rc);
+		return vmd_fuzz_broken(why, whysz, "parse returned %d", rc);
 	if (rc < 0) {
 		if ((int)err.code != rc)
-			return broken(why, whysz, "returned %d, err.code %d", rc,
+			return vmd_fuzz_broken(why, whysz, "returned %d, err.code %d", rc,
 			              (int)err.code);
 		if (!printable(err.msg, sizeof(err.msg)) ||
 		    strncmp(err.msg, "request: ", 9) != 0)
-			return broken(why, whysz, "bad public message");
+			return vmd_fuzz_broken(why, whysz, "bad public message");
 		return true;
 	}
 	if (err.code != VMD_OK)
-		return broken(why, whysz, "returned 0 with err.code %d",
+		return vmd_fuzz_broken(why, whysz, "returned 0 with err.code %d",
 		              (int)err.code);
 	if ((unsigned)req.op >= VMD_PRIV_OP_COUNT)
-		return broken(why, whysz, "accepted op %d", (int)req.op);
+		return vmd_fuzz_broken(why, whysz, "accepted op %d", (int)req.op);
 	need = vmd_priv_fields_required(req.op);
 	allowed = vmd_priv_fields_allowed(req.op);
 	if ((req.fields & need) != need || (req.fields & ~allowed))
-		return broken(why, whysz, "op %s accepted with fields %#x",
+		return vmd_fuzz_broken(why, whysz, "op %s accepted with fields %#x",
 		              vmd_priv_op_name(req.op), req.fields);
 	if (vmd_priv_request_check(&req, &err) < 0)
-		return broken(why, whysz, "accepted request fails the check: %s",
+		return vmd_fuzz_broken(why, whysz, "accepted request fails the check: %s",
 		              err.msg);
 	if (vmd_priv_request_to_json(&req, &json, &err) < 0)
-		return broken(why, whysz, "cannot serialise: %s", err.msg);
+		return vmd_fuzz_broken(why, whysz, "cannot serialise: %s", err.msg);
 	rc = vmd_priv_request_parse(json, strlen(json), &again, &err);
 	free(json);
 	if (rc < 0)
-		return broken(why, whysz, "serialised request refused: %s",
+		return vmd_fuzz_broken(why, whysz, "serialised request refused: %s",
 		              err.msg);
 	if (memcmp(&req, &again, sizeof(req)) != 0)
-		return broken(why, whysz, "round trip changed the request");
+		return vmd_fuzz_broken(why, whysz, "round trip changed the request");
 	return true;
 }
 

@@ -44,6 +44,7 @@
 #include "blockdev.h"
 #include "qcow2_image.h"
 
+#include "fuzz_broken.h"
 #include "fuzz_qcow2_read.h"
 
 #define MAX_VIRTUAL_SIZE (64ull << 30) /* 64 GiB */
@@ -71,11 +72,9 @@ static bool broken(struct ctx *c, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (c->why && c->whysz > 0) {
-		va_start(ap, fmt);
-		vsnprintf(c->why, c->whysz, fmt, ap);
-		va_end(ap);
-	}
+	va_start(ap, fmt);
+	vmd_fuzz_vbroken(c->why, c->whysz, fmt, ap);
+	va_end(ap);
 	return false;
 }
 
