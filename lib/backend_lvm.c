@@ -297,11 +297,8 @@ static int lvm_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	if (rc < 0)
 		return rc;
 	req.fields |= VMD_PF_CLEAR | VMD_PF_CLEAR_SIZE;
-	req.volume_clear = strcmp(cfg->volume_clear, "none") == 0
-	                           ? VMD_PRIV_CLEAR_NONE
-	                   : strcmp(cfg->volume_clear, "shred") == 0
-	                           ? VMD_PRIV_CLEAR_SHRED
-	                           : VMD_PRIV_CLEAR_ZERO;
+	req.volume_clear = VMD_PRIV_CLEAR_ZERO; /* the default */
+	(void)vmd_priv_clear_parse(cfg->volume_clear, &req.volume_clear);
 	req.volume_clear_size = cfg->volume_clear_size;
 	return vmd_priv_run(cfg, &req, &rep, err);
 }

@@ -47,6 +47,15 @@ const struct vmd_config *vmd_ctx_config(const struct vmd_ctx *ctx)
 	return &ctx->cfg;
 }
 
+int vmd_cache_dir_of(const struct vmd_config *cfg, char *out)
+{
+	if (cfg->instances_path[0] != '/' ||
+	    snprintf(out, PATH_MAX, "%s/%s", cfg->instances_path,
+	             cfg->image_cache_subdirectory_name) >= PATH_MAX)
+		return -1;
+	return 0;
+}
+
 struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
 {
 	struct vmd_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -56,10 +65,7 @@ struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
 		return NULL;
 	}
 	ctx->cfg = *cfg;
-	if (cfg->instances_path[0] != '/' ||
-	    snprintf(ctx->cache_dir, sizeof(ctx->cache_dir), "%s/%s",
-	             cfg->instances_path, cfg->image_cache_subdirectory_name) >=
-	            (int)sizeof(ctx->cache_dir) ||
+	if (vmd_cache_dir_of(cfg, ctx->cache_dir) < 0 ||
 	    snprintf(ctx->lock_dir, sizeof(ctx->lock_dir), "%s/locks",
 	             cfg->instances_path) >= (int)sizeof(ctx->lock_dir)) {
 		vmd_error_set(err, VMD_E_CONFIG, "config: bad instances_path",

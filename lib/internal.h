@@ -14,6 +14,11 @@ struct vmd_ctx {
 	char lock_dir[PATH_MAX];  /* <instances_path>/locks */
 };
 
+/* <instances_path>/<image_cache_subdirectory_name> into out (PATH_MAX):
+ * the image cache, also for vmdiskd, which has a config but no context.
+ * -1 when instances_path is not absolute or the path does not fit. */
+int vmd_cache_dir_of(const struct vmd_config *cfg, char *out);
+
 /* Built-in backends (lib/backend_<name>.c). */
 extern const struct vmd_backend_ops vmd_backend_flat;
 extern const struct vmd_backend_ops vmd_backend_qcow2;

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <libcryptsetup.h>
 
@@ -170,6 +171,17 @@ static int map_name(const char *name, char *out, size_t outsz,
 		                     "name is not a file token");
 	snprintf(out, outsz, "%s%s", name, VMD_LUKS_SUFFIX);
 	return 0;
+}
+
+bool vmd_luks_mapping_open(const char *name, char *path, size_t pathsz)
+{
+	char mapped[MAPPED_MAX];
+	struct stat st;
+
+	if (map_name(name, mapped, sizeof(mapped), NULL) < 0 ||
+	    snprintf(path, pathsz, "/dev/mapper/%s", mapped) >= (int)pathsz)
+		return false;
+	return stat(path, &st) == 0 && S_ISBLK(st.st_mode);
 }
 
 int vmd_luks_open(const char *device, const char *name,

@@ -41,6 +41,10 @@ int vmd_luks_open(const char *device, const char *name,
                   const struct vmd_secret_key *key, char *path,
                   size_t pathsz, struct vmd_error *err);
 
+/* The path of LV `name`'s mapping, /dev/mapper/<name>-dmcrypt, in path;
+ * whether that mapping is open (a block device is there). */
+bool vmd_luks_mapping_open(const char *name, char *path, size_t pathsz);
+
 /* Grow the open mapping of `name` to fill its (grown) device. LUKS2 keeps
  * the volume key in the kernel keyring, not in the dm table, so the key
  * unlocks it again first. */

@@ -34,6 +34,7 @@
 #include "cache.h"
 #include "faultpoint.h"
 #include "fsutil.h"
+#include "internal.h"
 #include "keys.h"
 #include "luks.h"
 #include "privhelper.h"
@@ -240,15 +241,6 @@ static void lv_guard_run(struct lv_guard *g)
 
 #define LV_AUTOREMOVE __attribute__((cleanup(lv_guard_run)))
 
-/* The dm-crypt mapping of an encrypted LV, when it is open. */
-static bool mapping_path(const struct lv *lv, char *out, size_t outsz)
-{
-	struct stat st;
-
-	snprintf(out, outsz, "/dev/mapper/%s" VMD_LUKS_SUFFIX, lv->name);
-	return stat(out, &st) == 0 && S_ISBLK(st.st_mode);
-}
-
 static int device_size(const char *path, uint64_t *size, struct vmd_error *err)
 {
 	VMD_AUTOCLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -272,7 +264,7 @@ static int guest_device(const struct lv *lv, struct lv *guest,
 	char mapped[PATH_MAX];
 	struct lv g = *lv;
 
-	if (mapping_path(lv, mapped, sizeof(mapped))) {
+	if (vmd_luks_mapping_open(lv->name, mapped, sizeof(mapped))) {
 		int rc = device_size(mapped, &g.size, err);
 
 		if (rc < 0)
@@ -441,10 +433,9 @@ static int open_base(const struct vmd_config *cfg,
 	bool qcow2 = strcmp(req->format, "qcow2") == 0;
 	int rc;
 
-	if (snprintf(dir, sizeof(dir), "%s/%s", cfg->instances_path,
-	             cfg->image_cache_subdirectory_name) >= (int)sizeof(dir))
+	if (vmd_cache_dir_of(cfg, dir) < 0)
 		return vmd_error_set(err, VMD_E_CONFIG,
-		                     "lvm: image cache path too long", "cache");
+		                     "lvm: bad image cache path", "instances_path");
 	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (dfd >= 0)
 		fd = openat(dfd, req->base,
@@ -597,7 +588,7 @@ int vmd_priv_lvm_resize(const struct vmd_config *cfg,
 		rc = guest_device(&lv, &dev, err);
 	if (rc < 0)
 		return rc;
-	encrypted = mapping_path(&lv, mapped, sizeof(mapped));
+	encrypted = vmd_luks_mapping_open(lv.name, mapped, sizeof(mapped));
 	if (req->size < dev.size)
 		return vmd_error_set(err, VMD_E_TOOSMALL, "lvm: volumes only grow",
 		                     "%llu < %llu",
@@ -684,15 +675,6 @@ static int clear_volume(const struct lv *lv, enum vmd_priv_clear how,
 	return rc;
 }
 
-static enum vmd_priv_clear config_clear(const struct vmd_config *cfg)
-{
-	if (strcmp(cfg->volume_clear, "none") == 0)
-		return VMD_PRIV_CLEAR_NONE;
-	if (strcmp(cfg->volume_clear, "shred") == 0)
-		return VMD_PRIV_CLEAR_SHRED;
-	return VMD_PRIV_CLEAR_ZERO;
-}
-
 int vmd_priv_lvm_remove(const struct vmd_config *cfg,
                         const struct vmd_priv_request *req,
                         struct vmd_priv_reply *rep, struct vmd_error *err)
@@ -702,10 +684,11 @@ int vmd_priv_lvm_remove(const struct vmd_config *cfg,
 	/* The stronger of the request's and this configuration's choice
 	 * (none < zero < shred; 0 MiB = all): a caller may ask for more
 	 * clearing than the host's operator set, never for less. */
-	enum vmd_priv_clear how = config_clear(cfg);
+	enum vmd_priv_clear how = VMD_PRIV_CLEAR_ZERO; /* the default */
 	uint64_t clear_mib = cfg->volume_clear_size;
 	int rc = served_volume(cfg, req, &lv, err);
 
+	(void)vmd_priv_clear_parse(cfg->volume_clear, &how);
 	if ((req->fields & VMD_PF_CLEAR) && req->volume_clear > how)
 		how = req->volume_clear;
 	if ((req->fields & VMD_PF_CLEAR_SIZE) && clear_mib &&

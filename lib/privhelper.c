@@ -165,6 +165,17 @@ static const char *const formats[] = {"raw", "qcow2"};
 static const char *const filesystems[] = {"ext4", "xfs", "vfat", "swap"};
 static const char *const clear_names[] = {"none", "zero", "shred"};
 
+int vmd_priv_clear_parse(const char *s, enum vmd_priv_clear *out)
+{
+	for (size_t i = 0; i < N_ELEMS(clear_names); i++) {
+		if (strcmp(s, clear_names[i]) == 0) {
+			*out = (enum vmd_priv_clear)i;
+			return 0;
+		}
+	}
+	return -1;
+}
+
 /* ---- fields ---- */
 
 enum ftype { FT_STRING, FT_U64, FT_BOOL };
@@ -258,13 +269,7 @@ static int set_string(struct vmd_priv_request *req, unsigned bit,
 		               ? copy_str(req->key_id, sizeof(req->key_id), s)
 		               : -1;
 	case VMD_PF_CLEAR:
-		for (size_t i = 0; i < N_ELEMS(clear_names); i++) {
-			if (strcmp(s, clear_names[i]) == 0) {
-				req->volume_clear = (enum vmd_priv_clear)i;
-				return 0;
-			}
-		}
-		return -1;
+		return vmd_priv_clear_parse(s, &req->volume_clear);
 	default:
 		return -1;
 	}

@@ -71,6 +71,10 @@ enum vmd_priv_clear {
 	VMD_PRIV_CLEAR_SHRED,
 };
 
+/* "none", "zero" or "shred" (the request field and the config key take
+ * the same words); -1 for anything else. */
+int vmd_priv_clear_parse(const char *s, enum vmd_priv_clear *out);
+
 /* A parsed and validated request: every string here passed its check. */
 struct vmd_priv_request {
 	enum vmd_priv_op op;
