@@ -408,15 +408,23 @@ static void test_failure_after_create_leaves_no_lv(void **state)
 
 #define KEY_ID "3c2e8f4a-9b1d-4e6f-a8c7-5d4b3a2f1e0d"
 
+#define FILE_KEY_LEN 64
+
+/* The bytes use_key_file writes, so that a test can look for them. */
+static void file_key_bytes(unsigned char key[FILE_KEY_LEN])
+{
+	for (size_t i = 0; i < FILE_KEY_LEN; i++)
+		key[i] = (unsigned char)(0xa5 ^ (i * 37));
+}
+
 /* A 0600 key file named by its id in a fresh key directory; the config
  * turned to encryption with the file provider. */
 static void use_key_file(struct fixture *f, mode_t mode)
 {
 	char *dir = th_path(f->dir, "keys"), *path;
-	unsigned char key[64];
+	unsigned char key[FILE_KEY_LEN];
 
-	for (size_t i = 0; i < sizeof(key); i++)
-		key[i] = (unsigned char)(0xa5 ^ (i * 37));
+	file_key_bytes(key);
 	mkdir(dir, 0700);
 	path = th_path(dir, KEY_ID);
 	unlink(path);
@@ -454,6 +462,31 @@ static bool plaintext_on(const char *dev)
 	return false;
 }
 
+/* Fails the test over a captured log. cmocka cuts a long message and
+ * with it the newline before the next TAP line, so the log goes to stderr
+ * and the message stays short. */
+static void fail_over_log(const char *what, const char *log)
+{
+	fflush(stdout);
+	fprintf(stderr, "%s: captured log:\n%s\n", what, log);
+	fail_msg("%s (captured log printed above)", what);
+}
+
+/* Whether the log so far holds the key id or the key of use_key_file, as
+ * bytes or as hex. */
+static bool log_names_key(const char *key_id)
+{
+	const char *log = th_log_text();
+	unsigned char key[FILE_KEY_LEN];
+	char hex[2 * FILE_KEY_LEN + 1];
+
+	file_key_bytes(key);
+	for (size_t i = 0; i < FILE_KEY_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", key[i]);
+	return strstr(log, key_id) || strstr(log, hex) ||
+	       memmem(log, strlen(log), key, 8);
+}
+
 static void test_encrypted_volume(void **state)
 {
 	struct fixture *f = *state;
@@ -463,6 +496,7 @@ static void test_encrypted_volume(void **state)
 
 	NEED_VM();
 	use_key_file(f, 0600);
+	th_log_capture_start();
 	/* No key id: refused before anything exists. */
 	assert_int_equal(vmd_disk_create(f->ctx, INST, "enc",
 	                                 &(struct vmd_create_opts){
@@ -488,10 +522,15 @@ static void test_encrypted_volume(void **state)
 	remove_ok(f, "enc");
 	assert_false(lv_listed(INST "_enc"));
 	assert_false(th_exists("/dev/mapper/" INST "_enc-dmcrypt"));
+	/* The key was read, used and wiped without a trace in the log. */
+	if (th_log_text()[0] == '\0' || log_names_key(KEY_ID))
+		fail_over_log("encrypted create/resize/remove",
+		              th_log_text());
+	th_log_capture_stop();
 }
 
 /* Key retrieval failures: exit before any volume exists; the key id is in
- * no error message. */
+ * no error message and, with the key itself, in no log line. */
 static void test_key_failures_make_nothing(void **state)
 {
 	struct fixture *f = *state;
@@ -501,18 +540,26 @@ static void test_key_failures_make_nothing(void **state)
 
 	NEED_VM();
 	use_key_file(f, 0600);
+	th_log_capture_start();
 	/* No such key file. */
 	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
 	assert_null(strstr(err.msg, o.key_id));
 	assert_null(strstr(err.detail, o.key_id));
 	assert_false(lv_listed(INST "_enc"));
+	if (th_log_text()[0] == '\0' || log_names_key(o.key_id))
+		fail_over_log("missing key file", th_log_text());
 	/* A key file others can read. */
 	use_key_file(f, 0644);
+	th_log_capture_start();
 	o.key_id = KEY_ID;
 	vmd_error_clear(&err);
 	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
 	assert_null(strstr(err.msg, KEY_ID));
+	assert_null(strstr(err.detail, KEY_ID));
 	assert_false(lv_listed(INST "_enc"));
+	if (th_log_text()[0] == '\0' || log_names_key(KEY_ID))
+		fail_over_log("key file mode 0644", th_log_text());
+	th_log_capture_stop();
 }
 
 /* A failure once the mapping is open: mapping closed, LV removed. */
@@ -925,7 +972,7 @@ static void test_unprivileged_through_vmdiskd(void **state)
 	    !strstr(text, "uid=1001 ") || !strstr(text, "refused") ||
 	    !strstr(text, "op=lvm_write_image") ||
 	    !strstr(text, "op=lvm_open_read") || strstr(text, KEY_ID))
-		fail_msg("audit log: %s", text);
+		fail_over_log("audit log", text);
 	free(text);
 	free(audit);
 	free(policy);
@@ -1021,11 +1068,11 @@ static void test_barbican_key_cases(void **state)
 	expect_key_failure(f, broken, "damaged secret (500)");
 	log = th_log_text();
 	if (!strstr(log, "404") || !strstr(log, "500"))
-		fail_msg("the log does not show both answers: %s", log);
+		fail_over_log("the log does not show both answers", log);
 	/* The whole log: no key bytes, no key id. */
 	if (strstr(log, planted) || strstr(log, good) ||
 	    strstr(log, unknown) || strstr(log, broken))
-		fail_msg("the log names a key or key id:\n%s", log);
+		fail_over_log("the log names a key or key id", log);
 	th_log_capture_stop();
 }
 
