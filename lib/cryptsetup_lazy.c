@@ -33,6 +33,8 @@ static void load(void)
 		{"crypt_status", &api.status},
 		{"crypt_deactivate", &api.deactivate},
 		{"crypt_resize", &api.resize},
+		{"crypt_get_type", &api.get_type},
+		{"crypt_get_device_name", &api.get_device_name},
 	};
 
 	memset(&api, 0, sizeof(api));

@@ -28,6 +28,8 @@ struct vmd_cryptsetup_api {
 	__typeof__(&crypt_status) status;
 	__typeof__(&crypt_deactivate) deactivate;
 	__typeof__(&crypt_resize) resize;
+	__typeof__(&crypt_get_type) get_type;
+	__typeof__(&crypt_get_device_name) get_device_name;
 };
 
 extern struct vmd_cryptsetup_api vmd_cryptsetup_api;
@@ -48,5 +50,7 @@ int vmd_cryptsetup_load(struct vmd_error *err);
 #define crypt_status (*vmd_cryptsetup_api.status)
 #define crypt_deactivate (*vmd_cryptsetup_api.deactivate)
 #define crypt_resize (*vmd_cryptsetup_api.resize)
+#define crypt_get_type (*vmd_cryptsetup_api.get_type)
+#define crypt_get_device_name (*vmd_cryptsetup_api.get_device_name)
 
 #endif

@@ -173,15 +173,47 @@ static int map_name(const char *name, char *out, size_t outsz,
 	return 0;
 }
 
-bool vmd_luks_mapping_open(const char *name, char *path, size_t pathsz)
+int vmd_luks_mapping_of(const char *name, const char *device, char *path,
+                        size_t pathsz, struct vmd_error *err)
 {
+	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
 	char mapped[MAPPED_MAX];
-	struct stat st;
+	struct stat st, dev_st, under_st;
+	const char *type, *under;
+	int rc = map_name(name, mapped, sizeof(mapped), err);
 
-	if (map_name(name, mapped, sizeof(mapped), NULL) < 0 ||
-	    snprintf(path, pathsz, "/dev/mapper/%s", mapped) >= (int)pathsz)
-		return false;
-	return stat(path, &st) == 0 && S_ISBLK(st.st_mode);
+	if (rc < 0)
+		return rc;
+	if (snprintf(path, pathsz, "/dev/mapper/%s", mapped) >= (int)pathsz)
+		return vmd_error_set(err, VMD_E_INVAL, "luks: no room for the path",
+		                     "path buffer of %zu bytes", pathsz);
+	/* Most volumes are not encrypted: no library load for them. */
+	if (stat(path, &st) < 0 || !S_ISBLK(st.st_mode))
+		return 0;
+	if (stat(device, &dev_st) < 0 || !S_ISBLK(dev_st.st_mode))
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "luks: volume is not a block device",
+		                           "stat %s", device);
+	rc = vmd_cryptsetup_load(err);
+	if (rc < 0)
+		return rc;
+	/* The name alone proves nothing: another VG's LV, or an LV of
+	 * LVM's own naming (VG "x", LV "dmcrypt"), may hold it. */
+	rc = crypt_init_by_name(&cd, mapped);
+	if (rc < 0)
+		cd = NULL;
+	type = cd ? crypt_get_type(cd) : NULL;
+	under = cd ? crypt_get_device_name(cd) : NULL;
+	if (!type || strcmp(type, CRYPT_LUKS2) != 0 || !under ||
+	    stat(under, &under_st) < 0 || !S_ISBLK(under_st.st_mode) ||
+	    under_st.st_rdev != dev_st.st_rdev) {
+		vmd_log_warning("luks: %s is not the LUKS2 mapping of %s "
+		                "(type %s, on %s); left alone",
+		                path, device, type ? type : "none",
+		                under ? under : "?");
+		return 0;
+	}
+	return 1;
 }
 
 int vmd_luks_open(const char *device, const char *name,

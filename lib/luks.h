@@ -41,9 +41,15 @@ int vmd_luks_open(const char *device, const char *name,
                   const struct vmd_secret_key *key, char *path,
                   size_t pathsz, struct vmd_error *err);
 
-/* The path of LV `name`'s mapping, /dev/mapper/<name>-dmcrypt, in path;
- * whether that mapping is open (a block device is there). */
-bool vmd_luks_mapping_open(const char *name, char *path, size_t pathsz);
+/*
+ * Whether LV `name`'s mapping, /dev/mapper/<name>-dmcrypt (its path in
+ * `path`), is open on `device`: 1 when it is a LUKS2 mapping whose
+ * device is `device` (same block device number), 0 when nothing is there
+ * or what is there is something else (logged as a warning: never to be
+ * used, resized or closed as this volume's), < 0 on error.
+ */
+int vmd_luks_mapping_of(const char *name, const char *device, char *path,
+                        size_t pathsz, struct vmd_error *err);
 
 /* Grow the open mapping of `name` to fill its (grown) device. LUKS2 keeps
  * the volume key in the kernel keyring, not in the dm table, so the key

@@ -211,6 +211,21 @@ static int lv_existing(const struct vmd_config *cfg,
 	return rc;
 }
 
+int vmd_priv_served_device(const struct vmd_config *cfg,
+                           const struct vmd_priv_request *req, char *path,
+                           size_t pathsz, struct vmd_error *err)
+{
+	struct lv lv;
+	int rc = lv_existing(cfg, req, &lv, err);
+
+	if (rc == 0 && strlen(lv.path) >= pathsz)
+		rc = vmd_error_set(err, VMD_E_INVAL, "lvm: device path too long",
+		                   "%zu bytes", strlen(lv.path));
+	if (rc == 0)
+		memcpy(path, lv.path, strlen(lv.path) + 1);
+	return rc;
+}
+
 static int lv_remove_now(const struct lv *lv, struct vmd_error *err)
 {
 	char target[VMD_NAME_MAX + LV_NAME_MAX + 2];
@@ -263,9 +278,13 @@ static int guest_device(const struct lv *lv, struct lv *guest,
 {
 	char mapped[PATH_MAX];
 	struct lv g = *lv;
+	int rc = vmd_luks_mapping_of(lv->name, lv->path, mapped,
+	                             sizeof(mapped), err);
 
-	if (vmd_luks_mapping_open(lv->name, mapped, sizeof(mapped))) {
-		int rc = device_size(mapped, &g.size, err);
+	if (rc < 0)
+		return rc;
+	if (rc == 1) {
+		rc = device_size(mapped, &g.size, err);
 
 		if (rc < 0)
 			return rc;
@@ -579,7 +598,6 @@ int vmd_priv_lvm_resize(const struct vmd_config *cfg,
 	struct lv lv, dev;
 	char bytes[32], target[VMD_NAME_MAX + LV_NAME_MAX + 2];
 	const char *argv[] = {"lvextend", "-q", "-L", bytes, target, NULL};
-	char mapped[PATH_MAX];
 	bool encrypted;
 	uint64_t lv_bytes = req->size;
 	int rc = lv_existing(cfg, req, &lv, err);
@@ -588,7 +606,7 @@ int vmd_priv_lvm_resize(const struct vmd_config *cfg,
 		rc = guest_device(&lv, &dev, err);
 	if (rc < 0)
 		return rc;
-	encrypted = vmd_luks_mapping_open(lv.name, mapped, sizeof(mapped));
+	encrypted = strcmp(dev.path, lv.path) != 0;
 	if (req->size < dev.size)
 		return vmd_error_set(err, VMD_E_TOOSMALL, "lvm: volumes only grow",
 		                     "%llu < %llu",
@@ -602,7 +620,7 @@ int vmd_priv_lvm_resize(const struct vmd_config *cfg,
 			                     "lvm: an encrypted volume grows only "
 			                     "with its key",
 			                     "%s is open as %s, no key id",
-			                     lv.name, mapped);
+			                     lv.name, dev.path);
 		/* The key first: without it the LV is left as it is. */
 		rc = vmd_key_get(cfg, req->key_id, &key, err);
 		if (rc < 0)
@@ -701,10 +719,17 @@ int vmd_priv_lvm_remove(const struct vmd_config *cfg,
 		rc = lv_lookup(&lv, &found, err);
 	if (rc < 0 || !found)
 		return rc;
-	/* An encrypted disk: the mapping goes first (a no-op when absent). */
-	rc = vmd_luks_close(lv.name, err);
-	if (rc < 0)
-		return rc;
+	/* An encrypted disk: its mapping goes first. */
+	{
+		char mapped[PATH_MAX];
+
+		rc = vmd_luks_mapping_of(lv.name, lv.path, mapped,
+		                         sizeof(mapped), err);
+		if (rc == 1)
+			rc = vmd_luks_close(lv.name, err);
+		if (rc < 0)
+			return rc;
+	}
 	/* A thin LV's blocks go back to the pool, which hands them out
 	 * zeroed; only thick extents keep what was written. */
 	if (!lv.thin)
@@ -718,21 +743,20 @@ int vmd_priv_lvm_open_read(const struct vmd_config *cfg,
                            const struct vmd_priv_request *req,
                            struct vmd_priv_reply *rep, struct vmd_error *err)
 {
-	struct lv lv, dev;
+	struct lv lv;
 	int fd;
 	int rc = lv_existing(cfg, req, &lv, err);
 
-	if (rc == 0)
-		rc = guest_device(&lv, &dev, err);
+	/* The reply's path is the guest's device: the mapping or the LV. */
 	if (rc == 0)
 		rc = fill_reply(&lv, rep, err);
 	if (rc < 0)
 		return rc;
-	fd = open(dev.path, O_RDONLY | O_CLOEXEC);
+	fd = open(rep->path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "lvm: open volume failed", "open %s",
-		                           dev.path);
+		                           rep->path);
 	rep->fd = fd;
 	return 0;
 }

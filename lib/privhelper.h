@@ -182,6 +182,14 @@ int vmd_priv_mkfs(const struct vmd_config *cfg,
                   const struct vmd_priv_request *req,
                   struct vmd_priv_reply *rep, struct vmd_error *err);
 
+/* The device (from lvs) of the LV a request names, when it is in this
+ * configuration's images_volume_group, is not its thin pool and exists:
+ * every handler that touches a volume starts here, so no request reaches
+ * another VG, /dev/mapper or /dev/md. */
+int vmd_priv_served_device(const struct vmd_config *cfg,
+                           const struct vmd_priv_request *req, char *path,
+                           size_t pathsz, struct vmd_error *err);
+
 /* The table vmdiskd serves with (and the library, when it runs as root). */
 extern const struct vmd_priv_ops vmd_priv_ops_default;
 

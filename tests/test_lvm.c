@@ -75,9 +75,14 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	if (!why_not)
-		th_run((const char *[]){"vgremove", "-q", "-f", VG, NULL}, NULL,
-		       NULL, NULL);
+	if (why_not)
+		return 0;
+	/* Whatever mapping a failed case left open would keep its LV, and
+	 * so the VG, busy for the next binary in this guest. */
+	th_run((const char *[]){"dmsetup", "remove_all", NULL}, NULL, NULL,
+	       NULL);
+	th_run((const char *[]){"vgremove", "-q", "-f", VG, NULL}, NULL, NULL,
+	       NULL);
 	return 0;
 }
 
@@ -728,6 +733,64 @@ static void test_mkfs_request_and_served_volumes(void **state)
 	remove_ok(f, "raw0");
 }
 
+/*
+ * A plain LV whose mapping name, <lv>-dmcrypt, is held by something else
+ * (another volume's LUKS2 mapping, a dm-linear device): the name alone
+ * does not make it this volume's. info and extract give the LV itself,
+ * and remove leaves the other mapping open.
+ */
+static void test_foreign_mapping_is_not_the_volume(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	char *keyfile = th_path(f->dir, "foreign.key");
+	const char *mapper = "/dev/mapper/" INST "_plain-dmcrypt";
+	const char *foreign = "/dev/" VG "/foreign";
+
+	NEED_VM();
+	create_ok(f, "plain", f->base_raw, VMD_FS_NONE, 0, &info);
+	run_ok((const char *[]){"lvcreate", "-q", "-y", "-L", "32m", "-n",
+	                        "foreign", VG, NULL});
+	th_write_text(keyfile, "a foreign passphrase");
+	run_ok((const char *[]){"cryptsetup", "luksFormat", "-q", "--type",
+	                        "luks2", "--pbkdf", "pbkdf2",
+	                        "--pbkdf-force-iterations", "1000",
+	                        "--key-file", keyfile, foreign, NULL});
+	for (int impostor = 0; impostor < 2; impostor++) {
+		if (impostor == 0)
+			run_ok((const char *[]){"cryptsetup", "open",
+			                        "--key-file", keyfile, foreign,
+			                        INST "_plain-dmcrypt", NULL});
+		else
+			run_ok((const char *[]){"dmsetup", "create",
+			                        INST "_plain-dmcrypt", "--table",
+			                        "0 8192 linear /dev/" VG
+			                        "/foreign 0",
+			                        NULL});
+		/* No udev in the guest: make sure the node is there. */
+		run_ok((const char *[]){"dmsetup", "mknodes",
+		                        INST "_plain-dmcrypt", NULL});
+		if (!th_exists(mapper))
+			fail_msg("impostor %d: no %s", impostor, mapper);
+		if (vmd_disk_info(f->ctx, INST, "plain", &info, &err) != 0)
+			fail_msg("info: %s (%s)", err.msg, err.detail);
+		assert_string_equal(info.path, "/dev/" VG "/" INST "_plain");
+		assert_reads_back(info.path, f->base_raw, 5 * MIB);
+		if (impostor == 0)
+			run_ok((const char *[]){"cryptsetup", "close",
+			                        INST "_plain-dmcrypt", NULL});
+	}
+	remove_ok(f, "plain");
+	assert_false(lv_listed(INST "_plain"));
+	/* Not closed as if it were the removed volume's. */
+	assert_true(th_exists(mapper));
+	run_ok((const char *[]){"dmsetup", "remove", INST "_plain-dmcrypt",
+	                        NULL});
+	run_ok((const char *[]){"lvremove", "-q", "-f", VG "/foreign", NULL});
+	free(keyfile);
+}
+
 /* ---- vmdisk run by an unprivileged user, through vmdiskd ---- */
 
 #define USER_UID 1000
@@ -1093,6 +1156,7 @@ int main(void)
 		T(test_key_failures_make_nothing),
 		T(test_failure_after_luks_open),
 		T(test_mkfs_request_and_served_volumes),
+		T(test_foreign_mapping_is_not_the_volume),
 		T(test_write_image_base_checks),
 		T(test_unprivileged_through_vmdiskd),
 	};

@@ -199,6 +199,33 @@ static void test_run_in_process(void **state)
 	assert_int_equal(vmd_priv_run(&cfg, &bad_lv, &rep, &err),
 	                 VMD_E_INVAL);
 	assert_string_equal(err.msg, "request: missing field 'size'");
+	/* Every op that touches a volume, the luks ones too, reaches only
+	 * the configured VG: not /dev/mapper/<lv>, /dev/md/<lv> or another
+	 * VG. Refused before any tool runs or any key is fetched. */
+	snprintf(cfg.images_volume_group, sizeof(cfg.images_volume_group),
+	         "vmdtestvg");
+	for (int op = 0; op < VMD_PRIV_OP_COUNT; op++) {
+		static const char *const vgs[] = {"mapper", "md", "othervg"};
+		struct vmd_priv_request req = {.op = (enum vmd_priv_op)op};
+
+		if (!(vmd_priv_fields_required(req.op) & VMD_PF_LV))
+			continue;
+		req.fields = vmd_priv_fields_required(req.op);
+		snprintf(req.lv, sizeof(req.lv), "inst_disk");
+		snprintf(req.key_id, sizeof(req.key_id), "%s", KEY_ID);
+		snprintf(req.fs, sizeof(req.fs), "ext4");
+		snprintf(req.base, sizeof(req.base), "base");
+		snprintf(req.format, sizeof(req.format), "raw");
+		req.size = 1 << 20;
+		for (size_t v = 0; v < sizeof(vgs) / sizeof(vgs[0]); v++) {
+			snprintf(req.vg, sizeof(req.vg), "%s", vgs[v]);
+			vmd_error_clear(&err);
+			if (vmd_priv_run(&cfg, &req, &rep, &err) != VMD_E_REFUSED ||
+			    strcmp(err.msg, "lvm: volume group not served here"))
+				fail_msg("%s on %s/inst_disk: '%s'",
+				         vmd_priv_op_name(req.op), vgs[v], err.msg);
+		}
+	}
 }
 
 /* ---- policy ---- */
@@ -382,7 +409,7 @@ static int stop_daemon(void **state)
 	assert_false(th_exists(D.sock));
 	/* Its whole log (debug level): no key, no key id. */
 	assert_non_null(D.errout);
-	assert_non_null(strstr(D.errout, "luks: no such volume"));
+	assert_non_null(strstr(D.errout, "volume group not served here"));
 	assert_null(strstr(D.errout, PLANTED_KEY));
 	assert_null(strstr(D.errout, KEY_ID));
 	assert_null(strstr(D.errout, OTHER_KEY_ID));
@@ -547,31 +574,37 @@ static void test_unauthorised_refused_and_audited(void **state)
 	             "no grant for lvm_remove");
 }
 
-/* The daemon fetches the key itself; a missing key or volume is an error
- * naming the step, and neither key nor key id reaches the audit log. */
+/* luks_format reaches only volumes of the daemon's VG (this daemon has
+ * none): a request for a device-mapper device (/dev/mapper/x) or another
+ * VG is refused before the key is fetched, whether the key exists or
+ * not, and neither key nor key id reaches the audit log. */
 static void test_luks_format_in_daemon(void **state)
 {
+	static const char *const vgs[] = {"mapper", "md", "vmdisk-test-no-vg"};
+	static const char *const keys[] = {KEY_ID, OTHER_KEY_ID};
 	struct vmd_priv_request req = {.op = VMD_PRIV_LUKS_FORMAT,
 	                               .fields = VMD_PF_VG | VMD_PF_LV |
 	                                         VMD_PF_KEY_ID,
-	                               .vg = "vmdisk-test-no-vg",
-	                               .lv = "inst_disk",
-	                               .key_id = OTHER_KEY_ID};
+	                               .lv = "inst_disk"};
 	struct vmd_priv_reply rep;
 	struct vmd_error err = VMD_ERROR_INIT;
-	char *text;
+	char *text, target[128];
 
 	(void)state;
-	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
-	                 VMD_E_NOTFOUND);
-	assert_string_equal(err.msg, "keys: key file: not found");
-	assert_audit("luks_format", "vmdisk-test-no-vg/inst_disk", "failed",
-	             "keys: key file: not found");
-	snprintf(req.key_id, sizeof(req.key_id), "%s", KEY_ID);
-	vmd_error_clear(&err);
-	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
-	                 VMD_E_NOTFOUND);
-	assert_string_equal(err.msg, "luks: no such volume");
+	for (size_t v = 0; v < sizeof(vgs) / sizeof(vgs[0]); v++) {
+		for (size_t k = 0; k < sizeof(keys) / sizeof(keys[0]); k++) {
+			snprintf(req.vg, sizeof(req.vg), "%s", vgs[v]);
+			snprintf(req.key_id, sizeof(req.key_id), "%s", keys[k]);
+			vmd_error_clear(&err);
+			assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+			                 VMD_E_REFUSED);
+			assert_string_equal(err.msg,
+			                    "lvm: volume group not served here");
+			snprintf(target, sizeof(target), "%s/inst_disk", vgs[v]);
+			assert_audit("luks_format", target, "failed",
+			             "volume group not served here");
+		}
+	}
 	text = th_read_text(D.audit);
 	assert_null(strstr(text, KEY_ID));
 	assert_null(strstr(text, OTHER_KEY_ID));
