@@ -55,6 +55,7 @@ struct lv {
 	char path[PATH_MAX]; /* from lvs */
 	uint64_t size;
 	bool thin;
+	bool pool_zeroes; /* thin: the pool zeroes newly provisioned blocks */
 };
 
 static void key_release(struct vmd_secret_key **k)
@@ -150,9 +151,9 @@ static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 	 * the quotes; the row's name is still compared below. */
 	char select[LV_NAME_MAX + 16];
 	const char *argv[] = {"lvs", "--reportformat", "json", "--units", "b",
-	                      "--nosuffix", "-o",
-	                      "lv_name,vg_name,lv_path,lv_size,segtype", "-S",
-	                      select, lv->vg, NULL};
+	                      "--nosuffix", "--binary", "-o",
+	                      "lv_name,vg_name,lv_path,lv_size,segtype,zero",
+	                      "-S", select, lv->vg, NULL};
 	VMD_AUTOFREE char *out = NULL;
 	json_object *root, *rows;
 	int rc;
@@ -189,6 +190,9 @@ static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 		}
 		snprintf(lv->path, sizeof(lv->path), "%s", path);
 		lv->thin = seg && strcmp(seg, "thin") == 0;
+		/* For a thin LV, lvs reports its pool's zeroing here. */
+		lv->pool_zeroes = lv->thin && field_str(row, "zero") &&
+		                  strcmp(field_str(row, "zero"), "1") == 0;
 		*found = true;
 		break;
 	}
@@ -317,7 +321,7 @@ static int fill_reply(const struct lv *lv, struct vmd_priv_reply *rep,
 static int lv_create(const struct vmd_config *cfg, struct lv *lv,
                      uint64_t size, bool sparse, struct vmd_error *err)
 {
-	char bytes[32], pool[VMD_NAME_MAX * 2 + 2];
+	char bytes[32], pool[VMD_NAME_MAX * 2 + 2] = "";
 	bool found;
 	int rc;
 
@@ -349,6 +353,20 @@ static int lv_create(const struct vmd_config *cfg, struct lv *lv,
 		rc = vmd_error_set(err, VMD_E_EXTERNAL,
 		                   "lvm: create volume failed",
 		                   "%s not listed after lvcreate", lv->name);
+	/* A pool that skips zeroing hands out blocks with what an earlier
+	 * volume (another tenant's) left in them: a guest's partial write
+	 * would let it read the rest. Refused, and the LV goes again. */
+	if (rc == 0 && lv->thin && !lv->pool_zeroes) {
+		struct vmd_error ignored = VMD_ERROR_INIT;
+
+		rc = vmd_error_set(err, VMD_E_CONFIG,
+		                   "lvm: the thin pool does not zero new blocks",
+		                   "%s: zeroing is off (lvchange -Zy %s)", pool,
+		                   pool);
+		if (lv_remove_now(lv, &ignored) < 0)
+			vmd_log_error("lvm: could not remove %s/%s: %s", lv->vg,
+			              lv->name, ignored.detail);
+	}
 	return rc;
 }
 

@@ -268,6 +268,27 @@ static void test_sparse_thin(void **state)
 	free(out);
 	assert_reads_back(info.path, f->base_raw, 16 * MIB);
 	remove_ok(f, "thin");
+	/* A pool that does not zero new blocks would show a guest what a
+	 * removed volume left: refused, and no LV is left behind. */
+	run_ok((const char *[]){"lvcreate", "-q", "-y", "-L", "16m", "-T",
+	                        VG "/nozeropool", "--zero", "n", NULL});
+	snprintf(f->cfg.lvm_thin_pool, sizeof(f->cfg.lvm_thin_pool),
+	         "nozeropool");
+	th_ctx_renew(&f->ctx, &f->cfg);
+	{
+		struct vmd_error err = VMD_ERROR_INIT;
+		struct vmd_create_opts o = {.size = 8 * MIB};
+
+		assert_int_equal(vmd_disk_create(f->ctx, INST, "thin", &o,
+		                                 &info, &err),
+		                 VMD_E_CONFIG);
+		assert_string_equal(err.msg,
+		                    "create: lvm: the thin pool does not zero "
+		                    "new blocks");
+	}
+	assert_false(lv_listed(INST "_thin"));
+	run_ok((const char *[]){"lvremove", "-q", "-f", VG "/nozeropool",
+	                        NULL});
 }
 
 static void test_blank_filesystems(void **state)
