@@ -188,6 +188,23 @@ void th_require_qemu_img(void)
 		         "(scripts/test.sh does)");
 }
 
+void th_qemu_img_create_encrypted(const char *const *argv)
+{
+	for (int attempt = 1;; attempt++) {
+		char *out = NULL, *errs = NULL;
+		int status = th_run(argv, NULL, &out, &errs);
+		bool clock = errs && strstr(errs, "Unable to get accurate CPU");
+
+		if (status != 0 && (!clock || attempt == 5))
+			fail_msg("%s %s: status %d\n%s%s", argv[0], argv[1],
+			         status, out, errs);
+		free(out);
+		free(errs);
+		if (status == 0)
+			return;
+	}
+}
+
 void th_assert_qcow2_check_clean(const char *path)
 {
 	const char *argv[] = {"qemu-img", "check", "-f", "qcow2", path, NULL};

@@ -60,6 +60,11 @@ const char *th_cli(void);
 /* Whether qemu-img is on PATH (tests that need it fail when it is not:
  * scripts/test.sh installs it). */
 void th_require_qemu_img(void);
+/* Run a `qemu-img create` of an encrypted image; fail the test when it
+ * fails. qemu times its PBKDF on the thread's CPU clock and gives up
+ * ("Unable to get accurate CPU usage") when a busy machine's clock did not
+ * tick in the first round: that one cause is tried again, up to 5 times. */
+void th_qemu_img_create_encrypted(const char *const *argv);
 /* `qemu-img check -f qcow2 path` exits 0 with no leaks and no errors. */
 void th_assert_qcow2_check_clean(const char *path);
 /* `qemu-img compare -f FMT1 -F FMT2 a b` says identical (exit 0). With

@@ -206,10 +206,11 @@ static void test_encrypted_refused(void **state)
 	struct fixture *f = *state;
 
 	th_require_qemu_img();
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "--object",
-	                          "secret,id=s0,data=abcdef", "-f", "qcow2", "-o",
-	                          "encrypt.format=luks,encrypt.key-secret=s0",
-	                          f->img, "1M", NULL});
+	th_qemu_img_create_encrypted((const char *[]){
+	        "qemu-img", "create", "-q", "--object",
+	        "secret,id=s0,data=abcdef", "-f", "qcow2", "-o",
+	        "encrypt.format=luks,encrypt.key-secret=s0", f->img, "1M",
+	        NULL});
 	assert_refused_with(f->img, "qcow2-encrypted");
 }
 

@@ -963,7 +963,7 @@ static void test_luks(void **state)
 	        "\"16744448\"}}";
 
 	th_require_qemu_img();
-	run_ok(argv);
+	th_qemu_img_create_encrypted(argv);
 	/* qemu-img info shows the payload size without the key. */
 	inspect(v1, &r);
 	assert_false(r.safe);
