@@ -56,6 +56,7 @@ struct lv {
 	uint64_t size;
 	bool thin;
 	bool pool_zeroes; /* thin: the pool zeroes newly provisioned blocks */
+	bool open;        /* its device is open (a running guest) */
 };
 
 static void key_release(struct vmd_secret_key **k)
@@ -152,7 +153,8 @@ static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 	char select[LV_NAME_MAX + 16];
 	const char *argv[] = {"lvs", "--reportformat", "json", "--units", "b",
 	                      "--nosuffix", "--binary", "-o",
-	                      "lv_name,vg_name,lv_path,lv_size,segtype,zero",
+	                      "lv_name,vg_name,lv_path,lv_size,segtype,zero,"
+	                      "lv_device_open",
 	                      "-S", select, lv->vg, NULL};
 	VMD_AUTOFREE char *out = NULL;
 	json_object *root, *rows;
@@ -193,6 +195,8 @@ static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 		/* For a thin LV, lvs reports its pool's zeroing here. */
 		lv->pool_zeroes = lv->thin && field_str(row, "zero") &&
 		                  strcmp(field_str(row, "zero"), "1") == 0;
+		lv->open = field_str(row, "lv_device_open") &&
+		           strcmp(field_str(row, "lv_device_open"), "1") == 0;
 		*found = true;
 		break;
 	}
@@ -737,17 +741,27 @@ int vmd_priv_lvm_remove(const struct vmd_config *cfg,
 		rc = lv_lookup(&lv, &found, err);
 	if (rc < 0 || !found)
 		return rc;
-	/* An encrypted disk: its mapping goes first. */
+	/* An encrypted disk: its mapping goes first (closing it fails while
+	 * a guest has it open); the LV's own open count is then read again,
+	 * without the mapping's hold on it. */
 	{
 		char mapped[PATH_MAX];
+		int ours = vmd_luks_mapping_of(lv.name, lv.path, mapped,
+		                               sizeof(mapped), err);
 
-		rc = vmd_luks_mapping_of(lv.name, lv.path, mapped,
-		                         sizeof(mapped), err);
-		if (rc == 1)
+		rc = ours < 0 ? ours : 0;
+		if (ours == 1)
 			rc = vmd_luks_close(lv.name, err);
-		if (rc < 0)
-			return rc;
+		if (ours == 1 && rc == 0)
+			rc = lv_lookup(&lv, &found, err);
 	}
+	if (rc < 0)
+		return rc;
+	/* A guest still using it keeps it, data and all: clearing first and
+	 * then failing in lvremove would wipe a running disk. */
+	if (lv.open)
+		return vmd_error_set(err, VMD_E_BUSY, "lvm: volume is in use",
+		                     "%s/%s is open", lv.vg, lv.name);
 	/* A thin LV's blocks go back to the pool, which hands them out
 	 * zeroed; only thick extents keep what was written. */
 	if (!lv.thin)

@@ -363,9 +363,22 @@ static void test_remove_clears_extents(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_disk_info info;
+	struct vmd_error err = VMD_ERROR_INIT;
 	static const char *const modes[] = {"zero", "none"};
+	int fd;
 
 	NEED_VM();
+	/* A disk a guest still has open is neither cleared nor removed. */
+	create_ok(f, "disk", f->base_raw, VMD_FS_NONE, 8 * MIB, &info);
+	fd = open(info.path, O_RDONLY);
+	assert_true(fd >= 0);
+	assert_int_equal(vmd_disk_remove(f->ctx, INST, "disk", &err),
+	                 VMD_E_BUSY);
+	assert_string_equal(err.msg, "remove: lvm: volume is in use");
+	close(fd);
+	assert_true(lv_listed(INST "_disk"));
+	assert_reads_back(info.path, f->base_raw, 8 * MIB);
+	remove_ok(f, "disk");
 	for (size_t i = 0; i < 2; i++) {
 		snprintf(f->cfg.volume_clear, sizeof(f->cfg.volume_clear), "%s",
 		         modes[i]);
@@ -545,6 +558,17 @@ static void test_encrypted_volume(void **state)
 	assert_int_equal(vmd_disk_info(f->ctx, INST, "enc", &info, &err), 0);
 	assert_int_equal(info.virtual_size, 40 * MIB);
 	assert_reads_back(info.path, f->base_raw, 5 * MIB);
+	/* While a guest holds the mapping, remove neither closes nor
+	 * clears anything. */
+	{
+		int fd = open(info.path, O_RDONLY);
+
+		assert_true(fd >= 0);
+		assert_true(vmd_disk_remove(f->ctx, INST, "enc", &err) < 0);
+		close(fd);
+		assert_true(lv_listed(INST "_enc"));
+		assert_reads_back(info.path, f->base_raw, 5 * MIB);
+	}
 	remove_ok(f, "enc");
 	assert_false(lv_listed(INST "_enc"));
 	assert_false(th_exists("/dev/mapper/" INST "_enc-dmcrypt"));
