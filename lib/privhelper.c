@@ -788,7 +788,10 @@ int vmd_priv_call(const struct vmd_config *cfg,
 		return vmd_error_set_errno(err, VMD_E_EXTERNAL, errno,
 		                           "vmdiskd: cannot connect",
 		                           "connect %s", cfg->vmdiskd_socket);
-	if (write_all(fd, json, jlen + 1) < 0)
+	/* A daemon that refuses at once (busy, a caller it grants nothing)
+	 * answers and closes before reading: its reply is still there. */
+	if (write_all(fd, json, jlen + 1) < 0 && errno != EPIPE &&
+	    errno != ECONNRESET)
 		return vmd_error_set_errno(err, VMD_E_EXTERNAL, errno,
 		                           "vmdiskd: sending the request failed",
 		                           "send to %s", cfg->vmdiskd_socket);

@@ -338,10 +338,11 @@ static long long now_ms(void)
 /* One audit line: "TIME uid=U pid=P op=OP target=T allowed|refused
  * reason". Every part is either a number or text our own code made from
  * validated values, so a caller cannot forge lines. */
-static void audit(struct server *srv, const struct ucred *cr, const char *op,
-                  const char *target, const char *decision,
-                  const char *reason)
+static int audit(struct server *srv, const struct ucred *cr, const char *op,
+                 const char *target, const char *decision,
+                 const char *reason)
 {
+	int rc = 0;
 	char line[1024], when[32], clean[512];
 	struct timespec ts;
 	struct tm tm;
@@ -360,17 +361,20 @@ static void audit(struct server *srv, const struct ucred *cr, const char *op,
 	             when, cr ? (unsigned)cr->uid : 4294967295u,
 	             cr ? (int)cr->pid : -1, op, target, decision, clean);
 	if (n < 0)
-		return;
+		return -1;
 	if ((size_t)n >= sizeof(line)) {
 		n = (int)sizeof(line) - 1;
 		line[n - 1] = '\n';
 	}
 	pthread_mutex_lock(&srv->lock);
-	if (write(srv->audit_fd, line, (size_t)n) != n)
+	if (write(srv->audit_fd, line, (size_t)n) != n) {
 		vmd_log_error("vmdiskd: audit log write failed: %s",
 		              strerror(errno));
+		rc = -1;
+	}
 	pthread_mutex_unlock(&srv->lock);
 	vmd_log_info("vmdiskd: %.*s", n - 1, line);
+	return rc;
 }
 
 static void send_reply(int fd, int rc, const struct vmd_priv_reply *rep,
@@ -532,8 +536,13 @@ static void handle(struct server *srv, int fd)
 		allowed = vmd_priv_policy_allows(pol, cr.uid, cr.gid, extra,
 		                                 why, sizeof(why));
 	vmd_priv_policy_free(pol);
-	audit(srv, &cr, vmd_priv_op_name(req.op), target,
-	      allowed ? "allowed" : "refused", why);
+	/* Nothing runs that the audit log does not show. */
+	if (audit(srv, &cr, vmd_priv_op_name(req.op), target,
+	          allowed ? "allowed" : "refused", why) < 0 &&
+	    allowed) {
+		allowed = false;
+		snprintf(why, sizeof(why), "the audit log cannot be written");
+	}
 	if (!allowed) {
 		vmd_error_set(&err, VMD_E_REFUSED, "vmdiskd: not allowed",
 		              "uid %u pid %d: %s", (unsigned)cr.uid,
@@ -616,6 +625,42 @@ static int bind_socket(const char *path, int *out, struct vmd_error *err)
 	return 0;
 }
 
+/* Whether the policy grants the caller anything at all: a caller it
+ * grants nothing is answered at once, without taking one of the
+ * max_clients slots that granted callers need. */
+static bool caller_has_a_grant(const struct server *srv,
+                               const struct ucred *cr)
+{
+	struct vmd_priv_policy *pol = NULL;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char why[128];
+	bool any = false;
+
+	if (vmd_priv_policy_load(srv->cfg->vmdiskd_policy_file, &pol, &err) < 0)
+		return true; /* handle() refuses and audits the policy error */
+	for (int op = 0; op < VMD_PRIV_OP_COUNT && !any; op++)
+		any = vmd_priv_policy_allows(pol, cr->uid, cr->gid,
+		                             (enum vmd_priv_op)op, why,
+		                             sizeof(why));
+	vmd_priv_policy_free(pol);
+	return any;
+}
+
+/* Answer and close a connection refused before it got a thread. */
+static void refuse_now(struct server *srv, int fd, int code,
+                       const char *msg, const char *detail)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct ucred cr;
+	socklen_t crlen = sizeof(cr);
+	bool have_cr = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == 0;
+
+	vmd_error_set(&err, code, msg, "%s", detail);
+	audit(srv, have_cr ? &cr : NULL, "?", "-", "refused", detail);
+	send_reply(fd, code, NULL, &err);
+	close(fd);
+}
+
 static void accept_loop(struct server *srv, int lfd, unsigned exit_after,
                         const sigset_t *unblocked)
 {
@@ -635,22 +680,24 @@ static void accept_loop(struct server *srv, int lfd, unsigned exit_after,
 		if (fd < 0)
 			continue;
 		served++;
-		pthread_mutex_lock(&srv->lock);
-		if (srv->active >= srv->max_clients) {
-			struct vmd_error err = VMD_ERROR_INIT;
+		{
 			struct ucred cr;
 			socklen_t crlen = sizeof(cr);
-			bool have_cr;
 
+			if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr,
+			               &crlen) == 0 &&
+			    !caller_has_a_grant(srv, &cr)) {
+				refuse_now(srv, fd, VMD_E_REFUSED,
+				           "vmdiskd: not allowed",
+				           "no grant for any operation");
+				continue;
+			}
+		}
+		pthread_mutex_lock(&srv->lock);
+		if (srv->active >= srv->max_clients) {
 			pthread_mutex_unlock(&srv->lock);
-			have_cr = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr,
-			                     &crlen) == 0;
-			vmd_error_set(&err, VMD_E_BUSY, "vmdiskd: busy",
-			              "%u clients already", srv->max_clients);
-			audit(srv, have_cr ? &cr : NULL, "?", "-", "refused",
-			      err.msg);
-			send_reply(fd, VMD_E_BUSY, NULL, &err);
-			close(fd);
+			refuse_now(srv, fd, VMD_E_BUSY, "vmdiskd: busy",
+			           "all client slots taken");
 			continue;
 		}
 		srv->active++;
@@ -712,6 +759,9 @@ int vmd_priv_serve(const struct vmd_config *cfg,
 	sigaddset(&block, SIGINT);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	/* An audit log past the file size limit must make requests fail
+	 * (handle() refuses what it cannot audit), not kill the helper. */
+	sigaction(SIGXFSZ, &(struct sigaction){.sa_handler = SIG_IGN}, NULL);
 	/* Blocked everywhere but in ppoll, so the signal cannot slip in
 	 * between the flag check and the wait. Threads inherit the mask. */
 	pthread_sigmask(SIG_BLOCK, &block, &old);

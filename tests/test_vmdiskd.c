@@ -15,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -706,24 +708,36 @@ static void test_silent_client_times_out(void **state)
 	close(quiet);
 }
 
-/* A ping from uid/gid 65534 through setpriv (util-linux): its reply, or
- * "EACCES" when it cannot connect. */
-static char *ping_as_nobody(void)
+/* Pings from uid/gid 65534 through setpriv (util-linux): `n` connections
+ * opened at once and left idle until the daemon has accepted them all,
+ * then a ping sent on each; their replies, a line each, or "EACCES" when
+ * it cannot connect. */
+static char *ping_as_nobody(int n)
 {
 	static const char script[] =
-		"import socket, sys\n"
-		"s = socket.socket(socket.AF_UNIX)\n"
-		"try:\n"
-		"    s.connect(sys.argv[1])\n"
-		"except PermissionError:\n"
-		"    print('EACCES'); sys.exit(0)\n"
-		"s.sendall(b'{\"op\":\"ping\"}\\n')\n"
-		"print(s.recv(4096).decode().strip())\n";
+		"import socket, sys, time\n"
+		"conns = []\n"
+		"for i in range(int(sys.argv[2])):\n"
+		"    s = socket.socket(socket.AF_UNIX)\n"
+		"    try:\n"
+		"        s.connect(sys.argv[1])\n"
+		"    except PermissionError:\n"
+		"        print('EACCES'); sys.exit(0)\n"
+		"    conns.append(s)\n"
+		"time.sleep(0.3)\n" /* all accepted; less than the 1 s timeout */
+		"for s in conns:\n"
+		"    try:\n"
+		"        s.sendall(b'{\"op\":\"ping\"}\\n')\n"
+		"    except OSError:\n"
+		"        pass\n"
+		"    print(s.recv(4096).decode().strip())\n";
+	char count[16];
 	const char *argv[] = {"setpriv", "--reuid=65534", "--regid=65534",
 	                      "--clear-groups", "python3", "-c", script,
-	                      D.sock, NULL};
+	                      D.sock, count, NULL};
 	char *out = NULL, *errout = NULL;
 
+	snprintf(count, sizeof(count), "%d", n);
 	if (th_run(argv, NULL, &out, &errout) != 0)
 		fail_msg("setpriv python3: %s", errout);
 	free(errout);
@@ -739,22 +753,98 @@ static void test_other_uid(void **state)
 		skip();
 	/* The socket is 0660: another user cannot even connect. */
 	assert_int_equal(chmod(D.dir, 0711), 0);
-	out = ping_as_nobody();
+	out = ping_as_nobody(1);
 	assert_string_equal(out, "EACCES\n");
 	free(out);
 	/* Opened up (as if nobody were in the socket's group): the policy,
-	 * which grants uid 65534 nothing, refuses and audits it. */
+	 * which grants uid 65534 nothing, refuses and audits it. 24 idle
+	 * connections at once, more than the 16 client slots: each is
+	 * refused on accept, none takes a slot (busy) or waits for its line
+	 * (read timed out). */
 	assert_int_equal(chmod(D.sock, 0666), 0);
-	out = ping_as_nobody();
-	assert_non_null(strstr(out, "{\"ok\":false,\"code\":\"refused\""));
+	out = ping_as_nobody(24);
+	{
+		const char *p = out;
+		int refused = 0;
+
+		while ((p = strstr(p, "{\"ok\":false,\"code\":\"refused\"")))
+			refused++, p++;
+		if (refused != 24 || strstr(out, "busy") ||
+		    strstr(out, "timed out"))
+			fail_msg("24 connections of uid 65534: %s", out);
+	}
 	free(out);
 	text = last_audit();
 	snprintf(want, sizeof(want), " uid=65534 pid=");
 	assert_non_null(strstr(text, want));
-	assert_non_null(strstr(text, "op=ping target=- refused "
-	                             "reason=\"no grant for ping\""));
+	assert_non_null(strstr(text, "op=? target=- refused "
+	                             "reason=\"no grant for any operation\""));
 	free(text);
+	assert_still_serving();
 	assert_int_equal(chmod(D.sock, 0660), 0);
+}
+
+/* The pid of the test daemon: the vmdiskd whose command line names
+ * D.conf. */
+static pid_t daemon_pid(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	pid_t pid = -1;
+
+	assert_non_null(d);
+	while (pid < 0 && (e = readdir(d))) {
+		char path[300], cmd[4096];
+		FILE *f;
+		size_t n;
+
+		if (e->d_name[0] < '1' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		n = fread(cmd, 1, sizeof(cmd) - 1, f);
+		fclose(f);
+		for (size_t i = 0; i < n; i++)
+			if (cmd[i] == '\0')
+				cmd[i] = ' ';
+		cmd[n] = '\0';
+		if (strstr(cmd, "vmdiskd --config ") && strstr(cmd, D.conf))
+			pid = (pid_t)atoi(e->d_name);
+	}
+	closedir(d);
+	return pid;
+}
+
+/* A request the audit log cannot record does not run: with the log at
+ * the daemon's file size limit, an allowed ping is refused (and the
+ * daemon lives on); with the limit lifted, it is served again. */
+static void test_unaudited_request_refused(void **state)
+{
+	pid_t pid = daemon_pid();
+	struct stat st;
+	struct rlimit full, none;
+	struct vmd_priv_request req = {.op = VMD_PRIV_PING};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	assert_true(pid > 0);
+	assert_int_equal(stat(D.audit, &st), 0);
+	/* The soft limit only: it can be lifted again without
+	 * CAP_SYS_RESOURCE. */
+	assert_int_equal(prlimit(pid, RLIMIT_FSIZE, NULL, &none), 0);
+	full = none;
+	full.rlim_cur = (rlim_t)st.st_size;
+	assert_int_equal(prlimit(pid, RLIMIT_FSIZE, &full, NULL), 0);
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err),
+	                 VMD_E_REFUSED);
+	assert_string_equal(err.msg, "vmdiskd: not allowed");
+	assert_int_equal(prlimit(pid, RLIMIT_FSIZE, &none, NULL), 0);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_priv_call(&D.cfg, &req, &rep, &err), 0);
+	assert_audit("ping", "-", "done", "ok");
 }
 
 int main(void)
@@ -773,6 +863,7 @@ int main(void)
 		cmocka_unit_test(test_gid_grant),
 		cmocka_unit_test(test_unauthorised_refused_and_audited),
 		cmocka_unit_test(test_luks_format_in_daemon),
+		cmocka_unit_test(test_unaudited_request_refused),
 		cmocka_unit_test(test_bad_requests_refused),
 		cmocka_unit_test(test_silent_client_times_out),
 		cmocka_unit_test(test_other_uid),
