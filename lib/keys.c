@@ -95,43 +95,50 @@ static void key_release(struct vmd_secret_key **k)
 	*k = NULL;
 }
 
-/* Register every form of the key a log line could show. At least one
- * must take, or the key is not protected and is refused. */
+/* Register every form of the key a log line could show: the raw bytes
+ * (when they hold no NUL), without a trailing newline, and hex. A form the
+ * registry cannot take leaves the key unprotected: refused, and the forms
+ * that took are undone by vmd_key_free. */
 static int key_register(struct vmd_secret_key *k, struct vmd_error *err)
 {
 	static const char digits[] = "0123456789abcdef";
-	bool any = false;
+	bool all = true, any = false;
 	size_t t;
 
 	if (!memchr(k->bytes, '\0', k->len)) {
+		any = true;
 		memcpy(k->raw, k->bytes, k->len);
 		k->raw[k->len] = '\0';
-		if (vmd_secret_register(k->raw) == 0)
-			any = true;
-		else
+		if (vmd_secret_register(k->raw) < 0) {
 			k->raw[0] = '\0';
+			all = false;
+		}
 		t = k->len;
-		while (t > 0 && (k->raw[t - 1] == '\n' || k->raw[t - 1] == '\r'))
+		while (t > 0 &&
+		       (k->bytes[t - 1] == '\n' || k->bytes[t - 1] == '\r'))
 			t--;
-		if (k->raw[0] && t != k->len && t >= 4) {
+		if (t != k->len && t >= 4) {
 			memcpy(k->trimmed, k->bytes, t);
 			k->trimmed[t] = '\0';
-			if (vmd_secret_register(k->trimmed) < 0)
+			if (vmd_secret_register(k->trimmed) < 0) {
 				k->trimmed[0] = '\0';
+				all = false;
+			}
 		}
 	}
 	if (2 * k->len < 1024) { /* the registry's longest secret */
+		any = true;
 		for (size_t i = 0; i < k->len; i++) {
 			k->hex[2 * i] = digits[k->bytes[i] >> 4];
 			k->hex[2 * i + 1] = digits[k->bytes[i] & 15];
 		}
 		k->hex[2 * k->len] = '\0';
-		if (vmd_secret_register(k->hex) == 0)
-			any = true;
-		else
+		if (vmd_secret_register(k->hex) < 0) {
 			k->hex[0] = '\0';
+			all = false;
+		}
 	}
-	if (!any)
+	if (!all || !any)
 		return vmd_error_set(err, VMD_E_REFUSED,
 		                     "keys: cannot protect the key in logs",
 		                     "registering the key with the log "

@@ -1,9 +1,12 @@
 /*
  * Process-wide logger and the secret redaction registry.
  *
- * The registry is a small array of secret copies, guarded by a mutex and
- * kept in mlock'ed memory (best effort: a failure to lock is not fatal, it
- * only means the page may be swapped). Every formatted line is redacted
+ * The registry holds copies of the secrets, guarded by a mutex, in chunks
+ * of mlock'ed memory allocated as they fill (best effort: a failure to
+ * lock is not fatal, it only means the page may be swapped; one chunk
+ * stays within the smallest default RLIMIT_MEMLOCK). Each secret is
+ * counted: two users of the same key or token (concurrent vmdiskd
+ * requests) register it twice, and it stays redacted until both are done. Every formatted line is redacted
  * before it reaches any target; errors (error.c) and argv dumps (runner.c)
  * call vmd_redact() themselves.
  */
@@ -16,12 +19,17 @@
 
 #include <vmdisk/log.h>
 
-#define SECRET_SLOTS 32
 #define SECRET_MAX 1024
+#define SECRET_CHUNK 16 /* slots per mlock'ed chunk: 16.6 KiB */
+/* vmdiskd's 16 clients with up to 5 forms each (key id, raw, trimmed,
+ * hex, token), and the CLI's own. */
+#define SECRET_CHUNKS 6
+#define SECRET_SLOTS (SECRET_CHUNK * SECRET_CHUNKS)
 #define LINE_MAX_LEN 2048
 
 struct secret_slot {
-	size_t len; /* 0 = free */
+	size_t len;    /* 0 = free */
+	unsigned refs; /* registrations not yet undone */
 	char value[SECRET_MAX];
 };
 
@@ -31,7 +39,7 @@ static enum vmd_log_level log_level = VMD_LOG_WARNING;
 static char log_ident[32] = "vmdisk";
 static vmd_log_sink_fn log_sink;
 static void *log_sink_opaque;
-static struct secret_slot *secrets; /* SECRET_SLOTS entries, mlock'ed */
+static struct secret_slot *secret_chunks[SECRET_CHUNKS];
 
 void vmd_log_setup(enum vmd_log_target target, enum vmd_log_level level,
                    const char *ident)
@@ -120,40 +128,63 @@ void vmd_log(enum vmd_log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
-static int secrets_init_locked(void)
+/* Slot i of the registry, or NULL when its chunk is not allocated. */
+static struct secret_slot *slot_at(size_t i)
 {
-	if (secrets)
-		return 0;
-	secrets = calloc(SECRET_SLOTS, sizeof(*secrets));
-	if (!secrets)
-		return -1;
-	(void)mlock(secrets, SECRET_SLOTS * sizeof(*secrets));
-	return 0;
+	struct secret_slot *chunk = secret_chunks[i / SECRET_CHUNK];
+
+	return chunk ? &chunk[i % SECRET_CHUNK] : NULL;
+}
+
+/* A free slot, allocating a chunk when the allocated ones are full. */
+static struct secret_slot *free_slot_locked(void)
+{
+	for (size_t c = 0; c < SECRET_CHUNKS; c++) {
+		struct secret_slot *chunk = secret_chunks[c];
+
+		if (!chunk) {
+			chunk = calloc(SECRET_CHUNK, sizeof(*chunk));
+			if (!chunk)
+				return NULL;
+			(void)mlock(chunk, SECRET_CHUNK * sizeof(*chunk));
+			secret_chunks[c] = chunk;
+		}
+		for (size_t i = 0; i < SECRET_CHUNK; i++)
+			if (chunk[i].len == 0)
+				return &chunk[i];
+	}
+	return NULL;
+}
+
+static struct secret_slot *find_locked(const char *secret, size_t len)
+{
+	for (size_t i = 0; i < SECRET_SLOTS; i++) {
+		struct secret_slot *sl = slot_at(i);
+
+		if (sl && sl->len == len && memcmp(sl->value, secret, len) == 0)
+			return sl;
+	}
+	return NULL;
 }
 
 int vmd_secret_register(const char *secret)
 {
 	size_t len = secret ? strlen(secret) : 0;
+	struct secret_slot *sl;
 	int rc = -1;
 
 	if (len < 4 || len >= SECRET_MAX)
 		return -1;
 	pthread_mutex_lock(&log_mutex);
-	if (secrets_init_locked() == 0) {
-		for (size_t i = 0; i < SECRET_SLOTS; i++) {
-			if (secrets[i].len == len &&
-			    memcmp(secrets[i].value, secret, len) == 0) {
-				rc = 0;
-				break;
-			}
-		}
-		for (size_t i = 0; rc != 0 && i < SECRET_SLOTS; i++) {
-			if (secrets[i].len == 0) {
-				memcpy(secrets[i].value, secret, len);
-				secrets[i].len = len;
-				rc = 0;
-			}
-		}
+	sl = find_locked(secret, len);
+	if (sl) {
+		sl->refs++;
+		rc = 0;
+	} else if ((sl = free_slot_locked())) {
+		memcpy(sl->value, secret, len);
+		sl->len = len;
+		sl->refs = 1;
+		rc = 0;
 	}
 	pthread_mutex_unlock(&log_mutex);
 	return rc;
@@ -162,6 +193,7 @@ int vmd_secret_register(const char *secret)
 void vmd_secret_unregister(const char *secret)
 {
 	size_t len = secret ? strlen(secret) : 0;
+	struct secret_slot *sl;
 
 	/* Never matches a registered secret; would match (and wipe) free
 	 * slots and hand memcmp a NULL. */
@@ -169,19 +201,19 @@ void vmd_secret_unregister(const char *secret)
 		return;
 
 	pthread_mutex_lock(&log_mutex);
-	for (size_t i = 0; secrets && i < SECRET_SLOTS; i++) {
-		if (secrets[i].len == len &&
-		    memcmp(secrets[i].value, secret, len) == 0)
-			explicit_bzero(&secrets[i], sizeof(secrets[i]));
-	}
+	sl = find_locked(secret, len);
+	if (sl && --sl->refs == 0)
+		explicit_bzero(sl, sizeof(*sl));
 	pthread_mutex_unlock(&log_mutex);
 }
 
 void vmd_secret_clear_all(void)
 {
 	pthread_mutex_lock(&log_mutex);
-	if (secrets)
-		explicit_bzero(secrets, SECRET_SLOTS * sizeof(*secrets));
+	for (size_t c = 0; c < SECRET_CHUNKS; c++)
+		if (secret_chunks[c])
+			explicit_bzero(secret_chunks[c],
+			               SECRET_CHUNK * sizeof(*secret_chunks[c]));
 	pthread_mutex_unlock(&log_mutex);
 }
 
@@ -190,11 +222,11 @@ static size_t secret_match_locked(const char *p)
 {
 	size_t best = 0;
 
-	for (size_t i = 0; secrets && i < SECRET_SLOTS; i++) {
-		size_t len = secrets[i].len;
+	for (size_t i = 0; i < SECRET_SLOTS; i++) {
+		const struct secret_slot *sl = slot_at(i);
 
-		if (len > best && strncmp(p, secrets[i].value, len) == 0)
-			best = len;
+		if (sl && sl->len > best && strncmp(p, sl->value, sl->len) == 0)
+			best = sl->len;
 	}
 	return best;
 }

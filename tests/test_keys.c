@@ -116,6 +116,36 @@ static void test_file_ok(void **state)
 	assert_string_equal(line, PLANTED);
 }
 
+/* With the redaction registry all but full, a key whose forms cannot all
+ * be registered is refused, and nothing of it stays registered. */
+static void test_registry_full_refuses_key(void **state)
+{
+	struct env *e = *state;
+	struct vmd_secret_key *k = NULL;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char name[32], line[256];
+
+	free(plant(e, KEY_ID, PLANTED "\n", 0600));
+	/* Room for the key id and one form of the key, not for all three
+	 * (raw, trimmed, hex). */
+	for (int i = 0; i < 94; i++) {
+		snprintf(name, sizeof(name), "filler-%03d", i);
+		assert_int_equal(vmd_secret_register(name), 0);
+	}
+	assert_int_equal(get(e, &k, &err), VMD_E_REFUSED);
+	assert_null(k);
+	assert_string_equal(err.msg, "keys: cannot protect the key in logs");
+	vmd_redact(PLANTED, line, sizeof(line));
+	assert_string_equal(line, PLANTED);
+	/* The slots it took came back: one form and the id fit again. */
+	assert_int_equal(vmd_secret_register("filler-x94"), 0);
+	assert_int_equal(vmd_secret_register("filler-x95"), 0);
+	assert_int_equal(vmd_secret_register("filler-x96"), -1);
+	vmd_secret_clear_all();
+	assert_int_equal(get(e, &k, &err), 0);
+	vmd_key_free(k);
+}
+
 static void expect_refused(struct env *e, int code, const char *what)
 {
 	struct vmd_secret_key *k = NULL;
@@ -268,6 +298,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_file_ok),
 		T(test_file_missing),
+		T(test_registry_full_refuses_key),
 		T(test_file_mode_0644),
 		T(test_file_mode_0640_and_0400),
 		T(test_file_symlink),

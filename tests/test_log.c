@@ -189,6 +189,42 @@ static void test_unregister(void **state)
 	                    "a token-1234 b other-5678");
 }
 
+/* Two users of one secret (two vmdiskd requests with the same key): the
+ * first one done does not lift the redaction of the other. */
+static void test_registrations_counted(void **state)
+{
+	(void)state;
+	assert_int_equal(vmd_secret_register("shared-key-1"), 0);
+	assert_int_equal(vmd_secret_register("shared-key-1"), 0);
+	vmd_secret_unregister("shared-key-1");
+	assert_string_equal(redact("k=shared-key-1"), "k=***");
+	vmd_secret_unregister("shared-key-1");
+	assert_string_equal(redact("k=shared-key-1"), "k=shared-key-1");
+}
+
+/* 96 distinct secrets fit (six chunks); the 97th is refused, and every
+ * one of the 96 is still redacted; a freed slot is used again. */
+static void test_capacity(void **state)
+{
+	char name[32];
+
+	(void)state;
+	for (int i = 0; i < 96; i++) {
+		snprintf(name, sizeof(name), "secret-%03d", i);
+		assert_int_equal(vmd_secret_register(name), 0);
+	}
+	assert_int_equal(vmd_secret_register("secret-one-too-many"), -1);
+	for (int i = 0; i < 96; i++) {
+		snprintf(name, sizeof(name), "secret-%03d", i);
+		assert_string_equal(redact(name), "***");
+	}
+	vmd_secret_unregister("secret-042");
+	assert_int_equal(vmd_secret_register("secret-one-too-many"), 0);
+	assert_string_equal(redact("secret-one-too-many"), "***");
+	vmd_secret_clear_all();
+	assert_string_equal(redact("secret-000"), "secret-000");
+}
+
 static void test_longest_match(void **state)
 {
 	(void)state;
@@ -253,6 +289,9 @@ int main(void)
 		                                setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unregister, setup,
 		                                teardown),
+		cmocka_unit_test_setup_teardown(test_registrations_counted,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_capacity, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_longest_match, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_redact_truncation, setup,

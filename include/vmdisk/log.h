@@ -53,6 +53,8 @@ void vmd_logv(enum vmd_log_level level, const char *fmt, va_list ap)
  * Secret registry. Secrets shorter than 4 bytes are refused (returns -1):
  * redacting them would mangle ordinary text while protecting nothing.
  * The registry keeps its own copy, held in locked memory and wiped on removal.
+ * Registrations are counted: a secret registered twice stays redacted until
+ * it has been unregistered twice. At most 96 distinct secrets (-1 beyond).
  */
 int vmd_secret_register(const char *secret);
 void vmd_secret_unregister(const char *secret);
