@@ -755,7 +755,7 @@ int vmd_priv_lvm_remove(const struct vmd_config *cfg,
 		if (ours == 1 && rc == 0)
 			rc = lv_lookup(&lv, &found, err);
 	}
-	if (rc < 0)
+	if (rc < 0 || !found)
 		return rc;
 	/* A guest still using it keeps it, data and all: clearing first and
 	 * then failing in lvremove would wipe a running disk. */

@@ -646,17 +646,15 @@ static bool caller_has_a_grant(const struct server *srv,
 	return any;
 }
 
-/* Answer and close a connection refused before it got a thread. */
-static void refuse_now(struct server *srv, int fd, int code,
-                       const char *msg, const char *detail)
+/* Answer and close a connection refused before it got a thread; `cr`
+ * NULL when its credentials could not be read. */
+static void refuse_now(struct server *srv, int fd, const struct ucred *cr,
+                       int code, const char *msg, const char *detail)
 {
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct ucred cr;
-	socklen_t crlen = sizeof(cr);
-	bool have_cr = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &crlen) == 0;
 
 	vmd_error_set(&err, code, msg, "%s", detail);
-	audit(srv, have_cr ? &cr : NULL, "?", "-", "refused", detail);
+	audit(srv, cr, "?", "-", "refused", detail);
 	send_reply(fd, code, NULL, &err);
 	close(fd);
 }
@@ -671,6 +669,9 @@ static void accept_loop(struct server *srv, int lfd, unsigned exit_after,
 		struct conn *c;
 		pthread_t th;
 		pthread_attr_t attr;
+		struct ucred cr;
+		socklen_t crlen;
+		bool have_cr;
 		int fd, rc;
 
 		rc = ppoll(&p, 1, NULL, unblocked);
@@ -680,24 +681,20 @@ static void accept_loop(struct server *srv, int lfd, unsigned exit_after,
 		if (fd < 0)
 			continue;
 		served++;
-		{
-			struct ucred cr;
-			socklen_t crlen = sizeof(cr);
-
-			if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr,
-			               &crlen) == 0 &&
-			    !caller_has_a_grant(srv, &cr)) {
-				refuse_now(srv, fd, VMD_E_REFUSED,
-				           "vmdiskd: not allowed",
-				           "no grant for any operation");
-				continue;
-			}
+		crlen = sizeof(cr);
+		have_cr = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr,
+		                     &crlen) == 0;
+		if (have_cr && !caller_has_a_grant(srv, &cr)) {
+			refuse_now(srv, fd, &cr, VMD_E_REFUSED,
+			           "vmdiskd: not allowed",
+			           "no grant for any operation");
+			continue;
 		}
 		pthread_mutex_lock(&srv->lock);
 		if (srv->active >= srv->max_clients) {
 			pthread_mutex_unlock(&srv->lock);
-			refuse_now(srv, fd, VMD_E_BUSY, "vmdiskd: busy",
-			           "all client slots taken");
+			refuse_now(srv, fd, have_cr ? &cr : NULL, VMD_E_BUSY,
+			           "vmdiskd: busy", "all client slots taken");
 			continue;
 		}
 		srv->active++;
