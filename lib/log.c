@@ -6,9 +6,9 @@
  * lock is not fatal, it only means the page may be swapped; one chunk
  * stays within the smallest default RLIMIT_MEMLOCK). Each secret is
  * counted: two users of the same key or token (concurrent vmdiskd
- * requests) register it twice, and it stays redacted until both are done. Every formatted line is redacted
- * before it reaches any target; errors (error.c) and argv dumps (runner.c)
- * call vmd_redact() themselves.
+ * requests) register it twice, and it stays redacted until both are done.
+ * Every formatted line is redacted before it reaches any target; errors
+ * (error.c) and argv dumps (runner.c) call vmd_redact() themselves.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -24,7 +24,6 @@
 /* vmdiskd's 16 clients with up to 5 forms each (key id, raw, trimmed,
  * hex, token), and the CLI's own. */
 #define SECRET_CHUNKS 6
-#define SECRET_SLOTS (SECRET_CHUNK * SECRET_CHUNKS)
 #define LINE_MAX_LEN 2048
 
 struct secret_slot {
@@ -128,13 +127,13 @@ void vmd_log(enum vmd_log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* Slot i of the registry, or NULL when its chunk is not allocated. */
-static struct secret_slot *slot_at(size_t i)
-{
-	struct secret_slot *chunk = secret_chunks[i / SECRET_CHUNK];
-
-	return chunk ? &chunk[i % SECRET_CHUNK] : NULL;
-}
+/* Slots in use so far: chunks are allocated in order and never freed, so
+ * the first missing one ends the registry. Redaction walks this for every
+ * character of every line. */
+#define FOR_EACH_SLOT(sl)                                                      \
+	for (size_t c_ = 0; c_ < SECRET_CHUNKS && secret_chunks[c_]; c_++)     \
+		for (struct secret_slot *sl = secret_chunks[c_];               \
+		     sl < secret_chunks[c_] + SECRET_CHUNK; sl++)
 
 /* A free slot, allocating a chunk when the allocated ones are full. */
 static struct secret_slot *free_slot_locked(void)
@@ -158,10 +157,9 @@ static struct secret_slot *free_slot_locked(void)
 
 static struct secret_slot *find_locked(const char *secret, size_t len)
 {
-	for (size_t i = 0; i < SECRET_SLOTS; i++) {
-		struct secret_slot *sl = slot_at(i);
-
-		if (sl && sl->len == len && memcmp(sl->value, secret, len) == 0)
+	FOR_EACH_SLOT(sl)
+	{
+		if (sl->len == len && memcmp(sl->value, secret, len) == 0)
 			return sl;
 	}
 	return NULL;
@@ -210,10 +208,10 @@ void vmd_secret_unregister(const char *secret)
 void vmd_secret_clear_all(void)
 {
 	pthread_mutex_lock(&log_mutex);
-	for (size_t c = 0; c < SECRET_CHUNKS; c++)
-		if (secret_chunks[c])
-			explicit_bzero(secret_chunks[c],
-			               SECRET_CHUNK * sizeof(*secret_chunks[c]));
+	FOR_EACH_SLOT(sl)
+	{
+		explicit_bzero(sl, sizeof(*sl));
+	}
 	pthread_mutex_unlock(&log_mutex);
 }
 
@@ -222,10 +220,9 @@ static size_t secret_match_locked(const char *p)
 {
 	size_t best = 0;
 
-	for (size_t i = 0; i < SECRET_SLOTS; i++) {
-		const struct secret_slot *sl = slot_at(i);
-
-		if (sl && sl->len > best && strncmp(p, sl->value, sl->len) == 0)
+	FOR_EACH_SLOT(sl)
+	{
+		if (sl->len > best && strncmp(p, sl->value, sl->len) == 0)
 			best = sl->len;
 	}
 	return best;

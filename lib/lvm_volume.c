@@ -143,6 +143,14 @@ static const char *field_str(json_object *row, const char *key)
 		       : NULL;
 }
 
+/* A binary field of `lvs --binary`: true only for "1". */
+static bool field_flag(json_object *row, const char *key)
+{
+	const char *s = field_str(row, key);
+
+	return s && strcmp(s, "1") == 0;
+}
+
 /* Fill lv->path/size/thin from lvs; *found false when there is no such LV. */
 static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 {
@@ -193,10 +201,8 @@ static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 		snprintf(lv->path, sizeof(lv->path), "%s", path);
 		lv->thin = seg && strcmp(seg, "thin") == 0;
 		/* For a thin LV, lvs reports its pool's zeroing here. */
-		lv->pool_zeroes = lv->thin && field_str(row, "zero") &&
-		                  strcmp(field_str(row, "zero"), "1") == 0;
-		lv->open = field_str(row, "lv_device_open") &&
-		           strcmp(field_str(row, "lv_device_open"), "1") == 0;
+		lv->pool_zeroes = lv->thin && field_flag(row, "zero");
+		lv->open = field_flag(row, "lv_device_open");
 		*found = true;
 		break;
 	}
