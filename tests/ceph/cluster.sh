@@ -129,6 +129,13 @@ CONF
 	echo $! > "$D/osd.pid"
 	osd_up() { ceph_ osd stat | grep -q '1 up.*1 in'; }
 	wait_for 60 osd_up || skip "OSD did not come up (see $D/log)"
+	# Snapshot trimming on memstore can crash this OSD (ceph 16.2.15:
+	# SIGSEGV in MemStore::OmapIteratorImpl::value under
+	# SnapMapper::get_next_objects_to_trim, after a snapshot is removed),
+	# which hangs every test after it. A throw-away cluster needs no space
+	# back from removed snapshots; the tests count head objects only.
+	ceph_ osd set nosnaptrim >/dev/null 2>&1 ||
+		echo "ceph: could not set nosnaptrim; snapshot trimming may crash the OSD" >&2
 	for pool in images vms; do
 		ceph_ osd pool create "$pool" 8 >/dev/null 2>&1
 		timeout 30 rbd "${C[@]}" pool init "$pool"
