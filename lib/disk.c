@@ -283,6 +283,8 @@ static int create_by_location(struct vmd_ctx *ctx,
 	struct vmd_disk_record rec = {0};
 	int rc = lock_instance(ctx, ref->instance, &inst_lock, err);
 
+	if (out) /* a location tried before may have filled part of it */
+		memset(out, 0, sizeof(*out));
 	rec.backend = kind;
 	rec.format = VMD_FORMAT_RAW;
 	if (opts->key_id)
@@ -312,6 +314,10 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	enum vmd_backend_kind kind = opts->backend;
 	int rc;
 
+	/* The out-struct contract (vmdisk/backend.h): cleared before anything
+	 * can fail, so no byte of the caller's stack is ever printed. */
+	if (out)
+		memset(out, 0, sizeof(*out));
 	if (kind == VMD_BACKEND_DEFAULT)
 		kind = vmd_config_backend(&ctx->cfg);
 	rc = disk_ref_init(ctx, instance, disk, &ref, err);
@@ -471,12 +477,12 @@ int vmd_disk_info(struct vmd_ctx *ctx, const char *instance, const char *disk,
 {
 	struct vmd_disk_ref ref;
 	const struct vmd_backend_ops *ops;
-	int rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+	int rc;
 
-	if (rc == 0) {
-		memset(out, 0, sizeof(*out));
+	memset(out, 0, sizeof(*out));
+	rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+	if (rc == 0)
 		rc = ops->info(ctx, &ref, out, err);
-	}
 	if (rc == 0)
 		snprintf(out->backend, sizeof(out->backend), "%s", ops->name);
 	if (rc < 0)
@@ -562,7 +568,11 @@ int vmd_disk_libvirt_xml(struct vmd_ctx *ctx, const char *instance,
 	struct vmd_xml_source src;
 	const struct vmd_backend_ops *ops;
 	struct vmd_xml_opts o = *opts;
-	int rc = open_existing(ctx, instance, disk, &ref, &ops, err);
+	int rc;
+
+	*xml = NULL;
+	memset(&src, 0, sizeof(src)); /* backends fill what they know */
+	rc = open_existing(ctx, instance, disk, &ref, &ops, err);
 
 	if (!o.dev)
 		o.dev = "vda";
@@ -595,6 +605,8 @@ static int disk_op_run(struct vmd_ctx *ctx, const char *instance,
 	const void *fn = NULL;
 	int rc = 0;
 
+	if (url && url_size)
+		memset(url, 0, url_size);
 	if (op != OP_FLATTEN && (!name || !vmd_valid_disk_name(name)))
 		rc = vmd_error_set(err, VMD_E_INVAL, "bad snapshot name",
 		                   "snapshot name must match "

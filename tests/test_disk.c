@@ -524,6 +524,59 @@ static void test_location_on_file_backend(void **state)
 	assert_string_equal(info.backend, "qcow2");
 }
 
+/* No byte of a struct the caller pre-filled with '%' comes back: defect 4
+ * of issue 14 (create printed "snapshots: %%%%..." from the stack). */
+static void assert_info_clean(const struct vmd_disk_info *info)
+{
+	const unsigned char *b = (const unsigned char *)info;
+
+	for (size_t i = 0; i < sizeof(*info); i++)
+		if (b[i] == '%')
+			fail_msg("byte %zu of vmd_disk_info was not cleared", i);
+	assert_string_equal(info->snapshots, "");
+}
+
+static void test_out_structs_cleared(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	static const enum vmd_backend_kind kinds[] = {
+		VMD_BACKEND_FLAT, VMD_BACKEND_QCOW2, VMD_BACKEND_PLOOP};
+	static const char *const names[] = {"flat", "qcow2", "ploop"};
+	char url[64];
+
+	for (size_t i = 0; i < 3; i++) {
+		memset(&info, '%', sizeof(info));
+		create_ok(f, INST, names[i], kinds[i], 0, &info);
+		assert_string_equal(info.backend, names[i]);
+		assert_info_clean(&info);
+		memset(&info, '%', sizeof(info));
+		assert_int_equal(vmd_disk_info(f->ctx, INST, names[i], &info,
+		                               &err), 0);
+		assert_info_clean(&info);
+	}
+	/* A failed call leaves it all zero. */
+	memset(&info, '%', sizeof(info));
+	assert_int_equal(vmd_disk_info(f->ctx, INST, "nope", &info, &err),
+	                 VMD_E_NOTFOUND);
+	vmd_error_clear(&err);
+	assert_info_clean(&info);
+	assert_string_equal(info.backend, "");
+	memset(&info, '%', sizeof(info));
+	struct vmd_create_opts bad = {.image = "/nonexistent/image"};
+
+	assert_true(vmd_disk_create(f->ctx, INST, "bad", &bad, &info, &err) <
+	            0);
+	vmd_error_clear(&err);
+	assert_info_clean(&info);
+	memset(url, '%', sizeof(url));
+	assert_true(vmd_disk_direct_snapshot(f->ctx, INST, "flat", "img", url,
+	                                     sizeof(url), &err) < 0);
+	vmd_error_clear(&err);
+	assert_null(memchr(url, '%', sizeof(url)));
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -544,6 +597,7 @@ int main(void)
 		T(test_cache_fetch_once),
 		T(test_failure_after_disk_cleans_up),
 		T(test_location_on_file_backend),
+		T(test_out_structs_cleared),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");

@@ -10,6 +10,16 @@
  * dlopen()s them on first use so that commands which do not use them do not
  * pay for loading them. `abi_version` lets the table grow: a module built
  * against an older table is still accepted, a newer one is refused.
+ *
+ * Out structs. Every call of the public API (vmdisk.h, backend.h) that
+ * fills a struct or buffer the caller gives (struct vmd_disk_info,
+ * struct vmd_cache_entry, the url of a direct snapshot, the xml pointer...)
+ * clears it whole on entry, before anything can fail: on success the
+ * fields the backend did not set are zero/"" and on failure the struct is
+ * all zero, never what the caller's stack held. The generic layer
+ * (lib/disk.c, lib/cache.c, lib/cache_manager.c) does the clearing, so an
+ * ops->info or ops->xml_source always receives a zeroed struct and fills
+ * only what it knows.
  */
 #ifndef VMDISK_BACKEND_H
 #define VMDISK_BACKEND_H
