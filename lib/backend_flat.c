@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "convert.h"
 #include "filedisk.h"
 
@@ -23,7 +24,7 @@ static int flat_create_from_image(struct vmd_ctx *ctx,
                                   struct vmd_error *err)
 {
 	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
-	VMD_AUTOCLOSE int src = -1;
+	char src[32];
 	int rc;
 
 	if (base->format != VMD_FORMAT_RAW && base->format != VMD_FORMAT_QCOW2)
@@ -42,14 +43,10 @@ static int flat_create_from_image(struct vmd_ctx *ctx,
 			.dst_format = VMD_FORMAT_RAW,
 		};
 
-		rc = vmd_convert_to_fd(base->path, t.fd, &o, err);
+		vmd_fd_path(base->fd, src);
+		rc = vmd_convert_to_fd(src, t.fd, &o, err);
 	} else {
-		src = open(base->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-		if (src < 0)
-			return vmd_error_set_errno(err, VMD_E_IO, errno,
-			                           "flat: open base image failed",
-			                           "open %s", base->path);
-		rc = vmd_clone_or_copy(src, t.fd, err);
+		rc = vmd_clone_or_copy(base->fd, t.fd, err);
 	}
 	if (rc < 0) {
 		vmd_error_prefix(err, "flat: copy base image");
@@ -87,14 +84,15 @@ static int flat_create_blank(struct vmd_ctx *ctx,
 static int flat_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                        uint64_t new_size, struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int fd =
-		open(disk->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	VMD_AUTOCLOSE int fd = -1;
 	struct stat st;
-	int rc;
+	int rc = vmd_filedisk_open(disk, O_RDWR, &fd, err);
 
-	if (fd < 0 || fstat(fd, &st) < 0)
+	if (rc < 0)
+		return rc;
+	if (fstat(fd, &st) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "flat: open disk failed", "open %s",
+		                           "flat: open disk failed", "fstat %s",
 		                           disk->path);
 	if (new_size < (uint64_t)st.st_size)
 		return vmd_error_set(err, VMD_E_TOOSMALL,
@@ -144,10 +142,17 @@ static int flat_snapshot_extract(struct vmd_ctx *ctx,
 		.limits = &lim,
 	};
 
+	VMD_AUTOCLOSE int fd = -1;
+	char src[32];
+	int rc = vmd_filedisk_open(disk, O_RDONLY, &fd, err);
+
 	(void)ctx;
+	if (rc < 0)
+		return rc;
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
-	return vmd_convert_to_path(disk->path, dst_path, &o, err);
+	vmd_fd_path(fd, src);
+	return vmd_convert_to_path(src, dst_path, &o, err);
 }
 
 static int flat_xml_source(struct vmd_ctx *ctx,

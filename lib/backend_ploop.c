@@ -12,7 +12,8 @@
  *
  * The directory is built under a temporary name in the instance directory
  * and renamed into place once both files are synced, so a disk either
- * exists whole or not at all.
+ * exists whole or not at all. Every file is reached by descriptor beneath
+ * the instance directory (lib/beneath.c); the paths are only printed.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "blockdev.h"
 #include "convert.h"
 #include "faultpoint.h"
@@ -64,7 +66,7 @@ static void geometry(uint64_t sectors, uint64_t *cyl, unsigned *heads,
 			}
 }
 
-static int write_descriptor(const char *dir, uint64_t size,
+static int write_descriptor(int dirfd, uint64_t size,
                             enum vmd_ploop_variant v, bool replace,
                             struct vmd_error *err)
 {
@@ -111,8 +113,8 @@ static int write_descriptor(const char *dir, uint64_t size,
 	if (n < 0 || (size_t)n >= sizeof(xml))
 		return vmd_error_set(err, VMD_E_INVAL, "ploop: descriptor",
 		                     "too long");
-	return vmd_write_file_atomic(dir, DESCRIPTOR_NAME, xml, (size_t)n,
-	                             0644, replace, err);
+	return vmd_write_file_atomicat(dirfd, DESCRIPTOR_NAME, xml, (size_t)n,
+	                               0644, replace, err);
 }
 
 /* The variant, from the descriptor we wrote. */
@@ -122,17 +124,18 @@ static int read_variant(const struct vmd_disk_ref *disk,
 	char path[PATH_MAX], buf[DESCRIPTOR_MAX];
 	VMD_AUTOCLOSE int fd = -1;
 	ssize_t n;
-	int rc = join(path, sizeof(path), disk->path, DESCRIPTOR_NAME, err);
+	/* <disk>/DiskDescriptor.xml beneath the instance directory. */
+	int rc = join(path, sizeof(path), disk->disk, DESCRIPTOR_NAME, err);
 
 	if (rc < 0)
 		return rc;
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	fd = vmd_bopen(disk->instance_fd, path, O_RDONLY | O_NONBLOCK, 0);
 	if (fd < 0)
-		return vmd_error_set_errno(err,
-		                           errno == ENOENT ? VMD_E_NOTFOUND
-		                                           : VMD_E_IO,
-		                           errno, "ploop: descriptor unreadable",
-		                           "open %s", path);
+		return vmd_beneath_error(err,
+		                         errno == ENOENT ? VMD_E_NOTFOUND
+		                                         : VMD_E_IO,
+		                         errno, "ploop: descriptor unreadable",
+		                         "open %s", path);
 	n = read(fd, buf, sizeof(buf) - 1);
 	if (n < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
@@ -150,26 +153,29 @@ static int read_variant(const struct vmd_disk_ref *disk,
 	return 0;
 }
 
-/* A disk directory being built under a temporary name. */
+/* A disk directory being built under a temporary name in the instance
+ * directory (both by descriptor). */
 struct ploop_build {
-	char dir[PATH_MAX];
+	int instance_fd;  /* borrowed from the disk ref */
+	int fd;           /* the directory being built */
+	char name[VMD_NAME_MAX + 16]; /* .<disk>.XXXXXX */
 	bool armed;
 };
 
 static void ploop_build_discard(struct ploop_build *b)
 {
-	char p[PATH_MAX + 32];
-
-	if (!b->armed)
-		return;
-	b->armed = false;
-	snprintf(p, sizeof(p), "%s/" HDS_NAME, b->dir);
-	unlink(p);
-	snprintf(p, sizeof(p), "%s/" DESCRIPTOR_NAME, b->dir);
-	unlink(p);
-	if (rmdir(b->dir) < 0 && errno != ENOENT)
-		vmd_log_warning("ploop: could not remove %s: %s", b->dir,
-		                strerror(errno));
+	if (b->armed) {
+		b->armed = false;
+		if (b->fd >= 0) {
+			unlinkat(b->fd, HDS_NAME, 0);
+			unlinkat(b->fd, DESCRIPTOR_NAME, 0);
+		}
+		if (unlinkat(b->instance_fd, b->name, AT_REMOVEDIR) < 0 &&
+		    errno != ENOENT)
+			vmd_log_warning("ploop: could not remove %s: %s",
+			                b->name, strerror(errno));
+	}
+	vmd_closep(&b->fd);
 }
 
 #define PLOOP_AUTOBUILD __attribute__((cleanup(ploop_build_discard)))
@@ -182,7 +188,7 @@ static void ploop_build_discard(struct ploop_build *b)
 static void sweep_stale_builds(const struct vmd_disk_ref *disk)
 {
 	char prefix[VMD_NAME_MAX + 4];
-	DIR *d = opendir(disk->instance_dir);
+	DIR *d = vmd_bopendir(disk->instance_fd, ".");
 	struct dirent *e;
 	size_t plen;
 
@@ -190,14 +196,17 @@ static void sweep_stale_builds(const struct vmd_disk_ref *disk)
 		return;
 	plen = (size_t)snprintf(prefix, sizeof(prefix), ".%s.", disk->disk);
 	while ((e = readdir(d))) {
-		struct ploop_build stale = {.armed = true};
+		struct ploop_build stale = {disk->instance_fd, -1, "", true};
 
 		if (strncmp(e->d_name, prefix, plen) != 0 ||
 		    strlen(e->d_name) != plen + 6 ||
-		    snprintf(stale.dir, sizeof(stale.dir), "%s/%s",
-		             disk->instance_dir, e->d_name) >=
-		            (int)sizeof(stale.dir))
+		    strlen(e->d_name) >= sizeof(stale.name))
 			continue;
+		memcpy(stale.name, e->d_name, strlen(e->d_name) + 1);
+		/* Beneath: a link planted under such a name is not entered
+		 * (and unlinkat of the directory then fails). */
+		stale.fd = vmd_bopen(disk->instance_fd, stale.name,
+		                     O_RDONLY | O_DIRECTORY, 0);
 		vmd_log_info("ploop: removing %s, left by an interrupted create",
 		             e->d_name);
 		ploop_build_discard(&stale);
@@ -208,33 +217,38 @@ static void sweep_stale_builds(const struct vmd_disk_ref *disk)
 static int build_begin(const struct vmd_disk_ref *disk, struct ploop_build *b,
                        int *hds_fd, struct vmd_error *err)
 {
-	char hds[PATH_MAX];
-	int n = snprintf(b->dir, sizeof(b->dir), "%s/.%s.XXXXXX",
-	                 disk->instance_dir, disk->disk);
-
-	if (n < 0 || (size_t)n >= sizeof(b->dir))
-		return vmd_error_set(err, VMD_E_INVAL, "ploop: path too long",
-		                     "%s", disk->path);
+	b->instance_fd = disk->instance_fd;
+	b->fd = -1;
 	sweep_stale_builds(disk);
-	if (!mkdtemp(b->dir))
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "ploop: make disk directory failed",
-		                           "mkdtemp %s", b->dir);
+	for (int attempt = 0;; attempt++) {
+		unsigned long r = (unsigned long)random() ^
+		                  ((unsigned long)getpid() << 12) ^
+		                  (unsigned long)attempt;
+
+		snprintf(b->name, sizeof(b->name), ".%s.%06lx", disk->disk,
+		         r & 0xffffff);
+		/* qemu must reach root.hds, as with the instance directory. */
+		if (mkdirat(disk->instance_fd, b->name, 0755) == 0)
+			break;
+		if (errno != EEXIST || attempt > 100)
+			return vmd_error_set_errno(
+				err, VMD_E_IO, errno,
+				"ploop: make disk directory failed", "mkdir %s",
+				b->name);
+	}
 	b->armed = true;
-	/* qemu must reach root.hds, as with the instance directory. */
-	if (chmod(b->dir, 0755) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "ploop: make disk directory failed",
-		                           "chmod %s", b->dir);
-	n = join(hds, sizeof(hds), b->dir, HDS_NAME, err);
-	if (n < 0)
-		return n;
-	*hds_fd = open(hds, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-	               VMD_DISK_MODE);
+	b->fd = vmd_bopen(disk->instance_fd, b->name, O_RDONLY | O_DIRECTORY,
+	                  0);
+	if (b->fd < 0 || fchmod(b->fd, 0755) < 0)
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "ploop: make disk directory failed",
+		                         "open %s", b->name);
+	*hds_fd = vmd_bopen(b->fd, HDS_NAME, O_RDWR | O_CREAT | O_EXCL,
+	                    VMD_DISK_MODE);
 	if (*hds_fd < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "ploop: make image failed", "open %s",
-		                           hds);
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "ploop: make image failed", "open %s/%s",
+		                         b->name, HDS_NAME);
 	return 0;
 }
 
@@ -248,16 +262,19 @@ static int build_commit(const struct vmd_disk_ref *disk, struct ploop_build *b,
 	if (fsync(hds_fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: write image failed", "fsync");
-	rc = write_descriptor(b->dir, size, v, false, err);
+	rc = write_descriptor(b->fd, size, v, false, err);
 	if (rc == 0)
 		rc = vmd_faultpoint("ploop.before_publish", err);
-	if (rc == 0)
-		rc = vmd_fsync_dir(b->dir, err);
+	if (rc == 0 && fsync(b->fd) < 0)
+		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
+		                         "sync directory failed", "fsync %s",
+		                         b->name);
 	if (rc < 0)
 		return rc;
-	/* rename(2) of a directory never replaces a non-empty one, and the
-	 * caller checked under the instance lock that there is none. */
-	if (rename(b->dir, disk->path) < 0)
+	/* Never over anything: the caller checked under the instance lock
+	 * that there is nothing, and a link planted since stays untouched. */
+	if (vmd_brename(disk->instance_fd, b->name, disk->instance_fd,
+	                disk->disk, RENAME_NOREPLACE) < 0)
 		return vmd_error_set_errno(err,
 		                           errno == ENOTEMPTY || errno == EEXIST
 		                                   ? VMD_E_EXISTS
@@ -265,7 +282,11 @@ static int build_commit(const struct vmd_disk_ref *disk, struct ploop_build *b,
 		                           errno, "ploop: publish disk failed",
 		                           "rename to %s", disk->path);
 	b->armed = false;
-	return vmd_fsync_dir(disk->instance_dir, err);
+	if (fsync(disk->instance_fd) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "sync directory failed", "fsync %s",
+		                           disk->instance_dir);
+	return 0;
 }
 
 static int fill_expanded(int fd, const char *base_path,
@@ -292,22 +313,17 @@ static int fill_expanded(int fd, const char *base_path,
 	return rc;
 }
 
-static int copy_raw(int dst, const char *base_path, struct vmd_error *err)
+static int copy_raw(int dst, int base_fd, struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int src = open(base_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-	if (src < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "ploop: open base image failed",
-		                           "open %s", base_path);
-	return vmd_clone_or_copy(src, dst, err);
+	return vmd_clone_or_copy(base_fd, dst, err);
 }
 
 static int ploop_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                         const struct vmd_image *base, uint64_t size,
                         struct vmd_error *err)
 {
-	PLOOP_AUTOBUILD struct ploop_build b = {0};
+	PLOOP_AUTOBUILD struct ploop_build b = {-1, -1, "", false};
+	char base_src[32] = "";
 	VMD_AUTOCLOSE int fd = -1;
 	enum vmd_ploop_variant v =
 		base && base->format == VMD_FORMAT_RAW ? VMD_PLOOP_RAW
@@ -324,7 +340,7 @@ static int ploop_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	if (rc < 0)
 		return rc;
 	if (v == VMD_PLOOP_RAW) {
-		rc = copy_raw(fd, base->path, err);
+		rc = copy_raw(fd, base->fd, err);
 		if (rc == 0 && ftruncate(fd, (off_t)size) < 0)
 			rc = vmd_error_set_errno(err, VMD_E_IO, errno,
 			                         "ploop: grow disk failed",
@@ -332,7 +348,9 @@ static int ploop_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		if (rc == 0)
 			rc = vmd_filedisk_preallocate(ctx, fd, size, err);
 	} else {
-		rc = fill_expanded(fd, base ? base->path : NULL,
+		if (base) /* the converter dups the descriptor so named */
+			vmd_fd_path(base->fd, base_src);
+		rc = fill_expanded(fd, base ? base_src : NULL,
 		                   base ? base->format : VMD_FORMAT_RAW, size,
 		                   err);
 	}
@@ -358,20 +376,39 @@ static int ploop_create_blank(struct vmd_ctx *ctx,
 	return ploop_create(ctx, disk, NULL, size, err);
 }
 
+/* root.hds beneath the instance directory; path: its printed name. */
 static int open_hds(const struct vmd_disk_ref *disk, int flags, int *fd,
                     char *path, struct vmd_error *err)
 {
+	char rel[PATH_MAX];
 	int rc = join(path, PATH_MAX, disk->path, HDS_NAME, err);
 
+	if (rc == 0)
+		rc = join(rel, sizeof(rel), disk->disk, HDS_NAME, err);
 	if (rc < 0)
 		return rc;
-	*fd = open(path, flags | O_CLOEXEC | O_NOFOLLOW);
+	*fd = vmd_bopen(disk->instance_fd, rel, flags | O_NONBLOCK, 0);
 	if (*fd < 0)
-		return vmd_error_set_errno(err,
-		                           errno == ENOENT ? VMD_E_NOTFOUND
-		                                           : VMD_E_IO,
-		                           errno, "ploop: open disk failed",
-		                           "open %s", path);
+		return vmd_beneath_error(err,
+		                         errno == ENOENT ? VMD_E_NOTFOUND
+		                                         : VMD_E_IO,
+		                         errno, "ploop: open disk failed",
+		                         "open %s", path);
+	return 0;
+}
+
+/* The disk's directory beneath the instance directory. */
+static int open_disk_dir(const struct vmd_disk_ref *disk, int *fd,
+                         struct vmd_error *err)
+{
+	*fd = vmd_bopen(disk->instance_fd, disk->disk, O_RDONLY | O_DIRECTORY,
+	                0);
+	if (*fd < 0)
+		return vmd_beneath_error(err,
+		                         errno == ENOENT ? VMD_E_NOTFOUND
+		                                         : VMD_E_IO,
+		                         errno, "ploop: open disk failed",
+		                         "open %s", disk->path);
 	return 0;
 }
 
@@ -442,7 +479,10 @@ static int ploop_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 			return rc;
 	}
 	/* The image first: a descriptor never claims more than it holds. */
-	return write_descriptor(disk->path, new_size, v, true, err);
+	VMD_AUTOCLOSE int dfd = -1;
+
+	rc = open_disk_dir(disk, &dfd, err);
+	return rc < 0 ? rc : write_descriptor(dfd, new_size, v, true, err);
 }
 
 static int ploop_exists(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
@@ -481,7 +521,8 @@ static int ploop_snapshot_extract(struct vmd_ctx *ctx,
                                   enum vmd_format dst_format,
                                   struct vmd_error *err)
 {
-	char path[PATH_MAX];
+	char path[PATH_MAX], src[32];
+	VMD_AUTOCLOSE int fd = -1;
 	enum vmd_ploop_variant v;
 	struct vmd_inspect_limits lim;
 	int rc = read_variant(disk, &v, err);
@@ -494,12 +535,13 @@ static int ploop_snapshot_extract(struct vmd_ctx *ctx,
 
 	(void)ctx;
 	if (rc == 0)
-		rc = join(path, sizeof(path), disk->path, HDS_NAME, err);
+		rc = open_hds(disk, O_RDONLY, &fd, path, err);
 	if (rc < 0)
 		return rc;
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
-	return vmd_convert_to_path(path, dst_path, &o, err);
+	vmd_fd_path(fd, src);
+	return vmd_convert_to_path(src, dst_path, &o, err);
 }
 
 static int ploop_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
@@ -507,24 +549,32 @@ static int ploop_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 {
 	static const char *const names[] = {HDS_NAME, DESCRIPTOR_NAME,
 	                                    DESCRIPTOR_NAME ".lck"};
-	char path[PATH_MAX];
+	VMD_AUTOCLOSE int dfd = vmd_bopen(disk->instance_fd, disk->disk,
+	                                  O_RDONLY | O_DIRECTORY, 0);
 
 	(void)ctx;
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
-		int rc = join(path, sizeof(path), disk->path, names[i], err);
-
-		if (rc < 0)
-			return rc;
-		if (unlink(path) < 0 && errno != ENOENT)
+	if (dfd < 0 && errno == ENOENT)
+		return 0;
+	if (dfd < 0) /* a link in its place is refused, not followed */
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "ploop: remove disk failed", "open %s",
+		                         disk->path);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+		if (unlinkat(dfd, names[i], 0) < 0 && errno != ENOENT)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "ploop: remove disk failed",
-			                           "unlink %s", path);
-	}
-	if (rmdir(disk->path) < 0 && errno != ENOENT)
+			                           "unlink %s/%s", disk->path,
+			                           names[i]);
+	if (unlinkat(disk->instance_fd, disk->disk, AT_REMOVEDIR) < 0 &&
+	    errno != ENOENT)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: remove disk failed",
 		                           "rmdir %s", disk->path);
-	return vmd_fsync_dir(disk->instance_dir, err);
+	if (fsync(disk->instance_fd) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "sync directory failed", "fsync %s",
+		                           disk->instance_dir);
+	return 0;
 }
 
 static int ploop_xml_source(struct vmd_ctx *ctx,

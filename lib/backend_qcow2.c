@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "convert.h"
 #include "filedisk.h"
 #include "qcow2.h"
@@ -60,17 +61,14 @@ static int qcow2_create_blank(struct vmd_ctx *ctx,
 static int qcow2_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                         uint64_t new_size, struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int fd =
-		open(disk->path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	VMD_AUTOCLOSE int fd = -1;
 	struct vmd_inspect_limits lim;
 	struct vmd_qcow2 *q = NULL;
-	int rc;
+	int rc = vmd_filedisk_open(disk, O_RDWR, &fd, err);
 
 	(void)ctx;
-	if (fd < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "qcow2: open disk failed", "open %s",
-		                           disk->path);
+	if (rc < 0)
+		return rc;
 	/* Our own disk: the limit on untrusted images' sizes is not its. */
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
@@ -96,10 +94,17 @@ static int qcow2_snapshot_extract(struct vmd_ctx *ctx,
 		.limits = &lim,
 	};
 
+	VMD_AUTOCLOSE int fd = -1;
+	char src[32];
+	int rc = vmd_filedisk_open(disk, O_RDONLY, &fd, err);
+
 	(void)ctx;
+	if (rc < 0)
+		return rc;
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
-	return vmd_convert_to_path(disk->path, dst_path, &o, err);
+	vmd_fd_path(fd, src);
+	return vmd_convert_to_path(src, dst_path, &o, err);
 }
 
 static int qcow2_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
@@ -114,11 +119,9 @@ static int qcow2_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	rc = vmd_filedisk_stat(disk, out, &file_size, err);
 	if (rc < 0)
 		return rc;
-	fd = open(disk->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "qcow2: open disk failed", "open %s",
-		                           disk->path);
+	rc = vmd_filedisk_open(disk, O_RDONLY, &fd, err);
+	if (rc < 0)
+		return rc;
 	rc = vmd_qcow2_read_header(fd, &h, err);
 	if (rc < 0)
 		return rc;

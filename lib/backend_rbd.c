@@ -27,6 +27,7 @@
 #include <rbd/librbd.h>
 
 #include "bytes.h"
+#include "beneath.h"
 #include "blockdev.h"
 #include "convert.h"
 #include "faultpoint.h"
@@ -384,7 +385,12 @@ static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
 	}
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
-	rc = vmd_blockdev_open(base->path, base->format, 0, &lim, &bd, err);
+	/* The base by the descriptor the generic layer opened beneath
+	 * instances_path (lib/beneath.c), not by its path. */
+	char base_src[32];
+
+	vmd_fd_path(base->fd, base_src);
+	rc = vmd_blockdev_open(base_src, base->format, 0, &lim, &bd, err);
 	if (rc < 0)
 		return rc;
 	while (off < base->virtual_size && p.first_error == 0) {

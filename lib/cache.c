@@ -14,6 +14,11 @@
  * A fetch that fails or is killed leaves nothing under the final name, and
  * its lock dies with it.
  *
+ * The cache directory, its entries and side files are reached by
+ * descriptor beneath instances_path (lib/beneath.c): a link planted as the
+ * cache directory or as an entry is refused, never followed. The entry's
+ * path is only printed (a qcow2 overlay's backing name).
+ *
  * Every image is inspected (lib/inspect.c) before it is published, and a
  * cached entry again each time it is used: a refused image never gets an
  * entry, and an entry that today's checks refuse is not used.
@@ -31,6 +36,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "cache.h"
 #include "convert.h"
 #include "source.h"
@@ -103,11 +109,11 @@ static int check_image(struct vmd_ctx *ctx, int fd, enum vmd_format *format,
 }
 
 /* Temporaries of this entry that a dead holder of its lock left behind. */
-static void remove_stale_temporaries(const char *dir, const char *id)
+static void remove_stale_temporaries(int cache_fd, const char *id)
 {
 	char prefix[128];
 	size_t plen;
-	DIR *d = opendir(dir);
+	DIR *d = vmd_bopendir(cache_fd, ".");
 	struct dirent *de;
 
 	if (!d)
@@ -117,7 +123,7 @@ static void remove_stale_temporaries(const char *dir, const char *id)
 	while ((de = readdir(d)) != NULL) {
 		if (strncmp(de->d_name, prefix, plen) != 0)
 			continue;
-		if (unlinkat(dirfd(d), de->d_name, 0) == 0)
+		if (vmd_bunlink(cache_fd, de->d_name, 0) == 0)
 			vmd_log_info("cache: removed stale temporary %s",
 			             de->d_name);
 	}
@@ -143,9 +149,9 @@ static int fill_entry(struct vmd_ctx *ctx, const char *id, uint64_t size,
  * becomes a raw temporary, converted once here rather than read through
  * the qcow2 layer by every disk made from it.
  */
-static int convert_to_raw(struct vmd_ctx *ctx, struct vmd_tmpfile *q,
-                          const char *id, struct vmd_tmpfile *raw,
-                          struct vmd_error *err)
+static int convert_to_raw(struct vmd_ctx *ctx, int cache_fd,
+                          struct vmd_tmpfile *q, const char *id,
+                          struct vmd_tmpfile *raw, struct vmd_error *err)
 {
 	char src[64];
 	struct vmd_inspect_limits lim;
@@ -160,7 +166,7 @@ static int convert_to_raw(struct vmd_ctx *ctx, struct vmd_tmpfile *q,
 	lim.max_virtual_size = ctx->cfg.max_image_virtual_size;
 	/* The copy may be anonymous (O_TMPFILE): reach it through /proc. */
 	snprintf(src, sizeof(src), "/proc/self/fd/%d", q->fd);
-	rc = vmd_tmpfile_open(raw, ctx->cache_dir, id, 0600, err);
+	rc = vmd_tmpfile_openat(raw, cache_fd, id, 0600, err);
 	if (rc == 0)
 		rc = vmd_convert_to_fd(src, raw->fd, &o, err);
 	if (rc < 0)
@@ -189,11 +195,11 @@ int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
 		vmd_error_prefix(err, "cache");
 		return rc;
 	}
-	fd = open(meta.id, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
-	if (fd < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "cache: open image failed", "open %s",
-		                           meta.id);
+	rc = vmd_source_open_local(&meta, &fd, err);
+	if (rc < 0) {
+		vmd_error_prefix(err, "cache");
+		return rc;
+	}
 	return check_image(ctx, fd, &format, virtual_size, err);
 }
 
@@ -205,27 +211,21 @@ static void side_name(char *buf, size_t bufsz, const char *id,
 	snprintf(buf, bufsz, ".%s.%s", id, suffix);
 }
 
-/* Full path of a side file; false if it does not fit. */
-static bool side_path(const struct vmd_ctx *ctx, const char *id,
-                      const char *suffix, char path[PATH_MAX])
-{
-	int n = snprintf(path, PATH_MAX, "%s/.%s.%s", ctx->cache_dir, id,
-	                 suffix);
+#define SIDE_MAX_BYTES 65536
 
-	return n > 0 && n < PATH_MAX;
-}
-
-void vmd_cache_read_info(const struct vmd_ctx *ctx, const char *name,
-                         char *algo, size_t algosz, char *hash,
-                         size_t hashsz)
+void vmd_cache_read_info(int cache_fd, const char *name, char *algo,
+                         size_t algosz, char *hash, size_t hashsz)
 {
-	char path[PATH_MAX];
+	char side[VMD_CACHE_ID_MAX + 16];
+	VMD_AUTOFREE char *text = NULL;
 	struct json_object *o, *v;
+	size_t len;
 
 	algo[0] = hash[0] = '\0';
-	if (!side_path(ctx, name, "json", path))
+	side_name(side, sizeof(side), name, "json");
+	if (vmd_bread_file(cache_fd, side, SIDE_MAX_BYTES, &text, &len) < 0)
 		return;
-	o = json_object_from_file(path);
+	o = json_tokener_parse(text);
 	if (!o)
 		return;
 	if (json_object_object_get_ex(o, "hash_algo", &v))
@@ -236,14 +236,14 @@ void vmd_cache_read_info(const struct vmd_ctx *ctx, const char *name,
 }
 
 /* What the fetcher recorded about an entry (for --json). */
-static void read_info(struct vmd_ctx *ctx, struct vmd_cache_entry *out)
+static void read_info(int cache_fd, struct vmd_cache_entry *out)
 {
-	vmd_cache_read_info(ctx, out->id, out->hash_algo,
+	vmd_cache_read_info(cache_fd, out->id, out->hash_algo,
 	                    sizeof(out->hash_algo), out->hash,
 	                    sizeof(out->hash));
 }
 
-static int write_info(struct vmd_ctx *ctx, const struct vmd_cache_entry *e,
+static int write_info(int cache_fd, const struct vmd_cache_entry *e,
                       const struct vmd_source_meta *meta,
                       enum vmd_format original, struct vmd_error *err)
 {
@@ -265,8 +265,8 @@ static int write_info(struct vmd_ctx *ctx, const struct vmd_cache_entry *e,
 		o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 
 	side_name(name, sizeof(name), e->id, "json");
-	rc = vmd_write_file_atomic(ctx->cache_dir, name, text, strlen(text),
-	                           0644, true, err);
+	rc = vmd_write_file_atomicat(cache_fd, name, text, strlen(text), 0644,
+	                             true, err);
 	json_object_put(o);
 	return rc;
 }
@@ -276,7 +276,7 @@ static int write_info(struct vmd_ctx *ctx, const struct vmd_cache_entry *e,
  * the callers who were waiting on the lock get the winner's error instead
  * of each trying again; a caller who arrives later starts afresh.
  */
-static void write_failure(struct vmd_ctx *ctx, const char *id,
+static void write_failure(int cache_fd, const char *id,
                           const struct vmd_error *e)
 {
 	char name[VMD_CACHE_ID_MAX + 16], text[VMD_ERROR_MSG_MAX + 16];
@@ -287,83 +287,41 @@ static void write_failure(struct vmd_ctx *ctx, const char *id,
 	side_name(name, sizeof(name), id, "failed");
 	n = snprintf(text, sizeof(text), "%d %s", (int)e->code, e->msg);
 	if (n > 0)
-		vmd_write_file_atomic(ctx->cache_dir, name, text,
-		                      strlen(text), 0644, true, NULL);
+		vmd_write_file_atomicat(cache_fd, name, text, strlen(text),
+		                        0644, true, NULL);
 }
 
-static void clear_failure(struct vmd_ctx *ctx, const char *id)
+static void clear_failure(int cache_fd, const char *id)
 {
-	char path[PATH_MAX];
+	char name[VMD_CACHE_ID_MAX + 16];
 
-	if (side_path(ctx, id, "failed", path))
-		unlink(path);
+	side_name(name, sizeof(name), id, "failed");
+	vmd_bunlink(cache_fd, name, 0);
 }
 
 /* The winner's error, if it failed after we started waiting. */
-static int failure_since(struct vmd_ctx *ctx, const char *id, time_t since,
+static int failure_since(int cache_fd, const char *id, time_t since,
                          struct vmd_error *err)
 {
-	char path[PATH_MAX], text[VMD_ERROR_MSG_MAX + 16] = "";
+	char name[VMD_CACHE_ID_MAX + 16], text[VMD_ERROR_MSG_MAX + 16] = "";
+	VMD_AUTOCLOSE int fd = -1;
 	struct stat st;
-	FILE *f;
+	ssize_t n;
 	int code = 0, off = 0;
 
-	if (!side_path(ctx, id, "failed", path) || stat(path, &st) < 0 ||
+	side_name(name, sizeof(name), id, "failed");
+	fd = vmd_bopen(cache_fd, name, O_RDONLY | O_NONBLOCK, 0);
+	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
 	    st.st_mtime < since)
 		return 0;
-	f = fopen(path, "re");
-	if (!f)
-		return 0;
-	if (!fgets(text, sizeof(text), f))
-		text[0] = '\0';
-	fclose(f);
+	n = pread(fd, text, sizeof(text) - 1, 0);
+	text[n > 0 ? n : 0] = '\0';
+	text[strcspn(text, "\n")] = '\0';
 	if (sscanf(text, "%d %n", &code, &off) < 1 || code >= 0 ||
 	    code < VMD_E_CORRUPT)
 		return 0;
 	return vmd_error_set(err, (enum vmd_errc)code, text + off,
 	                     "the fetch this caller waited for failed");
-}
-
-/* Hash a file we hold (a second algorithm, rarely needed). */
-static int hash_fd(int fd, enum vmd_hash_algo algo, char hex[VMD_HASH_HEX_MAX],
-                   struct vmd_error *err)
-{
-	VMD_AUTOFREE unsigned char *buf = malloc(1 << 20);
-	struct vmd_sink *s = NULL;
-	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
-	uint64_t off = 0;
-	int rc = 0;
-
-	if (!buf || devnull < 0) {
-		if (devnull >= 0)
-			close(devnull);
-		return vmd_error_set(err, VMD_E_NOMEM, "cache: out of memory",
-		                     "hash buffer");
-	}
-	/* A sink over /dev/null: the digest without a second copy. */
-	s = vmd_sink_new(devnull, algo, 0, err);
-	for (ssize_t n; rc == 0 && s &&
-	                (n = pread(fd, buf, 1 << 20, (off_t)off)) != 0;) {
-		if (n < 0)
-			rc = vmd_error_set_errno(err, VMD_E_IO, errno,
-			                         "cache: read failed", "rehash");
-		else
-			rc = vmd_sink_write(s, buf, (size_t)n, err);
-		off += n > 0 ? (uint64_t)n : 0;
-	}
-	if (rc == 0 && s) {
-		/* finish leaves a device such as /dev/null alone */
-		char tmp[VMD_HASH_HEX_MAX];
-
-		rc = vmd_sink_finish(s, tmp, err);
-		if (rc == 0)
-			memcpy(hex, tmp, sizeof(tmp));
-	}
-	if (!s)
-		rc = VMD_E_NOMEM;
-	vmd_sink_free(s);
-	close(devnull);
-	return rc;
 }
 
 static int checksum_mismatch(struct vmd_error *err, enum vmd_hash_algo a,
@@ -410,7 +368,8 @@ static uint64_t download_limit(const struct vmd_ctx *ctx)
 }
 
 /* Download, verify, inspect, convert and publish; we hold the lock. */
-static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
+static int fetch_locked(struct vmd_ctx *ctx, int cache_fd,
+                        const struct vmd_source_ops *ops,
                         const char *source, const struct vmd_source_meta *meta,
                         const struct fetch_want *want,
                         const struct vmd_fetch_opts *opts,
@@ -435,8 +394,8 @@ static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
 		                     "%s: announced %llu bytes, limit %llu",
 		                     meta->id, (unsigned long long)meta->size,
 		                     (unsigned long long)download_limit(ctx));
-	remove_stale_temporaries(ctx->cache_dir, out->id);
-	rc = vmd_tmpfile_open(&t, ctx->cache_dir, out->id, 0600, err);
+	remove_stale_temporaries(cache_fd, out->id);
+	rc = vmd_tmpfile_openat(&t, cache_fd, out->id, 0600, err);
 	if (rc < 0)
 		return rc;
 	sink = vmd_sink_new(t.fd, algo, download_limit(ctx), err);
@@ -466,7 +425,7 @@ static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
 		const char *got = out->hash;
 
 		if (meta->hash_algo != algo) {
-			rc = hash_fd(t.fd, meta->hash_algo, other, err);
+			rc = vmd_hash_fd(t.fd, meta->hash_algo, other, err);
 			if (rc < 0)
 				return rc;
 			got = other;
@@ -482,7 +441,7 @@ static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
 		return rc;
 	original = out->format;
 	if (out->format == VMD_FORMAT_QCOW2 && ctx->cfg.force_raw_images) {
-		rc = convert_to_raw(ctx, &t, out->id, &raw, err);
+		rc = convert_to_raw(ctx, cache_fd, &t, out->id, &raw, err);
 		if (rc == 0)
 			rc = check_image(ctx, raw.fd, &out->format,
 			                 &out->virtual_size, err);
@@ -491,7 +450,7 @@ static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
 	}
 	rc = vmd_faultpoint("cache.before_publish", err);
 	if (rc == 0)
-		rc = write_info(ctx, out, meta, original, err);
+		rc = write_info(cache_fd, out, meta, original, err);
 	if (rc == 0)
 		rc = vmd_tmpfile_publish(raw.fd >= 0 ? &raw : &t, false,
 		                         BASE_MODE, err);
@@ -512,6 +471,7 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	char lockname[VMD_LOCK_NAME_MAX];
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	VMD_AUTOCLOSE int cached = -1;
+	VMD_AUTOCLOSE int cache_fd = -1;
 	time_t wait_start = time(NULL);
 	bool waited = false;
 	int rc;
@@ -527,7 +487,7 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	if (rc == 0)
 		rc = fill_entry(ctx, out->id, 0, false, out, err);
 	if (rc == 0)
-		rc = vmd_mkdir_p(ctx->cache_dir, 0755, err);
+		rc = vmd_beneath_cache_dir(ctx, true, 0755, &cache_fd, err);
 	if (rc < 0) {
 		vmd_error_prefix(err, "cache");
 		return rc;
@@ -535,13 +495,12 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	vmd_base_lock_name(out->id, lockname);
 	/* Try first without waiting, to know whether someone else was
 	 * fetching while we waited. */
-	rc = vmd_lock_try(&lock, ctx->lock_dir, lockname, VMD_LOCK_EXCLUSIVE,
-	                  err);
+	rc = vmd_ctx_lock_try(ctx, &lock, lockname, VMD_LOCK_EXCLUSIVE, err);
 	if (rc == VMD_E_BUSY) {
 		waited = true;
-		rc = vmd_lock_acquire(&lock, ctx->lock_dir, lockname,
-		                      VMD_LOCK_EXCLUSIVE,
-		                      ctx->cfg.lock_timeout_seconds, err);
+		rc = vmd_ctx_lock_acquire(ctx, &lock, lockname,
+		                          VMD_LOCK_EXCLUSIVE,
+		                          ctx->cfg.lock_timeout_seconds, err);
 	}
 	if (rc < 0) {
 		vmd_error_prefix(err, "cache");
@@ -551,11 +510,15 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	if (rc < 0)
 		return rc;
 	/* Only now, under the lock, is the entry looked for. */
-	cached = open(out->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	cached = vmd_bopen(cache_fd, out->id, O_RDONLY | O_NONBLOCK, 0);
+	if (cached < 0 && errno != ENOENT)
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "cache: open cached image failed",
+		                         "open %s", out->id);
 	if (cached >= 0) {
 		/* Checks may have grown since it was fetched: inspect again. */
 		vmd_log_debug("cache: %s already cached", out->id);
-		read_info(ctx, out);
+		read_info(cache_fd, out);
 		rc = check_image(ctx, cached, &out->format, &out->virtual_size,
 		                 err);
 		if (rc == 0 && want.algo != VMD_HASH_NONE &&
@@ -566,12 +529,14 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 			                                         : "(unknown)");
 		return rc;
 	}
-	if (waited && (rc = failure_since(ctx, out->id, wait_start, err)) < 0)
+	if (waited &&
+	    (rc = failure_since(cache_fd, out->id, wait_start, err)) < 0)
 		return rc;
-	clear_failure(ctx, out->id);
-	rc = fetch_locked(ctx, ops, source, &meta, &want, opts, out, err);
+	clear_failure(cache_fd, out->id);
+	rc = fetch_locked(ctx, cache_fd, ops, source, &meta, &want, opts, out,
+	                  err);
 	if (rc < 0)
-		write_failure(ctx, out->id, err);
+		write_failure(cache_fd, out->id, err);
 	return rc;
 }
 

@@ -19,10 +19,10 @@ int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err);
 int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
                            uint64_t *virtual_size, struct vmd_error *err);
 
-/* The hash recorded when `name` was fetched (empty strings if unknown). */
-void vmd_cache_read_info(const struct vmd_ctx *ctx, const char *name,
-                         char *algo, size_t algosz, char *hash,
-                         size_t hashsz);
+/* The hash recorded when `name` was fetched (empty strings if unknown);
+ * cache_fd: the cache directory (lib/beneath.c). */
+void vmd_cache_read_info(int cache_fd, const char *name, char *algo,
+                         size_t algosz, char *hash, size_t hashsz);
 
 /* mkfs's argv (at most 8 elements with the NULL) for a file system on
  * `path`; every element is ours or validated (label: vmd_valid_fs_label,

@@ -2,10 +2,14 @@
  * The cache manager: which bases are in use, and removing those that are
  * not (Nova's image cache manager, without its check-then-act race).
  *
- * A base is in use when a disk under instances_path refers to it: the
- * per-instance record of a disk we made (.vmdisk.json, "base"), or the
- * backing file of any qcow2 file in an instance directory (disks other
- * tools made count too). Pruning takes each candidate's lock exclusively
+ * A base is in use when the per-instance record of a disk refers to it
+ * (.vmdisk.json, "base": written by vmdisk when it made the disk, next to
+ * the disk's pinned backend and format). Only records are read: never the
+ * disks, whose bytes the guest writes (a flat disk holding a qcow2 header
+ * that names a base as its backing file must neither pin that base nor be
+ * parsed at all). A record that cannot be read stops the prune: a base is
+ * never taken as unused because its user's record was unreadable.
+ * Everything under instances_path is reached through lib/beneath.c. Pruning takes each candidate's lock exclusively
  * (a create holds it shared while it makes a disk from the base, so a base
  * being used right now is never a candidate), then scans the instances
  * again under those locks, and only then removes what is still unused and
@@ -26,10 +30,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "bytes.h"
+#include "beneath.h"
 #include "cache.h"
 #include "fsutil.h"
-#include "qcow2.h"
 #include "record.h"
 
 struct users {
@@ -69,90 +72,51 @@ static unsigned users_of(const struct users *u, const char *id)
 	return n;
 }
 
-/* The entry a qcow2 file's backing name points at, if in the cache. */
-static void qcow2_user(const struct vmd_ctx *ctx, int dirfd, const char *name,
-                       struct users *u)
+static void record_user(const char *disk, const struct vmd_disk_record *rec,
+                        void *opaque)
 {
-	struct vmd_qcow2_header h;
-	size_t clen = strlen(ctx->cache_dir);
-	unsigned char magic[4];
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
-	                                     O_NONBLOCK);
-
-	if (fd < 0)
-		return;
-	if (pread(fd, magic, 4, 0) == 4 && vmd_be32(magic) == VMD_QCOW2_MAGIC &&
-	    vmd_qcow2_read_header(fd, &h, NULL) == 0 &&
-	    strncmp(h.backing_file, ctx->cache_dir, clen) == 0 &&
-	    h.backing_file[clen] == '/')
-		users_add(u, h.backing_file + clen + 1);
-	close(fd);
+	(void)disk;
+	if (rec->base_id[0])
+		users_add(opaque, rec->base_id);
 }
 
-static void record_users(const char *instance_dir, struct users *u)
-{
-	char path[PATH_MAX];
-	struct json_object *doc, *disks;
-
-	if (snprintf(path, sizeof(path), "%s/%s", instance_dir,
-	             VMD_RECORD_NAME) >= (int)sizeof(path))
-		return;
-	doc = json_object_from_file(path);
-	if (!doc)
-		return;
-	if (json_object_object_get_ex(doc, "disks", &disks) &&
-	    json_object_is_type(disks, json_type_object)) {
-		json_object_object_foreach(disks, name, entry)
-		{
-			struct json_object *base;
-
-			(void)name;
-			if (json_object_object_get_ex(entry, "base", &base) &&
-			    json_object_is_type(base, json_type_string) &&
-			    json_object_get_string_len(base) > 0)
-				users_add(u, json_object_get_string(base));
-		}
-	}
-	json_object_put(doc);
-}
-
-/* Every reference to a cache entry from the instances' disks. */
-static int scan_users(const struct vmd_ctx *ctx, struct users *u,
+/* Every reference to a cache entry from the instances' records. */
+static int scan_users(struct vmd_ctx *ctx, struct users *u,
                       struct vmd_error *err)
 {
-	DIR *top = opendir(ctx->cfg.instances_path);
+	DIR *top;
 	struct dirent *de;
+	int root, rc = vmd_beneath_root(ctx, false, &root, err);
 
-	if (!top) {
-		if (errno == ENOENT)
-			return 0;
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "cache: scan instances failed",
-		                           "opendir %s",
-		                           ctx->cfg.instances_path);
-	}
-	while ((de = readdir(top)) != NULL) {
-		char idir[PATH_MAX];
-		DIR *d;
-		struct dirent *f;
+	if (rc == VMD_E_NOTFOUND)
+		return 0;
+	if (rc < 0)
+		return rc;
+	top = vmd_bopendir(root, ".");
+	if (!top)
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "cache: scan instances failed",
+		                         "opendir %s", ctx->cfg.instances_path);
+	while (rc == 0 && (de = readdir(top)) != NULL) {
+		VMD_AUTOCLOSE int ifd = -1;
 
 		if (!vmd_valid_uuid(de->d_name))
 			continue;
-		if (snprintf(idir, sizeof(idir), "%s/%s", ctx->cfg.instances_path,
-		             de->d_name) >= (int)sizeof(idir))
+		ifd = vmd_bopen(root, de->d_name, O_RDONLY | O_DIRECTORY, 0);
+		if (ifd < 0) {
+			/* Not an instance directory vmdisk made (a link, a
+			 * file): no record of ours is reachable there. */
+			vmd_log_warning("cache: %s is not an instance directory "
+			                "(%s): skipped",
+			                de->d_name, strerror(errno));
 			continue;
-		record_users(idir, u);
-		d = opendir(idir);
-		if (!d)
-			continue;
-		while ((f = readdir(d)) != NULL)
-			if (f->d_name[0] != '.' &&
-			    (f->d_type == DT_REG || f->d_type == DT_UNKNOWN))
-				qcow2_user(ctx, dirfd(d), f->d_name, u);
-		closedir(d);
+		}
+		rc = vmd_record_foreach(ifd, record_user, u, err);
 	}
 	closedir(top);
-	return 0;
+	if (rc < 0)
+		vmd_error_prefix(err, "cache: read instance record");
+	return rc;
 }
 
 /* Blank-disk templates (lib/template.c) age like derived bases. */
@@ -174,8 +138,8 @@ static bool is_entry_name(const char *name)
 	                   (name[40] == '_' && vmd_valid_file_token(name + 41)));
 }
 
-static void item_from(const struct vmd_ctx *ctx, const char *name,
-                      const struct stat *st, struct vmd_cache_item *it)
+static void item_from(int cache_fd, const char *name, const struct stat *st,
+                      struct vmd_cache_item *it)
 {
 	memset(it, 0, sizeof(*it));
 	memcpy(it->id, name, strlen(name) + 1); /* is_entry_name bounds it */
@@ -183,32 +147,33 @@ static void item_from(const struct vmd_ctx *ctx, const char *name,
 	it->allocated = (uint64_t)st->st_blocks * 512;
 	it->mtime = st->st_mtime;
 	it->resized = is_template_name(name) || name[40] == '_';
-	vmd_cache_read_info(ctx, name, it->hash_algo, sizeof(it->hash_algo),
+	vmd_cache_read_info(cache_fd, name, it->hash_algo, sizeof(it->hash_algo),
 	                    it->hash, sizeof(it->hash));
 }
 
-static int list_entries(const struct vmd_ctx *ctx, struct vmd_cache_item **out,
-                        size_t *n_out, struct vmd_error *err)
+static int list_entries(struct vmd_ctx *ctx, int cache_fd,
+                        struct vmd_cache_item **out, size_t *n_out,
+                        struct vmd_error *err)
 {
-	DIR *d = opendir(ctx->cache_dir);
+	DIR *d;
 	struct dirent *de;
 	struct vmd_cache_item *items = NULL;
 	size_t n = 0, cap = 0;
 
 	*out = NULL;
 	*n_out = 0;
-	if (!d) {
-		if (errno == ENOENT)
-			return 0;
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "cache: list failed", "opendir %s",
-		                           ctx->cache_dir);
-	}
+	if (cache_fd < 0)
+		return 0; /* no cache directory yet */
+	d = vmd_bopendir(cache_fd, ".");
+	if (!d)
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "cache: list failed", "opendir %s",
+		                         ctx->cache_dir);
 	while ((de = readdir(d)) != NULL) {
 		struct stat st;
 
 		if (!is_entry_name(de->d_name) ||
-		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+		    vmd_bstat(cache_fd, de->d_name, &st) < 0 ||
 		    !S_ISREG(st.st_mode))
 			continue;
 		if (n == cap) {
@@ -224,7 +189,7 @@ static int list_entries(const struct vmd_ctx *ctx, struct vmd_cache_item **out,
 			items = p;
 			cap = ncap;
 		}
-		item_from(ctx, de->d_name, &st, &items[n++]);
+		item_from(cache_fd, de->d_name, &st, &items[n++]);
 	}
 	closedir(d);
 	*out = items;
@@ -236,8 +201,15 @@ int vmd_cache_list(struct vmd_ctx *ctx, struct vmd_cache_item **items,
                    size_t *n, struct vmd_error *err)
 {
 	struct users u = {0};
-	int rc = list_entries(ctx, items, n, err);
+	VMD_AUTOCLOSE int cache_fd = -1;
+	int rc = vmd_beneath_cache_dir(ctx, false, 0, &cache_fd, err);
 
+	*items = NULL;
+	*n = 0;
+	if (rc == VMD_E_NOTFOUND)
+		rc = 0;
+	if (rc == 0)
+		rc = list_entries(ctx, cache_fd, items, n, err);
 	if (rc == 0)
 		rc = scan_users(ctx, &u, err);
 	for (size_t i = 0; rc == 0 && i < *n; i++)
@@ -251,20 +223,18 @@ int vmd_cache_list(struct vmd_ctx *ctx, struct vmd_cache_item **items,
 	return rc;
 }
 
-static void remove_entry(struct vmd_ctx *ctx, const char *id)
+static void remove_entry(int cache_fd, const char *id)
 {
-	char path[PATH_MAX];
+	char name[VMD_CACHE_ID_MAX + 16];
 	const char *suffixes[] = {"json", "failed"};
 
-	if (snprintf(path, sizeof(path), "%s/%s", ctx->cache_dir, id) <
-	            (int)sizeof(path) &&
-	    unlink(path) < 0 && errno != ENOENT)
+	if (vmd_bunlink(cache_fd, id, 0) < 0 && errno != ENOENT)
 		vmd_log_warning("cache: could not remove %s: %s", id,
 		                strerror(errno));
 	for (size_t i = 0; i < 2; i++)
-		if (snprintf(path, sizeof(path), "%s/.%s.%s", ctx->cache_dir, id,
-		             suffixes[i]) < (int)sizeof(path))
-			unlink(path);
+		if (snprintf(name, sizeof(name), ".%s.%s", id, suffixes[i]) <
+		    (int)sizeof(name))
+			vmd_bunlink(cache_fd, name, 0);
 }
 
 int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
@@ -277,10 +247,15 @@ int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
 	struct users u = {0};
 	time_t now = time(NULL);
 	size_t n = 0;
-	int rc = list_entries(ctx, &items, &n, err);
+	VMD_AUTOCLOSE int cache_fd = -1;
+	int rc = vmd_beneath_cache_dir(ctx, false, 0, &cache_fd, err);
 
 	*out = NULL;
 	*n_out = 0;
+	if (rc == VMD_E_NOTFOUND)
+		rc = 0;
+	if (rc == 0)
+		rc = list_entries(ctx, cache_fd, &items, &n, err);
 	if (rc < 0)
 		return rc;
 	res = calloc(n ? n : 1, sizeof(*res));
@@ -309,8 +284,8 @@ int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
 		}
 		/* The lock a create holds shared while it uses the base. */
 		vmd_base_lock_name(items[i].id, lockname);
-		if (vmd_lock_try(&locks[i], ctx->lock_dir, lockname,
-		                 VMD_LOCK_EXCLUSIVE, NULL) < 0)
+		if (vmd_ctx_lock_try(ctx, &locks[i], lockname,
+		                     VMD_LOCK_EXCLUSIVE, NULL) < 0)
 			res[i].action = VMD_PRUNE_KEPT_IN_USE;
 	}
 	/* Under the locks: who refers to what, now. */
@@ -326,7 +301,7 @@ int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
 		else if (dry_run)
 			res[i].action = VMD_PRUNE_WOULD_REMOVE;
 		else {
-			remove_entry(ctx, items[i].id);
+			remove_entry(cache_fd, items[i].id);
 			res[i].action = VMD_PRUNE_REMOVED;
 			vmd_log_info("cache: removed unused base %s (unused, "
 			             "%llu s old)",
@@ -336,8 +311,9 @@ int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
 	}
 	for (size_t i = 0; i < n; i++)
 		vmd_lock_release(&locks[i]);
-	if (rc == 0)
-		vmd_fsync_dir(ctx->cache_dir, NULL);
+	if (rc == 0 && cache_fd >= 0 && fsync(cache_fd) < 0)
+		vmd_log_warning("cache: could not sync the cache directory: %s",
+		                strerror(errno));
 	users_free(&u);
 	free(items);
 	free(locks);

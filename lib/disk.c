@@ -10,6 +10,12 @@
  *   instance-<uuid> exclusive while an instance's disks or record change.
  * A create that fails removes the disk (the backend's job) and the instance
  * directory when it made it and it is empty.
+ *
+ * Every file under instances_path is reached through lib/beneath.c: the
+ * instance directory is opened beneath instances_path (a planted symbolic
+ * link there is refused) and a disk_ref carries its descriptor, which the
+ * file backends and the record use; the ref's path strings are only
+ * printed (libvirt XML, a qcow2 overlay's backing name, logs).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -19,6 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "cache.h"
 #include "faultpoint.h"
 #include "fsutil.h"
@@ -65,9 +72,8 @@ struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
 		return NULL;
 	}
 	ctx->cfg = *cfg;
-	if (vmd_cache_dir_of(cfg, ctx->cache_dir) < 0 ||
-	    snprintf(ctx->lock_dir, sizeof(ctx->lock_dir), "%s/locks",
-	             cfg->instances_path) >= (int)sizeof(ctx->lock_dir)) {
+	ctx->root_fd = -1;
+	if (vmd_cache_dir_of(cfg, ctx->cache_dir) < 0) {
 		vmd_error_set(err, VMD_E_CONFIG, "config: bad instances_path",
 		              "instances_path '%s'", cfg->instances_path);
 		free(ctx);
@@ -78,6 +84,8 @@ struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
 
 void vmd_ctx_free(struct vmd_ctx *ctx)
 {
+	if (ctx)
+		vmd_closep(&ctx->root_fd);
 	free(ctx);
 }
 
@@ -93,7 +101,9 @@ static int disk_ref_init(struct vmd_ctx *ctx, const char *instance,
 		return vmd_error_set(err, VMD_E_INVAL, "bad disk name",
 		                     "disk name must match "
 		                     "[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
+	vmd_closep(&ref->instance_fd);
 	memset(ref, 0, sizeof(*ref));
+	ref->instance_fd = -1;
 	ref->instance = instance;
 	ref->disk = disk;
 	if (snprintf(ref->instance_dir, sizeof(ref->instance_dir), "%s/%s",
@@ -106,14 +116,24 @@ static int disk_ref_init(struct vmd_ctx *ctx, const char *instance,
 	return 0;
 }
 
+static void disk_ref_release(struct vmd_disk_ref *ref)
+{
+	vmd_closep(&ref->instance_fd);
+}
+
+/* A ref whose instance directory descriptor is closed on scope exit. */
+#define DISK_REF                                                               \
+	__attribute__((cleanup(disk_ref_release))) struct vmd_disk_ref
+#define DISK_REF_INIT {.instance_fd = -1}
+
 static int lock_instance(struct vmd_ctx *ctx, const char *instance,
                          struct vmd_lock *lock, struct vmd_error *err)
 {
 	char name[64];
 
 	snprintf(name, sizeof(name), "instance-%s", instance);
-	return vmd_lock_acquire(lock, ctx->lock_dir, name, VMD_LOCK_EXCLUSIVE,
-	                        ctx->cfg.lock_timeout_seconds, err);
+	return vmd_ctx_lock_acquire(ctx, lock, name, VMD_LOCK_EXCLUSIVE,
+	                            ctx->cfg.lock_timeout_seconds, err);
 }
 
 /*
@@ -123,12 +143,12 @@ static int lock_instance(struct vmd_ctx *ctx, const char *instance,
 static int fetch_and_hold_base(struct vmd_ctx *ctx,
                                const struct vmd_create_opts *opts,
                                struct vmd_cache_entry *entry,
-                               struct vmd_lock *base_lock,
+                               struct vmd_lock *base_lock, int *base_fd,
                                struct vmd_error *err)
 {
 	for (int attempt = 0; attempt < 3; attempt++) {
 		char name[VMD_LOCK_NAME_MAX];
-		struct stat st;
+		VMD_AUTOCLOSE int cache_fd = -1;
 		struct vmd_fetch_opts fo = {opts->checksum, opts->progress,
 		                            opts->progress_opaque};
 		int rc = opts->image
@@ -139,13 +159,23 @@ static int fetch_and_hold_base(struct vmd_ctx *ctx,
 		if (rc < 0)
 			return rc;
 		vmd_base_lock_name(entry->id, name);
-		rc = vmd_lock_acquire(base_lock, ctx->lock_dir, name,
-		                      VMD_LOCK_SHARED,
-		                      ctx->cfg.lock_timeout_seconds, err);
-		if (rc < 0)
+		rc = vmd_ctx_lock_acquire(ctx, base_lock, name, VMD_LOCK_SHARED,
+		                          ctx->cfg.lock_timeout_seconds, err);
+		if (rc == 0)
+			rc = vmd_beneath_cache_dir(ctx, false, 0, &cache_fd, err);
+		if (rc < 0 && rc != VMD_E_NOTFOUND)
 			return rc;
-		if (stat(entry->path, &st) == 0)
+		/* The backends read the base through this descriptor, opened
+		 * beneath instances_path; entry->path is only printed. */
+		*base_fd = cache_fd < 0 ? -1
+		                        : vmd_bopen(cache_fd, entry->id,
+		                                    O_RDONLY | O_NONBLOCK, 0);
+		if (*base_fd >= 0)
 			return 0;
+		if (cache_fd >= 0 && errno != ENOENT)
+			return vmd_beneath_error(err, VMD_E_IO, errno,
+			                         "open base image failed",
+			                         "open %s", entry->id);
 		vmd_lock_release(base_lock);
 	}
 	return vmd_error_set(err, VMD_E_BUSY, "base image kept disappearing",
@@ -179,33 +209,73 @@ static int check_source_fits(struct vmd_ctx *ctx, const char *source,
 }
 
 /* Record the mtime bump that tells the cache manager the base is used. */
-static void touch_base(const struct vmd_cache_entry *entry)
+static void touch_base(const struct vmd_cache_entry *entry, int base_fd)
 {
-	if (utimensat(AT_FDCWD, entry->path, NULL, 0) < 0)
+	if (futimens(base_fd, NULL) < 0)
 		vmd_log_warning("cache: could not touch %s: %s", entry->id,
 		                strerror(errno));
 }
 
+/* The instance directory create made, removed again if the create fails
+ * (only when empty: rmdir). */
+struct dir_guard {
+	int root_fd;
+	const char *name;
+	bool armed;
+};
+
+static void dir_guard_run(struct dir_guard *g)
+{
+	if (g->armed && vmd_bunlink(g->root_fd, g->name, AT_REMOVEDIR) < 0 &&
+	    errno != ENOENT)
+		vmd_log_warning("clean-up: could not remove instance directory "
+		                "%s: %s", g->name, strerror(errno));
+	g->armed = false;
+}
+
+/* Make (if missing) and open the instance directory beneath
+ * instances_path; guard is armed when this call made it. */
+static int instance_dir_make(struct vmd_ctx *ctx, struct vmd_disk_ref *ref,
+                             struct dir_guard *guard, struct vmd_error *err)
+{
+	int rc = vmd_beneath_root(ctx, true, &guard->root_fd, err);
+
+	vmd_closep(&ref->instance_fd);
+	if (rc < 0)
+		return rc;
+	guard->name = ref->instance;
+	if (vmd_bmkdir(guard->root_fd, ref->instance, INSTANCE_DIR_MODE) == 0)
+		guard->armed = true;
+	else if (errno != EEXIST)
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "make instance directory failed",
+		                         "mkdir %s", ref->instance_dir);
+	ref->instance_fd = vmd_bopen(guard->root_fd, ref->instance,
+	                             O_RDONLY | O_DIRECTORY, 0);
+	if (ref->instance_fd < 0)
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "open instance directory failed",
+		                         "open %s", ref->instance_dir);
+	return 0;
+}
+
 static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
-                         const struct vmd_disk_ref *ref,
+                         struct vmd_disk_ref *ref,
                          const struct vmd_create_opts *opts,
-                         const struct vmd_cache_entry *entry,
+                         const struct vmd_cache_entry *entry, int base_fd,
                          const char *location,
                          struct vmd_disk_record *rec, struct vmd_error *err)
 {
-	VMD_AUTOREMOVE struct vmd_cleanup_path dir_guard = {0};
+	__attribute__((cleanup(dir_guard_run))) struct dir_guard guard = {
+		-1, NULL, false};
 	struct vmd_disk_record existing;
 	uint64_t size = opts->size;
 	bool exists = false;
-	int rc;
+	int rc = instance_dir_make(ctx, ref, &guard, err);
 
-	if (mkdir(ref->instance_dir, INSTANCE_DIR_MODE) == 0)
-		vmd_cleanup_path_arm(&dir_guard, ref->instance_dir, true);
-	else if (errno != EEXIST)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "make instance directory failed",
-		                           "mkdir %s", ref->instance_dir);
-	rc = vmd_record_get(ref->instance_dir, ref->disk, &existing, err);
+	if (rc < 0)
+		return rc;
+	rc = vmd_record_get(ref->instance_fd, ref->disk, &existing, err);
 	if (rc == 0)
 		return vmd_error_set(err, VMD_E_EXISTS, "disk already exists",
 		                     "record has %s", ref->disk);
@@ -243,6 +313,7 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 			.cache_id = entry->id,
 			.format = entry->format,
 			.virtual_size = entry->virtual_size,
+			.fd = base_fd,
 		};
 
 		rc = ops->create_from_image(ctx, ref, &base, size, err);
@@ -260,21 +331,21 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 		return rc;
 	rc = vmd_faultpoint("disk.before_record", err);
 	if (rc == 0)
-		rc = vmd_record_put(ref->instance_dir, ref->disk, rec, err);
+		rc = vmd_record_put(ref->instance_fd, ref->disk, rec, err);
 	if (rc < 0) {
 		struct vmd_error ignored = VMD_ERROR_INIT;
 
 		ops->remove(ctx, ref, &ignored);
 		return rc;
 	}
-	vmd_cleanup_path_disarm(&dir_guard);
+	guard.armed = false;
 	return 0;
 }
 
 /* A copy-on-write clone of a backend location: no base is fetched. */
 static int create_by_location(struct vmd_ctx *ctx,
                               const struct vmd_backend_ops *ops,
-                              const struct vmd_disk_ref *ref,
+                              struct vmd_disk_ref *ref,
                               const struct vmd_create_opts *opts,
                               enum vmd_backend_kind kind,
                               struct vmd_disk_info *out, struct vmd_error *err)
@@ -290,8 +361,8 @@ static int create_by_location(struct vmd_ctx *ctx,
 	if (opts->key_id)
 		snprintf(rec.key_id, sizeof(rec.key_id), "%s", opts->key_id);
 	if (rc == 0)
-		rc = create_locked(ctx, ops, ref, opts, NULL, opts->location,
-		                   &rec, err);
+		rc = create_locked(ctx, ops, ref, opts, NULL, -1,
+		                   opts->location, &rec, err);
 	if (rc == 0 && out) {
 		rc = ops->info(ctx, ref, out, err);
 		snprintf(out->backend, sizeof(out->backend), "%s", ops->name);
@@ -305,9 +376,10 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
                     const char *disk, const struct vmd_create_opts *opts,
                     struct vmd_disk_info *out, struct vmd_error *err)
 {
-	struct vmd_disk_ref ref;
+	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
 	struct vmd_cache_entry entry;
+	VMD_AUTOCLOSE int base_fd = -1;
 	VMD_AUTOLOCK struct vmd_lock base_lock = VMD_LOCK_INIT;
 	VMD_AUTOLOCK struct vmd_lock inst_lock = VMD_LOCK_INIT;
 	struct vmd_disk_record rec = {0};
@@ -398,7 +470,8 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = vmd_error_set(err, VMD_E_INVAL, "bad file system label",
 		                   "label refused");
 	if (rc == 0 && from_base)
-		rc = fetch_and_hold_base(ctx, opts, &entry, &base_lock, err);
+		rc = fetch_and_hold_base(ctx, opts, &entry, &base_lock,
+		                         &base_fd, err);
 	if (rc == 0)
 		rc = lock_instance(ctx, instance, &inst_lock, err);
 	if (rc < 0) {
@@ -417,9 +490,9 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	if (opts->key_id)
 		snprintf(rec.key_id, sizeof(rec.key_id), "%s", opts->key_id);
 	rc = create_locked(ctx, ops, &ref, opts, from_base ? &entry : NULL,
-	                   NULL, &rec, err);
+	                   base_fd, NULL, &rec, err);
 	if (rc == 0 && from_base)
-		touch_base(&entry);
+		touch_base(&entry, base_fd);
 	if (rc == 0 && out)
 		rc = ops->info(ctx, &ref, out, err);
 	if (rc == 0 && out)
@@ -438,9 +511,12 @@ static int open_existing(struct vmd_ctx *ctx, const char *instance,
 	struct vmd_disk_record rec;
 	int rc = disk_ref_init(ctx, instance, disk, ref, err);
 
-	if (rc < 0)
-		return rc;
-	rc = vmd_record_get(ref->instance_dir, disk, &rec, err);
+	if (rc == 0)
+		rc = vmd_beneath_dir(ctx, instance, false, 0,
+		                     "open instance directory failed",
+		                     &ref->instance_fd, err);
+	if (rc == 0)
+		rc = vmd_record_get(ref->instance_fd, disk, &rec, err);
 	if (rc == VMD_E_NOTFOUND)
 		return vmd_error_set(err, VMD_E_NOTFOUND, "disk not found",
 		                     "no record of %s in %s", disk,
@@ -475,7 +551,7 @@ static int open_existing_locked(struct vmd_ctx *ctx, const char *instance,
 int vmd_disk_info(struct vmd_ctx *ctx, const char *instance, const char *disk,
                   struct vmd_disk_info *out, struct vmd_error *err)
 {
-	struct vmd_disk_ref ref;
+	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
 	int rc;
 
@@ -493,7 +569,7 @@ int vmd_disk_info(struct vmd_ctx *ctx, const char *instance, const char *disk,
 int vmd_disk_resize(struct vmd_ctx *ctx, const char *instance,
                     const char *disk, uint64_t new_size, struct vmd_error *err)
 {
-	struct vmd_disk_ref ref;
+	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	int rc = check_size(new_size, err);
@@ -517,7 +593,7 @@ int vmd_disk_resize(struct vmd_ctx *ctx, const char *instance,
 int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
                     const char *disk, struct vmd_error *err)
 {
-	struct vmd_disk_ref ref;
+	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	int rc = open_existing_locked(ctx, instance, disk, &ref, &ops, &lock,
@@ -526,13 +602,17 @@ int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
 	if (rc == 0)
 		rc = ops->remove(ctx, &ref, err);
 	if (rc == 0)
-		rc = vmd_record_drop(ref.instance_dir, disk, err);
+		rc = vmd_record_drop(ref.instance_fd, disk, err);
 	if (rc < 0) {
 		vmd_error_prefix(err, "remove");
 		return rc;
 	}
 	/* The last disk takes the instance directory with it. */
-	if (rmdir(ref.instance_dir) < 0 && errno != ENOTEMPTY && errno != EEXIST)
+	int root;
+
+	if (vmd_beneath_root(ctx, false, &root, NULL) == 0 &&
+	    vmd_bunlink(root, instance, AT_REMOVEDIR) < 0 &&
+	    errno != ENOTEMPTY && errno != EEXIST)
 		vmd_log_warning("remove: could not remove %s: %s",
 		                ref.instance_dir, strerror(errno));
 	return 0;
@@ -543,7 +623,7 @@ int vmd_disk_snapshot_extract(struct vmd_ctx *ctx, const char *instance,
                               enum vmd_format dst_format,
                               struct vmd_error *err)
 {
-	struct vmd_disk_ref ref;
+	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	/* Held so that no resize or remove runs under the copy. */
@@ -564,7 +644,7 @@ int vmd_disk_libvirt_xml(struct vmd_ctx *ctx, const char *instance,
                          const char *disk, const struct vmd_xml_opts *opts,
                          char **xml, struct vmd_error *err)
 {
-	struct vmd_disk_ref ref;
+	DISK_REF ref = DISK_REF_INIT;
 	struct vmd_xml_source src;
 	const struct vmd_backend_ops *ops;
 	struct vmd_xml_opts o = *opts;
@@ -599,7 +679,7 @@ static int disk_op_run(struct vmd_ctx *ctx, const char *instance,
 	static const char *const op_names[] = {
 		"snapshot create", "snapshot remove", "snapshot rollback",
 		"flatten", "direct snapshot"};
-	struct vmd_disk_ref ref;
+	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	const void *fn = NULL;

@@ -1,5 +1,6 @@
 /*
- * Shared code of the file backends (see filedisk.h).
+ * Shared code of the file backends (see filedisk.h). Every access goes
+ * through the instance directory's descriptor (lib/beneath.c).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "filedisk.h"
 
 int vmd_filedisk_exists(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
@@ -17,7 +19,9 @@ int vmd_filedisk_exists(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	struct stat st;
 
 	(void)ctx;
-	if (lstat(disk->path, &st) == 0) {
+	/* lstat semantics: a link under the disk's name counts as a disk,
+	 * so create refuses to make one there. */
+	if (vmd_bstat(disk->instance_fd, disk->disk, &st) == 0) {
 		*exists = true;
 		return 0;
 	}
@@ -25,31 +29,65 @@ int vmd_filedisk_exists(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		*exists = false;
 		return 0;
 	}
-	return vmd_error_set_errno(err, VMD_E_IO, errno, "check disk failed",
-	                           "lstat %s", disk->path);
+	return vmd_beneath_error(err, VMD_E_IO, errno, "check disk failed",
+	                         "lstat %s", disk->path);
 }
 
 int vmd_filedisk_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                         struct vmd_error *err)
 {
+	struct stat st;
+
 	(void)ctx;
-	if (unlink(disk->path) < 0 && errno != ENOENT)
+	if (vmd_bstat(disk->instance_fd, disk->disk, &st) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "remove disk failed", "lstat %s",
+		                         disk->path);
+	}
+	/* Not ours: a link or anything else planted under the disk's name
+	 * is left for a human to look at. */
+	if (!S_ISREG(st.st_mode))
+		return vmd_beneath_error(err, VMD_E_IO,
+		                         S_ISLNK(st.st_mode) ? ELOOP : EINVAL,
+		                         "remove disk failed",
+		                         "%s is not a regular file", disk->path);
+	if (vmd_bunlink(disk->instance_fd, disk->disk, 0) < 0 &&
+	    errno != ENOENT)
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "remove disk failed", "unlink %s",
+		                         disk->path);
+	if (fsync(disk->instance_fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "remove disk failed", "unlink %s",
-		                           disk->path);
-	return vmd_fsync_dir(disk->instance_dir, err);
+		                           "sync directory failed", "fsync %s",
+		                           disk->instance_dir);
+	return 0;
 }
 
 int vmd_filedisk_begin(const struct vmd_disk_ref *disk, struct vmd_tmpfile *t,
                        struct vmd_error *err)
 {
-	return vmd_tmpfile_open(t, disk->instance_dir, disk->disk,
-	                        VMD_DISK_MODE, err);
+	return vmd_tmpfile_openat(t, disk->instance_fd, disk->disk,
+	                          VMD_DISK_MODE, err);
 }
 
 int vmd_filedisk_commit(struct vmd_tmpfile *t, struct vmd_error *err)
 {
 	return vmd_tmpfile_publish(t, false, VMD_DISK_MODE, err);
+}
+
+int vmd_filedisk_open(const struct vmd_disk_ref *disk, int flags, int *fd,
+                      struct vmd_error *err)
+{
+	*fd = vmd_bopen(disk->instance_fd, disk->disk, flags | O_NONBLOCK, 0);
+	if (*fd < 0)
+		return vmd_beneath_error(err,
+		                         errno == ENOENT ? VMD_E_NOTFOUND
+		                                         : VMD_E_IO,
+		                         errno, "open disk failed", "open %s",
+		                         disk->path);
+	return 0;
 }
 
 int vmd_filedisk_stat(const struct vmd_disk_ref *disk,
@@ -58,12 +96,12 @@ int vmd_filedisk_stat(const struct vmd_disk_ref *disk,
 {
 	struct stat st;
 
-	if (lstat(disk->path, &st) < 0)
-		return vmd_error_set_errno(err,
-		                           errno == ENOENT ? VMD_E_NOTFOUND
-		                                           : VMD_E_IO,
-		                           errno, "disk not found", "lstat %s",
-		                           disk->path);
+	if (vmd_bstat(disk->instance_fd, disk->disk, &st) < 0)
+		return vmd_beneath_error(err,
+		                         errno == ENOENT ? VMD_E_NOTFOUND
+		                                         : VMD_E_IO,
+		                         errno, "disk not found", "lstat %s",
+		                         disk->path);
 	if (!S_ISREG(st.st_mode))
 		return vmd_error_set(err, VMD_E_CORRUPT,
 		                     "disk is not a regular file", "%s",

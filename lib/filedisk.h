@@ -25,6 +25,11 @@ int vmd_filedisk_begin(const struct vmd_disk_ref *disk, struct vmd_tmpfile *t,
 /* Give it its final name (refusing to replace an existing disk). */
 int vmd_filedisk_commit(struct vmd_tmpfile *t, struct vmd_error *err);
 
+/* Open the disk file (O_RDONLY/O_RDWR) beneath its instance directory:
+ * a link in its place is refused. */
+int vmd_filedisk_open(const struct vmd_disk_ref *disk, int flags, int *fd,
+                      struct vmd_error *err);
+
 /* Fill st-based fields of info (path, actual size). */
 int vmd_filedisk_stat(const struct vmd_disk_ref *disk,
                       struct vmd_disk_info *out, uint64_t *file_size,

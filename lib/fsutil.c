@@ -20,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "bytes.h"
 #include "fsutil.h"
 #include <vmdisk/log.h>
@@ -140,20 +141,20 @@ static void make_tmpname(struct vmd_tmpfile *t)
 	         VMD_TMP_PREFIX, VMD_TMP_NAME_KEEP, t->name, r & 0xffffff);
 }
 
-static int tmpfile_open(struct vmd_tmpfile *t, const char *dir,
-                        const char *name, mode_t mode, bool named,
-                        struct vmd_error *err)
+/* The temporary in the directory dirfd (duplicated: t keeps its own). */
+static int tmpfile_openat(struct vmd_tmpfile *t, int dirfd, const char *name,
+                          mode_t mode, bool named, struct vmd_error *err)
 {
 	*t = (struct vmd_tmpfile)VMD_TMPFILE_INIT;
 	if (snprintf(t->name, sizeof(t->name), "%s", name) >=
-	    (int)sizeof(t->name))
+	            (int)sizeof(t->name) ||
+	    strchr(name, '/'))
 		return vmd_error_set(err, VMD_E_INVAL, "create file failed",
-		                     "name too long: %s", name);
-	t->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		                     "bad name: %s", name);
+	t->dirfd = fcntl(dirfd, F_DUPFD_CLOEXEC, 0);
 	if (t->dirfd < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "create file failed", "open(%s)",
-		                           dir);
+		                           "create file failed", "dup directory");
 	/* The anonymous file vanishes by itself if we die before publish. */
 	t->fd = named ? -1
 	              : openat(t->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC,
@@ -166,11 +167,13 @@ static int tmpfile_open(struct vmd_tmpfile *t, const char *dir,
 	    errno != EINVAL && errno != ENOENT)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "create file failed",
-		                           "O_TMPFILE in %s", dir);
+		                           "O_TMPFILE for %s", name);
 	for (int attempt = 0; attempt < 100; attempt++) {
 		make_tmpname(t);
+		/* One component, O_EXCL: never a link followed. */
 		t->fd = openat(t->dirfd, t->tmpname,
-		               O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+		               O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+		               mode);
 		if (t->fd >= 0)
 			return 0;
 		if (errno != EEXIST)
@@ -178,7 +181,24 @@ static int tmpfile_open(struct vmd_tmpfile *t, const char *dir,
 	}
 	t->tmpname[0] = '\0';
 	return vmd_error_set_errno(err, VMD_E_IO, errno, "create file failed",
-	                           "temporary in %s", dir);
+	                           "temporary for %s", name);
+}
+
+/* Path forms, for directories outside instances_path only (convert's
+ * destination, key files): under it, callers hold a descriptor from
+ * lib/beneath.c and use the *at forms. */
+static int tmpfile_open(struct vmd_tmpfile *t, const char *dir,
+                        const char *name, mode_t mode, bool named,
+                        struct vmd_error *err)
+{
+	VMD_AUTOCLOSE int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	*t = (struct vmd_tmpfile)VMD_TMPFILE_INIT;
+	if (dfd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "create file failed", "open(%s)",
+		                           dir);
+	return tmpfile_openat(t, dfd, name, mode, named, err);
 }
 
 int vmd_tmpfile_open(struct vmd_tmpfile *t, const char *dir, const char *name,
@@ -192,6 +212,12 @@ int vmd_tmpfile_open_named(struct vmd_tmpfile *t, const char *dir,
                            struct vmd_error *err)
 {
 	return tmpfile_open(t, dir, name, mode, true, err);
+}
+
+int vmd_tmpfile_openat(struct vmd_tmpfile *t, int dirfd, const char *name,
+                       mode_t mode, struct vmd_error *err)
+{
+	return tmpfile_openat(t, dirfd, name, mode, false, err);
 }
 
 int vmd_tmpfile_publish(struct vmd_tmpfile *t, bool replace, mode_t mode,
@@ -263,20 +289,33 @@ void vmd_tmpfile_discard(struct vmd_tmpfile *t)
 	vmd_closep(&t->dirfd);
 }
 
-int vmd_write_file_atomic(const char *dir, const char *name, const void *buf,
-                          size_t len, mode_t mode, bool replace,
-                          struct vmd_error *err)
+int vmd_write_file_atomicat(int dirfd, const char *name, const void *buf,
+                            size_t len, mode_t mode, bool replace,
+                            struct vmd_error *err)
 {
 	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
-	int rc = vmd_tmpfile_open(&t, dir, name, 0600, err);
+	int rc = vmd_tmpfile_openat(&t, dirfd, name, 0600, err);
 
 	if (rc < 0)
 		return rc;
 	if (vmd_pwrite_full(t.fd, buf, len, 0) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "write file failed", "write %s/%s",
-		                           dir, name);
+		                           "write file failed", "write %s",
+		                           name);
 	return vmd_tmpfile_publish(&t, replace, mode, err);
+}
+
+int vmd_write_file_atomic(const char *dir, const char *name, const void *buf,
+                          size_t len, mode_t mode, bool replace,
+                          struct vmd_error *err)
+{
+	VMD_AUTOCLOSE int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	if (dfd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "write file failed", "open(%s)", dir);
+	return vmd_write_file_atomicat(dfd, name, buf, len, mode, replace,
+	                               err);
 }
 
 #define COPY_CHUNK (1u << 20)
@@ -391,29 +430,25 @@ void vmd_cleanup_path_run(struct vmd_cleanup_path *c)
 		                strerror(errno));
 }
 
-static int lock_open(struct vmd_lock *l, const char *lockdir, const char *name,
+static int lock_open(struct vmd_lock *l, int lockdirfd, const char *name,
                      char path[PATH_MAX], struct vmd_error *err)
 {
-	int rc;
-
 	l->fd = -1;
 	if (!vmd_valid_file_token(name))
 		return vmd_error_set(err, VMD_E_INVAL, "lock failed",
 		                     "bad lock name");
-	rc = vmd_mkdir_p(lockdir, 0700, err);
-	if (rc < 0)
-		return rc;
-	if (snprintf(path, PATH_MAX, "%s/%s.lock", lockdir, name) >= PATH_MAX)
+	if (snprintf(path, PATH_MAX, "%s.lock", name) >= PATH_MAX)
 		return vmd_error_set(err, VMD_E_INVAL, "lock failed",
 		                     "lock path too long");
-	l->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+	/* Beneath the lock directory: a planted link is refused. */
+	l->fd = vmd_bopen(lockdirfd, path, O_RDWR | O_CREAT, 0600);
 	if (l->fd < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno, "lock failed",
-		                           "open %s", path);
+		return vmd_beneath_error(err, VMD_E_IO, errno, "lock failed",
+		                         "open %s", path);
 	return 0;
 }
 
-int vmd_lock_try(struct vmd_lock *l, const char *lockdir, const char *name,
+int vmd_lock_try(struct vmd_lock *l, int lockdir, const char *name,
                  enum vmd_lock_mode mode, struct vmd_error *err)
 {
 	char path[PATH_MAX];
@@ -436,7 +471,7 @@ int vmd_lock_try(struct vmd_lock *l, const char *lockdir, const char *name,
 	return 0;
 }
 
-int vmd_lock_acquire(struct vmd_lock *l, const char *lockdir, const char *name,
+int vmd_lock_acquire(struct vmd_lock *l, int lockdir, const char *name,
                      enum vmd_lock_mode mode, unsigned timeout_s,
                      struct vmd_error *err)
 {

@@ -7,8 +7,8 @@
  * fsync'ed. A reader therefore sees either nothing or the complete file, and
  * a process killed half-way leaves no file under the final name.
  *
- * Locks: flock() on <dir>/<name>.lock. The kernel drops the lock when the
- * holder dies, even by SIGKILL, so a crash never blocks the next caller.
+ * Locks: flock() on <name>.lock in a lock directory. The kernel drops the
+ * lock when the holder dies, even by SIGKILL, so a crash never blocks the next caller.
  */
 #ifndef VMDISK_FSUTIL_H
 #define VMDISK_FSUTIL_H
@@ -36,6 +36,10 @@ struct vmd_tmpfile {
 int vmd_tmpfile_open(struct vmd_tmpfile *t, const char *dir, const char *name,
                      mode_t mode, struct vmd_error *err);
 
+/* The same in the directory dirfd (a descriptor from lib/beneath.c). */
+int vmd_tmpfile_openat(struct vmd_tmpfile *t, int dirfd, const char *name,
+                       mode_t mode, struct vmd_error *err);
+
 /* The same, but always a named sibling (dir/t->tmpname): for a temporary
  * that an external program must open by path. */
 int vmd_tmpfile_open_named(struct vmd_tmpfile *t, const char *dir,
@@ -56,6 +60,10 @@ void vmd_tmpfile_discard(struct vmd_tmpfile *t);
 int vmd_write_file_atomic(const char *dir, const char *name, const void *buf,
                           size_t len, mode_t mode, bool replace,
                           struct vmd_error *err);
+
+int vmd_write_file_atomicat(int dirfd, const char *name, const void *buf,
+                            size_t len, mode_t mode, bool replace,
+                            struct vmd_error *err);
 
 /* mkdir -p for our own directories (each created with `mode`). */
 int vmd_mkdir_p(const char *path, mode_t mode, struct vmd_error *err);
@@ -102,14 +110,15 @@ enum vmd_lock_mode {
 };
 
 /*
- * Take the lock named `name` (validated: vmd_valid_file_token) in `lockdir`
- * (created 0700 if missing). timeout_s = 0 waits forever.
+ * Take the lock named `name` (validated: vmd_valid_file_token) in the
+ * directory `lockdir` (a descriptor; the library's is under instances_path:
+ * vmd_ctx_lock_acquire in lib/beneath.h). timeout_s = 0 waits forever.
  */
-int vmd_lock_acquire(struct vmd_lock *l, const char *lockdir, const char *name,
+int vmd_lock_acquire(struct vmd_lock *l, int lockdir, const char *name,
                      enum vmd_lock_mode mode, unsigned timeout_s,
                      struct vmd_error *err);
 /* Take it only if free now: VMD_E_BUSY (err untouched) when held. */
-int vmd_lock_try(struct vmd_lock *l, const char *lockdir, const char *name,
+int vmd_lock_try(struct vmd_lock *l, int lockdir, const char *name,
                  enum vmd_lock_mode mode, struct vmd_error *err);
 void vmd_lock_release(struct vmd_lock *l);
 

@@ -10,8 +10,11 @@
 
 struct vmd_ctx {
 	struct vmd_config cfg;
-	char cache_dir[PATH_MAX]; /* <instances_path>/<image_cache_subdirectory_name> */
-	char lock_dir[PATH_MAX];  /* <instances_path>/locks */
+	/* <instances_path>/<image_cache_subdirectory_name>: printed (a qcow2
+	 * overlay's backing name, logs), never opened (lib/beneath.c). */
+	char cache_dir[PATH_MAX];
+	int root_fd;              /* instances_path, O_PATH: lib/beneath.c
+	                             opens it on first use (-1 until then) */
 };
 
 /* <instances_path>/<image_cache_subdirectory_name> into out (PATH_MAX):

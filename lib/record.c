@@ -3,17 +3,16 @@
  *   {"version": 1, "disks": {"disk": {"backend": "qcow2",
  *                                     "format": "qcow2", "base": "<id>"}}}
  * Read with a size bound (the directory is ours, but a bound costs nothing)
- * and written whole through an atomic replace.
+ * and written whole through an atomic replace, both beneath the instance
+ * directory's descriptor (lib/beneath.c): never through a planted link.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "beneath.h"
 #include "fsutil.h"
 #include "record.h"
 
@@ -29,40 +28,33 @@ static void json_putp(struct json_object **o)
 #define VMD_AUTOJSON __attribute__((cleanup(json_putp)))
 
 /* Load the record; a missing file yields an empty document. */
-static int record_load(const char *instance_dir, struct json_object **doc,
+static int record_load(int instance_fd, struct json_object **doc,
                        struct vmd_error *err)
 {
-	char path[PATH_MAX];
-	VMD_AUTOCLOSE int fd = -1;
 	VMD_AUTOFREE char *buf = NULL;
-	struct stat st;
 	struct json_object *disks;
+	size_t len;
 
 	*doc = NULL;
-	snprintf(path, sizeof(path), "%s/%s", instance_dir, VMD_RECORD_NAME);
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 && errno == ENOENT) {
-		*doc = json_object_new_object();
-		json_object_object_add(*doc, "version", json_object_new_int(1));
-		json_object_object_add(*doc, "disks", json_object_new_object());
-		return 0;
+	if (vmd_bread_file(instance_fd, VMD_RECORD_NAME, RECORD_MAX_BYTES, &buf,
+	                   &len) < 0) {
+		if (errno == ENOENT) {
+			*doc = json_object_new_object();
+			json_object_object_add(*doc, "version",
+			                       json_object_new_int(1));
+			json_object_object_add(*doc, "disks",
+			                       json_object_new_object());
+			return 0;
+		}
+		if (errno == EFBIG || errno == EINVAL)
+			return vmd_error_set(err, VMD_E_CORRUPT,
+			                     "instance record is damaged",
+			                     "%s: not a file or too large",
+			                     VMD_RECORD_NAME);
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "read instance record failed",
+		                         "read %s", VMD_RECORD_NAME);
 	}
-	if (fd < 0 || fstat(fd, &st) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "read instance record failed",
-		                           "open %s", path);
-	if (!S_ISREG(st.st_mode) || st.st_size > RECORD_MAX_BYTES)
-		return vmd_error_set(err, VMD_E_CORRUPT,
-		                     "instance record is damaged",
-		                     "%s: not a file or too large", path);
-	buf = calloc(1, (size_t)st.st_size + 1);
-	if (!buf)
-		return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
-		                     "record buffer");
-	if (vmd_pread_full(fd, buf, (size_t)st.st_size, 0) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "read instance record failed",
-		                           "read %s", path);
 	*doc = json_tokener_parse(buf);
 	if (!*doc || !json_object_is_type(*doc, json_type_object) ||
 	    !json_object_object_get_ex(*doc, "disks", &disks) ||
@@ -70,19 +62,19 @@ static int record_load(const char *instance_dir, struct json_object **doc,
 		json_putp(doc);
 		return vmd_error_set(err, VMD_E_CORRUPT,
 		                     "instance record is damaged",
-		                     "%s: not a valid record", path);
+		                     "%s: not a valid record", VMD_RECORD_NAME);
 	}
 	return 0;
 }
 
-static int record_store(const char *instance_dir, struct json_object *doc,
+static int record_store(int instance_fd, struct json_object *doc,
                         struct vmd_error *err)
 {
 	const char *text = json_object_to_json_string_ext(
 		doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 
-	return vmd_write_file_atomic(instance_dir, VMD_RECORD_NAME, text,
-	                             strlen(text), 0600, true, err);
+	return vmd_write_file_atomicat(instance_fd, VMD_RECORD_NAME, text,
+	                               strlen(text), 0600, true, err);
 }
 
 static struct json_object *record_disks(struct json_object *doc)
@@ -103,13 +95,13 @@ static const char *get_string(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
-int vmd_record_get(const char *instance_dir, const char *disk,
+int vmd_record_get(int instance_fd, const char *disk,
                    struct vmd_disk_record *rec, struct vmd_error *err)
 {
 	VMD_AUTOJSON struct json_object *doc = NULL;
 	struct json_object *entry;
 	const char *backend, *format, *base, *key_id;
-	int rc = record_load(instance_dir, &doc, err);
+	int rc = record_load(instance_fd, &doc, err);
 
 	if (rc < 0)
 		return rc;
@@ -128,8 +120,8 @@ int vmd_record_get(const char *instance_dir, const char *disk,
 	    (key_id && !vmd_valid_uuid(key_id)))
 		return vmd_error_set(err, VMD_E_CORRUPT,
 		                     "instance record is damaged",
-		                     "%s/%s: bad entry for %s", instance_dir,
-		                     VMD_RECORD_NAME, disk);
+		                     "%s: bad entry for %s", VMD_RECORD_NAME,
+		                     disk);
 	if (base)
 		memcpy(rec->base_id, base, strlen(base) + 1);
 	if (key_id)
@@ -137,20 +129,19 @@ int vmd_record_get(const char *instance_dir, const char *disk,
 	return 0;
 }
 
-int vmd_record_put(const char *instance_dir, const char *disk,
+int vmd_record_put(int instance_fd, const char *disk,
                    const struct vmd_disk_record *rec, struct vmd_error *err)
 {
 	VMD_AUTOJSON struct json_object *doc = NULL;
 	struct json_object *entry;
-	int rc = record_load(instance_dir, &doc, err);
+	int rc = record_load(instance_fd, &doc, err);
 
 	if (rc < 0)
 		return rc;
 	/* A disk's format is decided once; nothing may rewrite it. */
 	if (json_object_object_get_ex(record_disks(doc), disk, NULL))
 		return vmd_error_set(err, VMD_E_EXISTS, "disk already exists",
-		                     "record of %s already has %s", instance_dir,
-		                     disk);
+		                     "record already has %s", disk);
 	entry = json_object_new_object();
 	json_object_object_add(entry, "backend",
 	                       json_object_new_string(
@@ -164,27 +155,50 @@ int vmd_record_put(const char *instance_dir, const char *disk,
 		json_object_object_add(entry, "key_id",
 		                       json_object_new_string(rec->key_id));
 	json_object_object_add(record_disks(doc), disk, entry);
-	return record_store(instance_dir, doc, err);
+	return record_store(instance_fd, doc, err);
 }
 
-int vmd_record_drop(const char *instance_dir, const char *disk,
+int vmd_record_drop(int instance_fd, const char *disk,
                     struct vmd_error *err)
 {
 	VMD_AUTOJSON struct json_object *doc = NULL;
 	struct json_object *disks;
-	char path[PATH_MAX];
-	int rc = record_load(instance_dir, &doc, err);
+	int rc = record_load(instance_fd, &doc, err);
 
 	if (rc < 0)
 		return rc;
 	disks = record_disks(doc);
 	json_object_object_del(disks, disk);
 	if (json_object_object_length(disks) > 0)
-		return record_store(instance_dir, doc, err);
-	snprintf(path, sizeof(path), "%s/%s", instance_dir, VMD_RECORD_NAME);
-	if (unlink(path) < 0 && errno != ENOENT)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "update instance record failed",
-		                           "unlink %s", path);
+		return record_store(instance_fd, doc, err);
+	if (vmd_bunlink(instance_fd, VMD_RECORD_NAME, 0) < 0 && errno != ENOENT)
+		return vmd_beneath_error(err, VMD_E_IO, errno,
+		                         "update instance record failed",
+		                         "unlink %s", VMD_RECORD_NAME);
+	return 0;
+}
+
+int vmd_record_foreach(int instance_fd,
+                       void (*fn)(const char *disk,
+                                  const struct vmd_disk_record *rec,
+                                  void *opaque),
+                       void *opaque, struct vmd_error *err)
+{
+	VMD_AUTOJSON struct json_object *doc = NULL;
+	int rc = record_load(instance_fd, &doc, err);
+
+	if (rc < 0)
+		return rc;
+	json_object_object_foreach(record_disks(doc), disk, entry)
+	{
+		struct vmd_disk_record rec;
+
+		(void)entry;
+		/* Each entry through the same checks as a lookup. */
+		rc = vmd_record_get(instance_fd, disk, &rec, err);
+		if (rc < 0)
+			return rc;
+		fn(disk, &rec, opaque);
+	}
 	return 0;
 }

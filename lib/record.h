@@ -5,10 +5,11 @@
  * and the cache entry of its base. Later calls read the backend from here
  * instead of trusting the configuration (which may have changed) or probing
  * the disk (which the guest can write): the start of format pinning. The
- * cache manager will read it to know which bases are in use.
+ * cache manager reads it, and only it, to know which bases are in use.
  *
  * The leading dot keeps it apart from disk names, which cannot start with
- * one. Callers hold the instance lock for put/drop; readers need none since
+ * one. instance_fd: the instance directory, opened by lib/beneath.c.
+ * Callers hold the instance lock for put/drop; readers need none since
  * the file is only ever replaced atomically.
  */
 #ifndef VMDISK_RECORD_H
@@ -26,14 +27,22 @@ struct vmd_disk_record {
 };
 
 /* VMD_E_NOTFOUND (without touching err) when there is no such disk. */
-int vmd_record_get(const char *instance_dir, const char *disk,
+int vmd_record_get(int instance_fd, const char *disk,
                    struct vmd_disk_record *rec, struct vmd_error *err);
 /* Add the disk's entry; an existing entry is never replaced (VMD_E_EXISTS):
  * that is what pins a disk's format. */
-int vmd_record_put(const char *instance_dir, const char *disk,
+int vmd_record_put(int instance_fd, const char *disk,
                    const struct vmd_disk_record *rec, struct vmd_error *err);
 /* Remove the disk's entry; the file goes when it has no entry left. */
-int vmd_record_drop(const char *instance_dir, const char *disk,
+int vmd_record_drop(int instance_fd, const char *disk,
                     struct vmd_error *err);
+
+/* fn for each disk of the record (none when there is no record); a
+ * damaged record is an error (VMD_E_CORRUPT), never "no disks". */
+int vmd_record_foreach(int instance_fd,
+                       void (*fn)(const char *disk,
+                                  const struct vmd_disk_record *rec,
+                                  void *opaque),
+                       void *opaque, struct vmd_error *err);
 
 #endif

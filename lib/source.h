@@ -73,6 +73,15 @@ int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
 int vmd_source_meta_location(const struct vmd_source_meta *meta, char *loc,
                              size_t loc_size, struct vmd_error *err);
 
+/* The hex digest of everything fd holds (read with pread from 0). */
+int vmd_hash_fd(int fd, enum vmd_hash_algo algo, char hex[VMD_HASH_HEX_MAX],
+                struct vmd_error *err);
+/* A local file source (vmd_source_file) opened for reading; the path is
+ * the caller's, outside instances_path. */
+struct vmd_source_meta;
+int vmd_source_open_local(const struct vmd_source_meta *meta, int *fd,
+                          struct vmd_error *err);
+
 int vmd_hash_parse(const char *spec, enum vmd_hash_algo *algo,
                    char hex[VMD_HASH_HEX_MAX], struct vmd_error *err);
 const char *vmd_hash_name(enum vmd_hash_algo a);

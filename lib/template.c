@@ -4,10 +4,12 @@
  * after the first is a clone or an overlay (Nova's ephemeral_<size>_<fs>
  * and swap_<size> bases).
  *
- * mkfs runs through the runner on a named temporary in the cache directory
- * (it needs a path), with argv made only of validated values: a fixed
- * program per file system, a label that passed vmd_valid_fs_label, and a
- * path we built. The result is inspected like any image, then published
+ * mkfs runs through the runner on an anonymous temporary (O_TMPFILE) in the
+ * cache directory, which it is given as /proc/<our pid>/fd/<N>: the file
+ * we opened beneath instances_path, not a path it would resolve through
+ * directories someone else may have replaced by links since. argv is made
+ * only of validated values: a fixed program per file system, a label that
+ * passed vmd_valid_fs_label, and that name. The result is published
  * atomically under the entry's lock.
  */
 #include <errno.h>
@@ -17,6 +19,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "beneath.h"
 #include "cache.h"
 #include "fsutil.h"
 #include "runner.h"
@@ -142,10 +145,11 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
                        struct vmd_cache_entry *out, struct vmd_error *err)
 {
 	char name[VMD_CACHE_ID_MAX], lockname[VMD_LOCK_NAME_MAX];
-	char path[PATH_MAX];
+	char path[64];
 	const char *argv[8];
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	VMD_AUTOCLOSE int cache_fd = -1;
 	struct stat st;
 	int rc;
 
@@ -165,12 +169,12 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 		                     "size %llu", (unsigned long long)size);
 	rc = template_name(fs, size, label, name, sizeof(name), err);
 	if (rc == 0)
-		rc = vmd_mkdir_p(ctx->cache_dir, 0755, err);
+		rc = vmd_beneath_cache_dir(ctx, true, 0755, &cache_fd, err);
 	vmd_base_lock_name(name, lockname);
 	if (rc == 0)
-		rc = vmd_lock_acquire(&lock, ctx->lock_dir, lockname,
-		                      VMD_LOCK_EXCLUSIVE,
-		                      ctx->cfg.lock_timeout_seconds, err);
+		rc = vmd_ctx_lock_acquire(ctx, &lock, lockname,
+		                          VMD_LOCK_EXCLUSIVE,
+		                          ctx->cfg.lock_timeout_seconds, err);
 	if (rc < 0) {
 		vmd_error_prefix(err, "template");
 		return rc;
@@ -182,19 +186,18 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 		                     "cache dir too long");
 	out->format = VMD_FORMAT_RAW;
 	out->virtual_size = size;
-	if (stat(out->path, &st) == 0)
+	if (vmd_bstat(cache_fd, name, &st) == 0)
 		return 0;
-	rc = vmd_tmpfile_open_named(&t, ctx->cache_dir, name, 0600, err);
+	rc = vmd_tmpfile_openat(&t, cache_fd, name, 0600, err);
 	if (rc < 0)
 		return rc;
 	if (ftruncate(t.fd, (off_t)size) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "template: size file failed",
 		                           "ftruncate");
-	if (snprintf(path, sizeof(path), "%s/%s", ctx->cache_dir, t.tmpname) >=
-	    (int)sizeof(path))
-		return vmd_error_set(err, VMD_E_INVAL, "template: path too long",
-		                     "tmp path");
+	/* The child opens our descriptor through /proc (the runner passes
+	 * it none): "/proc/self" would be the child's own. */
+	snprintf(path, sizeof(path), "/proc/%ld/fd/%d", (long)getpid(), t.fd);
 	vmd_mkfs_argv(fs, label, path, argv);
 	struct vmd_run_opts ro = {.timeout_ms = MKFS_TIMEOUT_MS};
 

@@ -1,9 +1,11 @@
 /*
- * Tests of the cache manager (lib/cache_manager.c): a base used by any
- * disk is never removed (disks of each file backend, and a qcow2 another
- * tool made), unused ones go once old enough, --dry-run changes nothing,
- * and a base whose lock a create holds is left alone.
+ * Tests of the cache manager (lib/cache_manager.c): a base that an
+ * instance record names is never removed (disks of each file backend),
+ * the disks' own bytes never pin anything and are never parsed, unused
+ * ones go once old enough, --dry-run changes nothing, and a base whose
+ * lock a create holds is left alone.
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -142,27 +144,92 @@ static void test_in_use_bases_are_kept(void **state)
 	free(items);
 }
 
-/* A qcow2 that another tool made on a cached base counts as a user. */
-static void test_foreign_qcow2_counts(void **state)
+/* Copy the whole file src over the start of dst (a guest writing its
+ * disk). */
+static void overwrite_with(const char *dst, const char *src)
+{
+	char *text = NULL;
+	int fd = open(src, O_RDONLY);
+	struct stat st;
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	text = malloc((size_t)st.st_size);
+	assert_int_equal(read(fd, text, (size_t)st.st_size), st.st_size);
+	close(fd);
+	th_pwrite_at(dst, text, (size_t)st.st_size, 0);
+	free(text);
+}
+
+/*
+ * Issue 14 defect 2: which base a disk uses comes from the instance
+ * record, never from the disk's bytes. A guest that writes a qcow2 header
+ * naming a cache entry as its backing file into its flat disk does not pin
+ * that entry, and neither does a qcow2 file another tool left in an
+ * instance directory; the base the record names is kept.
+ */
+static void test_disk_bytes_never_pin(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_prune_item *items;
 	size_t n;
-	char *idir = th_path(f->cfg.instances_path, INST_C);
-	char *disk = th_path(idir, "disk.other");
+	char *idir = th_path(f->cfg.instances_path, INST_B);
+	char *flat = th_path(idir, "disk");
+	char *forged = th_path(f->dir, "forged.qcow2");
+	char *foreign = th_path(idir, "disk.other");
 	const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-b",
-	                      f->e[2].path, "-F", "raw", disk, NULL};
+	                      f->e[2].path, "-F", "raw", forged, NULL};
+	const char *argv2[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-b",
+	                       f->e[0].path, "-F", "raw", foreign, NULL};
 
 	th_require_qemu_img();
-	assert_int_equal(mkdir(idir, 0755), 0);
+	create(f, INST_B, 1, VMD_BACKEND_FLAT);
 	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+	overwrite_with(flat, forged);
+	assert_int_equal(th_run(argv2, NULL, NULL, NULL), 0);
 	prune(f, false, &items, &n);
-	assert_int_equal(action_of(items, n, f->e[2].id), VMD_PRUNE_KEPT_IN_USE);
+	assert_int_equal(action_of(items, n, f->e[1].id), VMD_PRUNE_KEPT_IN_USE);
+	assert_int_equal(action_of(items, n, f->e[2].id), VMD_PRUNE_REMOVED);
 	assert_int_equal(action_of(items, n, f->e[0].id), VMD_PRUNE_REMOVED);
 	free(items);
-	assert_true(th_exists(f->e[2].path));
+	assert_true(th_exists(f->e[1].path));
+	assert_false(th_exists(f->e[2].path));
 	free(idir);
-	free(disk);
+	free(flat);
+	free(forged);
+	free(foreign);
+}
+
+/* The defect-1 header (backing_file_offset + size wraps) as guest bytes
+ * of a flat disk: the cache manager never parses it (on 9d6ae65 the
+ * ASan build stopped here with a stack-buffer-underflow). */
+static void test_hostile_header_in_disk_not_parsed(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_prune_item *items;
+	struct vmd_cache_item *list;
+	struct vmd_error err = VMD_ERROR_INIT;
+	size_t n;
+	char *idir = th_path(f->cfg.instances_path, INST_A);
+	char *flat = th_path(idir, "disk");
+	unsigned char h[104] = {'Q', 'F', 'I', 0xfb, 0, 0, 0, 3};
+
+	create(f, INST_A, 0, VMD_BACKEND_FLAT);
+	/* backing_file_offset 0xFFFFFFFFFFFFFF00, backing_file_size 512 */
+	memset(h + 8, 0xff, 7);
+	h[18] = 0x02;
+	h[23] = 16;   /* cluster_bits */
+	h[29] = 0x10; /* size 1 MiB */
+	h[99] = 4;    /* refcount_order */
+	h[103] = 104; /* header_length */
+	th_pwrite_at(flat, h, sizeof(h), 0);
+	assert_int_equal(vmd_cache_list(f->ctx, &list, &n, &err), 0);
+	free(list);
+	prune(f, false, &items, &n);
+	assert_int_equal(action_of(items, n, f->e[0].id), VMD_PRUNE_KEPT_IN_USE);
+	free(items);
+	free(idir);
+	free(flat);
 }
 
 static void test_ages_and_switch(void **state)
@@ -206,9 +273,13 @@ static void test_locked_base_kept(void **state)
 	char name[VMD_LOCK_NAME_MAX];
 
 	vmd_base_lock_name(f->e[1].id, name);
-	assert_int_equal(vmd_lock_acquire(&l, locks, name, VMD_LOCK_SHARED, 1,
+	int ldfd = open(locks, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	assert_true(ldfd >= 0);
+	assert_int_equal(vmd_lock_acquire(&l, ldfd, name, VMD_LOCK_SHARED, 1,
 	                                  &err),
 	                 0);
+	close(ldfd);
 	prune(f, false, &items, &n);
 	assert_int_equal(action_of(items, n, f->e[1].id), VMD_PRUNE_KEPT_IN_USE);
 	free(items);
@@ -233,8 +304,8 @@ static void test_list(void **state)
 		if (strcmp(items[i].id, f->e[0].id) != 0)
 			continue;
 		found = 1;
-		/* The record and the qcow2 backing file of A, the record of B. */
-		assert_int_equal(items[i].users, 3);
+		/* The records of A and B (the disks' bytes are not read). */
+		assert_int_equal(items[i].users, 2);
 		assert_int_equal(items[i].size, 1u << 20);
 		assert_string_equal(items[i].hash_algo, "sha256");
 		assert_int_equal(strlen(items[i].hash), 64);
@@ -248,7 +319,8 @@ int main(void)
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_in_use_bases_are_kept),
-		T(test_foreign_qcow2_counts),
+		T(test_disk_bytes_never_pin),
+		T(test_hostile_header_in_disk_not_parsed),
 		T(test_ages_and_switch),
 		T(test_locked_base_kept),
 		T(test_list),

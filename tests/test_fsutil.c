@@ -176,16 +176,31 @@ static void test_mkdir_p(void **state)
 	free(deep);
 }
 
+/* vmd_lock_acquire in the directory `dir` (the library passes the lock
+ * directory it opened beneath instances_path). */
+static int lock_in(struct vmd_lock *l, const char *dir, const char *name,
+                   enum vmd_lock_mode mode, unsigned timeout_s,
+                   struct vmd_error *err)
+{
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc;
+
+	assert_true(dfd >= 0);
+	rc = vmd_lock_acquire(l, dfd, name, mode, timeout_s, err);
+	close(dfd);
+	return rc;
+}
+
 static void test_lock_names_validated(void **state)
 {
 	struct vmd_lock l = VMD_LOCK_INIT;
 	struct vmd_error err = VMD_ERROR_INIT;
 
-	assert_int_equal(vmd_lock_acquire(&l, *state, "../escape",
+	assert_int_equal(lock_in(&l, *state, "../escape",
 	                                  VMD_LOCK_EXCLUSIVE, 1, &err),
 	                 VMD_E_INVAL);
 	vmd_error_clear(&err);
-	assert_int_equal(vmd_lock_acquire(&l, *state, ".hidden",
+	assert_int_equal(lock_in(&l, *state, ".hidden",
 	                                  VMD_LOCK_EXCLUSIVE, 1, &err),
 	                 VMD_E_INVAL);
 	assert_int_equal(l.fd, -1);
@@ -208,7 +223,7 @@ static void test_lock_released_when_holder_killed(void **state)
 	if (pid == 0) {
 		struct vmd_lock held = VMD_LOCK_INIT;
 
-		if (vmd_lock_acquire(&held, dir, "base-x", VMD_LOCK_EXCLUSIVE,
+		if (lock_in(&held, dir, "base-x", VMD_LOCK_EXCLUSIVE,
 		                     0, NULL) < 0)
 			_exit(1);
 		if (write(pipefd[1], "L", 1) != 1)
@@ -220,20 +235,20 @@ static void test_lock_released_when_holder_killed(void **state)
 	assert_int_equal(read(pipefd[0], &c, 1), 1);
 	close(pipefd[0]);
 
-	assert_int_equal(vmd_lock_acquire(&l, dir, "base-x", VMD_LOCK_EXCLUSIVE,
+	assert_int_equal(lock_in(&l, dir, "base-x", VMD_LOCK_EXCLUSIVE,
 	                                  1, &err),
 	                 VMD_E_BUSY);
 	assert_int_equal(l.fd, -1);
 	vmd_error_clear(&err);
 	/* A shared request is blocked by the exclusive holder too. */
-	assert_int_equal(vmd_lock_acquire(&l, dir, "base-x", VMD_LOCK_SHARED, 1,
+	assert_int_equal(lock_in(&l, dir, "base-x", VMD_LOCK_SHARED, 1,
 	                                  &err),
 	                 VMD_E_BUSY);
 	vmd_error_clear(&err);
 
 	assert_int_equal(kill(pid, SIGKILL), 0);
 	assert_int_equal(waitpid(pid, NULL, 0), pid);
-	assert_int_equal(vmd_lock_acquire(&l, dir, "base-x", VMD_LOCK_EXCLUSIVE,
+	assert_int_equal(lock_in(&l, dir, "base-x", VMD_LOCK_EXCLUSIVE,
 	                                  1, &err),
 	                 0);
 	vmd_lock_release(&l);
@@ -246,14 +261,14 @@ static void test_shared_locks_coexist(void **state)
 	struct vmd_error err = VMD_ERROR_INIT;
 
 	/* Separate descriptors, as two processes would have. */
-	assert_int_equal(vmd_lock_acquire(&a, dir, "s", VMD_LOCK_SHARED, 1, &err), 0);
-	assert_int_equal(vmd_lock_acquire(&b, dir, "s", VMD_LOCK_SHARED, 1, &err), 0);
-	assert_int_equal(vmd_lock_acquire(&x, dir, "s", VMD_LOCK_EXCLUSIVE, 1, &err),
+	assert_int_equal(lock_in(&a, dir, "s", VMD_LOCK_SHARED, 1, &err), 0);
+	assert_int_equal(lock_in(&b, dir, "s", VMD_LOCK_SHARED, 1, &err), 0);
+	assert_int_equal(lock_in(&x, dir, "s", VMD_LOCK_EXCLUSIVE, 1, &err),
 	                 VMD_E_BUSY);
 	vmd_lock_release(&a);
 	vmd_lock_release(&b);
 	vmd_error_clear(&err);
-	assert_int_equal(vmd_lock_acquire(&x, dir, "s", VMD_LOCK_EXCLUSIVE, 1, &err), 0);
+	assert_int_equal(lock_in(&x, dir, "s", VMD_LOCK_EXCLUSIVE, 1, &err), 0);
 	vmd_lock_release(&x);
 }
 

@@ -572,7 +572,10 @@ static void test_format_pinned(void **state)
 	assert_null(strstr(xml, "qcow2"));
 	free(xml);
 	/* And the record refuses to have the entry rewritten. */
-	assert_int_equal(vmd_record_put(idir, "disk", &rec, &err), VMD_E_EXISTS);
+	int ifd = open(idir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+	assert_int_equal(vmd_record_put(ifd, "disk", &rec, &err), VMD_E_EXISTS);
+	close(ifd);
 	vmd_ctx_free(ctx);
 	free(in);
 	free(of);

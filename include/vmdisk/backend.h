@@ -48,6 +48,11 @@ struct vmd_disk_ref {
 	const char *key_id;     /* key of an encrypted disk (create: given;
 	                           later: from the instance record), or NULL */
 	char key_id_buf[40];    /* where a recorded key id is kept */
+	/* The instance directory, opened beneath instances_path without
+	 * following any link (lib/beneath.c); file backends reach their
+	 * files through it (openat2/ *at() calls), never through
+	 * instance_dir or path, which are for libvirt XML and logs. */
+	int instance_fd;
 };
 
 /* A base image in the local cache, already checked. */
@@ -56,6 +61,10 @@ struct vmd_image {
 	const char *cache_id;   /* its name in the cache */
 	enum vmd_format format;
 	uint64_t virtual_size;
+	/* The cached file, open read-only (opened beneath instances_path):
+	 * read it through this descriptor; path is the name others are
+	 * given (a qcow2 overlay's backing file). */
+	int fd;
 };
 
 struct vmd_disk_info {
