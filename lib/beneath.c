@@ -49,8 +49,11 @@ static bool name_ok(const char *name)
 
 int vmd_bopen(int dirfd, const char *name, int flags, mode_t mode)
 {
+	/* No O_NOFOLLOW: with it a link as the last component of an
+	 * O_DIRECTORY open is ENOTDIR (or, with O_PATH, the link itself);
+	 * RESOLVE_NO_SYMLINKS alone refuses it everywhere with ELOOP. */
 	struct open_how how = {
-		.flags = (uint64_t)(flags | O_CLOEXEC | O_NOFOLLOW),
+		.flags = (uint64_t)((flags & ~O_NOFOLLOW) | O_CLOEXEC),
 		.mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
 		.resolve = RESOLVE_SAFE,
 	};
@@ -60,8 +63,6 @@ int vmd_bopen(int dirfd, const char *name, int flags, mode_t mode)
 		errno = EXDEV;
 		return -1;
 	}
-	/* O_PATH|O_NOFOLLOW alone would give a descriptor of a link itself;
-	 * RESOLVE_NO_SYMLINKS refuses a link there too. */
 	do
 		fd = syscall(SYS_openat2, dirfd, name, &how, sizeof(how));
 	while (fd < 0 && errno == EINTR);

@@ -61,7 +61,8 @@ int vmd_ctx_lock_try(struct vmd_ctx *ctx, struct vmd_lock *l,
                      const char *name, enum vmd_lock_mode mode,
                      struct vmd_error *err);
 
-/* openat2 under dirfd; O_CLOEXEC and O_NOFOLLOW are always added. */
+/* openat2 under dirfd; O_CLOEXEC is always added, and a link as any
+ * component, the last included, is ELOOP. */
 int vmd_bopen(int dirfd, const char *name, int flags, mode_t mode);
 /* A directory under dirfd, O_RDONLY|O_DIRECTORY, for readdir. */
 DIR *vmd_bopendir(int dirfd, const char *name);
