@@ -167,10 +167,10 @@ static void ploop_build_discard(struct ploop_build *b)
 	if (b->armed) {
 		b->armed = false;
 		if (b->fd >= 0) {
-			unlinkat(b->fd, HDS_NAME, 0);
-			unlinkat(b->fd, DESCRIPTOR_NAME, 0);
+			vmd_bunlink(b->fd, HDS_NAME, 0);
+			vmd_bunlink(b->fd, DESCRIPTOR_NAME, 0);
 		}
-		if (unlinkat(b->instance_fd, b->name, AT_REMOVEDIR) < 0 &&
+		if (vmd_bunlink(b->instance_fd, b->name, AT_REMOVEDIR) < 0 &&
 		    errno != ENOENT)
 			vmd_log_warning("ploop: could not remove %s: %s",
 			                b->name, strerror(errno));
@@ -228,7 +228,7 @@ static int build_begin(const struct vmd_disk_ref *disk, struct ploop_build *b,
 		snprintf(b->name, sizeof(b->name), ".%s.%06lx", disk->disk,
 		         r & 0xffffff);
 		/* qemu must reach root.hds, as with the instance directory. */
-		if (mkdirat(disk->instance_fd, b->name, 0755) == 0)
+		if (vmd_bmkdir(disk->instance_fd, b->name, 0755) == 0)
 			break;
 		if (errno != EEXIST || attempt > 100)
 			return vmd_error_set_errno(
@@ -560,12 +560,12 @@ static int ploop_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		                         "ploop: remove disk failed", "open %s",
 		                         disk->path);
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (unlinkat(dfd, names[i], 0) < 0 && errno != ENOENT)
+		if (vmd_bunlink(dfd, names[i], 0) < 0 && errno != ENOENT)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "ploop: remove disk failed",
 			                           "unlink %s/%s", disk->path,
 			                           names[i]);
-	if (unlinkat(disk->instance_fd, disk->disk, AT_REMOVEDIR) < 0 &&
+	if (vmd_bunlink(disk->instance_fd, disk->disk, AT_REMOVEDIR) < 0 &&
 	    errno != ENOENT)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: remove disk failed",
