@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "beneath.h"
+#include "faultpoint.h"
 #include "fsutil.h"
 
 #define RESOLVE_SAFE                                                           \
@@ -61,6 +62,11 @@ int vmd_bopen(int dirfd, const char *name, int flags, mode_t mode)
 
 	if (!name_ok(name)) {
 		errno = EXDEV;
+		return -1;
+	}
+	/* Tests play a kernel without openat2 (fault-injection builds). */
+	if (vmd_faultpoint("beneath.no_openat2", NULL) < 0) {
+		errno = ENOSYS;
 		return -1;
 	}
 	do

@@ -4,6 +4,7 @@
  * descriptor and a link anywhere on the way, "..", or an absolute name is
  * refused; the *at() changes never act through a linked parent.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 
 #include "beneath.h"
 #include "helpers.h"
+#include "vmd_build_config.h"
 
 struct fixture {
 	char *dir;   /* the "instances_path" */
@@ -200,6 +202,51 @@ static void test_context_dirs(void **state)
 	vmd_ctx_free(ctx);
 }
 
+#if VMD_FAULT_INJECTION
+/* A kernel without openat2 (Linux < 5.6): refused with an error that
+ * says so, never served by following links instead. */
+static void test_no_openat2_refused(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_config cfg;
+	struct vmd_ctx *ctx = NULL;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts o = {.size = 1u << 20,
+	                            .backend = VMD_BACKEND_FLAT};
+	int root = -1;
+
+	vmd_config_defaults(&cfg);
+	snprintf(cfg.instances_path, sizeof(cfg.instances_path), "%s/inst",
+	         f->dir);
+	th_ctx_renew(&ctx, &cfg);
+	setenv("VMDISK_FAULT", "beneath.no_openat2:fail", 1);
+	assert_fails(vmd_bopen(f->fd, "sub/file", O_RDONLY, 0), ENOSYS);
+	assert_int_equal(vmd_beneath_root(ctx, true, &root, &err),
+	                 VMD_E_UNSUPPORTED);
+	assert_non_null(strstr(err.msg, "openat2"));
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_disk_create(ctx, "6f1e0a8c-3b5d-4e2f-9a7b-"
+	                                      "1c2d3e4f5a6b",
+	                                 "disk", &o, NULL, &err),
+	                 VMD_E_UNSUPPORTED);
+	assert_non_null(strstr(err.msg, "openat2"));
+	unsetenv("VMDISK_FAULT");
+	/* instances_path itself (trusted) was made; nothing below it. */
+	char *inst = th_path(f->dir, "inst");
+	DIR *d = opendir(inst);
+	struct dirent *de;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		n += de->d_name[0] != '.';
+	closedir(d);
+	assert_int_equal(n, 0);
+	free(inst);
+	vmd_ctx_free(ctx);
+}
+#endif
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -210,6 +257,9 @@ int main(void)
 		T(test_changes_never_follow),
 		T(test_read_file_bounded),
 		T(test_context_dirs),
+#if VMD_FAULT_INJECTION
+		T(test_no_openat2_refused),
+#endif
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
