@@ -95,22 +95,15 @@ static const char *get_string(struct json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
-int vmd_record_get(int instance_fd, const char *disk,
-                   struct vmd_disk_record *rec, struct vmd_error *err)
+/* One disk's entry, checked: anything unexpected is a damaged record. */
+static int parse_entry(struct json_object *entry, const char *disk,
+                       struct vmd_disk_record *rec, struct vmd_error *err)
 {
-	VMD_AUTOJSON struct json_object *doc = NULL;
-	struct json_object *entry;
-	const char *backend, *format, *base, *key_id;
-	int rc = record_load(instance_fd, &doc, err);
+	const char *backend = get_string(entry, "backend");
+	const char *format = get_string(entry, "format");
+	const char *base = get_string(entry, "base");
+	const char *key_id = get_string(entry, "key_id");
 
-	if (rc < 0)
-		return rc;
-	if (!json_object_object_get_ex(record_disks(doc), disk, &entry))
-		return VMD_E_NOTFOUND;
-	backend = get_string(entry, "backend");
-	format = get_string(entry, "format");
-	base = get_string(entry, "base");
-	key_id = get_string(entry, "key_id");
 	memset(rec, 0, sizeof(*rec));
 	if (!backend || !format ||
 	    vmd_parse_backend(backend, &rec->backend, NULL) < 0 ||
@@ -127,6 +120,20 @@ int vmd_record_get(int instance_fd, const char *disk,
 	if (key_id)
 		memcpy(rec->key_id, key_id, strlen(key_id) + 1);
 	return 0;
+}
+
+int vmd_record_get(int instance_fd, const char *disk,
+                   struct vmd_disk_record *rec, struct vmd_error *err)
+{
+	VMD_AUTOJSON struct json_object *doc = NULL;
+	struct json_object *entry;
+	int rc = record_load(instance_fd, &doc, err);
+
+	if (rc < 0)
+		return rc;
+	if (!json_object_object_get_ex(record_disks(doc), disk, &entry))
+		return VMD_E_NOTFOUND;
+	return parse_entry(entry, disk, rec, err);
 }
 
 int vmd_record_put(int instance_fd, const char *disk,
@@ -193,9 +200,8 @@ int vmd_record_foreach(int instance_fd,
 	{
 		struct vmd_disk_record rec;
 
-		(void)entry;
 		/* Each entry through the same checks as a lookup. */
-		rc = vmd_record_get(instance_fd, disk, &rec, err);
+		rc = parse_entry(entry, disk, &rec, err);
 		if (rc < 0)
 			return rc;
 		fn(disk, &rec, opaque);

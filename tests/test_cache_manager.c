@@ -232,6 +232,25 @@ static void test_hostile_header_in_disk_not_parsed(void **state)
 	free(flat);
 }
 
+/* A record that cannot be read stops the prune: its base is never taken
+ * as unused (on 9d6ae65 it was removed). */
+static void test_damaged_record_stops_prune(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_prune_item *items = NULL;
+	struct vmd_error err = VMD_ERROR_INIT;
+	size_t n = 0;
+	char *rec = th_path(f->cfg.instances_path, INST_A "/.vmdisk.json");
+
+	create(f, INST_A, 0, VMD_BACKEND_FLAT);
+	th_write_text(rec, "{\"disks\": {\"disk\": {\"base\": 1}");
+	assert_true(vmd_cache_prune(f->ctx, false, &items, &n, &err) < 0);
+	assert_null(items);
+	assert_true(th_exists(f->e[0].path));
+	assert_true(th_exists(f->e[2].path));
+	free(rec);
+}
+
 static void test_ages_and_switch(void **state)
 {
 	struct fixture *f = *state;
@@ -321,6 +340,7 @@ int main(void)
 		T(test_in_use_bases_are_kept),
 		T(test_disk_bytes_never_pin),
 		T(test_hostile_header_in_disk_not_parsed),
+		T(test_damaged_record_stops_prune),
 		T(test_ages_and_switch),
 		T(test_locked_base_kept),
 		T(test_list),
