@@ -120,6 +120,10 @@ static void test_parse_refused(void **state)
 		"{\"op\":\"lvm_remove\",\"vg\":\"vg0\",\"lv\":\"a\",\"key_id\":"
 		"\"3c2e8f4a-9b1d-4e6f-a8c7-5d4b3a2f1e0d\"}",
 		"{'op':'ping'}",
+		/* Issue 14, defect 13's class: json-c cuts a name at "\u0000",
+		 * so this second "op" replaced the first. */
+		"{\"op\":\"lvm_remove\",\"vg\":\"vg0\",\"lv\":\"a\","
+		"\"op\\u0000\":\"lvm_info\"}",
 	};
 	struct vmd_priv_request req;
 	struct vmd_error err;
