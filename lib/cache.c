@@ -17,8 +17,16 @@
  * Every image is inspected (lib/inspect.c) before it is published, and a
  * cached entry again each time it is used: a refused image never gets an
  * entry, and an entry that today's checks refuse is not used.
+ *
+ * Bases are shared read-only with one group (image_cache_group, by default
+ * the group that owns instances_path: whoever runs the guests): published
+ * 0640, in a cache directory 0750 of that group, and never with a bit the
+ * file they were copied from lacks. The side records are 0640 too, and a
+ * source URL is stored and logged only without its query and userinfo (a
+ * signed URL's signature).
  */
 #include <dirent.h>
+#include <grp.h>
 #include <json-c/json.h>
 #include <strings.h>
 #include <time.h>
@@ -38,7 +46,10 @@
 #include "faultpoint.h"
 #include "fsutil.h"
 
-#define BASE_MODE 0644 /* shared, read-only backing files */
+#define BASE_MODE 0640      /* read-only backing files, for the group */
+#define CACHE_DIR_MODE 0750 /* the group reaches them, nobody else */
+#define INFO_MODE 0640      /* the side records (.<id>.json, .failed) */
+#define GROUP_BUF_MAX (1 << 20)
 
 int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err)
 {
@@ -53,6 +64,100 @@ int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err)
 	for (unsigned int i = 0; i < mdlen; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 	return 0;
+}
+
+/*
+ * The group bases are shared with: image_cache_group, else the group that
+ * owns instances_path.
+ */
+static int cache_group(const struct vmd_ctx *ctx, gid_t *gid,
+                       struct vmd_error *err)
+{
+	const char *name = ctx->cfg.image_cache_group;
+	size_t bufsz = 4096;
+	struct stat st;
+
+	if (!name[0]) {
+		if (stat(ctx->cfg.instances_path, &st) < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "cache: cannot read "
+			                           "instances_path",
+			                           "stat %s",
+			                           ctx->cfg.instances_path);
+		*gid = st.st_gid;
+		return 0;
+	}
+	for (;;) {
+		VMD_AUTOFREE char *buf = malloc(bufsz);
+		struct group gr, *res = NULL;
+		int rc;
+
+		if (!buf)
+			return vmd_error_set(err, VMD_E_NOMEM,
+			                     "cache: out of memory", "group buffer");
+		rc = getgrnam_r(name, &gr, buf, bufsz, &res);
+		if (rc == ERANGE && bufsz < GROUP_BUF_MAX) {
+			bufsz *= 4;
+			continue;
+		}
+		if (rc != 0 || !res)
+			return vmd_error_set(err, VMD_E_CONFIG,
+			                     "cache: image_cache_group not found",
+			                     "group '%s': %s", name,
+			                     rc ? strerror(rc) : "no such group");
+		*gid = gr.gr_gid;
+		return 0;
+	}
+}
+
+int vmd_cache_give_group(int fd, gid_t gid, struct vmd_error *err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "cache: write file failed", "fstat");
+	/* Only when it differs: a caller outside the group may still own a
+	 * file that already has it. */
+	if (st.st_gid != gid && fchown(fd, (uid_t)-1, gid) < 0)
+		return vmd_error_set_errno(err, VMD_E_REFUSED, errno,
+		                           "cache: cannot give the file to "
+		                           "image_cache_group",
+		                           "fchown to gid %u", (unsigned)gid);
+	return 0;
+}
+
+int vmd_cache_dir_prepare(struct vmd_ctx *ctx, gid_t *gid,
+                          struct vmd_error *err)
+{
+	VMD_AUTOCLOSE int fd = -1;
+	struct stat st;
+	/* Parents as before (instances_path stays 0755); the cache
+	 * directory itself is set below. */
+	int rc = vmd_mkdir_p(ctx->cache_dir, 0755, err);
+
+	if (rc == 0)
+		rc = cache_group(ctx, gid, err);
+	if (rc < 0)
+		return rc;
+	fd = open(ctx->cache_dir,
+	          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "cache: cannot open the cache "
+		                           "directory",
+		                           "%s", ctx->cache_dir);
+	/* A directory someone else made for us is theirs to set. */
+	if (st.st_uid != geteuid())
+		return 0;
+	rc = vmd_cache_give_group(fd, *gid, err);
+	if (rc == 0 && (st.st_mode & 07777) != CACHE_DIR_MODE &&
+	    fchmod(fd, CACHE_DIR_MODE) < 0)
+		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
+		                         "cache: cannot set the cache "
+		                         "directory's mode",
+		                         "fchmod %s", ctx->cache_dir);
+	return rc;
 }
 
 /* What the inspector says of an open image, as a format we can use. */
@@ -249,9 +354,13 @@ static int write_info(struct vmd_ctx *ctx, const struct vmd_cache_entry *e,
 {
 	char name[VMD_CACHE_ID_MAX + 16];
 	struct json_object *o = json_object_new_object();
+	char shown[sizeof(meta->id)];
 	int rc;
 
-	json_object_object_add(o, "source", json_object_new_string(meta->id));
+	/* Never a signed URL's query: the record outlives the signature's
+	 * validity and more people read it than fetch. */
+	vmd_source_id_for_log(meta->id, shown, sizeof(shown));
+	json_object_object_add(o, "source", json_object_new_string(shown));
 	json_object_object_add(o, "hash_algo",
 	                       json_object_new_string(e->hash_algo));
 	json_object_object_add(o, "hash", json_object_new_string(e->hash));
@@ -266,7 +375,7 @@ static int write_info(struct vmd_ctx *ctx, const struct vmd_cache_entry *e,
 
 	side_name(name, sizeof(name), e->id, "json");
 	rc = vmd_write_file_atomic(ctx->cache_dir, name, text, strlen(text),
-	                           0644, true, err);
+	                           INFO_MODE, true, err);
 	json_object_put(o);
 	return rc;
 }
@@ -288,7 +397,7 @@ static void write_failure(struct vmd_ctx *ctx, const char *id,
 	n = snprintf(text, sizeof(text), "%d %s", (int)e->code, e->msg);
 	if (n > 0)
 		vmd_write_file_atomic(ctx->cache_dir, name, text,
-		                      strlen(text), 0644, true, NULL);
+		                      strlen(text), INFO_MODE, true, NULL);
 }
 
 static void clear_failure(struct vmd_ctx *ctx, const char *id)
@@ -386,7 +495,7 @@ static int check_declared_format(const struct vmd_source_meta *meta,
                                  enum vmd_format got, struct vmd_error *err)
 {
 	bool declared_qcow2 = strcmp(meta->disk_format, "qcow2") == 0;
-	char msg[VMD_ERROR_MSG_MAX];
+	char msg[VMD_ERROR_MSG_MAX], shown[sizeof(meta->id)];
 
 	if (!meta->disk_format[0] ||
 	    declared_qcow2 == (got == VMD_FORMAT_QCOW2))
@@ -394,8 +503,9 @@ static int check_declared_format(const struct vmd_source_meta *meta,
 	snprintf(msg, sizeof(msg),
 	         "cache: image is %s but its source declares %s",
 	         got == VMD_FORMAT_QCOW2 ? "qcow2" : "raw", meta->disk_format);
+	vmd_source_id_for_log(meta->id, shown, sizeof(shown));
 	return vmd_error_set(err, VMD_E_REFUSED, msg, "%s: disk_format %s",
-	                     meta->id, meta->disk_format);
+	                     shown, meta->disk_format);
 }
 
 struct fetch_want {
@@ -413,9 +523,11 @@ static uint64_t download_limit(const struct vmd_ctx *ctx)
 static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
                         const char *source, const struct vmd_source_meta *meta,
                         const struct fetch_want *want,
-                        const struct vmd_fetch_opts *opts,
+                        const struct vmd_fetch_opts *opts, gid_t gid,
                         struct vmd_cache_entry *out, struct vmd_error *err)
 {
+	char shown[sizeof(meta->id)];
+	mode_t mode_cap;
 	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 	VMD_AUTOTMP struct vmd_tmpfile raw = VMD_TMPFILE_INIT;
 	enum vmd_hash_algo algo = want->algo != VMD_HASH_NONE ? want->algo
@@ -428,12 +540,13 @@ static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
 
 	/* A size the source announces (Glance's record) is refused before a
 	 * byte is taken; the sink still counts what really comes. */
+	vmd_source_id_for_log(meta->id, shown, sizeof(shown));
 	if (download_limit(ctx) && meta->size > download_limit(ctx))
 		return vmd_error_set(err, VMD_E_REFUSED,
 		                     "cache: image larger than "
 		                     "max_image_download_size",
 		                     "%s: announced %llu bytes, limit %llu",
-		                     meta->id, (unsigned long long)meta->size,
+		                     shown, (unsigned long long)meta->size,
 		                     (unsigned long long)download_limit(ctx));
 	remove_stale_temporaries(ctx->cache_dir, out->id);
 	rc = vmd_tmpfile_open(&t, ctx->cache_dir, out->id, 0600, err);
@@ -450,6 +563,7 @@ static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
 		rc = vmd_faultpoint("cache.downloaded", err);
 	if (rc == 0)
 		rc = vmd_sink_finish(sink, out->hash, err);
+	mode_cap = vmd_sink_mode_cap(sink);
 	vmd_sink_free(sink);
 	if (rc < 0) {
 		vmd_error_prefix(err, "cache");
@@ -493,11 +607,13 @@ static int fetch_locked(struct vmd_ctx *ctx, const struct vmd_source_ops *ops,
 	if (rc == 0)
 		rc = write_info(ctx, out, meta, original, err);
 	if (rc == 0)
+		rc = vmd_cache_give_group(raw.fd >= 0 ? raw.fd : t.fd, gid, err);
+	if (rc == 0)
 		rc = vmd_tmpfile_publish(raw.fd >= 0 ? &raw : &t, false,
-		                         BASE_MODE, err);
+		                         BASE_MODE & mode_cap, err);
 	if (rc < 0)
 		return rc;
-	vmd_log_info("cache: fetched %s as %s", meta->id, out->id);
+	vmd_log_info("cache: fetched %s as %s", shown, out->id);
 	out->fetched = true;
 	return 0;
 }
@@ -514,6 +630,7 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	VMD_AUTOCLOSE int cached = -1;
 	time_t wait_start = time(NULL);
 	bool waited = false;
+	gid_t gid = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -527,7 +644,7 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	if (rc == 0)
 		rc = fill_entry(ctx, out->id, 0, false, out, err);
 	if (rc == 0)
-		rc = vmd_mkdir_p(ctx->cache_dir, 0755, err);
+		rc = vmd_cache_dir_prepare(ctx, &gid, err);
 	if (rc < 0) {
 		vmd_error_prefix(err, "cache");
 		return rc;
@@ -569,7 +686,7 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	if (waited && (rc = failure_since(ctx, out->id, wait_start, err)) < 0)
 		return rc;
 	clear_failure(ctx, out->id);
-	rc = fetch_locked(ctx, ops, source, &meta, &want, opts, out, err);
+	rc = fetch_locked(ctx, ops, source, &meta, &want, opts, gid, out, err);
 	if (rc < 0)
 		write_failure(ctx, out->id, err);
 	return rc;

@@ -5,6 +5,7 @@
 #define VMDISK_CACHE_H
 
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -18,6 +19,15 @@ int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err);
  */
 int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
                            uint64_t *virtual_size, struct vmd_error *err);
+
+/* Make the cache directory (0750, image_cache_group, when it is ours) and
+ * give the group bases are shared with. */
+int vmd_cache_dir_prepare(struct vmd_ctx *ctx, gid_t *gid,
+                          struct vmd_error *err);
+
+/* Give an open file to that group before it is published (refused when
+ * the caller may not: it is outside the group). */
+int vmd_cache_give_group(int fd, gid_t gid, struct vmd_error *err);
 
 /* The hash recorded when `name` was fetched (empty strings if unknown). */
 void vmd_cache_read_info(const struct vmd_ctx *ctx, const char *name,

@@ -21,7 +21,7 @@
 #include "fsutil.h"
 #include "runner.h"
 
-#define TEMPLATE_MODE 0644
+#define TEMPLATE_MODE 0640 /* as a fetched base (lib/cache.c) */
 #define MKFS_TIMEOUT_MS 300000
 
 static const struct {
@@ -147,6 +147,7 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
 	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 	struct stat st;
+	gid_t gid = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -165,7 +166,7 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 		                     "size %llu", (unsigned long long)size);
 	rc = template_name(fs, size, label, name, sizeof(name), err);
 	if (rc == 0)
-		rc = vmd_mkdir_p(ctx->cache_dir, 0755, err);
+		rc = vmd_cache_dir_prepare(ctx, &gid, err);
 	vmd_base_lock_name(name, lockname);
 	if (rc == 0)
 		rc = vmd_lock_acquire(&lock, ctx->lock_dir, lockname,
@@ -199,6 +200,8 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 	struct vmd_run_opts ro = {.timeout_ms = MKFS_TIMEOUT_MS};
 
 	rc = vmd_run("template: make file system", argv, &ro, NULL, err);
+	if (rc == 0)
+		rc = vmd_cache_give_group(t.fd, gid, err);
 	if (rc == 0)
 		rc = vmd_tmpfile_publish(&t, false, TEMPLATE_MODE, err);
 	if (rc < 0)

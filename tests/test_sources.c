@@ -86,6 +86,24 @@ static void url_for_log_drops_query(void **state)
 	assert_string_equal(out, "https://h/x.img");
 	vmd_url_for_log("https://h/a-rather-long-path", out, 10);
 	assert_string_equal(out, "https://h");
+	/* Issue 14, defect 12: userinfo goes too, and a source id is shown
+	 * the same way wherever it is logged or stored. */
+	vmd_url_for_log("https://user:pw@h:8443/x.img?X-Amz-Signature=s#f", out,
+	                sizeof(out));
+	assert_string_equal(out, "https://h:8443/x.img");
+	vmd_url_for_log("http://a@b@h/x", out, sizeof(out));
+	assert_string_equal(out, "http://h/x");
+	vmd_url_for_log("https://u:p@h", out, 6);
+	assert_string_equal(out, "https");
+	vmd_source_id_for_log("https://h/x.img?X-Amz-Signature=s3cr3t", out,
+	                      sizeof(out));
+	assert_string_equal(out, "https://h/x.img");
+	/* A local path (a '?' in a file name is no query) and a Glance id
+	 * are shown whole. */
+	vmd_source_id_for_log("/srv/images/a?b.img", out, sizeof(out));
+	assert_string_equal(out, "/srv/images/a?b.img");
+	vmd_source_id_for_log("glance:" ID, out, sizeof(out));
+	assert_string_equal(out, "glance:" ID);
 }
 
 /* A record as Glance gives it, with fields replaced by the arguments
