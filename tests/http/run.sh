@@ -214,8 +214,10 @@ sig=vmdisk-test-signature-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
 newconf "log_target = stderr" "log_level = debug"
 fetches "a signed URL" \
 	"$http/img.raw?X-Amz-Credential=AKIDEXAMPLE&X-Amz-Signature=$sig" "$sha_img"
-check "the signature is not in the log" eval '! grep -qF "$sig" "$tmp/err"'
-check "the signature is not in the cache's records" eval '! grep -rqF "$sig" "$inst"'
+if grep -qF "$sig" "$tmp/err"; then bad "the signature is in the log"
+else ok "the signature is not in the log"; fi
+if grep -rqF "$sig" "$inst"; then bad "the signature is in the cache's files"
+else ok "the signature is not in the cache's files"; fi
 check "the log names the URL without its query" \
 	grep -qF "cache: fetched $http/img.raw as " "$tmp/err"
 check "the record names the URL without its query" \
