@@ -22,8 +22,16 @@
  * Every image is inspected (lib/inspect.c) before it is published, and a
  * cached entry again each time it is used: a refused image never gets an
  * entry, and an entry that today's checks refuse is not used.
+ *
+ * Bases are shared read-only with one group (image_cache_group, by default
+ * the group that owns instances_path: whoever runs the guests): published
+ * 0640, in a cache directory 0750 of that group, and never with a bit the
+ * file they were copied from lacks. The side records are 0640 too, and a
+ * source URL is stored and logged only without its query and userinfo (a
+ * signed URL's signature).
  */
 #include <dirent.h>
+#include <grp.h>
 #include <json-c/json.h>
 #include <strings.h>
 #include <time.h>
@@ -44,7 +52,10 @@
 #include "faultpoint.h"
 #include "fsutil.h"
 
-#define BASE_MODE 0644 /* shared, read-only backing files */
+#define BASE_MODE 0640      /* read-only backing files, for the group */
+#define CACHE_DIR_MODE 0750 /* the group reaches them, nobody else */
+#define INFO_MODE 0640      /* the side records (.<id>.json, .failed) */
+#define GROUP_BUF_MAX (1 << 20)
 
 int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err)
 {
@@ -59,6 +70,100 @@ int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err)
 	for (unsigned int i = 0; i < mdlen; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 	return 0;
+}
+
+/*
+ * The group bases are shared with: image_cache_group, else the group that
+ * owns instances_path.
+ */
+static int cache_group(struct vmd_ctx *ctx, gid_t *gid,
+                       struct vmd_error *err)
+{
+	const char *name = ctx->cfg.image_cache_group;
+	size_t bufsz = 4096;
+	struct stat st;
+
+	if (!name[0]) {
+		int root, rc = vmd_beneath_root(ctx, true, &root, err);
+
+		if (rc < 0)
+			return rc;
+		if (fstat(root, &st) < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "cache: cannot read "
+			                           "instances_path",
+			                           "fstat %s",
+			                           ctx->cfg.instances_path);
+		*gid = st.st_gid;
+		return 0;
+	}
+	for (;;) {
+		VMD_AUTOFREE char *buf = malloc(bufsz);
+		struct group gr, *res = NULL;
+		int rc;
+
+		if (!buf)
+			return vmd_error_set(err, VMD_E_NOMEM,
+			                     "cache: out of memory", "group buffer");
+		rc = getgrnam_r(name, &gr, buf, bufsz, &res);
+		if (rc == ERANGE && bufsz < GROUP_BUF_MAX) {
+			bufsz *= 4;
+			continue;
+		}
+		if (rc != 0 || !res)
+			return vmd_error_set(err, VMD_E_CONFIG,
+			                     "cache: image_cache_group not found",
+			                     "group '%s': %s", name,
+			                     rc ? strerror(rc) : "no such group");
+		*gid = gr.gr_gid;
+		return 0;
+	}
+}
+
+int vmd_cache_give_group(int fd, gid_t gid, struct vmd_error *err)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "cache: write file failed", "fstat");
+	/* Only when it differs: a caller outside the group may still own a
+	 * file that already has it. */
+	if (st.st_gid != gid && fchown(fd, (uid_t)-1, gid) < 0)
+		return vmd_error_set_errno(err, VMD_E_REFUSED, errno,
+		                           "cache: cannot give the file to "
+		                           "image_cache_group",
+		                           "fchown to gid %u", (unsigned)gid);
+	return 0;
+}
+
+int vmd_cache_dir_prepare(struct vmd_ctx *ctx, int *cache_fd, gid_t *gid,
+                          struct vmd_error *err)
+{
+	struct stat st;
+	int rc = cache_group(ctx, gid, err);
+
+	if (rc == 0)
+		rc = vmd_beneath_cache_dir(ctx, true, CACHE_DIR_MODE, cache_fd,
+		                           err);
+	if (rc < 0)
+		return rc;
+	if (fstat(*cache_fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "cache: cannot open the cache "
+		                           "directory",
+		                           "fstat %s", ctx->cache_dir);
+	/* A directory someone else made for us is theirs to set. */
+	if (st.st_uid != geteuid())
+		return 0;
+	rc = vmd_cache_give_group(*cache_fd, *gid, err);
+	if (rc == 0 && (st.st_mode & 07777) != CACHE_DIR_MODE &&
+	    fchmod(*cache_fd, CACHE_DIR_MODE) < 0)
+		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
+		                         "cache: cannot set the cache "
+		                         "directory's mode",
+		                         "fchmod %s", ctx->cache_dir);
+	return rc;
 }
 
 /* What the inspector says of an open image, as a format we can use. */
@@ -249,9 +354,13 @@ static int write_info(int cache_fd, const struct vmd_cache_entry *e,
 {
 	char name[VMD_CACHE_ID_MAX + 16];
 	struct json_object *o = json_object_new_object();
+	char shown[sizeof(meta->id)];
 	int rc;
 
-	json_object_object_add(o, "source", json_object_new_string(meta->id));
+	/* Never a signed URL's query: the record outlives the signature's
+	 * validity and more people read it than fetch. */
+	vmd_source_id_for_log(meta->id, shown, sizeof(shown));
+	json_object_object_add(o, "source", json_object_new_string(shown));
 	json_object_object_add(o, "hash_algo",
 	                       json_object_new_string(e->hash_algo));
 	json_object_object_add(o, "hash", json_object_new_string(e->hash));
@@ -265,8 +374,8 @@ static int write_info(int cache_fd, const struct vmd_cache_entry *e,
 		o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 
 	side_name(name, sizeof(name), e->id, "json");
-	rc = vmd_write_file_atomicat(cache_fd, name, text, strlen(text), 0644,
-	                             true, err);
+	rc = vmd_write_file_atomicat(cache_fd, name, text, strlen(text),
+	                             INFO_MODE, true, err);
 	json_object_put(o);
 	return rc;
 }
@@ -288,7 +397,7 @@ static void write_failure(int cache_fd, const char *id,
 	n = snprintf(text, sizeof(text), "%d %s", (int)e->code, e->msg);
 	if (n > 0)
 		vmd_write_file_atomicat(cache_fd, name, text, strlen(text),
-		                        0644, true, NULL);
+		                        INFO_MODE, true, NULL);
 }
 
 static void clear_failure(int cache_fd, const char *id)
@@ -344,7 +453,7 @@ static int check_declared_format(const struct vmd_source_meta *meta,
                                  enum vmd_format got, struct vmd_error *err)
 {
 	bool declared_qcow2 = strcmp(meta->disk_format, "qcow2") == 0;
-	char msg[VMD_ERROR_MSG_MAX];
+	char msg[VMD_ERROR_MSG_MAX], shown[sizeof(meta->id)];
 
 	if (!meta->disk_format[0] ||
 	    declared_qcow2 == (got == VMD_FORMAT_QCOW2))
@@ -352,8 +461,9 @@ static int check_declared_format(const struct vmd_source_meta *meta,
 	snprintf(msg, sizeof(msg),
 	         "cache: image is %s but its source declares %s",
 	         got == VMD_FORMAT_QCOW2 ? "qcow2" : "raw", meta->disk_format);
+	vmd_source_id_for_log(meta->id, shown, sizeof(shown));
 	return vmd_error_set(err, VMD_E_REFUSED, msg, "%s: disk_format %s",
-	                     meta->id, meta->disk_format);
+	                     shown, meta->disk_format);
 }
 
 struct fetch_want {
@@ -372,9 +482,11 @@ static int fetch_locked(struct vmd_ctx *ctx, int cache_fd,
                         const struct vmd_source_ops *ops,
                         const char *source, const struct vmd_source_meta *meta,
                         const struct fetch_want *want,
-                        const struct vmd_fetch_opts *opts,
+                        const struct vmd_fetch_opts *opts, gid_t gid,
                         struct vmd_cache_entry *out, struct vmd_error *err)
 {
+	char shown[sizeof(meta->id)];
+	mode_t mode_cap;
 	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 	VMD_AUTOTMP struct vmd_tmpfile raw = VMD_TMPFILE_INIT;
 	enum vmd_hash_algo algo = want->algo != VMD_HASH_NONE ? want->algo
@@ -387,12 +499,13 @@ static int fetch_locked(struct vmd_ctx *ctx, int cache_fd,
 
 	/* A size the source announces (Glance's record) is refused before a
 	 * byte is taken; the sink still counts what really comes. */
+	vmd_source_id_for_log(meta->id, shown, sizeof(shown));
 	if (download_limit(ctx) && meta->size > download_limit(ctx))
 		return vmd_error_set(err, VMD_E_REFUSED,
 		                     "cache: image larger than "
 		                     "max_image_download_size",
 		                     "%s: announced %llu bytes, limit %llu",
-		                     meta->id, (unsigned long long)meta->size,
+		                     shown, (unsigned long long)meta->size,
 		                     (unsigned long long)download_limit(ctx));
 	remove_stale_temporaries(cache_fd, out->id);
 	rc = vmd_tmpfile_openat(&t, cache_fd, out->id, 0600, err);
@@ -409,6 +522,7 @@ static int fetch_locked(struct vmd_ctx *ctx, int cache_fd,
 		rc = vmd_faultpoint("cache.downloaded", err);
 	if (rc == 0)
 		rc = vmd_sink_finish(sink, out->hash, err);
+	mode_cap = vmd_sink_mode_cap(sink);
 	vmd_sink_free(sink);
 	if (rc < 0) {
 		vmd_error_prefix(err, "cache");
@@ -452,11 +566,13 @@ static int fetch_locked(struct vmd_ctx *ctx, int cache_fd,
 	if (rc == 0)
 		rc = write_info(cache_fd, out, meta, original, err);
 	if (rc == 0)
+		rc = vmd_cache_give_group(raw.fd >= 0 ? raw.fd : t.fd, gid, err);
+	if (rc == 0)
 		rc = vmd_tmpfile_publish(raw.fd >= 0 ? &raw : &t, false,
-		                         BASE_MODE, err);
+		                         BASE_MODE & mode_cap, err);
 	if (rc < 0)
 		return rc;
-	vmd_log_info("cache: fetched %s as %s", meta->id, out->id);
+	vmd_log_info("cache: fetched %s as %s", shown, out->id);
 	out->fetched = true;
 	return 0;
 }
@@ -474,6 +590,7 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	VMD_AUTOCLOSE int cache_fd = -1;
 	time_t wait_start = time(NULL);
 	bool waited = false;
+	gid_t gid = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -487,7 +604,7 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	if (rc == 0)
 		rc = fill_entry(ctx, out->id, 0, false, out, err);
 	if (rc == 0)
-		rc = vmd_beneath_cache_dir(ctx, true, 0755, &cache_fd, err);
+		rc = vmd_cache_dir_prepare(ctx, &cache_fd, &gid, err);
 	if (rc < 0) {
 		vmd_error_prefix(err, "cache");
 		return rc;
@@ -533,8 +650,8 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	    (rc = failure_since(cache_fd, out->id, wait_start, err)) < 0)
 		return rc;
 	clear_failure(cache_fd, out->id);
-	rc = fetch_locked(ctx, cache_fd, ops, source, &meta, &want, opts, out,
-	                  err);
+	rc = fetch_locked(ctx, cache_fd, ops, source, &meta, &want, opts, gid,
+	                  out, err);
 	if (rc < 0)
 		write_failure(cache_fd, out->id, err);
 	return rc;

@@ -5,6 +5,7 @@
 #define VMDISK_CACHE_H
 
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -23,6 +24,16 @@ int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
  * cache_fd: the cache directory (lib/beneath.c). */
 void vmd_cache_read_info(int cache_fd, const char *name, char *algo,
                          size_t algosz, char *hash, size_t hashsz);
+
+/* Open the cache directory beneath instances_path into *cache_fd, made
+ * 0750 for image_cache_group when it is ours, and give the group bases
+ * are shared with. */
+int vmd_cache_dir_prepare(struct vmd_ctx *ctx, int *cache_fd, gid_t *gid,
+                          struct vmd_error *err);
+
+/* Give an open file to that group before it is published (refused when
+ * the caller may not: it is outside the group). */
+int vmd_cache_give_group(int fd, gid_t gid, struct vmd_error *err);
 
 /* mkfs's argv (at most 8 elements with the NULL) for a file system on
  * `path`; every element is ours or validated (label: vmd_valid_fs_label,

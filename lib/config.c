@@ -8,7 +8,9 @@
  * as is.
  *
  * Parsing is strict and stops at the first problem: a typo in a key must not
- * silently leave a default in place. The text is fed to inih through our own
+ * silently leave a default in place, and a key given twice (in one section
+ * or across the section aliases, or by an indented continuation line) is
+ * refused naming both lines, rather than the last one silently winning. The text is fed to inih through our own
  * line reader, which gives the current line number to the handler and
  * catches lines longer than inih's line buffer (inih would otherwise cut
  * such a line in two and read the rest as a line of its own). Values are
@@ -40,6 +42,8 @@ enum parse_problem {
 	PP_VALUE,
 	PP_TOO_LONG,
 	PP_LINE_TOO_LONG,
+	PP_DUPLICATE,
+	PP_CONTINUATION,
 };
 
 struct parse_state {
@@ -50,6 +54,9 @@ struct parse_state {
 	int problem_line;
 	char name[ECHO_MAX + 8]; /* echo of the offending key or section */
 	const char *why;         /* for the detail */
+	bool indented;           /* the current line starts with a blank */
+	int first_line;          /* PP_DUPLICATE: where the key was set first */
+	int set_on[64];          /* line each key of the table was set on */
 };
 
 /* ---- value checks ---- */
@@ -137,6 +144,20 @@ static bool check_volume_clear(const char *s)
 static bool check_optional_user(const char *s)
 {
 	return s[0] == '\0' || valid_name(s, "._-");
+}
+
+/* A group name as groupadd takes it (a leading '_' too), or "" for the
+ * default; looked up when the cache publishes a base. */
+static bool check_optional_group(const char *s)
+{
+	if (s[0] == '\0')
+		return true;
+	if (strlen(s) > 32 || (s[0] != '_' && !is_alnum(s[0])))
+		return false;
+	for (s++; *s; s++)
+		if (!is_alnum(*s) && !strchr("._-", *s))
+			return false;
+	return true;
 }
 
 static bool check_optional_uuid(const char *s)
@@ -276,6 +297,7 @@ static const struct key_def keys[] = {
 	KEY(force_raw_images, KT_BOOL),
 	KEY(preallocate_images, KT_PREALLOCATE),
 	STR_KEY(image_cache_subdirectory_name, check_cache_dir_name),
+	STR_KEY(image_cache_group, check_optional_group),
 	STR_KEY(images_volume_group, check_optional_pool_name),
 	KEY(sparse_logical_volumes, KT_BOOL),
 	STR_KEY(volume_clear, check_volume_clear),
@@ -342,6 +364,9 @@ static const struct enum_name log_level_names[] = {
 };
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+
+_Static_assert(N_ELEMS(keys) <= N_ELEMS(((struct parse_state *)0)->set_on),
+               "parse_state.set_on has a slot per key");
 
 static bool enum_lookup(const struct enum_name *tab, size_t n, const char *s,
                         int *out)
@@ -466,6 +491,19 @@ static int on_value(void *user, const char *section, const char *name,
 	for (size_t i = 0; i < N_ELEMS(keys); i++) {
 		if (strcmp(keys[i].name, name) != 0)
 			continue;
+		/* inih hands an indented line after a key to us as another
+		 * value of that key: refused like a second one. */
+		if (ps->set_on[i]) {
+			ps->first_line = ps->set_on[i];
+			return record(ps, ps->indented ? PP_CONTINUATION
+			                               : PP_DUPLICATE,
+			              name, ps->indented
+			                      ? "continuation lines are not "
+			                        "allowed: one line per value"
+			                      : "each key may be given once "
+			                        "(in any one section)");
+		}
+		ps->set_on[i] = ps->line;
 		p = set_value(&ps->cfg, &keys[i], value);
 		if (p == PP_TOO_LONG)
 			return record(ps, p, name, "value too long");
@@ -498,6 +536,7 @@ static char *next_line(char *buf, int bufsz, void *stream)
 	}
 	memcpy(buf, ps->text, len);
 	buf[len] = '\0';
+	ps->indented = buf[0] == ' ' || buf[0] == '\t';
 	ps->text += len;
 	return buf;
 }
@@ -515,9 +554,15 @@ static int config_error(const struct parse_state *ps, int line,
 	case PP_VALUE: what = "bad value for"; break;
 	case PP_TOO_LONG: what = "value too long for"; break;
 	case PP_LINE_TOO_LONG: what = "line too long"; break;
+	case PP_DUPLICATE: what = "duplicate key"; break;
+	case PP_CONTINUATION: what = "continuation line for"; break;
 	default: what = "syntax error"; break;
 	}
-	if (ps->name[0])
+	if ((ps->problem == PP_DUPLICATE || ps->problem == PP_CONTINUATION) &&
+	    ps->name[0])
+		snprintf(msg, sizeof(msg), "config: %s '%s' (lines %d and %d)",
+		         what, ps->name, ps->first_line, line);
+	else if (ps->name[0])
 		snprintf(msg, sizeof(msg), "config: %s '%s' (line %d)", what,
 		         ps->name, line);
 	else

@@ -120,14 +120,29 @@ bool vmd_url_valid(const char *url, bool allow_query)
 
 void vmd_url_for_log(const char *url, char *out, size_t outsz)
 {
-	size_t n = strcspn(url, "?#");
+	const char *sep = strstr(url, "://");
+	const char *rest = url;
+	size_t o = 0, n;
 
 	if (outsz == 0)
 		return;
-	if (n >= outsz)
-		n = outsz - 1;
-	memcpy(out, url, n);
-	out[n] = '\0';
+	/* "scheme://", then the authority after any "user:password@". */
+	if (sep && (size_t)(sep - url) == strcspn(url, ":/?#")) {
+		const char *auth = sep + 3;
+		size_t alen = strcspn(auth, "/?#");
+		const char *at = memrchr(auth, '@', alen);
+
+		o = (size_t)(auth - url);
+		if (o >= outsz)
+			o = outsz - 1;
+		memcpy(out, url, o);
+		rest = at ? at + 1 : auth;
+	}
+	n = strcspn(rest, "?#");
+	if (n >= outsz - o)
+		n = outsz - o - 1;
+	memcpy(out + o, rest, n);
+	out[o + n] = '\0';
 }
 
 void vmd_curl_slist_wipe_free(struct curl_slist *list)

@@ -34,7 +34,9 @@ struct curl_slist;
  */
 bool vmd_url_valid(const char *url, bool allow_query);
 
-/* url up to its query, for logs and details. */
+/* url without its userinfo ("user:password@"), query and fragment, for
+ * logs, details and anything stored: a signed URL's signature is in its
+ * query. */
 void vmd_url_for_log(const char *url, char *out, size_t outsz);
 
 struct vmd_curl_req {

@@ -35,6 +35,7 @@
 #include "faultpoint.h"
 #include "fsutil.h"
 #include "internal.h"
+#include "json_string.h"
 #include "keys.h"
 #include "luks.h"
 #include "privhelper.h"
@@ -126,7 +127,7 @@ static bool field_u64(json_object *row, const char *key, uint64_t *v)
 
 	if (!json_object_object_get_ex(row, key, &f))
 		return false;
-	s = json_object_get_string(f);
+	s = vmd_json_str(f, NULL);
 	if (!s || !*s)
 		return false;
 	errno = 0;
@@ -134,13 +135,10 @@ static bool field_u64(json_object *row, const char *key, uint64_t *v)
 	return errno == 0 && *end == '\0';
 }
 
+/* A string field (NULL when absent, not a string or holding a NUL). */
 static const char *field_str(json_object *row, const char *key)
 {
-	json_object *f;
-
-	return json_object_object_get_ex(row, key, &f)
-		       ? json_object_get_string(f)
-		       : NULL;
+	return vmd_json_string(row, key, NULL);
 }
 
 /* A binary field of `lvs --binary`: true only for "1". */

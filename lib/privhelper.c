@@ -24,6 +24,7 @@
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
+#include "json_string.h"
 #include "privhelper.h"
 
 #define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
@@ -327,9 +328,8 @@ static int parse_member(struct vmd_priv_request *req, const char *key,
 
 		if (t != json_type_string)
 			return bad(err, VMD_E_INVAL, "wrong type for", "op");
-		s = json_object_get_string(val);
-		if ((size_t)json_object_get_string_len(val) != strlen(s) ||
-		    vmd_priv_op_parse(s, &req->op) < 0)
+		s = vmd_json_str(val, NULL);
+		if (!s || vmd_priv_op_parse(s, &req->op) < 0)
 			return bad(err, VMD_E_UNSUPPORTED, "unknown op", NULL);
 		*have_op = true;
 		return 0;
@@ -343,9 +343,8 @@ static int parse_member(struct vmd_priv_request *req, const char *key,
 
 		if (t != json_type_string)
 			return bad(err, VMD_E_INVAL, "wrong type for", f->name);
-		s = json_object_get_string(val);
-		if ((size_t)json_object_get_string_len(val) != strlen(s) ||
-		    set_string(req, f->bit, s) < 0)
+		s = vmd_json_str(val, NULL);
+		if (!s || set_string(req, f->bit, s) < 0)
 			return bad(err, VMD_E_INVAL, "value not allowed for",
 			           f->name);
 		break;
@@ -397,7 +396,9 @@ int vmd_priv_request_parse(const char *line, size_t len,
 		return bad(err, VMD_E_INVAL, "empty", NULL);
 	if (len >= VMD_PRIV_LINE_MAX)
 		return bad(err, VMD_E_INVAL, "line too long", NULL);
-	if (memchr(line, '\0', len))
+	/* A raw NUL, or an escaped one: json-c would cut a member name at
+	 * it and let a second member of that name replace the first. */
+	if (vmd_json_text_has_nul(line, len))
 		return bad(err, VMD_E_INVAL, "NUL byte in the line", NULL);
 	/* A flat object is depth 1; 2 lets the tokener see (and us refuse)
 	 * one nested value without recursing further. */
@@ -645,6 +646,7 @@ int vmd_priv_reply_parse(const char *line, size_t len,
 	__attribute__((cleanup(json_put))) struct json_object *obj = NULL;
 	struct json_object *ok, *v;
 	char msg[VMD_ERROR_MSG_MAX];
+	const char *text;
 	enum vmd_errc code = VMD_E_EXTERNAL;
 
 	memset(rep, 0, sizeof(*rep));
@@ -653,7 +655,7 @@ int vmd_priv_reply_parse(const char *line, size_t len,
 	if (!tok)
 		return vmd_error_set(err, VMD_E_NOMEM, "vmdiskd: out of memory",
 		                     "json_tokener_new_ex failed");
-	if (len < VMD_PRIV_LINE_MAX && !memchr(line, '\0', len))
+	if (len < VMD_PRIV_LINE_MAX && !vmd_json_text_has_nul(line, len))
 		obj = json_tokener_parse_ex(tok, line, (int)len);
 	if (!obj || !json_object_is_type(obj, json_type_object) ||
 	    !json_object_object_get_ex(obj, "ok", &ok) ||
@@ -664,9 +666,9 @@ int vmd_priv_reply_parse(const char *line, size_t len,
 	if (json_object_get_boolean(ok)) {
 		if (json_object_object_get_ex(obj, "path", &v) &&
 		    json_object_is_type(v, json_type_string)) {
-			const char *p = json_object_get_string(v);
+			const char *p = vmd_json_str(v, NULL);
 
-			if (strlen(p) >= sizeof(rep->path) || p[0] != '/' ||
+			if (!p || strlen(p) >= sizeof(rep->path) || p[0] != '/' ||
 			    strstr(p, ".."))
 				return vmd_error_set(
 				        err, VMD_E_EXTERNAL,
@@ -687,13 +689,11 @@ int vmd_priv_reply_parse(const char *line, size_t len,
 			rep->sparse = json_object_get_boolean(v);
 		return 0;
 	}
-	if (json_object_object_get_ex(obj, "code", &v) &&
-	    json_object_is_type(v, json_type_string))
-		code = errc_of_name(json_object_get_string(v));
+	if ((text = vmd_json_string(obj, "code", NULL)) != NULL)
+		code = errc_of_name(text);
 	snprintf(msg, sizeof(msg), "vmdiskd: refused without a reason");
-	if (json_object_object_get_ex(obj, "error", &v) &&
-	    json_object_is_type(v, json_type_string))
-		clean_text(msg, sizeof(msg), json_object_get_string(v));
+	if ((text = vmd_json_string(obj, "error", NULL)) != NULL)
+		clean_text(msg, sizeof(msg), text);
 	return vmd_error_set(err, code, msg, "vmdiskd answered: %s", msg);
 }
 

@@ -39,6 +39,7 @@ struct policy_rule {
 	unsigned id;
 	unsigned ops; /* bits 1 << enum vmd_priv_op */
 	char name[48]; /* the key as written, for the audit */
+	int line;      /* where it was written */
 };
 
 struct vmd_priv_policy {
@@ -49,6 +50,13 @@ struct vmd_priv_policy {
 struct policy_parse {
 	struct vmd_priv_policy *pol;
 	const char *why;
+	/* our line reader (inih's own would not give the line numbers) */
+	const char *text;
+	int line;
+	bool indented; /* the line starts with a blank: a continuation */
+	/* a second rule for a user or group: its key and first line */
+	char dup[48];
+	int dup_first;
 };
 
 static bool parse_uint(const char *s, unsigned *out)
@@ -156,13 +164,53 @@ static int on_policy(void *user, const char *section, const char *name,
 		pp->why = "unknown user or group";
 		return 0;
 	}
+	/* One rule per user or group: a second one (the same key, the same
+	 * id by name and by number, or an indented continuation line that
+	 * inih hands over as another value of the key before it) is more
+	 * likely a typo than a wish to add grants, and is refused. */
+	for (size_t i = 0; i < pp->pol->n; i++) {
+		const struct policy_rule *o = &pp->pol->rules[i];
+
+		if (o->is_gid != r->is_gid || o->id != r->id)
+			continue;
+		snprintf(pp->dup, sizeof(pp->dup), "%s", name);
+		pp->dup_first = o->line;
+		pp->why = pp->indented ? "continuation lines are not allowed"
+		                       : "one rule per user or group";
+		return 0;
+	}
 	if (parse_ops(value, &r->ops) < 0) {
 		pp->why = "unknown operation";
 		return 0;
 	}
 	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->line = pp->line;
 	pp->pol->n++;
 	return 1;
+}
+
+/* inih's line source: one line per call, numbered; a line longer than
+ * inih's buffer is refused rather than split in two. */
+static char *policy_line(char *buf, int bufsz, void *stream)
+{
+	struct policy_parse *pp = stream;
+	size_t len;
+
+	if (pp->why || !*pp->text)
+		return NULL;
+	len = strcspn(pp->text, "\n");
+	if (pp->text[len] == '\n')
+		len++;
+	pp->line++;
+	if (bufsz <= 0 || len >= (size_t)bufsz) {
+		pp->why = "line too long";
+		return NULL;
+	}
+	memcpy(buf, pp->text, len);
+	buf[len] = '\0';
+	pp->indented = buf[0] == ' ' || buf[0] == '\t';
+	pp->text += len;
+	return buf;
 }
 
 static void close_fd(int *fd)
@@ -182,7 +230,7 @@ int vmd_priv_policy_load(const char *path, struct vmd_priv_policy **out,
 	__attribute__((cleanup(close_fd))) int fd = -1;
 	__attribute__((cleanup(free_str))) char *text = NULL;
 	struct vmd_priv_policy *pol;
-	struct policy_parse pp = {NULL, NULL};
+	struct policy_parse pp;
 	struct stat st;
 	size_t got = 0;
 	int line;
@@ -231,12 +279,25 @@ int vmd_priv_policy_load(const char *path, struct vmd_priv_policy **out,
 	if (!pol)
 		return vmd_error_set(err, VMD_E_NOMEM, "policy: out of memory",
 		                     "calloc policy");
+	memset(&pp, 0, sizeof(pp));
 	pp.pol = pol;
-	line = ini_parse_string(text, on_policy, &pp);
+	pp.text = text;
+	line = ini_parse_stream(policy_line, &pp, on_policy, &pp);
+	if (line == 0 && pp.why) /* the reader stopped */
+		line = pp.line;
 	if (line != 0) {
+		char msg[VMD_ERROR_MSG_MAX];
+
 		free(pol);
-		return vmd_error_set(err, VMD_E_CONFIG,
-		                     "policy: bad policy file",
+		if (pp.dup[0])
+			snprintf(msg, sizeof(msg),
+			         "policy: %s '%s' (lines %d and %d)",
+			         pp.indented ? "continuation line for"
+			                     : "second rule for",
+			         pp.dup, pp.dup_first, line);
+		else
+			snprintf(msg, sizeof(msg), "policy: bad policy file");
+		return vmd_error_set(err, VMD_E_CONFIG, msg,
 		                     "%s line %d: %s", path, line,
 		                     pp.why ? pp.why : "syntax error");
 	}

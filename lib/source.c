@@ -13,6 +13,7 @@
 
 #include "bytes.h"
 #include "fsutil.h"
+#include "curl_common.h"
 #include "curl_lazy.h"
 #include "source.h"
 
@@ -94,6 +95,14 @@ int vmd_source_meta_location(const struct vmd_source_meta *meta, char *loc,
 		                     "image location too long", "%zu bytes", len);
 	memcpy(loc, meta->locations, len + 1);
 	return 0;
+}
+
+void vmd_source_id_for_log(const char *id, char *out, size_t outsz)
+{
+	if (strstr(id, "://"))
+		vmd_url_for_log(id, out, outsz);
+	else if (outsz > 0)
+		snprintf(out, outsz, "%s", id);
 }
 
 static const struct {
@@ -179,6 +188,7 @@ struct vmd_sink {
 	uint64_t offset;
 	uint64_t written_back; /* writeback started up to here */
 	uint64_t limit; /* 0 = none */
+	mode_t mode_cap; /* permission bits the copy may have at most */
 	vmd_sink_progress_fn progress;
 	uint64_t progress_total;
 	void *progress_opaque;
@@ -210,6 +220,7 @@ struct vmd_sink *vmd_sink_new(int fd, enum vmd_hash_algo algo, uint64_t limit,
 	s->fd = fd;
 	s->algo = algo == VMD_HASH_NONE ? VMD_HASH_SHA256 : algo;
 	s->limit = limit;
+	s->mode_cap = 0777;
 	return s;
 }
 
@@ -227,6 +238,16 @@ void vmd_sink_set_progress(struct vmd_sink *s, vmd_sink_progress_fn fn,
 	s->progress = fn;
 	s->progress_total = total;
 	s->progress_opaque = opaque;
+}
+
+void vmd_sink_cap_mode(struct vmd_sink *s, mode_t mode)
+{
+	s->mode_cap &= mode & 0777;
+}
+
+mode_t vmd_sink_mode_cap(const struct vmd_sink *s)
+{
+	return s->mode_cap;
 }
 
 uint64_t vmd_sink_offset(const struct vmd_sink *s)
@@ -452,6 +473,10 @@ static int file_download(struct vmd_ctx *ctx, const char *url,
 		return vmd_error_set(err, VMD_E_INVAL,
 		                     "image is not a regular file", "%s",
 		                     meta->id);
+	/* The copy is never more readable than the file it comes from (a
+	 * root-only image stays root-only); the mode of the file read, not
+	 * of the path resolved before. */
+	vmd_sink_cap_mode(sink, st.st_mode & 0777);
 	size = (uint64_t)st.st_size;
 	while (off < size) {
 		off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;

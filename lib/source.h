@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "internal.h"
 
@@ -81,6 +82,10 @@ int vmd_hash_fd(int fd, enum vmd_hash_algo algo, char hex[VMD_HASH_HEX_MAX],
 struct vmd_source_meta;
 int vmd_source_open_local(const struct vmd_source_meta *meta, int *fd,
                           struct vmd_error *err);
+/* A source id as it may be logged or stored: a URL without its
+ * userinfo, query and fragment (a signed URL's signature), anything else
+ * (a local path, "glance:ID") as it is. */
+void vmd_source_id_for_log(const char *id, char *out, size_t outsz);
 
 int vmd_hash_parse(const char *spec, enum vmd_hash_algo *algo,
                    char hex[VMD_HASH_HEX_MAX], struct vmd_error *err);
@@ -104,6 +109,11 @@ int vmd_sink_write(struct vmd_sink *s, const void *buf, size_t len,
 /* Append len zero bytes without writing them (they stay a hole). */
 int vmd_sink_skip_zeros(struct vmd_sink *s, uint64_t len,
                         struct vmd_error *err);
+/* The permission bits of what the bytes come from (a local file's mode):
+ * the cache publishes its copy with no bit the source lacks. A sink
+ * starts with 0777 (no cap); each call can only take bits away. */
+void vmd_sink_cap_mode(struct vmd_sink *s, mode_t mode);
+mode_t vmd_sink_mode_cap(const struct vmd_sink *s);
 /* Bytes taken so far: where a resumed download continues. */
 uint64_t vmd_sink_offset(const struct vmd_sink *s);
 /* Start over (a server that ignored a Range request): empty the file and

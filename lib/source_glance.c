@@ -36,6 +36,7 @@
 
 #include "curl_common.h"
 #include "fsutil.h"
+#include "json_string.h"
 #include "source.h"
 
 #define SCHEME "glance://"
@@ -277,15 +278,22 @@ static void tokener_freep(json_tokener **t)
 		json_tokener_free(*t);
 }
 
-/* The string member `key`, or NULL when absent, null or not a string. */
+/* The string member `key`, or NULL when absent, null, not a string or
+ * holding a NUL (json_string.h; the record was refused before parsing if
+ * any string held one). */
 static const char *get_string(json_object *o, const char *key)
 {
-	json_object *v;
+	return vmd_json_string(o, key, NULL);
+}
 
-	if (!json_object_object_get_ex(o, key, &v) ||
-	    !json_object_is_type(v, json_type_string))
-		return NULL;
-	return json_object_get_string(v);
+/* Whether member `key` is exactly `want`, compared over the length json-c
+ * reports rather than up to a NUL. */
+static bool string_is(json_object *o, const char *key, const char *want)
+{
+	size_t len;
+	const char *s = vmd_json_string(o, key, &len);
+
+	return s && len == strlen(want) && memcmp(s, want, len) == 0;
 }
 
 static bool lower_token(const char *s, size_t max)
@@ -301,10 +309,10 @@ static bool lower_token(const char *s, size_t max)
 	return true;
 }
 
-static bool format_allowed(const char *format, const char *allowed)
+static bool format_allowed(const char *format, size_t len,
+                           const char *allowed)
 {
 	const char *p = allowed;
-	size_t len = strlen(format);
 
 	for (;;) {
 		size_t n;
@@ -400,12 +408,18 @@ int vmd_glance_parse_image(const char *json, size_t len, const char *image_id,
 	const char *id, *status, *format, *direct;
 	json_object *size, *locs;
 	int64_t n;
-	size_t end;
+	size_t end, id_len, format_len;
 
 	if (len > RECORD_MAX)
 		return vmd_error_set(err, VMD_E_REFUSED,
 		                     "glance: image record too large",
 		                     "%zu bytes", len);
+	/* A NUL in a value would compare as its prefix, one in a name would
+	 * make a second member of that name replace the first. */
+	if (vmd_json_text_has_nul(json, len))
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "glance: image record unreadable",
+		                     "a string in the record holds a NUL byte");
 	tok = json_tokener_new();
 	if (!tok)
 		return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
@@ -419,25 +433,26 @@ int vmd_glance_parse_image(const char *json, size_t len, const char *image_id,
 		return vmd_error_set(err, VMD_E_IO,
 		                     "glance: image record unreadable",
 		                     "not one JSON object (%zu bytes)", len);
-	id = get_string(o, "id");
-	if (!id || strcasecmp(id, image_id) != 0)
+	id = vmd_json_string(o, "id", &id_len);
+	if (!id || id_len != strlen(image_id) ||
+	    strncasecmp(id, image_id, id_len) != 0)
 		return vmd_error_set(err, VMD_E_IO,
 		                     "glance: image record is for another image",
 		                     "asked for %s", image_id);
 	status = get_string(o, "status");
-	if (!status || strcmp(status, "active") != 0)
+	if (!string_is(o, "status", "active"))
 		return vmd_error_set(err, VMD_E_REFUSED,
 		                     "glance: image is not active",
 		                     "%s: status %s", image_id,
 		                     status && lower_token(status, 32) ? status
 		                                                       : "?");
-	format = get_string(o, "disk_format");
+	format = vmd_json_string(o, "disk_format", &format_len);
 	if (!format || !lower_token(format, sizeof(meta->disk_format) - 1))
 		return vmd_error_set(err, VMD_E_REFUSED,
 		                     "glance: image has no disk format",
 		                     "%s: disk_format missing or unreadable",
 		                     image_id);
-	if (!format_allowed(format, allowed)) {
+	if (!format_allowed(format, format_len, allowed)) {
 		char msg[VMD_ERROR_MSG_MAX];
 
 		snprintf(msg, sizeof(msg),

@@ -24,7 +24,7 @@
 #include "fsutil.h"
 #include "runner.h"
 
-#define TEMPLATE_MODE 0644
+#define TEMPLATE_MODE 0640 /* as a fetched base (lib/cache.c) */
 #define MKFS_TIMEOUT_MS 300000
 
 static const struct {
@@ -151,6 +151,7 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 	VMD_AUTOCLOSE int cache_fd = -1;
 	struct stat st;
+	gid_t gid = 0;
 	int rc;
 
 	memset(out, 0, sizeof(*out));
@@ -169,7 +170,7 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 		                     "size %llu", (unsigned long long)size);
 	rc = template_name(fs, size, label, name, sizeof(name), err);
 	if (rc == 0)
-		rc = vmd_beneath_cache_dir(ctx, true, 0755, &cache_fd, err);
+		rc = vmd_cache_dir_prepare(ctx, &cache_fd, &gid, err);
 	vmd_base_lock_name(name, lockname);
 	if (rc == 0)
 		rc = vmd_ctx_lock_acquire(ctx, &lock, lockname,
@@ -202,6 +203,8 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 	struct vmd_run_opts ro = {.timeout_ms = MKFS_TIMEOUT_MS};
 
 	rc = vmd_run("template: make file system", argv, &ro, NULL, err);
+	if (rc == 0)
+		rc = vmd_cache_give_group(t.fd, gid, err);
 	if (rc == 0)
 		rc = vmd_tmpfile_publish(&t, false, TEMPLATE_MODE, err);
 	if (rc < 0)

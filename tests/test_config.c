@@ -336,6 +336,78 @@ static void test_line_too_long(void **state)
 	expect_error(text, "config: line too long (line 2)");
 }
 
+/*
+ * Issue 14, defect 9: a key given twice was taken silently (the last one
+ * won), so a typo'd second instances_path went unnoticed. It is refused,
+ * naming the key and both lines: in one section, across the section
+ * aliases, and as an indented continuation line (inih's multi-line value,
+ * which also replaced the value).
+ */
+static void test_duplicate_key(void **state)
+{
+	struct vmd_config c;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	expect_error("[DEFAULT]\ninstances_path = /srv/a\nuse_cow_images = "
+	             "true\ninstances_path = /srv/b\n",
+	             "config: duplicate key 'instances_path' (lines 2 and 4)");
+	expect_error("[DEFAULT]\nimages_type = qcow2\n[libvirt]\n"
+	             "images_type = lvm\n",
+	             "config: duplicate key 'images_type' (lines 2 and 4)");
+	expect_error("log_level = info\n[vmdisk]\nlog_level = debug\n",
+	             "config: duplicate key 'log_level' (lines 1 and 3)");
+	expect_error("[libvirt]\nrbd_user = a\n[DEFAULT]\nrbd_user = a\n",
+	             "config: duplicate key 'rbd_user' (lines 2 and 4)");
+	expect_error("instances_path = /srv/a\n  /srv/b\n",
+	             "config: continuation line for 'instances_path' "
+	             "(lines 1 and 2)");
+	/* The detail says what to do about it. */
+	vmd_config_defaults(&c);
+	assert_int_equal(vmd_config_load_string(&c,
+	                                        "rbd_user = a\nrbd_user = b\n",
+	                                        &err),
+	                 VMD_E_CONFIG);
+	assert_non_null(strstr(err.detail, "given once"));
+	/* Each load is a parse of its own: a key again in the next one is
+	 * not a duplicate. */
+	vmd_error_clear(&err);
+	vmd_config_defaults(&c);
+	assert_int_equal(vmd_config_load_string(&c, "rbd_user = a\n", &err), 0);
+	assert_int_equal(vmd_config_load_string(&c, "rbd_user = b\n", &err), 0);
+	assert_string_equal(c.rbd_user, "b");
+}
+
+/* image_cache_group: a group name or empty (the default: the group of
+ * instances_path). */
+static void test_image_cache_group(void **state)
+{
+	struct vmd_config c;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	vmd_config_defaults(&c);
+	assert_string_equal(c.image_cache_group, "");
+	assert_int_equal(vmd_config_load_string(
+		                 &c, "[libvirt]\nimage_cache_group = libvirt-qemu\n",
+		                 &err),
+	                 0);
+	assert_string_equal(c.image_cache_group, "libvirt-qemu");
+	assert_int_equal(vmd_config_load_string(
+		                 &c, "image_cache_group = _kvm.1\n", &err),
+	                 0);
+	assert_string_equal(c.image_cache_group, "_kvm.1");
+	expect_error("image_cache_group = kvm;id\n",
+	             "bad value for 'image_cache_group'");
+	expect_error("image_cache_group = -kvm\n",
+	             "bad value for 'image_cache_group'");
+	expect_error("image_cache_group = a/b\n",
+	             "bad value for 'image_cache_group'");
+	expect_error("image_cache_group = "
+	             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\n",
+	             "image_cache_group");
+}
+
 static void test_load_file(void **state)
 {
 	struct dir *d = *state;
@@ -463,6 +535,8 @@ int main(void)
 		cmocka_unit_test(test_syntax_error),
 		cmocka_unit_test(test_value_too_long),
 		cmocka_unit_test(test_line_too_long),
+		cmocka_unit_test(test_duplicate_key),
+		cmocka_unit_test(test_image_cache_group),
 		cmocka_unit_test_setup_teardown(test_load_file, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_load_order, setup,

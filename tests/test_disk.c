@@ -476,7 +476,7 @@ static void test_cache_fetch_once(void **state)
 	assert_string_equal(a.path, b.path);
 	assert_int_equal(b.virtual_size, BASE_SIZE);
 	assert_int_equal(stat(a.path, &st), 0);
-	assert_int_equal(st.st_mode & 0777, 0644);
+	assert_int_equal(st.st_mode & 0777, 0640);
 	assert_true(th_files_equal(f->base, a.path));
 }
 

@@ -86,6 +86,24 @@ static void url_for_log_drops_query(void **state)
 	assert_string_equal(out, "https://h/x.img");
 	vmd_url_for_log("https://h/a-rather-long-path", out, 10);
 	assert_string_equal(out, "https://h");
+	/* Issue 14, defect 12: userinfo goes too, and a source id is shown
+	 * the same way wherever it is logged or stored. */
+	vmd_url_for_log("https://user:pw@h:8443/x.img?X-Amz-Signature=s#f", out,
+	                sizeof(out));
+	assert_string_equal(out, "https://h:8443/x.img");
+	vmd_url_for_log("http://a@b@h/x", out, sizeof(out));
+	assert_string_equal(out, "http://h/x");
+	vmd_url_for_log("https://u:p@h", out, 6);
+	assert_string_equal(out, "https");
+	vmd_source_id_for_log("https://h/x.img?X-Amz-Signature=s3cr3t", out,
+	                      sizeof(out));
+	assert_string_equal(out, "https://h/x.img");
+	/* A local path (a '?' in a file name is no query) and a Glance id
+	 * are shown whole. */
+	vmd_source_id_for_log("/srv/images/a?b.img", out, sizeof(out));
+	assert_string_equal(out, "/srv/images/a?b.img");
+	vmd_source_id_for_log("glance:" ID, out, sizeof(out));
+	assert_string_equal(out, "glance:" ID);
 }
 
 /* A record as Glance gives it, with fields replaced by the arguments
@@ -292,6 +310,77 @@ static void glance_record_malformed(void **state)
 	}
 }
 
+/* A record parsed as is; 0 or the error code. */
+static int parse_text(const char *json, size_t len, struct vmd_error *err)
+{
+	struct vmd_source_meta meta;
+
+	memset(&meta, 0, sizeof(meta));
+	return vmd_glance_parse_image(json, len, ID, "raw", &meta, err);
+}
+
+/*
+ * Issue 14, defect 13: strings with an embedded NUL were compared as C
+ * strings, so "active\u0000x" counted as active and "raw\u0000qcow2" as
+ * raw. Any NUL in the record, in a value or a name (json-c cuts a name at
+ * it, so "status\u0000x" replaced "status"), or as a raw byte, refuses it.
+ */
+static void glance_record_nul(void **state)
+{
+	static const char *const records[] = {
+		/* status */
+		"{\"id\":\"" ID "\",\"status\":\"active\\u0000x\","
+		"\"disk_format\":\"raw\",\"size\":1,\"checksum\":\"" MD5 "\"}",
+		/* disk_format */
+		"{\"id\":\"" ID "\",\"status\":\"active\","
+		"\"disk_format\":\"raw\\u0000qcow2\",\"size\":1,"
+		"\"checksum\":\"" MD5 "\"}",
+		/* a name: the second "status" replaced the first */
+		"{\"id\":\"" ID "\",\"status\":\"queued\","
+		"\"status\\u0000x\":\"active\",\"disk_format\":\"raw\","
+		"\"size\":1,\"checksum\":\"" MD5 "\"}",
+		/* the id, the hash, the checksum, a location */
+		"{\"id\":\"" ID "\\u0000\",\"status\":\"active\","
+		"\"disk_format\":\"raw\",\"size\":1,\"checksum\":\"" MD5 "\"}",
+		"{\"id\":\"" ID "\",\"status\":\"active\",\"disk_format\":"
+		"\"raw\",\"size\":1,\"os_hash_algo\":\"sha512\","
+		"\"os_hash_value\":\"" SHA512 "\\u0000ff\"}",
+		"{\"id\":\"" ID "\",\"status\":\"active\",\"disk_format\":"
+		"\"raw\",\"size\":1,\"checksum\":\"" MD5 "\\u0000\"}",
+		"{\"id\":\"" ID "\",\"status\":\"active\",\"disk_format\":"
+		"\"raw\",\"size\":1,\"checksum\":\"" MD5 "\","
+		"\"direct_url\":\"rbd://f/images/i/snap\\u0000/x\"}",
+		/* in a member nobody reads */
+		"{\"id\":\"" ID "\",\"status\":\"active\",\"disk_format\":"
+		"\"raw\",\"size\":1,\"checksum\":\"" MD5 "\","
+		"\"name\":\"a\\u0000b\"}",
+	};
+	/* "\\u0000" is a backslash and the text "u0000": no NUL. */
+	static const char fine[] =
+		"{\"id\":\"" ID "\",\"status\":\"active\",\"disk_format\":"
+		"\"raw\",\"size\":1,\"checksum\":\"" MD5 "\","
+		"\"name\":\"a\\\\u0000b\"}";
+	static const char raw_nul[] =
+		"{\"id\":\"" ID "\",\"status\":\"active\0x\",\"disk_format\":"
+		"\"raw\",\"size\":1,\"checksum\":\"" MD5 "\"}";
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++) {
+		struct vmd_error err = VMD_ERROR_INIT;
+
+		if (parse_text(records[i], strlen(records[i]), &err) >= 0)
+			fail_msg("accepted: %s", records[i]);
+		assert_string_equal(err.msg, "glance: image record unreadable");
+	}
+	{
+		struct vmd_error err = VMD_ERROR_INIT;
+
+		if (parse_text(fine, strlen(fine), &err) != 0)
+			fail_msg("refused: %s (%s)", err.msg, err.detail);
+		assert_true(parse_text(raw_nul, sizeof(raw_nul) - 1, &err) < 0);
+	}
+}
+
 static void config_keys(void **state)
 {
 	struct vmd_config cfg;
@@ -358,6 +447,7 @@ int main(void)
 		cmocka_unit_test(url_check),
 		cmocka_unit_test(url_too_long),
 		cmocka_unit_test(url_for_log_drops_query),
+		cmocka_unit_test(glance_record_nul),
 		cmocka_unit_test(glance_record_ok),
 		cmocka_unit_test(glance_record_locations),
 		cmocka_unit_test(location_of_record),

@@ -120,6 +120,10 @@ static void test_parse_refused(void **state)
 		"{\"op\":\"lvm_remove\",\"vg\":\"vg0\",\"lv\":\"a\",\"key_id\":"
 		"\"3c2e8f4a-9b1d-4e6f-a8c7-5d4b3a2f1e0d\"}",
 		"{'op':'ping'}",
+		/* Issue 14, defect 13's class: json-c cuts a name at "\u0000",
+		 * so this second "op" replaced the first. */
+		"{\"op\":\"lvm_remove\",\"vg\":\"vg0\",\"lv\":\"a\","
+		"\"op\\u0000\":\"lvm_info\"}",
 	};
 	struct vmd_priv_request req;
 	struct vmd_error err;
@@ -282,6 +286,31 @@ static void test_policy(void **state)
 	vmd_error_clear(&err);
 	write_mode(p, "[allow]\nuser.0 = ping\n", 0600);
 	assert_int_equal(vmd_priv_policy_load(p, &pol, &err), VMD_E_CONFIG);
+	/* Issue 14, defect 9: a second rule for the same user or group (the
+	 * same key, or the same id by name and number, or a continuation
+	 * line) is refused naming the key and both lines, not merged. */
+	vmd_error_clear(&err);
+	write_mode(p, "[allow]\nuid.0 = ping\ngid.0 = ping\nuid.0 = all\n",
+	           0600);
+	assert_int_equal(vmd_priv_policy_load(p, &pol, &err), VMD_E_CONFIG);
+	assert_null(pol);
+	assert_string_equal(err.msg, "policy: second rule for 'uid.0' "
+	                             "(lines 2 and 4)");
+	vmd_error_clear(&err);
+	write_mode(p, "[allow]\nuid.root = ping\nuid.0 = lvm_create\n", 0600);
+	assert_int_equal(vmd_priv_policy_load(p, &pol, &err), VMD_E_CONFIG);
+	assert_string_equal(err.msg, "policy: second rule for 'uid.0' "
+	                             "(lines 2 and 3)");
+	vmd_error_clear(&err);
+	write_mode(p, "[allow]\nuid.0 = ping\n  lvm_remove\n", 0600);
+	assert_int_equal(vmd_priv_policy_load(p, &pol, &err), VMD_E_CONFIG);
+	assert_string_equal(err.msg, "policy: continuation line for 'uid.0' "
+	                             "(lines 2 and 3)");
+	/* The same id as a user and as a group are two rules. */
+	vmd_error_clear(&err);
+	write_mode(p, "[allow]\nuid.0 = ping\ngid.0 = ping\n", 0600);
+	assert_int_equal(vmd_priv_policy_load(p, &pol, &err), 0);
+	vmd_priv_policy_free(pol);
 	th_rmtree(dir);
 	free(p);
 	free(dir);

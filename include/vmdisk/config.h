@@ -38,6 +38,9 @@ struct vmd_config {
 	bool force_raw_images;                 /* default true (Nova's default) */
 	enum vmd_preallocate preallocate_images; /* default none */
 	char image_cache_subdirectory_name[VMD_NAME_MAX]; /* default "_base" */
+	char image_cache_group[33];            /* group cached bases are shared
+	                                   with (mode 0640); "" (default): the
+	                                   group that owns instances_path */
 	char images_volume_group[VMD_NAME_MAX];
 	bool sparse_logical_volumes;           /* thin LVs in lvm_thin_pool */
 	char volume_clear[8];                  /* none|zero|shred, default zero */

@@ -93,7 +93,9 @@ newconf() {
 	conf=$tmp/vmdisk$n.conf
 	mkdir -p "$inst"
 	{
-		printf '[DEFAULT]\ninstances_path = %s\nlog_target = none\n' "$inst"
+		printf '[DEFAULT]\ninstances_path = %s\n' "$inst"
+		# quiet unless the case asks for a log (a key may be given once)
+		[[ " $* " == *" log_target ="* ]] || printf 'log_target = none\n'
 		printf 'glance_api_servers = %s\n' "$api"
 		printf '%s\n' "$@"
 	} >"$conf"

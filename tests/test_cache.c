@@ -1,0 +1,254 @@
+/*
+ * Tests of who can read the image cache (lib/cache.c), issue 14 defect 6:
+ * a base was published 0644 whatever its source was, so fetching a
+ * root-only 0600 file made a copy every user could read. Now a base is
+ * 0640 and belongs to image_cache_group (default: the group that owns
+ * instances_path), the cache directory is 0750 of that group, a local
+ * file's copy has no permission bit the file lacks, and the side record
+ * .<id>.json is 0640 too.
+ */
+#include <dirent.h>
+#include <grp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "helpers.h"
+#include <vmdisk/vmdisk.h>
+
+struct fixture {
+	char *dir;
+	char *instances;
+	char *cache;
+	struct vmd_config cfg;
+	struct vmd_ctx *ctx;
+};
+
+static int setup(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	f->dir = th_mkdtemp("cache");
+	f->instances = th_path(f->dir, "instances");
+	f->cache = th_path(f->instances, "_base");
+	assert_int_equal(mkdir(f->instances, 0755), 0);
+	vmd_config_defaults(&f->cfg);
+	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
+	         f->instances);
+	f->cfg.lock_timeout_seconds = 10;
+	th_ctx_renew(&f->ctx, &f->cfg);
+	*state = f;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct fixture *f = *state;
+
+	vmd_ctx_free(f->ctx);
+	th_rmtree(f->dir);
+	free(f->dir);
+	free(f->instances);
+	free(f->cache);
+	free(f);
+	return 0;
+}
+
+/* A 1 MiB raw image `name` in the scratch directory, of mode `mode`. */
+static char *image(struct fixture *f, const char *name, mode_t mode)
+{
+	char *path = th_path(f->dir, name);
+
+	th_write_pattern(path, 1u << 20, 7);
+	assert_int_equal(chmod(path, mode), 0);
+	return path;
+}
+
+static void fetch_ok(struct fixture *f, const char *src,
+                     struct vmd_cache_entry *e)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	if (vmd_cache_fetch(f->ctx, src, e, &err) != 0)
+		fail_msg("fetch %s: %s (%s)", src, err.msg, err.detail);
+	assert_true(e->fetched);
+}
+
+static struct stat stat_of(const char *path)
+{
+	struct stat st;
+
+	if (lstat(path, &st) != 0)
+		fail_msg("stat %s failed", path);
+	return st;
+}
+
+static char *info_path(struct fixture *f, const struct vmd_cache_entry *e)
+{
+	char *p;
+
+	assert_true(asprintf(&p, "%s/.%s.json", f->cache, e->id) > 0);
+	return p;
+}
+
+static int count_entries(struct fixture *f)
+{
+	DIR *d = opendir(f->cache);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return 0;
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* A world-readable source: the base is 0640 of the group of
+ * instances_path, in a 0750 directory of that group; the record 0640. */
+static void test_base_mode_and_group(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_cache_entry e;
+	char *src = image(f, "pub.raw", 0644);
+	gid_t gid = stat_of(f->instances).st_gid;
+	char *info;
+	struct stat st;
+
+	fetch_ok(f, src, &e);
+	info = info_path(f, &e);
+	st = stat_of(e.path);
+	assert_int_equal(st.st_mode & 07777, 0640);
+	assert_int_equal(st.st_gid, gid);
+	st = stat_of(f->cache);
+	assert_int_equal(st.st_mode & 07777, 0750);
+	assert_int_equal(st.st_gid, gid);
+	assert_int_equal(stat_of(info).st_mode & 07777, 0640);
+	/* instances_path itself is left as it was. */
+	assert_int_equal(stat_of(f->instances).st_mode & 07777, 0755);
+	assert_true(th_files_equal(src, e.path));
+	free(info);
+	free(src);
+}
+
+/* A copy never has a permission bit its local source lacks. */
+static void test_mode_capped_by_source(void **state)
+{
+	static const struct {
+		mode_t src, want;
+	} cases[] = {
+		{0600, 0600}, {0400, 0400}, {0640, 0640},
+		{0604, 0600}, {0444, 0440}, {0666, 0640},
+	};
+	struct fixture *f = *state;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char name[32];
+		struct vmd_cache_entry e;
+		char *src;
+		mode_t got;
+
+		snprintf(name, sizeof(name), "img-%04o.raw",
+		         (unsigned)cases[i].src);
+		src = image(f, name, cases[i].src);
+		fetch_ok(f, src, &e);
+		got = stat_of(e.path).st_mode & 07777;
+		if (got != cases[i].want)
+			fail_msg("source %04o: base %04o, want %04o",
+			         (unsigned)cases[i].src, (unsigned)got,
+			         (unsigned)cases[i].want);
+		free(src);
+	}
+}
+
+/* A cache directory from before (0755, or wider) is narrowed. */
+static void test_existing_dir_narrowed(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_cache_entry e;
+	char *src = image(f, "b.raw", 0644);
+
+	assert_int_equal(mkdir(f->cache, 0700), 0);
+	assert_int_equal(chmod(f->cache, 0777), 0);
+	fetch_ok(f, src, &e);
+	assert_int_equal(stat_of(f->cache).st_mode & 07777, 0750);
+	free(src);
+}
+
+/* Some group other than the one that owns `dir`, or -1. */
+static gid_t other_group(const char *dir, char *name, size_t namesz)
+{
+	static const char *const names[] = {"nogroup", "daemon", "users",
+	                                    "adm", "bin", "sys"};
+	gid_t mine = stat_of(dir).st_gid;
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct group *gr = getgrnam(names[i]);
+
+		if (gr && gr->gr_gid != mine) {
+			snprintf(name, namesz, "%s", names[i]);
+			return gr->gr_gid;
+		}
+	}
+	return (gid_t)-1;
+}
+
+/* image_cache_group names the group; an unknown one is an error that
+ * leaves no entry. */
+static void test_image_cache_group(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_cache_entry e;
+	char name[32];
+	char *src = image(f, "g.raw", 0644);
+	gid_t gid = other_group(f->instances, name, sizeof(name));
+	struct group *mine = getgrgid(getegid());
+
+	/* As root any group will do; otherwise only one of ours. */
+	if (gid == (gid_t)-1 || (geteuid() != 0 && !mine)) {
+		printf("skipped: no second group to give the cache to\n");
+		free(src);
+		skip();
+		return;
+	}
+	if (geteuid() != 0) {
+		snprintf(name, sizeof(name), "%s", mine->gr_name);
+		gid = mine->gr_gid;
+	}
+	snprintf(f->cfg.image_cache_group, sizeof(f->cfg.image_cache_group),
+	         "%s", name);
+	th_ctx_renew(&f->ctx, &f->cfg);
+	fetch_ok(f, src, &e);
+	assert_int_equal(stat_of(e.path).st_gid, gid);
+	assert_int_equal(stat_of(e.path).st_mode & 07777, 0640);
+	assert_int_equal(stat_of(f->cache).st_gid, gid);
+	free(src);
+
+	src = image(f, "h.raw", 0644);
+	snprintf(f->cfg.image_cache_group, sizeof(f->cfg.image_cache_group),
+	         "%s", "vmdisk-no-such-group");
+	th_ctx_renew(&f->ctx, &f->cfg);
+	assert_int_equal(vmd_cache_fetch(f->ctx, src, &e, &err),
+	                 VMD_E_CONFIG);
+	assert_non_null(strstr(err.msg, "image_cache_group"));
+	assert_int_equal(count_entries(f), 1);
+	free(src);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+	const struct CMUnitTest tests[] = {
+		T(test_base_mode_and_group),
+		T(test_mode_capped_by_source),
+		T(test_existing_dir_narrowed),
+		T(test_image_cache_group),
+	};
+
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+	return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
+}
