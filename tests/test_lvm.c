@@ -1282,8 +1282,6 @@ static void test_only_our_lvs_served(void **state)
 	use_key_file(f, 0600);
 	f->cfg.ephemeral_storage_encryption_enabled = false;
 	th_ctx_renew(&f->ctx, &f->cfg);
-	create_ok(f, "mine", f->base_raw, VMD_FS_NONE, 8 * MIB, &info);
-	assert_true(lv_tagged(INST "_mine"));
 	host_lv(HOST_UNTAGGED, false);
 	host_lv(HOST_TAGGED, true);
 
@@ -1308,6 +1306,10 @@ static void test_only_our_lvs_served(void **state)
 	assert_int_equal(ops->remove(f->ctx, &ref, &err), VMD_E_REFUSED);
 	assert_int_not_equal(ops->create_blank(f->ctx, &ref, 8 * MIB, &err), 0);
 	host_lv_intact(HOST_UNTAGGED);
+
+	/* A disk vmdisk makes carries the tag. */
+	create_ok(f, "mine", f->base_raw, VMD_FS_NONE, 8 * MIB, &info);
+	assert_true(lv_tagged(INST "_mine"));
 
 	/* Through vmdiskd: the same answers. */
 	pid = start_vmdiskd(f);
