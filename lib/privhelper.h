@@ -145,9 +145,10 @@ int vmd_priv_luks_close(const struct vmd_config *cfg,
  * host's other volumes.
  *
  * lvm_create: an LV of `size` bytes (rounded up to extents; thin with
- *   "sparse"), tagged VMD_LVM_TAG. With key_id: the key is fetched first (no key, no LV), the
- *   LV made bigger by the LUKS2 header, formatted and opened; the reply's
- *   path is then the mapping. A failure after lvcreate removes the LV.
+ *   "sparse"), tagged VMD_LVM_TAG. With key_id: the key is fetched first
+ *   (no key, no LV), the LV made bigger by the LUKS2 header, formatted and
+ *   opened; the reply's path is then the mapping. A failure after
+ *   lvcreate removes the LV.
  * lvm_info: the volume's device, sizes and kind; VMD_E_NOTFOUND if none.
  * lvm_write_image: the cache file `base` (in the image cache of the
  *   configuration, not a symlink, one link, inspected again, of `format`)

@@ -248,8 +248,9 @@ static const char *const not_disk_names[] = {
 	LV_INST "_disk_",   /* nor a trailing one */
 	LV_INST "___x",     /* "_x": a disk name starts alnum */
 	LV_INST "_.disk",   /* so does this */
-	LV_INST "_" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
-	/* ^ 65 characters: one more than a disk name */
+	/* 65 characters: one more than a disk name */
+	LV_INST "_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 };
 
 static void test_lvm_disk_names(void **state)
@@ -258,7 +259,9 @@ static void test_lvm_disk_names(void **state)
 		LV_INST "_disk", LV_INST "_disk.local", LV_INST "_disk__eph0",
 		LV_INST "_a__b__c", LV_INST "_0", LV_INST "_x-y.z",
 		"6F1E0A8C-3B5D-4E2F-9A7B-1C2D3E4F5A6B_disk",
-		LV_INST "_" "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+		/* 64 characters: the longest disk name */
+		LV_INST "_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
 	};
 
 	(void)state;
