@@ -78,6 +78,11 @@ static int group_teardown(void **state)
 	(void)state;
 	if (why_not)
 		return 0;
+	/* Deactivated by lvm2 first, which takes its /dev/VG links along
+	 * (no udev here): removed behind its back, they stay and the next
+	 * binary's vgcreate finds /dev/VG taken. */
+	th_run((const char *[]){"vgchange", "-q", "-an", VG, NULL}, NULL, NULL,
+	       NULL);
 	/* Whatever mapping a failed case left open would keep its LV, and
 	 * so the VG, busy for the next binary in this guest. */
 	th_run((const char *[]){"dmsetup", "remove_all", NULL}, NULL, NULL,
