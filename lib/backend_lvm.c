@@ -13,7 +13,10 @@
  * answered, any later failure sends lvm_remove before the error returns.
  * With ephemeral_storage_encryption_enabled the disk's key id goes with
  * lvm_create (the key is fetched where the LV is made, before it is) and
- * is kept in the instance record for a later resize.
+ * is kept in the instance record for a later resize. Every LV it makes is
+ * tagged VMD_LVM_TAG, and the steps refuse an LV without the tag or with a
+ * name that is not a disk's (lib/lvm_volume.c): a host LV that shares the
+ * VG is never touched, in-process or through vmdiskd.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -60,7 +63,9 @@ static int lv_name(const struct vmd_disk_ref *disk, char out[LV_NAME_MAX + 1],
 		out[n++] = *p;
 	}
 	out[n] = '\0';
-	if (!lvm_name_ok(out))
+	/* The name the steps will accept: no request goes out for a volume
+	 * they would refuse as not a disk's. */
+	if (!lvm_name_ok(out) || !vmd_lvm_name_is_disk(out))
 		return vmd_error_set(err, VMD_E_INVAL, "lvm: bad volume name",
 		                     "%s", out);
 	return 0;

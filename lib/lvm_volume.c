@@ -6,9 +6,12 @@
  * same code.
  *
  * A request names a volume by VG and LV name only. The VG must be the
- * configuration's images_volume_group and the LV may not be its thin pool:
- * whoever the policy lets in can touch the instance volumes and nothing
- * else of the host's storage. lvm2's tools run through the runner with
+ * configuration's images_volume_group, the LV may not be its thin pool,
+ * its name must be one the lvm backend gives a disk (<instance>_<disk>)
+ * and lvs must list it with the tag VMD_LVM_TAG that lvcreate gave it
+ * here: whoever the policy lets in can touch the instance volumes vmdisk
+ * made and nothing else of the host's storage, not even a host LV that
+ * shares the VG. lvm2's tools run through the runner with
  * argv arrays; device paths come only from `lvs --reportformat json`
  * (json-c), never from joining strings. The base image is named by its
  * file name in the image cache, which the unprivileged caller can write:
@@ -29,6 +32,7 @@
 #include <unistd.h>
 
 #include <vmdisk/log.h>
+#include <vmdisk/validate.h>
 
 #include "blockdev.h"
 #include "cache.h"
@@ -58,6 +62,7 @@ struct lv {
 	bool thin;
 	bool pool_zeroes; /* thin: the pool zeroes newly provisioned blocks */
 	bool open;        /* its device is open (a running guest) */
+	bool ours;        /* lvs lists VMD_LVM_TAG among its tags */
 };
 
 static void key_release(struct vmd_secret_key **k)
@@ -65,7 +70,54 @@ static void key_release(struct vmd_secret_key **k)
 	vmd_key_free(*k);
 }
 
-/* The volume a request names, if this configuration serves it. */
+bool vmd_lvm_name_is_disk(const char *lv)
+{
+	char disk[VMD_DISK_NAME_MAX + 1];
+	char instance[VMD_UUID_LEN + 1];
+	size_t n = 0;
+	const char *p;
+
+	if (strlen(lv) <= VMD_UUID_LEN || lv[VMD_UUID_LEN] != '_')
+		return false;
+	memcpy(instance, lv, VMD_UUID_LEN);
+	instance[VMD_UUID_LEN] = '\0';
+	if (!vmd_valid_uuid(instance))
+		return false;
+	/* The disk name back from its escaped form: "__" is one '_', a lone
+	 * '_' no name of ours holds. */
+	for (p = lv + VMD_UUID_LEN + 1; *p; p++) {
+		if (*p == '_' && *++p != '_')
+			return false;
+		if (n == VMD_DISK_NAME_MAX)
+			return false;
+		disk[n++] = *p;
+	}
+	disk[n] = '\0';
+	return vmd_valid_disk_name(disk);
+}
+
+bool vmd_lvm_tags_have_ours(const char *tags, size_t len)
+{
+	const size_t want = sizeof(VMD_LVM_TAG) - 1;
+	size_t start = 0;
+
+	if (!tags)
+		return false;
+	/* Each ','-separated tag compared by its length: a tag holding a NUL
+	 * or "vmdisk" as a prefix is not ours. */
+	for (size_t i = 0; i <= len; i++) {
+		if (i < len && tags[i] != ',')
+			continue;
+		if (i - start == want && memcmp(tags + start, VMD_LVM_TAG,
+		                                want) == 0)
+			return true;
+		start = i + 1;
+	}
+	return false;
+}
+
+/* The volume a request names, if this configuration serves it (its tag
+ * is read with lvs later: lv_lookup). */
 static int served_volume(const struct vmd_config *cfg,
                          const struct vmd_priv_request *req, struct lv *lv,
                          struct vmd_error *err)
@@ -82,6 +134,11 @@ static int served_volume(const struct vmd_config *cfg,
 		return vmd_error_set(err, VMD_E_REFUSED,
 		                     "lvm: volume not served here",
 		                     "LV %s is the thin pool or too long",
+		                     req->lv);
+	if (!vmd_lvm_name_is_disk(req->lv))
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "lvm: volume not served here",
+		                     "LV %s is not named <instance>_<disk>",
 		                     req->lv);
 	snprintf(lv->vg, sizeof(lv->vg), "%s", req->vg);
 	snprintf(lv->name, sizeof(lv->name), "%s", req->lv);
@@ -149,7 +206,19 @@ static bool field_flag(json_object *row, const char *key)
 	return s && strcmp(s, "1") == 0;
 }
 
-/* Fill lv->path/size/thin from lvs; *found false when there is no such LV. */
+/* Whether lvs lists VMD_LVM_TAG in the row's lv_tags. */
+static bool field_tagged(json_object *row)
+{
+	json_object *f;
+
+	return json_object_object_get_ex(row, "lv_tags", &f) &&
+	       json_object_is_type(f, json_type_string) &&
+	       vmd_lvm_tags_have_ours(json_object_get_string(f),
+	                              (size_t)json_object_get_string_len(f));
+}
+
+/* Fill lv->path/size/thin/ours from lvs; *found false when there is no
+ * such LV. */
 static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 {
 	/* Only this LV's row (a host may have hundreds): a selection, which
@@ -160,7 +229,7 @@ static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 	const char *argv[] = {"lvs", "--reportformat", "json", "--units", "b",
 	                      "--nosuffix", "--binary", "-o",
 	                      "lv_name,vg_name,lv_path,lv_size,segtype,zero,"
-	                      "lv_device_open",
+	                      "lv_device_open,lv_tags",
 	                      "-S", select, lv->vg, NULL};
 	VMD_AUTOFREE char *out = NULL;
 	json_object *root, *rows;
@@ -201,11 +270,22 @@ static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 		/* For a thin LV, lvs reports its pool's zeroing here. */
 		lv->pool_zeroes = lv->thin && field_flag(row, "zero");
 		lv->open = field_flag(row, "lv_device_open");
+		lv->ours = field_tagged(row);
 		*found = true;
 		break;
 	}
 	json_object_put(root);
 	return rc;
+}
+
+/* An LV with the name of a disk but without our tag: the host's, or made
+ * before vmdisk tagged its LVs (README: lvchange --addtag). */
+static int not_ours(const struct lv *lv, struct vmd_error *err)
+{
+	return vmd_error_set(err, VMD_E_REFUSED,
+	                     "lvm: volume not tagged " VMD_LVM_TAG,
+	                     "%s/%s lacks the tag " VMD_LVM_TAG, lv->vg,
+	                     lv->name);
 }
 
 static int lv_existing(const struct vmd_config *cfg,
@@ -220,6 +300,8 @@ static int lv_existing(const struct vmd_config *cfg,
 	if (rc == 0 && !found)
 		rc = vmd_error_set(err, VMD_E_NOTFOUND, "lvm: volume not found",
 		                   "%s/%s", lv->vg, lv->name);
+	if (rc == 0 && !lv->ours)
+		rc = not_ours(lv, err);
 	return rc;
 }
 
@@ -330,7 +412,7 @@ static int lv_create(const struct vmd_config *cfg, struct lv *lv,
                      uint64_t size, bool sparse, struct vmd_error *err)
 {
 	char bytes[32], pool[VMD_NAME_MAX * 2 + 2] = "";
-	bool found;
+	bool found = false;
 	int rc;
 
 	/* lvcreate rounds the size up to whole extents itself; lvs below
@@ -343,15 +425,17 @@ static int lv_create(const struct vmd_config *cfg, struct lv *lv,
 			                     "pool");
 		snprintf(pool, sizeof(pool), "%s/%s", lv->vg,
 		         cfg->lvm_thin_pool);
-		const char *argv[] = {"lvcreate", "-q", "-y", "-V", bytes,
-		                      "-T", pool, "-n", lv->name, NULL};
+		const char *argv[] = {"lvcreate", "-q", "-y", "--addtag",
+		                      VMD_LVM_TAG, "-V", bytes, "-T", pool,
+		                      "-n", lv->name, NULL};
 
 		rc = run_lvm("lvm: create volume", argv, NULL, err);
 	} else {
 		/* -Wy -Zy: wipe signatures and the first 4 KiB, so no stale
 		 * header of an earlier volume shows through. */
-		const char *argv[] = {"lvcreate", "-q", "-y", "-Wy", "-Zy",
-		                      "-L", bytes, "-n", lv->name, lv->vg, NULL};
+		const char *argv[] = {"lvcreate", "-q", "-y", "--addtag",
+		                      VMD_LVM_TAG, "-Wy", "-Zy", "-L", bytes,
+		                      "-n", lv->name, lv->vg, NULL};
 
 		rc = run_lvm("lvm: create volume", argv, NULL, err);
 	}
@@ -361,16 +445,24 @@ static int lv_create(const struct vmd_config *cfg, struct lv *lv,
 		rc = vmd_error_set(err, VMD_E_EXTERNAL,
 		                   "lvm: create volume failed",
 		                   "%s not listed after lvcreate", lv->name);
+	/* lvcreate made it with the tag; listed without it, no later
+	 * request could reach it, so it goes again. */
+	if (rc == 0 && !lv->ours)
+		rc = vmd_error_set(err, VMD_E_EXTERNAL,
+		                   "lvm: create volume failed",
+		                   "%s listed without the tag " VMD_LVM_TAG,
+		                   lv->name);
 	/* A pool that skips zeroing hands out blocks with what an earlier
 	 * volume (another tenant's) left in them: a guest's partial write
 	 * would let it read the rest. Refused, and the LV goes again. */
-	if (rc == 0 && lv->thin && !lv->pool_zeroes) {
-		struct vmd_error ignored = VMD_ERROR_INIT;
-
+	else if (rc == 0 && lv->thin && !lv->pool_zeroes)
 		rc = vmd_error_set(err, VMD_E_CONFIG,
 		                   "lvm: the thin pool does not zero new blocks",
 		                   "%s: zeroing is off (lvchange -Zy %s)", pool,
 		                   pool);
+	if (rc < 0 && found) {
+		struct vmd_error ignored = VMD_ERROR_INIT;
+
 		if (lv_remove_now(lv, &ignored) < 0)
 			vmd_log_error("lvm: could not remove %s/%s: %s", lv->vg,
 			              lv->name, ignored.detail);
@@ -745,6 +837,9 @@ int vmd_priv_lvm_remove(const struct vmd_config *cfg,
 		rc = lv_lookup(&lv, &found, err);
 	if (rc < 0 || !found)
 		return rc;
+	/* Not ours: refused, nothing closed, cleared or removed. */
+	if (!lv.ours)
+		return not_ours(&lv, err);
 	/* An encrypted disk: its mapping goes first (closing it fails while
 	 * a guest has it open); the LV's own open count is then read again,
 	 * without the mapping's hold on it. */

@@ -139,13 +139,16 @@ int vmd_priv_luks_close(const struct vmd_config *cfg,
 
 /*
  * The lvm handlers (lib/lvm_volume.c). Every one refuses a volume group
- * other than the configuration's images_volume_group: the helper works on
- * its own VG only, never on the host's other volumes.
+ * other than the configuration's images_volume_group, an LV not named as a
+ * disk (vmd_lvm_name_is_disk) and one without the tag VMD_LVM_TAG: the
+ * helper works on the volumes it made in its own VG only, never on the
+ * host's other volumes.
  *
  * lvm_create: an LV of `size` bytes (rounded up to extents; thin with
- *   "sparse"). With key_id: the key is fetched first (no key, no LV), the
- *   LV made bigger by the LUKS2 header, formatted and opened; the reply's
- *   path is then the mapping. A failure after lvcreate removes the LV.
+ *   "sparse"), tagged VMD_LVM_TAG. With key_id: the key is fetched first
+ *   (no key, no LV), the LV made bigger by the LUKS2 header, formatted and
+ *   opened; the reply's path is then the mapping. A failure after
+ *   lvcreate removes the LV.
  * lvm_info: the volume's device, sizes and kind; VMD_E_NOTFOUND if none.
  * lvm_write_image: the cache file `base` (in the image cache of the
  *   configuration, not a symlink, one link, inspected again, of `format`)
@@ -183,12 +186,28 @@ int vmd_priv_mkfs(const struct vmd_config *cfg,
                   struct vmd_priv_reply *rep, struct vmd_error *err);
 
 /* The device (from lvs) of the LV a request names, when it is in this
- * configuration's images_volume_group, is not its thin pool and exists:
+ * configuration's images_volume_group, is not its thin pool, is named as
+ * a disk, exists and carries VMD_LVM_TAG:
  * every handler that touches a volume starts here, so no request reaches
  * another VG, /dev/mapper or /dev/md. */
 int vmd_priv_served_device(const struct vmd_config *cfg,
                            const struct vmd_priv_request *req, char *path,
                            size_t pathsz, struct vmd_error *err);
+
+/* The LVM tag every LV vmdisk makes carries (lvcreate --addtag): vmdiskd
+ * and the lvm backend act on no LV without it, so a host LV sharing
+ * images_volume_group is never read, written, resized or removed. LVs made
+ * before the tag get it with `lvchange --addtag vmdisk VG/LV`. */
+#define VMD_LVM_TAG "vmdisk"
+
+/* Whether `lv` is a name the lvm backend gives a disk: <instance>_<disk>,
+ * the instance a UUID, the disk a valid disk name with each '_' doubled.
+ * Pure. */
+bool vmd_lvm_name_is_disk(const char *lv);
+
+/* Whether lvs's lv_tags value (`len` bytes as json-c reports them, tags
+ * separated by ',') holds VMD_LVM_TAG exactly. Pure. */
+bool vmd_lvm_tags_have_ours(const char *tags, size_t len);
 
 /* The table vmdiskd serves with (and the library, when it runs as root). */
 extern const struct vmd_priv_ops vmd_priv_ops_default;

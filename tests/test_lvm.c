@@ -21,6 +21,7 @@
 
 #include "convert.h"
 #include "helpers.h"
+#include "internal.h"
 #include "privhelper.h"
 #include "vmd_build_config.h"
 #include <vmdisk/vmdisk.h>
@@ -77,6 +78,11 @@ static int group_teardown(void **state)
 	(void)state;
 	if (why_not)
 		return 0;
+	/* Deactivated by lvm2 first, which takes its /dev/VG links along
+	 * (no udev here): removed behind its back, they stay and the next
+	 * binary's vgcreate finds /dev/VG taken. */
+	th_run((const char *[]){"vgchange", "-q", "-an", VG, NULL}, NULL, NULL,
+	       NULL);
 	/* Whatever mapping a failed case left open would keep its LV, and
 	 * so the VG, busy for the next binary in this guest. */
 	th_run((const char *[]){"dmsetup", "remove_all", NULL}, NULL, NULL,
@@ -1093,6 +1099,259 @@ static void test_unprivileged_through_vmdiskd(void **state)
 	free(out_enc);
 }
 
+/* ---- LVs that are not vmdisk's (issue 14 item 8) ---- */
+
+/* What lvcreate --addtag gives every LV vmdisk makes (privhelper.h). */
+#define OUR_TAG "vmdisk"
+#define HOST_UNTAGGED INST "_host" /* named like a disk, made by hand */
+#define HOST_TAGGED "hostdata"     /* tagged, not named like a disk */
+
+static bool lv_tagged(const char *name)
+{
+	char *out = NULL;
+	char target[256];
+	bool tagged;
+
+	snprintf(target, sizeof(target), VG "/%s", name);
+	assert_int_equal(th_run((const char *[]){"lvs", "--noheadings", "-o",
+	                                         "lv_tags", target, NULL},
+	                        NULL, &out, NULL),
+	                 0);
+	tagged = strstr(out, OUR_TAG) != NULL;
+	free(out);
+	return tagged;
+}
+
+/* A host LV of 8 MiB, its first MiB 0x5a, made with plain lvcreate. */
+static void host_lv(const char *name, bool tagged)
+{
+	unsigned char b[65536];
+	char path[256];
+
+	if (tagged)
+		run_ok((const char *[]){"lvcreate", "-q", "-y", "-L", "8m",
+		                        "--addtag", OUR_TAG, "-n", name, VG,
+		                        NULL});
+	else
+		run_ok((const char *[]){"lvcreate", "-q", "-y", "-L", "8m",
+		                        "-n", name, VG, NULL});
+	snprintf(path, sizeof(path), "/dev/" VG "/%s", name);
+	memset(b, 0x5a, sizeof(b));
+	for (int i = 0; i < 16; i++)
+		th_pwrite_at(path, b, sizeof(b), (uint64_t)i * sizeof(b));
+}
+
+/* The host LV is there, 8 MiB, with its data, and nothing maps it. */
+static void host_lv_intact(const char *name)
+{
+	unsigned char b[65536];
+	char path[256], mapper[256];
+	int fd;
+
+	snprintf(path, sizeof(path), "/dev/" VG "/%s", name);
+	snprintf(mapper, sizeof(mapper), "/dev/mapper/%s-dmcrypt", name);
+	if (!lv_listed(name))
+		fail_msg("%s was removed", name);
+	assert_int_equal(dev_size(path), 8 * MIB);
+	fd = open(path, O_RDONLY);
+	assert_true(fd >= 0);
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(pread(fd, b, sizeof(b), (off_t)i * sizeof(b)),
+		                 (ssize_t)sizeof(b));
+		for (size_t k = 0; k < sizeof(b); k++)
+			if (b[k] != 0x5a)
+				fail_msg("%s was written at %zu", name,
+				         (size_t)i * sizeof(b) + k);
+	}
+	close(fd);
+	assert_false(th_exists(mapper));
+}
+
+/* Every op that names a volume, asked for `lv` by `call` (in-process or
+ * through vmdiskd): refused with `why`; lvm_create fails (the name is
+ * taken, or not a disk's). */
+static void expect_every_op_refused(struct fixture *f, const char *lv,
+                                    const char *why, bool daemon)
+{
+	for (int op = 0; op < VMD_PRIV_OP_COUNT; op++) {
+		struct vmd_priv_request req = {.op = (enum vmd_priv_op)op};
+		struct vmd_priv_reply rep;
+		struct vmd_error err = VMD_ERROR_INIT;
+		int rc;
+
+		if (!(vmd_priv_fields_required(req.op) & VMD_PF_LV))
+			continue;
+		req.fields = vmd_priv_fields_required(req.op);
+		snprintf(req.vg, sizeof(req.vg), VG);
+		snprintf(req.lv, sizeof(req.lv), "%s", lv);
+		snprintf(req.key_id, sizeof(req.key_id), "%s", KEY_ID);
+		snprintf(req.fs, sizeof(req.fs), "ext4");
+		req.size = 16 * MIB;
+		/* lvm_write_image with no base: zero the whole volume. */
+		rc = daemon ? vmd_priv_call(&f->cfg, &req, &rep, &err)
+		            : vmd_priv_run(&f->cfg, &req, &rep, &err);
+		if (req.op == VMD_PRIV_LVM_CREATE ? rc == 0
+		                                  : rc != VMD_E_REFUSED ||
+		                                            strcmp(err.msg, why))
+			fail_msg("%s %s on %s: %d '%s' (%s)",
+			         daemon ? "vmdiskd" : "in-process",
+			         vmd_priv_op_name(req.op), lv, rc, err.msg,
+			         err.detail);
+		host_lv_intact(lv);
+	}
+}
+
+/* vmdiskd as root with uid 0 granted every op, on the fixture's config
+ * written out; the socket in f->cfg. */
+static pid_t start_vmdiskd(struct fixture *f)
+{
+	const char *build = getenv("VMDISK_BUILD_DIR");
+	char daemon[PATH_MAX], text[4096];
+	char *conf = th_path(f->dir, "vmdiskd.conf");
+	char *policy = th_path(f->dir, "policy");
+	pid_t pid;
+
+	assert_non_null(build);
+	snprintf(daemon, sizeof(daemon), "%s/tools/vmdiskd", build);
+	snprintf(text, sizeof(text),
+	         "[vmdisk]\ninstances_path = %s\nimages_type = lvm\n"
+	         "images_volume_group = " VG "\n"
+	         "vmdiskd_socket = %s/vmdiskd.sock\n"
+	         "vmdiskd_policy_file = %s\n"
+	         "vmdiskd_audit_log = %s/audit.log\n"
+	         "key_manager = file\nkey_file_dir = %s/keys\n"
+	         "log_target = stderr\n",
+	         f->cfg.instances_path, f->dir, policy, f->dir, f->dir);
+	th_write_text(conf, text);
+	th_write_text(policy, "[allow]\nuid.0 = all, luks_format, luks_open, "
+	                      "luks_close\n");
+	assert_int_equal(chmod(policy, 0600), 0);
+	snprintf(f->cfg.vmdiskd_socket, sizeof(f->cfg.vmdiskd_socket),
+	         "%s/vmdiskd.sock", f->dir);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fd = open("/tmp/vmdiskd-ours.log",
+		              O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		dup2(fd, 1);
+		dup2(fd, 2);
+		execl(daemon, daemon, "--config", conf, "-v", (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && !th_exists(f->cfg.vmdiskd_socket); i++)
+		usleep(50000);
+	assert_true(th_exists(f->cfg.vmdiskd_socket));
+	free(conf);
+	free(policy);
+	return pid;
+}
+
+static void stop_vmdiskd(pid_t pid)
+{
+	int st = 0;
+
+	kill(pid, SIGTERM);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+		fail_msg("vmdiskd ended with status %#x: %s", st,
+		         th_read_text("/tmp/vmdiskd-ours.log"));
+}
+
+/*
+ * Host LVs sharing the VG: one named like a disk but made without the
+ * tag, one tagged but not named like a disk. Neither is read, written,
+ * resized, formatted, mapped or removed, whether the request comes
+ * in-process (root), through vmdiskd or through the lvm backend; a disk
+ * vmdisk made works beside them, and an LV tagged afterwards
+ * (`lvchange --addtag`, the README's way for LVs made before the tag) is
+ * served.
+ */
+static void test_only_our_lvs_served(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+	struct vmd_disk_ref ref = {.instance = INST, .disk = "host"};
+	struct vmd_priv_request req = {.op = VMD_PRIV_LVM_INFO,
+	                               .fields = VMD_PF_VG | VMD_PF_LV,
+	                               .vg = VG};
+	struct vmd_priv_reply rep;
+	struct vmd_xml_source xs;
+	const struct vmd_backend_ops *ops = &vmd_backend_lvm;
+	char *extract;
+	bool exists = true;
+	pid_t pid;
+
+	NEED_VM();
+	use_key_file(f, 0600);
+	f->cfg.ephemeral_storage_encryption_enabled = false;
+	th_ctx_renew(&f->ctx, &f->cfg);
+	host_lv(HOST_UNTAGGED, false);
+	host_lv(HOST_TAGGED, true);
+
+	expect_every_op_refused(f, HOST_UNTAGGED,
+	                        "lvm: volume not tagged " OUR_TAG, false);
+	expect_every_op_refused(f, HOST_TAGGED, "lvm: volume not served here",
+	                        false);
+
+	/* The lvm backend's own calls for instance INST, disk "host". */
+	extract = th_path(f->dir, "host.raw");
+	assert_int_equal(ops->info(f->ctx, &ref, &info, &err), VMD_E_REFUSED);
+	assert_int_equal(ops->exists(f->ctx, &ref, &exists, &err),
+	                 VMD_E_REFUSED);
+	assert_int_equal(ops->resize(f->ctx, &ref, 16 * MIB, &err),
+	                 VMD_E_REFUSED);
+	assert_int_equal(ops->xml_source(f->ctx, &ref, &xs, &err),
+	                 VMD_E_REFUSED);
+	assert_int_equal(ops->snapshot_extract(f->ctx, &ref, extract,
+	                                       VMD_FORMAT_RAW, &err),
+	                 VMD_E_REFUSED);
+	assert_false(th_exists(extract));
+	assert_int_equal(ops->remove(f->ctx, &ref, &err), VMD_E_REFUSED);
+	assert_int_not_equal(ops->create_blank(f->ctx, &ref, 8 * MIB, &err), 0);
+	host_lv_intact(HOST_UNTAGGED);
+
+	/* A disk vmdisk makes carries the tag. */
+	create_ok(f, "mine", f->base_raw, VMD_FS_NONE, 8 * MIB, &info);
+	assert_true(lv_tagged(INST "_mine"));
+
+	/* Through vmdiskd: the same answers. */
+	pid = start_vmdiskd(f);
+	expect_every_op_refused(f, HOST_UNTAGGED,
+	                        "lvm: volume not tagged " OUR_TAG, true);
+	expect_every_op_refused(f, HOST_TAGGED, "lvm: volume not served here",
+	                        true);
+	/* vmdisk's own volume is served. */
+	snprintf(req.lv, sizeof(req.lv), INST "_mine");
+	if (vmd_priv_call(&f->cfg, &req, &rep, &err) != 0)
+		fail_msg("vmdiskd lvm_info on our LV: %s (%s)", err.msg,
+		         err.detail);
+	assert_string_equal(rep.path, "/dev/" VG "/" INST "_mine");
+	stop_vmdiskd(pid);
+	if (vmd_disk_info(f->ctx, INST, "mine", &info, &err) != 0)
+		fail_msg("info mine: %s (%s)", err.msg, err.detail);
+	assert_reads_back(info.path, f->base_raw, 8 * MIB);
+	remove_ok(f, "mine");
+	assert_false(lv_listed(INST "_mine"));
+
+	/* Tagged by the operator: served from then on. */
+	run_ok((const char *[]){"lvchange", "-q", "--addtag", OUR_TAG,
+	                        VG "/" HOST_UNTAGGED, NULL});
+	vmd_error_clear(&err);
+	if (ops->info(f->ctx, &ref, &info, &err) != 0)
+		fail_msg("info after lvchange --addtag: %s (%s)", err.msg,
+		         err.detail);
+	assert_string_equal(info.path, "/dev/" VG "/" HOST_UNTAGGED);
+	if (ops->remove(f->ctx, &ref, &err) != 0)
+		fail_msg("remove after lvchange --addtag: %s (%s)", err.msg,
+		         err.detail);
+	assert_false(lv_listed(HOST_UNTAGGED));
+	run_ok((const char *[]){"lvremove", "-q", "-f", VG "/" HOST_TAGGED,
+	                        NULL});
+	free(extract);
+}
+
 /* ---- keys from a real Barbican ---- */
 
 /*
@@ -1204,11 +1463,16 @@ int main(void)
 		T(test_foreign_mapping_is_not_the_volume),
 		T(test_write_image_base_checks),
 		T(test_unprivileged_through_vmdiskd),
+		T(test_only_our_lvs_served),
 	};
 	const struct CMUnitTest barbican[] = {
 		T(test_barbican_key_cases),
 	};
 
+	/* tests/vm/run.sh passes VMDISK_VM_FILTER (a cmocka glob of test
+	 * names) to run only some cases: TCG is slow. */
+	if (getenv("VMDISK_VM_FILTER"))
+		cmocka_set_test_filter(getenv("VMDISK_VM_FILTER"));
 	if (getenv("VMDISK_VM_BARBICAN"))
 		return cmocka_run_group_tests(barbican, group_setup,
 		                              group_teardown);

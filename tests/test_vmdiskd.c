@@ -27,6 +27,8 @@
 #include <vmdisk/config.h>
 #include <vmdisk/log.h>
 
+#include <json-c/json.h>
+
 #include "helpers.h"
 #include "privhelper.h"
 
@@ -234,6 +236,133 @@ static void test_run_in_process(void **state)
 	}
 }
 
+/* ---- which LVs are vmdisk's (issue 14 item 8) ---- */
+
+#define LV_INST "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
+#define TEST_VG "vmdtestvg"
+
+/* LV names no disk of vmdisk has: a host's volumes, and near misses of
+ * <instance>_<disk> with '_' in the disk name doubled. */
+static const char *const not_disk_names[] = {
+	"home", "root", "swap", "hostdata", "inst_disk", "vmdisk-thinpool",
+	LV_INST, LV_INST "_", LV_INST "-disk", LV_INST "disk",
+	"6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6_disk", /* 35 hex digits */
+	"6f1e0a8c+3b5d-4e2f-9a7b-1c2d3e4f5a6b_disk", /* not a UUID */
+	LV_INST "_a_b",     /* a lone '_' is no escaped name's */
+	LV_INST "_disk_",   /* nor a trailing one */
+	LV_INST "___x",     /* "_x": a disk name starts alnum */
+	LV_INST "_.disk",   /* so does this */
+	/* 65 characters: one more than a disk name */
+	LV_INST "_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+};
+
+static void test_lvm_disk_names(void **state)
+{
+	static const char *const good[] = {
+		LV_INST "_disk", LV_INST "_disk.local", LV_INST "_disk__eph0",
+		LV_INST "_a__b__c", LV_INST "_0", LV_INST "_x-y.z",
+		"6F1E0A8C-3B5D-4E2F-9A7B-1C2D3E4F5A6B_disk",
+		/* 64 characters: the longest disk name */
+		LV_INST "_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+		if (!vmd_lvm_name_is_disk(good[i]))
+			fail_msg("'%s' refused as a disk's LV", good[i]);
+	for (size_t i = 0; i < sizeof(not_disk_names) / sizeof(not_disk_names[0]);
+	     i++)
+		if (vmd_lvm_name_is_disk(not_disk_names[i]))
+			fail_msg("'%s' taken as a disk's LV", not_disk_names[i]);
+}
+
+/* The tag check on lv_tags as lvs's JSON report gives it (parsed with
+ * json-c, the length json-c reports). */
+static void test_lvm_tags(void **state)
+{
+	static const struct {
+		const char *json;
+		bool ours;
+	} cases[] = {
+		{"\"vmdisk\"", true},
+		{"\"backup,vmdisk\"", true},
+		{"\"vmdisk,backup\"", true},
+		{"\"a,vmdisk,b\"", true},
+		{"\"\"", false},
+		{"\"backup\"", false},
+		{"\"vmdisk2\"", false},
+		{"\"xvmdisk\"", false},
+		{"\"vmdis\"", false},
+		{"\"VMDISK\"", false},
+		{"\"vmdisk\\u0000\"", false},
+		{"\"vmdisk\\u0000x,backup\"", false},
+		{"\"backup,vmdisk\\u0000\"", false},
+		{"\"vmdisk-old,myvmdisk\"", false},
+		{"\" vmdisk\"", false},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		json_object *o = json_tokener_parse(cases[i].json);
+
+		assert_non_null(o);
+		if (vmd_lvm_tags_have_ours(json_object_get_string(o),
+		                           (size_t)json_object_get_string_len(o)) !=
+		    cases[i].ours)
+			fail_msg("lv_tags %s: want %s", cases[i].json,
+			         cases[i].ours ? "ours" : "not ours");
+		json_object_put(o);
+	}
+	assert_false(vmd_lvm_tags_have_ours(NULL, 0));
+}
+
+/* A request for an LV of the served VG whose name is not a disk's is
+ * refused by every op that names a volume, before any tool runs or any
+ * key is fetched (in-process: the handlers the daemon and the root
+ * library run). */
+static void test_lvm_not_a_disk_refused(void **state)
+{
+	struct vmd_config cfg;
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	vmd_config_defaults(&cfg);
+	snprintf(cfg.images_volume_group, sizeof(cfg.images_volume_group),
+	         TEST_VG);
+	for (int op = 0; op < VMD_PRIV_OP_COUNT; op++) {
+		struct vmd_priv_request req = {.op = (enum vmd_priv_op)op};
+
+		if (!(vmd_priv_fields_required(req.op) & VMD_PF_LV))
+			continue;
+		req.fields = vmd_priv_fields_required(req.op);
+		snprintf(req.vg, sizeof(req.vg), TEST_VG);
+		snprintf(req.key_id, sizeof(req.key_id), "%s", KEY_ID);
+		snprintf(req.fs, sizeof(req.fs), "ext4");
+		snprintf(req.base, sizeof(req.base), "base");
+		snprintf(req.format, sizeof(req.format), "raw");
+		req.size = 1 << 20;
+		for (size_t i = 0;
+		     i < sizeof(not_disk_names) / sizeof(not_disk_names[0]);
+		     i++) {
+			snprintf(req.lv, sizeof(req.lv), "%s",
+			         not_disk_names[i]);
+			vmd_error_clear(&err);
+			/* Names the request schema refuses never get here. */
+			if (vmd_priv_request_check(&req, &err) < 0)
+				continue;
+			if (vmd_priv_dispatch(&vmd_priv_ops_default, &cfg, &req,
+			                      &rep, &err) != VMD_E_REFUSED ||
+			    strcmp(err.msg, "lvm: volume not served here"))
+				fail_msg("%s on %s: '%s' (%s)",
+				         vmd_priv_op_name(req.op), req.lv,
+				         err.msg, err.detail);
+		}
+	}
+}
+
 /* ---- policy ---- */
 
 static void write_mode(const char *path, const char *text, mode_t mode)
@@ -372,11 +501,12 @@ static int start_daemon(void **state)
 	snprintf(text, sizeof(text),
 	         "[vmdisk]\nvmdiskd_socket = %s\nvmdiskd_policy_file = %s\n"
 	         "vmdiskd_audit_log = %s\nlog_target = stderr\n"
-	         "key_file_dir = %s/keys\n",
+	         "key_file_dir = %s/keys\nimages_volume_group = " TEST_VG "\n",
 	         D.sock, D.policy, D.audit, D.dir);
 	th_write_text(D.conf, text);
 	snprintf(text, sizeof(text),
-	         "[allow]\nuid.%u = ping, lvm_create, lvm_resize, luks_format\n"
+	         "[allow]\nuid.%u = ping, lvm_create, lvm_resize, lvm_info, "
+	         "lvm_open_read, lvm_write_image, luks_format, luks_close\n"
 	         "gid.%u = mkfs\n",
 	         (unsigned)getuid(), (unsigned)getgid());
 	th_write_text(D.policy, text);
@@ -508,6 +638,40 @@ static void test_volume_group_not_served(void **state)
 	assert_string_equal(err.msg, "lvm: volume group not served here");
 	assert_audit("lvm_create", "vg0/inst_disk", "failed",
 	             "volume group not served here");
+}
+
+/* The daemon serves its VG's disks only: an allowed request for an LV
+ * there whose name is not <instance>_<disk> (a host volume sharing the
+ * VG) is refused before any tool runs, and audited as failed. */
+static void test_volume_not_a_disk(void **state)
+{
+	static const enum vmd_priv_op ops[] = {
+		VMD_PRIV_LVM_CREATE, VMD_PRIV_LVM_INFO,
+		VMD_PRIV_LVM_OPEN_READ, VMD_PRIV_LVM_WRITE_IMAGE,
+		VMD_PRIV_LVM_RESIZE, VMD_PRIV_MKFS,
+		VMD_PRIV_LUKS_FORMAT, VMD_PRIV_LUKS_CLOSE,
+	};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		struct vmd_priv_request req = {.op = ops[i]};
+
+		req.fields = vmd_priv_fields_required(req.op);
+		snprintf(req.vg, sizeof(req.vg), TEST_VG);
+		snprintf(req.lv, sizeof(req.lv), "hostdata");
+		snprintf(req.key_id, sizeof(req.key_id), "%s", KEY_ID);
+		snprintf(req.fs, sizeof(req.fs), "ext4");
+		req.size = 1 << 20;
+		vmd_error_clear(&err);
+		if (vmd_priv_call(&D.cfg, &req, &rep, &err) != VMD_E_REFUSED ||
+		    strcmp(err.msg, "lvm: volume not served here"))
+			fail_msg("%s on " TEST_VG "/hostdata: '%s'",
+			         vmd_priv_op_name(req.op), err.msg);
+		assert_audit(vmd_priv_op_name(req.op), TEST_VG "/hostdata",
+		             "failed", "volume not served here");
+	}
 }
 
 /* A key_id makes an lvm op an encryption op too: lvm_resize is granted,
@@ -884,10 +1048,14 @@ int main(void)
 		cmocka_unit_test(test_reply_parse),
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_run_in_process),
+		cmocka_unit_test(test_lvm_disk_names),
+		cmocka_unit_test(test_lvm_tags),
+		cmocka_unit_test(test_lvm_not_a_disk_refused),
 	};
 	const struct CMUnitTest daemon[] = {
 		cmocka_unit_test(test_ping_allowed),
 		cmocka_unit_test(test_volume_group_not_served),
+		cmocka_unit_test(test_volume_not_a_disk),
 		cmocka_unit_test(test_key_id_needs_encryption_grant),
 		cmocka_unit_test(test_gid_grant),
 		cmocka_unit_test(test_unauthorised_refused_and_audited),

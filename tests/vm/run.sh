@@ -26,6 +26,10 @@
 # qemu's user network, in which 10.0.2.2 is this host's loopback, and runs
 # only test_lvm's Barbican cases against that port.
 #
+# VMDISK_VM_FILTER=GLOB runs only the cmocka cases whose names match
+# (cmocka_set_test_filter) and no guest script: TCG is slow, e.g.
+#   VMDISK_VM_ASAN=0 VMDISK_VM_FILTER=test_only_our_lvs_served tests/vm/run.sh
+#
 # The kernel package (linux-image-cloud-amd64's current version) is fetched
 # with `apt-get download` into $VMDISK_VM_CACHE (default /var/tmp/vmdisk-vm)
 # once. Last line "N passed, N failed[, N skipped]"; exit 77 with the
@@ -202,6 +206,9 @@ for t in "${VM_TESTS[@]}"; do
 	printf '%s\n' "$t" >>"$stage/etc/vm_tests"
 done
 printf '%s\n' "$build" >"$stage/etc/build_dir"
+[[ -n "${VMDISK_VM_FILTER:-}" ]] &&
+	printf 'export VMDISK_VM_FILTER=%q\n' "$VMDISK_VM_FILTER" \
+		>"$stage/etc/vm_filter"
 net_args=(-nic none)
 if [[ -n "${VMDISK_VM_BARBICAN_PORT:-}" ]]; then
 	net_args=(-netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=)
@@ -230,13 +237,14 @@ n=0
 while [ ! -b /dev/vdb ] && [ $n -lt 50 ]; do sleep 0.1; n=$((n + 1)); done
 echo "VMTEST-BEGIN"
 export VMDISK_BUILD_DIR="$(cat /etc/build_dir)"
+[ -f /etc/vm_filter ] && . /etc/vm_filter
 if [ -f /etc/vm_env ]; then
 	. /etc/vm_env
 	ip link set lo up
 	ip addr add 10.0.2.15/24 dev eth0 && ip link set eth0 up &&
 		ip route add default via 10.0.2.2 ||
 		echo "not ok - network for the Barbican cases"
-else
+elif [ -z "${VMDISK_VM_FILTER:-}" ]; then
 	for t in /vmtests/*.sh; do
 		echo "# guest test $t"
 		sh "$t"
