@@ -159,9 +159,12 @@ int vmd_qcow2_read_header(int fd, struct vmd_qcow2_header *h,
 		                     (unsigned long long)h->l1_table_offset);
 	if (h->backing_file_offset) {
 		uint64_t cs = 1ull << h->cluster_bits;
-		uint64_t end = h->backing_file_offset + h->backing_file_size;
+		uint64_t end;
 
-		if (h->backing_file_size == 0 ||
+		/* The sum must not wrap (issue 14 defect 1). */
+		if (__builtin_add_overflow(h->backing_file_offset,
+		                           (uint64_t)h->backing_file_size, &end) ||
+		    h->backing_file_size == 0 ||
 		    h->backing_file_size > VMD_QCOW2_BACKING_NAME_MAX ||
 		    end > cs || end > (uint64_t)n)
 			return vmd_error_set(err, VMD_E_CORRUPT,

@@ -277,6 +277,39 @@ static void test_reader_rejects_damage(void **state)
 	}
 }
 
+/*
+ * Issue 14 defect 1: backing_file_offset + backing_file_size wrapped
+ * (0xFFFFFFFFFFFFFF00 + 512 = 256, "inside cluster 0"), and the name was
+ * copied from 256 bytes before the header buffer: ASan reported a
+ * stack-buffer-underflow. The sum must be checked, not computed.
+ */
+static void test_reader_backing_offset_wraps(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_qcow2_header h;
+	const unsigned char off[8] = {0xff, 0xff, 0xff, 0xff,
+	                              0xff, 0xff, 0xff, 0x00};
+	const unsigned char len[4] = {0, 0, 2, 0}; /* 512 */
+	const uint64_t sizes[] = {512, 0xff, 0x100, 0x3ff};
+
+	th_write_pattern(f->base, 1u << 20, 5);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct vmd_error err = VMD_ERROR_INIT;
+		unsigned char l[4];
+
+		write_image(f->img, 1ull << 30, f->base, "raw");
+		th_pwrite_at(f->img, off, sizeof(off), 8);
+		vmd_put_be32(l, (uint32_t)sizes[i]);
+		th_pwrite_at(f->img, i == 0 ? len : l, 4, 16);
+		int fd = open(f->img, O_RDONLY | O_CLOEXEC);
+
+		assert_true(fd >= 0);
+		assert_int_equal(vmd_qcow2_read_header(fd, &h, &err),
+		                 VMD_E_CORRUPT);
+		close(fd);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +327,8 @@ int main(void)
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_reader_rejects_damage, setup,
 		                                teardown),
+		cmocka_unit_test_setup_teardown(test_reader_backing_offset_wraps,
+		                                setup, teardown),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
