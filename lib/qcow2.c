@@ -45,18 +45,23 @@ static uint64_t l1_entries_for(uint64_t size, uint32_t cluster_bits)
 int vmd_qcow2_read_header(int fd, struct vmd_qcow2_header *h,
                           struct vmd_error *err)
 {
-	VMD_AUTOFREE unsigned char *buf = malloc(VMD_QCOW2_HEADER_READ);
+	VMD_AUTOFREE unsigned char *buf = NULL;
 	struct stat st;
+	size_t want = VMD_QCOW2_HEADER_READ;
 	ssize_t n;
 
 	memset(h, 0, sizeof(*h));
-	if (!buf)
-		return vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
-		                     "header buffer");
 	if (fstat(fd, &st) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "qcow2: read header failed", "fstat");
-	n = pread(fd, buf, VMD_QCOW2_HEADER_READ, 0);
+	/* Cluster 0 as far as we parse it, and no more than the file. */
+	if (st.st_size >= 0 && (uint64_t)st.st_size < want)
+		want = st.st_size > 0 ? (size_t)st.st_size : 1;
+	buf = malloc(want);
+	if (!buf)
+		return vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
+		                     "header buffer");
+	n = pread(fd, buf, want, 0);
 	if (n < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "qcow2: read header failed", "pread");
