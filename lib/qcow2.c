@@ -73,7 +73,7 @@ int vmd_qcow2_write_new(int fd, uint64_t size, uint32_t cluster_bits,
                         const char *backing, const char *backing_format,
                         struct vmd_error *err)
 {
-	uint64_t cs = 1ull << cluster_bits;
+	uint64_t cs;
 	uint64_t l1_entries, l1_clusters, meta_clusters;
 	size_t blen = backing ? strlen(backing) : 0;
 	size_t flen = backing_format ? strlen(backing_format) : 0;
@@ -85,6 +85,8 @@ int vmd_qcow2_write_new(int fd, uint64_t size, uint32_t cluster_bits,
 	if (cluster_bits < VMD_QCOW2_MIN_CLUSTER_BITS || cluster_bits > VMD_QCOW2_MAX_CLUSTER_BITS)
 		return vmd_error_set(err, VMD_E_INVAL, "qcow2: bad cluster size",
 		                     "cluster_bits %u", cluster_bits);
+	/* Only now: a shift by an unchecked count is undefined. */
+	cs = 1ull << cluster_bits;
 	if (size == 0 || size % 512)
 		return vmd_error_set(err, VMD_E_INVAL,
 		                     "qcow2: size must be a positive multiple of 512",

@@ -223,6 +223,12 @@ static void test_write_refusals(void **state)
 	                                     &err),
 	                 VMD_E_INVAL);
 	vmd_error_clear(&err);
+	/* Out of range cluster bits, even past the width of a shift
+	 * (UBSan saw 1ull << 158 before the check). */
+	assert_int_equal(vmd_qcow2_write_new(fd, 1 << 20, 158, NULL, NULL,
+	                                     &err),
+	                 VMD_E_INVAL);
+	vmd_error_clear(&err);
 	memset(longname, 'a', sizeof(longname) - 1);
 	longname[0] = '/';
 	longname[sizeof(longname) - 1] = '\0';
