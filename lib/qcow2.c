@@ -106,8 +106,9 @@ int vmd_qcow2_write_new(int fd, uint64_t size, uint32_t cluster_bits,
 		                     "qcow2: backing file name too long",
 		                     "backing name length %zu", blen);
 
-	c0 = calloc(1, cs);
-	refblock = calloc(1, cs);
+	/* The used heads only (checked above to fit their clusters). */
+	c0 = calloc(1, VMD_QCOW2_HEADER_V3_LEN + 8 + pad8(flen) + 8 + blen);
+	refblock = calloc(meta_clusters, 2);
 	if (!c0 || !refblock)
 		return vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
 		                     "cluster buffers");
@@ -139,10 +140,15 @@ int vmd_qcow2_write_new(int fd, uint64_t size, uint32_t cluster_bits,
 	for (uint64_t i = 0; i < meta_clusters; i++)
 		vmd_put_be16(refblock + 2 * i, 1);
 
-	if (ftruncate(fd, (off_t)((3 + l1_clusters) * cs)) < 0 ||
-	    vmd_pwrite_full(fd, c0, cs, 0) < 0 ||
+	/* Truncating to 0 first makes every byte we do not write a zero
+	 * (whatever the file held), so only the used heads of cluster 0 and
+	 * of the refcount block are written: up to 2 MiB clusters, that is
+	 * most of the I/O of a new image otherwise. */
+	if (ftruncate(fd, 0) < 0 ||
+	    ftruncate(fd, (off_t)((3 + l1_clusters) * cs)) < 0 ||
+	    vmd_pwrite_full(fd, c0, off + blen, 0) < 0 ||
 	    vmd_pwrite_full(fd, reftable, sizeof(reftable), cs) < 0 ||
-	    vmd_pwrite_full(fd, refblock, cs, 2 * cs) < 0)
+	    vmd_pwrite_full(fd, refblock, 2 * meta_clusters, 2 * cs) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "qcow2: write failed",
 		                           "writing image metadata");

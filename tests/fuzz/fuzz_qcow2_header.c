@@ -39,10 +39,12 @@
 
 typedef unsigned __int128 u128;
 
-/* Inside [0, limit): start + len computed without any wrap. */
+/* Inside [0, limit): start + len computed without any wrap. An empty
+ * range (no snapshots, no L1 entries) may name any offset: QEMU never
+ * looks there. */
 static bool inside(uint64_t start, uint64_t len, uint64_t limit)
 {
-	return (u128)start + len <= limit;
+	return len == 0 || (u128)start + len <= limit;
 }
 
 static bool apart(uint64_t a, uint64_t alen, uint64_t b, uint64_t blen)
