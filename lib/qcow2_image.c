@@ -437,6 +437,10 @@ static int decompress(struct vmd_qcow2 *q, const struct mapping *m,
 		ZSTD_inBuffer in = {q->cbuf, (size_t)got, 0};
 		ZSTD_outBuffer out = {q->ubuf, q->cs, 0};
 
+		/* Made on first use: most images have no zstd cluster. */
+		if (!q->zstd && !(q->zstd = ZSTD_createDCtx()))
+			return vmd_error_set(err, VMD_E_NOMEM,
+			                     "qcow2: out of memory", "zstd context");
 		ZSTD_DCtx_reset(q->zstd, ZSTD_reset_session_only);
 		while (out.pos < out.size) {
 			size_t r = ZSTD_decompressStream(q->zstd, &out, &in);
@@ -900,9 +904,7 @@ int vmd_qcow2_open(int fd, bool writable, const struct vmd_inspect_limits *lim,
 	                          : NULL;
 	q->cbuf = malloc(q->cs + 1024);
 	q->ubuf = malloc(q->cs);
-	q->zstd = ZSTD_createDCtx();
-	if (!q->l1 || (writable && !q->rt) || !q->cbuf || !q->ubuf ||
-	    !q->zstd) {
+	if (!q->l1 || (writable && !q->rt) || !q->cbuf || !q->ubuf) {
 		if (!vmd_error_is_set(err))
 			vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
 			              "buffers");
