@@ -94,10 +94,18 @@ static int corrupt(struct vmd_error *err, const char *what, uint64_t value)
 	                     "%s (0x%llx)", what, (unsigned long long)value);
 }
 
+/* a + b, saturated: offsets come from the image and must not wrap. */
+static uint64_t end_sat(uint64_t a, uint64_t b)
+{
+	uint64_t r;
+
+	return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
 static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b,
                            uint64_t blen)
 {
-	return alen && blen && a < b + blen && b < a + alen;
+	return alen && blen && a < end_sat(b, blen) && b < end_sat(a, alen);
 }
 
 /* A host cluster named by the image: may hold data or an L2 table. */
@@ -105,7 +113,7 @@ static int check_host_cluster(struct vmd_qcow2 *q, uint64_t off,
                               const char *what, struct vmd_error *err)
 {
 	/* next_free covers the file and what we allocated but not wrote. */
-	if (off % q->cs || off < q->cs || off >= q->next_free * q->cs ||
+	if (off % q->cs || off < q->cs || off / q->cs >= q->next_free ||
 	    ranges_overlap(off, q->cs, q->l1_offset, (uint64_t)q->l1_size * 8) ||
 	    ranges_overlap(off, q->cs, q->rt_offset,
 	                   (uint64_t)q->rt_clusters * q->cs))
@@ -213,7 +221,9 @@ static int grow_refcount_table(struct vmd_qcow2 *q, uint64_t min_entries,
 	uint64_t *bigger;
 	uint64_t first;
 
-	while (clusters * per_cluster < min_entries + 1)
+	/* Bounded: clusters <= 2^33 and per_cluster <= 2^18, no wrap; too
+	 * many is refused just below. */
+	while (clusters <= UINT32_MAX && clusters * per_cluster <= min_entries)
 		clusters *= 2;
 	if (clusters * q->cs > q->lim.max_table_size || clusters > UINT32_MAX)
 		return vmd_error_set(err, VMD_E_UNSUPPORTED,
@@ -823,7 +833,11 @@ int vmd_qcow2_flush(struct vmd_qcow2 *q, struct vmd_error *err)
 static uint64_t *read_table(int fd, uint64_t off, uint64_t entries,
                             uint64_t alloc_entries, struct vmd_error *err)
 {
-	VMD_AUTOFREE unsigned char *raw = malloc(entries * 8 + 1);
+	uint64_t bytes;
+	VMD_AUTOFREE unsigned char *raw =
+		__builtin_mul_overflow(entries, 8, &bytes) || bytes >= SIZE_MAX
+			? NULL
+			: malloc((size_t)bytes + 1);
 	uint64_t *t = calloc(alloc_entries ? alloc_entries : 1, 8);
 
 	if (!raw || !t) {
