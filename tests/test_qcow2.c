@@ -316,6 +316,83 @@ static void test_reader_backing_offset_wraps(void **state)
 	}
 }
 
+/* The whole file in memory (small images only). */
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t end;
+	unsigned char *buf;
+
+	assert_true(fd >= 0);
+	end = lseek(fd, 0, SEEK_END);
+	assert_true(end > 0 && end < (16 << 20));
+	buf = malloc((size_t)end);
+	assert_non_null(buf);
+	assert_int_equal(pread(fd, buf, (size_t)end, 0), end);
+	close(fd);
+	*len = (size_t)end;
+	return buf;
+}
+
+/*
+ * The pure decoder against qemu-img: what qemu-img makes decodes with no
+ * defect and the values qemu-img info reports; one damaged header lists
+ * every defect it has, and the issue 14 wrap is a defect, not a read.
+ */
+static void test_decoder_matches_qemu(void **state)
+{
+	struct fixture *f = *state;
+	const char *opts[] = {
+		"cluster_size=512",
+		"compat=0.10",
+		"cluster_size=2M",
+		"compression_type=zstd",
+		"cluster_size=16k,extended_l2=on",
+	};
+	struct vmd_qcow2_header h;
+	struct vmd_error err = VMD_ERROR_INIT;
+	unsigned char *buf;
+	size_t len;
+
+	th_require_qemu_img();
+	th_write_pattern(f->base, 1u << 20, 5);
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2",
+		                      "-o", opts[i], "-F", "raw", "-b", f->base,
+		                      f->img, "3G", NULL};
+		struct json_object *info;
+
+		assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+		info = qemu_info(f->img);
+		buf = slurp(f->img, &len);
+		if (vmd_qcow2_decode_header(buf, len, len, &h, &err) != 0)
+			fail_msg("%s: %s (%s)", opts[i], err.msg, err.detail);
+		assert_int_equal(h.defects, 0);
+		assert_int_equal(h.size, json_int(info, "virtual-size"));
+		assert_int_equal(h.cluster_size, json_int(info, "cluster-size"));
+		assert_int_equal(h.version, i == 1 ? 2 : 3);
+		assert_string_equal(h.backing_file, f->base);
+		assert_string_equal(h.backing_format, "raw");
+		assert_int_equal(h.compression_type, i == 3 ? 1 : 0);
+		json_object_put(info);
+
+		/* Several defects at once, all listed; the name not read. */
+		vmd_put_be64(buf + 8, 0xffffffffffffff00ull);  /* wraps */
+		vmd_put_be32(buf + 16, 512);
+		vmd_put_be64(buf + 40, 1);      /* L1 off: in the header */
+		vmd_put_be32(buf + 56, 0);                      /* no RT */
+		assert_int_equal(vmd_qcow2_decode_header(buf, len, len, &h,
+		                                         NULL),
+		                 VMD_E_CORRUPT);
+		assert_int_equal(h.defects, VMD_QCOW2_BAD_BACKING_NAME |
+		                                    VMD_QCOW2_BAD_L1_TABLE |
+		                                    VMD_QCOW2_BAD_REFCOUNT_TABLE |
+		                                    VMD_QCOW2_OVERLAP);
+		assert_string_equal(h.backing_file, "");
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -335,6 +412,8 @@ int main(void)
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_reader_backing_offset_wraps,
 		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decoder_matches_qemu, setup,
+		                                teardown),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
