@@ -188,6 +188,34 @@ static void test_grow_within_l1(void **state)
 	th_assert_qcow2_check_clean(f->img);
 }
 
+/* qemu-img writes only the used L1 entries, so its file ends inside the L1
+ * cluster: growth must leave the new entries inside the file, or the
+ * decoder (rightly) refuses an L1 table past the end. */
+static void test_grow_qemu_made_image(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_qcow2_header h;
+	struct vmd_error err = VMD_ERROR_INIT;
+	const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2",
+	                      f->img, "1G", NULL};
+	int fd;
+
+	th_require_qemu_img();
+	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+	fd = open(f->img, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(vmd_qcow2_grow(fd, 3ull << 30, &err), 0);
+	if (vmd_qcow2_read_header(fd, &h, &err) != 0)
+		fail_msg("%s (%s)", err.msg, err.detail);
+	close(fd);
+	assert_int_equal(h.size, 3ull << 30);
+	assert_int_equal(h.l1_size, 6);
+	th_assert_qcow2_check_clean(f->img);
+	qemu_io(f->img, "write -P 0x11 2500M 64k", 1);
+	qemu_io(f->img, "read -P 0x11 2500M 64k", 1);
+	th_assert_qcow2_check_clean(f->img);
+}
+
 static void test_grow_refusals(void **state)
 {
 	struct fixture *f = *state;
@@ -403,6 +431,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_header_round_trip, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_grow_within_l1, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_grow_qemu_made_image, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_grow_refusals, setup,
 		                                teardown),
