@@ -12,33 +12,10 @@
 
 #include <vmdisk/error.h>
 
-#define VMD_QCOW2_MAGIC 0x514649fbu
-#define VMD_QCOW2_DEFAULT_CLUSTER_BITS 16
-#define VMD_QCOW2_BACKING_NAME_MAX 1023
+#include "qcow2_header.h"
 
-struct vmd_qcow2_header {
-	uint32_t version;
-	uint64_t backing_file_offset;
-	uint32_t backing_file_size;
-	uint32_t cluster_bits;
-	uint64_t size;
-	uint32_t crypt_method;
-	uint32_t l1_size;
-	uint64_t l1_table_offset;
-	uint64_t refcount_table_offset;
-	uint32_t refcount_table_clusters;
-	uint32_t nb_snapshots;
-	uint64_t snapshots_offset;
-	uint64_t incompatible_features;
-	uint64_t compatible_features;
-	uint64_t autoclear_features;
-	uint32_t refcount_order;
-	uint32_t header_length;
-	char backing_file[VMD_QCOW2_BACKING_NAME_MAX + 1];
-	char backing_format[32];
-};
-
-/* Read and check the header and the extensions we need (backing format). */
+/* Read the start of cluster 0 and decode it (vmd_qcow2_decode_header):
+ * any structural defect is an error. */
 int vmd_qcow2_read_header(int fd, struct vmd_qcow2_header *h,
                           struct vmd_error *err);
 

@@ -31,14 +31,6 @@
 #include "fsutil.h"
 #include "qcow2_image.h"
 
-#define L1E_OFFSET_MASK 0x00fffffffffffe00ull
-#define L2E_OFFSET_MASK 0x00fffffffffffe00ull
-#define RTE_OFFSET_MASK 0xfffffffffffffe00ull
-#define OFLAG_COPIED (1ull << 63)
-#define OFLAG_COMPRESSED (1ull << 62)
-#define OFLAG_ZERO 1ull
-#define INCOMPAT_EXTL2 (1ull << 4)
-#define INCOMPAT_COMPRESSION (1ull << 3)
 #define L2_CACHE_SLOTS 32
 #define RB_CACHE_SLOTS 16
 
@@ -102,10 +94,18 @@ static int corrupt(struct vmd_error *err, const char *what, uint64_t value)
 	                     "%s (0x%llx)", what, (unsigned long long)value);
 }
 
+/* a + b, saturated: offsets come from the image and must not wrap. */
+static uint64_t end_sat(uint64_t a, uint64_t b)
+{
+	uint64_t r;
+
+	return __builtin_add_overflow(a, b, &r) ? UINT64_MAX : r;
+}
+
 static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b,
                            uint64_t blen)
 {
-	return alen && blen && a < b + blen && b < a + alen;
+	return alen && blen && a < end_sat(b, blen) && b < end_sat(a, alen);
 }
 
 /* A host cluster named by the image: may hold data or an L2 table. */
@@ -113,7 +113,7 @@ static int check_host_cluster(struct vmd_qcow2 *q, uint64_t off,
                               const char *what, struct vmd_error *err)
 {
 	/* next_free covers the file and what we allocated but not wrote. */
-	if (off % q->cs || off < q->cs || off >= q->next_free * q->cs ||
+	if (off % q->cs || off < q->cs || off / q->cs >= q->next_free ||
 	    ranges_overlap(off, q->cs, q->l1_offset, (uint64_t)q->l1_size * 8) ||
 	    ranges_overlap(off, q->cs, q->rt_offset,
 	                   (uint64_t)q->rt_clusters * q->cs))
@@ -221,7 +221,9 @@ static int grow_refcount_table(struct vmd_qcow2 *q, uint64_t min_entries,
 	uint64_t *bigger;
 	uint64_t first;
 
-	while (clusters * per_cluster < min_entries + 1)
+	/* Bounded: clusters <= 2^33 and per_cluster <= 2^18, no wrap; too
+	 * many is refused just below. */
+	while (clusters <= UINT32_MAX && clusters * per_cluster <= min_entries)
 		clusters *= 2;
 	if (clusters * q->cs > q->lim.max_table_size || clusters > UINT32_MAX)
 		return vmd_error_set(err, VMD_E_UNSUPPORTED,
@@ -283,11 +285,11 @@ static int refcount_block(struct vmd_qcow2 *q, uint64_t cluster,
 		return cache_get(q, q->rbc, RB_CACHE_SLOTS, idx, q->rt[idx],
 		                 false, out, err);
 	}
-	if (check_host_cluster(q, q->rt[idx] & RTE_OFFSET_MASK,
+	if (check_host_cluster(q, q->rt[idx] & VMD_QCOW2_RTE_OFFSET_MASK,
 	                       "refcount block offset", err) < 0)
 		return VMD_E_CORRUPT;
 	return cache_get(q, q->rbc, RB_CACHE_SLOTS, idx,
-	                 q->rt[idx] & RTE_OFFSET_MASK, false, out, err);
+	                 q->rt[idx] & VMD_QCOW2_RTE_OFFSET_MASK, false, out, err);
 }
 
 static int free_clusters(struct vmd_qcow2 *q, uint64_t off, uint64_t n,
@@ -313,7 +315,7 @@ static int l2_table(struct vmd_qcow2 *q, uint64_t l1_idx, bool allocate,
 	*out = NULL;
 	if (l1_idx >= q->l1_size)
 		return corrupt(err, "L1 index past the table", l1_idx);
-	l2_off = q->l1[l1_idx] & L1E_OFFSET_MASK;
+	l2_off = q->l1[l1_idx] & VMD_QCOW2_L1E_OFFSET_MASK;
 	if (l2_off == 0) {
 		if (!allocate)
 			return 0;
@@ -322,7 +324,7 @@ static int l2_table(struct vmd_qcow2 *q, uint64_t l1_idx, bool allocate,
 		rc = refcount_set(q, c, 1, err);
 		if (rc < 0)
 			return rc;
-		q->l1[l1_idx] = c * q->cs | OFLAG_COPIED;
+		q->l1[l1_idx] = c * q->cs | VMD_QCOW2_OFLAG_COPIED;
 		q->l1_dirty = true;
 		return cache_get(q, q->l2c, L2_CACHE_SLOTS, l1_idx, c * q->cs,
 		                 true, out, err);
@@ -363,7 +365,7 @@ static int map_cluster(struct vmd_qcow2 *q, uint64_t guest_cluster,
 	m->entry = e;
 	if (q->extl2)
 		m->bitmap = vmd_be64(s->data + l2_idx * esz + 8);
-	if (e & OFLAG_COMPRESSED) {
+	if (e & VMD_QCOW2_OFLAG_COMPRESSED) {
 		uint32_t x = 62 - (q->cb - 8);
 		uint64_t sectors = ((e >> x) & ((1ull << (62 - x)) - 1)) + 1;
 
@@ -377,7 +379,7 @@ static int map_cluster(struct vmd_qcow2 *q, uint64_t guest_cluster,
 			m->comp_len = q->file_size - m->host_off;
 		return 0;
 	}
-	m->host_off = e & L2E_OFFSET_MASK;
+	m->host_off = e & VMD_QCOW2_L2E_OFFSET_MASK;
 	if (q->extl2) {
 		uint32_t alloc = (uint32_t)m->bitmap;
 		uint32_t zero = (uint32_t)(m->bitmap >> 32);
@@ -399,7 +401,7 @@ static int map_cluster(struct vmd_qcow2 *q, uint64_t guest_cluster,
 			return rc;
 		return 0;
 	}
-	if ((e & OFLAG_ZERO) && q->h.version >= 3) {
+	if ((e & VMD_QCOW2_OFLAG_ZERO) && q->h.version >= 3) {
 		m->kind = VMD_QCOW2_ZERO;
 		return 0;
 	}
@@ -445,6 +447,10 @@ static int decompress(struct vmd_qcow2 *q, const struct mapping *m,
 		ZSTD_inBuffer in = {q->cbuf, (size_t)got, 0};
 		ZSTD_outBuffer out = {q->ubuf, q->cs, 0};
 
+		/* Made on first use: most images have no zstd cluster. */
+		if (!q->zstd && !(q->zstd = ZSTD_createDCtx()))
+			return vmd_error_set(err, VMD_E_NOMEM,
+			                     "qcow2: out of memory", "zstd context");
 		ZSTD_DCtx_reset(q->zstd, ZSTD_reset_session_only);
 		while (out.pos < out.size) {
 			size_t r = ZSTD_decompressStream(q->zstd, &out, &in);
@@ -596,14 +602,14 @@ static int write_cluster(struct vmd_qcow2 *q, uint64_t gc,
 	if (rc < 0)
 		return rc;
 	e = vmd_be64(s->data + l2_idx * 8);
-	if (e & OFLAG_COMPRESSED)
+	if (e & VMD_QCOW2_OFLAG_COMPRESSED)
 		return vmd_error_set(err, VMD_E_UNSUPPORTED,
 		                     "qcow2: rewriting compressed clusters is "
 		                     "not supported",
 		                     "guest cluster %llu",
 		                     (unsigned long long)gc);
-	host = e & L2E_OFFSET_MASK;
-	if (host && !(e & OFLAG_COPIED))
+	host = e & VMD_QCOW2_L2E_OFFSET_MASK;
+	if (host && !(e & VMD_QCOW2_OFLAG_COPIED))
 		return vmd_error_set(err, VMD_E_UNSUPPORTED,
 		                     "qcow2: writing shared clusters (snapshots) "
 		                     "is not supported",
@@ -630,7 +636,7 @@ static int write_cluster(struct vmd_qcow2 *q, uint64_t gc,
 	rc = l2_table(q, l1_idx, true, &s, err);
 	if (rc < 0)
 		return rc;
-	vmd_put_be64(s->data + l2_idx * 8, host | OFLAG_COPIED);
+	vmd_put_be64(s->data + l2_idx * 8, host | VMD_QCOW2_OFLAG_COPIED);
 	s->dirty = true;
 	if (q->ubuf_key == gc)
 		q->ubuf_key = UINT64_MAX;
@@ -827,7 +833,11 @@ int vmd_qcow2_flush(struct vmd_qcow2 *q, struct vmd_error *err)
 static uint64_t *read_table(int fd, uint64_t off, uint64_t entries,
                             uint64_t alloc_entries, struct vmd_error *err)
 {
-	VMD_AUTOFREE unsigned char *raw = malloc(entries * 8 + 1);
+	uint64_t bytes;
+	VMD_AUTOFREE unsigned char *raw =
+		__builtin_mul_overflow(entries, 8, &bytes) || bytes >= SIZE_MAX
+			? NULL
+			: malloc((size_t)bytes + 1);
 	uint64_t *t = calloc(alloc_entries ? alloc_entries : 1, 8);
 
 	if (!raw || !t) {
@@ -890,10 +900,10 @@ int vmd_qcow2_open(int fd, bool writable, const struct vmd_inspect_limits *lim,
 	q->file_size = (uint64_t)st.st_size;
 	q->cb = q->h.cluster_bits;
 	q->cs = 1ull << q->cb;
-	q->extl2 = (q->h.incompatible_features & INCOMPAT_EXTL2) != 0;
+	q->extl2 = (q->h.incompatible_features & VMD_QCOW2_INCOMPAT_EXTL2) != 0;
 	q->l2_entries = q->cs / (q->extl2 ? 16 : 8);
 	q->compression_type =
-		(q->h.incompatible_features & INCOMPAT_COMPRESSION) ? 1 : 0;
+		(q->h.incompatible_features & VMD_QCOW2_INCOMPAT_COMPRESSION) ? 1 : 0;
 	q->l1_size = q->h.l1_size;
 	q->l1_offset = q->h.l1_table_offset;
 	q->rt_offset = q->h.refcount_table_offset;
@@ -908,9 +918,7 @@ int vmd_qcow2_open(int fd, bool writable, const struct vmd_inspect_limits *lim,
 	                          : NULL;
 	q->cbuf = malloc(q->cs + 1024);
 	q->ubuf = malloc(q->cs);
-	q->zstd = ZSTD_createDCtx();
-	if (!q->l1 || (writable && !q->rt) || !q->cbuf || !q->ubuf ||
-	    !q->zstd) {
+	if (!q->l1 || (writable && !q->rt) || !q->cbuf || !q->ubuf) {
 		if (!vmd_error_is_set(err))
 			vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
 			              "buffers");

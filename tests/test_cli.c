@@ -565,10 +565,64 @@ static void test_random_kills_never_leave_partial_entries(void **state)
 	free(hex);
 }
 
+/*
+ * Issue 14 defect 7: `convert` followed an untrusted qcow2's backing file
+ * and flattened it into the output, so a crafted image copied any host file
+ * it named. It is refused now, as `inspect` and `create` refuse it, unless
+ * --allow-backing says the chain is wanted. The backing file here is a
+ * decoy in the scratch directory.
+ */
+static void test_convert_refuses_backing_file(void **state)
+{
+	struct fixture *f = *state;
+	char *decoy = th_path(f->dir, "decoy.raw");
+	char *evil = th_path(f->dir, "evil.qcow2");
+	char *out = th_path(f->dir, "out.raw");
+	char *errs = NULL, *text = NULL;
+	const char *mk[] = {"qemu-img", "create", "-q", "-f", "qcow2", "-F",
+	                    "raw", "-b", decoy, evil, "1M", NULL};
+
+	th_require_qemu_img();
+	th_write_text(decoy, "DECOY-CONTENT-NOT-FOR-THE-OUTPUT\n");
+	assert_int_equal(truncate(decoy, 1 << 20), 0);
+	assert_int_equal(th_run(mk, NULL, NULL, NULL), 0);
+
+	/* Probed format and -f qcow2 alike: refused, nothing written. */
+	for (int i = 0; i < 2; i++) {
+		int st = i == 0 ? cli(f, NULL, NULL, &errs,
+		                      (const char *[]){"convert", evil, out, "-O",
+		                                       "raw", NULL})
+		                : cli(f, NULL, NULL, &errs,
+		                      (const char *[]){"convert", "-f", "qcow2",
+		                                       evil, out, "-O", "raw",
+		                                       NULL});
+
+		assert_int_not_equal(st, 0);
+		assert_non_null(strstr(errs, "backing file"));
+		assert_int_equal(count_lines(errs), 1);
+		assert_int_equal(access(out, F_OK), -1);
+		free(errs);
+		errs = NULL;
+	}
+	/* The operator who wants the chain says so. */
+	assert_int_equal(cli(f, NULL, NULL, &errs,
+	                     (const char *[]){"convert", "--allow-backing", evil,
+	                                      out, "-O", "raw", NULL}),
+	                 0);
+	text = th_read_text(out);
+	assert_non_null(strstr(text, "DECOY-CONTENT"));
+	free(text);
+	free(errs);
+	free(decoy);
+	free(evil);
+	free(out);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 	const struct CMUnitTest tests[] = {
+		T(test_convert_refuses_backing_file),
 		T(test_version_and_help),
 		T(test_errors_one_line_nothing_left),
 		T(test_create_info_json),

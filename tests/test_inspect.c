@@ -583,6 +583,47 @@ static void test_format_pinned(void **state)
 	free(idir);
 }
 
+/*
+ * Issue 14 defect 11: QEMU probes "QFI\xfb" as qcow2 whatever version
+ * follows (and version 1 is qcow); the inspector called a version 4 header
+ * raw and safe. Every version but 2 and 3 is recognised and refused.
+ */
+static void test_qcow_any_version_refused(void **state)
+{
+	struct fixture *f = *state;
+	const uint32_t versions[] = {0, 1, 4, 5, 0x100, 0xffffffffu};
+	struct vmd_inspect_result r;
+
+	th_require_qemu_img();
+	/* A real qcow (version 1) image, as qemu-img makes it. */
+	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow",
+	                          f->img, "1G", NULL});
+	inspect(f->img, 0, &r);
+	assert_false(r.safe);
+	assert_int_equal(r.format, VMD_IMG_QCOW2);
+	assert_int_equal(r.version, 1);
+	assert_true(has_reason(&r, "qcow2-version"));
+	assert_non_null(strstr(r.reasons[0].text, "qcow (version 1)"));
+	/* qcow2 headers with the version patched. */
+	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+		unsigned char v[4];
+
+		qemu_img((const char *[]){"qemu-img", "create", "-q", "-f",
+		                          "qcow2", f->img, "1G", NULL});
+		vmd_put_be32(v, versions[i]);
+		th_pwrite_at(f->img, v, sizeof(v), 4);
+		inspect(f->img, VMD_INSPECT_ALLOW_BACKING, &r);
+		assert_false(r.safe);
+		assert_int_equal(r.format, VMD_IMG_QCOW2);
+		assert_true(has_reason(&r, "qcow2-version"));
+	}
+	/* Even a bare magic (shorter than any header) is not raw. */
+	th_write_text(f->img, "QFI\xfb");
+	inspect(f->img, 0, &r);
+	assert_false(r.safe);
+	assert_int_equal(r.format, VMD_IMG_QCOW2);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -594,6 +635,7 @@ int main(void)
 		T(test_encrypted_refused),
 		T(test_too_large_refused),
 		T(test_patched_headers_refused),
+		T(test_qcow_any_version_refused),
 		T(test_fixed_vhd_of_partitioned_disk),
 		T(test_truncated_and_empty),
 		T(test_read_budget),

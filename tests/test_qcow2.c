@@ -188,6 +188,34 @@ static void test_grow_within_l1(void **state)
 	th_assert_qcow2_check_clean(f->img);
 }
 
+/* qemu-img writes only the used L1 entries, so its file ends inside the L1
+ * cluster: growth must leave the new entries inside the file, or the
+ * decoder (rightly) refuses an L1 table past the end. */
+static void test_grow_qemu_made_image(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_qcow2_header h;
+	struct vmd_error err = VMD_ERROR_INIT;
+	const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2",
+	                      f->img, "1G", NULL};
+	int fd;
+
+	th_require_qemu_img();
+	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+	fd = open(f->img, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(vmd_qcow2_grow(fd, 3ull << 30, &err), 0);
+	if (vmd_qcow2_read_header(fd, &h, &err) != 0)
+		fail_msg("%s (%s)", err.msg, err.detail);
+	close(fd);
+	assert_int_equal(h.size, 3ull << 30);
+	assert_int_equal(h.l1_size, 6);
+	th_assert_qcow2_check_clean(f->img);
+	qemu_io(f->img, "write -P 0x11 2500M 64k", 1);
+	qemu_io(f->img, "read -P 0x11 2500M 64k", 1);
+	th_assert_qcow2_check_clean(f->img);
+}
+
 static void test_grow_refusals(void **state)
 {
 	struct fixture *f = *state;
@@ -220,6 +248,12 @@ static void test_write_refusals(void **state)
 	                 VMD_E_INVAL);
 	vmd_error_clear(&err);
 	assert_int_equal(vmd_qcow2_write_new(fd, 1ull << 62, 16, NULL, NULL,
+	                                     &err),
+	                 VMD_E_INVAL);
+	vmd_error_clear(&err);
+	/* Out of range cluster bits, even past the width of a shift
+	 * (UBSan saw 1ull << 158 before the check). */
+	assert_int_equal(vmd_qcow2_write_new(fd, 1 << 20, 158, NULL, NULL,
 	                                     &err),
 	                 VMD_E_INVAL);
 	vmd_error_clear(&err);
@@ -277,6 +311,116 @@ static void test_reader_rejects_damage(void **state)
 	}
 }
 
+/*
+ * Issue 14 defect 1: backing_file_offset + backing_file_size wrapped
+ * (0xFFFFFFFFFFFFFF00 + 512 = 256, "inside cluster 0"), and the name was
+ * copied from 256 bytes before the header buffer: ASan reported a
+ * stack-buffer-underflow. The sum must be checked, not computed.
+ */
+static void test_reader_backing_offset_wraps(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_qcow2_header h;
+	const unsigned char off[8] = {0xff, 0xff, 0xff, 0xff,
+	                              0xff, 0xff, 0xff, 0x00};
+	const unsigned char len[4] = {0, 0, 2, 0}; /* 512 */
+	const uint64_t sizes[] = {512, 0xff, 0x100, 0x3ff};
+
+	th_write_pattern(f->base, 1u << 20, 5);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		struct vmd_error err = VMD_ERROR_INIT;
+		unsigned char l[4];
+
+		write_image(f->img, 1ull << 30, f->base, "raw");
+		th_pwrite_at(f->img, off, sizeof(off), 8);
+		vmd_put_be32(l, (uint32_t)sizes[i]);
+		th_pwrite_at(f->img, i == 0 ? len : l, 4, 16);
+		int fd = open(f->img, O_RDONLY | O_CLOEXEC);
+
+		assert_true(fd >= 0);
+		assert_int_equal(vmd_qcow2_read_header(fd, &h, &err),
+		                 VMD_E_CORRUPT);
+		close(fd);
+	}
+}
+
+/* The whole file in memory (small images only). */
+static unsigned char *slurp(const char *path, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	off_t end;
+	unsigned char *buf;
+
+	assert_true(fd >= 0);
+	end = lseek(fd, 0, SEEK_END);
+	assert_true(end > 0 && end < (16 << 20));
+	buf = malloc((size_t)end);
+	assert_non_null(buf);
+	assert_int_equal(pread(fd, buf, (size_t)end, 0), end);
+	close(fd);
+	*len = (size_t)end;
+	return buf;
+}
+
+/*
+ * The pure decoder against qemu-img: what qemu-img makes decodes with no
+ * defect and the values qemu-img info reports; one damaged header lists
+ * every defect it has, and the issue 14 wrap is a defect, not a read.
+ */
+static void test_decoder_matches_qemu(void **state)
+{
+	struct fixture *f = *state;
+	const char *opts[] = {
+		"cluster_size=512",
+		"compat=0.10",
+		"cluster_size=2M",
+		"compression_type=zstd",
+		"cluster_size=16k,extended_l2=on",
+	};
+	struct vmd_qcow2_header h;
+	struct vmd_error err = VMD_ERROR_INIT;
+	unsigned char *buf;
+	size_t len;
+
+	th_require_qemu_img();
+	th_write_pattern(f->base, 1u << 20, 5);
+	for (size_t i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const char *argv[] = {"qemu-img", "create", "-q", "-f", "qcow2",
+		                      "-o", opts[i], "-F", "raw", "-b", f->base,
+		                      f->img, "3G", NULL};
+		struct json_object *info;
+
+		assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+		info = qemu_info(f->img);
+		buf = slurp(f->img, &len);
+		if (vmd_qcow2_decode_header(buf, len, len, &h, &err) != 0)
+			fail_msg("%s: %s (%s)", opts[i], err.msg, err.detail);
+		assert_int_equal(h.defects, 0);
+		assert_int_equal(h.size, json_int(info, "virtual-size"));
+		assert_int_equal(h.cluster_size, json_int(info, "cluster-size"));
+		assert_int_equal(h.version, i == 1 ? 2 : 3);
+		assert_string_equal(h.backing_file, f->base);
+		assert_string_equal(h.backing_format, "raw");
+		assert_int_equal(h.compression_type, i == 3 ? 1 : 0);
+		json_object_put(info);
+
+		/* Several defects at once, all listed; the name not read. */
+		vmd_put_be64(buf + 8, 0xffffffffffffff00ull);  /* wraps */
+		vmd_put_be32(buf + 16, 512);
+		vmd_put_be64(buf + 40, 1);      /* L1 off: in the header */
+		vmd_put_be32(buf + 56, 0);                      /* no RT */
+		assert_int_equal(vmd_qcow2_decode_header(buf, len, len, &h,
+		                                         NULL),
+		                 VMD_E_CORRUPT);
+		assert_int_equal(h.defects, VMD_QCOW2_BAD_BACKING_NAME |
+		                                    VMD_QCOW2_BAD_L1_TABLE |
+		                                    VMD_QCOW2_BAD_REFCOUNT_TABLE |
+		                                    VMD_QCOW2_OVERLAP);
+		assert_string_equal(h.backing_file, "");
+		free(buf);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -288,11 +432,17 @@ int main(void)
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_grow_within_l1, setup,
 		                                teardown),
+		cmocka_unit_test_setup_teardown(test_grow_qemu_made_image, setup,
+		                                teardown),
 		cmocka_unit_test_setup_teardown(test_grow_refusals, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_write_refusals, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_reader_rejects_damage, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_reader_backing_offset_wraps,
+		                                setup, teardown),
+		cmocka_unit_test_setup_teardown(test_decoder_matches_qemu, setup,
 		                                teardown),
 	};
 

@@ -642,6 +642,9 @@ static int convert_opt(int opt, const char *arg, void *state)
 	case 'p':
 		st->progress = true;
 		return 0;
+	case 'a':
+		st->o.allow_backing = true;
+		return 0;
 	default:
 		return EXIT_USAGE;
 	}
@@ -698,6 +701,7 @@ static int cmd_convert(struct cli *cli, int argc, char **argv)
 		{"format", required_argument, NULL, 'f'},
 		{"output-format", required_argument, NULL, 'O'},
 		{"progress", no_argument, NULL, 'p'},
+		{"allow-backing", no_argument, NULL, 'a'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -732,8 +736,9 @@ static int cmd_convert(struct cli *cli, int argc, char **argv)
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = cli->cfg.max_image_virtual_size;
 	st.o.limits = &lim;
-	/* The operator names the file: its chain is followed and flattened. */
-	st.o.allow_backing = true;
+	/* A backing chain is followed (and flattened) only when asked for:
+	 * the image names its backing file, and that can be any host file
+	 * (issue 14). Without --allow-backing the engine refuses it. */
 	if (st.progress && isatty(STDERR_FILENO))
 		st.o.progress = print_progress;
 	rc = vmd_convert_to_path(argv[first], argv[first + 1], &st.o, &err);
@@ -1036,9 +1041,11 @@ static const struct command commands[] = {
 	 "the <filesystem> element). DEV is vd*, sd* or hd* (default vda); the\n"
 	 "bus defaults from it. QoS keys are libvirt's <iotune> names.",
 	 cmd_xml},
-	{"convert", "convert SRC DST -O raw|qcow2 [-f raw|qcow2] [-p]",
-	 "Write the guest view of SRC (raw, or qcow2 with its backing chain,\n"
-	 "flattened) into the new file DST. Holes and zero blocks stay holes.\n"
+	{"convert",
+	 "convert SRC DST -O raw|qcow2 [-f raw|qcow2] [-p] [--allow-backing]",
+	 "Write the guest view of SRC (raw or qcow2) into the new file DST.\n"
+	 "Holes and zero blocks stay holes. A qcow2 with a backing file is\n"
+	 "refused unless --allow-backing: then its chain is flattened in.\n"
 	 "-p shows progress on a terminal. DST must not exist.",
 	 cmd_convert},
 	{"extract", "extract INSTANCE DISK DST [--output-format raw|qcow2]",

@@ -12,6 +12,12 @@
  *   -DVMD_FUZZ_QCOW2_READ   test_fuzz_qcow2_read_corpus:
  *                           vmd_fuzz_qcow2_read_check() from
  *                           fuzz_qcow2_read.c, corpus/qcow2_read/
+ *   -DVMD_FUZZ_QCOW2_HEADER test_fuzz_qcow2_header_corpus:
+ *                           vmd_fuzz_qcow2_header_check() from
+ *                           fuzz_qcow2_header.c, corpus/qcow2_header/
+ *   -DVMD_FUZZ_QCOW2_WRITE  test_fuzz_qcow2_write_corpus:
+ *                           vmd_fuzz_qcow2_write_check() from
+ *                           fuzz_qcow2_write.c, corpus/qcow2_write/
  *
  *   test_fuzz_corpus PATH...
  *
@@ -39,6 +45,16 @@
 #define FUZZ_CHECK vmd_fuzz_priv_request_check
 #define FUZZ_PROG "test_fuzz_priv_request_corpus"
 #define FUZZ_GROUP "fuzz-priv-request-corpus"
+#elif defined(VMD_FUZZ_QCOW2_HEADER)
+#include "fuzz_qcow2_header.h"
+#define FUZZ_CHECK vmd_fuzz_qcow2_header_check
+#define FUZZ_PROG "test_fuzz_qcow2_header_corpus"
+#define FUZZ_GROUP "fuzz-qcow2-header-corpus"
+#elif defined(VMD_FUZZ_QCOW2_WRITE)
+#include "fuzz_qcow2_write.h"
+#define FUZZ_CHECK vmd_fuzz_qcow2_write_check
+#define FUZZ_PROG "test_fuzz_qcow2_write_corpus"
+#define FUZZ_GROUP "fuzz-qcow2-write-corpus"
 #elif defined(VMD_FUZZ_QCOW2_READ)
 #include "fuzz_qcow2_read.h"
 #define FUZZ_CHECK vmd_fuzz_qcow2_read_check
