@@ -97,7 +97,9 @@ void vmd_logv(enum vmd_log_level level, const char *fmt, va_list ap)
 	vmd_log_sink_fn sink;
 	void *opaque;
 
-	if (level > log_level && !log_sink)
+	/* Nothing would see the line: do not format or redact it (a hostile
+	 * image can make the parsers fail thousands of times a second). */
+	if ((level > log_level || log_target == VMD_LOG_TO_NONE) && !log_sink)
 		return;
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	vmd_redact(raw, line, sizeof(line));
