@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "beneath.h"
@@ -80,6 +81,45 @@ static int qcow2_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	return rc < 0 ? rc : crc;
 }
 
+/*
+ * The overlay's backing file is the cached base, named by its printed path
+ * <cache_dir>/<id>. That name is for QEMU: we read the base through a
+ * descriptor opened beneath instances_path, so a link planted as the cache
+ * directory or the entry is refused, and a name pointing anywhere else is
+ * not our overlay's.
+ */
+static int open_cached_backing(struct vmd_ctx *ctx, int disk_fd, int *base_fd,
+                               struct vmd_error *err)
+{
+	struct vmd_qcow2_header h;
+	VMD_AUTOCLOSE int cache_fd = -1;
+	size_t dirlen = strlen(ctx->cache_dir);
+	const char *name;
+	int rc = vmd_qcow2_read_header(disk_fd, &h, err);
+
+	if (rc < 0 || !h.backing_file[0])
+		return rc;
+	name = h.backing_file + dirlen + 1;
+	if (strncmp(h.backing_file, ctx->cache_dir, dirlen) != 0 ||
+	    h.backing_file[dirlen] != '/' || !vmd_valid_file_token(name))
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "backing file is not in the image cache",
+		                     "backing file '%s'", h.backing_file);
+	rc = vmd_beneath_cache_dir(ctx, false, 0, &cache_fd, err);
+	if (rc == VMD_E_NOTFOUND)
+		return vmd_error_set(err, VMD_E_NOTFOUND,
+		                     "backing file not found", "no cache dir");
+	if (rc < 0)
+		return rc;
+	*base_fd = vmd_bopen(cache_fd, name, O_RDONLY, 0);
+	if (*base_fd < 0)
+		return vmd_beneath_error(err, errno == ENOENT ? VMD_E_NOTFOUND
+		                                              : VMD_E_IO,
+		                         errno, "cannot open backing file",
+		                         "open %s", h.backing_file);
+	return 0;
+}
+
 static int qcow2_snapshot_extract(struct vmd_ctx *ctx,
                                   const struct vmd_disk_ref *disk,
                                   const char *dst_path,
@@ -87,23 +127,29 @@ static int qcow2_snapshot_extract(struct vmd_ctx *ctx,
                                   struct vmd_error *err)
 {
 	struct vmd_inspect_limits lim;
+	char src[32], backing[32];
 	struct vmd_convert_opts o = {
 		.src_format = VMD_FORMAT_QCOW2,
 		.dst_format = dst_format,
 		.allow_backing = true, /* the cached base: flattened */
 		.limits = &lim,
+		.backing = backing,
 	};
-
 	VMD_AUTOCLOSE int fd = -1;
-	char src[32];
+	VMD_AUTOCLOSE int base_fd = -1;
 	int rc = vmd_filedisk_open(disk, O_RDONLY, &fd, err);
 
-	(void)ctx;
+	if (rc == 0)
+		rc = open_cached_backing(ctx, fd, &base_fd, err);
 	if (rc < 0)
 		return rc;
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
 	vmd_fd_path(fd, src);
+	if (base_fd >= 0)
+		vmd_fd_path(base_fd, backing);
+	else
+		o.backing = NULL; /* a blank overlay: no backing file */
 	return vmd_convert_to_path(src, dst_path, &o, err);
 }
 

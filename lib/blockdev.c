@@ -39,9 +39,9 @@ static int open_image(const char *path, unsigned flags)
 }
 
 static int open_chain(const char *path, enum vmd_format format,
-                      unsigned flags, const struct vmd_inspect_limits *lim,
-                      int depth, struct vmd_blockdev **out,
-                      struct vmd_error *err);
+                      unsigned flags, const char *backing,
+                      const struct vmd_inspect_limits *lim, int depth,
+                      struct vmd_blockdev **out, struct vmd_error *err);
 
 /* QEMU's rule: a relative backing name is relative to its image's dir. */
 static int backing_path(const char *image, const char *name, char *out,
@@ -62,6 +62,7 @@ static int backing_path(const char *image, const char *name, char *out,
 }
 
 static int open_qcow2(struct vmd_blockdev *bd, unsigned flags,
+                      const char *backing,
                       const struct vmd_inspect_limits *lim, int depth,
                       struct vmd_error *err)
 {
@@ -92,11 +93,16 @@ static int open_qcow2(struct vmd_blockdev *bd, unsigned flags,
 			                     "backing file format not recorded",
 			                     "backing format '%s' of %s",
 			                     h.backing_format, bd->path);
-		rc = backing_path(bd->path, h.backing_file, bpath,
-		                  sizeof(bpath), err);
-		if (rc == 0)
-			rc = open_chain(bpath, bfmt, flags & ~VMD_BD_WRITE, lim,
-			                depth + 1, &bd->backing, err);
+		if (backing) /* the caller's descriptor; no further level */
+			rc = open_chain(backing, bfmt,
+			                flags & ~(VMD_BD_WRITE | VMD_BD_ALLOW_BACKING),
+			                NULL, lim, depth + 1, &bd->backing, err);
+		else
+			rc = backing_path(bd->path, h.backing_file, bpath,
+			                  sizeof(bpath), err);
+		if (rc == 0 && !backing)
+			rc = open_chain(bpath, bfmt, flags & ~VMD_BD_WRITE,
+			                NULL, lim, depth + 1, &bd->backing, err);
 		if (rc < 0)
 			return rc;
 	}
@@ -108,9 +114,9 @@ static int open_qcow2(struct vmd_blockdev *bd, unsigned flags,
 }
 
 static int open_chain(const char *path, enum vmd_format format,
-                      unsigned flags, const struct vmd_inspect_limits *lim,
-                      int depth, struct vmd_blockdev **out,
-                      struct vmd_error *err)
+                      unsigned flags, const char *backing,
+                      const struct vmd_inspect_limits *lim, int depth,
+                      struct vmd_blockdev **out, struct vmd_error *err)
 {
 	struct vmd_blockdev *bd = calloc(1, sizeof(*bd));
 	struct stat st;
@@ -135,7 +141,7 @@ static int open_chain(const char *path, enum vmd_format format,
 		                   path);
 	if (rc == 0) {
 		if (format == VMD_FORMAT_QCOW2) {
-			rc = open_qcow2(bd, flags, lim, depth, err);
+			rc = open_qcow2(bd, flags, backing, lim, depth, err);
 		} else if (format == VMD_FORMAT_PLOOP) {
 			struct vmd_inspect_limits dflt;
 
@@ -167,7 +173,16 @@ int vmd_blockdev_open(const char *path, enum vmd_format format,
                       unsigned flags, const struct vmd_inspect_limits *lim,
                       struct vmd_blockdev **out, struct vmd_error *err)
 {
-	return open_chain(path, format, flags, lim, 0, out, err);
+	return open_chain(path, format, flags, NULL, lim, 0, out, err);
+}
+
+int vmd_blockdev_open_backed(const char *path, enum vmd_format format,
+                             unsigned flags, const char *backing,
+                             const struct vmd_inspect_limits *lim,
+                             struct vmd_blockdev **out,
+                             struct vmd_error *err)
+{
+	return open_chain(path, format, flags, backing, lim, 0, out, err);
 }
 
 void vmd_blockdev_close(struct vmd_blockdev *bd)

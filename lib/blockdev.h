@@ -43,6 +43,17 @@ enum vmd_blockdev_flags {
 int vmd_blockdev_open(const char *path, enum vmd_format format,
                       unsigned flags, const struct vmd_inspect_limits *lim,
                       struct vmd_blockdev **out, struct vmd_error *err);
+/*
+ * The same, but the top image's backing file is read from `backing` (the
+ * "/proc/self/fd/N" of a descriptor the caller opened safely, such as a
+ * cached base opened beneath instances_path), never from the name the
+ * image records, and that backing file may not have one of its own.
+ */
+int vmd_blockdev_open_backed(const char *path, enum vmd_format format,
+                             unsigned flags, const char *backing,
+                             const struct vmd_inspect_limits *lim,
+                             struct vmd_blockdev **out,
+                             struct vmd_error *err);
 void vmd_blockdev_close(struct vmd_blockdev *bd);
 void vmd_blockdev_closep(struct vmd_blockdev **bd);
 

@@ -120,8 +120,9 @@ static void *worker(void *arg)
 	VMD_AUTOFREE unsigned char *buf = malloc(CHUNK);
 	struct vmd_blockdev *bd = NULL;
 	unsigned flags = j->o->allow_backing ? VMD_BD_ALLOW_BACKING : 0;
-	int rc = buf ? vmd_blockdev_open(j->src, j->o->src_format, flags,
-	                                 j->lim, &bd, &err)
+	int rc = buf ? vmd_blockdev_open_backed(j->src, j->o->src_format, flags,
+	                                        j->o->backing, j->lim, &bd,
+	                                        &err)
 	             : vmd_error_set(&err, VMD_E_NOMEM, "convert: out of memory",
 	                             "chunk buffer");
 
@@ -230,9 +231,10 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 		                     "format %s", vmd_format_name(o->dst_format));
 	/* Open once up front: errors (refusals, missing backing files) are
 	 * reported before any thread starts. */
-	rc = vmd_blockdev_open(src, o->src_format,
-	                       o->allow_backing ? VMD_BD_ALLOW_BACKING : 0, &lim,
-	                       &probe, err);
+	rc = vmd_blockdev_open_backed(src, o->src_format,
+	                              o->allow_backing ? VMD_BD_ALLOW_BACKING
+	                                               : 0,
+	                              o->backing, &lim, &probe, err);
 	if (rc < 0)
 		return rc;
 	memset(&j, 0, sizeof(j));

@@ -23,6 +23,10 @@ struct vmd_convert_opts {
 	const struct vmd_inspect_limits *limits; /* NULL = defaults */
 	vmd_progress_fn progress;
 	void *progress_opaque;
+	const char *backing;     /* with allow_backing: read the source's
+	                            backing file from here (a descriptor's
+	                            /proc/self/fd/N), not from the name it
+	                            records (vmd_blockdev_open_backed) */
 };
 
 /* Write the guest view of src into the empty file dst_fd. */

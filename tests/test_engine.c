@@ -401,7 +401,7 @@ static void test_corrupt_inputs(void **state)
 	unsigned char hdr[112], e[8];
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_convert_opts o = {VMD_FORMAT_QCOW2, VMD_FORMAT_RAW, false, 0,
-	                             0, NULL, NULL, NULL};
+	                             0, NULL, NULL, NULL, NULL};
 	uint64_t l1_off, l2_off, bad_values[5];
 
 	th_require_qemu_img();
@@ -461,7 +461,7 @@ static void test_raw_to_raw_keeps_holes(void **state)
 	char *dst = th_path(f->dir, "d.raw");
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_convert_opts o = {VMD_FORMAT_RAW, VMD_FORMAT_RAW, false, 0,
-	                             0, NULL, NULL, NULL};
+	                             0, NULL, NULL, NULL, NULL};
 	unsigned char block[65536];
 	struct stat st;
 

@@ -280,6 +280,47 @@ static void test_cache_entry_link(void **state)
 	assert_true(th_exists(f->decoy_file));
 }
 
+/* A qcow2 disk's base is read through the cache directory's descriptor,
+ * not through the backing name the overlay records: with the cache
+ * directory or the entry replaced by a link, extract refuses and copies
+ * nothing of the decoy. */
+static void test_extract_backing_link(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_cache_entry e;
+	char *out = th_path(f->dir, "extract.raw");
+	char *cache = th_path(f->instances, f->cfg.image_cache_subdirectory_name);
+	char *moved = th_path(f->dir, "moved-cache");
+	char *decoy_entry;
+
+	create_ok(f, "disk", VMD_BACKEND_QCOW2);
+	assert_int_equal(vmd_cache_fetch(f->ctx, f->image, &e, &err), 0);
+	/* The entry itself becomes a link to a host file. */
+	assert_int_equal(rename(e.path, moved), 0);
+	assert_int_equal(symlink(f->decoy_file, e.path), 0);
+	assert_refused(vmd_disk_snapshot_extract(f->ctx, INST, "disk", out,
+	                                         VMD_FORMAT_RAW, &err),
+	               &err);
+	assert_false(th_exists(out));
+	assert_int_equal(unlink(e.path), 0);
+	assert_int_equal(rename(moved, e.path), 0);
+	/* The cache directory becomes a link to a decoy holding a file of
+	 * the entry's name. */
+	decoy_entry = th_path(f->decoy, e.id);
+	th_write_pattern(decoy_entry, 1u << 20, 9);
+	assert_int_equal(rename(cache, moved), 0);
+	plant(f, f->cfg.image_cache_subdirectory_name, f->decoy);
+	assert_refused(vmd_disk_snapshot_extract(f->ctx, INST, "disk", out,
+	                                         VMD_FORMAT_RAW, &err),
+	               &err);
+	assert_false(th_exists(out));
+	free(decoy_entry);
+	free(moved);
+	free(cache);
+	free(out);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -290,6 +331,7 @@ int main(void)
 		T(test_lock_dir_link),
 		T(test_disk_name_link),
 		T(test_cache_entry_link),
+		T(test_extract_backing_link),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
