@@ -14,9 +14,12 @@
  *   - the descriptor is read the way QEMU reads it: from the header's
  *     descriptor offset up to the first NUL, at most 1 MiB - 1 bytes, so
  *     nothing hides past the declared descriptor size. Every line must be a
- *     comment, a blank, a ddb line, `key=value` or an extent line, and every
- *     "createType" and "parentFileNameHint" anywhere in the text (QEMU finds
- *     them with strstr) is checked;
+ *     comment, a blank, a ddb line, `key=value` or an extent line. QEMU
+ *     finds "createType", "parentFileNameHint" and "parentCID" with a
+ *     case-sensitive strstr over the whole text and uses the first match;
+ *     we check every occurrence in any case, refuse a key in another case
+ *     or given twice, a non-empty parent name and a parentCID other than
+ *     ffffffff, so no decoy can make us read a different key than QEMU;
  *   - a header with zero capacity is refused: QEMU then opens the extents
  *     the embedded descriptor lists;
  *   - with gdOffset = GD_AT_END the footer QEMU uses instead of the header
@@ -65,7 +68,9 @@ struct desc_parse {
 	unsigned line_no;
 	unsigned n_extents;
 	uint64_t extent_sectors; /* sum over the extent lines, saturating */
-	bool have_create_type;
+	unsigned n_create_type;  /* occurrences of each key, any case */
+	unsigned n_parent_hint;
+	unsigned n_parent_cid;
 	bool done; /* a NUL ended the text */
 };
 
@@ -152,39 +157,102 @@ static long option_value(const char *line, size_t len, const char *at,
 	return (long)(q - (line + start));
 }
 
+/*
+ * One descriptor key as QEMU reads it: strstr() (case-sensitive, anywhere,
+ * comments included) and the first match in the whole text wins. We look
+ * at every occurrence in any letter case, so a decoy QEMU skips cannot
+ * hide the one it uses: a key in another case, or a key given twice, is
+ * refused (parse_descriptor counts them over the whole text).
+ */
+struct desc_key {
+	const char *name;
+	const char *code;   /* refusal code */
+	unsigned *count;    /* occurrences so far, any case */
+};
+
+/* Calls check(at) for each occurrence; refuses a wrongly cased one. */
+static void each_key(struct desc_parse *d, const char *line, size_t len,
+                     const struct desc_key *k,
+                     void (*check)(struct desc_parse *d, const char *line,
+                                   size_t len, const char *at))
+{
+	size_t n = strlen(k->name), off = 0;
+	const char *at;
+
+	while ((at = find_ci(line + off, len - off, k->name)) != NULL) {
+		(*k->count)++;
+		if (memcmp(at, k->name, n) != 0)
+			vmd_inspect_refuse(d->r, k->code,
+			                   "vmdk: \"%s\" in another letter case "
+			                   "on descriptor line %u",
+			                   k->name, d->line_no);
+		check(d, line, len, at);
+		off = (size_t)(at - line) + n;
+	}
+}
+
+static void check_create_type(struct desc_parse *d, const char *line,
+                              size_t len, const char *at)
+{
+	const char *v;
+	long n = option_value(line, len, at, sizeof("createType") - 1, &v);
+
+	if (n < 0)
+		vmd_inspect_refuse(d->r, "vmdk-create-type",
+		                   "vmdk: malformed createType on descriptor "
+		                   "line %u",
+		                   d->line_no);
+	else if (!((n == 16 && memcmp(v, "monolithicSparse", 16) == 0) ||
+	           (n == 15 && memcmp(v, "streamOptimized", 15) == 0)))
+		vmd_inspect_refuse(d->r, "vmdk-create-type",
+		                   "vmdk: createType \"%.*s\" is not "
+		                   "monolithicSparse or streamOptimized",
+		                   n > 40 ? 40 : (int)n, v);
+}
+
+/* QEMU's vmdk_parent_open: the name starts two bytes past the key and
+ * runs to the next quote; anything but an empty name is a backing file. */
+static void check_parent_hint(struct desc_parse *d, const char *line,
+                              size_t len, const char *at)
+{
+	const char *v;
+
+	if (option_value(line, len, at, sizeof("parentFileNameHint") - 1,
+	                 &v) != 0)
+		vmd_inspect_refuse(d->r, "vmdk-parent",
+		                   "vmdk: the descriptor names a parent image "
+		                   "(parentFileNameHint, line %u)",
+		                   d->line_no);
+}
+
+/* parentCID=ffffffff is "no parent"; anything else is a child image. */
+static void check_parent_cid(struct desc_parse *d, const char *line,
+                             size_t len, const char *at)
+{
+	static const char none[] = "=ffffffff";
+	size_t start = (size_t)(at - line) + sizeof("parentCID") - 1;
+	size_t end = start + sizeof(none) - 1;
+
+	if (end > len || strncasecmp(line + start, none, sizeof(none) - 1) ||
+	    (end < len && !is_blank(line[end])))
+		vmd_inspect_refuse(d->r, "vmdk-parent",
+		                   "vmdk: parentCID on descriptor line %u is not "
+		                   "ffffffff (the image has a parent)",
+		                   d->line_no);
+}
+
 static void check_options(struct desc_parse *d, const char *line, size_t len)
 {
-	static const char ct[] = "createType", pf[] = "parentFileNameHint";
-	const char *at, *v;
-	size_t off = 0;
-	long n;
+	const struct desc_key ct = {"createType", "vmdk-create-type",
+	                            &d->n_create_type};
+	const struct desc_key pf = {"parentFileNameHint", "vmdk-parent",
+	                            &d->n_parent_hint};
+	const struct desc_key pc = {"parentCID", "vmdk-parent",
+	                            &d->n_parent_cid};
 
-	/* Every occurrence: QEMU uses the first in the whole text. */
-	while ((at = find_ci(line + off, len - off, ct)) != NULL) {
-		d->have_create_type = true;
-		n = option_value(line, len, at, sizeof(ct) - 1, &v);
-		if (n < 0)
-			vmd_inspect_refuse(d->r, "vmdk-create-type",
-			                   "vmdk: malformed createType on "
-			                   "descriptor line %u",
-			                   d->line_no);
-		else if (!((n == 16 && memcmp(v, "monolithicSparse", 16) == 0) ||
-		           (n == 15 && memcmp(v, "streamOptimized", 15) == 0)))
-			vmd_inspect_refuse(d->r, "vmdk-create-type",
-			                   "vmdk: createType \"%.*s\" is not "
-			                   "monolithicSparse or streamOptimized",
-			                   n > 40 ? 40 : (int)n, v);
-		off = (size_t)(at - line) + sizeof(ct) - 1;
-	}
-	at = find_ci(line, len, pf);
-	if (at) {
-		n = option_value(line, len, at, sizeof(pf) - 1, &v);
-		if (n != 0)
-			vmd_inspect_refuse(d->r, "vmdk-parent",
-			                   "vmdk: the descriptor names a parent "
-			                   "image (parentFileNameHint, line %u)",
-			                   d->line_no);
-	}
+	each_key(d, line, len, &ct, check_create_type);
+	each_key(d, line, len, &pf, check_parent_hint);
+	each_key(d, line, len, &pc, check_parent_cid);
 }
 
 static size_t skip_blank(const char *s, size_t i, size_t len)
@@ -379,9 +447,17 @@ static int parse_descriptor(struct vmd_image_source *src,
 	}
 	if (d->len || d->overflow)
 		parse_line(d);
-	if (!d->have_create_type)
+	if (d->n_create_type == 0)
 		vmd_inspect_refuse(d->r, "vmdk-create-type",
 		                   "vmdk: the descriptor has no createType");
+	if (d->n_create_type > 1)
+		vmd_inspect_refuse(d->r, "vmdk-create-type",
+		                   "vmdk: createType appears %u times",
+		                   d->n_create_type);
+	if (d->n_parent_hint > 1 || d->n_parent_cid > 1)
+		vmd_inspect_refuse(d->r, "vmdk-parent",
+		                   "vmdk: parentFileNameHint or parentCID appears "
+		                   "more than once");
 	if (d->n_extents != 1)
 		vmd_inspect_refuse(d->r, "vmdk-extent",
 		                   "vmdk: the descriptor has %u extents (exactly "

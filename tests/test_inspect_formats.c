@@ -459,6 +459,98 @@ static void test_vmdk_parent_refused(void **state)
 	free(child);
 }
 
+/* The embedded descriptor's CID=, as qemu-img wrote it. */
+static unsigned long vmdk_cid(const char *path)
+{
+	char d[1024], *at;
+
+	read_at(path, d, sizeof(d), VMDK_DESC);
+	d[sizeof(d) - 1] = 0;
+	at = strstr(d, "\nCID=");
+	assert_non_null(at);
+	return strtoul(at + 5, NULL, 16);
+}
+
+/*
+ * Issue 14, defect 10 (CVE-2024-32498 class): QEMU finds
+ * parentFileNameHint with a case-sensitive strstr, so a key in another
+ * case placed first must not hide the one QEMU uses. qemu-img itself shows
+ * it reads the decoy into the output.
+ */
+static void test_vmdk_parent_hint_decoy(void **state)
+{
+	struct fixture *f = *state;
+	char *decoy = path_in(f, "decoy.vmdk"), *img = path_in(f, "img.vmdk");
+	char *out = path_in(f, "out.raw");
+	const char *io[] = {"qemu-io", "-f", "vmdk", "-c",
+	                    "write -P 0x5a 0 64k", decoy, NULL};
+	const char *conv[] = {"qemu-img", "convert", "-f", "vmdk", "-O", "raw",
+	                      img, out, NULL};
+	/* Each with whether QEMU reads the decoy (the first exact match). */
+	static const struct {
+		const char *line;
+		bool decoy;
+	} lines[] = {
+		{"PARENTFILENAMEHINT=\"\" parentFileNameHint=\"decoy.vmdk\"",
+		 true},
+		{"parentfilenamehint=\"\"\nparentFileNameHint=\"decoy.vmdk\"",
+		 true},
+		/* QEMU takes the empty one; a second is still refused. */
+		{"parentFileNameHint=\"\"\nparentFileNameHint=\"decoy.vmdk\"",
+		 false},
+	};
+	unsigned char got[16], want[16];
+	char text[2048], cid[16];
+
+	qemu_create("vmdk", NULL, decoy, "1M");
+	run_ok(io);
+	memset(want, 0x5a, sizeof(want));
+	for (size_t c = 0; c < 2; c++) {
+		if (c == 0) /* the decoy's own CID, then "no parent" */
+			snprintf(cid, sizeof(cid), "%08lx", vmdk_cid(decoy));
+		else
+			snprintf(cid, sizeof(cid), "ffffffff");
+		for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+			qemu_create("vmdk", NULL, img, "1M");
+			snprintf(text, sizeof(text),
+			         "# Disk DescriptorFile\nversion=1\n"
+			         "CID=12345678\nparentCID=%s\n"
+			         "createType=\"monolithicSparse\"\n%s\n\n"
+			         "RW 2048 SPARSE \"img.vmdk\"\n\n"
+			         "ddb.adapterType = \"ide\"\n",
+			         cid, lines[i].line);
+			vmdk_set_descriptor(img, text);
+			assert_refused(img, "vmdk-parent");
+			if (c == 1) /* QEMU fails its reads on a CID mismatch */
+				continue;
+			/* With the decoy's CID, QEMU reads decoy.vmdk into the
+			 * output. */
+			unlink(out);
+			run_ok(conv);
+			read_at(out, got, sizeof(got), 0);
+			assert_int_equal(memcmp(got, want, sizeof(want)) == 0,
+			                 lines[i].decoy);
+		}
+	}
+	/* Wrongly cased or repeated createType and parentCID. */
+	qemu_create("vmdk", NULL, img, "1M");
+	vmdk_set_descriptor(img, "# Disk DescriptorFile\nversion=1\n"
+	                         "CID=12345678\nparentCID=ffffffff\n"
+	                         "createtype=\"vmfs\"\n"
+	                         "createType=\"monolithicSparse\"\n"
+	                         "RW 2048 SPARSE \"img.vmdk\"\n");
+	assert_refused(img, "vmdk-create-type");
+	vmdk_set_descriptor(img, "# Disk DescriptorFile\nversion=1\n"
+	                         "CID=12345678\nparentCID=ffffffff\n"
+	                         "parentCID=0000abcd\n"
+	                         "createType=\"monolithicSparse\"\n"
+	                         "RW 2048 SPARSE \"img.vmdk\"\n");
+	assert_refused(img, "vmdk-parent");
+	free(decoy);
+	free(img);
+	free(out);
+}
+
 static void test_vmdk_header_checks(void **state)
 {
 	struct fixture *f = *state;
@@ -1310,6 +1402,7 @@ int main(void)
 		T(test_vmdk_descriptor_only_refused),
 		T(test_vmdk_descriptor_attacks),
 		T(test_vmdk_parent_refused),
+		T(test_vmdk_parent_hint_decoy),
 		T(test_vmdk_header_checks),
 		T(test_vmdk_footer),
 		T(test_vmdk_huge_descriptor_bounded),
