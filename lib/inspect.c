@@ -3,9 +3,10 @@
  *
  * 1. Read the head (64 KiB) and tail (512 bytes) of the image once.
  * 2. Run every format's probe over those bytes.
- * 3. More than one non-raw match is "ambiguous" and refused, except the
- *    overlaps a legitimate disk has: GPT always carries a protective MBR,
- *    and a hybrid ISO is also an MBR and/or GPT disk.
+ * 3. More than one match is "ambiguous" and refused, except the overlaps
+ *    listed (and justified) in benign_overlaps[]: GPT always carries a
+ *    protective MBR, a hybrid ISO is also an MBR and/or GPT disk, and a
+ *    fixed VHD is a raw disk with a footer.
  * 4. The winning format's inspect() fills the result; raw-like formats
  *    (raw, gpt, mbr, iso) have the file's length as virtual size.
  * 5. Checks every format shares (virtual size limit) run last.
@@ -175,25 +176,53 @@ void vmd_inspect_refuse(struct vmd_inspect_result *r, const char *code,
 
 /*
  * A fixed VHD is the guest's raw disk followed by a footer: its first
- * sectors are the guest's own MBR or GPT. Only then may vpc share the file
- * with the partition-table formats (a dynamic VHD starts with its footer
- * copy, so nothing else can match it).
+ * sectors are the guest's own MBR, GPT or ISO. (A dynamic VHD starts with
+ * its footer copy, "conectix" at offset 0, so it gets no such pass.)
  */
-static bool fixed_vhd(unsigned matched, const struct vmd_probe_data *p)
+static bool fixed_vhd(const struct vmd_probe_data *p)
 {
-	return (matched & (1u << VMD_IMG_VHD)) &&
-	       !vmd_bytes_at(p->head, p->head_len, 0, "conectix", 8);
+	return !vmd_bytes_at(p->head, p->head_len, 0, "conectix", 8);
 }
+
+#define F(x) (1u << VMD_IMG_##x)
+
+/*
+ * The one list of formats that may match the same file. A file whose
+ * probes match two or more formats is refused as ambiguous unless every
+ * format it matched is in one row here (and the row's condition holds):
+ * two readers could otherwise see two different disks in one file (a
+ * qcow2 header with a partition table planted in its unused bytes is
+ * "qcow2" to qemu-img and a GPT disk to the kernel). Raw is never a match.
+ */
+static const struct benign_overlap {
+	unsigned formats;
+	bool (*when)(const struct vmd_probe_data *p); /* NULL: always */
+} benign_overlaps[] = {
+	/* A GPT disk always starts with a protective (or hybrid) MBR: one
+	 * disk described twice, the bytes are the guest's either way. */
+	{F(GPT) | F(MBR), NULL},
+	/* A bootable hybrid ISO (isohybrid, xorriso) carries an MBR and/or a
+	 * GPT so that the same image boots as a CD and from a USB disk; all
+	 * three are raw bytes the guest sees. oslo.utils allows this pair
+	 * (an ISO with an MBR/GPT) as its one legitimate overlap. */
+	{F(ISO) | F(MBR) | F(GPT), NULL},
+	/* A fixed VHD: a raw disk (with whatever partition table or ISO it
+	 * holds) plus a 512-byte footer at the end. */
+	{F(VHD) | F(ISO) | F(MBR) | F(GPT), fixed_vhd},
+};
 
 static bool allowed_overlap(unsigned matched, const struct vmd_probe_data *p)
 {
-	const unsigned gpt = 1u << VMD_IMG_GPT, mbr = 1u << VMD_IMG_MBR,
-	               iso = 1u << VMD_IMG_ISO;
-	unsigned rawlike = gpt | mbr | iso;
+	if ((matched & (matched - 1)) == 0)
+		return true; /* one format or none */
+	for (size_t i = 0;
+	     i < sizeof(benign_overlaps) / sizeof(benign_overlaps[0]); i++) {
+		const struct benign_overlap *o = &benign_overlaps[i];
 
-	if (fixed_vhd(matched, p))
-		rawlike |= 1u << VMD_IMG_VHD;
-	return (matched & ~rawlike) == 0;
+		if ((matched & ~o->formats) == 0 && (!o->when || o->when(p)))
+			return true;
+	}
+	return false;
 }
 
 static enum vmd_image_format pick_format(unsigned matched,
@@ -201,7 +230,7 @@ static enum vmd_image_format pick_format(unsigned matched,
 {
 	if (matched == 0)
 		return VMD_IMG_RAW;
-	if (fixed_vhd(matched, p))
+	if ((matched & F(VHD)) && fixed_vhd(p))
 		return VMD_IMG_VHD;
 	if (matched & (1u << VMD_IMG_ISO))
 		return VMD_IMG_ISO;
@@ -275,8 +304,7 @@ static int inspect_source(struct vmd_image_source *src,
 			out->matched |= 1u << formats[i]->format;
 	out->format = pick_format(out->matched, &p);
 	out->virtual_size = src->size;
-	if (!allowed_overlap(out->matched, &p) &&
-	    (out->matched & (out->matched - 1)) != 0) {
+	if (!allowed_overlap(out->matched, &p)) {
 		char names[128];
 
 		names_of(out->matched, names, sizeof(names));

@@ -1201,18 +1201,22 @@ static void test_gpt_mbr(void **state)
 	write_mbr_entry(img, 0, 0x80, 0x83, 2048, 8192);
 	write_mbr_entry(img, 1, 0x00, 0x82, 10240, 6144);
 	assert_raw_like(img, VMD_IMG_MBR);
-	/* A bad status byte: not a partition table. */
+	/* The MBR probe is as loose as oslo.utils' (a boot signature and no
+	 * FAT boot sector) so that the ambiguity check sees what oslo sees:
+	 * a bad status byte, an entry over sector 0 or a bare signature are
+	 * still "mbr" (raw-like and safe on their own). */
 	write_mbr_entry(img, 2, 0x12, 0x83, 1, 1);
-	assert_raw_like(img, VMD_IMG_RAW);
-	/* A used entry starting at sector 0 (over the MBR itself). */
+	assert_raw_like(img, VMD_IMG_MBR);
 	make_file(img, 8 * MiB);
 	write_mbr_entry(img, 0, 0x80, 0x83, 0, 8192);
-	assert_raw_like(img, VMD_IMG_RAW);
-
-	/* Zeros and a boot signature are not an MBR. */
+	assert_raw_like(img, VMD_IMG_MBR);
 	make_file(img, 8 * MiB);
 	th_pwrite_at(img, "\x55\xaa", 2, 510);
-	assert_raw_like(img, VMD_IMG_RAW);
+	assert_raw_like(img, VMD_IMG_MBR);
+	/* GPT without a protective MBR (Linux reads it with gpt=force). */
+	make_file(img, 8 * MiB);
+	th_pwrite_at(img, "EFI PART", 8, 512);
+	assert_raw_like(img, VMD_IMG_GPT);
 
 	/* A FAT boot sector (no partition table) is a file system. */
 	make_file(img, 8 * MiB);
@@ -1224,12 +1228,15 @@ static void test_gpt_mbr(void **state)
 	vbr[21] = 0xf8;
 	vbr[510] = 0x55;
 	vbr[511] = 0xaa;
-	/* Boot code bytes that look like a partition entry. */
+	th_pwrite_at(img, vbr, sizeof(vbr), 0);
+	assert_raw_like(img, VMD_IMG_RAW);
+	/* Boot code bytes that look like a partition entry: Linux's msdos
+	 * reader finds that partition, so it is an MBR too. */
 	vbr[446 + 4] = 0x06;
 	vbr[446 + 8] = 1;
 	vbr[446 + 12] = 1;
 	th_pwrite_at(img, vbr, sizeof(vbr), 0);
-	assert_raw_like(img, VMD_IMG_RAW);
+	assert_raw_like(img, VMD_IMG_MBR);
 
 	/* An ext4 file system without a partition table. */
 	make_file(img, 8 * MiB);
@@ -1262,6 +1269,69 @@ static void test_ambiguous(void **state)
 	qemu_create("vdi", NULL, img, "64M");
 	th_pwrite_at(img, "KDMV", 4, 0);
 	assert_refused(img, "ambiguous-format");
+	free(img);
+}
+
+/*
+ * Issue 14, defect 5: a qcow2 v3 image (its feature-name table fills
+ * bytes 0x80-0x207) with a protective MBR entry, the boot signature and a
+ * GPT header planted in cluster 0 was "qcow2, safe": the old MBR probe
+ * wanted four clean partition entries. oslo.utils refuses it ("multiple
+ * formats detected"), and so must we, for every format that can carry
+ * another's marks: each image from qemu-img gets (a) only the boot
+ * signature (oslo's MBR match), (b) a protective entry + GPT header,
+ * (c) an ISO primary volume descriptor at 0x8000.
+ */
+static void test_ambiguous_every_pair(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		const char *fmt, *opts;
+		enum vmd_image_format want;
+	} bases[] = {
+		{"qcow2", NULL, VMD_IMG_QCOW2},
+		{"qcow2", "compat=0.10", VMD_IMG_QCOW2},
+		{"vmdk", NULL, VMD_IMG_VMDK},
+		{"vmdk", "subformat=streamOptimized", VMD_IMG_VMDK},
+		{"vpc", NULL, VMD_IMG_VHD},
+		{"vhdx", NULL, VMD_IMG_VHDX},
+		{"vdi", NULL, VMD_IMG_VDI},
+		{"parallels", NULL, VMD_IMG_PARALLELS},
+	};
+	char *base = path_in(f, "base.img"), *img = path_in(f, "img.img");
+	unsigned char pvd[2048] = {0};
+	struct vmd_inspect_result r;
+
+	pvd[0] = 1;
+	memcpy(pvd + 1, "CD001", 5);
+	pvd[6] = 1;
+	for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+		unlink(base);
+		qemu_create(bases[i].fmt, bases[i].opts, base, "64M");
+		inspect(base, &r);
+		assert_int_equal(r.format, bases[i].want);
+		assert_true(r.safe);
+		for (int mark = 0; mark < 3; mark++) {
+			copy_file(base, img);
+			if (mark == 0)
+				th_pwrite_at(img, "\x55\xaa", 2, 510);
+			else if (mark == 1)
+				write_gpt(img, 64 * MiB, 512);
+			else
+				th_pwrite_at(img, pvd, sizeof(pvd), 0x8000);
+			inspect(img, &r);
+			if (r.safe || !has_reason(&r, "ambiguous-format") ||
+			    !(r.matched & (1u << bases[i].want))) {
+				print_reasons(&r);
+				fail_msg("%s %s, mark %d: not refused as "
+				         "ambiguous (format %s)",
+				         bases[i].fmt,
+				         bases[i].opts ? bases[i].opts : "",
+				         mark, vmd_image_format_name(r.format));
+			}
+		}
+	}
+	free(base);
 	free(img);
 }
 
@@ -1416,6 +1486,7 @@ int main(void)
 		T(test_iso),
 		T(test_gpt_mbr),
 		T(test_ambiguous),
+		T(test_ambiguous_every_pair),
 		T(test_truncated_samples),
 		T(test_small_read_budget),
 		T(test_random_damage),
