@@ -31,6 +31,8 @@ static const struct vmd_format_ops *const formats[] = {
 	&vmd_format_vhdx,  &vmd_format_vdi,  &vmd_format_iso,
 	&vmd_format_luks,  &vmd_format_gpt,  &vmd_format_mbr,
 	&vmd_format_parallels,
+	&vmd_format_qed,   &vmd_format_bochs, &vmd_format_cloop,
+	&vmd_format_dmg,
 };
 
 static const char *const format_names[VMD_IMG_FORMAT_COUNT] = {
@@ -40,6 +42,8 @@ static const char *const format_names[VMD_IMG_FORMAT_COUNT] = {
 	[VMD_IMG_ISO] = "iso",     [VMD_IMG_LUKS] = "luks",
 	[VMD_IMG_GPT] = "gpt",     [VMD_IMG_MBR] = "mbr",
 	[VMD_IMG_PARALLELS] = "parallels",
+	[VMD_IMG_QED] = "qed",     [VMD_IMG_BOCHS] = "bochs",
+	[VMD_IMG_CLOOP] = "cloop", [VMD_IMG_DMG] = "dmg",
 };
 
 const char *vmd_image_format_name(enum vmd_image_format f)

@@ -89,5 +89,9 @@ extern const struct vmd_format_ops vmd_format_luks;
 extern const struct vmd_format_ops vmd_format_gpt;
 extern const struct vmd_format_ops vmd_format_mbr;
 extern const struct vmd_format_ops vmd_format_parallels;
+extern const struct vmd_format_ops vmd_format_qed;
+extern const struct vmd_format_ops vmd_format_bochs;
+extern const struct vmd_format_ops vmd_format_cloop;
+extern const struct vmd_format_ops vmd_format_dmg;
 
 #endif

@@ -1335,6 +1335,118 @@ static void test_ambiguous_every_pair(void **state)
 	free(img);
 }
 
+/* --- formats QEMU opens that we never accept ------------------------------ */
+
+/* `qemu-img info` without -f: what QEMU's own probe makes of the file
+ * (only ever run on the harmless files made here). */
+static char *qemu_probe(const char *path)
+{
+	const char *argv[] = {"qemu-img", "info", "--output=json", path, NULL};
+	char *out = NULL, *fmt = NULL;
+	struct json_object *o, *v;
+
+	if (th_run(argv, NULL, &out, NULL) == 0 &&
+	    (o = json_tokener_parse(out)) != NULL) {
+		if (json_object_object_get_ex(o, "format", &v))
+			fmt = strdup(json_object_get_string(v));
+		json_object_put(o);
+	}
+	free(out);
+	return fmt;
+}
+
+static void assert_refused_as(const char *path, enum vmd_image_format fmt,
+                              const char *code)
+{
+	struct vmd_inspect_result r;
+
+	assert_refused(path, code);
+	inspect(path, &r);
+	assert_string_equal(vmd_image_format_name(r.format),
+	                    vmd_image_format_name(fmt));
+}
+
+/*
+ * Issue 14, defect 11: a format the inspector did not know was "raw,
+ * safe", so a QED image with a backing file passed. QED, Bochs, cloop and
+ * DMG are now recognised by magic and refused by name.
+ */
+static void test_legacy_formats(void **state)
+{
+	struct fixture *f = *state;
+	char *qed = path_in(f, "a.qed"), *child = path_in(f, "child.qed");
+	char *decoy = path_in(f, "decoy.raw"), *bochs = path_in(f, "b.img");
+	char *cloop = path_in(f, "c.img"), *dmg = path_in(f, "d.img");
+	char *tiny = path_in(f, "tiny.img"), *fmt;
+	const char *mkchild[] = {"qemu-img", "create", "-q", "-f", "qed", "-b",
+	                         decoy, "-F", "raw", child, "1M", NULL};
+	static const char cloop_magic[] =
+		"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount "
+		"-r -t iso9660 /dev/cloop $1\n";
+	unsigned char h[512] = {0}, c[128 + 8 + 16] = {0};
+	struct vmd_inspect_result r;
+
+	qemu_create("qed", NULL, qed, "64M");
+	assert_refused_as(qed, VMD_IMG_QED, "qed-unsupported");
+	th_write_pattern(decoy, 1 * MiB, 3);
+	run_ok(mkchild);
+	assert_refused_as(child, VMD_IMG_QED, "qed-backing-file");
+	inspect(child, &r);
+	assert_string_equal(r.backing_file, decoy);
+	assert_int_equal(r.virtual_size, 1 * MiB);
+
+	/* Bochs "Redolog/Growing" v2 header: QEMU's probe says bochs. */
+	memcpy(h, "Bochs Virtual HD Image", 22);
+	memcpy(h + 32, "Redolog", 7);
+	memcpy(h + 48, "Growing", 7);
+	put_le(h + 64, 0x00020000, 4);
+	put_le(h + 68, 512, 4);
+	put_le(h + 72, 8, 4);     /* catalog entries */
+	put_le(h + 76, 1, 4);     /* bitmap */
+	put_le(h + 80, 4096, 4);  /* extent */
+	put_le(h + 88, 32768, 8); /* disk size */
+	unlink(bochs);
+	th_pwrite_at(bochs, h, sizeof(h), 0);
+	th_pwrite_at(bochs, "\xff\xff\xff\xff\xff\xff\xff\xff", 8, 512);
+	set_size(bochs, 512 + 32 + 32768);
+	fmt = qemu_probe(bochs);
+	assert_non_null(fmt);
+	assert_string_equal(fmt, "bochs");
+	free(fmt);
+	assert_refused_as(bochs, VMD_IMG_BOCHS, "bochs-unsupported");
+
+	/* cloop V2.0: the script header, block size, block count, offsets. */
+	memcpy(c, cloop_magic, sizeof(cloop_magic) - 1);
+	put_be(c + 128, 512, 4);
+	put_be(c + 132, 1, 4);
+	put_be(c + 136, sizeof(c), 8);
+	put_be(c + 144, sizeof(c) + 8, 8);
+	unlink(cloop);
+	th_pwrite_at(cloop, c, sizeof(c), 0);
+	th_pwrite_at(cloop, "\x78\x9c\x63\x60\x18\x05\x00\x00", 8, sizeof(c));
+	fmt = qemu_probe(cloop);
+	if (fmt) /* QEMU may fail to open the data; its probe chose cloop */
+		assert_string_equal(fmt, "cloop");
+	free(fmt);
+	assert_refused_as(cloop, VMD_IMG_CLOOP, "cloop-unsupported");
+	/* A file shorter than the header that is a prefix of it. */
+	unlink(tiny);
+	th_pwrite_at(tiny, cloop_magic, 11, 0);
+	assert_refused_as(tiny, VMD_IMG_CLOOP, "cloop-unsupported");
+
+	/* DMG: the "koly" trailer in the last 512 bytes. */
+	make_file(dmg, 1 * MiB);
+	th_pwrite_at(dmg, "koly", 4, 1 * MiB - 512);
+	assert_refused_as(dmg, VMD_IMG_DMG, "dmg-unsupported");
+	free(qed);
+	free(child);
+	free(decoy);
+	free(bochs);
+	free(cloop);
+	free(dmg);
+	free(tiny);
+}
+
 /* --- damage: truncation, read budget, random bytes ----------------------- */
 
 struct sample {
@@ -1487,6 +1599,7 @@ int main(void)
 		T(test_gpt_mbr),
 		T(test_ambiguous),
 		T(test_ambiguous_every_pair),
+		T(test_legacy_formats),
 		T(test_truncated_samples),
 		T(test_small_read_budget),
 		T(test_random_damage),

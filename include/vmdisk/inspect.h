@@ -34,6 +34,11 @@ enum vmd_image_format {
 	VMD_IMG_GPT,
 	VMD_IMG_MBR,
 	VMD_IMG_PARALLELS,
+	/* Recognised only to be refused (QEMU would open them, not raw). */
+	VMD_IMG_QED,
+	VMD_IMG_BOCHS,
+	VMD_IMG_CLOOP,
+	VMD_IMG_DMG,
 	VMD_IMG_FORMAT_COUNT
 };
 
