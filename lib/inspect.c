@@ -64,14 +64,20 @@ void vmd_inspect_limits_default(struct vmd_inspect_limits *l)
 	l->max_read_bytes = 4 * MiB;
 }
 
+/* Saturating: an overflowed offset or size is UINT64_MAX, which every
+ * "within the file / below the limit" test then rejects. */
 uint64_t vmd_add_sat(uint64_t a, uint64_t b)
 {
-	return a + b < a ? UINT64_MAX : a + b;
+	uint64_t v;
+
+	return __builtin_add_overflow(a, b, &v) ? UINT64_MAX : v;
 }
 
 uint64_t vmd_mul_sat(uint64_t a, uint64_t b)
 {
-	return b && a > UINT64_MAX / b ? UINT64_MAX : a * b;
+	uint64_t v;
+
+	return __builtin_mul_overflow(a, b, &v) ? UINT64_MAX : v;
 }
 
 uint16_t vmd_le16_at(const unsigned char *b, size_t len, size_t off)

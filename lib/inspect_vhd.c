@@ -122,6 +122,8 @@ static int vhd_dynamic(struct vmd_image_source *src,
 		                   "vpc: bad block size %u", block);
 	} else {
 		r->cluster_size = block;
+		/* sectors is a size / 512 or a CHS product, so * 512 cannot
+		 * wrap; u32 * u32 fits in 64 bits. */
 		if (sectors * SECTOR / block > UINT32_MAX ||
 		    (uint64_t)entries * block < sectors * SECTOR)
 			vmd_inspect_refuse(r, "vhd-header",
@@ -473,6 +475,8 @@ static int vhdx_items(struct vmd_image_source *src,
 		items[k].found = true;
 		items[k].offset = vmd_le32_at(e, 32, 16);
 		items[k].length = vmd_le32_at(e, 32, 20);
+		/* u32 + u32 in 64 bits; meta->offset <= file size was
+		 * checked above, so meta->offset + a u32 cannot wrap. */
 		if ((uint64_t)items[k].offset + items[k].length >
 		            meta->length ||
 		    !range_in_file(p, meta->offset + items[k].offset,
@@ -517,6 +521,8 @@ static void vhdx_bat(const struct vmd_inspect_limits *lim,
                      const struct vhdx_region *bat, uint64_t disk_size,
                      uint32_t block, uint32_t sector, bool parent)
 {
+	/* sector is 512 or 4096 and block a power of two <= 256 MiB (checked
+	 * by the caller): chunk_ratio is in [16, 2^26], never 0. */
 	uint64_t chunk_ratio = VHDX_SECTORS_PER_CHUNK * sector / block;
 	uint64_t data_blocks = disk_size / block + (disk_size % block != 0);
 	uint64_t bitmap_blocks =
