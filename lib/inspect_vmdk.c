@@ -42,6 +42,9 @@
 #define DESC_MAX ((1u << 20) - 1) /* QEMU's bound on a descriptor */
 #define DESC_SECTOR 1           /* where QEMU looks for CID and parent */
 #define LINE_MAX_LEN 1024
+/* A real descriptor has a few dozen lines; more is refused and not read
+ * further (the image is refused, so no later line can matter). */
+#define MAX_LINES 1024
 #define CHUNK 4096
 #define MARKER_EOS 0
 #define MARKER_FOOTER 3
@@ -128,12 +131,22 @@ static bool is_blank(char c)
 
 /* Case-insensitive search for an ASCII needle in line[0..len). */
 static const char *find_ci(const char *line, size_t len, const char *needle)
+	VMD_NO_COVERAGE;
+
+static const char *find_ci(const char *line, size_t len, const char *needle)
 {
 	size_t n = strlen(needle);
 
-	for (size_t i = 0; i + n <= len; i++)
-		if (strncasecmp(line + i, needle, n) == 0)
+	for (size_t i = 0; i + n <= len; i++) {
+		size_t k = 0;
+
+		/* | 0x20 folds ASCII letters; the needles are letters only. */
+		while (k < n && ((unsigned char)line[i + k] | 0x20) ==
+		                        ((unsigned char)needle[k] | 0x20))
+			k++;
+		if (k == n)
 			return line + i;
+	}
 	return NULL;
 }
 
@@ -256,6 +269,19 @@ static void check_options(struct desc_parse *d, const char *line, size_t len)
 }
 
 static size_t skip_blank(const char *s, size_t i, size_t len)
+	VMD_NO_COVERAGE;
+static size_t skip_word(const char *s, size_t i, size_t len) VMD_NO_COVERAGE;
+static size_t trim_end(const char *s, size_t start, size_t end)
+	VMD_NO_COVERAGE;
+
+static size_t trim_end(const char *s, size_t start, size_t end)
+{
+	while (end > start && is_blank(s[end - 1]))
+		end--;
+	return end;
+}
+
+static size_t skip_blank(const char *s, size_t i, size_t len)
 {
 	while (i < len && is_blank(s[i]))
 		i++;
@@ -349,12 +375,34 @@ static void parse_extent(struct desc_parse *d, const char *s, size_t len)
 		                   e.name_len > 64 ? 64 : (int)e.name_len, e.name);
 }
 
+/* Index of the first byte that is neither printable ASCII nor a blank,
+ * or len. */
+static size_t not_text(const char *s, size_t len) VMD_NO_COVERAGE;
+
+static size_t not_text(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c < 0x20 && !is_blank((char)c)) || c >= 0x7f)
+			return i;
+	}
+	return len;
+}
+
 static void parse_line(struct desc_parse *d)
 {
 	const char *s = d->line, *eq;
-	size_t len = d->len, start, end, word;
+	size_t len = d->len, start, end, word, bad;
 
 	d->line_no++;
+	if (d->line_no > MAX_LINES) {
+		vmd_inspect_refuse(d->r, "vmdk-descriptor",
+		                   "vmdk: the descriptor has more than %d lines",
+		                   MAX_LINES);
+		d->done = true;
+		return;
+	}
 	if (d->overflow) {
 		vmd_inspect_refuse(d->r, "vmdk-descriptor",
 		                   "vmdk: descriptor line %u is longer than %d "
@@ -362,22 +410,17 @@ static void parse_line(struct desc_parse *d)
 		                   d->line_no, LINE_MAX_LEN);
 		return;
 	}
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if ((c < 0x20 && !is_blank((char)c)) || c >= 0x7f) {
-			vmd_inspect_refuse(d->r, "vmdk-descriptor",
-			                   "vmdk: byte 0x%02x on descriptor line "
-			                   "%u is not text",
-			                   c, d->line_no);
-			return;
-		}
+	bad = not_text(s, len);
+	if (bad < len) {
+		vmd_inspect_refuse(d->r, "vmdk-descriptor",
+		                   "vmdk: byte 0x%02x on descriptor line %u is "
+		                   "not text",
+		                   (unsigned char)s[bad], d->line_no);
+		return;
 	}
 	check_options(d, s, len);
 	start = skip_blank(s, 0, len);
-	end = len;
-	while (end > start && is_blank(s[end - 1]))
-		end--;
+	end = trim_end(s, start, len);
 	s += start;
 	len = end - start;
 	if (len == 0 || s[0] == '#' ||
@@ -404,20 +447,43 @@ static void parse_line(struct desc_parse *d)
 	                   d->line_no);
 }
 
+/* Add b[0..n) to the current line (the rest of a too long line is only
+ * noted). */
+static void line_append(struct desc_parse *d, const unsigned char *b,
+                        size_t n)
+{
+	size_t room = LINE_MAX_LEN - d->len;
+
+	if (n > room) {
+		d->overflow = true;
+		n = room;
+	}
+	memcpy(d->line + d->len, b, n);
+	d->len += n;
+}
+
+/* Split text into lines at '\n'; a NUL ends the text (QEMU's strings). */
 static void desc_feed(struct desc_parse *d, const unsigned char *b, size_t n)
 {
-	for (size_t i = 0; i < n && !d->done; i++) {
-		if (b[i] == '\0') {
+	size_t i = 0;
+
+	while (i < n && !d->done) {
+		const unsigned char *nl = memchr(b + i, '\n', n - i);
+		size_t end = nl ? (size_t)(nl - b) : n;
+		const unsigned char *nul = memchr(b + i, '\0', end - i);
+
+		if (nul) {
+			line_append(d, b + i, (size_t)(nul - (b + i)));
 			d->done = true;
-		} else if (b[i] == '\n') {
-			parse_line(d);
-			d->len = 0;
-			d->overflow = false;
-		} else if (d->len < LINE_MAX_LEN) {
-			d->line[d->len++] = (char)b[i];
-		} else {
-			d->overflow = true;
+			return;
 		}
+		line_append(d, b + i, end - i);
+		if (!nl)
+			return;
+		parse_line(d);
+		d->len = 0;
+		d->overflow = false;
+		i = end + 1;
 	}
 }
 
