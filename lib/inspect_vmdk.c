@@ -129,27 +129,6 @@ static bool is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* Case-insensitive search for an ASCII needle in line[0..len). */
-static const char *find_ci(const char *line, size_t len, const char *needle)
-	VMD_NO_COVERAGE;
-
-static const char *find_ci(const char *line, size_t len, const char *needle)
-{
-	size_t n = strlen(needle);
-
-	for (size_t i = 0; i + n <= len; i++) {
-		size_t k = 0;
-
-		/* | 0x20 folds ASCII letters; the needles are letters only. */
-		while (k < n && ((unsigned char)line[i + k] | 0x20) ==
-		                        ((unsigned char)needle[k] | 0x20))
-			k++;
-		if (k == n)
-			return line + i;
-	}
-	return NULL;
-}
-
 /*
  * QEMU takes an option's value by skipping `name` and two more characters
  * (`="`) and reading up to the next quote. Returns the value's length, or
@@ -177,33 +156,6 @@ static long option_value(const char *line, size_t len, const char *at,
  * hide the one it uses: a key in another case, or a key given twice, is
  * refused (parse_descriptor counts them over the whole text).
  */
-struct desc_key {
-	const char *name;
-	const char *code;   /* refusal code */
-	unsigned *count;    /* occurrences so far, any case */
-};
-
-/* Calls check(at) for each occurrence; refuses a wrongly cased one. */
-static void each_key(struct desc_parse *d, const char *line, size_t len,
-                     const struct desc_key *k,
-                     void (*check)(struct desc_parse *d, const char *line,
-                                   size_t len, const char *at))
-{
-	size_t n = strlen(k->name), off = 0;
-	const char *at;
-
-	while ((at = find_ci(line + off, len - off, k->name)) != NULL) {
-		(*k->count)++;
-		if (memcmp(at, k->name, n) != 0)
-			vmd_inspect_refuse(d->r, k->code,
-			                   "vmdk: \"%s\" in another letter case "
-			                   "on descriptor line %u",
-			                   k->name, d->line_no);
-		check(d, line, len, at);
-		off = (size_t)(at - line) + n;
-	}
-}
-
 static void check_create_type(struct desc_parse *d, const char *line,
                               size_t len, const char *at)
 {
@@ -254,18 +206,78 @@ static void check_parent_cid(struct desc_parse *d, const char *line,
 		                   d->line_no);
 }
 
+enum { KEY_CREATE_TYPE, KEY_PARENT_HINT, KEY_PARENT_CID, KEY_COUNT };
+
+static const struct desc_key {
+	const char *name;
+	size_t len;
+	const char *code; /* refusal code */
+	void (*check)(struct desc_parse *d, const char *line, size_t len,
+	              const char *at);
+} desc_keys[KEY_COUNT] = {
+	[KEY_CREATE_TYPE] = {"createType", 10, "vmdk-create-type",
+	                     check_create_type},
+	[KEY_PARENT_HINT] = {"parentFileNameHint", 18, "vmdk-parent",
+	                     check_parent_hint},
+	[KEY_PARENT_CID] = {"parentCID", 9, "vmdk-parent", check_parent_cid},
+};
+
+/*
+ * The first occurrence of any key, in any letter case, in s[0..len): its
+ * index, with the key in *key; or len when there is none. One pass over
+ * the line for all keys.
+ */
+static size_t next_key(const char *s, size_t len, size_t *key)
+	VMD_NO_COVERAGE;
+
+static size_t next_key(const char *s, size_t len, size_t *key)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i] | 0x20;
+
+		if (c != 'c' && c != 'p')
+			continue;
+		for (size_t k = 0; k < KEY_COUNT; k++) {
+			const struct desc_key *dk = &desc_keys[k];
+			size_t j = 0;
+
+			if (len - i < dk->len)
+				continue;
+			/* | 0x20 folds ASCII letters; keys are letters. */
+			while (j < dk->len && ((unsigned char)s[i + j] | 0x20) ==
+			                              ((unsigned char)dk->name[j] |
+			                               0x20))
+				j++;
+			if (j == dk->len) {
+				*key = k;
+				return i;
+			}
+		}
+	}
+	return len;
+}
+
+/* Every occurrence of every key: counted (parse_descriptor refuses a key
+ * given twice), refused in another letter case, its value checked. */
 static void check_options(struct desc_parse *d, const char *line, size_t len)
 {
-	const struct desc_key ct = {"createType", "vmdk-create-type",
-	                            &d->n_create_type};
-	const struct desc_key pf = {"parentFileNameHint", "vmdk-parent",
-	                            &d->n_parent_hint};
-	const struct desc_key pc = {"parentCID", "vmdk-parent",
-	                            &d->n_parent_cid};
+	unsigned *count[KEY_COUNT] = {&d->n_create_type, &d->n_parent_hint,
+	                              &d->n_parent_cid};
+	size_t off = 0, at, k;
 
-	each_key(d, line, len, &ct, check_create_type);
-	each_key(d, line, len, &pf, check_parent_hint);
-	each_key(d, line, len, &pc, check_parent_cid);
+	while ((at = next_key(line + off, len - off, &k)) < len - off) {
+		const struct desc_key *dk = &desc_keys[k];
+		const char *p = line + off + at;
+
+		(*count[k])++;
+		if (memcmp(p, dk->name, dk->len) != 0)
+			vmd_inspect_refuse(d->r, dk->code,
+			                   "vmdk: \"%s\" in another letter case "
+			                   "on descriptor line %u",
+			                   dk->name, d->line_no);
+		dk->check(d, line, len, p);
+		off += at + dk->len;
+	}
 }
 
 static size_t skip_blank(const char *s, size_t i, size_t len)
