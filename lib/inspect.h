@@ -17,15 +17,29 @@
 
 #include <vmdisk/inspect.h>
 
+/*
+ * For loops over bulk bytes (checksums, copies) whose every iteration
+ * would otherwise feed the fuzzer's coverage hooks for nothing.
+ */
+#if defined(__clang__) && __clang_major__ >= 13
+#define VMD_NO_COVERAGE __attribute__((no_sanitize("coverage"), noinline))
+#else
+#define VMD_NO_COVERAGE
+#endif
+
 /* Bytes given to every probe. */
 #define VMD_PROBE_HEAD 65536
 #define VMD_PROBE_TAIL 512
 
 struct vmd_image_source {
-	int fd;                    /* -1 when reading from mem */
+	int fd;                    /* -1 when reading from mem or chunks */
 	const unsigned char *mem;
 	uint64_t size;             /* file length */
 	uint64_t budget;           /* bytes still allowed to be read */
+	/* A sparse file in memory (vmd_inspect_sparse): zeros but these. */
+	bool sparse;
+	const struct vmd_inspect_chunk *chunks;
+	size_t n_chunks;
 };
 
 struct vmd_probe_data {
@@ -89,5 +103,9 @@ extern const struct vmd_format_ops vmd_format_luks;
 extern const struct vmd_format_ops vmd_format_gpt;
 extern const struct vmd_format_ops vmd_format_mbr;
 extern const struct vmd_format_ops vmd_format_parallels;
+extern const struct vmd_format_ops vmd_format_qed;
+extern const struct vmd_format_ops vmd_format_bochs;
+extern const struct vmd_format_ops vmd_format_cloop;
+extern const struct vmd_format_ops vmd_format_dmg;
 
 #endif

@@ -8,17 +8,23 @@
  * is refused by the core, while the legitimate overlaps (a GPT disk's
  * protective MBR, a hybrid ISO) are allowed there.
  *
- * The probes are strict enough not to fire on other formats' headers or on
- * bare file systems:
+ * For the ambiguity check a probe must fire whenever *some* consumer of the
+ * file would see that format, so the partition-table probes are as loose
+ * as the loosest reader we know of, and the core's table of benign
+ * overlaps (lib/inspect.c) decides what may share a file:
  *   - ISO: volume descriptor type 1 + "CD001" at 0x8000, or a UDF volume
  *     recognition sequence (BEA01 then NSR02/NSR03) in sectors 16-31;
- *   - GPT: "EFI PART" at LBA 1 (offset 512, or 4096 on 4Kn disks) behind a
- *     protective MBR (0x55AA and a partition of type 0xEE);
- *   - MBR: 0x55AA, every partition entry's status 0x00 or 0x80, at least
- *     one used entry, each used entry starting after sector 0 with a
- *     non-zero length; and sector 0 is not a file system's boot sector
- *     (a FAT/NTFS/exFAT BPB, or oslo's FAT test: two FATs and media 0xF8).
- *     A disk of zeros with only the boot signature is not an MBR.
+ *   - GPT: "EFI PART" at LBA 1 (offset 512, or 4096 on 4Kn disks). No
+ *     protective MBR is required: Linux (gpt=force) and other tools read a
+ *     GPT header without one;
+ *   - MBR: the boot signature 0x55AA, and either every partition entry's
+ *     status byte is 0x00 or 0x80 with one entry used (Linux then finds a
+ *     partition, whatever else sector 0 holds) or sector 0 is not a FAT
+ *     boot sector by
+ *     oslo.utils' test (two FATs, media 0xF8), which is oslo's whole MBR
+ *     match. So a qcow2 header with a planted boot signature is an MBR
+ *     too, as it is to oslo.utils, even when the "partition entries" are
+ *     header bytes.
  */
 #include <string.h>
 
@@ -29,7 +35,6 @@
 #define ISO_SECTOR 2048
 #define MBR_TABLE 446
 #define MBR_ENTRIES 4
-#define GPT_PROTECTIVE 0xee
 
 static bool iso_probe(const struct vmd_probe_data *p)
 {
@@ -56,64 +61,37 @@ static bool has_boot_signature(const struct vmd_probe_data *p)
 	       p->head[511] == 0xaa;
 }
 
-/* A file system's boot sector (FAT, NTFS, exFAT) rather than an MBR. */
-static bool is_boot_sector(const unsigned char *b)
+/* oslo.utils' test for a FAT volume boot record: two FATs, media 0xF8. */
+static bool oslo_fat(const unsigned char *b)
 {
-	unsigned bps = (unsigned)b[11] | (unsigned)b[12] << 8;
-	unsigned spc = b[13], reserved = (unsigned)b[14] | (unsigned)b[15] << 8;
-	unsigned fats = b[16], media = b[21];
-	bool jump = (b[0] == 0xeb && b[2] == 0x90) || b[0] == 0xe9;
-
-	if (memcmp(b + 3, "NTFS    ", 8) == 0 ||
-	    memcmp(b + 3, "EXFAT   ", 8) == 0)
-		return true;
-	if (fats == 2 && media == 0xf8)
-		return true; /* oslo.utils' FAT test */
-	return jump && (bps == 512 || bps == 1024 || bps == 2048 ||
-	                bps == 4096) &&
-	       spc && !(spc & (spc - 1)) && reserved >= 1 &&
-	       (fats == 1 || fats == 2) && (media == 0xf0 || media >= 0xf8);
+	return b[16] == 2 && b[21] == 0xf8;
 }
 
-/* Plausible partition table; *protective when an entry is type 0xEE. */
-static bool mbr_table(const struct vmd_probe_data *p, bool *protective)
+/* Every partition entry's status byte is valid and one entry is used:
+ * Linux's msdos reader then finds a partition, whatever else sector 0
+ * holds (a file system's boot code included). */
+static bool linux_table(const unsigned char *b)
 {
-	unsigned used = 0;
+	bool used = false;
 
-	*protective = false;
 	for (size_t i = 0; i < MBR_ENTRIES; i++) {
-		const unsigned char *e = p->head + MBR_TABLE + i * 16;
-		uint32_t start = vmd_le32_at(e, 16, 8);
-		uint32_t count = vmd_le32_at(e, 16, 12);
+		const unsigned char *e = b + MBR_TABLE + i * 16;
 
 		if (e[0] != 0x00 && e[0] != 0x80)
 			return false;
-		if (e[4] == 0)
-			continue;
-		if (start == 0 || count == 0)
-			return false;
-		if (e[4] == GPT_PROTECTIVE)
-			*protective = true;
-		used++;
+		used |= e[4] != 0;
 	}
-	return used > 0;
+	return used;
 }
 
 static bool mbr_probe(const struct vmd_probe_data *p)
 {
-	bool protective;
-
-	return has_boot_signature(p) && !is_boot_sector(p->head) &&
-	       mbr_table(p, &protective);
+	return has_boot_signature(p) &&
+	       (linux_table(p->head) || !oslo_fat(p->head));
 }
 
 static bool gpt_probe(const struct vmd_probe_data *p)
 {
-	bool protective;
-
-	if (!has_boot_signature(p) || !mbr_table(p, &protective) ||
-	    !protective)
-		return false;
 	return vmd_bytes_at(p->head, p->head_len, SECTOR, "EFI PART", 8) ||
 	       vmd_bytes_at(p->head, p->head_len, 4096, "EFI PART", 8);
 }

@@ -65,7 +65,7 @@ static int parallels_inspect(struct vmd_image_source *src,
 		                   "parallels: bad cluster size of %u sectors",
 		                   tracks);
 	} else {
-		r->cluster_size = tracks * SECTOR;
+		r->cluster_size = tracks * SECTOR; /* < INT32_MAX */
 		if ((uint64_t)bat_entries * tracks < sectors)
 			vmd_inspect_refuse(r, "parallels-header",
 			                   "parallels: %u BAT entries do not "

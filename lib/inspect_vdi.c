@@ -90,6 +90,8 @@ static int vdi_inspect(struct vmd_image_source *src,
 		                   "%u blocks",
 		                   (unsigned long long)disk, blocks);
 
+	/* u32 fields widened to 64 bits: these sums and products are below
+	 * 2^35 and cannot wrap. */
 	bmap_bytes = ((uint64_t)blocks * 4 + SECTOR - 1) / SECTOR * SECTOR;
 	if (bmap_bytes > lim->max_table_size)
 		vmd_inspect_refuse(r, "table-size-limit",

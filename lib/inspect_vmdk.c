@@ -14,9 +14,12 @@
  *   - the descriptor is read the way QEMU reads it: from the header's
  *     descriptor offset up to the first NUL, at most 1 MiB - 1 bytes, so
  *     nothing hides past the declared descriptor size. Every line must be a
- *     comment, a blank, a ddb line, `key=value` or an extent line, and every
- *     "createType" and "parentFileNameHint" anywhere in the text (QEMU finds
- *     them with strstr) is checked;
+ *     comment, a blank, a ddb line, `key=value` or an extent line. QEMU
+ *     finds "createType", "parentFileNameHint" and "parentCID" with a
+ *     case-sensitive strstr over the whole text and uses the first match;
+ *     we check every occurrence in any case, refuse a key in another case
+ *     or given twice, a non-empty parent name and a parentCID other than
+ *     ffffffff, so no decoy can make us read a different key than QEMU;
  *   - a header with zero capacity is refused: QEMU then opens the extents
  *     the embedded descriptor lists;
  *   - with gdOffset = GD_AT_END the footer QEMU uses instead of the header
@@ -39,6 +42,9 @@
 #define DESC_MAX ((1u << 20) - 1) /* QEMU's bound on a descriptor */
 #define DESC_SECTOR 1           /* where QEMU looks for CID and parent */
 #define LINE_MAX_LEN 1024
+/* A real descriptor has a few dozen lines; more is refused and not read
+ * further (the image is refused, so no later line can matter). */
+#define MAX_LINES 1024
 #define CHUNK 4096
 #define MARKER_EOS 0
 #define MARKER_FOOTER 3
@@ -65,7 +71,9 @@ struct desc_parse {
 	unsigned line_no;
 	unsigned n_extents;
 	uint64_t extent_sectors; /* sum over the extent lines, saturating */
-	bool have_create_type;
+	unsigned n_create_type;  /* occurrences of each key, any case */
+	unsigned n_parent_hint;
+	unsigned n_parent_cid;
 	bool done; /* a NUL ended the text */
 };
 
@@ -121,17 +129,6 @@ static bool is_blank(char c)
 	return c == ' ' || c == '\t' || c == '\r' || c == '\v' || c == '\f';
 }
 
-/* Case-insensitive search for an ASCII needle in line[0..len). */
-static const char *find_ci(const char *line, size_t len, const char *needle)
-{
-	size_t n = strlen(needle);
-
-	for (size_t i = 0; i + n <= len; i++)
-		if (strncasecmp(line + i, needle, n) == 0)
-			return line + i;
-	return NULL;
-}
-
 /*
  * QEMU takes an option's value by skipping `name` and two more characters
  * (`="`) and reading up to the next quote. Returns the value's length, or
@@ -152,39 +149,148 @@ static long option_value(const char *line, size_t len, const char *at,
 	return (long)(q - (line + start));
 }
 
+/*
+ * One descriptor key as QEMU reads it: strstr() (case-sensitive, anywhere,
+ * comments included) and the first match in the whole text wins. We look
+ * at every occurrence in any letter case, so a decoy QEMU skips cannot
+ * hide the one it uses: a key in another case, or a key given twice, is
+ * refused (parse_descriptor counts them over the whole text).
+ */
+static void check_create_type(struct desc_parse *d, const char *line,
+                              size_t len, const char *at)
+{
+	const char *v;
+	long n = option_value(line, len, at, sizeof("createType") - 1, &v);
+
+	if (n < 0)
+		vmd_inspect_refuse(d->r, "vmdk-create-type",
+		                   "vmdk: malformed createType on descriptor "
+		                   "line %u",
+		                   d->line_no);
+	else if (!((n == 16 && memcmp(v, "monolithicSparse", 16) == 0) ||
+	           (n == 15 && memcmp(v, "streamOptimized", 15) == 0)))
+		vmd_inspect_refuse(d->r, "vmdk-create-type",
+		                   "vmdk: createType \"%.*s\" is not "
+		                   "monolithicSparse or streamOptimized",
+		                   n > 40 ? 40 : (int)n, v);
+}
+
+/* QEMU's vmdk_parent_open: the name starts two bytes past the key and
+ * runs to the next quote; anything but an empty name is a backing file. */
+static void check_parent_hint(struct desc_parse *d, const char *line,
+                              size_t len, const char *at)
+{
+	const char *v;
+
+	if (option_value(line, len, at, sizeof("parentFileNameHint") - 1,
+	                 &v) != 0)
+		vmd_inspect_refuse(d->r, "vmdk-parent",
+		                   "vmdk: the descriptor names a parent image "
+		                   "(parentFileNameHint, line %u)",
+		                   d->line_no);
+}
+
+/* parentCID=ffffffff is "no parent"; anything else is a child image. */
+static void check_parent_cid(struct desc_parse *d, const char *line,
+                             size_t len, const char *at)
+{
+	static const char none[] = "=ffffffff";
+	size_t start = (size_t)(at - line) + sizeof("parentCID") - 1;
+	size_t end = start + sizeof(none) - 1;
+
+	if (end > len || strncasecmp(line + start, none, sizeof(none) - 1) ||
+	    (end < len && !is_blank(line[end])))
+		vmd_inspect_refuse(d->r, "vmdk-parent",
+		                   "vmdk: parentCID on descriptor line %u is not "
+		                   "ffffffff (the image has a parent)",
+		                   d->line_no);
+}
+
+enum { KEY_CREATE_TYPE, KEY_PARENT_HINT, KEY_PARENT_CID, KEY_COUNT };
+
+static const struct desc_key {
+	const char *name;
+	size_t len;
+	const char *code; /* refusal code */
+	void (*check)(struct desc_parse *d, const char *line, size_t len,
+	              const char *at);
+} desc_keys[KEY_COUNT] = {
+	[KEY_CREATE_TYPE] = {"createType", 10, "vmdk-create-type",
+	                     check_create_type},
+	[KEY_PARENT_HINT] = {"parentFileNameHint", 18, "vmdk-parent",
+	                     check_parent_hint},
+	[KEY_PARENT_CID] = {"parentCID", 9, "vmdk-parent", check_parent_cid},
+};
+
+/*
+ * The first occurrence of any key, in any letter case, in s[0..len): its
+ * index, with the key in *key; or len when there is none. One pass over
+ * the line for all keys.
+ */
+static size_t next_key(const char *s, size_t len, size_t *key)
+	VMD_NO_COVERAGE;
+
+static size_t next_key(const char *s, size_t len, size_t *key)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i] | 0x20;
+
+		if (c != 'c' && c != 'p')
+			continue;
+		for (size_t k = 0; k < KEY_COUNT; k++) {
+			const struct desc_key *dk = &desc_keys[k];
+			size_t j = 0;
+
+			if (len - i < dk->len)
+				continue;
+			/* | 0x20 folds ASCII letters; keys are letters. */
+			while (j < dk->len && ((unsigned char)s[i + j] | 0x20) ==
+			                              ((unsigned char)dk->name[j] |
+			                               0x20))
+				j++;
+			if (j == dk->len) {
+				*key = k;
+				return i;
+			}
+		}
+	}
+	return len;
+}
+
+/* Every occurrence of every key: counted (parse_descriptor refuses a key
+ * given twice), refused in another letter case, its value checked. */
 static void check_options(struct desc_parse *d, const char *line, size_t len)
 {
-	static const char ct[] = "createType", pf[] = "parentFileNameHint";
-	const char *at, *v;
-	size_t off = 0;
-	long n;
+	unsigned *count[KEY_COUNT] = {&d->n_create_type, &d->n_parent_hint,
+	                              &d->n_parent_cid};
+	size_t off = 0, at, k;
 
-	/* Every occurrence: QEMU uses the first in the whole text. */
-	while ((at = find_ci(line + off, len - off, ct)) != NULL) {
-		d->have_create_type = true;
-		n = option_value(line, len, at, sizeof(ct) - 1, &v);
-		if (n < 0)
-			vmd_inspect_refuse(d->r, "vmdk-create-type",
-			                   "vmdk: malformed createType on "
-			                   "descriptor line %u",
-			                   d->line_no);
-		else if (!((n == 16 && memcmp(v, "monolithicSparse", 16) == 0) ||
-		           (n == 15 && memcmp(v, "streamOptimized", 15) == 0)))
-			vmd_inspect_refuse(d->r, "vmdk-create-type",
-			                   "vmdk: createType \"%.*s\" is not "
-			                   "monolithicSparse or streamOptimized",
-			                   n > 40 ? 40 : (int)n, v);
-		off = (size_t)(at - line) + sizeof(ct) - 1;
+	while ((at = next_key(line + off, len - off, &k)) < len - off) {
+		const struct desc_key *dk = &desc_keys[k];
+		const char *p = line + off + at;
+
+		(*count[k])++;
+		if (memcmp(p, dk->name, dk->len) != 0)
+			vmd_inspect_refuse(d->r, dk->code,
+			                   "vmdk: \"%s\" in another letter case "
+			                   "on descriptor line %u",
+			                   dk->name, d->line_no);
+		dk->check(d, line, len, p);
+		off += at + dk->len;
 	}
-	at = find_ci(line, len, pf);
-	if (at) {
-		n = option_value(line, len, at, sizeof(pf) - 1, &v);
-		if (n != 0)
-			vmd_inspect_refuse(d->r, "vmdk-parent",
-			                   "vmdk: the descriptor names a parent "
-			                   "image (parentFileNameHint, line %u)",
-			                   d->line_no);
-	}
+}
+
+static size_t skip_blank(const char *s, size_t i, size_t len)
+	VMD_NO_COVERAGE;
+static size_t skip_word(const char *s, size_t i, size_t len) VMD_NO_COVERAGE;
+static size_t trim_end(const char *s, size_t start, size_t end)
+	VMD_NO_COVERAGE;
+
+static size_t trim_end(const char *s, size_t start, size_t end)
+{
+	while (end > start && is_blank(s[end - 1]))
+		end--;
+	return end;
 }
 
 static size_t skip_blank(const char *s, size_t i, size_t len)
@@ -281,12 +387,34 @@ static void parse_extent(struct desc_parse *d, const char *s, size_t len)
 		                   e.name_len > 64 ? 64 : (int)e.name_len, e.name);
 }
 
+/* Index of the first byte that is neither printable ASCII nor a blank,
+ * or len. */
+static size_t not_text(const char *s, size_t len) VMD_NO_COVERAGE;
+
+static size_t not_text(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if ((c < 0x20 && !is_blank((char)c)) || c >= 0x7f)
+			return i;
+	}
+	return len;
+}
+
 static void parse_line(struct desc_parse *d)
 {
 	const char *s = d->line, *eq;
-	size_t len = d->len, start, end, word;
+	size_t len = d->len, start, end, word, bad;
 
 	d->line_no++;
+	if (d->line_no > MAX_LINES) {
+		vmd_inspect_refuse(d->r, "vmdk-descriptor",
+		                   "vmdk: the descriptor has more than %d lines",
+		                   MAX_LINES);
+		d->done = true;
+		return;
+	}
 	if (d->overflow) {
 		vmd_inspect_refuse(d->r, "vmdk-descriptor",
 		                   "vmdk: descriptor line %u is longer than %d "
@@ -294,22 +422,17 @@ static void parse_line(struct desc_parse *d)
 		                   d->line_no, LINE_MAX_LEN);
 		return;
 	}
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if ((c < 0x20 && !is_blank((char)c)) || c >= 0x7f) {
-			vmd_inspect_refuse(d->r, "vmdk-descriptor",
-			                   "vmdk: byte 0x%02x on descriptor line "
-			                   "%u is not text",
-			                   c, d->line_no);
-			return;
-		}
+	bad = not_text(s, len);
+	if (bad < len) {
+		vmd_inspect_refuse(d->r, "vmdk-descriptor",
+		                   "vmdk: byte 0x%02x on descriptor line %u is "
+		                   "not text",
+		                   (unsigned char)s[bad], d->line_no);
+		return;
 	}
 	check_options(d, s, len);
 	start = skip_blank(s, 0, len);
-	end = len;
-	while (end > start && is_blank(s[end - 1]))
-		end--;
+	end = trim_end(s, start, len);
 	s += start;
 	len = end - start;
 	if (len == 0 || s[0] == '#' ||
@@ -336,20 +459,43 @@ static void parse_line(struct desc_parse *d)
 	                   d->line_no);
 }
 
+/* Add b[0..n) to the current line (the rest of a too long line is only
+ * noted). */
+static void line_append(struct desc_parse *d, const unsigned char *b,
+                        size_t n)
+{
+	size_t room = LINE_MAX_LEN - d->len;
+
+	if (n > room) {
+		d->overflow = true;
+		n = room;
+	}
+	memcpy(d->line + d->len, b, n);
+	d->len += n;
+}
+
+/* Split text into lines at '\n'; a NUL ends the text (QEMU's strings). */
 static void desc_feed(struct desc_parse *d, const unsigned char *b, size_t n)
 {
-	for (size_t i = 0; i < n && !d->done; i++) {
-		if (b[i] == '\0') {
+	size_t i = 0;
+
+	while (i < n && !d->done) {
+		const unsigned char *nl = memchr(b + i, '\n', n - i);
+		size_t end = nl ? (size_t)(nl - b) : n;
+		const unsigned char *nul = memchr(b + i, '\0', end - i);
+
+		if (nul) {
+			line_append(d, b + i, (size_t)(nul - (b + i)));
 			d->done = true;
-		} else if (b[i] == '\n') {
-			parse_line(d);
-			d->len = 0;
-			d->overflow = false;
-		} else if (d->len < LINE_MAX_LEN) {
-			d->line[d->len++] = (char)b[i];
-		} else {
-			d->overflow = true;
+			return;
 		}
+		line_append(d, b + i, end - i);
+		if (!nl)
+			return;
+		parse_line(d);
+		d->len = 0;
+		d->overflow = false;
+		i = end + 1;
 	}
 }
 
@@ -379,9 +525,17 @@ static int parse_descriptor(struct vmd_image_source *src,
 	}
 	if (d->len || d->overflow)
 		parse_line(d);
-	if (!d->have_create_type)
+	if (d->n_create_type == 0)
 		vmd_inspect_refuse(d->r, "vmdk-create-type",
 		                   "vmdk: the descriptor has no createType");
+	if (d->n_create_type > 1)
+		vmd_inspect_refuse(d->r, "vmdk-create-type",
+		                   "vmdk: createType appears %u times",
+		                   d->n_create_type);
+	if (d->n_parent_hint > 1 || d->n_parent_cid > 1)
+		vmd_inspect_refuse(d->r, "vmdk-parent",
+		                   "vmdk: parentFileNameHint or parentCID appears "
+		                   "more than once");
 	if (d->n_extents != 1)
 		vmd_inspect_refuse(d->r, "vmdk-extent",
 		                   "vmdk: the descriptor has %u extents (exactly "

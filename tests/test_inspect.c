@@ -624,6 +624,95 @@ static void test_qcow_any_version_refused(void **state)
 	assert_int_equal(r.format, VMD_IMG_QCOW2);
 }
 
+/* The file as chunks of its non-zero 4 KiB blocks (adjacent ones merged). */
+static size_t file_chunks(const unsigned char *b, size_t len,
+                          struct vmd_inspect_chunk *c, size_t max)
+{
+	static const unsigned char zero[4096];
+	size_t n = 0;
+
+	for (size_t off = 0; off < len; off += sizeof(zero)) {
+		size_t l = len - off < sizeof(zero) ? len - off : sizeof(zero);
+
+		if (memcmp(b + off, zero, l) == 0)
+			continue;
+		if (n && c[n - 1].offset + c[n - 1].len == off) {
+			c[n - 1].len += l;
+			continue;
+		}
+		assert_true(n < max);
+		c[n].offset = off;
+		c[n].data = b + off;
+		c[n].len = l;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * vmd_inspect_sparse (the fuzz target's way to reach large offsets) sees
+ * what vmd_inspect_fd sees in the same file, for images whose headers are
+ * far apart (VHDX at 64 and 128 KiB, a VHD footer at the end).
+ */
+static void test_sparse_source(void **state)
+{
+	struct fixture *f = *state;
+	static const char *const fmts[][2] = {
+		{"vhdx", "64M"}, {"vpc", "64M"}, {"qcow2", "1G"},
+		{"vmdk", "1G"},  {"parallels", "64M"}, {"vdi", "64M"},
+	};
+	struct vmd_inspect_chunk c[256];
+	struct vmd_inspect_result a, b;
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	th_require_qemu_img();
+	for (size_t i = 0; i < sizeof(fmts) / sizeof(fmts[0]); i++) {
+		const char *argv[] = {"qemu-img", "create", "-q", "-f",
+		                      fmts[i][0], f->img, fmts[i][1], NULL};
+		unsigned char *bytes;
+		size_t len, n;
+		int fd;
+
+		unlink(f->img);
+		assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
+		len = th_file_size(f->img);
+		bytes = malloc(len);
+		assert_non_null(bytes);
+		fd = open(f->img, O_RDONLY | O_CLOEXEC);
+		assert_true(fd >= 0);
+		assert_int_equal(pread(fd, bytes, len, 0), (ssize_t)len);
+		assert_int_equal(vmd_inspect_fd(fd, NULL, 0, &a, &err), 0);
+		close(fd);
+		n = file_chunks(bytes, len, c, sizeof(c) / sizeof(c[0]));
+		assert_int_equal(vmd_inspect_sparse(c, n, len, NULL, 0, &b,
+		                                    &err),
+		                 0);
+		assert_int_equal(b.format, a.format);
+		assert_true(b.safe);
+		assert_true(a.safe);
+		assert_int_equal(b.matched, a.matched);
+		assert_int_equal(b.virtual_size, a.virtual_size);
+		assert_int_equal(b.file_size, len);
+		free(bytes);
+	}
+
+	/* A later chunk over an earlier one; a chunk whose end wraps. */
+	c[0] = (struct vmd_inspect_chunk){0, "KDMV", 4};
+	c[1] = (struct vmd_inspect_chunk){0, "QED", 4};
+	c[2] = (struct vmd_inspect_chunk){UINT64_MAX - 3, "xxxxxxxx", 8};
+	assert_int_equal(vmd_inspect_sparse(c, 3, 1ull << 40, NULL, 0, &b,
+	                                    &err),
+	                 0);
+	assert_int_equal(b.format, VMD_IMG_QED);
+	assert_false(b.safe);
+	assert_int_equal(b.file_size, 1ull << 40);
+	/* No chunks: a file of zeros. */
+	assert_int_equal(vmd_inspect_sparse(NULL, 0, 4096, NULL, 0, &b, &err),
+	                 0);
+	assert_int_equal(b.format, VMD_IMG_RAW);
+	assert_true(b.safe);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -644,6 +733,7 @@ int main(void)
 		T(test_qcow2_base_overlay),
 		T(test_cached_entry_inspected_again),
 		T(test_format_pinned),
+		T(test_sparse_source),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");

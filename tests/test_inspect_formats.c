@@ -459,6 +459,98 @@ static void test_vmdk_parent_refused(void **state)
 	free(child);
 }
 
+/* The embedded descriptor's CID=, as qemu-img wrote it. */
+static unsigned long vmdk_cid(const char *path)
+{
+	char d[1024], *at;
+
+	read_at(path, d, sizeof(d), VMDK_DESC);
+	d[sizeof(d) - 1] = 0;
+	at = strstr(d, "\nCID=");
+	assert_non_null(at);
+	return strtoul(at + 5, NULL, 16);
+}
+
+/*
+ * Issue 14, defect 10 (CVE-2024-32498 class): QEMU finds
+ * parentFileNameHint with a case-sensitive strstr, so a key in another
+ * case placed first must not hide the one QEMU uses. qemu-img itself shows
+ * it reads the decoy into the output.
+ */
+static void test_vmdk_parent_hint_decoy(void **state)
+{
+	struct fixture *f = *state;
+	char *decoy = path_in(f, "decoy.vmdk"), *img = path_in(f, "img.vmdk");
+	char *out = path_in(f, "out.raw");
+	const char *io[] = {"qemu-io", "-f", "vmdk", "-c",
+	                    "write -P 0x5a 0 64k", decoy, NULL};
+	const char *conv[] = {"qemu-img", "convert", "-f", "vmdk", "-O", "raw",
+	                      img, out, NULL};
+	/* Each with whether QEMU reads the decoy (the first exact match). */
+	static const struct {
+		const char *line;
+		bool decoy;
+	} lines[] = {
+		{"PARENTFILENAMEHINT=\"\" parentFileNameHint=\"decoy.vmdk\"",
+		 true},
+		{"parentfilenamehint=\"\"\nparentFileNameHint=\"decoy.vmdk\"",
+		 true},
+		/* QEMU takes the empty one; a second is still refused. */
+		{"parentFileNameHint=\"\"\nparentFileNameHint=\"decoy.vmdk\"",
+		 false},
+	};
+	unsigned char got[16], want[16];
+	char text[2048], cid[16];
+
+	qemu_create("vmdk", NULL, decoy, "1M");
+	run_ok(io);
+	memset(want, 0x5a, sizeof(want));
+	for (size_t c = 0; c < 2; c++) {
+		if (c == 0) /* the decoy's own CID, then "no parent" */
+			snprintf(cid, sizeof(cid), "%08lx", vmdk_cid(decoy));
+		else
+			snprintf(cid, sizeof(cid), "ffffffff");
+		for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+			qemu_create("vmdk", NULL, img, "1M");
+			snprintf(text, sizeof(text),
+			         "# Disk DescriptorFile\nversion=1\n"
+			         "CID=12345678\nparentCID=%s\n"
+			         "createType=\"monolithicSparse\"\n%s\n\n"
+			         "RW 2048 SPARSE \"img.vmdk\"\n\n"
+			         "ddb.adapterType = \"ide\"\n",
+			         cid, lines[i].line);
+			vmdk_set_descriptor(img, text);
+			assert_refused(img, "vmdk-parent");
+			if (c == 1) /* QEMU fails its reads on a CID mismatch */
+				continue;
+			/* With the decoy's CID, QEMU reads decoy.vmdk into the
+			 * output. */
+			unlink(out);
+			run_ok(conv);
+			read_at(out, got, sizeof(got), 0);
+			assert_int_equal(memcmp(got, want, sizeof(want)) == 0,
+			                 lines[i].decoy);
+		}
+	}
+	/* Wrongly cased or repeated createType and parentCID. */
+	qemu_create("vmdk", NULL, img, "1M");
+	vmdk_set_descriptor(img, "# Disk DescriptorFile\nversion=1\n"
+	                         "CID=12345678\nparentCID=ffffffff\n"
+	                         "createtype=\"vmfs\"\n"
+	                         "createType=\"monolithicSparse\"\n"
+	                         "RW 2048 SPARSE \"img.vmdk\"\n");
+	assert_refused(img, "vmdk-create-type");
+	vmdk_set_descriptor(img, "# Disk DescriptorFile\nversion=1\n"
+	                         "CID=12345678\nparentCID=ffffffff\n"
+	                         "parentCID=0000abcd\n"
+	                         "createType=\"monolithicSparse\"\n"
+	                         "RW 2048 SPARSE \"img.vmdk\"\n");
+	assert_refused(img, "vmdk-parent");
+	free(decoy);
+	free(img);
+	free(out);
+}
+
 static void test_vmdk_header_checks(void **state)
 {
 	struct fixture *f = *state;
@@ -543,7 +635,8 @@ static void test_vmdk_footer(void **state)
 	free(img);
 }
 
-/* A 1 MiB descriptor is parsed whole; with a small read budget the
+/* A 1 MiB descriptor of 30,000 lines is refused at line 1025 (a real one
+ * has a few dozen; QEMU reads up to 1 MiB); with a small read budget the
  * inspection stops with an error or a refusal, never reads on. */
 static void test_vmdk_huge_descriptor_bounded(void **state)
 {
@@ -572,10 +665,25 @@ static void test_vmdk_huge_descriptor_bounded(void **state)
 	patch_le(img, 64, (VMDK_DESC + o) / 512 + 64, 8);
 	set_size(img, VMDK_DESC + o + 64 * KiB);
 
-	inspect(img, &r);
-	if (!r.safe)
-		print_reasons(&r);
-	assert_true(r.safe);
+	assert_refused(img, "vmdk-descriptor");
+	/* The same text cut to 1024 lines is fine. */
+	{
+		size_t cut = 0;
+
+		for (int line = 0; line < 1024; line++)
+			cut += (size_t)(strchr(text + cut, '\n') - (text + cut)) +
+			       1;
+		char *zero = calloc(1, o - cut);
+
+		assert_non_null(zero);
+		th_pwrite_at(img, zero, o - cut, VMDK_DESC + cut);
+		free(zero);
+		inspect(img, &r);
+		if (!r.safe)
+			print_reasons(&r);
+		assert_true(r.safe);
+		th_pwrite_at(img, text, o, VMDK_DESC);
+	}
 
 	vmd_inspect_limits_default(&lim);
 	lim.max_read_bytes = 70000;
@@ -1109,18 +1217,22 @@ static void test_gpt_mbr(void **state)
 	write_mbr_entry(img, 0, 0x80, 0x83, 2048, 8192);
 	write_mbr_entry(img, 1, 0x00, 0x82, 10240, 6144);
 	assert_raw_like(img, VMD_IMG_MBR);
-	/* A bad status byte: not a partition table. */
+	/* The MBR probe is as loose as oslo.utils' (a boot signature and no
+	 * FAT boot sector) so that the ambiguity check sees what oslo sees:
+	 * a bad status byte, an entry over sector 0 or a bare signature are
+	 * still "mbr" (raw-like and safe on their own). */
 	write_mbr_entry(img, 2, 0x12, 0x83, 1, 1);
-	assert_raw_like(img, VMD_IMG_RAW);
-	/* A used entry starting at sector 0 (over the MBR itself). */
+	assert_raw_like(img, VMD_IMG_MBR);
 	make_file(img, 8 * MiB);
 	write_mbr_entry(img, 0, 0x80, 0x83, 0, 8192);
-	assert_raw_like(img, VMD_IMG_RAW);
-
-	/* Zeros and a boot signature are not an MBR. */
+	assert_raw_like(img, VMD_IMG_MBR);
 	make_file(img, 8 * MiB);
 	th_pwrite_at(img, "\x55\xaa", 2, 510);
-	assert_raw_like(img, VMD_IMG_RAW);
+	assert_raw_like(img, VMD_IMG_MBR);
+	/* GPT without a protective MBR (Linux reads it with gpt=force). */
+	make_file(img, 8 * MiB);
+	th_pwrite_at(img, "EFI PART", 8, 512);
+	assert_raw_like(img, VMD_IMG_GPT);
 
 	/* A FAT boot sector (no partition table) is a file system. */
 	make_file(img, 8 * MiB);
@@ -1132,12 +1244,15 @@ static void test_gpt_mbr(void **state)
 	vbr[21] = 0xf8;
 	vbr[510] = 0x55;
 	vbr[511] = 0xaa;
-	/* Boot code bytes that look like a partition entry. */
+	th_pwrite_at(img, vbr, sizeof(vbr), 0);
+	assert_raw_like(img, VMD_IMG_RAW);
+	/* Boot code bytes that look like a partition entry: Linux's msdos
+	 * reader finds that partition, so it is an MBR too. */
 	vbr[446 + 4] = 0x06;
 	vbr[446 + 8] = 1;
 	vbr[446 + 12] = 1;
 	th_pwrite_at(img, vbr, sizeof(vbr), 0);
-	assert_raw_like(img, VMD_IMG_RAW);
+	assert_raw_like(img, VMD_IMG_MBR);
 
 	/* An ext4 file system without a partition table. */
 	make_file(img, 8 * MiB);
@@ -1171,6 +1286,181 @@ static void test_ambiguous(void **state)
 	th_pwrite_at(img, "KDMV", 4, 0);
 	assert_refused(img, "ambiguous-format");
 	free(img);
+}
+
+/*
+ * Issue 14, defect 5: a qcow2 v3 image (its feature-name table fills
+ * bytes 0x80-0x207) with a protective MBR entry, the boot signature and a
+ * GPT header planted in cluster 0 was "qcow2, safe": the old MBR probe
+ * wanted four clean partition entries. oslo.utils refuses it ("multiple
+ * formats detected"), and so must we, for every format that can carry
+ * another's marks: each image from qemu-img gets (a) only the boot
+ * signature (oslo's MBR match), (b) a protective entry + GPT header,
+ * (c) an ISO primary volume descriptor at 0x8000.
+ */
+static void test_ambiguous_every_pair(void **state)
+{
+	struct fixture *f = *state;
+	static const struct {
+		const char *fmt, *opts;
+		enum vmd_image_format want;
+	} bases[] = {
+		{"qcow2", NULL, VMD_IMG_QCOW2},
+		{"qcow2", "compat=0.10", VMD_IMG_QCOW2},
+		{"vmdk", NULL, VMD_IMG_VMDK},
+		{"vmdk", "subformat=streamOptimized", VMD_IMG_VMDK},
+		{"vpc", NULL, VMD_IMG_VHD},
+		{"vhdx", NULL, VMD_IMG_VHDX},
+		{"vdi", NULL, VMD_IMG_VDI},
+		{"parallels", NULL, VMD_IMG_PARALLELS},
+	};
+	char *base = path_in(f, "base.img"), *img = path_in(f, "img.img");
+	unsigned char pvd[2048] = {0};
+	struct vmd_inspect_result r;
+
+	pvd[0] = 1;
+	memcpy(pvd + 1, "CD001", 5);
+	pvd[6] = 1;
+	for (size_t i = 0; i < sizeof(bases) / sizeof(bases[0]); i++) {
+		unlink(base);
+		qemu_create(bases[i].fmt, bases[i].opts, base, "64M");
+		inspect(base, &r);
+		assert_int_equal(r.format, bases[i].want);
+		assert_true(r.safe);
+		for (int mark = 0; mark < 3; mark++) {
+			copy_file(base, img);
+			if (mark == 0)
+				th_pwrite_at(img, "\x55\xaa", 2, 510);
+			else if (mark == 1)
+				write_gpt(img, 64 * MiB, 512);
+			else
+				th_pwrite_at(img, pvd, sizeof(pvd), 0x8000);
+			inspect(img, &r);
+			if (r.safe || !has_reason(&r, "ambiguous-format") ||
+			    !(r.matched & (1u << bases[i].want))) {
+				print_reasons(&r);
+				fail_msg("%s %s, mark %d: not refused as "
+				         "ambiguous (format %s)",
+				         bases[i].fmt,
+				         bases[i].opts ? bases[i].opts : "",
+				         mark, vmd_image_format_name(r.format));
+			}
+		}
+	}
+	free(base);
+	free(img);
+}
+
+/* --- formats QEMU opens that we never accept ------------------------------ */
+
+/* `qemu-img info` without -f: what QEMU's own probe makes of the file
+ * (only ever run on the harmless files made here). */
+static char *qemu_probe(const char *path)
+{
+	const char *argv[] = {"qemu-img", "info", "--output=json", path, NULL};
+	char *out = NULL, *fmt = NULL;
+	struct json_object *o, *v;
+
+	if (th_run(argv, NULL, &out, NULL) == 0 &&
+	    (o = json_tokener_parse(out)) != NULL) {
+		if (json_object_object_get_ex(o, "format", &v))
+			fmt = strdup(json_object_get_string(v));
+		json_object_put(o);
+	}
+	free(out);
+	return fmt;
+}
+
+static void assert_refused_as(const char *path, enum vmd_image_format fmt,
+                              const char *code)
+{
+	struct vmd_inspect_result r;
+
+	assert_refused(path, code);
+	inspect(path, &r);
+	assert_string_equal(vmd_image_format_name(r.format),
+	                    vmd_image_format_name(fmt));
+}
+
+/*
+ * Issue 14, defect 11: a format the inspector did not know was "raw,
+ * safe", so a QED image with a backing file passed. QED, Bochs, cloop and
+ * DMG are now recognised by magic and refused by name.
+ */
+static void test_legacy_formats(void **state)
+{
+	struct fixture *f = *state;
+	char *qed = path_in(f, "a.qed"), *child = path_in(f, "child.qed");
+	char *decoy = path_in(f, "decoy.raw"), *bochs = path_in(f, "b.img");
+	char *cloop = path_in(f, "c.img"), *dmg = path_in(f, "d.img");
+	char *tiny = path_in(f, "tiny.img"), *fmt;
+	const char *mkchild[] = {"qemu-img", "create", "-q", "-f", "qed", "-b",
+	                         decoy, "-F", "raw", child, "1M", NULL};
+	static const char cloop_magic[] =
+		"#!/bin/sh\n#V2.0 Format\nmodprobe cloop file=$0 && mount "
+		"-r -t iso9660 /dev/cloop $1\n";
+	unsigned char h[512] = {0}, c[128 + 8 + 16] = {0};
+	struct vmd_inspect_result r;
+
+	qemu_create("qed", NULL, qed, "64M");
+	assert_refused_as(qed, VMD_IMG_QED, "qed-unsupported");
+	th_write_pattern(decoy, 1 * MiB, 3);
+	run_ok(mkchild);
+	assert_refused_as(child, VMD_IMG_QED, "qed-backing-file");
+	inspect(child, &r);
+	assert_string_equal(r.backing_file, decoy);
+	assert_int_equal(r.virtual_size, 1 * MiB);
+
+	/* Bochs "Redolog/Growing" v2 header: QEMU's probe says bochs. */
+	memcpy(h, "Bochs Virtual HD Image", 22);
+	memcpy(h + 32, "Redolog", 7);
+	memcpy(h + 48, "Growing", 7);
+	put_le(h + 64, 0x00020000, 4);
+	put_le(h + 68, 512, 4);
+	put_le(h + 72, 8, 4);     /* catalog entries */
+	put_le(h + 76, 1, 4);     /* bitmap */
+	put_le(h + 80, 4096, 4);  /* extent */
+	put_le(h + 88, 32768, 8); /* disk size */
+	unlink(bochs);
+	th_pwrite_at(bochs, h, sizeof(h), 0);
+	th_pwrite_at(bochs, "\xff\xff\xff\xff\xff\xff\xff\xff", 8, 512);
+	set_size(bochs, 512 + 32 + 32768);
+	fmt = qemu_probe(bochs);
+	assert_non_null(fmt);
+	assert_string_equal(fmt, "bochs");
+	free(fmt);
+	assert_refused_as(bochs, VMD_IMG_BOCHS, "bochs-unsupported");
+
+	/* cloop V2.0: the script header, block size, block count, offsets. */
+	memcpy(c, cloop_magic, sizeof(cloop_magic) - 1);
+	put_be(c + 128, 512, 4);
+	put_be(c + 132, 1, 4);
+	put_be(c + 136, sizeof(c), 8);
+	put_be(c + 144, sizeof(c) + 8, 8);
+	unlink(cloop);
+	th_pwrite_at(cloop, c, sizeof(c), 0);
+	th_pwrite_at(cloop, "\x78\x9c\x63\x60\x18\x05\x00\x00", 8, sizeof(c));
+	fmt = qemu_probe(cloop);
+	if (fmt) /* QEMU may fail to open the data; its probe chose cloop */
+		assert_string_equal(fmt, "cloop");
+	free(fmt);
+	assert_refused_as(cloop, VMD_IMG_CLOOP, "cloop-unsupported");
+	/* A file shorter than the header that is a prefix of it. */
+	unlink(tiny);
+	th_pwrite_at(tiny, cloop_magic, 11, 0);
+	assert_refused_as(tiny, VMD_IMG_CLOOP, "cloop-unsupported");
+
+	/* DMG: the "koly" trailer in the last 512 bytes. */
+	make_file(dmg, 1 * MiB);
+	th_pwrite_at(dmg, "koly", 4, 1 * MiB - 512);
+	assert_refused_as(dmg, VMD_IMG_DMG, "dmg-unsupported");
+	free(qed);
+	free(child);
+	free(decoy);
+	free(bochs);
+	free(cloop);
+	free(dmg);
+	free(tiny);
 }
 
 /* --- damage: truncation, read budget, random bytes ----------------------- */
@@ -1310,6 +1600,7 @@ int main(void)
 		T(test_vmdk_descriptor_only_refused),
 		T(test_vmdk_descriptor_attacks),
 		T(test_vmdk_parent_refused),
+		T(test_vmdk_parent_hint_decoy),
 		T(test_vmdk_header_checks),
 		T(test_vmdk_footer),
 		T(test_vmdk_huge_descriptor_bounded),
@@ -1323,6 +1614,8 @@ int main(void)
 		T(test_iso),
 		T(test_gpt_mbr),
 		T(test_ambiguous),
+		T(test_ambiguous_every_pair),
+		T(test_legacy_formats),
 		T(test_truncated_samples),
 		T(test_small_read_budget),
 		T(test_random_damage),
