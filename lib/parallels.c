@@ -388,6 +388,37 @@ static int relocate_first_cluster(struct vmd_parallels *p, unsigned char *buf,
 	return 0;
 }
 
+/*
+ * Before growing: what lies past the old end must read as zeroes after it.
+ * An image may hold more BAT entries than its size needs, and its last
+ * cluster may be partial; neither is guaranteed to be zero in an image we
+ * did not write (found by tests/fuzz/fuzz_parallels.c), so the entries past
+ * the end are cleared and the tail of the last cluster is zeroed.
+ */
+static int clear_past_end(struct vmd_parallels *p, struct vmd_error *err)
+{
+	uint64_t last = p->size / p->cluster, tail = p->size % p->cluster;
+	bool cleared = false;
+
+	if (tail && last < p->nbat && p->bat[last]) {
+		VMD_AUTOFREE unsigned char *zeros = calloc(1, p->cluster - tail);
+
+		if (!zeros)
+			return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
+			                     "cluster tail");
+		if (vmd_pwrite_full(p->fd, zeros, p->cluster - tail,
+		                    (uint64_t)p->bat[last] * p->cluster + tail) < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "ploop: resize failed",
+			                           "cluster tail");
+	}
+	for (uint64_t i = last + (tail ? 1 : 0); i < p->nbat; i++) {
+		cleared = cleared || p->bat[i] != 0;
+		p->bat[i] = 0;
+	}
+	return cleared ? write_bat(p, err) : 0;
+}
+
 int vmd_parallels_resize(struct vmd_parallels *p, uint64_t new_size,
                          struct vmd_error *err)
 {
@@ -405,6 +436,9 @@ int vmd_parallels_resize(struct vmd_parallels *p, uint64_t new_size,
 		                     "%llu < %llu",
 		                     (unsigned long long)new_size,
 		                     (unsigned long long)p->size);
+	rc = clear_past_end(p, err);
+	if (rc < 0)
+		return rc;
 	nbat = (uint32_t)((new_size + p->cluster - 1) / p->cluster);
 	need = header_area(nbat, p->cluster);
 	if (nbat > p->nbat) {
