@@ -6,9 +6,10 @@
  *
  * Everything read from an image is checked before use: the BAT fits the
  * limits and the file, every BAT entry points at a whole cluster past the
- * header and inside the file, and no two entries name the same cluster. The writer appends data clusters at the end
- * of the file; the BAT is kept in memory and written last, so a half-made
- * image never points at missing data (and is never published anyway).
+ * header and inside the file, and no two entries name the same cluster.
+ * The writer appends data clusters at the end of the file; the BAT is kept
+ * in memory and written last, so a half-made image never points at missing
+ * data (and is never published anyway).
  */
 #include <errno.h>
 #include <stdio.h>

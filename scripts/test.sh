@@ -279,9 +279,10 @@ run_meson_suite build-asan --timeout-multiplier 3 -- \
 
 # valgrind memcheck over the same cmocka suites of the plain build (the
 # "valgrind" test setup of tests/meson.build): an uninitialised read or a
-# definite leak fails the test, as ASan cannot see the first. About 6 more
-# minutes on the 2-core CI machine; nothing is excluded (every suite runs
-# in-process or runs its children, qemu-img and the CLI, untraced).
+# definite leak fails the test, in the suites and in the vmdisk CLI they
+# run (ASan cannot see the first). Nothing is excluded: every suite runs
+# in-process plus children valgrind either follows (our CLI) or skips
+# (system programs such as qemu-img).
 if command -v valgrind >/dev/null 2>&1; then
 	run_meson_suite build --setup valgrind -- \
 		-Dsanitize=false -Dfault_injection=true
