@@ -30,6 +30,7 @@
 #include "faultpoint.h"
 #include "filedisk.h"
 #include "parallels.h"
+#include "ploop_descriptor.h"
 
 #define HDS_NAME "root.hds"
 #define DESCRIPTOR_NAME "DiskDescriptor.xml"
@@ -141,16 +142,7 @@ static int read_variant(const struct vmd_disk_ref *disk,
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: descriptor unreadable",
 		                           "read %s", path);
-	buf[n] = '\0';
-	if (strstr(buf, "<Type>Plain</Type>"))
-		*v = VMD_PLOOP_RAW;
-	else if (strstr(buf, "<Type>Compressed</Type>"))
-		*v = VMD_PLOOP_EXPANDED;
-	else
-		return vmd_error_set(err, VMD_E_CORRUPT,
-		                     "ploop: descriptor names no image type",
-		                     "%s", path);
-	return 0;
+	return vmd_ploop_descriptor_variant(buf, (size_t)n, v, err);
 }
 
 /* A disk directory being built under a temporary name in the instance

@@ -33,9 +33,10 @@
 #include "faultpoint.h"
 #include "fsutil.h"
 #include "internal.h"
+#include "rbd_location.h"
 
 #define RBD_CHUNK (4u << 20)     /* one default RBD object */
-#define RBD_IMAGE_NAME_MAX 128   /* "<uuid>_<disk>" fits */
+#define RBD_IMAGE_NAME_MAX VMD_RBD_IMAGE_NAME_MAX
 #define RBD_MAX_SNAPS 512
 #define RBD_SNAP_PUBLISHED "snap" /* what Glance's rbd store names it */
 
@@ -902,72 +903,6 @@ static int vr_snap_rollback_op(struct vmd_ctx *ctx,
 	return rc;
 }
 
-/* RBD names we accept in a location: [A-Za-z0-9][A-Za-z0-9._-]*, no "..". */
-static bool valid_rbd_part(const char *s, size_t len, size_t max)
-{
-	if (len == 0 || len > max)
-		return false;
-	if (!((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z') ||
-	      (s[0] >= '0' && s[0] <= '9')))
-		return false;
-	for (size_t i = 0; i < len; i++) {
-		char ch = s[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' ||
-		      ch == '-'))
-			return false;
-		if (ch == '.' && i + 1 < len && s[i + 1] == '.')
-			return false;
-	}
-	return true;
-}
-
-struct rbd_location {
-	char fsid[VMD_UUID_LEN + 1];
-	char pool[VMD_NAME_MAX];
-	char image[RBD_IMAGE_NAME_MAX];
-	char snap[VMD_NAME_MAX];
-};
-
-/* rbd://FSID/POOL/IMAGE/SNAP, exactly four parts, each validated. */
-static int parse_location(const char *loc, struct rbd_location *out,
-                          struct vmd_error *err)
-{
-	static const char prefix[] = "rbd://";
-	char *fields[4] = {out->fsid, out->pool, out->image, out->snap};
-	const size_t sizes[4] = {sizeof(out->fsid), sizeof(out->pool),
-	                         sizeof(out->image), sizeof(out->snap)};
-	const char *p;
-
-	memset(out, 0, sizeof(*out));
-	if (!loc || strncmp(loc, prefix, sizeof(prefix) - 1) != 0 ||
-	    strlen(loc) > 512)
-		return vmd_error_set(err, VMD_E_INVAL,
-		                     "rbd: malformed location (want "
-		                     "rbd://FSID/POOL/IMAGE/SNAP)",
-		                     "location does not start with rbd://");
-	p = loc + sizeof(prefix) - 1;
-	for (int i = 0; i < 4; i++) {
-		size_t len = strcspn(p, "/");
-
-		if ((i < 3 && p[len] != '/') || (i == 3 && p[len] != '\0') ||
-		    !valid_rbd_part(p, len, sizes[i] - 1))
-			return vmd_error_set(err, VMD_E_INVAL,
-			                     "rbd: malformed location (want "
-			                     "rbd://FSID/POOL/IMAGE/SNAP)",
-			                     "location part %d refused", i + 1);
-		memcpy(fields[i], p, len);
-		fields[i][len] = '\0';
-		p += len + (i < 3 ? 1 : 0);
-	}
-	if (!vmd_valid_uuid(out->fsid))
-		return vmd_error_set(err, VMD_E_INVAL,
-		                     "rbd: malformed location (FSID is not a UUID)",
-		                     "fsid refused");
-	return 0;
-}
-
 static int same_cluster(struct rbd_conn *c, const char *fsid, const char *pool,
                         struct vmd_error *err)
 {
@@ -994,13 +929,13 @@ static int vr_clone_from_location(struct vmd_ctx *ctx,
 	AUTOIOCTX rados_ioctx_t pio = NULL;
 	AUTOIMG rbd_image_t parent = NULL;
 	AUTOIMG rbd_image_t img = NULL;
-	struct rbd_location l;
+	struct vmd_rbd_location l;
 	rbd_image_info_t st;
 	rbd_image_options_t opts;
 	char name[RBD_IMAGE_NAME_MAX];
 	const char *pool = vr_pool(ctx);
 	int prot = 0;
-	int rc = parse_location(location, &l, err);
+	int rc = vmd_rbd_location_parse(location, &l, err);
 
 	if (rc == 0)
 		rc = vr_connect(ctx, pool, &c, err);

@@ -3,7 +3,8 @@
  *
  * Options are checked against allow-lists first; only then is anything
  * written, through a small growing buffer whose attribute writer escapes
- * every value. Names a user gives (target dev, bus, cache mode, QoS keys)
+ * every value. Free-form values (paths, the RBD name and user) must be
+ * text XML can carry at all: valid UTF-8 without control characters. Names a user gives (target dev, bus, cache mode, QoS keys)
  * are never escaped into the XML: a value outside its list is refused.
  */
 #include <stdarg.h>
@@ -120,6 +121,47 @@ static unsigned scsi_unit(const char *dev)
 	for (const char *p = dev + 2; *p; p++)
 		u = u * 26 + (unsigned)(*p - 'a') + 1;
 	return u - 1;
+}
+
+/*
+ * Text XML 1.0 can carry: valid UTF-8 (shortest form, no surrogates) with
+ * no control character but tab, LF and CR. Escaping cannot help with the
+ * rest (&#1; is not allowed either), so such a value is refused.
+ */
+static bool xml_text_ok(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+
+	while (*s) {
+		unsigned c = *s, need, cp;
+
+		if (c < 0x80) {
+			if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') ||
+			    c == 0x7f)
+				return false;
+			s++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			need = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, cp = c & 0x07;
+		else
+			return false;
+		for (unsigned i = 1; i <= need; i++) {
+			if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
+				return false;
+			cp = cp << 6 | (s[i] & 0x3fu);
+		}
+		if ((need == 2 && cp < 0x800) || (need == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff) ||
+		    (cp >= 0x80 && cp < 0xa0) || cp == 0xfffe || cp == 0xffff)
+			return false;
+		s += need + 1;
+	}
+	return true;
 }
 
 static bool valid_uuid_or_empty(const char *s)
@@ -240,6 +282,11 @@ static int check_source(const struct vmd_xml_source *src,
 	if (!in_list(src->driver_type, drivers))
 		return vmd_error_set(err, VMD_E_INVAL, "xml: unknown disk format",
 		                     "driver type %.16s", src->driver_type);
+	if (!xml_text_ok(src->path) || !xml_text_ok(src->name) ||
+	    !xml_text_ok(src->auth_user))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "xml: a name of the disk cannot be written "
+		                     "in XML", "control byte or not UTF-8");
 	if (src->type != VMD_XML_NETWORK)
 		return 0;
 	if (strcmp(src->protocol, "rbd") != 0 || !src->name[0])
@@ -274,7 +321,8 @@ static int check_opts(const struct vmd_xml_source *src,
 		return vmd_error_set(err, VMD_E_INVAL,
 		                     "xml: discard must be unmap or ignore",
 		                     "bad discard");
-	if (o->filesystem_target && !valid_abs_path(o->filesystem_target))
+	if (o->filesystem_target && (!valid_abs_path(o->filesystem_target) ||
+	                             !xml_text_ok(o->filesystem_target)))
 		return vmd_error_set(err, VMD_E_INVAL,
 		                     "xml: filesystem target must be an absolute "
 		                     "path", "bad target dir");

@@ -6,9 +6,10 @@
  *
  * Everything read from an image is checked before use: the BAT fits the
  * limits and the file, every BAT entry points at a whole cluster past the
- * header and inside the file. The writer appends data clusters at the end
- * of the file; the BAT is kept in memory and written last, so a half-made
- * image never points at missing data (and is never published anyway).
+ * header and inside the file, and no two entries name the same cluster.
+ * The writer appends data clusters at the end of the file; the BAT is kept
+ * in memory and written last, so a half-made image never points at missing
+ * data (and is never published anyway).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -118,6 +119,40 @@ int vmd_parallels_create(int fd, uint64_t size, uint32_t cluster_size,
 	return 0;
 }
 
+static int cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The format has no reference counts: two BAT entries naming one cluster
+ * would make a write through one change the other (and growing the disk
+ * would move or clear it for both; found by tests/fuzz/fuzz_parallels.c).
+ * QEMU's check calls that corruption; so do we. Sorting a copy keeps the
+ * cost bounded by the BAT, which the limits already bound.
+ */
+static int check_shared_clusters(const struct vmd_parallels *p,
+                                 struct vmd_error *err)
+{
+	VMD_AUTOFREE uint32_t *v = malloc(4ull * p->nbat + 4);
+	size_t n = 0;
+
+	if (!v)
+		return vmd_error_set(err, VMD_E_NOMEM, "out of memory", "BAT");
+	for (uint32_t i = 0; i < p->nbat; i++)
+		if (p->bat[i])
+			v[n++] = p->bat[i];
+	qsort(v, n, sizeof(*v), cmp_u32);
+	for (size_t i = 1; i < n; i++)
+		if (v[i] == v[i - 1])
+			return vmd_error_set(err, VMD_E_CORRUPT,
+			                     "ploop: image BAT names a cluster "
+			                     "twice", "cluster %u", v[i]);
+	return 0;
+}
+
 int vmd_parallels_open(int fd, bool writable,
                        const struct vmd_inspect_limits *lim,
                        struct vmd_parallels **out, struct vmd_error *err)
@@ -128,6 +163,7 @@ int vmd_parallels_open(int fd, bool writable,
 	uint64_t sectors, file_size, bat_bytes;
 	uint32_t version, nbat, tracks, data_off;
 	unsigned char *raw;
+	int rc;
 
 	*out = NULL;
 	if (fstat(fd, &st) < 0)
@@ -204,6 +240,11 @@ int vmd_parallels_open(int fd, bool writable,
 			                     "entry %u = %u", i, e);
 		}
 		p->bat[i] = e;
+	}
+	rc = check_shared_clusters(p, err);
+	if (rc < 0) {
+		vmd_parallels_close(p);
+		return rc;
 	}
 	*out = p;
 	return 0;
@@ -388,6 +429,37 @@ static int relocate_first_cluster(struct vmd_parallels *p, unsigned char *buf,
 	return 0;
 }
 
+/*
+ * Before growing: what lies past the old end must read as zeroes after it.
+ * An image may hold more BAT entries than its size needs, and its last
+ * cluster may be partial; neither is guaranteed to be zero in an image we
+ * did not write (found by tests/fuzz/fuzz_parallels.c), so the entries past
+ * the end are cleared and the tail of the last cluster is zeroed.
+ */
+static int clear_past_end(struct vmd_parallels *p, struct vmd_error *err)
+{
+	uint64_t last = p->size / p->cluster, tail = p->size % p->cluster;
+	bool cleared = false;
+
+	if (tail && last < p->nbat && p->bat[last]) {
+		VMD_AUTOFREE unsigned char *zeros = calloc(1, p->cluster - tail);
+
+		if (!zeros)
+			return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
+			                     "cluster tail");
+		if (vmd_pwrite_full(p->fd, zeros, p->cluster - tail,
+		                    (uint64_t)p->bat[last] * p->cluster + tail) < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "ploop: resize failed",
+			                           "cluster tail");
+	}
+	for (uint64_t i = last + (tail ? 1 : 0); i < p->nbat; i++) {
+		cleared = cleared || p->bat[i] != 0;
+		p->bat[i] = 0;
+	}
+	return cleared ? write_bat(p, err) : 0;
+}
+
 int vmd_parallels_resize(struct vmd_parallels *p, uint64_t new_size,
                          struct vmd_error *err)
 {
@@ -405,6 +477,9 @@ int vmd_parallels_resize(struct vmd_parallels *p, uint64_t new_size,
 		                     "%llu < %llu",
 		                     (unsigned long long)new_size,
 		                     (unsigned long long)p->size);
+	rc = clear_past_end(p, err);
+	if (rc < 0)
+		return rc;
 	nbat = (uint32_t)((new_size + p->cluster - 1) / p->cluster);
 	need = header_area(nbat, p->cluster);
 	if (nbat > p->nbat) {

@@ -327,6 +327,25 @@ static void test_hostile_values_refused(void **state)
 	/* Only the driver types libvirt knows for our disks. */
 	file_source(&s, "vmdk", "/x/disk");
 	render_refused(&s, &(struct vmd_xml_opts){.dev = "vda"});
+
+	/* Bytes XML 1.0 cannot carry, even escaped (found by
+	 * fuzz_libvirt_xml): control characters and invalid UTF-8. */
+	static const char *const paths[] = {"/x/\001disk", "/x/\xfe\xff",
+	                                    "/x/\xc3", "/x/\xed\xa0\x80",
+	                                    "/x/\x7f"};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		file_source(&s, "raw", paths[i]);
+		render_refused(&s, &(struct vmd_xml_opts){.dev = "vda"});
+		render_refused(&s, &(struct vmd_xml_opts){
+		                           .filesystem_target = "/mnt"});
+	}
+	rbd_source(&s);
+	snprintf(s.auth_user, sizeof(s.auth_user), "cin\033der");
+	render_refused(&s, &(struct vmd_xml_opts){.dev = "vda"});
+	file_source(&s, "raw", "/x/\xc3\xa9t\xc3\xa9");
+	free(render_ok(&s, &(struct vmd_xml_opts){.dev = "vda"}));
+	render_refused(&s, &(struct vmd_xml_opts){.filesystem_target =
+	                                                  "/mnt/\x80"});
 }
 
 /* The file backends' disks through the public call and the CLI. */

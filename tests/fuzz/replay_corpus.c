@@ -18,6 +18,8 @@
  *   -DVMD_FUZZ_QCOW2_WRITE  test_fuzz_qcow2_write_corpus:
  *                           vmd_fuzz_qcow2_write_check() from
  *                           fuzz_qcow2_write.c, corpus/qcow2_write/
+ *   -DVMD_FUZZ_TARGET=NAME  test_fuzz_NAME_corpus: vmd_fuzz_NAME_check()
+ *                           from fuzz_NAME.c, corpus/NAME/
  *
  *   test_fuzz_corpus PATH...
  *
@@ -40,7 +42,19 @@
 
 #include <cmocka.h>
 
-#if defined(VMD_FUZZ_PRIV_REQUEST)
+#if defined(VMD_FUZZ_TARGET)
+/* The targets of issue 14 (meson.build): -DVMD_FUZZ_TARGET=config
+ * -DVMD_FUZZ_HEADER="fuzz_config.h" gives test_fuzz_config_corpus over
+ * vmd_fuzz_config_check(). */
+#define FUZZ_STR2(x) #x
+#define FUZZ_STR(x) FUZZ_STR2(x)
+#define FUZZ_CAT3(a, b, c) a##b##c
+#define FUZZ_CHECK_OF(t) FUZZ_CAT3(vmd_fuzz_, t, _check)
+#include VMD_FUZZ_HEADER
+#define FUZZ_CHECK FUZZ_CHECK_OF(VMD_FUZZ_TARGET)
+#define FUZZ_PROG "test_fuzz_" FUZZ_STR(VMD_FUZZ_TARGET) "_corpus"
+#define FUZZ_GROUP "fuzz-" FUZZ_STR(VMD_FUZZ_TARGET) "-corpus"
+#elif defined(VMD_FUZZ_PRIV_REQUEST)
 #include "fuzz_priv_request.h"
 #define FUZZ_CHECK vmd_fuzz_priv_request_check
 #define FUZZ_PROG "test_fuzz_priv_request_corpus"

@@ -1,28 +1,26 @@
 #!/usr/bin/env bash
-# Fuzz the image inspector and the qcow2 reader for a while
-# (tests/fuzz/README.md).
+# Fuzz every libFuzzer target for a short while: the CI's fuzz run
+# (tests/fuzz/README.md; bench/fuzz is the long campaign with figures).
 #
 #   tests/fuzz/run.sh [BUILD_DIR]
 #
 # scripts/test.sh runs it with build/ as BUILD_DIR, which it does not use:
 # the fuzzers need their own clang build, $VMDISK_FUZZ_BUILD_DIR (default
 # build-fuzz/, set up with -Dfuzz=true -Db_lundef=false, reused when it
-# exists). Runs each target for a third of $VMDISK_FUZZ_SECONDS (default 60 in
-# all), one after the other:
+# exists). $VMDISK_FUZZ_SECONDS (default 60) is shared out among the
+# targets the build defines (at least 1 s each), run one after the other,
+# each on a copy of its corpus, tests/fuzz/corpus/<corpus>/ (table below),
+# so that what they add stays out of the tree. A target the build does not
+# define (yet) is reported "not built" and not counted.
 #
-#   fuzz_inspect      on a copy of tests/fuzz/corpus/inspect
-#   fuzz_qcow2_read   on a copy of tests/fuzz/corpus/qcow2_read
-#   fuzz_priv_request on a copy of tests/fuzz/corpus/priv_request
+# An input that crashes, leaks, times out or runs out of memory is copied
+# into its target's corpus directory (named <kind>-<sha1> by libFuzzer),
+# where the target's corpus replay test (fuzz-corpus, fuzz-<name>-corpus)
+# replays it from then on, and that target fails.
 #
-# so that what they add stays out of the tree. An input that crashes, leaks,
-# times out or runs out of memory is copied into its target's corpus
-# directory (named <kind>-<sha1> by libFuzzer), where the corpus replay test
-# (fuzz-corpus, fuzz-qcow2-read-corpus, fuzz-priv-request-corpus) replays it from then on, and that
-# target fails.
-#
-# Each target counts as one test. Last line: "3 passed, 0 failed" (or
-# "2 passed, 1 failed", ...); without clang or its libFuzzer runtime,
-# "0 passed, 0 failed, 3 skipped" and exit 77.
+# Each target counts as one test. Last line: "9 passed, 0 failed" (or
+# "8 passed, 1 failed", ...); without clang or its libFuzzer runtime,
+# "0 passed, 0 failed, N skipped" and exit 77.
 set -uo pipefail
 
 cd "$(dirname "$0")/../.." || exit 1
@@ -33,8 +31,16 @@ seconds=${VMDISK_FUZZ_SECONDS:-60}
 # target  corpus directory  -max_len (the largest input worth mutating)
 targets=(
 	"fuzz_inspect inspect 131072"
+	"fuzz_qcow2_header qcow2_header 4096"
 	"fuzz_qcow2_read qcow2_read 262144"
+	"fuzz_qcow2_write qcow2_write 262144"
+	"fuzz_parallels parallels 65536"
+	"fuzz_ploop_descriptor ploop_descriptor 8192"
+	"fuzz_config config 8192"
+	"fuzz_rbd_location rbd_location 1024"
+	"fuzz_glance_record glance_record 8192"
 	"fuzz_priv_request priv_request 8192"
+	"fuzz_libvirt_xml libvirt_xml 4096"
 )
 ntargets=${#targets[@]}
 
@@ -52,13 +58,6 @@ skip() {
 
 [[ "$seconds" =~ ^[0-9]+$ && "$seconds" -gt 0 ]] ||
 	fail "VMDISK_FUZZ_SECONDS must be a positive number of seconds"
-each=$((seconds / ntargets))
-((each > 0)) || each=1
-for t in "${targets[@]}"; do
-	read -r _ name _ <<<"$t"
-	[[ -d "$root/tests/fuzz/corpus/$name" ]] ||
-		fail "no corpus at $root/tests/fuzz/corpus/$name"
-done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-fuzz.XXXXXX") || fail "mktemp"
 trap 'rm -rf "$tmp"' EXIT
@@ -94,11 +93,27 @@ else
 	}
 fi
 start=$(date +%s)
+# Only the targets this build defines (others may land later).
+ninja -C "$dir" -t targets all >"$tmp/targets" 2>/dev/null ||
+	fail "ninja -C $dir -t targets failed"
 build_targets=()
+defined=()
 for t in "${targets[@]}"; do
-	read -r exe _ _ <<<"$t"
-	build_targets+=("tests/fuzz/$exe")
+	read -r exe name _ <<<"$t"
+	if grep -q "^tests/fuzz/$exe:" "$tmp/targets"; then
+		[[ -d "$root/tests/fuzz/corpus/$name" ]] ||
+			fail "no corpus at $root/tests/fuzz/corpus/$name"
+		build_targets+=("tests/fuzz/$exe")
+		defined+=("$t")
+	else
+		say "$exe: not built (this tree does not define it)"
+	fi
 done
+targets=("${defined[@]}")
+ntargets=${#targets[@]}
+((ntargets > 0)) || fail "no fuzz target defined in $dir"
+each=$((seconds / ntargets))
+((each > 0)) || each=1
 ninja -C "$dir" "${build_targets[@]}" >"$tmp/build.log" 2>&1 || {
 	tail -n 60 "$tmp/build.log"
 	fail "building ${build_targets[*]} failed"
