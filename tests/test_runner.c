@@ -725,7 +725,7 @@ static void test_source_names_no_shell(void **state)
 	(void)state;
 	if (!dir)
 		fail_msg("VMDISK_SOURCE_DIR is not set (run via meson test)");
-	snprintf(path, sizeof(path), "%s/lib/runner.c", dir);
+	snprintf(path, sizeof(path), "%s/lib/util/runner.c", dir);
 	f = fopen(path, "r");
 	assert_non_null(f);
 	assert_int_equal(fseek(f, 0, SEEK_END), 0);
@@ -740,7 +740,7 @@ static void test_source_names_no_shell(void **state)
 	assert_null(strstr(text, "posix_spawnp"));
 	for (size_t i = 0; i < N_ELEMS(banned); i++)
 		if (strstr(text, banned[i]))
-			fail_msg("lib/runner.c contains %s", banned[i]);
+			fail_msg("lib/util/runner.c contains %s", banned[i]);
 	free(text);
 }
 

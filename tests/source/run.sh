@@ -3,10 +3,12 @@
 #  - no shell and no process start outside the runner;
 #  - the runner names no shell;
 #  - one cleanup idiom (__attribute__((cleanup))), no `goto out`;
-#  - every lib/*.c starts with a block comment saying what it is for;
+#  - every lib/**/*.c starts with a block comment saying what it is for;
+#  - lib/ is layered (LAYERS below, doc/design.md): a file in lib/<layer>/
+#    includes headers of its own or a lower layer only;
 #  - libvmdisk (BUILD_DIR, $1, default build/) does not link libcurl or
 #    libcryptsetup (both are dlopen()ed when needed);
-#  - no file under lib/ but the path module (lib/beneath.c) opens, makes,
+#  - no file under lib/ but the path module (lib/core/beneath.c) opens, makes,
 #    renames, removes or stats a path under instances_path (issue 14).
 # Last line: "N passed, N failed".
 set -uo pipefail
@@ -27,15 +29,20 @@ check() { # name, then a command that succeeds when the rule holds
 	fi
 }
 
+# The library's files of one kind (c or h), in every layer folder.
+lib_files() {
+	find lib -name "*.$1" -type f | LC_ALL=C sort
+}
+
 no_process_start_outside_runner() {
 	local hits
 	hits=$(grep -rnE '\b(system|popen|execl?p?e?|execv[pe]*|fork|vfork|posix_spawnp?)\s*\(' lib tools |
-		grep -v '^lib/runner\.c:' || true)
+		grep -v '^lib/util/runner\.c:' || true)
 	[ -z "$hits" ] || { echo "$hits"; return 1; }
 }
 
 runner_names_no_shell() {
-	! grep -nE '"/bin/(ba|da)?sh"|"sh"|"-c"|\bsystem\s*\(|\bpopen\s*\(' lib/runner.c
+	! grep -nE '"/bin/(ba|da)?sh"|"sh"|"-c"|\bsystem\s*\(|\bpopen\s*\(' lib/util/runner.c
 }
 
 one_cleanup_idiom() {
@@ -44,7 +51,7 @@ one_cleanup_idiom() {
 
 files_say_what_they_are() {
 	local f bad=0
-	for f in lib/*.c tools/*.c; do
+	for f in $(lib_files c) tools/*.c; do
 		head -n 1 "$f" | grep -q '^/\*' || { echo "no header comment: $f"; bad=1; }
 	done
 	return "$bad"
@@ -58,29 +65,32 @@ libvmdisk_does_not_link_curl() {
 	! readelf -d "$lib" | grep -E 'NEEDED.*(libcurl|libcryptsetup)'
 }
 
-# Every file operation under instances_path goes through lib/beneath.c
+# Every file operation under instances_path goes through lib/core/beneath.c
 # (openat2 beneath a directory descriptor, never following a link). The
 # path-taking file calls are allowed only in the files below, each with
 # why the paths it opens are not under instances_path; any other file
 # calling one of them fails this check, whatever the path.
 declare -A FILE_CALLS_ALLOWED=(
-	[lib/beneath.c]="the path module itself"
-	[lib/fsutil.c]="generic helpers: the *at forms act on a descriptor from lib/beneath.c and one name; the path forms serve directories outside instances_path (an extract's destination, key files)"
-	[lib/config.c]="the configuration file"
-	[lib/keys.c]="key_file_dir (keys.c checks its own directory)"
-	[lib/luks.c]="block devices and device-mapper nodes under /dev"
-	[lib/lvm_volume.c]="LV device nodes under /dev; vmdiskd's open_base (a config but no context) opens the cache directory O_NOFOLLOW and the entry O_NOFOLLOW, one level each"
-	[lib/privhelper_server.c]="vmdiskd's socket and audit log"
-	[lib/runner.c]="programs on PATH"
-	[lib/source.c]="a local image source the caller names, and /dev/null"
-	[lib/source_glance.c]="the Glance token file from the configuration"
-	[lib/blockdev.c]="images the converter is given: the caller's paths, or /proc/self/fd/N of a descriptor opened by lib/beneath.c"
+	[lib/core/beneath.c]="the path module itself"
+	[lib/core/fsutil.c]="generic helpers: the *at forms act on a descriptor from lib/core/beneath.c and one name; the path forms serve directories outside instances_path (an extract's destination, key files)"
+	[lib/core/config.c]="the configuration file"
+	[lib/priv/keys.c]="key_file_dir (keys.c checks its own directory)"
+	[lib/priv/luks.c]="block devices and device-mapper nodes under /dev"
+	[lib/priv/lvm_volume.c]="LV device nodes under /dev; vmdiskd's open_base (a config but no context) opens the cache directory O_NOFOLLOW and the entry O_NOFOLLOW, one level each"
+	[lib/priv/privhelper_server.c]="vmdiskd's socket and audit log"
+	[lib/util/runner.c]="programs on PATH"
+	[lib/source/source.c]="a local image source the caller names, and /dev/null"
+	[lib/source/source_glance.c]="the Glance token file from the configuration"
+	[lib/format/blockdev.c]="images the converter is given: the caller's paths, or /proc/self/fd/N of a descriptor opened by lib/core/beneath.c"
 )
 FILE_CALLS_RE='(^|[^A-Za-z0-9_>.])(open|openat|openat2|opendir|fopen|mkdir|mkdirat|mkdtemp|mkstemp|unlink|unlinkat|rmdir|rename|renameat|renameat2|link|linkat|symlink|symlinkat|stat|lstat|fstatat|statx|utimensat|chmod|chown|lchown|truncate|realpath|json_object_from_file|json_object_to_file)[[:space:]]*\('
 
 file_calls_only_in_path_module() {
 	local f hits bad=0
-	for f in lib/*.c; do
+	for f in "${!FILE_CALLS_ALLOWED[@]}"; do
+		[[ -f "$f" ]] || { echo "FILE_CALLS_ALLOWED names $f, which is gone"; bad=1; }
+	done
+	for f in $(lib_files c); do
 		[[ -n "${FILE_CALLS_ALLOWED[$f]:-}" ]] && continue
 		hits=$(grep -nE "$FILE_CALLS_RE" "$f" |
 			grep -vE '^[0-9]+:[[:space:]]*(\*|/\*|//)' || true)
@@ -88,15 +98,69 @@ file_calls_only_in_path_module() {
 		echo "$hits" | sed "s|^|$f:|"
 		bad=1
 	done
-	[[ "$bad" -eq 0 ]] || echo "use lib/beneath.c (vmd_bopen, vmd_bmkdir, ...) or add the file with its reason to FILE_CALLS_ALLOWED"
+	[[ "$bad" -eq 0 ]] || echo "use lib/core/beneath.c (vmd_bopen, vmd_bmkdir, ...) or add the file with its reason to FILE_CALLS_ALLOWED"
 	return "$bad"
 }
 
-check "no process is started outside lib/runner.c" no_process_start_outside_runner
+# The layers of lib/, lowest first (doc/design.md draws them). A file in
+# lib/<layer>/ (or a folder below it, as lib/backend/rbd/) may include a
+# header from its own layer or a lower one only. Every quoted include is
+# resolved to the lib/ folder that holds it, as the compiler does with the
+# one include path per layer (meson.build); a header name held by two
+# folders is refused, since the include path could then pick either.
+LAYERS=(util core format inspect source cache xml priv backend api)
+
+layer_of() { # lib/<layer>/... -> <layer>
+	local rest=${1#lib/}
+	echo "${rest%%/*}"
+}
+
+includes_follow_layers() {
+	local -A rank=() home=()
+	local i f h src dst bad=0
+	for i in "${!LAYERS[@]}"; do
+		rank[${LAYERS[$i]}]=$i
+	done
+	for f in $(lib_files h); do
+		h=${f##*/}
+		if [[ -n "${home[$h]:-}" ]]; then
+			echo "$h is in both ${home[$h]} and $f"
+			bad=1
+		fi
+		home[$h]=$f
+	done
+	for f in $(lib_files c) $(lib_files h); do
+		src=$(layer_of "$f")
+		if [[ -z "${rank[$src]:-}" ]]; then
+			echo "$f: lib/$src/ is not a layer (LAYERS in $0)"
+			bad=1
+			continue
+		fi
+		while read -r h; do
+			[[ -z "$h" ]] && continue
+			if [[ -z "${home[$h]:-}" ]]; then
+				# generated by meson (build dir), not a layer's
+				[[ "$h" == vmd_build_config.h ]] && continue
+				echo "$f: includes \"$h\", which no lib/ folder holds"
+				bad=1
+				continue
+			fi
+			dst=$(layer_of "${home[$h]}")
+			if (( rank[$dst] > rank[$src] )); then
+				echo "$f ($src) includes ${home[$h]} ($dst, a higher layer)"
+				bad=1
+			fi
+		done < <(sed -nE 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^"]+)".*/\1/p' "$f")
+	done
+	return "$bad"
+}
+
+check "no process is started outside lib/util/runner.c" no_process_start_outside_runner
 check "the runner names no shell" runner_names_no_shell
 check "one cleanup idiom (no goto)" one_cleanup_idiom
 check "every source file starts with its comment" files_say_what_they_are
 check "libvmdisk does not link libcurl or libcryptsetup" libvmdisk_does_not_link_curl
-check "file calls under instances_path only in lib/beneath.c" file_calls_only_in_path_module
+check "file calls under instances_path only in lib/core/beneath.c" file_calls_only_in_path_module
+check "lib/ layers include only their own or lower layers" includes_follow_layers
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -30,7 +30,7 @@
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
-#include "curl_common.h"
+#include "url.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
 #define ECHO_MAX 40

@@ -20,19 +20,9 @@
 #include <stdint.h>
 
 #include "source.h"
+#include "url.h" /* vmd_url_valid, VMD_URL_MAX */
 
 struct curl_slist;
-
-#define VMD_URL_MAX 2048
-
-/*
- * Strict http(s) URL check: lower-case "http://" or "https://", a host
- * (name, IPv4 or [IPv6]) with an optional port 1-65535, no userinfo, no
- * fragment, no blanks, control or non-ASCII characters, no characters RFC
- * 3986 leaves out ("<>\\^`{|} and '"'), every '%' followed by two hex
- * digits, at most VMD_URL_MAX bytes. A query ("?...") only if allow_query.
- */
-bool vmd_url_valid(const char *url, bool allow_query);
 
 /* url without its userinfo ("user:password@"), query and fragment, for
  * logs, details and anything stored: a signed URL's signature is in its
