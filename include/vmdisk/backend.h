@@ -24,6 +24,10 @@
 #ifndef VMDISK_BACKEND_H
 #define VMDISK_BACKEND_H
 
+/* The library is built with hidden visibility; what this header declares
+ * is its ABI (lib/libvmdisk.sym). */
+#pragma GCC visibility push(default)
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -195,4 +199,5 @@ const struct vmd_config *vmd_ctx_config(const struct vmd_ctx *ctx);
 #ifdef __cplusplus
 }
 #endif
+#pragma GCC visibility pop
 #endif

@@ -11,6 +11,10 @@
 #ifndef VMDISK_CONFIG_H
 #define VMDISK_CONFIG_H
 
+/* The library is built with hidden visibility; what this header declares
+ * is its ABI (lib/libvmdisk.sym). */
+#pragma GCC visibility push(default)
+
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -112,4 +116,5 @@ enum vmd_backend_kind vmd_config_backend(const struct vmd_config *cfg);
 #ifdef __cplusplus
 }
 #endif
+#pragma GCC visibility pop
 #endif

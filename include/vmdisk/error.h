@@ -15,6 +15,10 @@
 #ifndef VMDISK_ERROR_H
 #define VMDISK_ERROR_H
 
+/* The library is built with hidden visibility; what this header declares
+ * is its ABI (lib/libvmdisk.sym). */
+#pragma GCC visibility push(default)
+
 #include <stdbool.h>
 #include <stddef.h>
 
@@ -74,4 +78,5 @@ const char *vmd_errc_name(enum vmd_errc code);
 #ifdef __cplusplus
 }
 #endif
+#pragma GCC visibility pop
 #endif

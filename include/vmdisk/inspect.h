@@ -12,6 +12,10 @@
 #ifndef VMDISK_INSPECT_H
 #define VMDISK_INSPECT_H
 
+/* The library is built with hidden visibility; what this header declares
+ * is its ABI (lib/libvmdisk.sym). */
+#pragma GCC visibility push(default)
+
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -124,4 +128,5 @@ bool vmd_image_format_is_raw(enum vmd_image_format f);
 #ifdef __cplusplus
 }
 #endif
+#pragma GCC visibility pop
 #endif

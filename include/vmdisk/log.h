@@ -10,6 +10,10 @@
 #ifndef VMDISK_LOG_H
 #define VMDISK_LOG_H
 
+/* The library is built with hidden visibility; what this header declares
+ * is its ABI (lib/libvmdisk.sym). */
+#pragma GCC visibility push(default)
+
 #include <stdarg.h>
 #include <stddef.h>
 
@@ -67,4 +71,5 @@ size_t vmd_redact(const char *in, char *out, size_t outsz);
 #ifdef __cplusplus
 }
 #endif
+#pragma GCC visibility pop
 #endif

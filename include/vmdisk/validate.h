@@ -8,6 +8,10 @@
 #ifndef VMDISK_VALIDATE_H
 #define VMDISK_VALIDATE_H
 
+/* The library is built with hidden visibility; what this header declares
+ * is its ABI (lib/libvmdisk.sym). */
+#pragma GCC visibility push(default)
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -73,4 +77,5 @@ int vmd_parse_bool(const char *s, bool *out, struct vmd_error *err);
 #ifdef __cplusplus
 }
 #endif
+#pragma GCC visibility pop
 #endif

@@ -10,6 +10,10 @@
 #ifndef VMDISK_VMDISK_H
 #define VMDISK_VMDISK_H
 
+/* The library is built with hidden visibility; what this header declares
+ * is its ABI (lib/libvmdisk.sym). */
+#pragma GCC visibility push(default)
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -197,4 +201,5 @@ int vmd_disk_direct_snapshot(struct vmd_ctx *ctx, const char *instance,
 #ifdef __cplusplus
 }
 #endif
+#pragma GCC visibility pop
 #endif

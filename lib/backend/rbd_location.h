@@ -8,6 +8,11 @@
 #ifndef VMDISK_RBD_LOCATION_H
 #define VMDISK_RBD_LOCATION_H
 
+/* Some of these calls are in the private version node VMDISK_PRIVATE_0
+ * of lib/libvmdisk.sym (the rbd module and the CLI use them); the version
+ * script, not this pragma, decides which are exported. */
+#pragma GCC visibility push(default)
+
 #include <vmdisk/config.h>
 #include <vmdisk/error.h>
 #include <vmdisk/validate.h>
@@ -30,4 +35,5 @@ struct vmd_rbd_location {
 int vmd_rbd_location_parse(const char *loc, struct vmd_rbd_location *out,
                            struct vmd_error *err);
 
+#pragma GCC visibility pop
 #endif

@@ -13,6 +13,11 @@
 #ifndef VMDISK_FSUTIL_H
 #define VMDISK_FSUTIL_H
 
+/* Some of these calls are in the private version node VMDISK_PRIVATE_0
+ * of lib/libvmdisk.sym (the rbd module and the CLI use them); the version
+ * script, not this pragma, decides which are exported. */
+#pragma GCC visibility push(default)
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -131,4 +136,5 @@ void vmd_freep(void *p);
 #define VMD_AUTOTMP __attribute__((cleanup(vmd_tmpfile_discard)))
 #define VMD_AUTOREMOVE __attribute__((cleanup(vmd_cleanup_path_run)))
 
+#pragma GCC visibility pop
 #endif

@@ -5,6 +5,11 @@
 #ifndef VMDISK_CONVERT_H
 #define VMDISK_CONVERT_H
 
+/* Some of these calls are in the private version node VMDISK_PRIVATE_0
+ * of lib/libvmdisk.sym (the rbd module and the CLI use them); the version
+ * script, not this pragma, decides which are exported. */
+#pragma GCC visibility push(default)
+
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -39,4 +44,5 @@ int vmd_convert_to_path(const char *src, const char *dst_path,
                         const struct vmd_convert_opts *o,
                         struct vmd_error *err);
 
+#pragma GCC visibility pop
 #endif

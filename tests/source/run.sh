@@ -8,6 +8,8 @@
 #    includes headers of its own or a lower layer only;
 #  - libvmdisk (BUILD_DIR, $1, default build/) does not link libcurl or
 #    libcryptsetup (both are dlopen()ed when needed);
+#  - libvmdisk exports the calls include/vmdisk/ declares, nothing else but
+#    the private node of lib/libvmdisk.sym;
 #  - no file under lib/ but the path module (lib/core/beneath.c) opens, makes,
 #    renames, removes or stats a path under instances_path (issue 14).
 # Last line: "N passed, N failed".
@@ -102,6 +104,29 @@ file_calls_only_in_path_module() {
 	return "$bad"
 }
 
+# libvmdisk.so exports, in its ABI node VMDISK_0, exactly the functions
+# that include/vmdisk/ declares (preprocessed, so macros are not counted),
+# and besides them only the private node VMDISK_PRIVATE_0 named in
+# lib/libvmdisk.sym (no ABI: the rbd module's and the CLI's internal calls).
+exports_match_public_headers() {
+	local lib=${BUILD_DIR:-build}/lib/libvmdisk.so declared exported private other
+	[[ -f "$lib" ]] || { echo "no $lib"; return 1; }
+	declared=$(for h in include/vmdisk/*.h; do echo "#include <vmdisk/${h##*/}>"; done |
+		${CC:-cc} -E -P -Iinclude -x c - |
+		grep -oE '\bvmd_[a-z0-9_]+[[:space:]]*\(' | sed -E 's/[[:space:]]*\($//' | LC_ALL=C sort -u)
+	exported=$(nm -D --defined-only "$lib" | awk '$2 != "A" { print $3 }')
+	other=$(echo "$exported" | grep -vE '@@?VMDISK_(0|PRIVATE_0)$' || true)
+	[[ -z "$other" ]] || { echo "exported outside the version nodes:"; echo "$other"; return 1; }
+	private=$(sed -n '/^VMDISK_PRIVATE_0 {/,/^}/p' lib/libvmdisk.sym |
+		grep -oE '^[[:space:]]*vmd_[a-z0-9_]+;' | tr -d ' \t;' | LC_ALL=C sort -u)
+	other=$(echo "$exported" | grep -E '@@?VMDISK_PRIVATE_0$' | sed 's/@.*//' |
+		LC_ALL=C sort | LC_ALL=C comm -23 - <(echo "$private"))
+	[[ -z "$other" ]] || { echo "private exports not in lib/libvmdisk.sym:"; echo "$other"; return 1; }
+	diff <(echo "$declared") \
+		<(echo "$exported" | grep -E '@@?VMDISK_0$' | sed 's/@.*//' | LC_ALL=C sort) ||
+		{ echo "(< declared in include/vmdisk/ only, > exported only)"; return 1; }
+}
+
 # The layers of lib/, lowest first (doc/design.md draws them). A file in
 # lib/<layer>/ (or a folder below it, as lib/backend/rbd/) may include a
 # header from its own layer or a lower one only. Every quoted include is
@@ -162,5 +187,6 @@ check "every source file starts with its comment" files_say_what_they_are
 check "libvmdisk does not link libcurl or libcryptsetup" libvmdisk_does_not_link_curl
 check "file calls under instances_path only in lib/core/beneath.c" file_calls_only_in_path_module
 check "lib/ layers include only their own or lower layers" includes_follow_layers
+check "libvmdisk.so exports exactly the public headers' calls" exports_match_public_headers
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
