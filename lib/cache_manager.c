@@ -98,7 +98,7 @@ static int scan_users(struct vmd_ctx *ctx, struct users *u,
 		                         "cache: scan instances failed",
 		                         "opendir %s", ctx->cfg.instances_path);
 	while (rc == 0 && (de = readdir(top)) != NULL) {
-		VMD_AUTOCLOSE int ifd = -1;
+		_cleanup_(closep) int ifd = -1;
 
 		if (!vmd_valid_uuid(de->d_name))
 			continue;
@@ -201,7 +201,7 @@ int vmd_cache_list(struct vmd_ctx *ctx, struct vmd_cache_item **items,
                    size_t *n, struct vmd_error *err)
 {
 	struct users u = {0};
-	VMD_AUTOCLOSE int cache_fd = -1;
+	_cleanup_(closep) int cache_fd = -1;
 	int rc = vmd_beneath_cache_dir(ctx, false, 0, &cache_fd, err);
 
 	*items = NULL;
@@ -247,7 +247,7 @@ int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
 	struct users u = {0};
 	time_t now = time(NULL);
 	size_t n = 0;
-	VMD_AUTOCLOSE int cache_fd = -1;
+	_cleanup_(closep) int cache_fd = -1;
 	int rc = vmd_beneath_cache_dir(ctx, false, 0, &cache_fd, err);
 
 	*out = NULL;
