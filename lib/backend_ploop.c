@@ -178,7 +178,7 @@ static void ploop_build_discard(struct ploop_build *b)
 static void sweep_stale_builds(const struct vmd_disk_ref *disk)
 {
 	char prefix[VMD_NAME_MAX + 4];
-	DIR *d = vmd_bopendir(disk->instance_fd, ".");
+	_cleanup_(closedirp) DIR *d = vmd_bopendir(disk->instance_fd, ".");
 	struct dirent *e;
 	size_t plen;
 
@@ -201,7 +201,6 @@ static void sweep_stale_builds(const struct vmd_disk_ref *disk)
 		             e->d_name);
 		ploop_build_discard(&stale);
 	}
-	closedir(d);
 }
 
 static int build_begin(const struct vmd_disk_ref *disk, struct ploop_build *b,

@@ -146,8 +146,7 @@ static int vr_connect(struct vmd_ctx *ctx, const char *pool,
 		if (r == 0) {
 			/* The previous one may still be used by a caller in
 			 * another thread: it is left open, not shut down. */
-			conn_cache.cluster = c->own;
-			c->own = NULL;
+			conn_cache.cluster = TAKE_PTR(c->own);
 			snprintf(conn_cache.conf, sizeof(conn_cache.conf), "%s",
 			         cfg->images_rbd_ceph_conf);
 			snprintf(conn_cache.user, sizeof(conn_cache.user), "%s",

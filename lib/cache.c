@@ -218,7 +218,7 @@ static void remove_stale_temporaries(int cache_fd, const char *id)
 {
 	char prefix[128];
 	size_t plen;
-	DIR *d = vmd_bopendir(cache_fd, ".");
+	_cleanup_(closedirp) DIR *d = vmd_bopendir(cache_fd, ".");
 	struct dirent *de;
 
 	if (!d)
@@ -232,7 +232,6 @@ static void remove_stale_temporaries(int cache_fd, const char *id)
 			vmd_log_info("cache: removed stale temporary %s",
 			             de->d_name);
 	}
-	closedir(d);
 }
 
 static int fill_entry(struct vmd_ctx *ctx, const char *id, uint64_t size,

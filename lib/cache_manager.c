@@ -84,7 +84,7 @@ static void record_user(const char *disk, const struct vmd_disk_record *rec,
 static int scan_users(struct vmd_ctx *ctx, struct users *u,
                       struct vmd_error *err)
 {
-	DIR *top;
+	_cleanup_(closedirp) DIR *top = NULL;
 	struct dirent *de;
 	int root, rc = vmd_beneath_root(ctx, false, &root, err);
 
@@ -113,7 +113,6 @@ static int scan_users(struct vmd_ctx *ctx, struct users *u,
 		}
 		rc = vmd_record_foreach(ifd, record_user, u, err);
 	}
-	closedir(top);
 	if (rc < 0)
 		vmd_error_prefix(err, "cache: read instance record");
 	return rc;
@@ -155,9 +154,9 @@ static int list_entries(struct vmd_ctx *ctx, int cache_fd,
                         struct vmd_cache_item **out, size_t *n_out,
                         struct vmd_error *err)
 {
-	DIR *d;
+	_cleanup_(closedirp) DIR *d = NULL;
 	struct dirent *de;
-	struct vmd_cache_item *items = NULL;
+	_cleanup_(freep) struct vmd_cache_item *items = NULL;
 	size_t n = 0, cap = 0;
 
 	*out = NULL;
@@ -180,19 +179,15 @@ static int list_entries(struct vmd_ctx *ctx, int cache_fd,
 			size_t ncap = cap ? 2 * cap : 16;
 			void *p = realloc(items, ncap * sizeof(*items));
 
-			if (!p) {
-				free(items);
-				closedir(d);
+			if (!p)
 				return vmd_error_set(err, VMD_E_NOMEM,
 				                     "out of memory", "cache list");
-			}
 			items = p;
 			cap = ncap;
 		}
 		item_from(cache_fd, de->d_name, &st, &items[n++]);
 	}
-	closedir(d);
-	*out = items;
+	*out = TAKE_PTR(items);
 	*n_out = n;
 	return 0;
 }

@@ -421,7 +421,6 @@ int vmd_key_get(const struct vmd_config *cfg, const char *key_id,
 	vmd_secret_unregister(key_id);
 	if (rc < 0)
 		return rc;
-	*out = k;
-	k = NULL;
+	*out = TAKE_PTR(k);
 	return 0;
 }

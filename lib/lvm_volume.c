@@ -148,8 +148,7 @@ static int run_lvm(const char *step, const char *const *argv, char **out,
 	int rc = vmd_run(step, argv, &ro, out ? &res : NULL, err);
 
 	if (rc == 0 && out) {
-		*out = res.out;
-		res.out = NULL;
+		*out = TAKE_PTR(res.out);
 		vmd_run_result_free(&res);
 	}
 	return rc;
@@ -604,8 +603,7 @@ static int open_base(const struct vmd_config *cfg,
 		                     req->format,
 		                     vmd_image_format_name(r.format));
 	*format = qcow2 ? VMD_FORMAT_QCOW2 : VMD_FORMAT_RAW;
-	*out = fd;
-	fd = -1;
+	*out = TAKE_FD(fd);
 	return 0;
 }
 

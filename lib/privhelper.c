@@ -817,8 +817,7 @@ int vmd_priv_call(const struct vmd_config *cfg,
 		                     "vmdiskd: no device in the reply",
 		                     "lvm_open_read answered without a block "
 		                     "device descriptor");
-	rep->fd = passed;
-	passed = -1;
+	rep->fd = TAKE_FD(passed);
 	return 0;
 }
 

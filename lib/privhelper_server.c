@@ -671,8 +671,7 @@ static int bind_socket(const char *path, int *out, struct vmd_error *err)
 	if (listen(fd, 64) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "vmdiskd: listen", "listen %s", path);
-	*out = fd;
-	fd = -1;
+	*out = TAKE_FD(fd);
 	return 0;
 }
 
