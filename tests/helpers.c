@@ -12,6 +12,7 @@
 
 #include <vmdisk/log.h>
 
+#include "cleanup.h"
 #include "helpers.h"
 #include "runner.h"
 
@@ -236,26 +237,14 @@ void th_assert_images_identical(const char *a, const char *fa, const char *b,
 	free(errs);
 }
 
-static struct {
-	char *text;
-	size_t len;
-} captured;
+static struct vmd_buf captured = VMD_BUF_INIT;
 
 static void capture_line(enum vmd_log_level level, const char *line,
                          void *opaque)
 {
-	size_t n = strlen(line);
-	char *t = realloc(captured.text, captured.len + n + 2);
-
 	(void)level;
 	(void)opaque;
-	if (!t)
-		return;
-	captured.text = t;
-	memcpy(captured.text + captured.len, line, n);
-	captured.len += n;
-	captured.text[captured.len++] = '\n';
-	captured.text[captured.len] = '\0';
+	vmd_buf_printf(&captured, "%s\n", line);
 }
 
 void th_log_capture_start(void)
@@ -267,15 +256,13 @@ void th_log_capture_start(void)
 
 const char *th_log_text(void)
 {
-	return captured.text ? captured.text : "";
+	return captured.data ? captured.data : "";
 }
 
 void th_log_capture_stop(void)
 {
 	vmd_log_set_sink(NULL, NULL);
-	free(captured.text);
-	captured.text = NULL;
-	captured.len = 0;
+	vmd_buf_free(&captured);
 }
 
 void th_ctx_renew(struct vmd_ctx **ctx, const struct vmd_config *cfg)

@@ -103,7 +103,7 @@ static void test_discard_leaves_nothing(void **state)
 	struct vmd_error err = VMD_ERROR_INIT;
 
 	{
-		VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+		_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 
 		assert_int_equal(vmd_tmpfile_open(&t, dir, "x", 0600, &err), 0);
 		assert_int_equal(vmd_pwrite_full(t.fd, "abc", 3, 0), 0);
@@ -150,8 +150,8 @@ static void test_cleanup_guard(void **state)
 	th_write_text(a, "x");
 	th_write_text(b, "x");
 	{
-		VMD_AUTOREMOVE struct vmd_cleanup_path ga = {0};
-		VMD_AUTOREMOVE struct vmd_cleanup_path gb = {0};
+		_cleanup_(vmd_cleanup_path_run) struct vmd_cleanup_path ga = {0};
+		_cleanup_(vmd_cleanup_path_run) struct vmd_cleanup_path gb = {0};
 
 		vmd_cleanup_path_arm(&ga, a, false);
 		vmd_cleanup_path_arm(&gb, b, false);

@@ -14,6 +14,7 @@
 
 #include <vmdisk/vmdisk.h>
 
+#include "cleanup.h"
 #include "helpers.h"
 #include "vmd_build_config.h"
 
@@ -34,22 +35,14 @@ static struct {
 	rados_t cluster;
 	rados_ioctx_t vms;
 	rados_ioctx_t images;
-	char *log;        /* everything the library logged */
-	size_t log_len;
+	struct vmd_buf log; /* everything the library logged */
 } g;
 
 static void log_sink(enum vmd_log_level level, const char *line, void *opaque)
 {
-	size_t n = strlen(line);
-
 	(void)level;
 	(void)opaque;
-	g.log = realloc(g.log, g.log_len + n + 2);
-	assert_non_null(g.log);
-	memcpy(g.log + g.log_len, line, n);
-	g.log_len += n;
-	g.log[g.log_len++] = '\n';
-	g.log[g.log_len] = '\0';
+	assert_int_equal(vmd_buf_printf(&g.log, "%s\n", line), 0);
 }
 
 static void new_uuid(char *out)
@@ -155,15 +148,15 @@ static int group_teardown(void **state)
 	if (!g.conf || !g.conf[0])
 		return 0;
 	/* Nothing the library logged, at debug level, holds the key. */
-	if (g.log)
-		assert_null(strstr(g.log, g.key));
+	if (g.log.data)
+		assert_null(strstr(g.log.data, g.key));
 	vmd_log_set_sink(NULL, NULL);
 	rados_ioctx_destroy(g.vms);
 	rados_ioctx_destroy(g.images);
 	rados_shutdown(g.cluster);
 	vmd_ctx_free(g.ctx);
 	th_rmtree(g.dir);
-	free(g.log);
+	vmd_buf_free(&g.log);
 	free(g.dir);
 	free(g.instances);
 	free(g.base_raw);

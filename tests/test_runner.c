@@ -22,10 +22,10 @@
 
 #include <cmocka.h>
 
+#include "cleanup.h"
 #include "runner.h"
 #include <vmdisk/log.h>
 
-#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
 static int setup(void **state)
 {
@@ -168,7 +168,7 @@ static void test_bad_env(void **state)
 	struct vmd_run_result res;
 
 	(void)state;
-	for (size_t i = 0; i < N_ELEMS(bad); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		const char *const extra[] = {"GOOD=1", bad[i], NULL};
 		struct vmd_run_opts opts = {.extra_env = extra};
 		struct vmd_error err = VMD_ERROR_INIT;
@@ -428,7 +428,7 @@ static void test_not_found(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < N_ELEMS(progs); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(progs); i++) {
 		const char *const argv[] = {progs[i], NULL};
 		struct vmd_run_result res;
 		struct vmd_error err = VMD_ERROR_INIT;
@@ -487,7 +487,7 @@ static void test_relative_refused(void **state)
 	assert_non_null(getcwd(cwd, sizeof(cwd)));
 	/* From /, usr/bin/true exists: it must be refused all the same. */
 	assert_int_equal(chdir("/"), 0);
-	for (size_t i = 0; i < N_ELEMS(progs); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(progs); i++) {
 		const char *const argv[] = {progs[i], NULL};
 		struct vmd_run_result res;
 		struct vmd_error err = VMD_ERROR_INIT;
@@ -738,7 +738,7 @@ static void test_source_names_no_shell(void **state)
 	fclose(f);
 	assert_non_null(strstr(text, "posix_spawn("));
 	assert_null(strstr(text, "posix_spawnp"));
-	for (size_t i = 0; i < N_ELEMS(banned); i++)
+	for (size_t i = 0; i < ELEMENTSOF(banned); i++)
 		if (strstr(text, banned[i]))
 			fail_msg("lib/util/runner.c contains %s", banned[i]);
 	free(text);

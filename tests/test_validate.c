@@ -14,7 +14,8 @@
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
-#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
+#include "cleanup.h"
+
 
 static int quiet_log(void **state)
 {
@@ -46,7 +47,7 @@ static void test_uuid(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		if (vmd_valid_uuid(cases[i].s) != cases[i].ok)
 			fail_msg("uuid '%s': expected %s", cases[i].s,
 			         cases[i].ok ? "valid" : "invalid");
@@ -82,7 +83,7 @@ static void test_disk_name(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		if (vmd_valid_disk_name(cases[i].s) != cases[i].ok)
 			fail_msg("disk name '%s': expected %s", cases[i].s,
 			         cases[i].ok ? "valid" : "invalid");
@@ -153,7 +154,7 @@ static void test_size_good(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		struct vmd_error err = VMD_ERROR_INIT;
 		uint64_t v = 12345;
 
@@ -200,7 +201,7 @@ static void test_size_bad(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < N_ELEMS(cases); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
 		struct vmd_error err = VMD_ERROR_INIT;
 		uint64_t v = 12345;
 
@@ -261,14 +262,14 @@ static void test_backend(void **state)
 	};
 
 	(void)state;
-	for (size_t i = 0; i < N_ELEMS(good); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(good); i++) {
 		struct vmd_error err = VMD_ERROR_INIT;
 		enum vmd_backend_kind k = (enum vmd_backend_kind)99;
 
 		assert_int_equal(vmd_parse_backend(good[i].s, &k, &err), 0);
 		assert_int_equal(k, good[i].k);
 	}
-	for (size_t i = 0; i < N_ELEMS(bad); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		struct vmd_error err = VMD_ERROR_INIT;
 		enum vmd_backend_kind k = VMD_BACKEND_LVM;
 
@@ -346,19 +347,19 @@ static void test_bool(void **state)
 	                                  "true ", "y", "n", "enable", "00"};
 
 	(void)state;
-	for (size_t i = 0; i < N_ELEMS(yes); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
 		bool b = false;
 
 		assert_int_equal(vmd_parse_bool(yes[i], &b, NULL), 0);
 		assert_true(b);
 	}
-	for (size_t i = 0; i < N_ELEMS(no); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(no); i++) {
 		bool b = true;
 
 		assert_int_equal(vmd_parse_bool(no[i], &b, NULL), 0);
 		assert_false(b);
 	}
-	for (size_t i = 0; i < N_ELEMS(bad); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
 		struct vmd_error err = VMD_ERROR_INIT;
 		bool b = true;
 

@@ -85,7 +85,7 @@ struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
 void vmd_ctx_free(struct vmd_ctx *ctx)
 {
 	if (ctx)
-		vmd_closep(&ctx->root_fd);
+		closep(&ctx->root_fd);
 	free(ctx);
 }
 
@@ -101,7 +101,7 @@ static int disk_ref_init(struct vmd_ctx *ctx, const char *instance,
 		return vmd_error_set(err, VMD_E_INVAL, "bad disk name",
 		                     "disk name must match "
 		                     "[A-Za-z0-9][A-Za-z0-9._-]{0,63}");
-	vmd_closep(&ref->instance_fd);
+	closep(&ref->instance_fd);
 	memset(ref, 0, sizeof(*ref));
 	ref->instance_fd = -1;
 	ref->instance = instance;
@@ -118,12 +118,12 @@ static int disk_ref_init(struct vmd_ctx *ctx, const char *instance,
 
 static void disk_ref_release(struct vmd_disk_ref *ref)
 {
-	vmd_closep(&ref->instance_fd);
+	closep(&ref->instance_fd);
 }
 
 /* A ref whose instance directory descriptor is closed on scope exit. */
 #define DISK_REF                                                               \
-	__attribute__((cleanup(disk_ref_release))) struct vmd_disk_ref
+	_cleanup_(disk_ref_release) struct vmd_disk_ref
 #define DISK_REF_INIT {.instance_fd = -1}
 
 static int lock_instance(struct vmd_ctx *ctx, const char *instance,
@@ -148,7 +148,7 @@ static int fetch_and_hold_base(struct vmd_ctx *ctx,
 {
 	for (int attempt = 0; attempt < 3; attempt++) {
 		char name[VMD_LOCK_NAME_MAX];
-		VMD_AUTOCLOSE int cache_fd = -1;
+		_cleanup_(closep) int cache_fd = -1;
 		struct vmd_fetch_opts fo = {opts->checksum, opts->progress,
 		                            opts->progress_opaque};
 		int rc = opts->image
@@ -240,7 +240,7 @@ static int instance_dir_make(struct vmd_ctx *ctx, struct vmd_disk_ref *ref,
 {
 	int rc = vmd_beneath_root(ctx, true, &guard->root_fd, err);
 
-	vmd_closep(&ref->instance_fd);
+	closep(&ref->instance_fd);
 	if (rc < 0)
 		return rc;
 	guard->name = ref->instance;
@@ -266,7 +266,7 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
                          const char *location,
                          struct vmd_disk_record *rec, struct vmd_error *err)
 {
-	__attribute__((cleanup(dir_guard_run))) struct dir_guard guard = {
+	_cleanup_(dir_guard_run) struct dir_guard guard = {
 		-1, NULL, false};
 	struct vmd_disk_record existing;
 	uint64_t size = opts->size;
@@ -350,7 +350,7 @@ static int create_by_location(struct vmd_ctx *ctx,
                               enum vmd_backend_kind kind,
                               struct vmd_disk_info *out, struct vmd_error *err)
 {
-	VMD_AUTOLOCK struct vmd_lock inst_lock = VMD_LOCK_INIT;
+	_cleanup_(vmd_lock_release) struct vmd_lock inst_lock = VMD_LOCK_INIT;
 	struct vmd_disk_record rec = {0};
 	int rc = lock_instance(ctx, ref->instance, &inst_lock, err);
 
@@ -379,9 +379,9 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
 	struct vmd_cache_entry entry;
-	VMD_AUTOCLOSE int base_fd = -1;
-	VMD_AUTOLOCK struct vmd_lock base_lock = VMD_LOCK_INIT;
-	VMD_AUTOLOCK struct vmd_lock inst_lock = VMD_LOCK_INIT;
+	_cleanup_(closep) int base_fd = -1;
+	_cleanup_(vmd_lock_release) struct vmd_lock base_lock = VMD_LOCK_INIT;
+	_cleanup_(vmd_lock_release) struct vmd_lock inst_lock = VMD_LOCK_INIT;
 	struct vmd_disk_record rec = {0};
 	enum vmd_backend_kind kind = opts->backend;
 	int rc;
@@ -571,7 +571,7 @@ int vmd_disk_resize(struct vmd_ctx *ctx, const char *instance,
 {
 	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
-	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
+	_cleanup_(vmd_lock_release) struct vmd_lock lock = VMD_LOCK_INIT;
 	int rc = check_size(new_size, err);
 
 	if (rc == 0 && new_size == 0)
@@ -595,7 +595,7 @@ int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
 {
 	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
-	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
+	_cleanup_(vmd_lock_release) struct vmd_lock lock = VMD_LOCK_INIT;
 	int rc = open_existing_locked(ctx, instance, disk, &ref, &ops, &lock,
 	                              err);
 
@@ -625,7 +625,7 @@ int vmd_disk_snapshot_extract(struct vmd_ctx *ctx, const char *instance,
 {
 	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
-	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
+	_cleanup_(vmd_lock_release) struct vmd_lock lock = VMD_LOCK_INIT;
 	/* Held so that no resize or remove runs under the copy. */
 	int rc = open_existing_locked(ctx, instance, disk, &ref, &ops, &lock,
 	                              err);
@@ -681,7 +681,7 @@ static int disk_op_run(struct vmd_ctx *ctx, const char *instance,
 		"flatten", "direct snapshot"};
 	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
-	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
+	_cleanup_(vmd_lock_release) struct vmd_lock lock = VMD_LOCK_INIT;
 	const void *fn = NULL;
 	int rc = 0;
 

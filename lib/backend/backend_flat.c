@@ -23,7 +23,7 @@ static int flat_create_from_image(struct vmd_ctx *ctx,
                                   const struct vmd_image *base, uint64_t size,
                                   struct vmd_error *err)
 {
-	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 	char src[32];
 	int rc;
 
@@ -66,7 +66,7 @@ static int flat_create_blank(struct vmd_ctx *ctx,
                              const struct vmd_disk_ref *disk, uint64_t size,
                              struct vmd_error *err)
 {
-	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 	int rc = vmd_filedisk_begin(disk, &t, err);
 
 	if (rc < 0)
@@ -84,7 +84,7 @@ static int flat_create_blank(struct vmd_ctx *ctx,
 static int flat_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                        uint64_t new_size, struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	struct stat st;
 	int rc = vmd_filedisk_open(disk, O_RDWR, &fd, err);
 
@@ -142,7 +142,7 @@ static int flat_snapshot_extract(struct vmd_ctx *ctx,
 		.limits = &lim,
 	};
 
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	char src[32];
 	int rc = vmd_filedisk_open(disk, O_RDONLY, &fd, err);
 

@@ -23,6 +23,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "convert.h"
 #include "internal.h"
 #include "privhelper.h"
@@ -119,13 +120,14 @@ static void set_key_id(struct vmd_priv_request *req, const char *key_id)
 	snprintf(req->key_id, sizeof(req->key_id), "%s", key_id);
 }
 
-/* Removes the volume when a create fails after lvm_create answered. */
-struct lv_guard {
+/* Asks vmdiskd to remove the volume when a create fails after lvm_create
+ * answered (lvm_volume.c's lv_guard is the same on vmdiskd's side). */
+struct made_lv_guard {
 	struct vmd_ctx *ctx;
 	const struct vmd_priv_request *made;
 };
 
-static void lv_guard_run(struct lv_guard *g)
+static void made_lv_remove(struct made_lv_guard *g)
 {
 	struct vmd_priv_request req;
 	struct vmd_priv_reply rep;
@@ -140,8 +142,6 @@ static void lv_guard_run(struct lv_guard *g)
 		vmd_log_error("lvm: could not remove %s/%s after a failure: %s",
 		              req.vg, req.lv, ignored.detail);
 }
-
-#define LV_AUTOREMOVE __attribute__((cleanup(lv_guard_run)))
 
 /* The base's file name in the image cache: what vmdiskd opens there. */
 static int base_name(struct vmd_ctx *ctx, const struct vmd_image *base,
@@ -166,7 +166,7 @@ static int lvm_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	const struct vmd_config *cfg = vmd_ctx_config(ctx);
 	struct vmd_priv_request made, write;
 	struct vmd_priv_reply rep;
-	LV_AUTOREMOVE struct lv_guard guard = {ctx, NULL};
+	_cleanup_(made_lv_remove) struct made_lv_guard guard = {ctx, NULL};
 	const char *name = NULL;
 	int rc = volume_request(ctx, disk, VMD_PRIV_LVM_CREATE, &made, err);
 
@@ -308,12 +308,6 @@ static int lvm_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	return vmd_priv_run(cfg, &req, &rep, err);
 }
 
-static void close_passed(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-}
-
 /* The device is opened read-only by lvm_open_read (in vmdiskd when we
  * are not root, which passes the descriptor back) and read from here. */
 static int lvm_snapshot_extract(struct vmd_ctx *ctx,
@@ -330,7 +324,7 @@ static int lvm_snapshot_extract(struct vmd_ctx *ctx,
 		.dst_format = dst_format,
 		.limits = &lim,
 	};
-	__attribute__((cleanup(close_passed))) int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	char src[64];
 	int rc = volume_request(ctx, disk, VMD_PRIV_LVM_OPEN_READ, &req, err);
 

@@ -123,7 +123,7 @@ static int read_variant(const struct vmd_disk_ref *disk,
                         enum vmd_ploop_variant *v, struct vmd_error *err)
 {
 	char path[PATH_MAX], buf[DESCRIPTOR_MAX];
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	ssize_t n;
 	/* <disk>/DiskDescriptor.xml beneath the instance directory. */
 	int rc = join(path, sizeof(path), disk->disk, DESCRIPTOR_NAME, err);
@@ -167,10 +167,8 @@ static void ploop_build_discard(struct ploop_build *b)
 			vmd_log_warning("ploop: could not remove %s: %s",
 			                b->name, strerror(errno));
 	}
-	vmd_closep(&b->fd);
+	closep(&b->fd);
 }
-
-#define PLOOP_AUTOBUILD __attribute__((cleanup(ploop_build_discard)))
 
 /*
  * Temporaries `.<disk>.XXXXXX` of this disk left by a process that died
@@ -180,7 +178,7 @@ static void ploop_build_discard(struct ploop_build *b)
 static void sweep_stale_builds(const struct vmd_disk_ref *disk)
 {
 	char prefix[VMD_NAME_MAX + 4];
-	DIR *d = vmd_bopendir(disk->instance_fd, ".");
+	_cleanup_(closedirp) DIR *d = vmd_bopendir(disk->instance_fd, ".");
 	struct dirent *e;
 	size_t plen;
 
@@ -203,7 +201,6 @@ static void sweep_stale_builds(const struct vmd_disk_ref *disk)
 		             e->d_name);
 		ploop_build_discard(&stale);
 	}
-	closedir(d);
 }
 
 static int build_begin(const struct vmd_disk_ref *disk, struct ploop_build *b,
@@ -287,7 +284,7 @@ static int fill_expanded(int fd, const char *base_path,
 {
 	struct vmd_inspect_limits lim;
 	struct vmd_parallels *p = NULL;
-	__attribute__((cleanup(vmd_blockdev_closep))) struct vmd_blockdev *src =
+	_cleanup_(vmd_blockdev_closep) struct vmd_blockdev *src =
 		NULL;
 	int rc;
 
@@ -314,9 +311,9 @@ static int ploop_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                         const struct vmd_image *base, uint64_t size,
                         struct vmd_error *err)
 {
-	PLOOP_AUTOBUILD struct ploop_build b = {-1, -1, "", false};
+	_cleanup_(ploop_build_discard) struct ploop_build b = {-1, -1, "", false};
 	char base_src[32] = "";
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	enum vmd_ploop_variant v =
 		base && base->format == VMD_FORMAT_RAW ? VMD_PLOOP_RAW
 		                                       : VMD_PLOOP_EXPANDED;
@@ -434,7 +431,7 @@ static int ploop_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                         uint64_t new_size, struct vmd_error *err)
 {
 	char path[PATH_MAX];
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	enum vmd_ploop_variant v;
 	uint64_t size;
 	int rc = read_variant(disk, &v, err);
@@ -471,7 +468,7 @@ static int ploop_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 			return rc;
 	}
 	/* The image first: a descriptor never claims more than it holds. */
-	VMD_AUTOCLOSE int dfd = -1;
+	_cleanup_(closep) int dfd = -1;
 
 	rc = open_disk_dir(disk, &dfd, err);
 	return rc < 0 ? rc : write_descriptor(dfd, new_size, v, true, err);
@@ -487,7 +484,7 @@ static int ploop_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                       struct vmd_disk_info *out, struct vmd_error *err)
 {
 	char path[PATH_MAX];
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	enum vmd_ploop_variant v;
 	struct stat st;
 	int rc = read_variant(disk, &v, err);
@@ -514,7 +511,7 @@ static int ploop_snapshot_extract(struct vmd_ctx *ctx,
                                   struct vmd_error *err)
 {
 	char path[PATH_MAX], src[32];
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	enum vmd_ploop_variant v;
 	struct vmd_inspect_limits lim;
 	int rc = read_variant(disk, &v, err);
@@ -541,7 +538,7 @@ static int ploop_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 {
 	static const char *const names[] = {HDS_NAME, DESCRIPTOR_NAME,
 	                                    DESCRIPTOR_NAME ".lck"};
-	VMD_AUTOCLOSE int dfd = vmd_bopen(disk->instance_fd, disk->disk,
+	_cleanup_(closep) int dfd = vmd_bopen(disk->instance_fd, disk->disk,
 	                                  O_RDONLY | O_DIRECTORY, 0);
 
 	(void)ctx;

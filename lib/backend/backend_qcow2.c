@@ -21,7 +21,7 @@ static int qcow2_create(const struct vmd_disk_ref *disk,
                         const struct vmd_image *base, uint64_t size,
                         struct vmd_error *err)
 {
-	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 	int rc = vmd_filedisk_begin(disk, &t, err);
 
 	if (rc < 0)
@@ -62,7 +62,7 @@ static int qcow2_create_blank(struct vmd_ctx *ctx,
 static int qcow2_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                         uint64_t new_size, struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	struct vmd_inspect_limits lim;
 	struct vmd_qcow2 *q = NULL;
 	int rc = vmd_filedisk_open(disk, O_RDWR, &fd, err);
@@ -92,7 +92,7 @@ static int open_cached_backing(struct vmd_ctx *ctx, int disk_fd, int *base_fd,
                                struct vmd_error *err)
 {
 	struct vmd_qcow2_header h;
-	VMD_AUTOCLOSE int cache_fd = -1;
+	_cleanup_(closep) int cache_fd = -1;
 	size_t dirlen = strlen(ctx->cache_dir);
 	const char *name;
 	int rc = vmd_qcow2_read_header(disk_fd, &h, err);
@@ -135,8 +135,8 @@ static int qcow2_snapshot_extract(struct vmd_ctx *ctx,
 		.limits = &lim,
 		.backing = backing,
 	};
-	VMD_AUTOCLOSE int fd = -1;
-	VMD_AUTOCLOSE int base_fd = -1;
+	_cleanup_(closep) int fd = -1;
+	_cleanup_(closep) int base_fd = -1;
 	int rc = vmd_filedisk_open(disk, O_RDONLY, &fd, err);
 
 	if (rc == 0)
@@ -157,7 +157,7 @@ static int qcow2_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                       struct vmd_disk_info *out, struct vmd_error *err)
 {
 	struct vmd_qcow2_header h;
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	uint64_t file_size;
 	int rc;
 

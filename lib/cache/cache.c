@@ -98,7 +98,7 @@ static int cache_group(struct vmd_ctx *ctx, gid_t *gid,
 		return 0;
 	}
 	for (;;) {
-		VMD_AUTOFREE char *buf = malloc(bufsz);
+		_cleanup_(freep) char *buf = malloc(bufsz);
 		struct group gr, *res = NULL;
 		int rc;
 
@@ -218,7 +218,7 @@ static void remove_stale_temporaries(int cache_fd, const char *id)
 {
 	char prefix[128];
 	size_t plen;
-	DIR *d = vmd_bopendir(cache_fd, ".");
+	_cleanup_(closedirp) DIR *d = vmd_bopendir(cache_fd, ".");
 	struct dirent *de;
 
 	if (!d)
@@ -232,7 +232,6 @@ static void remove_stale_temporaries(int cache_fd, const char *id)
 			vmd_log_info("cache: removed stale temporary %s",
 			             de->d_name);
 	}
-	closedir(d);
 }
 
 static int fill_entry(struct vmd_ctx *ctx, const char *id, uint64_t size,
@@ -286,7 +285,7 @@ int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
 {
 	const struct vmd_source_ops *ops;
 	struct vmd_source_meta meta;
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	enum vmd_format format;
 	int rc = vmd_source_for(source, &ops, err);
 
@@ -322,7 +321,7 @@ void vmd_cache_read_info(int cache_fd, const char *name, char *algo,
                          size_t algosz, char *hash, size_t hashsz)
 {
 	char side[VMD_CACHE_ID_MAX + 16];
-	VMD_AUTOFREE char *text = NULL;
+	_cleanup_(freep) char *text = NULL;
 	struct json_object *o, *v;
 	size_t len;
 
@@ -413,7 +412,7 @@ static int failure_since(int cache_fd, const char *id, time_t since,
                          struct vmd_error *err)
 {
 	char name[VMD_CACHE_ID_MAX + 16], text[VMD_ERROR_MSG_MAX + 16] = "";
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	struct stat st;
 	ssize_t n;
 	int code = 0, off = 0;
@@ -487,8 +486,8 @@ static int fetch_locked(struct vmd_ctx *ctx, int cache_fd,
 {
 	char shown[sizeof(meta->id)];
 	mode_t mode_cap;
-	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
-	VMD_AUTOTMP struct vmd_tmpfile raw = VMD_TMPFILE_INIT;
+	_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile raw = VMD_TMPFILE_INIT;
 	enum vmd_hash_algo algo = want->algo != VMD_HASH_NONE ? want->algo
 	                          : meta->hash_algo != VMD_HASH_NONE
 	                                  ? meta->hash_algo
@@ -585,9 +584,9 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	struct vmd_source_meta meta;
 	struct fetch_want want = {VMD_HASH_NONE, ""};
 	char lockname[VMD_LOCK_NAME_MAX];
-	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
-	VMD_AUTOCLOSE int cached = -1;
-	VMD_AUTOCLOSE int cache_fd = -1;
+	_cleanup_(vmd_lock_release) struct vmd_lock lock = VMD_LOCK_INIT;
+	_cleanup_(closep) int cached = -1;
+	_cleanup_(closep) int cache_fd = -1;
 	time_t wait_start = time(NULL);
 	bool waited = false;
 	gid_t gid = 0;

@@ -84,7 +84,7 @@ static void record_user(const char *disk, const struct vmd_disk_record *rec,
 static int scan_users(struct vmd_ctx *ctx, struct users *u,
                       struct vmd_error *err)
 {
-	DIR *top;
+	_cleanup_(closedirp) DIR *top = NULL;
 	struct dirent *de;
 	int root, rc = vmd_beneath_root(ctx, false, &root, err);
 
@@ -98,7 +98,7 @@ static int scan_users(struct vmd_ctx *ctx, struct users *u,
 		                         "cache: scan instances failed",
 		                         "opendir %s", ctx->cfg.instances_path);
 	while (rc == 0 && (de = readdir(top)) != NULL) {
-		VMD_AUTOCLOSE int ifd = -1;
+		_cleanup_(closep) int ifd = -1;
 
 		if (!vmd_valid_uuid(de->d_name))
 			continue;
@@ -113,7 +113,6 @@ static int scan_users(struct vmd_ctx *ctx, struct users *u,
 		}
 		rc = vmd_record_foreach(ifd, record_user, u, err);
 	}
-	closedir(top);
 	if (rc < 0)
 		vmd_error_prefix(err, "cache: read instance record");
 	return rc;
@@ -155,9 +154,9 @@ static int list_entries(struct vmd_ctx *ctx, int cache_fd,
                         struct vmd_cache_item **out, size_t *n_out,
                         struct vmd_error *err)
 {
-	DIR *d;
+	_cleanup_(closedirp) DIR *d = NULL;
 	struct dirent *de;
-	struct vmd_cache_item *items = NULL;
+	_cleanup_(freep) struct vmd_cache_item *items = NULL;
 	size_t n = 0, cap = 0;
 
 	*out = NULL;
@@ -180,19 +179,15 @@ static int list_entries(struct vmd_ctx *ctx, int cache_fd,
 			size_t ncap = cap ? 2 * cap : 16;
 			void *p = realloc(items, ncap * sizeof(*items));
 
-			if (!p) {
-				free(items);
-				closedir(d);
+			if (!p)
 				return vmd_error_set(err, VMD_E_NOMEM,
 				                     "out of memory", "cache list");
-			}
 			items = p;
 			cap = ncap;
 		}
 		item_from(cache_fd, de->d_name, &st, &items[n++]);
 	}
-	closedir(d);
-	*out = items;
+	*out = TAKE_PTR(items);
 	*n_out = n;
 	return 0;
 }
@@ -201,7 +196,7 @@ int vmd_cache_list(struct vmd_ctx *ctx, struct vmd_cache_item **items,
                    size_t *n, struct vmd_error *err)
 {
 	struct users u = {0};
-	VMD_AUTOCLOSE int cache_fd = -1;
+	_cleanup_(closep) int cache_fd = -1;
 	int rc = vmd_beneath_cache_dir(ctx, false, 0, &cache_fd, err);
 
 	*items = NULL;
@@ -247,7 +242,7 @@ int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
 	struct users u = {0};
 	time_t now = time(NULL);
 	size_t n = 0;
-	VMD_AUTOCLOSE int cache_fd = -1;
+	_cleanup_(closep) int cache_fd = -1;
 	int rc = vmd_beneath_cache_dir(ctx, false, 0, &cache_fd, err);
 
 	*out = NULL;

@@ -147,9 +147,9 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 	char name[VMD_CACHE_ID_MAX], lockname[VMD_LOCK_NAME_MAX];
 	char path[64];
 	const char *argv[8];
-	VMD_AUTOLOCK struct vmd_lock lock = VMD_LOCK_INIT;
-	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
-	VMD_AUTOCLOSE int cache_fd = -1;
+	_cleanup_(vmd_lock_release) struct vmd_lock lock = VMD_LOCK_INIT;
+	_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	_cleanup_(closep) int cache_fd = -1;
 	struct stat st;
 	gid_t gid = 0;
 	int rc;

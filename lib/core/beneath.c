@@ -84,7 +84,7 @@ DIR *vmd_bopendir(int dirfd, const char *name)
 		return NULL;
 	d = fdopendir(fd);
 	if (!d)
-		vmd_closep(&fd);
+		closep(&fd);
 	return d;
 }
 
@@ -121,7 +121,7 @@ static int parent_of(int dirfd, const char *name, int *owned,
 
 int vmd_bmkdir(int dirfd, const char *name, mode_t mode)
 {
-	VMD_AUTOCLOSE int owned = -1;
+	_cleanup_(closep) int owned = -1;
 	const char *last;
 	int pfd = parent_of(dirfd, name, &owned, &last);
 
@@ -130,7 +130,7 @@ int vmd_bmkdir(int dirfd, const char *name, mode_t mode)
 
 int vmd_bunlink(int dirfd, const char *name, int flags)
 {
-	VMD_AUTOCLOSE int owned = -1;
+	_cleanup_(closep) int owned = -1;
 	const char *last;
 	int pfd = parent_of(dirfd, name, &owned, &last);
 
@@ -139,7 +139,7 @@ int vmd_bunlink(int dirfd, const char *name, int flags)
 
 int vmd_bstat(int dirfd, const char *name, struct stat *st)
 {
-	VMD_AUTOCLOSE int owned = -1;
+	_cleanup_(closep) int owned = -1;
 	const char *last;
 	int pfd = parent_of(dirfd, name, &owned, &last);
 
@@ -148,7 +148,7 @@ int vmd_bstat(int dirfd, const char *name, struct stat *st)
 
 int vmd_btouch(int dirfd, const char *name)
 {
-	VMD_AUTOCLOSE int owned = -1;
+	_cleanup_(closep) int owned = -1;
 	const char *last;
 	int pfd = parent_of(dirfd, name, &owned, &last);
 
@@ -158,8 +158,8 @@ int vmd_btouch(int dirfd, const char *name)
 int vmd_brename(int olddirfd, const char *oldname, int newdirfd,
                 const char *newname, unsigned int flags)
 {
-	VMD_AUTOCLOSE int old_owned = -1;
-	VMD_AUTOCLOSE int new_owned = -1;
+	_cleanup_(closep) int old_owned = -1;
+	_cleanup_(closep) int new_owned = -1;
 	const char *old_last, *new_last;
 	int opfd = parent_of(olddirfd, oldname, &old_owned, &old_last);
 	int npfd = opfd < 0 ? -1
@@ -173,7 +173,7 @@ int vmd_brename(int olddirfd, const char *oldname, int newdirfd,
 int vmd_bread_file(int dirfd, const char *name, size_t max, char **buf,
                    size_t *len)
 {
-	VMD_AUTOCLOSE int fd = vmd_bopen(dirfd, name, O_RDONLY | O_NONBLOCK, 0);
+	_cleanup_(closep) int fd = vmd_bopen(dirfd, name, O_RDONLY | O_NONBLOCK, 0);
 	struct stat st;
 	char *b;
 
@@ -321,7 +321,7 @@ int vmd_ctx_lock_acquire(struct vmd_ctx *ctx, struct vmd_lock *l,
                          const char *name, enum vmd_lock_mode mode,
                          unsigned timeout_s, struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int dfd = -1;
+	_cleanup_(closep) int dfd = -1;
 	int rc = vmd_beneath_lock_dir(ctx, &dfd, err);
 
 	l->fd = -1;
@@ -333,7 +333,7 @@ int vmd_ctx_lock_try(struct vmd_ctx *ctx, struct vmd_lock *l,
                      const char *name, enum vmd_lock_mode mode,
                      struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int dfd = -1;
+	_cleanup_(closep) int dfd = -1;
 	int rc = vmd_beneath_lock_dir(ctx, &dfd, err);
 
 	l->fd = -1;

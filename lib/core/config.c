@@ -30,6 +30,7 @@
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
+#include "cleanup.h"
 #include "url.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -363,9 +364,8 @@ static const struct enum_name log_level_names[] = {
 	{"debug", VMD_LOG_DEBUG},
 };
 
-#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
-_Static_assert(N_ELEMS(keys) <= N_ELEMS(((struct parse_state *)0)->set_on),
+_Static_assert(ELEMENTSOF(keys) <= ELEMENTSOF(((struct parse_state *)0)->set_on),
                "parse_state.set_on has a slot per key");
 
 static bool enum_lookup(const struct enum_name *tab, size_t n, const char *s,
@@ -424,19 +424,19 @@ static enum parse_problem set_value(struct vmd_config *cfg,
 		return PP_NONE;
 	}
 	case KT_PREALLOCATE:
-		if (!enum_lookup(preallocate_names, N_ELEMS(preallocate_names),
+		if (!enum_lookup(preallocate_names, ELEMENTSOF(preallocate_names),
 		                 value, &v))
 			return PP_VALUE;
 		*(enum vmd_preallocate *)field = (enum vmd_preallocate)v;
 		return PP_NONE;
 	case KT_LOG_TARGET:
-		if (!enum_lookup(log_target_names, N_ELEMS(log_target_names),
+		if (!enum_lookup(log_target_names, ELEMENTSOF(log_target_names),
 		                 value, &v))
 			return PP_VALUE;
 		*(enum vmd_log_target *)field = (enum vmd_log_target)v;
 		return PP_NONE;
 	case KT_LOG_LEVEL:
-		if (!enum_lookup(log_level_names, N_ELEMS(log_level_names),
+		if (!enum_lookup(log_level_names, ELEMENTSOF(log_level_names),
 		                 value, &v))
 			return PP_VALUE;
 		*(enum vmd_log_level *)field = (enum vmd_log_level)v;
@@ -488,7 +488,7 @@ static int on_value(void *user, const char *section, const char *name,
 	    strcmp(section, "libvirt") != 0 && strcmp(section, "vmdisk") != 0)
 		return record(ps, PP_SECTION, section,
 		              "sections are [DEFAULT], [libvirt] and [vmdisk]");
-	for (size_t i = 0; i < N_ELEMS(keys); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
 		if (strcmp(keys[i].name, name) != 0)
 			continue;
 		/* inih hands an indented line after a key to us as another

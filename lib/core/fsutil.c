@@ -26,25 +26,6 @@
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
-void vmd_closep(int *fd)
-{
-	if (*fd >= 0) {
-		int saved = errno;
-
-		close(*fd);
-		errno = saved;
-		*fd = -1;
-	}
-}
-
-void vmd_freep(void *p)
-{
-	void **pp = p;
-
-	free(*pp);
-	*pp = NULL;
-}
-
 int vmd_pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	char *p = buf;
@@ -87,7 +68,7 @@ int vmd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 
 int vmd_fsync_dir(const char *dir, struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_(closep) int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (fd < 0 || fsync(fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
@@ -191,7 +172,7 @@ static int tmpfile_open(struct vmd_tmpfile *t, const char *dir,
                         const char *name, mode_t mode, bool named,
                         struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_(closep) int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	*t = (struct vmd_tmpfile)VMD_TMPFILE_INIT;
 	if (dfd < 0)
@@ -275,8 +256,8 @@ int vmd_tmpfile_publish(struct vmd_tmpfile *t, bool replace, mode_t mode,
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "publish file failed",
 		                           "sync directory of %s", t->name);
-	vmd_closep(&t->fd);
-	vmd_closep(&t->dirfd);
+	closep(&t->fd);
+	closep(&t->dirfd);
 	return 0;
 }
 
@@ -285,15 +266,15 @@ void vmd_tmpfile_discard(struct vmd_tmpfile *t)
 	if (t->tmpname[0] && t->dirfd >= 0)
 		unlinkat(t->dirfd, t->tmpname, 0);
 	t->tmpname[0] = '\0';
-	vmd_closep(&t->fd);
-	vmd_closep(&t->dirfd);
+	closep(&t->fd);
+	closep(&t->dirfd);
 }
 
 int vmd_write_file_atomicat(int dirfd, const char *name, const void *buf,
                             size_t len, mode_t mode, bool replace,
                             struct vmd_error *err)
 {
-	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 	int rc = vmd_tmpfile_openat(&t, dirfd, name, 0600, err);
 
 	if (rc < 0)
@@ -309,7 +290,7 @@ int vmd_write_file_atomic(const char *dir, const char *name, const void *buf,
                           size_t len, mode_t mode, bool replace,
                           struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	_cleanup_(closep) int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
 	if (dfd < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
@@ -351,7 +332,7 @@ static int copy_range_rw(int src, int dst, uint64_t off, uint64_t end,
 int vmd_copy_sparse(int src_fd, int dst_fd, struct vmd_error *err)
 {
 	struct stat st;
-	VMD_AUTOFREE unsigned char *buf = NULL;
+	_cleanup_(freep) unsigned char *buf = NULL;
 	uint64_t size, off = 0;
 
 	if (fstat(src_fd, &st) < 0)
@@ -523,5 +504,5 @@ int vmd_lock_acquire(struct vmd_lock *l, int lockdir, const char *name,
 void vmd_lock_release(struct vmd_lock *l)
 {
 	/* Closing the descriptor drops the flock. */
-	vmd_closep(&l->fd);
+	closep(&l->fd);
 }

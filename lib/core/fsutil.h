@@ -24,6 +24,8 @@
 
 #include <vmdisk/error.h>
 
+#include "cleanup.h"
+
 #define VMD_TMP_PREFIX ".tmp-"
 #define VMD_TMP_NAME_KEEP 48 /* chars of the final name kept in a tmpname */
 
@@ -100,7 +102,7 @@ struct vmd_cleanup_path {
 void vmd_cleanup_path_arm(struct vmd_cleanup_path *c, const char *path,
                           bool is_dir);
 void vmd_cleanup_path_disarm(struct vmd_cleanup_path *c);
-/* Remove the path if still armed. For __attribute__((cleanup)). */
+/* Remove the path if still armed. For _cleanup_(). */
 void vmd_cleanup_path_run(struct vmd_cleanup_path *c);
 
 struct vmd_lock {
@@ -126,15 +128,6 @@ int vmd_lock_acquire(struct vmd_lock *l, int lockdir, const char *name,
 int vmd_lock_try(struct vmd_lock *l, int lockdir, const char *name,
                  enum vmd_lock_mode mode, struct vmd_error *err);
 void vmd_lock_release(struct vmd_lock *l);
-
-/* Cleanup-attribute helpers: one idiom throughout the code base. */
-void vmd_closep(int *fd);
-void vmd_freep(void *p);
-#define VMD_AUTOCLOSE __attribute__((cleanup(vmd_closep)))
-#define VMD_AUTOFREE __attribute__((cleanup(vmd_freep)))
-#define VMD_AUTOLOCK __attribute__((cleanup(vmd_lock_release)))
-#define VMD_AUTOTMP __attribute__((cleanup(vmd_tmpfile_discard)))
-#define VMD_AUTOREMOVE __attribute__((cleanup(vmd_cleanup_path_run)))
 
 #pragma GCC visibility pop
 #endif

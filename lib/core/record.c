@@ -18,20 +18,11 @@
 
 #define RECORD_MAX_BYTES (1 << 20)
 
-static void json_putp(struct json_object **o)
-{
-	if (*o)
-		json_object_put(*o);
-	*o = NULL;
-}
-
-#define VMD_AUTOJSON __attribute__((cleanup(json_putp)))
-
 /* Load the record; a missing file yields an empty document. */
 static int record_load(int instance_fd, struct json_object **doc,
                        struct vmd_error *err)
 {
-	VMD_AUTOFREE char *buf = NULL;
+	_cleanup_(freep) char *buf = NULL;
 	struct json_object *disks;
 	size_t len;
 
@@ -59,7 +50,7 @@ static int record_load(int instance_fd, struct json_object **doc,
 	if (!*doc || !json_object_is_type(*doc, json_type_object) ||
 	    !json_object_object_get_ex(*doc, "disks", &disks) ||
 	    !json_object_is_type(disks, json_type_object)) {
-		json_putp(doc);
+		json_object_putp(doc);
 		return vmd_error_set(err, VMD_E_CORRUPT,
 		                     "instance record is damaged",
 		                     "%s: not a valid record", VMD_RECORD_NAME);
@@ -125,7 +116,7 @@ static int parse_entry(struct json_object *entry, const char *disk,
 int vmd_record_get(int instance_fd, const char *disk,
                    struct vmd_disk_record *rec, struct vmd_error *err)
 {
-	VMD_AUTOJSON struct json_object *doc = NULL;
+	_cleanup_(json_object_putp) struct json_object *doc = NULL;
 	struct json_object *entry;
 	int rc = record_load(instance_fd, &doc, err);
 
@@ -139,7 +130,7 @@ int vmd_record_get(int instance_fd, const char *disk,
 int vmd_record_put(int instance_fd, const char *disk,
                    const struct vmd_disk_record *rec, struct vmd_error *err)
 {
-	VMD_AUTOJSON struct json_object *doc = NULL;
+	_cleanup_(json_object_putp) struct json_object *doc = NULL;
 	struct json_object *entry;
 	int rc = record_load(instance_fd, &doc, err);
 
@@ -168,7 +159,7 @@ int vmd_record_put(int instance_fd, const char *disk,
 int vmd_record_drop(int instance_fd, const char *disk,
                     struct vmd_error *err)
 {
-	VMD_AUTOJSON struct json_object *doc = NULL;
+	_cleanup_(json_object_putp) struct json_object *doc = NULL;
 	struct json_object *disks;
 	int rc = record_load(instance_fd, &doc, err);
 
@@ -191,7 +182,7 @@ int vmd_record_foreach(int instance_fd,
                                   void *opaque),
                        void *opaque, struct vmd_error *err)
 {
-	VMD_AUTOJSON struct json_object *doc = NULL;
+	_cleanup_(json_object_putp) struct json_object *doc = NULL;
 	int rc = record_load(instance_fd, &doc, err);
 
 	if (rc < 0)

@@ -20,6 +20,8 @@
 
 #include <vmdisk/validate.h>
 
+#include "cleanup.h"
+
 #define ECHO_MAX 40
 
 static bool is_digit(char c)
@@ -172,14 +174,13 @@ static const char *reverse_lookup(const struct name_entry *tab, size_t n,
 	return "unknown";
 }
 
-#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
 int vmd_parse_backend(const char *s, enum vmd_backend_kind *out,
                       struct vmd_error *err)
 {
 	int v;
 
-	if (!out || !lookup(backend_names, N_ELEMS(backend_names), s, &v))
+	if (!out || !lookup(backend_names, ELEMENTSOF(backend_names), s, &v))
 		return invalid(err, "backend", s,
 		               "default, flat, raw, qcow2, lvm, rbd or ploop");
 	*out = (enum vmd_backend_kind)v;
@@ -188,14 +189,14 @@ int vmd_parse_backend(const char *s, enum vmd_backend_kind *out,
 
 const char *vmd_backend_kind_name(enum vmd_backend_kind k)
 {
-	return reverse_lookup(backend_names, N_ELEMS(backend_names), (int)k);
+	return reverse_lookup(backend_names, ELEMENTSOF(backend_names), (int)k);
 }
 
 int vmd_parse_format(const char *s, enum vmd_format *out, struct vmd_error *err)
 {
 	int v;
 
-	if (!out || !lookup(format_names, N_ELEMS(format_names), s, &v))
+	if (!out || !lookup(format_names, ELEMENTSOF(format_names), s, &v))
 		return invalid(err, "format", s, "raw, qcow2 or ploop");
 	*out = (enum vmd_format)v;
 	return 0;
@@ -203,7 +204,7 @@ int vmd_parse_format(const char *s, enum vmd_format *out, struct vmd_error *err)
 
 const char *vmd_format_name(enum vmd_format f)
 {
-	return reverse_lookup(format_names, N_ELEMS(format_names), (int)f);
+	return reverse_lookup(format_names, ELEMENTSOF(format_names), (int)f);
 }
 
 int vmd_parse_ploop_variant(const char *s, enum vmd_ploop_variant *out,
@@ -211,7 +212,7 @@ int vmd_parse_ploop_variant(const char *s, enum vmd_ploop_variant *out,
 {
 	int v;
 
-	if (!out || !lookup(variant_names, N_ELEMS(variant_names), s, &v))
+	if (!out || !lookup(variant_names, ELEMENTSOF(variant_names), s, &v))
 		return invalid(err, "ploop variant", s, "expanded or raw");
 	*out = (enum vmd_ploop_variant)v;
 	return 0;
@@ -219,7 +220,7 @@ int vmd_parse_ploop_variant(const char *s, enum vmd_ploop_variant *out,
 
 const char *vmd_ploop_variant_name(enum vmd_ploop_variant v)
 {
-	return reverse_lookup(variant_names, N_ELEMS(variant_names), (int)v);
+	return reverse_lookup(variant_names, ELEMENTSOF(variant_names), (int)v);
 }
 
 static unsigned unit_shift(char c)
@@ -276,7 +277,7 @@ int vmd_parse_bool(const char *s, bool *out, struct vmd_error *err)
 
 	if (!out || !s)
 		return invalid(err, "boolean", s, expected);
-	for (size_t i = 0; i < N_ELEMS(yes); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(yes); i++) {
 		if (ascii_case_equal(s, yes[i])) {
 			*out = true;
 			return 0;

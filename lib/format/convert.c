@@ -117,7 +117,7 @@ static void *worker(void *arg)
 {
 	struct job *j = arg;
 	struct vmd_error err = VMD_ERROR_INIT;
-	VMD_AUTOFREE unsigned char *buf = malloc(CHUNK);
+	_cleanup_(freep) unsigned char *buf = malloc(CHUNK);
 	struct vmd_blockdev *bd = NULL;
 	unsigned flags = j->o->allow_backing ? VMD_BD_ALLOW_BACKING : 0;
 	int rc = buf ? vmd_blockdev_open_backed(j->src, j->o->src_format, flags,
@@ -296,7 +296,7 @@ int vmd_convert_to_path(const char *src, const char *dst_path,
                         const struct vmd_convert_opts *o,
                         struct vmd_error *err)
 {
-	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 	char dir[PATH_MAX];
 	const char *slash = strrchr(dst_path, '/');
 	const char *name = slash ? slash + 1 : dst_path;

@@ -136,7 +136,7 @@ static int cmp_u32(const void *a, const void *b)
 static int check_shared_clusters(const struct vmd_parallels *p,
                                  struct vmd_error *err)
 {
-	VMD_AUTOFREE uint32_t *v = malloc(4ull * p->nbat + 4);
+	_cleanup_(freep) uint32_t *v = malloc(4ull * p->nbat + 4);
 	size_t n = 0;
 
 	if (!v)
@@ -323,7 +323,7 @@ int vmd_parallels_status(struct vmd_parallels *p, uint64_t off, uint64_t len,
 
 static int write_bat(struct vmd_parallels *p, struct vmd_error *err)
 {
-	VMD_AUTOFREE unsigned char *raw = malloc(4ull * p->nbat + 1);
+	_cleanup_(freep) unsigned char *raw = malloc(4ull * p->nbat + 1);
 
 	if (!raw)
 		return vmd_error_set(err, VMD_E_NOMEM, "out of memory", "BAT");
@@ -339,7 +339,7 @@ static int write_bat(struct vmd_parallels *p, struct vmd_error *err)
 int vmd_parallels_fill(struct vmd_parallels *p, struct vmd_blockdev *src,
                        struct vmd_error *err)
 {
-	VMD_AUTOFREE unsigned char *buf = malloc(p->cluster);
+	_cleanup_(freep) unsigned char *buf = malloc(p->cluster);
 	uint64_t end = src->size < p->size ? src->size : p->size;
 	uint64_t off = 0;
 	int rc;
@@ -442,7 +442,7 @@ static int clear_past_end(struct vmd_parallels *p, struct vmd_error *err)
 	bool cleared = false;
 
 	if (tail && last < p->nbat && p->bat[last]) {
-		VMD_AUTOFREE unsigned char *zeros = calloc(1, p->cluster - tail);
+		_cleanup_(freep) unsigned char *zeros = calloc(1, p->cluster - tail);
 
 		if (!zeros)
 			return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
@@ -491,7 +491,7 @@ int vmd_parallels_resize(struct vmd_parallels *p, uint64_t new_size,
 		p->bat = bat;
 	}
 	if (need > p->data_off) {
-		VMD_AUTOFREE unsigned char *buf = malloc(p->cluster);
+		_cleanup_(freep) unsigned char *buf = malloc(p->cluster);
 
 		if (!buf)
 			return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
@@ -516,7 +516,7 @@ int vmd_parallels_resize(struct vmd_parallels *p, uint64_t new_size,
 	old_bat_end = HEADER_LEN + 4ull * p->nbat;
 	p->nbat = nbat;
 	if (HEADER_LEN + 4ull * nbat > old_bat_end) {
-		VMD_AUTOFREE unsigned char *zeros =
+		_cleanup_(freep) unsigned char *zeros =
 			calloc(1, HEADER_LEN + 4ull * nbat - old_bat_end);
 
 		if (!zeros)

@@ -45,7 +45,7 @@ static uint64_t l1_entries_for(uint64_t size, uint32_t cluster_bits)
 int vmd_qcow2_read_header(int fd, struct vmd_qcow2_header *h,
                           struct vmd_error *err)
 {
-	VMD_AUTOFREE unsigned char *buf = NULL;
+	_cleanup_(freep) unsigned char *buf = NULL;
 	struct stat st;
 	size_t want = VMD_QCOW2_HEADER_READ;
 	ssize_t n;
@@ -77,8 +77,8 @@ int vmd_qcow2_write_new(int fd, uint64_t size, uint32_t cluster_bits,
 	uint64_t l1_entries, l1_clusters, meta_clusters;
 	size_t blen = backing ? strlen(backing) : 0;
 	size_t flen = backing_format ? strlen(backing_format) : 0;
-	VMD_AUTOFREE unsigned char *c0 = NULL;
-	VMD_AUTOFREE unsigned char *refblock = NULL;
+	_cleanup_(freep) unsigned char *c0 = NULL;
+	_cleanup_(freep) unsigned char *refblock = NULL;
 	unsigned char reftable[8];
 	size_t off;
 

@@ -647,7 +647,7 @@ int vmd_qcow2_pwrite(struct vmd_qcow2 *q, const void *buf, size_t len,
                      uint64_t off, struct vmd_error *err)
 {
 	const unsigned char *p = buf;
-	VMD_AUTOFREE unsigned char *tmp = NULL;
+	_cleanup_(freep) unsigned char *tmp = NULL;
 	int rc = writable_check(q, err);
 
 	if (rc < 0)
@@ -750,7 +750,7 @@ static int write_table(struct vmd_qcow2 *q, const uint64_t *t,
                        uint64_t entries, uint64_t off, uint64_t clusters,
                        struct vmd_error *err)
 {
-	VMD_AUTOFREE unsigned char *buf = calloc(clusters, q->cs);
+	_cleanup_(freep) unsigned char *buf = calloc(clusters, q->cs);
 
 	if (!buf)
 		return vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
@@ -834,7 +834,7 @@ static uint64_t *read_table(int fd, uint64_t off, uint64_t entries,
                             uint64_t alloc_entries, struct vmd_error *err)
 {
 	uint64_t bytes;
-	VMD_AUTOFREE unsigned char *raw =
+	_cleanup_(freep) unsigned char *raw =
 		__builtin_mul_overflow(entries, 8, &bytes) || bytes >= SIZE_MAX
 			? NULL
 			: malloc((size_t)bytes + 1);

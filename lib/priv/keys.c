@@ -89,12 +89,6 @@ void vmd_key_free(struct vmd_secret_key *key)
 	locked_free(key, key->map_len);
 }
 
-static void key_release(struct vmd_secret_key **k)
-{
-	vmd_key_free(*k);
-	*k = NULL;
-}
-
 /* Register every form of the key a log line could show: the raw bytes
  * (when they hold no NUL), without a trailing newline, and hex. A form the
  * registry cannot take leaves the key unprotected: refused, and the forms
@@ -149,12 +143,6 @@ static int key_register(struct vmd_secret_key *k, struct vmd_error *err)
 
 /* ---- private files (keys, the token) ---- */
 
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-}
-
 /*
  * Read a private file: regular, not a symlink, owned by root or the
  * effective uid, mode exactly 0600, min..max bytes. `step` starts the
@@ -164,7 +152,7 @@ static int read_private(int dirfd, const char *name, const char *step,
                         const char *shown, unsigned char *buf, size_t min,
                         size_t max, size_t *len, struct vmd_error *err)
 {
-	__attribute__((cleanup(close_fd))) int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	char msg[VMD_ERROR_MSG_MAX];
 	struct stat st;
 	size_t got = 0;
@@ -232,7 +220,7 @@ static int read_private(int dirfd, const char *name, const char *step,
 static int get_from_file(const struct vmd_config *cfg, const char *key_id,
                          struct vmd_secret_key *k, struct vmd_error *err)
 {
-	__attribute__((cleanup(close_fd))) int dfd = -1;
+	_cleanup_(closep) int dfd = -1;
 
 	if (!cfg->key_file_dir[0])
 		return vmd_error_set(err, VMD_E_CONFIG,
@@ -323,28 +311,15 @@ static int add_header(struct curl_slist **list, const char *name,
 	return 0;
 }
 
-static void slist_release(struct curl_slist **l)
-{
-	vmd_curl_slist_wipe_free(*l);
-}
-
-static void body_release(char **b)
-{
-	free(*b);
-}
-
-static void token_release(struct token **t)
-{
-	token_free(t);
-}
+DEFINE_CLEANUP_FUNC(struct curl_slist *, vmd_curl_slist_wipe_free)
 
 static int get_from_barbican(const struct vmd_config *cfg,
                              const char *key_id, struct vmd_secret_key *k,
                              struct vmd_error *err)
 {
-	__attribute__((cleanup(token_release))) struct token *tok = NULL;
-	__attribute__((cleanup(slist_release))) struct curl_slist *hdrs = NULL;
-	__attribute__((cleanup(body_release))) char *body = NULL;
+	_cleanup_(token_free) struct token *tok = NULL;
+	_cleanup_(vmd_curl_slist_wipe_freep) struct curl_slist *hdrs = NULL;
+	_cleanup_(freep) char *body = NULL;
 	char url[VMD_URL_MAX + 64];
 	size_t elen = strlen(cfg->barbican_endpoint), len = 0;
 	struct vmd_curl_req req = {
@@ -410,7 +385,7 @@ static int get_from_barbican(const struct vmd_config *cfg,
 int vmd_key_get(const struct vmd_config *cfg, const char *key_id,
                 struct vmd_secret_key **out, struct vmd_error *err)
 {
-	__attribute__((cleanup(key_release))) struct vmd_secret_key *k = NULL;
+	_cleanup_(vmd_key_freep) struct vmd_secret_key *k = NULL;
 	size_t map_len = 0;
 	bool id_registered;
 	int rc;
@@ -446,7 +421,6 @@ int vmd_key_get(const struct vmd_config *cfg, const char *key_id,
 	vmd_secret_unregister(key_id);
 	if (rc < 0)
 		return rc;
-	*out = k;
-	k = NULL;
+	*out = TAKE_PTR(k);
 	return 0;
 }

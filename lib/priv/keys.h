@@ -25,6 +25,8 @@
 #include <vmdisk/config.h>
 #include <vmdisk/error.h>
 
+#include "cleanup.h"
+
 #define VMD_KEY_MIN 16
 #define VMD_KEY_MAX 1024
 
@@ -43,5 +45,7 @@ int vmd_key_get(const struct vmd_config *cfg, const char *key_id,
 
 /* Unregister, wipe, munlock and unmap; NULL is fine. */
 void vmd_key_free(struct vmd_secret_key *key);
+/* vmd_key_freep, for _cleanup_(vmd_key_freep). */
+DEFINE_CLEANUP_FUNC(struct vmd_secret_key *, vmd_key_free)
 
 #endif

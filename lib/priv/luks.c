@@ -10,6 +10,7 @@
 
 #include <libcryptsetup.h>
 
+#include "cleanup.h"
 #include "cryptsetup_lazy.h"
 
 #include <vmdisk/log.h>
@@ -28,11 +29,8 @@ static void on_crypt_log(int level, const char *msg, void *usrptr)
 	        "libcryptsetup: %.*s", (int)n, msg);
 }
 
-static void cd_free(struct crypt_device **cd)
-{
-	if (*cd)
-		crypt_free(*cd);
-}
+/* crypt_freep, for _cleanup_ (crypt_free is the lazily loaded one). */
+DEFINE_CLEANUP_FUNC(struct crypt_device *, crypt_free)
 
 static int crypt_error(struct vmd_error *err, int rc, const char *msg,
                        const char *what, const char *device)
@@ -78,7 +76,7 @@ static int split_cipher(const char *spec, char *cipher, size_t csz,
 int vmd_luks_format(const struct vmd_config *cfg, const char *device,
                     const struct vmd_secret_key *key, struct vmd_error *err)
 {
-	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	struct crypt_pbkdf_type pbkdf = {
 		.type = CRYPT_KDF_PBKDF2,
 		.hash = "sha256",
@@ -143,7 +141,7 @@ static int load(struct crypt_device **cd, const char *device,
 int vmd_luks_check_key(const char *device, const struct vmd_secret_key *key,
                        struct vmd_error *err)
 {
-	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	int rc = load(&cd, device, "luks: no LUKS2 header", err);
 
 	if (rc < 0)
@@ -176,7 +174,7 @@ static int map_name(const char *name, char *out, size_t outsz,
 int vmd_luks_mapping_of(const char *name, const char *device, char *path,
                         size_t pathsz, struct vmd_error *err)
 {
-	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	char mapped[MAPPED_MAX];
 	struct stat st, dev_st, under_st;
 	const char *type, *under;
@@ -220,7 +218,7 @@ int vmd_luks_open(const char *device, const char *name,
                   const struct vmd_secret_key *key, char *path,
                   size_t pathsz, struct vmd_error *err)
 {
-	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	char mapped[MAPPED_MAX];
 	int rc;
 
@@ -259,7 +257,7 @@ static int mapping_of(const char *name, char mapped[MAPPED_MAX],
 int vmd_luks_resize(const char *name, const struct vmd_secret_key *key,
                     struct vmd_error *err)
 {
-	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	char mapped[MAPPED_MAX];
 	int rc = mapping_of(name, mapped, err);
 
@@ -294,7 +292,7 @@ int vmd_luks_resize(const char *name, const struct vmd_secret_key *key,
 
 int vmd_luks_close(const char *name, struct vmd_error *err)
 {
-	__attribute__((cleanup(cd_free))) struct crypt_device *cd = NULL;
+	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	char mapped[MAPPED_MAX];
 	int rc = mapping_of(name, mapped, err);
 

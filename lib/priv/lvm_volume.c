@@ -65,11 +65,6 @@ struct lv {
 	bool ours;        /* lvs lists VMD_LVM_TAG among its tags */
 };
 
-static void key_release(struct vmd_secret_key **k)
-{
-	vmd_key_free(*k);
-}
-
 bool vmd_lvm_name_is_disk(const char *lv)
 {
 	char disk[VMD_DISK_NAME_MAX + 1];
@@ -153,8 +148,7 @@ static int run_lvm(const char *step, const char *const *argv, char **out,
 	int rc = vmd_run(step, argv, &ro, out ? &res : NULL, err);
 
 	if (rc == 0 && out) {
-		*out = res.out;
-		res.out = NULL;
+		*out = TAKE_PTR(res.out);
 		vmd_run_result_free(&res);
 	}
 	return rc;
@@ -231,7 +225,7 @@ static int lv_lookup(struct lv *lv, bool *found, struct vmd_error *err)
 	                      "lv_name,vg_name,lv_path,lv_size,segtype,zero,"
 	                      "lv_device_open,lv_tags",
 	                      "-S", select, lv->vg, NULL};
-	VMD_AUTOFREE char *out = NULL;
+	_cleanup_(freep) char *out = NULL;
 	json_object *root, *rows;
 	int rc;
 
@@ -348,11 +342,9 @@ static void lv_guard_run(struct lv_guard *g)
 		              g->lv->vg, g->lv->name, ignored.detail);
 }
 
-#define LV_AUTOREMOVE __attribute__((cleanup(lv_guard_run)))
-
 static int device_size(const char *path, uint64_t *size, struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_(closep) int fd = open(path, O_RDONLY | O_CLOEXEC);
 	off_t end = fd < 0 ? -1 : lseek(fd, 0, SEEK_END);
 
 	if (end < 0)
@@ -475,8 +467,8 @@ int vmd_priv_lvm_create(const struct vmd_config *cfg,
                         struct vmd_priv_reply *rep, struct vmd_error *err)
 {
 	struct lv lv;
-	LV_AUTOREMOVE struct lv_guard guard = {NULL, false};
-	__attribute__((cleanup(key_release))) struct vmd_secret_key *key = NULL;
+	_cleanup_(lv_guard_run) struct lv_guard guard = {NULL, false};
+	_cleanup_(vmd_key_freep) struct vmd_secret_key *key = NULL;
 	bool encrypted = req->fields & VMD_PF_KEY_ID;
 	int rc = served_volume(cfg, req, &lv, err);
 
@@ -532,7 +524,7 @@ static int zero_range(int fd, uint64_t off, uint64_t len,
 	if (ioctl(fd, BLKZEROOUT, range) == 0)
 		return 0;
 	/* Not a block device that zeroes (or not one at all): write. */
-	VMD_AUTOFREE unsigned char *z = calloc(1, WRITE_CHUNK);
+	_cleanup_(freep) unsigned char *z = calloc(1, WRITE_CHUNK);
 
 	if (!z)
 		return vmd_error_set(err, VMD_E_NOMEM, "out of memory", "zero");
@@ -562,8 +554,8 @@ static int open_base(const struct vmd_config *cfg,
                      enum vmd_format *format, struct vmd_error *err)
 {
 	char dir[PATH_MAX];
-	VMD_AUTOCLOSE int dfd = -1;
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int dfd = -1;
+	_cleanup_(closep) int fd = -1;
 	struct stat dst, st;
 	struct vmd_inspect_limits lim;
 	struct vmd_inspect_result r;
@@ -611,8 +603,7 @@ static int open_base(const struct vmd_config *cfg,
 		                     req->format,
 		                     vmd_image_format_name(r.format));
 	*format = qcow2 ? VMD_FORMAT_QCOW2 : VMD_FORMAT_RAW;
-	*out = fd;
-	fd = -1;
+	*out = TAKE_FD(fd);
 	return 0;
 }
 
@@ -621,10 +612,10 @@ static int open_base(const struct vmd_config *cfg,
 static int write_image(const struct lv *dev, const char *base_path,
                        enum vmd_format format, struct vmd_error *err)
 {
-	__attribute__((cleanup(vmd_blockdev_closep))) struct vmd_blockdev *src =
+	_cleanup_(vmd_blockdev_closep) struct vmd_blockdev *src =
 		NULL;
-	VMD_AUTOCLOSE int fd = open(dev->path, O_WRONLY | O_CLOEXEC);
-	VMD_AUTOFREE unsigned char *buf = malloc(WRITE_CHUNK);
+	_cleanup_(closep) int fd = open(dev->path, O_WRONLY | O_CLOEXEC);
+	_cleanup_(freep) unsigned char *buf = malloc(WRITE_CHUNK);
 	uint64_t off = 0;
 	int rc;
 
@@ -682,7 +673,7 @@ int vmd_priv_lvm_write_image(const struct vmd_config *cfg,
 	if (rc < 0)
 		return rc;
 	if (req->fields & VMD_PF_BASE) {
-		VMD_AUTOCLOSE int fd = -1;
+		_cleanup_(closep) int fd = -1;
 		enum vmd_format format = VMD_FORMAT_RAW;
 		char path[64];
 
@@ -694,7 +685,7 @@ int vmd_priv_lvm_write_image(const struct vmd_config *cfg,
 		rc = write_image(&dev, path, format, err);
 	} else if (!dev.thin) {
 		/* A blank disk reads as zeroes, whatever the extents held. */
-		VMD_AUTOCLOSE int fd = open(dev.path, O_WRONLY | O_CLOEXEC);
+		_cleanup_(closep) int fd = open(dev.path, O_WRONLY | O_CLOEXEC);
 
 		rc = fd < 0 ? vmd_error_set_errno(err, VMD_E_IO, errno,
 		                                  "lvm: open volume failed",
@@ -712,7 +703,7 @@ int vmd_priv_lvm_resize(const struct vmd_config *cfg,
                         const struct vmd_priv_request *req,
                         struct vmd_priv_reply *rep, struct vmd_error *err)
 {
-	__attribute__((cleanup(key_release))) struct vmd_secret_key *key = NULL;
+	_cleanup_(vmd_key_freep) struct vmd_secret_key *key = NULL;
 	struct lv lv, dev;
 	char bytes[32], target[VMD_NAME_MAX + LV_NAME_MAX + 2];
 	const char *argv[] = {"lvextend", "-q", "-L", bytes, target, NULL};
@@ -764,7 +755,7 @@ static int clear_volume(const struct lv *lv, enum vmd_priv_clear how,
                         uint64_t clear_mib, struct vmd_error *err)
 {
 	uint64_t len = lv->size;
-	VMD_AUTOCLOSE int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	int rc = 0;
 
 	if (how == VMD_PRIV_CLEAR_NONE)
@@ -779,7 +770,7 @@ static int clear_volume(const struct lv *lv, enum vmd_priv_clear how,
 	if (how == VMD_PRIV_CLEAR_ZERO) {
 		rc = zero_range(fd, 0, len, err);
 	} else {
-		VMD_AUTOFREE unsigned char *buf = malloc(WRITE_CHUNK);
+		_cleanup_(freep) unsigned char *buf = malloc(WRITE_CHUNK);
 
 		if (!buf)
 			return vmd_error_set(err, VMD_E_NOMEM, "out of memory",

@@ -25,9 +25,9 @@
 #include <vmdisk/validate.h>
 
 #include "json_string.h"
+#include "cleanup.h"
 #include "privhelper.h"
 
-#define N_ELEMS(a) (sizeof(a) / sizeof((a)[0]))
 
 static const char *const op_names[VMD_PRIV_OP_COUNT] = {
 	[VMD_PRIV_PING] = "ping",
@@ -148,7 +148,7 @@ static bool valid_lv(const char *s)
 	if (!vmd_valid_file_token(s) || strcmp(s, "snapshot") == 0 ||
 	    strcmp(s, "pvmove") == 0)
 		return false;
-	for (size_t i = 0; i < N_ELEMS(reserved); i++)
+	for (size_t i = 0; i < ELEMENTSOF(reserved); i++)
 		if (strstr(s, reserved[i]))
 			return false;
 	return true;
@@ -168,7 +168,7 @@ static const char *const clear_names[] = {"none", "zero", "shred"};
 
 int vmd_priv_clear_parse(const char *s, enum vmd_priv_clear *out)
 {
-	for (size_t i = 0; i < N_ELEMS(clear_names); i++) {
+	for (size_t i = 0; i < ELEMENTSOF(clear_names); i++) {
 		if (strcmp(s, clear_names[i]) == 0) {
 			*out = (enum vmd_priv_clear)i;
 			return 0;
@@ -203,7 +203,7 @@ static const struct field_def field_defs[] = {
 
 static const struct field_def *field_lookup(const char *name)
 {
-	for (size_t i = 0; i < N_ELEMS(field_defs); i++)
+	for (size_t i = 0; i < ELEMENTSOF(field_defs); i++)
 		if (strcmp(field_defs[i].name, name) == 0)
 			return &field_defs[i];
 	return NULL;
@@ -211,7 +211,7 @@ static const struct field_def *field_lookup(const char *name)
 
 static const char *field_name(unsigned bit)
 {
-	for (size_t i = 0; i < N_ELEMS(field_defs); i++)
+	for (size_t i = 0; i < ELEMENTSOF(field_defs); i++)
 		if (field_defs[i].bit == bit)
 			return field_defs[i].name;
 	return "?";
@@ -254,11 +254,11 @@ static int set_string(struct vmd_priv_request *req, unsigned bit,
 		               ? copy_str(req->base, sizeof(req->base), s)
 		               : -1;
 	case VMD_PF_FORMAT:
-		return in_list(s, formats, N_ELEMS(formats))
+		return in_list(s, formats, ELEMENTSOF(formats))
 		               ? copy_str(req->format, sizeof(req->format), s)
 		               : -1;
 	case VMD_PF_FS:
-		return in_list(s, filesystems, N_ELEMS(filesystems))
+		return in_list(s, filesystems, ELEMENTSOF(filesystems))
 		               ? copy_str(req->fs, sizeof(req->fs), s)
 		               : -1;
 	case VMD_PF_LABEL:
@@ -368,24 +368,12 @@ static int parse_member(struct vmd_priv_request *req, const char *key,
 	return 0;
 }
 
-static void json_put(struct json_object **o)
-{
-	if (*o)
-		json_object_put(*o);
-}
-
-static void tok_free(struct json_tokener **t)
-{
-	if (*t)
-		json_tokener_free(*t);
-}
-
 int vmd_priv_request_parse(const char *line, size_t len,
                            struct vmd_priv_request *req,
                            struct vmd_error *err)
 {
-	__attribute__((cleanup(tok_free))) struct json_tokener *tok = NULL;
-	__attribute__((cleanup(json_put))) struct json_object *obj = NULL;
+	_cleanup_(json_tokener_freep) struct json_tokener *tok = NULL;
+	_cleanup_(json_object_putp) struct json_object *obj = NULL;
 	struct vmd_priv_request r;
 	bool have_op = false;
 	int rc;
@@ -463,7 +451,7 @@ static int add(struct json_object *o, const char *k, struct json_object *v)
 int vmd_priv_request_to_json(const struct vmd_priv_request *req, char **out,
                              struct vmd_error *err)
 {
-	__attribute__((cleanup(json_put))) struct json_object *o = NULL;
+	_cleanup_(json_object_putp) struct json_object *o = NULL;
 	unsigned f = req->fields;
 	const char *s;
 	int bad_add = 0;
@@ -501,7 +489,7 @@ int vmd_priv_request_to_json(const struct vmd_priv_request *req, char **out,
 		bad_add |= add(o, "volume_clear",
 		               json_object_new_string(
 		                       (unsigned)req->volume_clear <
-		                                       N_ELEMS(clear_names)
+		                                       ELEMENTSOF(clear_names)
 		                               ? clear_names[req->volume_clear]
 		                               : "?"));
 	if (f & VMD_PF_CLEAR_SIZE)
@@ -602,17 +590,6 @@ int vmd_priv_dispatch(const struct vmd_priv_ops *ops,
 
 /* ---- client ---- */
 
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-}
-
-static void free_str(char **p)
-{
-	free(*p);
-}
-
 static long long now_ms(void)
 {
 	struct timespec ts;
@@ -642,8 +619,8 @@ static void clean_text(char *dst, size_t dstsz, const char *s)
 int vmd_priv_reply_parse(const char *line, size_t len,
                          struct vmd_priv_reply *rep, struct vmd_error *err)
 {
-	__attribute__((cleanup(tok_free))) struct json_tokener *tok = NULL;
-	__attribute__((cleanup(json_put))) struct json_object *obj = NULL;
+	_cleanup_(json_tokener_freep) struct json_tokener *tok = NULL;
+	_cleanup_(json_object_putp) struct json_object *obj = NULL;
 	struct json_object *ok, *v;
 	char msg[VMD_ERROR_MSG_MAX];
 	const char *text;
@@ -753,9 +730,9 @@ int vmd_priv_call(const struct vmd_config *cfg,
                   const struct vmd_priv_request *req,
                   struct vmd_priv_reply *rep, struct vmd_error *err)
 {
-	__attribute__((cleanup(close_fd))) int fd = -1;
-	__attribute__((cleanup(close_fd))) int passed = -1;
-	__attribute__((cleanup(free_str))) char *json = NULL;
+	_cleanup_(closep) int fd = -1;
+	_cleanup_(closep) int passed = -1;
+	_cleanup_(freep) char *json = NULL;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char buf[VMD_PRIV_LINE_MAX + 1];
 	size_t got = 0, jlen;
@@ -840,8 +817,7 @@ int vmd_priv_call(const struct vmd_config *cfg,
 		                     "vmdiskd: no device in the reply",
 		                     "lvm_open_read answered without a block "
 		                     "device descriptor");
-	rep->fd = passed;
-	passed = -1;
+	rep->fd = TAKE_FD(passed);
 	return 0;
 }
 

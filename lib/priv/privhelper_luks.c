@@ -19,16 +19,11 @@
 #include "luks.h"
 #include "privhelper.h"
 
-static void key_release(struct vmd_secret_key **k)
-{
-	vmd_key_free(*k);
-}
-
 int vmd_priv_luks_format(const struct vmd_config *cfg,
                          const struct vmd_priv_request *req,
                          struct vmd_priv_reply *rep, struct vmd_error *err)
 {
-	__attribute__((cleanup(key_release))) struct vmd_secret_key *key = NULL;
+	_cleanup_(vmd_key_freep) struct vmd_secret_key *key = NULL;
 	char dev[PATH_MAX];
 	int rc = vmd_priv_served_device(cfg, req, dev, sizeof(dev), err);
 
@@ -42,7 +37,7 @@ int vmd_priv_luks_open(const struct vmd_config *cfg,
                        const struct vmd_priv_request *req,
                        struct vmd_priv_reply *rep, struct vmd_error *err)
 {
-	__attribute__((cleanup(key_release))) struct vmd_secret_key *key = NULL;
+	_cleanup_(vmd_key_freep) struct vmd_secret_key *key = NULL;
 	char dev[PATH_MAX];
 	int rc = vmd_priv_served_device(cfg, req, dev, sizeof(dev), err);
 

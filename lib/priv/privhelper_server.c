@@ -27,6 +27,7 @@
 
 #include <vmdisk/log.h>
 
+#include "cleanup.h"
 #include "privhelper.h"
 
 #define POLICY_FILE_MAX (64 * 1024)
@@ -213,22 +214,11 @@ static char *policy_line(char *buf, int bufsz, void *stream)
 	return buf;
 }
 
-static void close_fd(int *fd)
-{
-	if (*fd >= 0)
-		close(*fd);
-}
-
-static void free_str(char **p)
-{
-	free(*p);
-}
-
 int vmd_priv_policy_load(const char *path, struct vmd_priv_policy **out,
                          struct vmd_error *err)
 {
-	__attribute__((cleanup(close_fd))) int fd = -1;
-	__attribute__((cleanup(free_str))) char *text = NULL;
+	_cleanup_(closep) int fd = -1;
+	_cleanup_(freep) char *text = NULL;
 	struct vmd_priv_policy *pol;
 	struct policy_parse pp;
 	struct stat st;
@@ -636,7 +626,7 @@ static void *conn_thread(void *arg)
 
 static int bind_socket(const char *path, int *out, struct vmd_error *err)
 {
-	__attribute__((cleanup(close_fd))) int fd = -1;
+	_cleanup_(closep) int fd = -1;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	struct group gr, *res = NULL;
 	char buf[4096];
@@ -681,8 +671,7 @@ static int bind_socket(const char *path, int *out, struct vmd_error *err)
 	if (listen(fd, 64) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "vmdiskd: listen", "listen %s", path);
-	*out = fd;
-	fd = -1;
+	*out = TAKE_FD(fd);
 	return 0;
 }
 
@@ -782,7 +771,7 @@ int vmd_priv_serve(const struct vmd_config *cfg,
                    const struct vmd_priv_server_opts *opts,
                    struct vmd_error *err)
 {
-	__attribute__((cleanup(close_fd))) int lfd = -1;
+	_cleanup_(closep) int lfd = -1;
 	struct server srv = {
 		.cfg = cfg,
 		.ops = opts && opts->ops ? opts->ops : &vmd_priv_ops_default,

@@ -87,13 +87,9 @@ static void curl_init(void)
 	curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-static void easy_cleanup(CURL **h)
-{
-	if (*h)
-		curl_easy_cleanup(*h);
-}
-
-#define VMD_AUTOCURL __attribute__((cleanup(easy_cleanup)))
+/* curl_easy_cleanupp, for _cleanup_ (curl_easy_cleanup is a macro for the
+ * lazily loaded function: pasted as written, expanded in the body). */
+DEFINE_CLEANUP_FUNC(CURL *, curl_easy_cleanup)
 
 static CURL *easy_new(const char *step, struct vmd_error *err)
 {
@@ -141,14 +137,13 @@ struct xfer {
 	struct vmd_sink *sink;
 	struct vmd_error *err;
 	int sink_rc;
-	/* buffer */
-	char *buf;
-	size_t len, cap, max;
+	/* buffer (body.max: the most vmd_curl_get_buffer takes) */
+	struct vmd_buf body;
 };
 
 static void xfer_release(struct xfer *x)
 {
-	free(x->buf);
+	vmd_buf_free(&x->body);
 }
 
 static void xfer_new_attempt(struct xfer *x)
@@ -159,7 +154,7 @@ static void xfer_new_attempt(struct xfer *x)
 	x->got = 0;
 	x->failed = XF_NONE;
 	x->taken = 0;
-	x->len = 0;
+	vmd_buf_clear(&x->body);
 }
 
 /* Digits at *p (no sign, no blank), advancing *p. */
@@ -236,7 +231,7 @@ static size_t on_header(char *data, size_t size, size_t n, void *opaque)
 		x->has_range = false;
 		x->body_seen = false;
 		x->got = 0;
-		x->len = 0;
+		vmd_buf_clear(&x->body);
 	} else if (strncasecmp(line, "Content-Range:", 14) == 0) {
 		parse_content_range(x, line + 14);
 	}
@@ -299,28 +294,14 @@ static size_t on_buffer_body(char *data, size_t size, size_t n, void *opaque)
 	struct xfer *x = opaque;
 	size_t len = size * n;
 
-	if (len > x->max - x->len) {
+	if (len > x->body.max - x->body.len) {
 		x->failed = XF_TOO_BIG;
 		return 0;
 	}
-	if (x->len + len + 1 > x->cap) {
-		size_t cap = x->cap ? x->cap : 16384;
-		char *p;
-
-		while (cap < x->len + len + 1)
-			cap *= 2;
-		if (cap > x->max + 1)
-			cap = x->max + 1;
-		p = realloc(x->buf, cap);
-		if (!p) {
-			x->failed = XF_NOMEM;
-			return 0;
-		}
-		x->buf = p;
-		x->cap = cap;
+	if (vmd_buf_append(&x->body, data, len) < 0) {
+		x->failed = XF_NOMEM;
+		return 0;
 	}
-	memcpy(x->buf + x->len, data, len);
-	x->len += len;
 	x->got += len;
 	return len;
 }
@@ -544,8 +525,8 @@ static int check_complete(struct vmd_curl_req *req, const struct xfer *x,
 int vmd_curl_download(const struct vmd_config *cfg, struct vmd_curl_req *req,
                       struct vmd_sink *sink, struct vmd_error *err)
 {
-	__attribute__((cleanup(xfer_release))) struct xfer x = {0};
-	VMD_AUTOCURL CURL *h = NULL;
+	_cleanup_(xfer_release) struct xfer x = {0};
+	_cleanup_(curl_easy_cleanupp) CURL *h = NULL;
 	char errbuf[CURL_ERROR_SIZE], where[512], range[32];
 	unsigned retries = 0;
 	CURLcode cc = CURLE_OK;
@@ -629,8 +610,8 @@ int vmd_curl_get_buffer(const struct vmd_config *cfg, struct vmd_curl_req *req,
                         size_t max, char **body, size_t *len, long *status,
                         struct vmd_error *err)
 {
-	__attribute__((cleanup(xfer_release))) struct xfer x = {0};
-	VMD_AUTOCURL CURL *h = NULL;
+	_cleanup_(xfer_release) struct xfer x = {0};
+	_cleanup_(curl_easy_cleanupp) CURL *h = NULL;
 	char errbuf[CURL_ERROR_SIZE], msg[VMD_ERROR_MSG_MAX], where[512];
 	curl_off_t content_length = -1;
 	CURLcode cc;
@@ -643,7 +624,7 @@ int vmd_curl_get_buffer(const struct vmd_config *cfg, struct vmd_curl_req *req,
 	if (!h)
 		return err ? err->code : VMD_E_IO;
 	x.step = req->step;
-	x.max = max;
+	x.body.max = max;
 	cc = set_common(h, cfg, req, &x, errbuf);
 	SETOPT(cc, h, CURLOPT_WRITEFUNCTION, on_buffer_body);
 	if (cc != CURLE_OK)
@@ -675,18 +656,14 @@ int vmd_curl_get_buffer(const struct vmd_config *cfg, struct vmd_curl_req *req,
 		                     where, (long long)content_length,
 		                     (unsigned long long)x.got);
 	}
-	if (!x.buf) {
-		x.buf = malloc(1);
-		if (!x.buf)
-			return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
-			                     "GET %s: buffer", where);
-	}
-	x.buf[x.len] = '\0';
+	/* An empty answer is still a (terminated) buffer. */
+	if (vmd_buf_append(&x.body, "", 0) < 0)
+		return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
+		                     "GET %s: buffer", where);
 	if (x.status >= 500)
 		req->unreachable = true;
-	*body = x.buf;
-	*len = x.len;
+	*len = x.body.len;
+	*body = TAKE_PTR(x.body.data);
 	*status = x.status;
-	x.buf = NULL;
 	return 0;
 }

@@ -400,7 +400,7 @@ static int file_resolve(struct vmd_ctx *ctx, const char *url,
 int vmd_hash_fd(int fd, enum vmd_hash_algo algo, char hex[VMD_HASH_HEX_MAX],
                 struct vmd_error *err)
 {
-	VMD_AUTOFREE unsigned char *buf = malloc(1 << 20);
+	_cleanup_(freep) unsigned char *buf = malloc(1 << 20);
 	struct vmd_sink *s = NULL;
 	int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	uint64_t off = 0;
@@ -454,9 +454,9 @@ static int file_download(struct vmd_ctx *ctx, const char *url,
                          const struct vmd_source_meta *meta,
                          struct vmd_sink *sink, struct vmd_error *err)
 {
-	VMD_AUTOFREE unsigned char *buf = malloc(FILE_CHUNK);
+	_cleanup_(freep) unsigned char *buf = malloc(FILE_CHUNK);
 	/* O_NONBLOCK: a FIFO swapped in since resolve must not hang us. */
-	VMD_AUTOCLOSE int fd =
+	_cleanup_(closep) int fd =
 		open(meta->id, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	struct stat st;
 	uint64_t size, off = 0;

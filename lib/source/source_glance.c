@@ -63,12 +63,10 @@ static void auth_release(struct glance_auth *a)
 	explicit_bzero(a->token, sizeof(a->token));
 }
 
-#define VMD_AUTOAUTH __attribute__((cleanup(auth_release)))
-
 static int read_token_file(const char *path, struct glance_auth *a,
                            struct vmd_error *err)
 {
-	VMD_AUTOCLOSE int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
+	_cleanup_(closep) int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW |
 	                                          O_NOCTTY | O_NONBLOCK);
 	struct stat st;
 	size_t len = 0;
@@ -266,18 +264,6 @@ static int pass_error(struct vmd_error *err, const struct vmd_error *e)
 
 /* ---- the image record ---- */
 
-static void json_putp(json_object **o)
-{
-	if (*o)
-		json_object_put(*o);
-}
-
-static void tokener_freep(json_tokener **t)
-{
-	if (*t)
-		json_tokener_free(*t);
-}
-
 /* The string member `key`, or NULL when absent, null, not a string or
  * holding a NUL (json_string.h; the record was refused before parsing if
  * any string held one). */
@@ -403,8 +389,8 @@ int vmd_glance_parse_image(const char *json, size_t len, const char *image_id,
                            const char *allowed, struct vmd_source_meta *meta,
                            struct vmd_error *err)
 {
-	__attribute__((cleanup(tokener_freep))) json_tokener *tok = NULL;
-	__attribute__((cleanup(json_putp))) json_object *o = NULL;
+	_cleanup_(json_tokener_freep) json_tokener *tok = NULL;
+	_cleanup_(json_object_putp) json_object *o = NULL;
 	const char *id, *status, *format, *direct;
 	json_object *size, *locs;
 	int64_t n;
@@ -508,7 +494,7 @@ static int glance_begin(struct vmd_ctx *ctx, const char *url, const char **id,
 static int glance_resolve(struct vmd_ctx *ctx, const char *url,
                           struct vmd_source_meta *meta, struct vmd_error *err)
 {
-	VMD_AUTOAUTH struct glance_auth auth;
+	_cleanup_(auth_release) struct glance_auth auth;
 	unsigned servers;
 	const char *id;
 	int rc;
@@ -520,7 +506,7 @@ static int glance_resolve(struct vmd_ctx *ctx, const char *url,
 		return rc;
 	servers = count_servers(ctx->cfg.glance_api_servers);
 	for (unsigned i = 0; i < servers; i++) {
-		VMD_AUTOFREE char *body = NULL;
+		_cleanup_(freep) char *body = NULL;
 		struct vmd_error e = VMD_ERROR_INIT;
 		char req_url[VMD_URL_MAX + 64];
 		struct vmd_curl_req req = {
@@ -590,7 +576,7 @@ static int glance_download(struct vmd_ctx *ctx, const char *url,
                            const struct vmd_source_meta *meta,
                            struct vmd_sink *sink, struct vmd_error *err)
 {
-	VMD_AUTOAUTH struct glance_auth auth;
+	_cleanup_(auth_release) struct glance_auth auth;
 	unsigned servers;
 	const char *id;
 	int rc;

@@ -33,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cleanup.h"
 #include "runner.h"
 #include <vmdisk/log.h>
 
@@ -47,12 +48,10 @@
 /* One captured stream. */
 struct capture {
 	int fd;          /* read end, -1 once at EOF */
-	char *buf;       /* NUL-terminated, never NULL after capture_init */
-	size_t len;
-	size_t alloc;
-	size_t max;
+	struct vmd_buf buf; /* .data never NULL after capture_init; .max: the
+	                     * most kept; .failed: out of memory, the bytes
+	                     * that did not fit are counted as dropped */
 	size_t dropped;
-	bool nomem;      /* growing buf failed: bytes counted as dropped */
 	/* The last bytes of the stream, kept apart from buf so that an error
 	 * quotes how the program ended even when buf stopped filling early. */
 	char *tail;
@@ -77,7 +76,7 @@ static void run_state_release(struct run_state *st)
 	for (size_t i = 0; i < 2; i++) {
 		if (caps[i]->fd >= 0)
 			close(caps[i]->fd);
-		free(caps[i]->buf);
+		vmd_buf_free(&caps[i]->buf);
 		free(caps[i]->tail);
 	}
 }
@@ -426,10 +425,8 @@ static int spawn_child(const char *path, const char *const *argv,
 static int capture_init(struct capture *c, int fd, size_t max, bool keep_tail)
 {
 	c->fd = fd;
-	c->max = max;
-	c->alloc = 1;
-	c->buf = calloc(1, 1);
-	if (!c->buf)
+	c->buf.max = max;
+	if (vmd_buf_append(&c->buf, "", 0) < 0)
 		return -1;
 	if (keep_tail) {
 		c->tail = malloc(STDERR_KEEP);
@@ -460,31 +457,12 @@ static void capture_keep_tail(struct capture *c, const char *data, size_t n)
 
 static void capture_add(struct capture *c, const char *data, size_t n)
 {
-	size_t room = c->max - c->len;
+	size_t room = c->buf.max - c->buf.len;
 	size_t keep = n < room ? n : room;
 
 	capture_keep_tail(c, data, n);
-	if (keep > 0 && c->len + keep + 1 > c->alloc) {
-		/* Grow geometrically, but never past what max allows. */
-		size_t want = c->alloc * 2;
-		char *nb;
-
-		if (want < c->len + keep + 1)
-			want = c->len + keep + 1;
-		if (want > c->max + 1)
-			want = c->max + 1;
-		nb = realloc(c->buf, want);
-		if (!nb) {
-			c->nomem = true;
-			keep = 0;
-		} else {
-			c->buf = nb;
-			c->alloc = want;
-		}
-	}
-	memcpy(c->buf + c->len, data, keep);
-	c->len += keep;
-	c->buf[c->len] = '\0';
+	if (keep > 0 && vmd_buf_append(&c->buf, data, keep) < 0)
+		keep = 0;
 	c->dropped += n - keep;
 }
 
@@ -657,14 +635,12 @@ static void result_take(struct vmd_run_result *res, struct run_state *st,
 		return;
 	res->exit_status = status;
 	res->timed_out = timed_out;
-	res->out = st->out.buf;
-	res->out_len = st->out.len;
+	res->out_len = st->out.buf.len;
+	res->out = TAKE_PTR(st->out.buf.data);
 	res->out_dropped = st->out.dropped;
-	res->err = st->err.buf;
-	res->err_len = st->err.len;
+	res->err_len = st->err.buf.len;
+	res->err = TAKE_PTR(st->err.buf.data);
 	res->err_dropped = st->err.dropped;
-	st->out.buf = NULL;
-	st->err.buf = NULL;
 }
 
 static int report(const char *step, const char *const *argv,
@@ -696,7 +672,7 @@ static int report(const char *step, const char *const *argv,
 	if (io_errno)
 		return vmd_error_set_errno(err, VMD_E_IO, io_errno, msg,
 		                           "%s: reading its output", dump);
-	if (st->out.nomem || st->err.nomem)
+	if (st->out.buf.failed || st->err.buf.failed)
 		return vmd_error_set(err, VMD_E_NOMEM, msg,
 		                     "%s: out of memory capturing output",
 		                     dump);
@@ -712,7 +688,7 @@ int vmd_run(const char *step, const char *const *argv,
             struct vmd_error *err)
 {
 	struct vmd_run_opts o = {0};
-	struct run_state st __attribute__((cleanup(run_state_release))) = {
+	_cleanup_(run_state_release) struct run_state st = {
 		.out_w = -1, .err_w = -1, .out = {.fd = -1}, .err = {.fd = -1}};
 	const char *envp[ENV_SLOTS];
 	char path[PATH_MAX];
@@ -821,7 +797,7 @@ int vmd_run(const char *step, const char *const *argv,
 		status = WEXITSTATUS(wstatus);
 	else if (WIFSIGNALED(wstatus))
 		status = 128 + WTERMSIG(wstatus);
-	if (timed_out || io_errno || st.out.nomem || st.err.nomem ||
+	if (timed_out || io_errno || st.out.buf.failed || st.err.buf.failed ||
 	    !status_ok(status, o.ok_status))
 		rc = report(step, argv, &st, wstatus, status, timed_out,
 		            o.timeout_ms, io_errno, err);

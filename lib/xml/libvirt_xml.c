@@ -2,7 +2,7 @@
  * libvirt <disk> / <filesystem> rendering (see libvirt_xml.h).
  *
  * Options are checked against allow-lists first; only then is anything
- * written, through a small growing buffer whose attribute writer escapes
+ * written, through a struct vmd_buf whose attribute writer escapes
  * every value. Free-form values (paths, the RBD name and user) must be
  * text XML can carry at all: valid UTF-8 without control characters. Names a user gives (target dev, bus, cache mode, QoS keys)
  * are never escaped into the XML: a value outside its list is refused.
@@ -12,65 +12,32 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "libvirt_xml.h"
 
-struct xbuf {
-	char *p;
-	size_t len, cap;
-	bool oom;
-};
-
-static void xb_raw(struct xbuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 1024;
-		char *np;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		np = realloc(b->p, cap);
-		if (!np) {
-			b->oom = true;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void xb_puts(struct xbuf *b, const char *s)
-{
-	xb_raw(b, s, strlen(s));
-}
-
 /* Text for an attribute value or element content, escaped. */
-static void xb_escaped(struct xbuf *b, const char *s)
+static void xb_escaped(struct vmd_buf *b, const char *s)
 {
 	for (; *s; s++) {
 		switch (*s) {
-		case '&': xb_puts(b, "&amp;"); break;
-		case '<': xb_puts(b, "&lt;"); break;
-		case '>': xb_puts(b, "&gt;"); break;
-		case '\'': xb_puts(b, "&apos;"); break;
-		case '"': xb_puts(b, "&quot;"); break;
-		default: xb_raw(b, s, 1); break;
+		case '&': vmd_buf_puts(b, "&amp;"); break;
+		case '<': vmd_buf_puts(b, "&lt;"); break;
+		case '>': vmd_buf_puts(b, "&gt;"); break;
+		case '\'': vmd_buf_puts(b, "&apos;"); break;
+		case '"': vmd_buf_puts(b, "&quot;"); break;
+		default: vmd_buf_append(b, s, 1); break;
 		}
 	}
 }
 
 /* name='value' with a leading space. */
-static void xb_attr(struct xbuf *b, const char *name, const char *value)
+static void xb_attr(struct vmd_buf *b, const char *name, const char *value)
 {
-	xb_puts(b, " ");
-	xb_puts(b, name);
-	xb_puts(b, "='");
+	vmd_buf_puts(b, " ");
+	vmd_buf_puts(b, name);
+	vmd_buf_puts(b, "='");
 	xb_escaped(b, value);
-	xb_puts(b, "'");
+	vmd_buf_puts(b, "'");
 }
 
 static bool in_list(const char *s, const char *const *list)
@@ -180,7 +147,7 @@ static bool valid_abs_path(const char *p)
 }
 
 /* "k=v,k=v": keys from the list, values decimal, each key at most once. */
-static int render_qos(struct xbuf *b, const char *qos, struct vmd_error *err)
+static int render_qos(struct vmd_buf *b, const char *qos, struct vmd_error *err)
 {
 	char buf[512];
 	char *save = NULL;
@@ -193,7 +160,7 @@ static int render_qos(struct xbuf *b, const char *qos, struct vmd_error *err)
 		return vmd_error_set(err, VMD_E_INVAL, "xml: --qos too long",
 		                     "qos length");
 	memcpy(buf, qos, strlen(qos) + 1);
-	xb_puts(b, "  <iotune>\n");
+	vmd_buf_puts(b, "  <iotune>\n");
 	for (char *kv = strtok_r(buf, ",", &save); kv;
 	     kv = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(kv, '=');
@@ -220,15 +187,15 @@ static int render_qos(struct xbuf *b, const char *qos, struct vmd_error *err)
 				                     "%s", kv);
 		if (nseen < 32)
 			seen[nseen++] = kv;
-		xb_puts(b, "    <");
-		xb_puts(b, kv);
-		xb_puts(b, ">");
-		xb_puts(b, eq + 1);
-		xb_puts(b, "</");
-		xb_puts(b, kv);
-		xb_puts(b, ">\n");
+		vmd_buf_puts(b, "    <");
+		vmd_buf_puts(b, kv);
+		vmd_buf_puts(b, ">");
+		vmd_buf_puts(b, eq + 1);
+		vmd_buf_puts(b, "</");
+		vmd_buf_puts(b, kv);
+		vmd_buf_puts(b, ">\n");
 	}
-	xb_puts(b, "  </iotune>\n");
+	vmd_buf_puts(b, "  </iotune>\n");
 	return 0;
 }
 
@@ -334,7 +301,7 @@ static int check_opts(const struct vmd_xml_source *src,
 }
 
 /* Nova's libvirt_fs_info: the <filesystem> form of a disk image. */
-static void render_filesystem(struct xbuf *b, const struct vmd_xml_source *src,
+static void render_filesystem(struct vmd_buf *b, const struct vmd_xml_source *src,
                               const struct vmd_xml_opts *o)
 {
 	const char *driver = strcmp(src->driver_type, "qcow2") == 0 ? "nbd"
@@ -342,25 +309,23 @@ static void render_filesystem(struct xbuf *b, const struct vmd_xml_source *src,
 	                             ? "ploop"
 	                             : "loop";
 
-	xb_puts(b, "<filesystem type='file'>\n  <driver");
+	vmd_buf_puts(b, "<filesystem type='file'>\n  <driver");
 	xb_attr(b, "type", driver);
 	xb_attr(b, "format", strcmp(driver, "ploop") == 0 ? "ploop"
 	                                                  : src->driver_type);
-	xb_puts(b, "/>\n  <source");
+	vmd_buf_puts(b, "/>\n  <source");
 	xb_attr(b, "file", src->path);
-	xb_puts(b, "/>\n  <target");
+	vmd_buf_puts(b, "/>\n  <target");
 	xb_attr(b, "dir", o->filesystem_target);
-	xb_puts(b, "/>\n</filesystem>\n");
+	vmd_buf_puts(b, "/>\n</filesystem>\n");
 }
 
-static int finish(struct xbuf *b, char **xml_out, struct vmd_error *err)
+static int finish(struct vmd_buf *b, char **xml_out, struct vmd_error *err)
 {
-	if (b->oom) {
-		free(b->p);
+	if (b->failed)
 		return vmd_error_set(err, VMD_E_NOMEM, "xml: out of memory",
 		                     "xml buffer");
-	}
-	*xml_out = b->p;
+	*xml_out = TAKE_PTR(b->data);
 	return 0;
 }
 
@@ -368,7 +333,7 @@ int vmd_xml_render_disk(const struct vmd_xml_source *src,
                         const struct vmd_xml_opts *o, char **xml_out,
                         struct vmd_error *err)
 {
-	struct xbuf b = {0};
+	_cleanup_(vmd_buf_free) struct vmd_buf b = VMD_BUF_INIT;
 	const char *bus, *cache;
 	char num[32];
 	int rc = check_opts(src, o, err);
@@ -384,12 +349,12 @@ int vmd_xml_render_disk(const struct vmd_xml_source *src,
 	}
 	bus = o->bus ? o->bus : default_bus(o->dev);
 	cache = o->cache ? o->cache : "none";
-	xb_puts(&b, "<disk");
+	vmd_buf_puts(&b, "<disk");
 	xb_attr(&b, "type", src->type == VMD_XML_FILE    ? "file"
 	                    : src->type == VMD_XML_BLOCK ? "block"
 	                                                 : "network");
 	xb_attr(&b, "device", "disk");
-	xb_puts(&b, ">\n  <driver");
+	vmd_buf_puts(&b, ">\n  <driver");
 	xb_attr(&b, "name", "qemu");
 	xb_attr(&b, "type", src->driver_type);
 	xb_attr(&b, "cache", cache);
@@ -399,65 +364,63 @@ int vmd_xml_render_disk(const struct vmd_xml_source *src,
 	if (src->preallocated && (strcmp(cache, "none") == 0 ||
 	                          strcmp(cache, "directsync") == 0))
 		xb_attr(&b, "io", "native");
-	xb_puts(&b, "/>\n  <source");
+	vmd_buf_puts(&b, "/>\n  <source");
 	if (src->type == VMD_XML_FILE) {
 		xb_attr(&b, "file", src->path);
-		xb_puts(&b, "/>\n");
+		vmd_buf_puts(&b, "/>\n");
 	} else if (src->type == VMD_XML_BLOCK) {
 		xb_attr(&b, "dev", src->path);
-		xb_puts(&b, "/>\n");
+		vmd_buf_puts(&b, "/>\n");
 	} else {
 		xb_attr(&b, "protocol", src->protocol);
 		xb_attr(&b, "name", src->name);
-		xb_puts(&b, ">\n");
+		vmd_buf_puts(&b, ">\n");
 		for (size_t i = 0; i < VMD_XML_MAX_HOSTS && src->hosts[i][0]; i++) {
 			char host[64], port[8];
 
 			split_host(src->hosts[i], host, port);
-			xb_puts(&b, "    <host");
+			vmd_buf_puts(&b, "    <host");
 			xb_attr(&b, "name", host);
 			xb_attr(&b, "port", port);
-			xb_puts(&b, "/>\n");
+			vmd_buf_puts(&b, "/>\n");
 		}
-		xb_puts(&b, "  </source>\n");
+		vmd_buf_puts(&b, "  </source>\n");
 		if (src->auth_user[0]) {
-			xb_puts(&b, "  <auth");
+			vmd_buf_puts(&b, "  <auth");
 			xb_attr(&b, "username", src->auth_user);
-			xb_puts(&b, ">\n    <secret");
+			vmd_buf_puts(&b, ">\n    <secret");
 			xb_attr(&b, "type", "ceph");
 			if (src->auth_secret_uuid[0])
 				xb_attr(&b, "uuid", src->auth_secret_uuid);
-			xb_puts(&b, "/>\n  </auth>\n");
+			vmd_buf_puts(&b, "/>\n  </auth>\n");
 		}
 	}
-	xb_puts(&b, "  <target");
+	vmd_buf_puts(&b, "  <target");
 	xb_attr(&b, "dev", o->dev);
 	xb_attr(&b, "bus", bus);
-	xb_puts(&b, "/>\n");
+	vmd_buf_puts(&b, "/>\n");
 	rc = render_qos(&b, o->qos, err);
-	if (rc < 0) {
-		free(b.p);
+	if (rc < 0)
 		return rc;
-	}
 	if (o->boot_order) {
 		snprintf(num, sizeof(num), "%u", o->boot_order);
-		xb_puts(&b, "  <boot");
+		vmd_buf_puts(&b, "  <boot");
 		xb_attr(&b, "order", num);
-		xb_puts(&b, "/>\n");
+		vmd_buf_puts(&b, "/>\n");
 	}
 	if (src->encryption_secret_uuid[0]) {
-		xb_puts(&b, "  <encryption format='luks'>\n    <secret");
+		vmd_buf_puts(&b, "  <encryption format='luks'>\n    <secret");
 		xb_attr(&b, "type", "passphrase");
 		xb_attr(&b, "uuid", src->encryption_secret_uuid);
-		xb_puts(&b, "/>\n  </encryption>\n");
+		vmd_buf_puts(&b, "/>\n  </encryption>\n");
 	}
 	if (strcmp(bus, "scsi") == 0) {
 		snprintf(num, sizeof(num), "%u", scsi_unit(o->dev));
-		xb_puts(&b, "  <address type='drive' controller='0' bus='0' "
+		vmd_buf_puts(&b, "  <address type='drive' controller='0' bus='0' "
 		            "target='0'");
 		xb_attr(&b, "unit", num);
-		xb_puts(&b, "/>\n");
+		vmd_buf_puts(&b, "/>\n");
 	}
-	xb_puts(&b, "</disk>\n");
+	vmd_buf_puts(&b, "</disk>\n");
 	return finish(&b, xml_out, err);
 }

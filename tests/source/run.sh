@@ -2,7 +2,8 @@
 # Source rules that hold by construction and must stay so (DEVELOPERS.md):
 #  - no shell and no process start outside the runner;
 #  - the runner names no shell;
-#  - one cleanup idiom (__attribute__((cleanup))), no `goto out`;
+#  - one cleanup idiom: _cleanup_() from lib/util/cleanup.h, the attribute
+#    written nowhere else (lib, tools, tests), and no `goto out`;
 #  - every lib/**/*.c starts with a block comment saying what it is for;
 #  - lib/ is layered (LAYERS below, doc/design.md): a file in lib/<layer>/
 #    includes headers of its own or a lower layer only;
@@ -49,6 +50,14 @@ runner_names_no_shell() {
 
 one_cleanup_idiom() {
 	! grep -rnE '\bgoto\s+[a-z_]+\s*;' lib tools
+}
+
+# _cleanup_(fn) is the one spelling: the attribute itself (and so any
+# per-file AUTO macro made from it) only in lib/util/cleanup.h.
+cleanup_attribute_only_in_cleanup_h() {
+	! grep -rnE '__attribute__\s*\(\(\s*(__)?cleanup(__)?\b' \
+		--include='*.c' --include='*.h' lib tools tests |
+		grep -vE '^lib/(.*/)?cleanup\.h:'
 }
 
 files_say_what_they_are() {
@@ -183,6 +192,7 @@ includes_follow_layers() {
 check "no process is started outside lib/util/runner.c" no_process_start_outside_runner
 check "the runner names no shell" runner_names_no_shell
 check "one cleanup idiom (no goto)" one_cleanup_idiom
+check "the cleanup attribute only in lib/util/cleanup.h" cleanup_attribute_only_in_cleanup_h
 check "every source file starts with its comment" files_say_what_they_are
 check "libvmdisk does not link libcurl or libcryptsetup" libvmdisk_does_not_link_curl
 check "file calls under instances_path only in lib/core/beneath.c" file_calls_only_in_path_module

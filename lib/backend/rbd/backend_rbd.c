@@ -68,23 +68,8 @@ static void vr_conn_close(struct rbd_conn *c)
 	memset(c, 0, sizeof(*c));
 }
 
-static void vr_image_closep(rbd_image_t *img)
-{
-	if (*img)
-		rbd_close(*img);
-	*img = NULL;
-}
-
-static void rados_ioctx_destroyp(rados_ioctx_t *io)
-{
-	if (*io)
-		rados_ioctx_destroy(*io);
-	*io = NULL;
-}
-
-#define AUTOCONN __attribute__((cleanup(vr_conn_close)))
-#define AUTOIMG __attribute__((cleanup(vr_image_closep)))
-#define AUTOIOCTX __attribute__((cleanup(rados_ioctx_destroyp)))
+DEFINE_CLEANUP_FUNC(rbd_image_t, rbd_close)
+DEFINE_CLEANUP_FUNC(rados_ioctx_t, rados_ioctx_destroy)
 
 static int vr_fail(struct vmd_error *err, enum vmd_errc code, int r,
                     const char *msg, const char *pool, const char *what)
@@ -161,8 +146,7 @@ static int vr_connect(struct vmd_ctx *ctx, const char *pool,
 		if (r == 0) {
 			/* The previous one may still be used by a caller in
 			 * another thread: it is left open, not shut down. */
-			conn_cache.cluster = c->own;
-			c->own = NULL;
+			conn_cache.cluster = TAKE_PTR(c->own);
 			snprintf(conn_cache.conf, sizeof(conn_cache.conf), "%s",
 			         cfg->images_rbd_ceph_conf);
 			snprintf(conn_cache.user, sizeof(conn_cache.user), "%s",
@@ -234,7 +218,7 @@ static int vr_create_image(rados_ioctx_t io, const char *pool,
 static int vr_remove_image(rados_ioctx_t io, const char *pool,
                             const char *name, struct vmd_error *err)
 {
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	rbd_snap_info_t snaps[RBD_MAX_SNAPS];
 	int max = RBD_MAX_SNAPS;
 	int n, r = rbd_open(io, name, &img, NULL);
@@ -270,7 +254,7 @@ static int vr_remove_image(rados_ioctx_t io, const char *pool,
 		}
 	}
 	rbd_snap_list_end(snaps);
-	vr_image_closep(&img);
+	rbd_closep(&img);
 	r = rbd_remove(io, name);
 	if (r < 0 && r != -ENOENT)
 		return vr_fail(err, vr_errc(r), r, "removing the disk failed",
@@ -370,9 +354,9 @@ static int write_nonzero(rbd_image_t img, struct aio_slot *s, size_t len,
 static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
                           const char *pool, struct vmd_error *err)
 {
-	struct vmd_blockdev *bd __attribute__((cleanup(vmd_blockdev_closep))) =
+	_cleanup_(vmd_blockdev_closep) struct vmd_blockdev *bd =
 		NULL;
-	struct aio_pipeline p __attribute__((cleanup(pipeline_free))) = {0};
+	_cleanup_(pipeline_free) struct aio_pipeline p = {0};
 	struct vmd_inspect_limits lim;
 	uint64_t off = 0;
 	size_t next = 0;
@@ -434,8 +418,8 @@ static int vr_create_from_image(struct vmd_ctx *ctx,
                                  const struct vmd_image *base, uint64_t size,
                                  struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	char name[RBD_IMAGE_NAME_MAX];
 	const char *pool = vr_pool(ctx);
 	int rc;
@@ -473,7 +457,7 @@ static int vr_create_from_image(struct vmd_ctx *ctx,
 	if (rc < 0) {
 		struct vmd_error ignored = VMD_ERROR_INIT;
 
-		vr_image_closep(&img);
+		rbd_closep(&img);
 		vr_remove_image(c.io, pool, name, &ignored);
 		vmd_error_prefix(err, "import");
 		return rc;
@@ -484,7 +468,7 @@ static int vr_create_from_image(struct vmd_ctx *ctx,
 static int vr_create_blank(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                             uint64_t size, struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
 	char name[RBD_IMAGE_NAME_MAX];
 	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
 
@@ -497,8 +481,8 @@ static int vr_create_blank(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 static int vr_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                       uint64_t new_size, struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	rbd_image_info_t st;
 	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
 
@@ -524,8 +508,8 @@ static int vr_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 static int vr_exists(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                       bool *exists, struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	char name[RBD_IMAGE_NAME_MAX];
 	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
 
@@ -564,8 +548,8 @@ static void append_name(char *list, size_t size, const char *name)
 static int vr_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                     struct vmd_disk_info *out, struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	rbd_image_info_t st;
 	rbd_linked_image_spec_t pimg;
 	rbd_snap_spec_t psnap;
@@ -620,7 +604,7 @@ static int vr_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 static int vr_read_to_fd(rbd_image_t img, int fd, const char *pool,
                           struct vmd_error *err)
 {
-	VMD_AUTOFREE unsigned char *buf = malloc(RBD_CHUNK);
+	_cleanup_(freep) unsigned char *buf = malloc(RBD_CHUNK);
 	rbd_image_info_t st;
 	int rc;
 
@@ -680,9 +664,9 @@ static int vr_snapshot_extract(struct vmd_ctx *ctx,
                                 enum vmd_format dst_format,
                                 struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIMG rbd_image_t img = NULL;
-	VMD_AUTOTMP struct vmd_tmpfile t = VMD_TMPFILE_INIT;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
+	_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile t = VMD_TMPFILE_INIT;
 	char dir[PATH_MAX], tmp_path[PATH_MAX];
 	const char *base = NULL;
 	int rc;
@@ -730,7 +714,7 @@ static int vr_snapshot_extract(struct vmd_ctx *ctx,
 static int vr_remove_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                            struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
 	char name[RBD_IMAGE_NAME_MAX];
 	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
 
@@ -797,7 +781,7 @@ static int vr_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                           struct vmd_xml_source *out, struct vmd_error *err)
 {
 	const struct vmd_config *cfg = vmd_ctx_config(ctx);
-	AUTOCONN struct rbd_conn c = {0};
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
 	char name[RBD_IMAGE_NAME_MAX], mon[512];
 	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
 
@@ -826,8 +810,8 @@ static int vr_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 static int vr_flatten_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                             struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	rbd_linked_image_spec_t pimg;
 	rbd_snap_spec_t psnap;
 	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
@@ -855,8 +839,8 @@ static int vr_snap_create_op(struct vmd_ctx *ctx,
                               const struct vmd_disk_ref *disk, const char *snap,
                               struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
 
 	if (rc == 0 && (rc = rbd_snap_create(img, snap)) < 0)
@@ -869,8 +853,8 @@ static int vr_snap_remove_op(struct vmd_ctx *ctx,
                               const struct vmd_disk_ref *disk, const char *snap,
                               struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	int prot = 0;
 	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
 
@@ -892,8 +876,8 @@ static int vr_snap_rollback_op(struct vmd_ctx *ctx,
                                 const struct vmd_disk_ref *disk,
                                 const char *snap, struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
 
 	if (rc == 0 && (rc = rbd_snap_rollback(img, snap)) < 0)
@@ -925,10 +909,10 @@ static int vr_clone_from_location(struct vmd_ctx *ctx,
                                    const char *location, uint64_t size,
                                    struct vmd_error *err)
 {
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIOCTX rados_ioctx_t pio = NULL;
-	AUTOIMG rbd_image_t parent = NULL;
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rados_ioctx_destroyp) rados_ioctx_t pio = NULL;
+	_cleanup_(rbd_closep) rbd_image_t parent = NULL;
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	struct vmd_rbd_location l;
 	rbd_image_info_t st;
 	rbd_image_options_t opts;
@@ -972,7 +956,7 @@ static int vr_clone_from_location(struct vmd_ctx *ctx,
 		                     "size %llu < image %llu",
 		                     (unsigned long long)size,
 		                     (unsigned long long)st.size);
-	vr_image_closep(&parent);
+	rbd_closep(&parent);
 	vr_disk_name(disk, name);
 	rbd_image_options_create(&opts);
 	rc = rbd_clone3(pio, l.image, l.snap, c.io, name, opts);
@@ -988,7 +972,7 @@ static int vr_clone_from_location(struct vmd_ctx *ctx,
 		if (rc < 0) {
 			struct vmd_error ignored = VMD_ERROR_INIT;
 
-			vr_image_closep(&img);
+			rbd_closep(&img);
 			vr_remove_image(c.io, pool, name, &ignored);
 			return vr_fail(err, VMD_E_EXTERNAL, rc,
 			                "growing the clone failed", pool, name);
@@ -1018,7 +1002,7 @@ static int publish_clone(struct rbd_conn *c, rados_ioctx_t store,
                          const char *tmp, const char *name,
                          struct vmd_error *err)
 {
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	rbd_image_options_t opts;
 	int rc;
 
@@ -1049,7 +1033,7 @@ static int publish_clone(struct rbd_conn *c, rados_ioctx_t store,
 	if (rc < 0) {
 		struct vmd_error ignored = VMD_ERROR_INIT;
 
-		vr_image_closep(&img);
+		rbd_closep(&img);
 		vr_remove_image(store, store_pool, name, &ignored);
 	}
 	return rc;
@@ -1062,9 +1046,9 @@ static int vr_direct_snapshot(struct vmd_ctx *ctx,
 {
 	const struct vmd_config *cfg = vmd_ctx_config(ctx);
 	const char *store_pool = cfg->images_rbd_glance_store_pool;
-	AUTOCONN struct rbd_conn c = {0};
-	AUTOIOCTX rados_ioctx_t store = NULL;
-	AUTOIMG rbd_image_t img = NULL;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rados_ioctx_destroyp) rados_ioctx_t store = NULL;
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	char disk_name[RBD_IMAGE_NAME_MAX], tmp[64], fsid[64];
 	struct timespec now;
 	int rc = vr_open_disk(ctx, disk, &c, &img, false, err);
