@@ -76,6 +76,7 @@ struct vmd_qcow2 {
 	uint64_t tick;
 	struct slot l2c[L2_CACHE_SLOTS];
 	struct slot rbc[RB_CACHE_SLOTS];
+	struct slot *l2_last, *rb_last; /* each cache's last answer */
 
 	unsigned char *cbuf;  /* compressed input, cs + 1024 bytes */
 	unsigned char *ubuf;  /* one decompressed or copied cluster */
@@ -136,17 +137,25 @@ static int slot_write(struct vmd_qcow2 *q, struct slot *s,
 	return 0;
 }
 
-/* Find key in a cache, or take the least recently used slot for it. */
+/* Find key in a cache, or take the least recently used slot for it.
+ * *last is the slot the cache answered last: a walk asks for the same L2
+ * table cluster after cluster, so it is tried before the scan (a valid key
+ * is in one slot at most, so the answer is the same). */
 static int cache_get(struct vmd_qcow2 *q, struct slot *c, size_t n,
-                     uint64_t key, uint64_t host_off, bool fresh,
-                     struct slot **out, struct vmd_error *err)
+                     struct slot **last, uint64_t key, uint64_t host_off,
+                     bool fresh, struct slot **out, struct vmd_error *err)
 {
 	struct slot *victim = NULL;
 
+	if (*last && (*last)->valid && (*last)->key == key) {
+		(*last)->lru = ++q->tick;
+		*out = *last;
+		return 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].valid && c[i].key == key) {
 			c[i].lru = ++q->tick;
-			*out = &c[i];
+			*out = *last = &c[i];
 			return 0;
 		}
 		if (!victim || !c[i].valid ||
@@ -182,7 +191,7 @@ static int cache_get(struct vmd_qcow2 *q, struct slot *c, size_t n,
 	victim->valid = true;
 	victim->dirty = fresh;
 	victim->lru = ++q->tick;
-	*out = victim;
+	*out = *last = victim;
 	return 0;
 }
 
@@ -273,8 +282,8 @@ static int refcount_block(struct vmd_qcow2 *q, uint64_t cluster,
 
 		q->rt[idx] = self * q->cs;
 		q->rt_dirty = true;
-		rc = cache_get(q, q->rbc, RB_CACHE_SLOTS, idx, q->rt[idx], true,
-		               out, err);
+		rc = cache_get(q, q->rbc, RB_CACHE_SLOTS, &q->rb_last, idx,
+		               q->rt[idx], true, out, err);
 		if (rc < 0)
 			return rc;
 		if (self / q->rb_entries == idx)
@@ -282,13 +291,13 @@ static int refcount_block(struct vmd_qcow2 *q, uint64_t cluster,
 		else if ((rc = refcount_set(q, self, 1, err)) < 0)
 			return rc;
 		/* The recursion may have evicted our slot: look it up again. */
-		return cache_get(q, q->rbc, RB_CACHE_SLOTS, idx, q->rt[idx],
-		                 false, out, err);
+		return cache_get(q, q->rbc, RB_CACHE_SLOTS, &q->rb_last, idx,
+		                 q->rt[idx], false, out, err);
 	}
 	if (check_host_cluster(q, q->rt[idx] & VMD_QCOW2_RTE_OFFSET_MASK,
 	                       "refcount block offset", err) < 0)
 		return VMD_E_CORRUPT;
-	return cache_get(q, q->rbc, RB_CACHE_SLOTS, idx,
+	return cache_get(q, q->rbc, RB_CACHE_SLOTS, &q->rb_last, idx,
 	                 q->rt[idx] & VMD_QCOW2_RTE_OFFSET_MASK, false, out, err);
 }
 
@@ -326,14 +335,14 @@ static int l2_table(struct vmd_qcow2 *q, uint64_t l1_idx, bool allocate,
 			return rc;
 		q->l1[l1_idx] = c * q->cs | VMD_QCOW2_OFLAG_COPIED;
 		q->l1_dirty = true;
-		return cache_get(q, q->l2c, L2_CACHE_SLOTS, l1_idx, c * q->cs,
-		                 true, out, err);
+		return cache_get(q, q->l2c, L2_CACHE_SLOTS, &q->l2_last, l1_idx,
+		                 c * q->cs, true, out, err);
 	}
 	rc = check_host_cluster(q, l2_off, "L2 table offset", err);
 	if (rc < 0)
 		return rc;
-	return cache_get(q, q->l2c, L2_CACHE_SLOTS, l1_idx, l2_off, false, out,
-	                 err);
+	return cache_get(q, q->l2c, L2_CACHE_SLOTS, &q->l2_last, l1_idx, l2_off,
+	                 false, out, err);
 }
 
 struct mapping {
