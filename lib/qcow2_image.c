@@ -78,8 +78,8 @@ struct vmd_qcow2 {
 	struct slot rbc[RB_CACHE_SLOTS];
 	struct slot *l2_last, *rb_last; /* each cache's last answer */
 
-	unsigned char *cbuf;  /* compressed input, cs + 1024 bytes */
-	unsigned char *ubuf;  /* one decompressed or copied cluster */
+	unsigned char *cbuf;  /* compressed input, cs + 1024 bytes (lazy) */
+	unsigned char *ubuf;  /* one decompressed cluster (lazy) */
 	uint64_t ubuf_key;    /* guest cluster index in ubuf, or UINT64_MAX */
 	ZSTD_DCtx *zstd;
 };
@@ -447,8 +447,18 @@ static int read_backing(struct vmd_qcow2 *q, unsigned char *buf, size_t len,
 static int decompress(struct vmd_qcow2 *q, const struct mapping *m,
                       struct vmd_error *err)
 {
-	ssize_t got = pread(q->fd, q->cbuf, m->comp_len, (off_t)m->host_off);
+	ssize_t got;
 
+	/* Made on first use, like the zstd context: most images have no
+	 * compressed cluster, and a cluster may be 2 MiB. */
+	if (!q->cbuf)
+		q->cbuf = malloc(q->cs + 1024);
+	if (!q->ubuf)
+		q->ubuf = malloc(q->cs);
+	if (!q->cbuf || !q->ubuf)
+		return vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
+		                     "compression buffers");
+	got = pread(q->fd, q->cbuf, m->comp_len, (off_t)m->host_off);
 	if (got < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "qcow2: read failed", "compressed data");
@@ -925,9 +935,7 @@ int vmd_qcow2_open(int fd, bool writable, const struct vmd_inspect_limits *lim,
 	q->rt = q->l1 && writable ? read_table(fd, q->rt_offset, q->rt_entries,
 	                                      q->rt_entries, err)
 	                          : NULL;
-	q->cbuf = malloc(q->cs + 1024);
-	q->ubuf = malloc(q->cs);
-	if (!q->l1 || (writable && !q->rt) || !q->cbuf || !q->ubuf) {
+	if (!q->l1 || (writable && !q->rt)) {
 		if (!vmd_error_is_set(err))
 			vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
 			              "buffers");
