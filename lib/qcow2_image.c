@@ -110,16 +110,20 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b,
 }
 
 /* A host cluster named by the image: may hold data or an L2 table. */
+static bool host_cluster_ok(const struct vmd_qcow2 *q, uint64_t off)
+{
+	/* next_free covers the file and what we allocated but not wrote. */
+	return !(off % q->cs || off < q->cs || off / q->cs >= q->next_free ||
+	         ranges_overlap(off, q->cs, q->l1_offset,
+	                        (uint64_t)q->l1_size * 8) ||
+	         ranges_overlap(off, q->cs, q->rt_offset,
+	                        (uint64_t)q->rt_clusters * q->cs));
+}
+
 static int check_host_cluster(struct vmd_qcow2 *q, uint64_t off,
                               const char *what, struct vmd_error *err)
 {
-	/* next_free covers the file and what we allocated but not wrote. */
-	if (off % q->cs || off < q->cs || off / q->cs >= q->next_free ||
-	    ranges_overlap(off, q->cs, q->l1_offset, (uint64_t)q->l1_size * 8) ||
-	    ranges_overlap(off, q->cs, q->rt_offset,
-	                   (uint64_t)q->rt_clusters * q->cs))
-		return corrupt(err, what, off);
-	return 0;
+	return host_cluster_ok(q, off) ? 0 : corrupt(err, what, off);
 }
 
 /* ---- cluster caches ---------------------------------------------------- */
@@ -353,14 +357,79 @@ struct mapping {
 	uint64_t bitmap;     /* extended L2 */
 };
 
+/* Entry l2_idx of the L2 table in data, as a mapping. A bad entry gives
+ * false, with what is wrong in *what and *value: no error is set here, so
+ * that vmd_qcow2_cluster_kinds() can stop before it silently. */
+static bool decode_entry(const struct vmd_qcow2 *q, const unsigned char *data,
+                         uint64_t l2_idx, struct mapping *m,
+                         const char **what, uint64_t *value)
+{
+	size_t esz = q->extl2 ? 16 : 8;
+	uint64_t e = vmd_be64(data + l2_idx * esz);
+
+	memset(m, 0, sizeof(*m));
+	m->entry = e;
+	if (q->extl2)
+		m->bitmap = vmd_be64(data + l2_idx * esz + 8);
+	if (e & VMD_QCOW2_OFLAG_COMPRESSED) {
+		uint32_t x = 62 - (q->cb - 8);
+		uint64_t sectors = ((e >> x) & ((1ull << (62 - x)) - 1)) + 1;
+
+		m->kind = VMD_QCOW2_COMPRESSED;
+		m->host_off = e & ((1ull << x) - 1);
+		m->comp_len = sectors * 512 - (m->host_off & 511);
+		if (m->host_off < q->cs || m->host_off >= q->file_size ||
+		    m->comp_len > q->cs + 1024) {
+			*what = "compressed cluster descriptor";
+			*value = e;
+			return false;
+		}
+		if (m->host_off + m->comp_len > q->file_size)
+			m->comp_len = q->file_size - m->host_off;
+		return true;
+	}
+	m->host_off = e & VMD_QCOW2_L2E_OFFSET_MASK;
+	*what = "data cluster offset";
+	*value = m->host_off;
+	if (q->extl2) {
+		uint32_t alloc = (uint32_t)m->bitmap;
+		uint32_t zero = (uint32_t)(m->bitmap >> 32);
+
+		if (alloc & zero) {
+			*what = "subcluster both allocated and zero";
+			*value = m->bitmap;
+			return false;
+		}
+		if (alloc == 0 && zero == 0)
+			m->kind = VMD_QCOW2_UNALLOCATED;
+		else if (zero == 0xffffffffu)
+			m->kind = VMD_QCOW2_ZERO;
+		else if (alloc == 0xffffffffu)
+			m->kind = VMD_QCOW2_DATA;
+		else
+			m->kind = VMD_QCOW2_MIXED;
+		return !alloc || host_cluster_ok(q, m->host_off);
+	}
+	if ((e & VMD_QCOW2_OFLAG_ZERO) && q->h.version >= 3) {
+		m->kind = VMD_QCOW2_ZERO;
+		return true;
+	}
+	if (m->host_off == 0) {
+		m->kind = VMD_QCOW2_UNALLOCATED;
+		return true;
+	}
+	m->kind = VMD_QCOW2_DATA;
+	return host_cluster_ok(q, m->host_off);
+}
+
 static int map_cluster(struct vmd_qcow2 *q, uint64_t guest_cluster,
                        struct mapping *m, struct vmd_error *err)
 {
 	uint64_t l1_idx = guest_cluster / q->l2_entries;
 	uint64_t l2_idx = guest_cluster % q->l2_entries;
-	size_t esz = q->extl2 ? 16 : 8;
 	struct slot *s;
-	uint64_t e;
+	const char *what = NULL;
+	uint64_t value = 0;
 	int rc = l2_table(q, l1_idx, false, &s, err);
 
 	memset(m, 0, sizeof(*m));
@@ -370,56 +439,9 @@ static int map_cluster(struct vmd_qcow2 *q, uint64_t guest_cluster,
 		m->kind = VMD_QCOW2_UNALLOCATED;
 		return 0;
 	}
-	e = vmd_be64(s->data + l2_idx * esz);
-	m->entry = e;
-	if (q->extl2)
-		m->bitmap = vmd_be64(s->data + l2_idx * esz + 8);
-	if (e & VMD_QCOW2_OFLAG_COMPRESSED) {
-		uint32_t x = 62 - (q->cb - 8);
-		uint64_t sectors = ((e >> x) & ((1ull << (62 - x)) - 1)) + 1;
-
-		m->kind = VMD_QCOW2_COMPRESSED;
-		m->host_off = e & ((1ull << x) - 1);
-		m->comp_len = sectors * 512 - (m->host_off & 511);
-		if (m->host_off < q->cs || m->host_off >= q->file_size ||
-		    m->comp_len > q->cs + 1024)
-			return corrupt(err, "compressed cluster descriptor", e);
-		if (m->host_off + m->comp_len > q->file_size)
-			m->comp_len = q->file_size - m->host_off;
-		return 0;
-	}
-	m->host_off = e & VMD_QCOW2_L2E_OFFSET_MASK;
-	if (q->extl2) {
-		uint32_t alloc = (uint32_t)m->bitmap;
-		uint32_t zero = (uint32_t)(m->bitmap >> 32);
-
-		if (alloc & zero)
-			return corrupt(err, "subcluster both allocated and zero",
-			               m->bitmap);
-		if (alloc == 0 && zero == 0)
-			m->kind = VMD_QCOW2_UNALLOCATED;
-		else if (zero == 0xffffffffu)
-			m->kind = VMD_QCOW2_ZERO;
-		else if (alloc == 0xffffffffu)
-			m->kind = VMD_QCOW2_DATA;
-		else
-			m->kind = VMD_QCOW2_MIXED;
-		if (alloc && (rc = check_host_cluster(q, m->host_off,
-		                                      "data cluster offset",
-		                                      err)) < 0)
-			return rc;
-		return 0;
-	}
-	if ((e & VMD_QCOW2_OFLAG_ZERO) && q->h.version >= 3) {
-		m->kind = VMD_QCOW2_ZERO;
-		return 0;
-	}
-	if (m->host_off == 0) {
-		m->kind = VMD_QCOW2_UNALLOCATED;
-		return 0;
-	}
-	m->kind = VMD_QCOW2_DATA;
-	return check_host_cluster(q, m->host_off, "data cluster offset", err);
+	if (!decode_entry(q, s->data, l2_idx, m, &what, &value))
+		return corrupt(err, what, value);
+	return 0;
 }
 
 int vmd_qcow2_cluster_kind(struct vmd_qcow2 *q, uint64_t off,
@@ -430,6 +452,36 @@ int vmd_qcow2_cluster_kind(struct vmd_qcow2 *q, uint64_t off,
 
 	*kind = m.kind;
 	return rc;
+}
+
+int vmd_qcow2_cluster_kinds(struct vmd_qcow2 *q, uint64_t off, size_t n,
+                            enum vmd_qcow2_kind *kinds, size_t *got,
+                            struct vmd_error *err)
+{
+	uint64_t gc = off >> q->cb;
+	uint64_t l1_idx = gc / q->l2_entries;
+	uint64_t l2_idx = gc % q->l2_entries;
+	struct slot *s;
+	struct mapping m;
+	const char *what;
+	uint64_t value;
+	int rc = l2_table(q, l1_idx, false, &s, err);
+
+	*got = 0;
+	if (rc < 0)
+		return rc;
+	if (n > q->l2_entries - l2_idx)
+		n = (size_t)(q->l2_entries - l2_idx);
+	for (size_t i = 0; i < n; i++) {
+		if (!s)
+			kinds[i] = VMD_QCOW2_UNALLOCATED;
+		else if (decode_entry(q, s->data, l2_idx + i, &m, &what, &value))
+			kinds[i] = m.kind;
+		else
+			break;
+		*got = i + 1;
+	}
+	return 0;
 }
 
 /* ---- reading ------------------------------------------------------------ */
