@@ -559,9 +559,44 @@ static int decompress(struct vmd_qcow2 *q, const struct mapping *m,
 }
 
 /* Read part of one guest cluster (or, for DATA, a run of clusters). */
-static int read_cluster_part(struct vmd_qcow2 *q, unsigned char *buf,
-                             size_t len, uint64_t off, struct vmd_error *err)
+/* Bytes of [off, off+avail) that can be read with the len bytes of DATA
+ * cluster gc at host (which start at off): following clusters of the same
+ * L2 table whose data follows in the file, whole and inside it, join the
+ * run (one pread instead of one a cluster). A bad entry ends the run
+ * silently; it is mapped, and reported, on its own next. */
+static size_t data_run(struct vmd_qcow2 *q, uint64_t gc, uint64_t host,
+                       uint64_t off, size_t len, size_t avail)
 {
+	uint64_t l2_idx = gc % q->l2_entries;
+	uint64_t next = host + (off & (q->cs - 1)) + len;
+	struct slot *s;
+	struct mapping m;
+	const char *what;
+	uint64_t value;
+
+	if (len >= avail || next > q->file_size ||
+	    l2_table(q, gc / q->l2_entries, false, &s, NULL) < 0 || !s)
+		return len;
+	while (len < avail && ++l2_idx < q->l2_entries) {
+		size_t n = avail - len < q->cs ? avail - len : (size_t)q->cs;
+
+		if (!decode_entry(q, s->data, l2_idx, &m, &what, &value) ||
+		    m.kind != VMD_QCOW2_DATA || m.host_off != next ||
+		    next + q->cs > q->file_size)
+			break;
+		len += n;
+		next += q->cs;
+	}
+	return len;
+}
+
+/* Read part of one guest cluster from off, or, for DATA, *len bytes of a
+ * run of clusters (at most avail); *len is what was read. */
+static int read_cluster_part(struct vmd_qcow2 *q, unsigned char *buf,
+                             size_t *lenp, size_t avail, uint64_t off,
+                             struct vmd_error *err)
+{
+	size_t len = *lenp;
 	uint64_t gc = off >> q->cb;
 	uint64_t in = off & (q->cs - 1);
 	struct mapping m;
@@ -576,6 +611,7 @@ static int read_cluster_part(struct vmd_qcow2 *q, unsigned char *buf,
 		memset(buf, 0, len);
 		return 0;
 	case VMD_QCOW2_DATA:
+		len = *lenp = data_run(q, gc, m.host_off, off, len, avail);
 		if (vmd_pread_full(q->fd, buf, len, m.host_off + in) < 0)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "qcow2: read failed",
@@ -629,19 +665,18 @@ int vmd_qcow2_pread(struct vmd_qcow2 *q, void *buf, size_t len, uint64_t off,
 	unsigned char *p = buf;
 
 	while (len > 0) {
-		size_t n;
+		size_t n, avail;
 		int rc;
 
 		if (off >= q->h.size) {
 			memset(p, 0, len);
 			return 0;
 		}
+		avail = len < q->h.size - off ? len : (size_t)(q->h.size - off);
 		n = (size_t)(q->cs - (off & (q->cs - 1)));
-		if (n > len)
-			n = len;
-		if (n > q->h.size - off)
-			n = (size_t)(q->h.size - off);
-		rc = read_cluster_part(q, p, n, off, err);
+		if (n > avail)
+			n = avail;
+		rc = read_cluster_part(q, p, &n, avail, off, err);
 		if (rc < 0)
 			return rc;
 		p += n;
