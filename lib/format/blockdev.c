@@ -262,11 +262,16 @@ static int raw_status(struct vmd_blockdev *bd, uint64_t off, uint64_t len,
 	return 0;
 }
 
+/* Clusters whose kinds a qcow2 status call asks for at once. */
+#define KINDS_RUN 64
+
 int vmd_blockdev_status(struct vmd_blockdev *bd, uint64_t off, uint64_t len,
                         uint64_t *run, bool *zero, struct vmd_error *err)
 {
 	const struct vmd_qcow2_header *h;
-	uint64_t cs, done = 0;
+	uint64_t cs, done = 0, kinds_gc = 0;
+	enum vmd_qcow2_kind kinds[KINDS_RUN];
+	size_t have = 0;
 	bool first_zero = false;
 
 	if (bd->parallels)
@@ -276,10 +281,12 @@ int vmd_blockdev_status(struct vmd_blockdev *bd, uint64_t off, uint64_t len,
 		return raw_status(bd, off, len, run, zero);
 	h = vmd_qcow2_header_of(bd->qcow2);
 	cs = 1ull << h->cluster_bits;
-	/* Walk clusters while their answer stays the same. */
+	/* Walk clusters while their answer stays the same; their kinds are
+	 * asked a run at a time (kinds[i] is guest cluster kinds_gc + i). */
 	while (done < len) {
 		uint64_t o = off + done;
 		uint64_t n = cs - (o & (cs - 1));
+		uint64_t gc = o >> h->cluster_bits;
 		enum vmd_qcow2_kind kind;
 		bool z;
 		int rc;
@@ -289,9 +296,28 @@ int vmd_blockdev_status(struct vmd_blockdev *bd, uint64_t off, uint64_t len,
 		if (o >= bd->size) {
 			z = true;
 		} else {
-			rc = vmd_qcow2_cluster_kind(bd->qcow2, o, &kind, err);
-			if (rc < 0)
-				return rc;
+			if (gc < kinds_gc || gc - kinds_gc >= have) {
+				/* Clusters up to the end of [off, off+len). */
+				uint64_t want = ((off + len - 1) >> h->cluster_bits) -
+				                gc + 1;
+
+				kinds_gc = gc;
+				rc = vmd_qcow2_cluster_kinds(
+					bd->qcow2, o,
+					want < KINDS_RUN ? (size_t)want : KINDS_RUN,
+					kinds, &have, err);
+				if (rc < 0)
+					return rc;
+			}
+			if (gc - kinds_gc < have) {
+				kind = kinds[gc - kinds_gc];
+			} else {
+				/* A bad entry: the single call says why. */
+				rc = vmd_qcow2_cluster_kind(bd->qcow2, o, &kind,
+				                            err);
+				if (rc < 0)
+					return rc;
+			}
 			if (kind == VMD_QCOW2_ZERO) {
 				z = true;
 			} else if (kind == VMD_QCOW2_UNALLOCATED) {

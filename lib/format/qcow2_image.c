@@ -76,9 +76,10 @@ struct vmd_qcow2 {
 	uint64_t tick;
 	struct slot l2c[L2_CACHE_SLOTS];
 	struct slot rbc[RB_CACHE_SLOTS];
+	struct slot *l2_last, *rb_last; /* each cache's last answer */
 
-	unsigned char *cbuf;  /* compressed input, cs + 1024 bytes */
-	unsigned char *ubuf;  /* one decompressed or copied cluster */
+	unsigned char *cbuf;  /* compressed input, cs + 1024 bytes (lazy) */
+	unsigned char *ubuf;  /* one decompressed cluster (lazy) */
 	uint64_t ubuf_key;    /* guest cluster index in ubuf, or UINT64_MAX */
 	ZSTD_DCtx *zstd;
 };
@@ -109,16 +110,20 @@ static bool ranges_overlap(uint64_t a, uint64_t alen, uint64_t b,
 }
 
 /* A host cluster named by the image: may hold data or an L2 table. */
+static bool host_cluster_ok(const struct vmd_qcow2 *q, uint64_t off)
+{
+	/* next_free covers the file and what we allocated but not wrote. */
+	return !(off % q->cs || off < q->cs || off / q->cs >= q->next_free ||
+	         ranges_overlap(off, q->cs, q->l1_offset,
+	                        (uint64_t)q->l1_size * 8) ||
+	         ranges_overlap(off, q->cs, q->rt_offset,
+	                        (uint64_t)q->rt_clusters * q->cs));
+}
+
 static int check_host_cluster(struct vmd_qcow2 *q, uint64_t off,
                               const char *what, struct vmd_error *err)
 {
-	/* next_free covers the file and what we allocated but not wrote. */
-	if (off % q->cs || off < q->cs || off / q->cs >= q->next_free ||
-	    ranges_overlap(off, q->cs, q->l1_offset, (uint64_t)q->l1_size * 8) ||
-	    ranges_overlap(off, q->cs, q->rt_offset,
-	                   (uint64_t)q->rt_clusters * q->cs))
-		return corrupt(err, what, off);
-	return 0;
+	return host_cluster_ok(q, off) ? 0 : corrupt(err, what, off);
 }
 
 /* ---- cluster caches ---------------------------------------------------- */
@@ -136,17 +141,25 @@ static int slot_write(struct vmd_qcow2 *q, struct slot *s,
 	return 0;
 }
 
-/* Find key in a cache, or take the least recently used slot for it. */
+/* Find key in a cache, or take the least recently used slot for it.
+ * *last is the slot the cache answered last: a walk asks for the same L2
+ * table cluster after cluster, so it is tried before the scan (a valid key
+ * is in one slot at most, so the answer is the same). */
 static int cache_get(struct vmd_qcow2 *q, struct slot *c, size_t n,
-                     uint64_t key, uint64_t host_off, bool fresh,
-                     struct slot **out, struct vmd_error *err)
+                     struct slot **last, uint64_t key, uint64_t host_off,
+                     bool fresh, struct slot **out, struct vmd_error *err)
 {
 	struct slot *victim = NULL;
 
+	if (*last && (*last)->valid && (*last)->key == key) {
+		(*last)->lru = ++q->tick;
+		*out = *last;
+		return 0;
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (c[i].valid && c[i].key == key) {
 			c[i].lru = ++q->tick;
-			*out = &c[i];
+			*out = *last = &c[i];
 			return 0;
 		}
 		if (!victim || !c[i].valid ||
@@ -182,7 +195,7 @@ static int cache_get(struct vmd_qcow2 *q, struct slot *c, size_t n,
 	victim->valid = true;
 	victim->dirty = fresh;
 	victim->lru = ++q->tick;
-	*out = victim;
+	*out = *last = victim;
 	return 0;
 }
 
@@ -273,8 +286,8 @@ static int refcount_block(struct vmd_qcow2 *q, uint64_t cluster,
 
 		q->rt[idx] = self * q->cs;
 		q->rt_dirty = true;
-		rc = cache_get(q, q->rbc, RB_CACHE_SLOTS, idx, q->rt[idx], true,
-		               out, err);
+		rc = cache_get(q, q->rbc, RB_CACHE_SLOTS, &q->rb_last, idx,
+		               q->rt[idx], true, out, err);
 		if (rc < 0)
 			return rc;
 		if (self / q->rb_entries == idx)
@@ -282,13 +295,13 @@ static int refcount_block(struct vmd_qcow2 *q, uint64_t cluster,
 		else if ((rc = refcount_set(q, self, 1, err)) < 0)
 			return rc;
 		/* The recursion may have evicted our slot: look it up again. */
-		return cache_get(q, q->rbc, RB_CACHE_SLOTS, idx, q->rt[idx],
-		                 false, out, err);
+		return cache_get(q, q->rbc, RB_CACHE_SLOTS, &q->rb_last, idx,
+		                 q->rt[idx], false, out, err);
 	}
 	if (check_host_cluster(q, q->rt[idx] & VMD_QCOW2_RTE_OFFSET_MASK,
 	                       "refcount block offset", err) < 0)
 		return VMD_E_CORRUPT;
-	return cache_get(q, q->rbc, RB_CACHE_SLOTS, idx,
+	return cache_get(q, q->rbc, RB_CACHE_SLOTS, &q->rb_last, idx,
 	                 q->rt[idx] & VMD_QCOW2_RTE_OFFSET_MASK, false, out, err);
 }
 
@@ -326,14 +339,14 @@ static int l2_table(struct vmd_qcow2 *q, uint64_t l1_idx, bool allocate,
 			return rc;
 		q->l1[l1_idx] = c * q->cs | VMD_QCOW2_OFLAG_COPIED;
 		q->l1_dirty = true;
-		return cache_get(q, q->l2c, L2_CACHE_SLOTS, l1_idx, c * q->cs,
-		                 true, out, err);
+		return cache_get(q, q->l2c, L2_CACHE_SLOTS, &q->l2_last, l1_idx,
+		                 c * q->cs, true, out, err);
 	}
 	rc = check_host_cluster(q, l2_off, "L2 table offset", err);
 	if (rc < 0)
 		return rc;
-	return cache_get(q, q->l2c, L2_CACHE_SLOTS, l1_idx, l2_off, false, out,
-	                 err);
+	return cache_get(q, q->l2c, L2_CACHE_SLOTS, &q->l2_last, l1_idx, l2_off,
+	                 false, out, err);
 }
 
 struct mapping {
@@ -344,14 +357,79 @@ struct mapping {
 	uint64_t bitmap;     /* extended L2 */
 };
 
+/* Entry l2_idx of the L2 table in data, as a mapping. A bad entry gives
+ * false, with what is wrong in *what and *value: no error is set here, so
+ * that vmd_qcow2_cluster_kinds() can stop before it silently. */
+static bool decode_entry(const struct vmd_qcow2 *q, const unsigned char *data,
+                         uint64_t l2_idx, struct mapping *m,
+                         const char **what, uint64_t *value)
+{
+	size_t esz = q->extl2 ? 16 : 8;
+	uint64_t e = vmd_be64(data + l2_idx * esz);
+
+	memset(m, 0, sizeof(*m));
+	m->entry = e;
+	if (q->extl2)
+		m->bitmap = vmd_be64(data + l2_idx * esz + 8);
+	if (e & VMD_QCOW2_OFLAG_COMPRESSED) {
+		uint32_t x = 62 - (q->cb - 8);
+		uint64_t sectors = ((e >> x) & ((1ull << (62 - x)) - 1)) + 1;
+
+		m->kind = VMD_QCOW2_COMPRESSED;
+		m->host_off = e & ((1ull << x) - 1);
+		m->comp_len = sectors * 512 - (m->host_off & 511);
+		if (m->host_off < q->cs || m->host_off >= q->file_size ||
+		    m->comp_len > q->cs + 1024) {
+			*what = "compressed cluster descriptor";
+			*value = e;
+			return false;
+		}
+		if (m->host_off + m->comp_len > q->file_size)
+			m->comp_len = q->file_size - m->host_off;
+		return true;
+	}
+	m->host_off = e & VMD_QCOW2_L2E_OFFSET_MASK;
+	*what = "data cluster offset";
+	*value = m->host_off;
+	if (q->extl2) {
+		uint32_t alloc = (uint32_t)m->bitmap;
+		uint32_t zero = (uint32_t)(m->bitmap >> 32);
+
+		if (alloc & zero) {
+			*what = "subcluster both allocated and zero";
+			*value = m->bitmap;
+			return false;
+		}
+		if (alloc == 0 && zero == 0)
+			m->kind = VMD_QCOW2_UNALLOCATED;
+		else if (zero == 0xffffffffu)
+			m->kind = VMD_QCOW2_ZERO;
+		else if (alloc == 0xffffffffu)
+			m->kind = VMD_QCOW2_DATA;
+		else
+			m->kind = VMD_QCOW2_MIXED;
+		return !alloc || host_cluster_ok(q, m->host_off);
+	}
+	if ((e & VMD_QCOW2_OFLAG_ZERO) && q->h.version >= 3) {
+		m->kind = VMD_QCOW2_ZERO;
+		return true;
+	}
+	if (m->host_off == 0) {
+		m->kind = VMD_QCOW2_UNALLOCATED;
+		return true;
+	}
+	m->kind = VMD_QCOW2_DATA;
+	return host_cluster_ok(q, m->host_off);
+}
+
 static int map_cluster(struct vmd_qcow2 *q, uint64_t guest_cluster,
                        struct mapping *m, struct vmd_error *err)
 {
 	uint64_t l1_idx = guest_cluster / q->l2_entries;
 	uint64_t l2_idx = guest_cluster % q->l2_entries;
-	size_t esz = q->extl2 ? 16 : 8;
 	struct slot *s;
-	uint64_t e;
+	const char *what = NULL;
+	uint64_t value = 0;
 	int rc = l2_table(q, l1_idx, false, &s, err);
 
 	memset(m, 0, sizeof(*m));
@@ -361,56 +439,9 @@ static int map_cluster(struct vmd_qcow2 *q, uint64_t guest_cluster,
 		m->kind = VMD_QCOW2_UNALLOCATED;
 		return 0;
 	}
-	e = vmd_be64(s->data + l2_idx * esz);
-	m->entry = e;
-	if (q->extl2)
-		m->bitmap = vmd_be64(s->data + l2_idx * esz + 8);
-	if (e & VMD_QCOW2_OFLAG_COMPRESSED) {
-		uint32_t x = 62 - (q->cb - 8);
-		uint64_t sectors = ((e >> x) & ((1ull << (62 - x)) - 1)) + 1;
-
-		m->kind = VMD_QCOW2_COMPRESSED;
-		m->host_off = e & ((1ull << x) - 1);
-		m->comp_len = sectors * 512 - (m->host_off & 511);
-		if (m->host_off < q->cs || m->host_off >= q->file_size ||
-		    m->comp_len > q->cs + 1024)
-			return corrupt(err, "compressed cluster descriptor", e);
-		if (m->host_off + m->comp_len > q->file_size)
-			m->comp_len = q->file_size - m->host_off;
-		return 0;
-	}
-	m->host_off = e & VMD_QCOW2_L2E_OFFSET_MASK;
-	if (q->extl2) {
-		uint32_t alloc = (uint32_t)m->bitmap;
-		uint32_t zero = (uint32_t)(m->bitmap >> 32);
-
-		if (alloc & zero)
-			return corrupt(err, "subcluster both allocated and zero",
-			               m->bitmap);
-		if (alloc == 0 && zero == 0)
-			m->kind = VMD_QCOW2_UNALLOCATED;
-		else if (zero == 0xffffffffu)
-			m->kind = VMD_QCOW2_ZERO;
-		else if (alloc == 0xffffffffu)
-			m->kind = VMD_QCOW2_DATA;
-		else
-			m->kind = VMD_QCOW2_MIXED;
-		if (alloc && (rc = check_host_cluster(q, m->host_off,
-		                                      "data cluster offset",
-		                                      err)) < 0)
-			return rc;
-		return 0;
-	}
-	if ((e & VMD_QCOW2_OFLAG_ZERO) && q->h.version >= 3) {
-		m->kind = VMD_QCOW2_ZERO;
-		return 0;
-	}
-	if (m->host_off == 0) {
-		m->kind = VMD_QCOW2_UNALLOCATED;
-		return 0;
-	}
-	m->kind = VMD_QCOW2_DATA;
-	return check_host_cluster(q, m->host_off, "data cluster offset", err);
+	if (!decode_entry(q, s->data, l2_idx, m, &what, &value))
+		return corrupt(err, what, value);
+	return 0;
 }
 
 int vmd_qcow2_cluster_kind(struct vmd_qcow2 *q, uint64_t off,
@@ -421,6 +452,36 @@ int vmd_qcow2_cluster_kind(struct vmd_qcow2 *q, uint64_t off,
 
 	*kind = m.kind;
 	return rc;
+}
+
+int vmd_qcow2_cluster_kinds(struct vmd_qcow2 *q, uint64_t off, size_t n,
+                            enum vmd_qcow2_kind *kinds, size_t *got,
+                            struct vmd_error *err)
+{
+	uint64_t gc = off >> q->cb;
+	uint64_t l1_idx = gc / q->l2_entries;
+	uint64_t l2_idx = gc % q->l2_entries;
+	struct slot *s;
+	struct mapping m;
+	const char *what;
+	uint64_t value;
+	int rc = l2_table(q, l1_idx, false, &s, err);
+
+	*got = 0;
+	if (rc < 0)
+		return rc;
+	if (n > q->l2_entries - l2_idx)
+		n = (size_t)(q->l2_entries - l2_idx);
+	for (size_t i = 0; i < n; i++) {
+		if (!s)
+			kinds[i] = VMD_QCOW2_UNALLOCATED;
+		else if (decode_entry(q, s->data, l2_idx + i, &m, &what, &value))
+			kinds[i] = m.kind;
+		else
+			break;
+		*got = i + 1;
+	}
+	return 0;
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -438,8 +499,18 @@ static int read_backing(struct vmd_qcow2 *q, unsigned char *buf, size_t len,
 static int decompress(struct vmd_qcow2 *q, const struct mapping *m,
                       struct vmd_error *err)
 {
-	ssize_t got = pread(q->fd, q->cbuf, m->comp_len, (off_t)m->host_off);
+	ssize_t got;
 
+	/* Made on first use, like the zstd context: most images have no
+	 * compressed cluster, and a cluster may be 2 MiB. */
+	if (!q->cbuf)
+		q->cbuf = malloc(q->cs + 1024);
+	if (!q->ubuf)
+		q->ubuf = malloc(q->cs);
+	if (!q->cbuf || !q->ubuf)
+		return vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
+		                     "compression buffers");
+	got = pread(q->fd, q->cbuf, m->comp_len, (off_t)m->host_off);
 	if (got < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "qcow2: read failed", "compressed data");
@@ -488,9 +559,44 @@ static int decompress(struct vmd_qcow2 *q, const struct mapping *m,
 }
 
 /* Read part of one guest cluster (or, for DATA, a run of clusters). */
-static int read_cluster_part(struct vmd_qcow2 *q, unsigned char *buf,
-                             size_t len, uint64_t off, struct vmd_error *err)
+/* Bytes of [off, off+avail) that can be read with the len bytes of DATA
+ * cluster gc at host (which start at off): following clusters of the same
+ * L2 table whose data follows in the file, whole and inside it, join the
+ * run (one pread instead of one a cluster). A bad entry ends the run
+ * silently; it is mapped, and reported, on its own next. */
+static size_t data_run(struct vmd_qcow2 *q, uint64_t gc, uint64_t host,
+                       uint64_t off, size_t len, size_t avail)
 {
+	uint64_t l2_idx = gc % q->l2_entries;
+	uint64_t next = host + (off & (q->cs - 1)) + len;
+	struct slot *s;
+	struct mapping m;
+	const char *what;
+	uint64_t value;
+
+	if (len >= avail || next > q->file_size ||
+	    l2_table(q, gc / q->l2_entries, false, &s, NULL) < 0 || !s)
+		return len;
+	while (len < avail && ++l2_idx < q->l2_entries) {
+		size_t n = avail - len < q->cs ? avail - len : (size_t)q->cs;
+
+		if (!decode_entry(q, s->data, l2_idx, &m, &what, &value) ||
+		    m.kind != VMD_QCOW2_DATA || m.host_off != next ||
+		    next + q->cs > q->file_size)
+			break;
+		len += n;
+		next += q->cs;
+	}
+	return len;
+}
+
+/* Read part of one guest cluster from off, or, for DATA, *len bytes of a
+ * run of clusters (at most avail); *len is what was read. */
+static int read_cluster_part(struct vmd_qcow2 *q, unsigned char *buf,
+                             size_t *lenp, size_t avail, uint64_t off,
+                             struct vmd_error *err)
+{
+	size_t len = *lenp;
 	uint64_t gc = off >> q->cb;
 	uint64_t in = off & (q->cs - 1);
 	struct mapping m;
@@ -505,6 +611,7 @@ static int read_cluster_part(struct vmd_qcow2 *q, unsigned char *buf,
 		memset(buf, 0, len);
 		return 0;
 	case VMD_QCOW2_DATA:
+		len = *lenp = data_run(q, gc, m.host_off, off, len, avail);
 		if (vmd_pread_full(q->fd, buf, len, m.host_off + in) < 0)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "qcow2: read failed",
@@ -558,19 +665,18 @@ int vmd_qcow2_pread(struct vmd_qcow2 *q, void *buf, size_t len, uint64_t off,
 	unsigned char *p = buf;
 
 	while (len > 0) {
-		size_t n;
+		size_t n, avail;
 		int rc;
 
 		if (off >= q->h.size) {
 			memset(p, 0, len);
 			return 0;
 		}
+		avail = len < q->h.size - off ? len : (size_t)(q->h.size - off);
 		n = (size_t)(q->cs - (off & (q->cs - 1)));
-		if (n > len)
-			n = len;
-		if (n > q->h.size - off)
-			n = (size_t)(q->h.size - off);
-		rc = read_cluster_part(q, p, n, off, err);
+		if (n > avail)
+			n = avail;
+		rc = read_cluster_part(q, p, &n, avail, off, err);
 		if (rc < 0)
 			return rc;
 		p += n;
@@ -916,9 +1022,7 @@ int vmd_qcow2_open(int fd, bool writable, const struct vmd_inspect_limits *lim,
 	q->rt = q->l1 && writable ? read_table(fd, q->rt_offset, q->rt_entries,
 	                                      q->rt_entries, err)
 	                          : NULL;
-	q->cbuf = malloc(q->cs + 1024);
-	q->ubuf = malloc(q->cs);
-	if (!q->l1 || (writable && !q->rt) || !q->cbuf || !q->ubuf) {
+	if (!q->l1 || (writable && !q->rt)) {
 		if (!vmd_error_is_set(err))
 			vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
 			              "buffers");

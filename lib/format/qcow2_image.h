@@ -45,6 +45,13 @@ enum vmd_qcow2_kind {
 };
 int vmd_qcow2_cluster_kind(struct vmd_qcow2 *q, uint64_t off,
                            enum vmd_qcow2_kind *kind, struct vmd_error *err);
+/* Kinds of up to n clusters from the one holding off, as many as share its
+ * L2 table: *got of them, stopping before the first whose entry is bad
+ * (no error for it: vmd_qcow2_cluster_kind() on it says what is wrong), so
+ * *got may be 0. One table lookup for a run instead of one a cluster. */
+int vmd_qcow2_cluster_kinds(struct vmd_qcow2 *q, uint64_t off, size_t n,
+                            enum vmd_qcow2_kind *kinds, size_t *got,
+                            struct vmd_error *err);
 
 /* Grow the virtual size, moving the L1 table when it must grow. */
 int vmd_qcow2_resize(struct vmd_qcow2 *q, uint64_t new_size,
