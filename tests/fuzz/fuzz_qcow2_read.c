@@ -23,8 +23,14 @@
  * inputs are corrupt); crashes, sanitizer reports and broken rules are not.
  *
  * vmd_fuzz_qcow2_read_check() is compiled into the corpus replay test too
- * (replay_corpus.c); LLVMFuzzerTestOneInput only into the fuzzer, built with
- * -DVMD_FUZZER (see meson.build and README.md here).
+ * (replay_corpus.c) and runs both halves; LLVMFuzzerTestOneInput only into
+ * the fuzzers, built with -DVMD_FUZZER (see meson.build and README.md here).
+ * The work is split between two fuzzers over the same corpus, so that each
+ * runs thousands of inputs a second: fuzz_qcow2_read the read-only half
+ * (open, walk, a refused write), fuzz_qcow2_rw (-DVMD_FUZZ_QCOW2_RW) the
+ * read-write half (writes on a copy, then open and walk what the flush
+ * left). A crash either finds lands in corpus/qcow2_read/, where the replay
+ * runs both.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -357,12 +363,16 @@ static bool write_some(struct ctx *c, struct vmd_blockdev *bd,
 	return true;
 }
 
-static bool check_fd(struct ctx *c, const uint8_t *data, size_t size,
-                     const char *path)
+/* Which halves of the check run (the replay: both). */
+enum check_part {
+	PART_READ = 1u << 0,
+	PART_RW = 1u << 1,
+};
+
+/* The read-only half: open, walk, and a write that must be refused. */
+static bool check_read_half(struct ctx *c, const char *path)
 {
-	static int wfd = -1;
 	struct vmd_blockdev *bd = NULL;
-	char wpath[64];
 	struct vmd_error err;
 	bool ok;
 	int rc;
@@ -381,8 +391,17 @@ static bool check_fd(struct ctx *c, const uint8_t *data, size_t size,
 			ok = broken(c, "a read-only device took a write");
 	}
 	vmd_blockdev_close(bd);
-	if (!ok)
-		return false;
+	return ok;
+}
+
+/* The read-write half: writes on a copy, then what the flush left must
+ * still open and walk, or fail properly. */
+static bool check_rw_half(struct ctx *c, const uint8_t *data, size_t size)
+{
+	static int wfd = -1;
+	struct vmd_blockdev *bd = NULL;
+	char wpath[64];
+	bool ok;
 
 	if (memfd_fill(&wfd, data, size, wpath, sizeof(wpath)) < 0)
 		return broken(c, "memfd for the copy: %s", strerror(errno));
@@ -391,7 +410,6 @@ static bool check_fd(struct ctx *c, const uint8_t *data, size_t size,
 		ok = write_some(c, bd, data, size);
 	vmd_blockdev_close(bd); /* flushes */
 	bd = NULL;
-	/* What the flush left must still open, or fail properly. */
 	if (ok)
 		ok = open_bd(c, "vmd_blockdev_open (after writes)", wpath, 0, &bd);
 	if (ok && bd)
@@ -400,8 +418,8 @@ static bool check_fd(struct ctx *c, const uint8_t *data, size_t size,
 	return ok;
 }
 
-bool vmd_fuzz_qcow2_read_check(const uint8_t *data, size_t size, char *why,
-                               size_t whysz)
+static bool check(const uint8_t *data, size_t size, char *why, size_t whysz,
+                  unsigned parts)
 {
 	static bool log_off;
 	static unsigned char *buf, *wbuf;
@@ -423,20 +441,37 @@ bool vmd_fuzz_qcow2_read_check(const uint8_t *data, size_t size, char *why,
 		return broken(&c, "out of memory");
 	c.buf = buf;
 	c.wbuf = wbuf;
-	if (memfd_fill(&fd, data, size, path, sizeof(path)) < 0)
-		return broken(&c, "memfd: %s", strerror(errno));
-	return check_fd(&c, data, size, path);
+	if (parts & PART_READ) {
+		if (memfd_fill(&fd, data, size, path, sizeof(path)) < 0)
+			return broken(&c, "memfd: %s", strerror(errno));
+		if (!check_read_half(&c, path))
+			return false;
+	}
+	return !(parts & PART_RW) || check_rw_half(&c, data, size);
+}
+
+bool vmd_fuzz_qcow2_read_check(const uint8_t *data, size_t size, char *why,
+                               size_t whysz)
+{
+	return check(data, size, why, whysz, PART_READ | PART_RW);
 }
 
 #ifdef VMD_FUZZER
+#ifdef VMD_FUZZ_QCOW2_RW
+#define FUZZ_PARTS PART_RW
+#define FUZZ_NAME "fuzz_qcow2_rw"
+#else
+#define FUZZ_PARTS PART_READ
+#define FUZZ_NAME "fuzz_qcow2_read"
+#endif
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	char why[512];
 
-	if (!vmd_fuzz_qcow2_read_check(data, size, why, sizeof(why))) {
-		fprintf(stderr, "fuzz_qcow2_read: broken: %s\n", why);
+	if (!check(data, size, why, sizeof(why), FUZZ_PARTS)) {
+		fprintf(stderr, FUZZ_NAME ": broken: %s\n", why);
 		abort();
 	}
 	return 0;

@@ -33,6 +33,7 @@ targets=(
 	"fuzz_inspect inspect 131072"
 	"fuzz_qcow2_header qcow2_header 4096"
 	"fuzz_qcow2_read qcow2_read 262144"
+	"fuzz_qcow2_rw qcow2_read 262144"
 	"fuzz_qcow2_write qcow2_write 262144"
 	"fuzz_parallels parallels 65536"
 	"fuzz_ploop_descriptor ploop_descriptor 8192"
