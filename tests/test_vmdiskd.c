@@ -1042,7 +1042,7 @@ static void test_unaudited_request_refused(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest unit[] = {
+	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_good),
 		cmocka_unit_test(test_parse_refused),
 		cmocka_unit_test(test_reply_parse),
@@ -1051,9 +1051,9 @@ int main(void)
 		cmocka_unit_test(test_lvm_disk_names),
 		cmocka_unit_test(test_lvm_tags),
 		cmocka_unit_test(test_lvm_not_a_disk_refused),
-	};
-	const struct CMUnitTest daemon[] = {
-		cmocka_unit_test(test_ping_allowed),
+		/* One group, so the TAP output has one plan: the daemon
+		 * starts before its first test and stops after its last. */
+		cmocka_unit_test_setup(test_ping_allowed, start_daemon),
 		cmocka_unit_test(test_volume_group_not_served),
 		cmocka_unit_test(test_volume_not_a_disk),
 		cmocka_unit_test(test_key_id_needs_encryption_grant),
@@ -1063,13 +1063,9 @@ int main(void)
 		cmocka_unit_test(test_unaudited_request_refused),
 		cmocka_unit_test(test_bad_requests_refused),
 		cmocka_unit_test(test_silent_client_times_out),
-		cmocka_unit_test(test_other_uid),
+		cmocka_unit_test_teardown(test_other_uid, stop_daemon),
 	};
-	int failed;
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
-	failed = cmocka_run_group_tests_name("vmdiskd-parser", unit, NULL, NULL);
-	failed += cmocka_run_group_tests_name("vmdiskd-daemon", daemon,
-	                                      start_daemon, stop_daemon);
-	return failed;
+	return cmocka_run_group_tests_name("vmdiskd", tests, NULL, NULL);
 }
