@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include <vmdisk/log.h>
 #include <vmdisk/vmdisk.h>
@@ -71,5 +72,28 @@ void th_assert_qcow2_check_clean(const char *path);
  * strict=1 a difference in virtual size is a failure too. */
 void th_assert_images_identical(const char *a, const char *fa, const char *b,
                                 const char *fb, int strict);
+
+/* Fail unless `needle` occurs in `haystack` (a NULL haystack does not hold
+ * it), printing both, so a failure shows the text that was searched. */
+#define assert_contains(haystack, needle)                                      \
+	do {                                                                   \
+		const char *th_h_ = (haystack), *th_n_ = (needle);             \
+		if (th_h_ == NULL || strstr(th_h_, th_n_) == NULL) {           \
+			print_error("\"%s\" not found in %s:\n%s\n", th_n_,    \
+			            #haystack, th_h_ ? th_h_ : "(null)");      \
+			_fail(__FILE__, __LINE__);                             \
+		}                                                              \
+	} while (0)
+/* Fail when `needle` occurs in `haystack` (or there is no haystack),
+ * printing both. */
+#define assert_not_contains(haystack, needle)                                  \
+	do {                                                                   \
+		const char *th_h_ = (haystack), *th_n_ = (needle);             \
+		if (th_h_ == NULL || strstr(th_h_, th_n_) != NULL) {           \
+			print_error("\"%s\" found in %s:\n%s\n", th_n_,        \
+			            #haystack, th_h_ ? th_h_ : "(null)");      \
+			_fail(__FILE__, __LINE__);                             \
+		}                                                              \
+	} while (0)
 
 #endif

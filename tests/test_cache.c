@@ -234,7 +234,7 @@ static void test_image_cache_group(void **state)
 	th_ctx_renew(&f->ctx, &f->cfg);
 	assert_int_equal(vmd_cache_fetch(f->ctx, src, &e, &err),
 	                 VMD_E_CONFIG);
-	assert_non_null(strstr(err.msg, "image_cache_group"));
+	assert_contains(err.msg, "image_cache_group");
 	assert_int_equal(count_entries(f), 1);
 	free(src);
 }

@@ -118,8 +118,8 @@ static void test_version_and_help(void **state)
 		assert_int_equal(cli(f, NULL, &out, NULL,
 		                     (const char *[]){cmds[i], "--help", NULL}),
 		                 0);
-		assert_non_null(strstr(out, "usage: vmdisk"));
-		assert_non_null(strstr(out, cmds[i]));
+		assert_contains(out, "usage: vmdisk");
+		assert_contains(out, cmds[i]);
 		free(out);
 	}
 }
@@ -164,7 +164,7 @@ static void test_errors_one_line_nothing_left(void **state)
 			         cases[i].args[1] ? cases[i].args[1] : "",
 			         status, out, errs);
 		/* No host path in what the caller sees. */
-		assert_null(strstr(errs, f->dir));
+		assert_not_contains(errs, f->dir);
 		free(out);
 		free(errs);
 	}
@@ -214,7 +214,7 @@ static void test_create_info_json(void **state)
 	assert_int_equal(cli(f, NULL, &out, NULL,
 	                     (const char *[]){"libvirt-xml", INST, "disk", NULL}),
 	                 0);
-	assert_non_null(strstr(out, "<disk type='file' device='disk'>"));
+	assert_contains(out, "<disk type='file' device='disk'>");
 	free(out);
 	assert_int_equal(cli(f, NULL, NULL, NULL,
 	                     (const char *[]){"remove", INST, "disk", NULL}),
@@ -557,9 +557,9 @@ static void test_random_kills_never_leave_partial_entries(void **state)
 	assert_int_equal(cli(f, NULL, &out, NULL,
 	                     (const char *[]){"--json", "fetch", f->base, NULL}),
 	                 0);
-	assert_non_null(strstr(out, "\"hash\":\""));
+	assert_contains(out, "\"hash\":\"");
 	hex[64] = '\0';
-	assert_non_null(strstr(out, hex));
+	assert_contains(out, hex);
 	assert_int_equal(count_cache_entries(f), 1);
 	free(out);
 	free(hex);
@@ -598,7 +598,7 @@ static void test_convert_refuses_backing_file(void **state)
 		                                       NULL});
 
 		assert_int_not_equal(st, 0);
-		assert_non_null(strstr(errs, "backing file"));
+		assert_contains(errs, "backing file");
 		assert_int_equal(count_lines(errs), 1);
 		assert_int_equal(access(out, F_OK), -1);
 		free(errs);
@@ -610,7 +610,7 @@ static void test_convert_refuses_backing_file(void **state)
 	                                      out, "-O", "raw", NULL}),
 	                 0);
 	text = th_read_text(out);
-	assert_non_null(strstr(text, "DECOY-CONTENT"));
+	assert_contains(text, "DECOY-CONTENT");
 	free(text);
 	free(errs);
 	free(decoy);

@@ -108,7 +108,7 @@ static void test_qcow2_overlay_on_cached_base(void **state)
 	assert_string_equal(info.format, "qcow2");
 	assert_int_equal(info.virtual_size, BASE_SIZE);
 	assert_string_equal(info.path, p);
-	assert_non_null(strstr(info.backing, "/_base/"));
+	assert_contains(info.backing, "/_base/");
 	th_assert_qcow2_check_clean(p);
 	th_assert_images_identical(f->base, "raw", p, "qcow2", 1);
 	/* The cached base is a verbatim copy of the source. */
@@ -409,10 +409,10 @@ static void test_libvirt_xml(void **state)
 	                                      &(struct vmd_xml_opts){.dev = "vdb"},
 	                                      &xml, &err),
 	                 0);
-	assert_non_null(strstr(xml, "type='qcow2'"));
-	assert_non_null(strstr(xml, "<target dev='vdb' bus='virtio'/>"));
+	assert_contains(xml, "type='qcow2'");
+	assert_contains(xml, "<target dev='vdb' bus='virtio'/>");
 	assert_true(asprintf(&src, "<source file='%s'/>", p) > 0);
-	assert_non_null(strstr(xml, src));
+	assert_contains(xml, src);
 	free(xml);
 	assert_int_equal(vmd_disk_libvirt_xml(f->ctx, INST, "disk",
 	                                      &(struct vmd_xml_opts){.dev = "vd'b"},

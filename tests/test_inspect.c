@@ -390,8 +390,8 @@ static void test_cli_inspect(void **state)
 	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
 	                          f->img, "1G", NULL});
 	assert_int_equal(cli(f, &out, (const char *[]){"inspect", f->img, NULL}), 0);
-	assert_non_null(strstr(out, "format: qcow2"));
-	assert_non_null(strstr(out, "verdict: safe"));
+	assert_contains(out, "format: qcow2");
+	assert_contains(out, "verdict: safe");
 	free(out);
 	/* Two failed checks: two lines, exit 1. */
 	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
@@ -399,8 +399,8 @@ static void test_cli_inspect(void **state)
 	                          "2T", NULL});
 	assert_int_equal(cli(f, &out, (const char *[]){"inspect", f->img, NULL}), 1);
 	assert_int_equal(count_lines_starting(out, "refused: "), 2);
-	assert_non_null(strstr(out, "refused: qcow2-backing-file: "));
-	assert_non_null(strstr(out, "refused: virtual-size-limit: "));
+	assert_contains(out, "refused: qcow2-backing-file: ");
+	assert_contains(out, "refused: virtual-size-limit: ");
 	free(out);
 	assert_int_equal(cli(f, &out, (const char *[]){"--json", "inspect", f->img,
 	                                               NULL}),
@@ -528,7 +528,7 @@ static void test_cached_entry_inspected_again(void **state)
 	assert_int_equal(th_run(cp, NULL, NULL, NULL), 0);
 	assert_int_equal(vmd_disk_create(ctx, INST, "disk", &opts, NULL, &err),
 	                 VMD_E_REFUSED);
-	assert_non_null(strstr(err.msg, "qcow2-backing-file"));
+	assert_contains(err.msg, "qcow2-backing-file");
 	vmd_ctx_free(ctx);
 	free(evil);
 }
@@ -568,8 +568,8 @@ static void test_format_pinned(void **state)
 	                                      &(struct vmd_xml_opts){.dev = "vda"},
 	                                      &xml, &err),
 	                 0);
-	assert_non_null(strstr(xml, "type='raw'"));
-	assert_null(strstr(xml, "qcow2"));
+	assert_contains(xml, "type='raw'");
+	assert_not_contains(xml, "qcow2");
 	free(xml);
 	/* And the record refuses to have the entry rewritten. */
 	int ifd = open(idir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -603,7 +603,7 @@ static void test_qcow_any_version_refused(void **state)
 	assert_int_equal(r.format, VMD_IMG_QCOW2);
 	assert_int_equal(r.version, 1);
 	assert_true(has_reason(&r, "qcow2-version"));
-	assert_non_null(strstr(r.reasons[0].text, "qcow (version 1)"));
+	assert_contains(r.reasons[0].text, "qcow (version 1)");
 	/* qcow2 headers with the version patched. */
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
 		unsigned char v[4];

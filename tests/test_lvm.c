@@ -269,8 +269,8 @@ static void test_sparse_thin(void **state)
 	                                         VG "/" INST "_thin", NULL},
 	                        NULL, &out, NULL),
 	                 0);
-	assert_non_null(strstr(out, "thin"));
-	assert_non_null(strstr(out, "vmdisk-thinpool"));
+	assert_contains(out, "thin");
+	assert_contains(out, "vmdisk-thinpool");
 	free(out);
 	assert_reads_back(info.path, f->base_raw, 16 * MIB);
 	remove_ok(f, "thin");
@@ -599,8 +599,8 @@ static void test_key_failures_make_nothing(void **state)
 	th_log_capture_start();
 	/* No such key file. */
 	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
-	assert_null(strstr(err.msg, o.key_id));
-	assert_null(strstr(err.detail, o.key_id));
+	assert_not_contains(err.msg, o.key_id);
+	assert_not_contains(err.detail, o.key_id);
 	assert_false(lv_listed(INST "_enc"));
 	if (th_log_text()[0] == '\0' || log_names_key(o.key_id))
 		fail_over_log("missing key file", th_log_text());
@@ -610,8 +610,8 @@ static void test_key_failures_make_nothing(void **state)
 	o.key_id = KEY_ID;
 	vmd_error_clear(&err);
 	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
-	assert_null(strstr(err.msg, KEY_ID));
-	assert_null(strstr(err.detail, KEY_ID));
+	assert_not_contains(err.msg, KEY_ID);
+	assert_not_contains(err.detail, KEY_ID);
 	assert_false(lv_listed(INST "_enc"));
 	if (th_log_text()[0] == '\0' || log_names_key(KEY_ID))
 		fail_over_log("key file mode 0644", th_log_text());
@@ -651,10 +651,10 @@ static void test_xml_and_extract(void **state)
 	                                      &(struct vmd_xml_opts){.dev = "vdb"},
 	                                      &xml, &err),
 	                 0);
-	assert_non_null(strstr(xml, "<disk type='block' device='disk'>"));
-	assert_non_null(strstr(xml, "<source dev='/dev/" VG "/" INST
-	                            "_disk'/>"));
-	assert_non_null(strstr(xml, "io='native'"));
+	assert_contains(xml, "<disk type='block' device='disk'>");
+	assert_contains(xml, "<source dev='/dev/" VG "/" INST
+	                "_disk'/>");
+	assert_contains(xml, "io='native'");
 	free(xml);
 	assert_int_equal(vmd_disk_snapshot_extract(f->ctx, INST, "disk", out,
 	                                           VMD_FORMAT_RAW, &err),
