@@ -36,9 +36,47 @@ int th_files_equal(const char *a, const char *b);
 uint64_t th_file_size(const char *path);
 int th_exists(const char *path);
 
+/* Entries of a directory but "." and ".."; fails the test when it
+ * cannot be opened. */
+int th_count_entries(const char *dir);
+/* Entries of a cache directory whose names do not start with '.' (the
+ * cache's locks and temporaries do); 0 when the directory does not exist. */
+int th_count_cache_entries(const char *dir);
+
 /* Replace *ctx (freed, may be NULL) by a new context of cfg: what a test
  * does after changing its configuration. */
 void th_ctx_renew(struct vmd_ctx **ctx, const struct vmd_config *cfg);
+
+/*
+ * The fixture the suites share: a fresh scratch directory, an instances
+ * directory in it, a configuration of the defaults naming it, and a slot
+ * for that configuration's context. A suite with more state embeds it in
+ * its own fixture with TH_FIXTURE_EMBED.
+ */
+#define TH_FIXTURE_MEMBERS                                                     \
+	char *dir;             /* th_mkdtemp(tag) */                           \
+	char *instances;       /* dir/instances, not created */                \
+	struct vmd_config cfg; /* defaults; instances_path = instances */      \
+	struct vmd_ctx *ctx;   /* NULL until th_ctx_renew(&ctx, &cfg) */
+struct th_fixture {
+	TH_FIXTURE_MEMBERS
+};
+/* The members of a suite's fixture that embeds the shared one: f->dir,
+ * f->cfg... as before, and &f->th for th_fixture_init/fini (the same
+ * members twice in a union, as the kernel's struct_group does). */
+#define TH_FIXTURE_EMBED                                                       \
+	union {                                                                \
+		struct th_fixture th;                                          \
+		struct {                                                       \
+			TH_FIXTURE_MEMBERS                                     \
+		};                                                             \
+	}
+void th_fixture_init(struct th_fixture *f, const char *tag);
+/* Free the context, remove the directory; for a zeroed fixture too. */
+void th_fixture_fini(struct th_fixture *f);
+/* cmocka setup and teardown of a bare struct th_fixture in *state. */
+int th_setup(void **state);
+int th_teardown(void **state);
 
 /* Capture every log line (already redacted) at debug level from now on;
  * th_log_text() is what came so far ("" when nothing), stop ends the
@@ -66,6 +104,8 @@ void th_require_qemu_img(void);
  * ("Unable to get accurate CPU usage") when a busy machine's clock did not
  * tick in the first round: that one cause is tried again, up to 5 times. */
 void th_qemu_img_create_encrypted(const char *const *argv);
+/* The virtual size `qemu-img info -f fmt` reports for path. */
+int64_t th_qemu_img_virtual_size(const char *path, const char *fmt);
 /* `qemu-img check -f qcow2 path` exits 0 with no leaks and no errors. */
 void th_assert_qcow2_check_clean(const char *path);
 /* `qemu-img compare -f FMT1 -F FMT2 a b` says identical (exit 0). With

@@ -106,23 +106,6 @@ static void assert_refused_with(const char *path, const char *code)
 	}
 }
 
-static int64_t qemu_virtual_size(const char *path, const char *fmt)
-{
-	const char *argv[] = {"qemu-img", "info", "-f", fmt, "--output=json",
-	                      path, NULL};
-	char *out = NULL;
-	struct json_object *o, *v;
-	int64_t size;
-
-	assert_int_equal(th_run(argv, NULL, &out, NULL), 0);
-	o = json_tokener_parse(out);
-	assert_true(json_object_object_get_ex(o, "virtual-size", &v));
-	size = json_object_get_int64(v);
-	json_object_put(o);
-	free(out);
-	return size;
-}
-
 static void test_qemu_made_qcow2_is_safe(void **state)
 {
 	struct fixture *f = *state;
@@ -140,7 +123,7 @@ static void test_qemu_made_qcow2_is_safe(void **state)
 		assert_true(r.safe);
 		assert_int_equal(r.format, VMD_IMG_QCOW2);
 		assert_int_equal(r.version, i == 0 ? 2 : 3);
-		assert_int_equal(r.virtual_size, qemu_virtual_size(f->img, "qcow2"));
+		assert_int_equal(r.virtual_size, th_qemu_img_virtual_size(f->img, "qcow2"));
 		assert_int_equal(r.cluster_size, 65536);
 	}
 	/* Small clusters, compressed and zstd images too. */
@@ -296,7 +279,7 @@ static void test_fixed_vhd_of_partitioned_disk(void **state)
 	inspect(vhd, 0, &r);
 	assert_true(r.safe);
 	assert_int_equal(r.format, VMD_IMG_VHD);
-	assert_int_equal(r.virtual_size, qemu_virtual_size(vhd, "vpc"));
+	assert_int_equal(r.virtual_size, th_qemu_img_virtual_size(vhd, "vpc"));
 	/* But a qcow2 header plus a VHD footer is still ambiguous. */
 	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
 	                          f->img, "1M", NULL});

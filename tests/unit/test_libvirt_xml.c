@@ -24,7 +24,7 @@
 #define SECRET_UUID "2a4f6c8e-1b3d-4f5a-8c7e-9d0b1a2c3e4f"
 
 struct fixture {
-	char *dir;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	unsigned validated;
 };
 
@@ -32,7 +32,7 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	f->dir = th_mkdtemp("xml");
+	th_fixture_init(&f->th, "xml");
 	*state = f;
 	return 0;
 }
@@ -41,8 +41,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	th_rmtree(f->dir);
-	free(f->dir);
+	th_fixture_fini(&f->th);
 	free(f);
 	return 0;
 }

@@ -31,11 +31,9 @@
 #define MIB (1ull << 20)
 
 struct fixture {
-	char *dir;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *base_raw;
 	char *base_qcow2;
-	struct vmd_config cfg;
-	struct vmd_ctx *ctx;
 };
 
 static const char *why_not;
@@ -99,13 +97,11 @@ static int setup(void **state)
 	struct vmd_convert_opts co = {.src_format = VMD_FORMAT_RAW,
 	                              .dst_format = VMD_FORMAT_QCOW2};
 	unsigned char block[65536];
-	char *instances;
 
 	*state = f;
 	if (why_not)
 		return 0;
-	f->dir = th_mkdtemp("lvm");
-	instances = th_path(f->dir, "instances");
+	th_fixture_init(&f->th, "lvm");
 	f->base_raw = th_path(f->dir, "base.raw");
 	f->base_qcow2 = th_path(f->dir, "base.qcow2");
 	/* 5 MiB: data, a hole, data at the end. */
@@ -115,14 +111,10 @@ static int setup(void **state)
 	assert_int_equal(vmd_convert_to_path(f->base_raw, f->base_qcow2, &co,
 	                                     &err),
 	                 0);
-	vmd_config_defaults(&f->cfg);
-	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
-	         instances);
 	snprintf(f->cfg.images_volume_group,
 	         sizeof(f->cfg.images_volume_group), VG);
 	f->cfg.images_type = VMD_BACKEND_LVM;
 	f->cfg.force_raw_images = false;
-	free(instances);
 	th_ctx_renew(&f->ctx, &f->cfg);
 	return 0;
 }
@@ -131,12 +123,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	if (f->ctx)
-		vmd_ctx_free(f->ctx);
-	if (f->dir) {
-		th_rmtree(f->dir);
-		free(f->dir);
-	}
+	th_fixture_fini(&f->th);
 	free(f->base_raw);
 	free(f->base_qcow2);
 	free(f);

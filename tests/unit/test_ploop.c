@@ -25,21 +25,17 @@
 #define MIB (1ull << 20)
 
 struct fixture {
-	char *dir;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *base_raw;
 	char *base_qcow2;
-	struct vmd_config cfg;
-	struct vmd_ctx *ctx;
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	char *instances;
 
 	th_require_qemu_img();
-	f->dir = th_mkdtemp("ploop");
-	instances = th_path(f->dir, "instances");
+	th_fixture_init(&f->th, "ploop");
 	f->base_raw = th_path(f->dir, "base.raw");
 	f->base_qcow2 = th_path(f->dir, "base.qcow2");
 	/* Data in clusters 0, 2 and the last, a zero-filled cluster, holes. */
@@ -61,12 +57,8 @@ static int setup(void **state)
 	                                         f->base_qcow2, NULL},
 	                        NULL, NULL, NULL),
 	                 0);
-	vmd_config_defaults(&f->cfg);
-	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
-	         instances);
 	f->cfg.images_type = VMD_BACKEND_PLOOP;
 	f->cfg.force_raw_images = false;
-	free(instances);
 	th_ctx_renew(&f->ctx, &f->cfg);
 	*state = f;
 	return 0;
@@ -76,9 +68,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	vmd_ctx_free(f->ctx);
-	th_rmtree(f->dir);
-	free(f->dir);
+	th_fixture_fini(&f->th);
 	free(f->base_raw);
 	free(f->base_qcow2);
 	free(f);
@@ -319,21 +309,6 @@ static void test_remove_and_xml(void **state)
 	free(dir);
 }
 
-static int count_entries(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			n++;
-	closedir(d);
-	return n;
-}
-
 /* A failure after both files are written, just before the directory gets
  * its name: nothing of the disk is left, not even the temporary. */
 static void test_failure_leaves_nothing(void **state)
@@ -355,7 +330,7 @@ static void test_failure_leaves_nothing(void **state)
 	                     0);
 	unsetenv("VMDISK_FAULT");
 	/* The record, and the other disk. */
-	assert_int_equal(count_entries(idir), 2);
+	assert_int_equal(th_count_entries(idir), 2);
 	assert_int_equal(vmd_disk_info(f->ctx, INST, "disk", &info, &err),
 	                 VMD_E_NOTFOUND);
 	/* And the next try succeeds. */
