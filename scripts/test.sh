@@ -12,13 +12,9 @@
 # "N passed, N failed[, N skipped]" and exits 0 on success, 77 when the whole
 # suite was skipped, anything else on failure.
 #
-# Counts are of cmocka test cases, read from meson's testlog.json. A test
-# executable meson calls failed (crash, timeout, sanitizer report) counts as
-# at least one failure even when cmocka printed none; one that printed no
-# cmocka case counts as one case. Exit status: 0 when nothing failed and at
+# Counts are of cmocka test cases, as meson recorded them from the suites'
+# TAP output (see count_testlog). Exit status: 0 when nothing failed and at
 # least one test ran, else 1.
-#
-# VMDISK_TEST_COUNTER=awk forces the parser used when python3 is absent.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -33,149 +29,39 @@ total_skipped=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-test.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT
 
-# Print "PASSED FAILED SKIPPED" for the testlog.json given as $1.
-count_testlog_python() {
-	python3 - "$1" <<'PY'
-import collections
-import json
-import re
-import sys
-
-RUN = re.compile(r'^\[ RUN +\] (.*)$')
-RESULT = re.compile(r'^\[ *(OK|FAILED|SKIPPED|ERROR) *\] (.*)$')
-GOOD = ('OK', 'SKIP', 'EXPECTEDFAIL')
-
-
-def count_cases(text):
-    """cmocka cases of one executable. A result counts only right after its
-    own "[ RUN ]" line, so the summary that repeats failed names, and any
-    look-alike output of a test, is not counted twice."""
-    passed = failed = skipped = 0
-    pending = collections.Counter()
-    for line in text.splitlines():
-        line = line.rstrip('\r')
-        m = RUN.match(line)
-        if m:
-            pending[m.group(1)] += 1
-            continue
-        m = RESULT.match(line)
-        if not m:
-            continue
-        tag, name = m.groups()
-        if pending[name] > 0:
-            pending[name] -= 1
-            if tag == 'OK':
-                passed += 1
-            elif tag == 'SKIPPED':
-                skipped += 1
-            else:
-                failed += 1
-        elif tag == 'FAILED' and name in ('GROUP SETUP', 'GROUP TEARDOWN'):
-            failed += 1
-    # Started and never finished: the executable died or hung in the case.
-    failed += sum(pending.values())
-    return passed, failed, skipped
-
-
-totals = [0, 0, 0]
-with open(sys.argv[1], encoding='utf-8', errors='replace') as f:
-    for line in f:
-        try:
-            obj = json.loads(line)
-        except ValueError:
-            continue
-        if not isinstance(obj, dict):
-            continue
-        text = (obj.get('stdout') or '') + '\n' + (obj.get('stderr') or '')
-        passed, failed, skipped = count_cases(text)
-        result = obj.get('result', '')
-        if result not in GOOD and failed == 0:
-            failed = 1
-        if passed + failed + skipped == 0:
-            if result == 'SKIP':
-                skipped = 1
-            else:
-                passed = 1
-        totals[0] += passed
-        totals[1] += failed
-        totals[2] += skipped
-print(*totals)
-PY
-}
-
-# The same without python3: one JSON object a line, so awk can pick the
-# fields out with a regular expression (quotes inside a JSON string are always
-# escaped, so a key cannot be matched inside a value).
-count_testlog_awk() {
-	awk '
-	function field(line, key,   re) {
-		re = "\"" key "\": \"([^\"\\\\]|\\\\.)*\""
-		if (!match(line, re))
-			return ""
-		return substr(line, RSTART + length(key) + 5,
-		              RLENGTH - length(key) - 6)
-	}
-	# Number of cmocka cases of one executable; sets cp, cf, cs.
-	function count_cases(text,   n, i, l, lines, pending, tag, name) {
-		cp = cf = cs = 0
-		split("", pending)
-		gsub(/\\\\/, "\001", text)      # an escaped backslash is not an escape
-		n = split(text, lines, /\\n/)
-		for (i = 1; i <= n; i++) {
-			l = lines[i]
-			sub(/\\r$/, "", l)
-			if (l ~ /^\[ RUN +\] /) {
-				sub(/^\[ RUN +\] /, "", l)
-				pending[l]++
-				continue
-			}
-			if (l !~ /^\[ *(OK|FAILED|SKIPPED|ERROR) *\] /)
-				continue
-			tag = l
-			sub(/^\[ */, "", tag)
-			sub(/ *\] .*$/, "", tag)
-			name = l
-			sub(/^\[[^]]*\] /, "", name)
-			if (pending[name] > 0) {
-				pending[name]--
-				if (tag == "OK")
-					cp++
-				else if (tag == "SKIPPED")
-					cs++
-				else
-					cf++
-			} else if (tag == "FAILED" &&
-			           (name == "GROUP SETUP" || name == "GROUP TEARDOWN")) {
-				cf++
-			}
-		}
-		for (name in pending)
-			cf += pending[name]
-	}
-	/^\{/ {
-		count_cases(field($0, "stdout") "\\n" field($0, "stderr"))
-		result = field($0, "result")
-		if (result != "OK" && result != "SKIP" && result != "EXPECTEDFAIL" &&
-		    cf == 0)
-			cf = 1
-		if (cp + cf + cs == 0) {
-			if (result == "SKIP")
-				cs = 1
-			else
-				cp = 1
-		}
-		tp += cp; tf += cf; ts += cs
-	}
-	END { printf "%d %d %d\n", tp, tf, ts }
-	' "$1"
-}
-
+# Print "PASSED FAILED SKIPPED" for the meson log given as $1 (a
+# testlog*.json; its testlog*.junit.xml beside it). The cmocka suites speak
+# TAP (protocol 'tap' in tests/meson.build), so meson's JUnit log has one
+# testcase per cmocka case, and one per executable of any other test. An
+# executable meson calls failed (crash, timeout, TAP plan not met, sanitizer
+# report) counts as at least one failure even when none of its cases did.
 count_testlog() {
-	if [[ "${VMDISK_TEST_COUNTER:-}" != awk ]] && command -v python3 >/dev/null 2>&1; then
-		count_testlog_python "$1"
-	else
-		count_testlog_awk "$1"
-	fi
+	python3 - "$1" "${1%.json}.junit.xml" <<'PY'
+import json, sys, xml.etree.ElementTree as ET
+passed = failed = skipped = 0
+failed_tests = set()  # names of the meson tests with a failed case
+for suite in ET.parse(sys.argv[2]).getroot().iter('testsuite'):
+    for case in suite.iter('testcase'):
+        if case.find('failure') is not None or case.find('error') is not None:
+            failed += 1
+            # A TAP test is a suite "<project>.<test>" of its cases; any
+            # other test a case "<test>" of the suite "<project>".
+            if '.' in suite.get('name'):
+                failed_tests.add(suite.get('name').split('.', 1)[1])
+            else:
+                failed_tests.add(case.get('name'))
+        elif case.find('skipped') is not None:
+            skipped += 1
+        else:
+            passed += 1
+with open(sys.argv[1], encoding='utf-8') as f:
+    for line in f:
+        test = json.loads(line)
+        if (test['result'] not in ('OK', 'SKIP', 'EXPECTEDFAIL') and
+                test['name'] not in failed_tests):
+            failed += 1
+print(passed, failed, skipped)
+PY
 }
 
 add_counts() { # passed failed skipped
@@ -211,7 +97,7 @@ run_meson_suite() {
 
 	echo "=== $label: build"
 	# A log left by an earlier run must not be counted again.
-	rm -f "$log" "${log%.json}.txt"
+	rm -f "$log" "${log%.json}.txt" "${log%.json}.junit.xml"
 	if ! vmd_build "$dir" "${setup_opts[@]}"; then
 		echo "=== $label: build failed"
 		add_counts 0 1 0

@@ -8,7 +8,7 @@
 # Keystone (unauthenticated context, X-Project-Id), sqlite, the simple
 # crypto plugin, served by wsgiref from a tiny launcher, all in a temporary
 # folder. A secret is stored through the API and fetched with
-# build/tests/key_fetch (the product's provider): the bytes match; an
+# build/tests/unit/key_fetch (the product's provider): the bytes match; an
 # unknown id is a 404 error; a secret whose ciphertext was damaged in
 # Barbican's database is a 500 error; a token file of mode 0644 is refused;
 # a dead endpoint and one that never answers (a timeout) are errors. The
@@ -22,7 +22,7 @@ cd "$(dirname "$0")/../.." || exit 1
 root=$PWD
 build=${1:-${VMDISK_BUILD_DIR:-$root/build}}
 [[ "$build" == /* ]] || build=$root/$build
-fetch=$build/tests/key_fetch
+fetch=$build/tests/unit/key_fetch
 py=/usr/bin/python3
 
 t_name=barbican

@@ -2,7 +2,7 @@
 # The RBD suite against a real single-node Ceph (tests/ceph/cluster.sh).
 #
 # Installs the Ceph packages when missing (root, apt-get), makes sure build/
-# has the rbd module and tests/test_rbd (reconfiguring once the librbd
+# has the rbd module and tests/unit/test_rbd (reconfiguring once the librbd
 # headers are there), starts the cluster in a mktemp folder, runs test_rbd
 # (and build-asan's, when that build exists beside) and glance_rbd.sh (a
 # real Glance whose rbd store is the same cluster: images cloned from their
@@ -37,12 +37,12 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 [ -d "$build" ] || meson setup "$build" -Dfault_injection=true >/dev/null
-if [ ! -e "$build/lib/vmdisk-rbd.so" ] || [ ! -e "$build/tests/test_rbd" ]; then
+if [ ! -e "$build/lib/vmdisk-rbd.so" ] || [ ! -e "$build/tests/unit/test_rbd" ]; then
 	# Configured before librbd-dev was installed: look again.
 	meson setup --reconfigure "$build" >/dev/null
 fi
 ninja -C "$build" -j2 >/dev/null
-[ -e "$build/tests/test_rbd" ] || { echo "test_rbd not built"; echo "0 passed, 1 failed"; exit 1; }
+[ -e "$build/tests/unit/test_rbd" ] || { echo "test_rbd not built"; echo "0 passed, 1 failed"; exit 1; }
 
 D=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-ceph.XXXXXX")
 cleanup() {
@@ -70,7 +70,7 @@ run_tests() {
 	out=$D/test_rbd.$(basename "$b").tap
 	echo "=== test_rbd ($b)"
 	VMDISK_BUILD_DIR=$b VMDISK_CLI=$b/tools/vmdisk \
-		timeout 600 "$b/tests/test_rbd" >"$out" 2>&1 || trc=$?
+		timeout 600 "$b/tests/unit/test_rbd" >"$out" 2>&1 || trc=$?
 	cat "$out"
 	# cmocka's TAP: "ok N - name", "not ok N - name", "not ok N # SKIP name".
 	local s f p
@@ -89,10 +89,10 @@ run_tests "$build"
 # makes build-asan): the module's memory errors show there.
 asan=$(dirname "$build")/build-asan
 if [ "$asan" != "$build" ] && [ -f "$asan/build.ninja" ]; then
-	if [ ! -e "$asan/tests/test_rbd" ]; then
+	if [ ! -e "$asan/tests/unit/test_rbd" ]; then
 		meson setup --reconfigure "$asan" >/dev/null
 	fi
-	if ninja -C "$asan" -j2 >/dev/null && [ -e "$asan/tests/test_rbd" ]; then
+	if ninja -C "$asan" -j2 >/dev/null && [ -e "$asan/tests/unit/test_rbd" ]; then
 		ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 			run_tests "$asan"

@@ -52,13 +52,13 @@ guest_script=${VMDISK_VM_GUEST_SCRIPT:-}
 builds=("$build")
 asan_build=$(dirname "$build")/build-asan
 [[ "${VMDISK_VM_ASAN:-1}" != 0 && -z "${VMDISK_VM_BARBICAN_PORT:-}" &&
-	"$asan_build" != "$build" && -x "$asan_build/tests/test_lvm" ]] &&
+	"$asan_build" != "$build" && -x "$asan_build/tests/unit/test_lvm" ]] &&
 	builds+=("$asan_build")
 VM_TESTS=()
 for b in "${builds[@]}"; do
 	for t in test_lvm; do
-		[[ -z "$guest_script" && -x "$b/tests/$t" ]] &&
-			VM_TESTS+=("$b/tests/$t")
+		[[ -z "$guest_script" && -x "$b/tests/unit/$t" ]] &&
+			VM_TESTS+=("$b/tests/unit/$t")
 	done
 done
 ((${#builds[@]} > 1)) && timeout_s=${VMDISK_VM_TIMEOUT:-900}

@@ -25,32 +25,9 @@
 #define MiB (1024 * KiB)
 #define GiB (1024 * MiB)
 
-struct fixture {
-	char *dir;
-};
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	f->dir = th_mkdtemp("inspect-formats");
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_rmtree(f->dir);
-	free(f->dir);
-	free(f);
-	return 0;
-}
-
 /* --- helpers ------------------------------------------------------------ */
 
-static char *path_in(struct fixture *f, const char *name)
+static char *path_in(struct th_fixture *f, const char *name)
 {
 	return th_path(f->dir, name);
 }
@@ -280,7 +257,7 @@ static void vmdk_with_extents(const char *path, const char *base,
 
 static void test_vmdk_matches_qemu(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *sparse = path_in(f, "a.vmdk"), *so = path_in(f, "so.vmdk");
 	char *raw = path_in(f, "data.raw"), *so2 = path_in(f, "so2.vmdk");
 	char *big = path_in(f, "big.vmdk");
@@ -314,7 +291,7 @@ static void test_vmdk_matches_qemu(void **state)
 
 static void test_vmdk_descriptor_only_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *flat = path_in(f, "flat.vmdk"), *two = path_in(f, "two.vmdk");
 	char *evil = path_in(f, "evil.vmdk"), *plain = path_in(f, "p.vmdk");
 	struct vmd_inspect_result r;
@@ -354,7 +331,7 @@ static void test_vmdk_descriptor_only_refused(void **state)
 
 static void test_vmdk_descriptor_attacks(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *base = path_in(f, "base.vmdk"), *img = path_in(f, "img.vmdk");
 	char text[4096];
 	struct vmd_inspect_result r;
@@ -447,7 +424,7 @@ static void test_vmdk_descriptor_attacks(void **state)
 
 static void test_vmdk_parent_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *base = path_in(f, "base.vmdk"), *child = path_in(f, "c.vmdk");
 	const char *argv[] = {"qemu-img", "create", "-q", "-f", "vmdk", "-b",
 	                      base, "-F", "vmdk", child, NULL};
@@ -479,7 +456,7 @@ static unsigned long vmdk_cid(const char *path)
  */
 static void test_vmdk_parent_hint_decoy(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *decoy = path_in(f, "decoy.vmdk"), *img = path_in(f, "img.vmdk");
 	char *out = path_in(f, "out.raw");
 	const char *io[] = {"qemu-io", "-f", "vmdk", "-c",
@@ -553,7 +530,7 @@ static void test_vmdk_parent_hint_decoy(void **state)
 
 static void test_vmdk_header_checks(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *base = path_in(f, "base.vmdk"), *img = path_in(f, "img.vmdk");
 
 	qemu_create("vmdk", NULL, base, "1G");
@@ -595,7 +572,7 @@ static void test_vmdk_header_checks(void **state)
 /* gdOffset = GD_AT_END: header from the footer, as QEMU does. */
 static void test_vmdk_footer(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *raw = path_in(f, "d.raw"), *so = path_in(f, "so.vmdk");
 	char *img = path_in(f, "foot.vmdk");
 	const char *conv[] = {"qemu-img", "convert", "-f", "raw", "-O",
@@ -640,7 +617,7 @@ static void test_vmdk_footer(void **state)
  * inspection stops with an error or a refusal, never reads on. */
 static void test_vmdk_huge_descriptor_bounded(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *base = path_in(f, "base.vmdk"), *img = path_in(f, "big.vmdk");
 	struct vmd_inspect_limits lim;
 	struct vmd_inspect_result r;
@@ -732,7 +709,7 @@ static void vhd_patch_footer(const char *path, uint64_t field, uint64_t v,
 
 static void test_vpc_matches_qemu(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	static const struct {
 		const char *opts, *size;
 	} cases[] = {
@@ -767,7 +744,7 @@ static void test_vpc_matches_qemu(void **state)
 
 static void test_vpc_refusals(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *dyn = path_in(f, "d.vhd"), *fixed = path_in(f, "f.vhd");
 	char *img = path_in(f, "img.vhd");
 	uint64_t end;
@@ -884,7 +861,7 @@ static const unsigned char page83_guid[4] = {0xab, 0x12, 0xca, 0xbe};
 
 static void test_vhdx_matches_qemu(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *img = path_in(f, "img.vhdx");
 	struct vmd_inspect_result r;
 
@@ -903,7 +880,7 @@ static void test_vhdx_matches_qemu(void **state)
 
 static void test_vhdx_refusals(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *base = path_in(f, "base.vhdx"), *img = path_in(f, "img.vhdx");
 	uint64_t entry, meta;
 	unsigned char b[16];
@@ -980,7 +957,7 @@ static void test_vhdx_refusals(void **state)
 
 static void test_vdi(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *dyn = path_in(f, "d.vdi"), *fixed = path_in(f, "s.vdi");
 	char *img = path_in(f, "img.vdi");
 
@@ -1020,7 +997,7 @@ static void test_vdi(void **state)
 
 static void test_parallels(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *base = path_in(f, "p.hds"), *img = path_in(f, "img.hds");
 
 	qemu_create("parallels", NULL, base, "1G");
@@ -1055,7 +1032,7 @@ static void test_parallels(void **state)
 
 static void test_luks(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *v1 = path_in(f, "v1.luks"), *v2 = path_in(f, "v2.luks");
 	const char *argv[] = {"qemu-img", "create", "-q", "-f", "luks",
 	                      "--object", "secret,id=s0,data=abc", "-o",
@@ -1156,7 +1133,7 @@ static void assert_raw_like(const char *path, enum vmd_image_format fmt)
 
 static void test_iso(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *iso = path_in(f, "cd.iso"), *udf = path_in(f, "udf.iso");
 	unsigned char pvd[2048] = {0};
 
@@ -1192,7 +1169,7 @@ static void test_iso(void **state)
 
 static void test_gpt_mbr(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *img = path_in(f, "disk.img");
 	unsigned char vbr[512] = {0};
 	const char *mkfs[] = {"mkfs.ext4", "-q", "-F", img, NULL};
@@ -1264,7 +1241,7 @@ static void test_gpt_mbr(void **state)
 /* One file, two headers: refused whatever either says. */
 static void test_ambiguous(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *img = path_in(f, "two.img");
 	struct vmd_inspect_result r;
 
@@ -1300,7 +1277,7 @@ static void test_ambiguous(void **state)
  */
 static void test_ambiguous_every_pair(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	static const struct {
 		const char *fmt, *opts;
 		enum vmd_image_format want;
@@ -1389,7 +1366,7 @@ static void assert_refused_as(const char *path, enum vmd_image_format fmt,
  */
 static void test_legacy_formats(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *qed = path_in(f, "a.qed"), *child = path_in(f, "child.qed");
 	char *decoy = path_in(f, "decoy.raw"), *bochs = path_in(f, "b.img");
 	char *cloop = path_in(f, "c.img"), *dmg = path_in(f, "d.img");
@@ -1481,7 +1458,7 @@ static const struct sample samples[] = {
 	{"p.hds", "parallels", NULL, "64M"},
 };
 
-static void make_samples(struct fixture *f)
+static void make_samples(struct th_fixture *f)
 {
 	for (size_t i = 0; i < sizeof(samples) / sizeof(samples[0]); i++) {
 		char *p = path_in(f, samples[i].name);
@@ -1494,7 +1471,7 @@ static void make_samples(struct fixture *f)
 
 static void test_truncated_samples(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	static const uint64_t cuts[] = {0, 1, 100, 511, 4096};
 	char *img = path_in(f, "cut.img");
 	struct vmd_inspect_result r;
@@ -1529,7 +1506,7 @@ static void test_truncated_samples(void **state)
 
 static void test_small_read_budget(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	struct vmd_inspect_limits lim;
 	struct vmd_inspect_result r;
 
@@ -1551,7 +1528,7 @@ static void test_small_read_budget(void **state)
  * never a crash, never an out-of-bounds read (ASan build). */
 static void test_random_damage(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	static const uint64_t hot[] = {0, 64 * KiB, 128 * KiB, 192 * KiB,
 	                               3 * MiB};
 	uint32_t x = 12345;
@@ -1595,7 +1572,7 @@ static void test_random_damage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, th_setup, th_teardown)
 		T(test_vmdk_matches_qemu),
 		T(test_vmdk_descriptor_only_refused),
 		T(test_vmdk_descriptor_attacks),

@@ -86,21 +86,6 @@ static int count_lines(const char *s)
 	return n;
 }
 
-static int count_cache_entries(struct fixture *f)
-{
-	DIR *d = opendir(f->cache);
-	struct dirent *de;
-	int n = 0;
-
-	if (!d)
-		return 0;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
-}
-
 static void test_version_and_help(void **state)
 {
 	struct fixture *f = *state;
@@ -118,8 +103,8 @@ static void test_version_and_help(void **state)
 		assert_int_equal(cli(f, NULL, &out, NULL,
 		                     (const char *[]){cmds[i], "--help", NULL}),
 		                 0);
-		assert_non_null(strstr(out, "usage: vmdisk"));
-		assert_non_null(strstr(out, cmds[i]));
+		assert_contains(out, "usage: vmdisk");
+		assert_contains(out, cmds[i]);
 		free(out);
 	}
 }
@@ -164,14 +149,14 @@ static void test_errors_one_line_nothing_left(void **state)
 			         cases[i].args[1] ? cases[i].args[1] : "",
 			         status, out, errs);
 		/* No host path in what the caller sees. */
-		assert_null(strstr(errs, f->dir));
+		assert_not_contains(errs, f->dir);
 		free(out);
 		free(errs);
 	}
 	char *idir = th_path(f->instances, INST);
 
 	assert_false(th_exists(idir));
-	assert_int_equal(count_cache_entries(f), 0);
+	assert_int_equal(th_count_cache_entries(f->cache), 0);
 	free(idir);
 	free(missing);
 }
@@ -214,7 +199,7 @@ static void test_create_info_json(void **state)
 	assert_int_equal(cli(f, NULL, &out, NULL,
 	                     (const char *[]){"libvirt-xml", INST, "disk", NULL}),
 	                 0);
-	assert_non_null(strstr(out, "<disk type='file' device='disk'>"));
+	assert_contains(out, "<disk type='file' device='disk'>");
 	free(out);
 	assert_int_equal(cli(f, NULL, NULL, NULL,
 	                     (const char *[]){"remove", INST, "disk", NULL}),
@@ -281,7 +266,7 @@ static void test_concurrent_fetch_copies_once(void **state)
 		if (r[i].status != 0)
 			fail_msg("fetch %d: %d %s", i, r[i].status, r[i].err);
 	assert_true(json_fetched(r[0].out) != json_fetched(r[1].out));
-	assert_int_equal(count_cache_entries(f), 1);
+	assert_int_equal(th_count_cache_entries(f->cache), 1);
 	for (int i = 0; i < 2; i++) {
 		free(r[i].out);
 		free(r[i].err);
@@ -321,7 +306,7 @@ static void test_concurrent_creates_share_one_copy(void **state)
 		free(r[i].err);
 	}
 	assert_int_equal(copies, 1);
-	assert_int_equal(count_cache_entries(f), 1);
+	assert_int_equal(th_count_cache_entries(f->cache), 1);
 }
 
 /* SIGKILL while holding the lock, just before publishing: no entry under
@@ -340,7 +325,7 @@ static void test_killed_fetch_leaves_nothing(void **state)
 	assert_int_equal(cli(f, kill_env, NULL, NULL,
 	                     (const char *[]){"fetch", f->base, NULL}),
 	                 128 + 9);
-	assert_int_equal(count_cache_entries(f), 0);
+	assert_int_equal(th_count_cache_entries(f->cache), 0);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(cli(f, NULL, &out, NULL,
 	                     (const char *[]){"--json", "fetch", f->base, NULL}),
@@ -349,7 +334,7 @@ static void test_killed_fetch_leaves_nothing(void **state)
 	assert_true(json_fetched(out));
 	/* Well under the 20 s lock timeout: the dead holder's lock was gone. */
 	assert_true(t1.tv_sec - t0.tv_sec < 10);
-	assert_int_equal(count_cache_entries(f), 1);
+	assert_int_equal(th_count_cache_entries(f->cache), 1);
 	free(out);
 }
 
@@ -395,7 +380,7 @@ static void test_no_partial_file_under_final_name(void **state)
 	assert_int_equal(r.status, 0);
 	/* The poll did watch the fetch in progress. */
 	assert_true(polls_empty > 10);
-	assert_int_equal(count_cache_entries(f), 1);
+	assert_int_equal(th_count_cache_entries(f->cache), 1);
 	free(r.out);
 	free(r.err);
 }
@@ -423,7 +408,7 @@ static void test_checksum(void **state)
 	                                      NULL}),
 	                 1);
 	assert_string_equal(errs, "vmdisk: cache: sha256 checksum mismatch\n");
-	assert_int_equal(count_cache_entries(f), 0);
+	assert_int_equal(th_count_cache_entries(f->cache), 0);
 	free(errs);
 	assert_int_equal(cli(f, NULL, &out, NULL,
 	                     (const char *[]){"--json", "fetch", f->base,
@@ -483,11 +468,11 @@ static void test_waiters_share_the_winners_error(void **state)
 	assert_int_equal(b.status, 1);
 	assert_string_equal(a.err, "vmdisk: cache: injected failure\n");
 	assert_string_equal(b.err, a.err);
-	assert_int_equal(count_cache_entries(f), 0);
+	assert_int_equal(th_count_cache_entries(f->cache), 0);
 	assert_int_equal(cli(f, NULL, NULL, NULL,
 	                     (const char *[]){"fetch", f->base, NULL}),
 	                 0);
-	assert_int_equal(count_cache_entries(f), 1);
+	assert_int_equal(th_count_cache_entries(f->cache), 1);
 	free(a.out);
 	free(a.err);
 	free(b.out);
@@ -557,10 +542,10 @@ static void test_random_kills_never_leave_partial_entries(void **state)
 	assert_int_equal(cli(f, NULL, &out, NULL,
 	                     (const char *[]){"--json", "fetch", f->base, NULL}),
 	                 0);
-	assert_non_null(strstr(out, "\"hash\":\""));
+	assert_contains(out, "\"hash\":\"");
 	hex[64] = '\0';
-	assert_non_null(strstr(out, hex));
-	assert_int_equal(count_cache_entries(f), 1);
+	assert_contains(out, hex);
+	assert_int_equal(th_count_cache_entries(f->cache), 1);
 	free(out);
 	free(hex);
 }
@@ -598,7 +583,7 @@ static void test_convert_refuses_backing_file(void **state)
 		                                       NULL});
 
 		assert_int_not_equal(st, 0);
-		assert_non_null(strstr(errs, "backing file"));
+		assert_contains(errs, "backing file");
 		assert_int_equal(count_lines(errs), 1);
 		assert_int_equal(access(out, F_OK), -1);
 		free(errs);
@@ -610,7 +595,7 @@ static void test_convert_refuses_backing_file(void **state)
 	                                      out, "-O", "raw", NULL}),
 	                 0);
 	text = th_read_text(out);
-	assert_non_null(strstr(text, "DECOY-CONTENT"));
+	assert_contains(text, "DECOY-CONTENT");
 	free(text);
 	free(errs);
 	free(decoy);

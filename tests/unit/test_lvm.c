@@ -31,11 +31,9 @@
 #define MIB (1ull << 20)
 
 struct fixture {
-	char *dir;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *base_raw;
 	char *base_qcow2;
-	struct vmd_config cfg;
-	struct vmd_ctx *ctx;
 };
 
 static const char *why_not;
@@ -99,13 +97,11 @@ static int setup(void **state)
 	struct vmd_convert_opts co = {.src_format = VMD_FORMAT_RAW,
 	                              .dst_format = VMD_FORMAT_QCOW2};
 	unsigned char block[65536];
-	char *instances;
 
 	*state = f;
 	if (why_not)
 		return 0;
-	f->dir = th_mkdtemp("lvm");
-	instances = th_path(f->dir, "instances");
+	th_fixture_init(&f->th, "lvm");
 	f->base_raw = th_path(f->dir, "base.raw");
 	f->base_qcow2 = th_path(f->dir, "base.qcow2");
 	/* 5 MiB: data, a hole, data at the end. */
@@ -115,14 +111,10 @@ static int setup(void **state)
 	assert_int_equal(vmd_convert_to_path(f->base_raw, f->base_qcow2, &co,
 	                                     &err),
 	                 0);
-	vmd_config_defaults(&f->cfg);
-	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
-	         instances);
 	snprintf(f->cfg.images_volume_group,
 	         sizeof(f->cfg.images_volume_group), VG);
 	f->cfg.images_type = VMD_BACKEND_LVM;
 	f->cfg.force_raw_images = false;
-	free(instances);
 	th_ctx_renew(&f->ctx, &f->cfg);
 	return 0;
 }
@@ -131,12 +123,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	if (f->ctx)
-		vmd_ctx_free(f->ctx);
-	if (f->dir) {
-		th_rmtree(f->dir);
-		free(f->dir);
-	}
+	th_fixture_fini(&f->th);
 	free(f->base_raw);
 	free(f->base_qcow2);
 	free(f);
@@ -269,8 +256,8 @@ static void test_sparse_thin(void **state)
 	                                         VG "/" INST "_thin", NULL},
 	                        NULL, &out, NULL),
 	                 0);
-	assert_non_null(strstr(out, "thin"));
-	assert_non_null(strstr(out, "vmdisk-thinpool"));
+	assert_contains(out, "thin");
+	assert_contains(out, "vmdisk-thinpool");
 	free(out);
 	assert_reads_back(info.path, f->base_raw, 16 * MIB);
 	remove_ok(f, "thin");
@@ -599,8 +586,8 @@ static void test_key_failures_make_nothing(void **state)
 	th_log_capture_start();
 	/* No such key file. */
 	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
-	assert_null(strstr(err.msg, o.key_id));
-	assert_null(strstr(err.detail, o.key_id));
+	assert_not_contains(err.msg, o.key_id);
+	assert_not_contains(err.detail, o.key_id);
 	assert_false(lv_listed(INST "_enc"));
 	if (th_log_text()[0] == '\0' || log_names_key(o.key_id))
 		fail_over_log("missing key file", th_log_text());
@@ -610,8 +597,8 @@ static void test_key_failures_make_nothing(void **state)
 	o.key_id = KEY_ID;
 	vmd_error_clear(&err);
 	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
-	assert_null(strstr(err.msg, KEY_ID));
-	assert_null(strstr(err.detail, KEY_ID));
+	assert_not_contains(err.msg, KEY_ID);
+	assert_not_contains(err.detail, KEY_ID);
 	assert_false(lv_listed(INST "_enc"));
 	if (th_log_text()[0] == '\0' || log_names_key(KEY_ID))
 		fail_over_log("key file mode 0644", th_log_text());
@@ -651,10 +638,10 @@ static void test_xml_and_extract(void **state)
 	                                      &(struct vmd_xml_opts){.dev = "vdb"},
 	                                      &xml, &err),
 	                 0);
-	assert_non_null(strstr(xml, "<disk type='block' device='disk'>"));
-	assert_non_null(strstr(xml, "<source dev='/dev/" VG "/" INST
-	                            "_disk'/>"));
-	assert_non_null(strstr(xml, "io='native'"));
+	assert_contains(xml, "<disk type='block' device='disk'>");
+	assert_contains(xml, "<source dev='/dev/" VG "/" INST
+	                "_disk'/>");
+	assert_contains(xml, "io='native'");
 	free(xml);
 	assert_int_equal(vmd_disk_snapshot_extract(f->ctx, INST, "disk", out,
 	                                           VMD_FORMAT_RAW, &err),

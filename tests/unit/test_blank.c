@@ -15,37 +15,13 @@
 
 #define INST "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
 
-struct fixture {
-	char *dir;
-	struct vmd_ctx *ctx;
-	struct vmd_config cfg;
-};
-
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	struct vmd_error err = VMD_ERROR_INIT;
-	char *inst;
+	struct th_fixture *f;
 
-	f->dir = th_mkdtemp("blank");
-	inst = th_path(f->dir, "instances");
-	vmd_config_defaults(&f->cfg);
-	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s", inst);
-	free(inst);
-	f->ctx = vmd_ctx_new(&f->cfg, &err);
-	assert_non_null(f->ctx);
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	vmd_ctx_free(f->ctx);
-	th_rmtree(f->dir);
-	free(f->dir);
-	free(f);
+	th_setup(state);
+	f = *state;
+	th_ctx_renew(&f->ctx, &f->cfg);
 	return 0;
 }
 
@@ -65,7 +41,7 @@ static void assert_blkid(const char *path, const char *type, const char *label)
 	free(out);
 }
 
-static int templates_in_cache(struct fixture *f)
+static int templates_in_cache(struct th_fixture *f)
 {
 	char *cache = th_path(f->cfg.instances_path, "_base");
 	DIR *d = opendir(cache);
@@ -83,7 +59,7 @@ static int templates_in_cache(struct fixture *f)
 
 static void test_every_fs_on_file_backends(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	const struct {
 		enum vmd_blank_fs fs;
 		const char *type;
@@ -136,7 +112,7 @@ static void test_every_fs_on_file_backends(void **state)
 
 static void test_unformatted_blank(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_disk_info info;
 	struct vmd_create_opts o = {.size = 32u << 20,
@@ -156,7 +132,7 @@ static void test_unformatted_blank(void **state)
 
 static void test_hostile_labels_refused(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	const char *labels[] = {"a'b", "x\"y", "$(id)", "-L", "a b", "",
 	                        "seventeen-chars-x", "../x"};
 	char *cfg = th_path(f->dir, "c.conf"), *text;
@@ -190,7 +166,7 @@ static void test_hostile_labels_refused(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_every_fs_on_file_backends),
 		T(test_unformatted_blank),

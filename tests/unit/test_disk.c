@@ -18,11 +18,8 @@
 #define BASE_SIZE (4u << 20)
 
 struct fixture {
-	char *dir;
-	char *instances;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *base;
-	struct vmd_config cfg;
-	struct vmd_ctx *ctx;
 };
 
 static int setup(void **state)
@@ -30,17 +27,13 @@ static int setup(void **state)
 	struct fixture *f = calloc(1, sizeof(*f));
 	unsigned char block[65536];
 
-	f->dir = th_mkdtemp("disk");
-	f->instances = th_path(f->dir, "instances");
+	th_fixture_init(&f->th, "disk");
 	f->base = th_path(f->dir, "base.raw");
 	/* A base with data, a hole and a zero-filled range. */
 	memset(block, 0xc3, sizeof(block));
 	th_pwrite_at(f->base, block, sizeof(block), 0);
 	th_pwrite_at(f->base, block, sizeof(block), 3u << 20);
 	assert_int_equal(truncate(f->base, BASE_SIZE), 0);
-	vmd_config_defaults(&f->cfg);
-	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
-	         f->instances);
 	f->cfg.lock_timeout_seconds = 10;
 	th_ctx_renew(&f->ctx, &f->cfg);
 	*state = f;
@@ -51,13 +44,20 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	vmd_ctx_free(f->ctx);
-	th_rmtree(f->dir);
-	free(f->dir);
-	free(f->instances);
+	th_fixture_fini(&f->th);
 	free(f->base);
 	free(f);
 	return 0;
+}
+
+/* Entries of the cache (instances/_base). */
+static int cache_entries(struct fixture *f)
+{
+	char *cache = th_path(f->instances, "_base");
+	int n = th_count_cache_entries(cache);
+
+	free(cache);
+	return n;
 }
 
 static char *disk_path(struct fixture *f, const char *inst, const char *disk)
@@ -66,23 +66,6 @@ static char *disk_path(struct fixture *f, const char *inst, const char *disk)
 
 	assert_true(asprintf(&p, "%s/%s/%s", f->instances, inst, disk) > 0);
 	return p;
-}
-
-static int count_cache_entries(struct fixture *f)
-{
-	char *cache = th_path(f->instances, "_base");
-	DIR *d = opendir(cache);
-	struct dirent *de;
-	int n = 0;
-
-	free(cache);
-	if (!d)
-		return 0;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
 }
 
 static void create_ok(struct fixture *f, const char *inst, const char *disk,
@@ -108,7 +91,7 @@ static void test_qcow2_overlay_on_cached_base(void **state)
 	assert_string_equal(info.format, "qcow2");
 	assert_int_equal(info.virtual_size, BASE_SIZE);
 	assert_string_equal(info.path, p);
-	assert_non_null(strstr(info.backing, "/_base/"));
+	assert_contains(info.backing, "/_base/");
 	th_assert_qcow2_check_clean(p);
 	th_assert_images_identical(f->base, "raw", p, "qcow2", 1);
 	/* The cached base is a verbatim copy of the source. */
@@ -121,7 +104,7 @@ static void test_qcow2_overlay_on_cached_base(void **state)
 	assert_int_equal(info.virtual_size, 1ull << 30);
 	th_assert_qcow2_check_clean(p2);
 	th_assert_images_identical(f->base, "raw", p2, "qcow2", 0);
-	assert_int_equal(count_cache_entries(f), 1);
+	assert_int_equal(cache_entries(f), 1);
 	free(p);
 	free(p2);
 }
@@ -183,7 +166,7 @@ static void assert_nothing_created(struct fixture *f, const char *inst)
 	char *idir = th_path(f->instances, inst);
 
 	assert_false(th_exists(idir));
-	assert_int_equal(count_cache_entries(f), 0);
+	assert_int_equal(cache_entries(f), 0);
 	free(idir);
 }
 
@@ -389,7 +372,7 @@ static void test_remove(void **state)
 	assert_int_equal(vmd_disk_remove(f->ctx, INST, "swap", &err),
 	                 VMD_E_NOTFOUND);
 	/* The base stays cached for the next instance. */
-	assert_int_equal(count_cache_entries(f), 1);
+	assert_int_equal(cache_entries(f), 1);
 	free(idir);
 	free(p1);
 	free(p2);
@@ -409,10 +392,10 @@ static void test_libvirt_xml(void **state)
 	                                      &(struct vmd_xml_opts){.dev = "vdb"},
 	                                      &xml, &err),
 	                 0);
-	assert_non_null(strstr(xml, "type='qcow2'"));
-	assert_non_null(strstr(xml, "<target dev='vdb' bus='virtio'/>"));
+	assert_contains(xml, "type='qcow2'");
+	assert_contains(xml, "<target dev='vdb' bus='virtio'/>");
 	assert_true(asprintf(&src, "<source file='%s'/>", p) > 0);
-	assert_non_null(strstr(xml, src));
+	assert_contains(xml, src);
 	free(xml);
 	assert_int_equal(vmd_disk_libvirt_xml(f->ctx, INST, "disk",
 	                                      &(struct vmd_xml_opts){.dev = "vd'b"},

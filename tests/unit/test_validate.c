@@ -15,6 +15,7 @@
 #include <vmdisk/validate.h>
 
 #include "cleanup.h"
+#include "helpers.h"
 
 
 static int quiet_log(void **state)
@@ -209,7 +210,7 @@ static void test_size_bad(void **state)
 			fail_msg("size '%s' accepted as %llu", cases[i],
 			         (unsigned long long)v);
 		assert_int_equal(err.code, VMD_E_INVAL);
-		assert_non_null(strstr(err.msg, "size"));
+		assert_contains(err.msg, "size");
 		/* The output is untouched on failure. */
 		assert_true(v == 12345);
 	}
@@ -224,7 +225,7 @@ static void test_size_error_echo(void **state)
 
 	(void)state;
 	assert_int_equal(vmd_parse_size("1X", &v, &err), VMD_E_INVAL);
-	assert_non_null(strstr(err.msg, "'1X'"));
+	assert_contains(err.msg, "'1X'");
 
 	/* Long input is cut in the message. */
 	vmd_error_clear(&err);
@@ -232,8 +233,8 @@ static void test_size_error_echo(void **state)
 	longv[150] = 'Z';
 	longv[sizeof(longv) - 1] = '\0';
 	assert_int_equal(vmd_parse_size(longv, &v, &err), VMD_E_INVAL);
-	assert_null(strstr(err.msg, "Z"));
-	assert_null(strstr(err.detail, "Z"));
+	assert_not_contains(err.msg, "Z");
+	assert_not_contains(err.detail, "Z");
 	assert_true(strlen(err.msg) < 80);
 
 	/* Unprintable input is not echoed at all. */
@@ -311,7 +312,7 @@ static void test_format(void **state)
 	assert_int_equal(vmd_parse_format("flat", &f, NULL), VMD_E_INVAL);
 	assert_int_equal(vmd_parse_format("", &f, NULL), VMD_E_INVAL);
 	assert_int_equal(f, VMD_FORMAT_PLOOP);
-	assert_non_null(strstr(err.msg, "format"));
+	assert_contains(err.msg, "format");
 
 	assert_string_equal(vmd_format_name(VMD_FORMAT_RAW), "raw");
 	assert_string_equal(vmd_format_name(VMD_FORMAT_QCOW2), "qcow2");

@@ -18,24 +18,17 @@
 #include <vmdisk/vmdisk.h>
 
 struct fixture {
-	char *dir;
-	char *instances;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *cache;
-	struct vmd_config cfg;
-	struct vmd_ctx *ctx;
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	f->dir = th_mkdtemp("cache");
-	f->instances = th_path(f->dir, "instances");
+	th_fixture_init(&f->th, "cache");
 	f->cache = th_path(f->instances, "_base");
 	assert_int_equal(mkdir(f->instances, 0755), 0);
-	vmd_config_defaults(&f->cfg);
-	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
-	         f->instances);
 	f->cfg.lock_timeout_seconds = 10;
 	th_ctx_renew(&f->ctx, &f->cfg);
 	*state = f;
@@ -46,10 +39,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	vmd_ctx_free(f->ctx);
-	th_rmtree(f->dir);
-	free(f->dir);
-	free(f->instances);
+	th_fixture_fini(&f->th);
 	free(f->cache);
 	free(f);
 	return 0;
@@ -90,21 +80,6 @@ static char *info_path(struct fixture *f, const struct vmd_cache_entry *e)
 
 	assert_true(asprintf(&p, "%s/.%s.json", f->cache, e->id) > 0);
 	return p;
-}
-
-static int count_entries(struct fixture *f)
-{
-	DIR *d = opendir(f->cache);
-	struct dirent *de;
-	int n = 0;
-
-	if (!d)
-		return 0;
-	while ((de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n;
 }
 
 /* A world-readable source: the base is 0640 of the group of
@@ -234,8 +209,8 @@ static void test_image_cache_group(void **state)
 	th_ctx_renew(&f->ctx, &f->cfg);
 	assert_int_equal(vmd_cache_fetch(f->ctx, src, &e, &err),
 	                 VMD_E_CONFIG);
-	assert_non_null(strstr(err.msg, "image_cache_group"));
-	assert_int_equal(count_entries(f), 1);
+	assert_contains(err.msg, "image_cache_group");
+	assert_int_equal(th_count_cache_entries(f->cache), 1);
 	free(src);
 }
 

@@ -63,7 +63,7 @@ static void test_parse_good(void **state)
 	assert_int_equal(req.size, 1048576);
 	assert_true(req.sparse);
 	assert_int_equal(vmd_priv_request_to_json(&req, &json, &err), 0);
-	assert_non_null(strstr(json, "\"op\":\"lvm_create\""));
+	assert_contains(json, "\"op\":\"lvm_create\"");
 	free(json);
 
 	assert_int_equal(parse("  {\"op\":\"ping\"}  ", &req, &err), 0);
@@ -137,7 +137,7 @@ static void test_parse_refused(void **state)
 		if (rc == 0)
 			fail_msg("accepted: %s", bad[i]);
 		assert_int_equal((int)err.code, rc);
-		assert_non_null(strstr(err.msg, "request: "));
+		assert_contains(err.msg, "request: ");
 	}
 	/* NUL inside the line, and a line at the limit. */
 	assert_true(vmd_priv_request_parse("{\"op\":\"ping\"}\0", 14, &req,
@@ -150,7 +150,7 @@ static void test_parse_refused(void **state)
 		vmd_error_clear(&err);
 		assert_true(vmd_priv_request_parse(big, VMD_PRIV_LINE_MAX, &req,
 		                                   &err) < 0);
-		assert_non_null(strstr(err.msg, "too long"));
+		assert_contains(err.msg, "too long");
 		free(big);
 	}
 }
@@ -395,7 +395,7 @@ static void test_policy(void **state)
 	assert_true(vmd_priv_policy_allows(pol, getuid(), getgid(),
 	                                   VMD_PRIV_LUKS_OPEN, why,
 	                                   sizeof(why)));
-	assert_non_null(strstr(why, "gid."));
+	assert_contains(why, "gid.");
 	/* Another uid with another gid gets nothing. */
 	assert_false(vmd_priv_policy_allows(pol, 54321, 54321, VMD_PRIV_PING,
 	                                    why, sizeof(why)));
@@ -570,10 +570,10 @@ static int stop_daemon(void **state)
 	assert_false(th_exists(D.sock));
 	/* Its whole log (debug level): no key, no key id. */
 	assert_non_null(D.errout);
-	assert_non_null(strstr(D.errout, "volume group not served here"));
-	assert_null(strstr(D.errout, PLANTED_KEY));
-	assert_null(strstr(D.errout, KEY_ID));
-	assert_null(strstr(D.errout, OTHER_KEY_ID));
+	assert_contains(D.errout, "volume group not served here");
+	assert_not_contains(D.errout, PLANTED_KEY);
+	assert_not_contains(D.errout, KEY_ID);
+	assert_not_contains(D.errout, OTHER_KEY_ID);
 	th_rmtree(D.dir);
 	free(D.out);
 	free(D.errout);
@@ -730,7 +730,7 @@ static void test_gid_grant(void **state)
 	text = th_read_text(D.audit);
 	snprintf(want, sizeof(want), "allowed reason=\"granted by gid.%u\"",
 	         (unsigned)getgid());
-	assert_non_null(strstr(text, want));
+	assert_contains(text, want);
 	free(text);
 }
 
@@ -754,7 +754,7 @@ static void test_unauthorised_refused_and_audited(void **state)
 	             "reason=\"no grant for luks_open\"");
 	/* The key id is not the daemon's to write down. */
 	text = th_read_text(D.audit);
-	assert_null(strstr(text, KEY_ID));
+	assert_not_contains(text, KEY_ID);
 	free(text);
 
 	/* lvm_remove is not granted either. */
@@ -801,9 +801,9 @@ static void test_luks_format_in_daemon(void **state)
 		}
 	}
 	text = th_read_text(D.audit);
-	assert_null(strstr(text, KEY_ID));
-	assert_null(strstr(text, OTHER_KEY_ID));
-	assert_null(strstr(text, PLANTED_KEY));
+	assert_not_contains(text, KEY_ID);
+	assert_not_contains(text, OTHER_KEY_ID);
+	assert_not_contains(text, PLANTED_KEY);
 	free(text);
 }
 
@@ -875,7 +875,7 @@ static void test_bad_requests_refused(void **state)
 	{
 		char *r = raw_call(big, 3 * VMD_PRIV_LINE_MAX);
 
-		assert_non_null(strstr(r, "line too long"));
+		assert_contains(r, "line too long");
 		free(r);
 	}
 	free(big);
@@ -897,7 +897,7 @@ static void test_silent_client_times_out(void **state)
 	n = recv(quiet, b, sizeof(b) - 1, 0);
 	assert_true(n > 0);
 	b[n] = '\0';
-	assert_non_null(strstr(b, "read timed out"));
+	assert_contains(b, "read timed out");
 	close(quiet);
 }
 
@@ -969,9 +969,9 @@ static void test_other_uid(void **state)
 	free(out);
 	text = last_audit();
 	snprintf(want, sizeof(want), " uid=65534 pid=");
-	assert_non_null(strstr(text, want));
-	assert_non_null(strstr(text, "op=? target=- refused "
-	                             "reason=\"no grant for any operation\""));
+	assert_contains(text, want);
+	assert_contains(text, "op=? target=- refused "
+	                "reason=\"no grant for any operation\"");
 	free(text);
 	assert_still_serving();
 	assert_int_equal(chmod(D.sock, 0660), 0);
@@ -1042,7 +1042,7 @@ static void test_unaudited_request_refused(void **state)
 
 int main(void)
 {
-	const struct CMUnitTest unit[] = {
+	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_parse_good),
 		cmocka_unit_test(test_parse_refused),
 		cmocka_unit_test(test_reply_parse),
@@ -1051,9 +1051,9 @@ int main(void)
 		cmocka_unit_test(test_lvm_disk_names),
 		cmocka_unit_test(test_lvm_tags),
 		cmocka_unit_test(test_lvm_not_a_disk_refused),
-	};
-	const struct CMUnitTest daemon[] = {
-		cmocka_unit_test(test_ping_allowed),
+		/* One group, so the TAP output has one plan: the daemon
+		 * starts before its first test and stops after its last. */
+		cmocka_unit_test_setup(test_ping_allowed, start_daemon),
 		cmocka_unit_test(test_volume_group_not_served),
 		cmocka_unit_test(test_volume_not_a_disk),
 		cmocka_unit_test(test_key_id_needs_encryption_grant),
@@ -1063,13 +1063,9 @@ int main(void)
 		cmocka_unit_test(test_unaudited_request_refused),
 		cmocka_unit_test(test_bad_requests_refused),
 		cmocka_unit_test(test_silent_client_times_out),
-		cmocka_unit_test(test_other_uid),
+		cmocka_unit_test_teardown(test_other_uid, stop_daemon),
 	};
-	int failed;
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
-	failed = cmocka_run_group_tests_name("vmdiskd-parser", unit, NULL, NULL);
-	failed += cmocka_run_group_tests_name("vmdiskd-daemon", daemon,
-	                                      start_daemon, stop_daemon);
-	return failed;
+	return cmocka_run_group_tests_name("vmdiskd", tests, NULL, NULL);
 }

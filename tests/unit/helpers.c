@@ -1,6 +1,7 @@
 /*
  * Shared test helpers (see helpers.h).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -9,6 +10,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <json-c/json.h>
 
 #include <vmdisk/log.h>
 
@@ -273,4 +276,103 @@ void th_ctx_renew(struct vmd_ctx **ctx, const struct vmd_config *cfg)
 	*ctx = vmd_ctx_new(cfg, &err);
 	if (!*ctx)
 		fail_msg("vmd_ctx_new: %s (%s)", err.msg, err.detail);
+}
+
+void th_fixture_init(struct th_fixture *f, const char *tag)
+{
+	memset(f, 0, sizeof(*f));
+	f->dir = th_mkdtemp(tag);
+	f->instances = th_path(f->dir, "instances");
+	vmd_config_defaults(&f->cfg);
+	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
+	         f->instances);
+}
+
+void th_fixture_fini(struct th_fixture *f)
+{
+	vmd_ctx_free(f->ctx);
+	f->ctx = NULL;
+	if (f->dir)
+		th_rmtree(f->dir);
+	free(f->dir);
+	free(f->instances);
+	f->dir = f->instances = NULL;
+}
+
+int th_setup(void **state)
+{
+	struct th_fixture *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		fail_msg("out of memory");
+	th_fixture_init(f, "unit");
+	*state = f;
+	return 0;
+}
+
+int th_teardown(void **state)
+{
+	struct th_fixture *f = *state;
+
+	th_fixture_fini(f);
+	free(f);
+	return 0;
+}
+
+/* Entries of dir but "." and "..", and with dotfiles=false but any name
+ * starting with '.'; -1 when dir cannot be opened (errno set). */
+static int count_dir(const char *dir, bool dotfiles)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.' &&
+		    (!dotfiles || !strcmp(de->d_name, ".") ||
+		     !strcmp(de->d_name, "..")))
+			continue;
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+int th_count_entries(const char *dir)
+{
+	int n = count_dir(dir, true);
+
+	if (n < 0)
+		fail_msg("opendir %s: %s", dir, strerror(errno));
+	return n;
+}
+
+int th_count_cache_entries(const char *dir)
+{
+	int n = count_dir(dir, false);
+
+	if (n < 0 && errno == ENOENT)
+		return 0;
+	if (n < 0)
+		fail_msg("opendir %s: %s", dir, strerror(errno));
+	return n;
+}
+
+int64_t th_qemu_img_virtual_size(const char *path, const char *fmt)
+{
+	const char *argv[] = {"qemu-img", "info", "-f", fmt, "--output=json",
+	                      path, NULL};
+	char *out = NULL;
+	struct json_object *o, *v;
+	int64_t size;
+
+	assert_int_equal(th_run(argv, NULL, &out, NULL), 0);
+	o = json_tokener_parse(out);
+	assert_true(json_object_object_get_ex(o, "virtual-size", &v));
+	size = json_object_get_int64(v);
+	json_object_put(o);
+	free(out);
+	return size;
 }

@@ -22,10 +22,11 @@
 
 #include <cmocka.h>
 
-#include "cleanup.h"
 #include "runner.h"
 #include <vmdisk/log.h>
 
+#include "cleanup.h"
+#include "helpers.h"
 
 static int setup(void **state)
 {
@@ -73,7 +74,7 @@ static void test_true_false(void **state)
 	assert_int_equal(res.exit_status, 1);
 	assert_int_equal(err.code, VMD_E_EXTERNAL);
 	assert_string_equal(err.msg, "test: false failed");
-	assert_non_null(strstr(err.detail, "status 1"));
+	assert_contains(err.detail, "status 1");
 	vmd_run_result_free(&res);
 
 	/* res may be NULL; the status still decides the return value. */
@@ -139,7 +140,7 @@ static void test_env_fixed(void **state)
 	assert_string_equal(res.out, "PATH=" VMD_RUN_PATH "\n"
 	                             "LC_ALL=C\n"
 	                             "VMD_TEST_EXTRA=hello world\n");
-	assert_null(strstr(res.out, "VMD_TEST_LEAK"));
+	assert_not_contains(res.out, "VMD_TEST_LEAK");
 	vmd_run_result_free(&res);
 
 	/* Without extras: exactly the two fixed entries. */
@@ -202,7 +203,7 @@ static void test_timeout(void **state)
 	assert_int_equal(res.exit_status, 128 + SIGKILL);
 	assert_int_equal(err.code, VMD_E_EXTERNAL);
 	assert_string_equal(err.msg, "test: sleep timed out");
-	assert_non_null(strstr(err.detail, "timed out"));
+	assert_contains(err.detail, "timed out");
 	vmd_run_result_free(&res);
 }
 
@@ -306,7 +307,7 @@ static void test_killed_by_signal(void **state)
 	assert_int_equal(res.exit_status, 128 + SIGKILL);
 	assert_int_equal(res.timed_out, 0);
 	assert_string_equal(err.msg, "test: timeout failed");
-	assert_non_null(strstr(err.detail, "signal 9"));
+	assert_contains(err.detail, "signal 9");
 	vmd_run_result_free(&res);
 }
 
@@ -375,12 +376,12 @@ static void test_stderr_captured(void **state)
 	                 VMD_E_EXTERNAL);
 	assert_int_equal(res.exit_status, 2);
 	assert_int_equal(res.out_len, 0);
-	assert_non_null(strstr(res.err, "/nonexistent-vmdisk-test"));
+	assert_contains(res.err, "/nonexistent-vmdisk-test");
 	assert_int_equal(res.err_len, strlen(res.err));
 	assert_string_equal(err.msg, "probe: ls failed");
-	assert_non_null(strstr(err.detail, "status 2"));
-	assert_non_null(strstr(err.detail, "ls /nonexistent-vmdisk-test"));
-	assert_non_null(strstr(err.detail, "stderr: ls: cannot access"));
+	assert_contains(err.detail, "status 2");
+	assert_contains(err.detail, "ls /nonexistent-vmdisk-test");
+	assert_contains(err.detail, "stderr: ls: cannot access");
 	/* On one line. */
 	assert_null(strchr(err.detail, '\n'));
 	vmd_run_result_free(&res);
@@ -409,10 +410,10 @@ static void test_stderr_tail_in_detail(void **state)
 	assert_int_equal(res.err_len, 100);
 	assert_true(res.err_dropped > 1000);
 	/* The argv dump is cut long before its last element... */
-	assert_non_null(strstr(err.detail, "ls /nx-000 /nx-001"));
-	assert_null(strstr(err.detail, "/nx-249 "));
+	assert_contains(err.detail, "ls /nx-000 /nx-001");
+	assert_not_contains(err.detail, "/nx-249 ");
 	/* ...so the marker can only come from the stderr tail. */
-	assert_non_null(strstr(err.detail, "zz-final-marker"));
+	assert_contains(err.detail, "zz-final-marker");
 	assert_true(strlen(err.detail) < VMD_ERROR_DETAIL_MAX);
 	vmd_run_result_free(&res);
 }
@@ -436,7 +437,7 @@ static void test_not_found(void **state)
 		if (vmd_run("test", argv, NULL, &res, &err) != VMD_E_NOTFOUND)
 			fail_msg("%s: %s", progs[i], err.msg);
 		assert_null(res.out);
-		assert_non_null(strstr(err.msg, "not found"));
+		assert_contains(err.msg, "not found");
 		assert_true(strncmp(err.msg, "test: ", 6) == 0);
 		vmd_run_result_free(&res);
 	}
@@ -495,7 +496,7 @@ static void test_relative_refused(void **state)
 		if (vmd_run("test", argv, NULL, &res, &err) != VMD_E_INVAL)
 			fail_msg("%s not refused: %s", progs[i], err.msg);
 		assert_null(res.out);
-		assert_non_null(strstr(err.msg, "relative"));
+		assert_contains(err.msg, "relative");
 	}
 	assert_int_equal(chdir(cwd), 0);
 
@@ -539,7 +540,7 @@ static void test_child_state(void **state)
 	assert_true(leak > 2);
 
 	assert_int_equal(vmd_run("test", status, NULL, &res, &err), 0);
-	assert_non_null(strstr(res.out, "\nSigBlk:\t0000000000000000\n"));
+	assert_contains(res.out, "\nSigBlk:\t0000000000000000\n");
 	p = strstr(res.out, "\nSigIgn:\t");
 	assert_non_null(p);
 	ignored = strtoull(p + 9, NULL, 16);
@@ -652,16 +653,16 @@ static void test_secret_redaction(void **state)
 	                 VMD_E_EXTERNAL);
 	vmd_log_set_sink(NULL, NULL);
 	/* The program itself got the real value and said so on stderr. */
-	assert_non_null(strstr(res.err, secret));
+	assert_contains(res.err, secret);
 	/* Nothing the runner wrote has it. */
-	assert_null(strstr(err.msg, secret));
-	assert_null(strstr(err.detail, secret));
-	assert_non_null(strstr(err.detail, "ls '/nonexistent-***'"));
-	assert_non_null(strstr(err.detail, "access '/nonexistent-***'"));
+	assert_not_contains(err.msg, secret);
+	assert_not_contains(err.detail, secret);
+	assert_contains(err.detail, "ls '/nonexistent-***'");
+	assert_contains(err.detail, "access '/nonexistent-***'");
 	assert_true(logs.n >= 2); /* the argv (debug) and the error */
 	for (int i = 0; i < logs.n; i++)
-		assert_null(strstr(logs.lines[i], secret));
-	assert_non_null(strstr(logs.lines[0], "running ls '/nonexistent-***'"));
+		assert_not_contains(logs.lines[i], secret);
+	assert_contains(logs.lines[0], "running ls '/nonexistent-***'");
 	vmd_run_result_free(&res);
 }
 
@@ -736,8 +737,8 @@ static void test_source_names_no_shell(void **state)
 	assert_non_null(text);
 	assert_int_equal(fread(text, 1, (size_t)len, f), (size_t)len);
 	fclose(f);
-	assert_non_null(strstr(text, "posix_spawn("));
-	assert_null(strstr(text, "posix_spawnp"));
+	assert_contains(text, "posix_spawn(");
+	assert_not_contains(text, "posix_spawnp");
 	for (size_t i = 0; i < ELEMENTSOF(banned); i++)
 		if (strstr(text, banned[i]))
 			fail_msg("lib/util/runner.c contains %s", banned[i]);

@@ -5,7 +5,6 @@
  * `qemu-img check` and `qemu-img compare` against what it should hold.
  */
 #include <fcntl.h>
-#include <json-c/json.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,29 +16,6 @@
 #include "helpers.h"
 #include "qcow2.h"
 #include "qcow2_image.h"
-
-struct fixture {
-	char *dir;
-};
-
-static int setup(void **state)
-{
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	f->dir = th_mkdtemp("engine");
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_rmtree(f->dir);
-	free(f->dir);
-	free(f);
-	return 0;
-}
 
 static void run_ok(const char *const *argv)
 {
@@ -80,7 +56,7 @@ static void qemu_img(const char *const *argv_tail)
 
 /* Our reading of img (as raw) must equal qemu-img's, byte for byte; our
  * qcow2 conversion must check clean and compare identical. */
-static void assert_reads_like_qemu(struct fixture *f, const char *img,
+static void assert_reads_like_qemu(struct th_fixture *f, const char *img,
                                    const char *fmt)
 {
 	char *ours = th_path(f->dir, "ours.raw");
@@ -120,7 +96,7 @@ static const char *const scattered_writes[] = {
 
 static void test_plain_and_v2_images(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *img = th_path(f->dir, "a.qcow2");
 	const char *variants[][2] = {
 		{"compat=1.1", "64M"},
@@ -160,7 +136,7 @@ static void write_compressible(const char *path, size_t len)
 
 static void test_compressed_images(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *raw = th_path(f->dir, "text.raw");
 	char *z = th_path(f->dir, "z.qcow2");
 	char *zs = th_path(f->dir, "zs.qcow2");
@@ -176,8 +152,8 @@ static void test_compressed_images(void **state)
 	const char *check[] = {"qemu-img", "check", "-f", "qcow2", zs, NULL};
 
 	assert_int_equal(th_run(check, NULL, &out, NULL), 0);
-	assert_null(strstr(out, " 0.00% compressed"));
-	assert_non_null(strstr(out, "% compressed"));
+	assert_not_contains(out, " 0.00% compressed");
+	assert_contains(out, "% compressed");
 	free(out);
 	assert_reads_like_qemu(f, z, "qcow2");
 	assert_reads_like_qemu(f, zs, "qcow2");
@@ -193,7 +169,7 @@ static void test_compressed_images(void **state)
 
 static void test_extended_l2(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *img = th_path(f->dir, "x.qcow2");
 	char *base = th_path(f->dir, "xbase.raw");
 	const char *sub_writes[] = {"write -P 0x77 4k 4k", "write -z 64k 8k",
@@ -212,7 +188,7 @@ static void test_extended_l2(void **state)
 
 static void test_backing_chain_depth_3(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *base = th_path(f->dir, "c0.raw");
 	char *c1 = th_path(f->dir, "c1.qcow2");
 	char *c2 = th_path(f->dir, "c2.qcow2");
@@ -278,7 +254,7 @@ static void new_image(const char *path, uint64_t size, uint32_t cb,
 
 static void test_our_writes(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *img = th_path(f->dir, "w.qcow2");
 	char *shadow = th_path(f->dir, "shadow.raw");
 	char *base = th_path(f->dir, "wbase.raw");
@@ -320,23 +296,6 @@ static void test_our_writes(void **state)
 	free(base);
 }
 
-static int64_t qemu_virtual_size(const char *path)
-{
-	const char *argv[] = {"qemu-img", "info", "-f", "qcow2", "--output=json",
-	                      path, NULL};
-	char *out = NULL;
-	struct json_object *o, *v;
-	int64_t size;
-
-	assert_int_equal(th_run(argv, NULL, &out, NULL), 0);
-	o = json_tokener_parse(out);
-	assert_true(json_object_object_get_ex(o, "virtual-size", &v));
-	size = json_object_get_int64(v);
-	json_object_put(o);
-	free(out);
-	return size;
-}
-
 static void resize(const char *img, uint64_t size)
 {
 	struct vmd_error err = VMD_ERROR_INIT;
@@ -355,7 +314,7 @@ static void resize(const char *img, uint64_t size)
 
 static void test_resize_across_l1_growth(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *img = th_path(f->dir, "r.qcow2");
 	char *ref = th_path(f->dir, "r.raw");
 	const char *writes[] = {"write -P 0x5a 0 1M", "write -P 0x5b 700M 64k",
@@ -371,7 +330,7 @@ static void test_resize_across_l1_growth(void **state)
 	                          NULL});
 	resize(img, 5ull << 40);
 	th_assert_qcow2_check_clean(img);
-	assert_int_equal(qemu_virtual_size(img), 5ll << 40);
+	assert_int_equal(th_qemu_img_virtual_size(img, "qcow2"), 5ll << 40);
 	qemu_io(img, "qcow2",
 	        (const char *[]){"read -P 0x5a 0 1M", "read -P 0x5b 700M 64k",
 	                         "read -P 0 4T 1M", "write -P 0x5c 4T 1M",
@@ -384,7 +343,7 @@ static void test_resize_across_l1_growth(void **state)
 	resize(img, 600ull << 30);
 	resize(img, 6ull << 40);
 	th_assert_qcow2_check_clean(img);
-	assert_int_equal(qemu_virtual_size(img), 6ll << 40);
+	assert_int_equal(th_qemu_img_virtual_size(img, "qcow2"), 6ll << 40);
 	qemu_io(img, "qcow2",
 	        (const char *[]){"read -P 0x5a 0 1M", "read -P 0x5b 700M 64k",
 	                         NULL});
@@ -395,7 +354,7 @@ static void test_resize_across_l1_growth(void **state)
 /* A damaged image is an error, never a crash or a read elsewhere. */
 static void test_corrupt_inputs(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *img = th_path(f->dir, "bad.qcow2");
 	char *out = th_path(f->dir, "bad.raw");
 	unsigned char hdr[112], e[8];
@@ -456,7 +415,7 @@ static void test_corrupt_inputs(void **state)
 
 static void test_raw_to_raw_keeps_holes(void **state)
 {
-	struct fixture *f = *state;
+	struct th_fixture *f = *state;
 	char *src = th_path(f->dir, "s.raw");
 	char *dst = th_path(f->dir, "d.raw");
 	struct vmd_error err = VMD_ERROR_INIT;
@@ -481,7 +440,7 @@ static void test_raw_to_raw_keeps_holes(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, th_setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_plain_and_v2_images),
 		T(test_compressed_images),

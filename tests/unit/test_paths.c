@@ -19,21 +19,17 @@
 #define INST "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
 
 struct fixture {
-	char *dir;
-	char *instances;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *decoy;     /* a directory outside instances_path */
 	char *decoy_file;
 	char *image;
-	struct vmd_config cfg;
-	struct vmd_ctx *ctx;
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	f->dir = th_mkdtemp("paths");
-	f->instances = th_path(f->dir, "instances");
+	th_fixture_init(&f->th, "paths");
 	f->decoy = th_path(f->dir, "decoy");
 	f->decoy_file = th_path(f->dir, "decoy.file");
 	f->image = th_path(f->dir, "image.raw");
@@ -41,9 +37,6 @@ static int setup(void **state)
 	assert_int_equal(mkdir(f->decoy, 0755), 0);
 	th_write_text(f->decoy_file, "host data, not a disk\n");
 	th_write_pattern(f->image, 1u << 20, 7);
-	vmd_config_defaults(&f->cfg);
-	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
-	         f->instances);
 	f->cfg.lock_timeout_seconds = 5;
 	f->cfg.remove_unused_original_minimum_age_seconds = 0;
 	th_ctx_renew(&f->ctx, &f->cfg);
@@ -55,29 +48,12 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	vmd_ctx_free(f->ctx);
-	th_rmtree(f->dir);
-	free(f->dir);
-	free(f->instances);
+	th_fixture_fini(&f->th);
 	free(f->decoy);
 	free(f->decoy_file);
 	free(f->image);
 	free(f);
 	return 0;
-}
-
-static int count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-			n++;
-	closedir(d);
-	return n;
 }
 
 /* <instances_path>/<name> becomes a link to target. */
@@ -130,7 +106,7 @@ static void test_instance_dir_link_create(void **state)
 		                               NULL, &err),
 		               &err);
 	}
-	assert_int_equal(count_entries(f->decoy), 0);
+	assert_int_equal(th_count_entries(f->decoy), 0);
 }
 
 /* An instance whose directory was swapped for a link to a copy of it:
@@ -169,7 +145,7 @@ static void test_instance_dir_link_existing(void **state)
 	assert_int_equal(th_file_size(disk), 1u << 20);
 	assert_true(th_exists(qdisk));
 	assert_true(th_exists(pdisk));
-	assert_int_equal(count_entries(moved), 4); /* 3 disks + record */
+	assert_int_equal(th_count_entries(moved), 4); /* 3 disks + record */
 	free(idir);
 	free(moved);
 	free(disk);
@@ -202,7 +178,7 @@ static void test_cache_dir_link(void **state)
 	assert_refused(vmd_cache_list(f->ctx, &list, &n, &err), &err);
 	free(list);
 	assert_true(th_exists(planted));
-	assert_int_equal(count_entries(f->decoy), 1);
+	assert_int_equal(th_count_entries(f->decoy), 1);
 	free(planted);
 }
 
@@ -219,7 +195,7 @@ static void test_lock_dir_link(void **state)
 	assert_refused(vmd_cache_fetch(f->ctx, f->image, &e, &err), &err);
 	assert_refused(vmd_disk_create(f->ctx, INST, "disk", &o, NULL, &err),
 	               &err);
-	assert_int_equal(count_entries(f->decoy), 0);
+	assert_int_equal(th_count_entries(f->decoy), 0);
 }
 
 /* A disk replaced by a link to a host file: nothing reads, grows or

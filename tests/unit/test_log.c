@@ -15,6 +15,8 @@
 
 #include <vmdisk/log.h>
 
+#include "helpers.h"
+
 struct log_capture {
 	char lines[16][512];
 	enum vmd_log_level levels[16];
@@ -137,11 +139,11 @@ static void test_stderr_level_filtering(void **state)
 
 	vmd_log_setup(VMD_LOG_TO_STDERR, VMD_LOG_DEBUG, NULL);
 	out = stderr_of(emit_all_levels);
-	assert_non_null(strstr(out, "tident: debug: line-debug\n"));
-	assert_non_null(strstr(out, "tident: info: line-info\n"));
-	assert_non_null(strstr(out, "tident: warning: line-warning ***\n"));
-	assert_non_null(strstr(out, "tident: error: line-error\n"));
-	assert_null(strstr(out, "sekrit"));
+	assert_contains(out, "tident: debug: line-debug\n");
+	assert_contains(out, "tident: info: line-info\n");
+	assert_contains(out, "tident: warning: line-warning ***\n");
+	assert_contains(out, "tident: error: line-error\n");
+	assert_not_contains(out, "sekrit");
 	free(out);
 
 	vmd_log_setup(VMD_LOG_TO_STDERR, VMD_LOG_ERROR, "tident");

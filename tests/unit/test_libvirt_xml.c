@@ -24,7 +24,7 @@
 #define SECRET_UUID "2a4f6c8e-1b3d-4f5a-8c7e-9d0b1a2c3e4f"
 
 struct fixture {
-	char *dir;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	unsigned validated;
 };
 
@@ -32,7 +32,7 @@ static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
 
-	f->dir = th_mkdtemp("xml");
+	th_fixture_init(&f->th, "xml");
 	*state = f;
 	return 0;
 }
@@ -41,8 +41,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	th_rmtree(f->dir);
-	free(f->dir);
+	th_fixture_fini(&f->th);
 	free(f);
 	return 0;
 }
@@ -197,41 +196,41 @@ static void test_shapes(void **state)
 	/* SCSI: a controller address whose unit follows the letters. */
 	file_source(&s, "raw", "/x/disk");
 	xml = render_ok(&s, &(struct vmd_xml_opts){.dev = "sdc"});
-	assert_non_null(strstr(xml, "<target dev='sdc' bus='scsi'/>"));
-	assert_non_null(strstr(xml, "unit='2'"));
+	assert_contains(xml, "<target dev='sdc' bus='scsi'/>");
+	assert_contains(xml, "unit='2'");
 	free(xml);
 	xml = render_ok(&s, &(struct vmd_xml_opts){.dev = "sdaa"});
-	assert_non_null(strstr(xml, "unit='26'"));
+	assert_contains(xml, "unit='26'");
 	free(xml);
 
 	/* io='native' only for a preallocated disk without the page cache. */
 	s.preallocated = true;
 	xml = render_ok(&s, &(struct vmd_xml_opts){.dev = "vda"});
-	assert_non_null(strstr(xml, "cache='none' io='native'"));
+	assert_contains(xml, "cache='none' io='native'");
 	free(xml);
 	xml = render_ok(&s, &(struct vmd_xml_opts){.dev = "vda",
 	                                           .cache = "writeback"});
-	assert_null(strstr(xml, "io="));
+	assert_not_contains(xml, "io=");
 	free(xml);
 
 	/* The path is escaped, never cut. */
 	file_source(&s, "raw", "/x/a'b&c");
 	xml = render_ok(&s, &(struct vmd_xml_opts){.dev = "vda"});
-	assert_non_null(strstr(xml, "file='/x/a&apos;b&amp;c'"));
+	assert_contains(xml, "file='/x/a&apos;b&amp;c'");
 	free(xml);
 
 	/* rbd: hosts with ports, auth with the ceph secret. */
 	rbd_source(&s);
 	xml = render_ok(&s, &(struct vmd_xml_opts){.dev = "vdb"});
-	assert_non_null(strstr(xml, "<disk type='network' device='disk'>"));
-	assert_non_null(strstr(xml, "protocol='rbd' name='vms/" INST "_disk'"));
-	assert_non_null(strstr(xml, "<host name='127.0.0.1' port='6789'/>"));
+	assert_contains(xml, "<disk type='network' device='disk'>");
+	assert_contains(xml, "protocol='rbd' name='vms/" INST "_disk'");
+	assert_contains(xml, "<host name='127.0.0.1' port='6789'/>");
 	/* No port: Ceph's monitor port (libvirt's schema wants one). */
-	assert_non_null(strstr(xml, "<host name='mon3.example' port='6789'/>"));
-	assert_non_null(strstr(xml, "<host name='::1' port='6789'/>"));
-	assert_non_null(strstr(xml, "<auth username='cinder'>"));
-	assert_non_null(strstr(xml, "<secret type='ceph' uuid='" SECRET_UUID
-	                            "'/>"));
+	assert_contains(xml, "<host name='mon3.example' port='6789'/>");
+	assert_contains(xml, "<host name='::1' port='6789'/>");
+	assert_contains(xml, "<auth username='cinder'>");
+	assert_contains(xml, "<secret type='ceph' uuid='" SECRET_UUID
+	                "'/>");
 	free(xml);
 
 	/* LUKS opened by QEMU. */
@@ -239,9 +238,9 @@ static void test_shapes(void **state)
 	snprintf(s.encryption_secret_uuid, sizeof(s.encryption_secret_uuid),
 	         SECRET_UUID);
 	xml = render_ok(&s, &(struct vmd_xml_opts){.dev = "vda"});
-	assert_non_null(strstr(xml, "<encryption format='luks'>"));
-	assert_non_null(strstr(xml, "<secret type='passphrase' uuid='"
-	                            SECRET_UUID "'/>"));
+	assert_contains(xml, "<encryption format='luks'>");
+	assert_contains(xml, "<secret type='passphrase' uuid='"
+	                SECRET_UUID "'/>");
 	free(xml);
 
 	/* QoS becomes <iotune>, boot order <boot>. */
@@ -249,9 +248,9 @@ static void test_shapes(void **state)
 	xml = render_ok(&s, &(struct vmd_xml_opts){
 		.dev = "vda", .boot_order = 3,
 		.qos = "total_bytes_sec=100,read_iops_sec=7"});
-	assert_non_null(strstr(xml, "<total_bytes_sec>100</total_bytes_sec>"));
-	assert_non_null(strstr(xml, "<read_iops_sec>7</read_iops_sec>"));
-	assert_non_null(strstr(xml, "<boot order='3'/>"));
+	assert_contains(xml, "<total_bytes_sec>100</total_bytes_sec>");
+	assert_contains(xml, "<read_iops_sec>7</read_iops_sec>");
+	assert_contains(xml, "<boot order='3'/>");
 	free(xml);
 
 	/* The <filesystem> form: loop for raw, nbd for qcow2, ploop. */
@@ -267,8 +266,8 @@ static void test_shapes(void **state)
 			.filesystem_target = "/mnt/guest root"});
 		snprintf(want, sizeof(want), "<driver type='%s' format='%s'/>",
 		         fs[i].type, fs[i].format);
-		assert_non_null(strstr(xml, want));
-		assert_non_null(strstr(xml, "<target dir='/mnt/guest root'/>"));
+		assert_contains(xml, want);
+		assert_contains(xml, "<target dir='/mnt/guest root'/>");
 		assert_valid_in_domain(f, xml);
 		free(xml);
 	}
@@ -384,7 +383,7 @@ static void test_backend_disks(void **state)
 						     .boot_order = (unsigned)i + 1},
 			                     &xml, &err),
 			0);
-		assert_non_null(strstr(xml, i ? "type='qcow2'" : "type='raw'"));
+		assert_contains(xml, i ? "type='qcow2'" : "type='raw'");
 		assert_valid_in_domain(f, xml);
 		free(xml);
 		assert_int_equal(
@@ -409,8 +408,8 @@ static void test_backend_disks(void **state)
 	                                         "--boot-order", "2", NULL},
 	                        NULL, &out, &errs),
 	                 0);
-	assert_non_null(strstr(out, "<target dev='sda' bus='scsi'/>"));
-	assert_non_null(strstr(out, "<read_iops_sec>100</read_iops_sec>"));
+	assert_contains(out, "<target dev='sda' bus='scsi'/>");
+	assert_contains(out, "<read_iops_sec>100</read_iops_sec>");
 	assert_valid_in_domain(f, out);
 	free(out);
 	free(errs);
@@ -431,7 +430,7 @@ static void test_backend_disks(void **state)
 	                                         NULL},
 	                        NULL, &out, &errs),
 	                 0);
-	assert_non_null(strstr(out, "<driver type='loop' format='raw'/>"));
+	assert_contains(out, "<driver type='loop' format='raw'/>");
 	assert_valid_in_domain(f, out);
 	free(out);
 	free(errs);

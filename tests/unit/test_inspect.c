@@ -106,23 +106,6 @@ static void assert_refused_with(const char *path, const char *code)
 	}
 }
 
-static int64_t qemu_virtual_size(const char *path, const char *fmt)
-{
-	const char *argv[] = {"qemu-img", "info", "-f", fmt, "--output=json",
-	                      path, NULL};
-	char *out = NULL;
-	struct json_object *o, *v;
-	int64_t size;
-
-	assert_int_equal(th_run(argv, NULL, &out, NULL), 0);
-	o = json_tokener_parse(out);
-	assert_true(json_object_object_get_ex(o, "virtual-size", &v));
-	size = json_object_get_int64(v);
-	json_object_put(o);
-	free(out);
-	return size;
-}
-
 static void test_qemu_made_qcow2_is_safe(void **state)
 {
 	struct fixture *f = *state;
@@ -140,7 +123,7 @@ static void test_qemu_made_qcow2_is_safe(void **state)
 		assert_true(r.safe);
 		assert_int_equal(r.format, VMD_IMG_QCOW2);
 		assert_int_equal(r.version, i == 0 ? 2 : 3);
-		assert_int_equal(r.virtual_size, qemu_virtual_size(f->img, "qcow2"));
+		assert_int_equal(r.virtual_size, th_qemu_img_virtual_size(f->img, "qcow2"));
 		assert_int_equal(r.cluster_size, 65536);
 	}
 	/* Small clusters, compressed and zstd images too. */
@@ -296,7 +279,7 @@ static void test_fixed_vhd_of_partitioned_disk(void **state)
 	inspect(vhd, 0, &r);
 	assert_true(r.safe);
 	assert_int_equal(r.format, VMD_IMG_VHD);
-	assert_int_equal(r.virtual_size, qemu_virtual_size(vhd, "vpc"));
+	assert_int_equal(r.virtual_size, th_qemu_img_virtual_size(vhd, "vpc"));
 	/* But a qcow2 header plus a VHD footer is still ambiguous. */
 	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
 	                          f->img, "1M", NULL});
@@ -390,8 +373,8 @@ static void test_cli_inspect(void **state)
 	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
 	                          f->img, "1G", NULL});
 	assert_int_equal(cli(f, &out, (const char *[]){"inspect", f->img, NULL}), 0);
-	assert_non_null(strstr(out, "format: qcow2"));
-	assert_non_null(strstr(out, "verdict: safe"));
+	assert_contains(out, "format: qcow2");
+	assert_contains(out, "verdict: safe");
 	free(out);
 	/* Two failed checks: two lines, exit 1. */
 	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
@@ -399,8 +382,8 @@ static void test_cli_inspect(void **state)
 	                          "2T", NULL});
 	assert_int_equal(cli(f, &out, (const char *[]){"inspect", f->img, NULL}), 1);
 	assert_int_equal(count_lines_starting(out, "refused: "), 2);
-	assert_non_null(strstr(out, "refused: qcow2-backing-file: "));
-	assert_non_null(strstr(out, "refused: virtual-size-limit: "));
+	assert_contains(out, "refused: qcow2-backing-file: ");
+	assert_contains(out, "refused: virtual-size-limit: ");
 	free(out);
 	assert_int_equal(cli(f, &out, (const char *[]){"--json", "inspect", f->img,
 	                                               NULL}),
@@ -528,7 +511,7 @@ static void test_cached_entry_inspected_again(void **state)
 	assert_int_equal(th_run(cp, NULL, NULL, NULL), 0);
 	assert_int_equal(vmd_disk_create(ctx, INST, "disk", &opts, NULL, &err),
 	                 VMD_E_REFUSED);
-	assert_non_null(strstr(err.msg, "qcow2-backing-file"));
+	assert_contains(err.msg, "qcow2-backing-file");
 	vmd_ctx_free(ctx);
 	free(evil);
 }
@@ -568,8 +551,8 @@ static void test_format_pinned(void **state)
 	                                      &(struct vmd_xml_opts){.dev = "vda"},
 	                                      &xml, &err),
 	                 0);
-	assert_non_null(strstr(xml, "type='raw'"));
-	assert_null(strstr(xml, "qcow2"));
+	assert_contains(xml, "type='raw'");
+	assert_not_contains(xml, "qcow2");
 	free(xml);
 	/* And the record refuses to have the entry rewritten. */
 	int ifd = open(idir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -603,7 +586,7 @@ static void test_qcow_any_version_refused(void **state)
 	assert_int_equal(r.format, VMD_IMG_QCOW2);
 	assert_int_equal(r.version, 1);
 	assert_true(has_reason(&r, "qcow2-version"));
-	assert_non_null(strstr(r.reasons[0].text, "qcow (version 1)"));
+	assert_contains(r.reasons[0].text, "qcow (version 1)");
 	/* qcow2 headers with the version patched. */
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
 		unsigned char v[4];

@@ -25,21 +25,17 @@
 #define MIB (1ull << 20)
 
 struct fixture {
-	char *dir;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *base_raw;
 	char *base_qcow2;
-	struct vmd_config cfg;
-	struct vmd_ctx *ctx;
 };
 
 static int setup(void **state)
 {
 	struct fixture *f = calloc(1, sizeof(*f));
-	char *instances;
 
 	th_require_qemu_img();
-	f->dir = th_mkdtemp("ploop");
-	instances = th_path(f->dir, "instances");
+	th_fixture_init(&f->th, "ploop");
 	f->base_raw = th_path(f->dir, "base.raw");
 	f->base_qcow2 = th_path(f->dir, "base.qcow2");
 	/* Data in clusters 0, 2 and the last, a zero-filled cluster, holes. */
@@ -61,12 +57,8 @@ static int setup(void **state)
 	                                         f->base_qcow2, NULL},
 	                        NULL, NULL, NULL),
 	                 0);
-	vmd_config_defaults(&f->cfg);
-	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s",
-	         instances);
 	f->cfg.images_type = VMD_BACKEND_PLOOP;
 	f->cfg.force_raw_images = false;
-	free(instances);
 	th_ctx_renew(&f->ctx, &f->cfg);
 	*state = f;
 	return 0;
@@ -76,9 +68,7 @@ static int teardown(void **state)
 {
 	struct fixture *f = *state;
 
-	vmd_ctx_free(f->ctx);
-	th_rmtree(f->dir);
-	free(f->dir);
+	th_fixture_fini(&f->th);
 	free(f->base_raw);
 	free(f->base_qcow2);
 	free(f);
@@ -146,14 +136,14 @@ static void assert_descriptor(const char *dir, uint64_t size,
 	text = th_read_text(xml);
 	snprintf(want, sizeof(want), "<Disk_size>%llu</Disk_size>",
 	         (unsigned long long)(size / 512));
-	assert_non_null(strstr(text, want));
+	assert_contains(text, want);
 	snprintf(want, sizeof(want), "<End>%llu</End>",
 	         (unsigned long long)(size / 512));
-	assert_non_null(strstr(text, want));
+	assert_contains(text, want);
 	snprintf(want, sizeof(want), "<Type>%s</Type>", type);
-	assert_non_null(strstr(text, want));
-	assert_non_null(strstr(text, "<File>root.hds</File>"));
-	assert_non_null(strstr(text, "<Blocksize>2048</Blocksize>"));
+	assert_contains(text, want);
+	assert_contains(text, "<File>root.hds</File>");
+	assert_contains(text, "<Blocksize>2048</Blocksize>");
 	/* The spec's rule: cylinders x heads x sectors = disk size. */
 	assert_int_equal(sscanf(strstr(text, "<Cylinders>"),
 	                        "<Cylinders>%llu</Cylinders>", &cyl),
@@ -181,8 +171,8 @@ static void test_from_qcow2_base_expanded(void **state)
 	assert_int_equal(info.virtual_size, 20 * MIB);
 	assert_parallels_clean(info.path);
 	json = qemu_info(info.path);
-	assert_non_null(strstr(json, "\"format\": \"parallels\""));
-	assert_non_null(strstr(json, "\"virtual-size\": 20971520"));
+	assert_contains(json, "\"format\": \"parallels\"");
+	assert_contains(json, "\"virtual-size\": 20971520");
 	free(json);
 	th_assert_images_identical(f->base_raw, "raw", info.path, "parallels",
 	                           0);
@@ -218,7 +208,7 @@ static void test_blank(void **state)
 	create_ok(f, "eph", NULL, 64 * MIB, &info);
 	assert_parallels_clean(info.path);
 	json = qemu_info(info.path);
-	assert_non_null(strstr(json, "\"virtual-size\": 67108864"));
+	assert_contains(json, "\"virtual-size\": 67108864");
 	free(json);
 	/* QEMU's own empty image of that size has the same length. */
 	assert_int_equal(th_file_size(info.path), MIB);
@@ -245,7 +235,7 @@ static void test_resize_across_bat_growth(void **state)
 	assert_int_equal(vmd_disk_resize(f->ctx, INST, "disk", big, &err), 0);
 	assert_parallels_clean(info.path);
 	json = qemu_info(info.path);
-	assert_non_null(strstr(json, "\"virtual-size\": 322122547200"));
+	assert_contains(json, "\"virtual-size\": 322122547200");
 	free(json);
 	th_assert_images_identical(f->base_raw, "raw", info.path, "parallels",
 	                           0);
@@ -301,15 +291,15 @@ static void test_remove_and_xml(void **state)
 	                                      &(struct vmd_xml_opts){.dev = "vda"},
 	                                      &xml, &err),
 	                 0);
-	assert_non_null(strstr(xml, "type='ploop'"));
-	assert_non_null(strstr(xml, "/disk/root.hds'"));
+	assert_contains(xml, "type='ploop'");
+	assert_contains(xml, "/disk/root.hds'");
 	free(xml);
 	assert_int_equal(vmd_disk_libvirt_xml(
 				 f->ctx, INST, "disk",
 				 &(struct vmd_xml_opts){.filesystem_target = "/"},
 				 &xml, &err),
 	                 0);
-	assert_non_null(strstr(xml, "<driver type='ploop' format='ploop'/>"));
+	assert_contains(xml, "<driver type='ploop' format='ploop'/>");
 	free(xml);
 	assert_int_equal(vmd_disk_remove(f->ctx, INST, "disk", &err), 0);
 	assert_false(th_exists(dir));
@@ -317,21 +307,6 @@ static void test_remove_and_xml(void **state)
 	dir = th_path(f->cfg.instances_path, INST);
 	assert_false(th_exists(dir));
 	free(dir);
-}
-
-static int count_entries(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -1;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			n++;
-	closedir(d);
-	return n;
 }
 
 /* A failure after both files are written, just before the directory gets
@@ -355,7 +330,7 @@ static void test_failure_leaves_nothing(void **state)
 	                     0);
 	unsetenv("VMDISK_FAULT");
 	/* The record, and the other disk. */
-	assert_int_equal(count_entries(idir), 2);
+	assert_int_equal(th_count_entries(idir), 2);
 	assert_int_equal(vmd_disk_info(f->ctx, INST, "disk", &info, &err),
 	                 VMD_E_NOTFOUND);
 	/* And the next try succeeds. */
@@ -485,8 +460,8 @@ static void test_cli(void **state)
 	                                         "--backend", "ploop", NULL},
 	                        NULL, &out, NULL),
 	                 0);
-	assert_non_null(strstr(out, "\"backend\":\"ploop\""));
-	assert_non_null(strstr(out, "root.hds"));
+	assert_contains(out, "\"backend\":\"ploop\"");
+	assert_contains(out, "root.hds");
 	free(out);
 	assert_int_equal(th_run((const char *[]){th_cli(), "--config", conf,
 	                                         "resize", INST, "root", "64M",

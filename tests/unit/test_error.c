@@ -15,6 +15,8 @@
 #include <vmdisk/error.h>
 #include <vmdisk/log.h>
 
+#include "helpers.h"
+
 struct log_capture {
 	char lines[8][1024];
 	enum vmd_log_level levels[8];
@@ -68,8 +70,8 @@ static void test_set_and_log(void **state)
 	/* Logged once, at error level, where it happened. */
 	assert_int_equal(logs.n, 1);
 	assert_int_equal(logs.levels[0], VMD_LOG_ERROR);
-	assert_non_null(strstr(logs.lines[0], "write: data"));
-	assert_non_null(strstr(logs.lines[0], "wrote 3 of 10 bytes"));
+	assert_contains(logs.lines[0], "write: data");
+	assert_contains(logs.lines[0], "wrote 3 of 10 bytes");
 
 	vmd_error_clear(&err);
 	assert_false(vmd_error_is_set(&err));
@@ -98,7 +100,7 @@ static void test_first_error_wins(void **state)
 	assert_string_equal(err.detail, "disk full");
 	/* Every one of them was still logged. */
 	assert_int_equal(logs.n, 3);
-	assert_non_null(strstr(logs.lines[1], "already gone"));
+	assert_contains(logs.lines[1], "already gone");
 }
 
 static void test_null_err_logs(void **state)
@@ -108,7 +110,7 @@ static void test_null_err_logs(void **state)
 	                               "bad magic %x", 0xdeadU),
 	                 VMD_E_CORRUPT);
 	assert_int_equal(logs.n, 1);
-	assert_non_null(strstr(logs.lines[0], "bad magic dead"));
+	assert_contains(logs.lines[0], "bad magic dead");
 }
 
 static void test_prefix(void **state)
@@ -207,13 +209,13 @@ static void test_redacted(void **state)
 	assert_string_equal(err.msg, "key *** refused");
 	assert_string_equal(err.detail, "luks open with '***' failed");
 	assert_int_equal(logs.n, 1);
-	assert_null(strstr(logs.lines[0], secret));
-	assert_non_null(strstr(logs.lines[0], "***"));
+	assert_not_contains(logs.lines[0], secret);
+	assert_contains(logs.lines[0], "***");
 
 	vmd_error_clear(&err);
 	vmd_error_set_errno(&err, VMD_E_IO, EACCES, secret, "%s", secret);
 	assert_string_equal(err.msg, "***");
-	assert_null(strstr(err.detail, secret));
+	assert_not_contains(err.detail, secret);
 }
 
 static void test_errc_name(void **state)

@@ -27,20 +27,6 @@ static int teardown_dir(void **state)
 	return 0;
 }
 
-static int count_entries(const char *dir)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-	int n = 0;
-
-	assert_non_null(d);
-	while ((de = readdir(d)) != NULL)
-		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
-			n++;
-	closedir(d);
-	return n;
-}
-
 static void test_tmpfile_invisible_until_publish(void **state)
 {
 	const char *dir = *state;
@@ -53,7 +39,7 @@ static void test_tmpfile_invisible_until_publish(void **state)
 	/* Nothing under the final name, and (O_TMPFILE) nothing at all. */
 	assert_false(th_exists(final));
 	if (t.anonymous)
-		assert_int_equal(count_entries(dir), 0);
+		assert_int_equal(th_count_entries(dir), 0);
 	assert_int_equal(vmd_tmpfile_publish(&t, false, 0640, &err), 0);
 	vmd_tmpfile_discard(&t);
 	assert_true(th_exists(final));
@@ -64,7 +50,7 @@ static void test_tmpfile_invisible_until_publish(void **state)
 
 	assert_int_equal(stat(final, &st), 0);
 	assert_int_equal(st.st_mode & 0777, 0640);
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(th_count_entries(dir), 1);
 	free(text);
 	free(final);
 }
@@ -84,7 +70,7 @@ static void test_publish_refuses_to_replace(void **state)
 	assert_string_equal(text, "original");
 	free(text);
 	/* No temporary left behind by the refused publish. */
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(th_count_entries(dir), 1);
 
 	vmd_error_clear(&err);
 	assert_int_equal(vmd_write_file_atomic(dir, "rec", "new", 3, 0600, true,
@@ -92,7 +78,7 @@ static void test_publish_refuses_to_replace(void **state)
 	                 0);
 	text = th_read_text(final);
 	assert_string_equal(text, "new");
-	assert_int_equal(count_entries(dir), 1);
+	assert_int_equal(th_count_entries(dir), 1);
 	free(text);
 	free(final);
 }
@@ -108,7 +94,7 @@ static void test_discard_leaves_nothing(void **state)
 		assert_int_equal(vmd_tmpfile_open(&t, dir, "x", 0600, &err), 0);
 		assert_int_equal(vmd_pwrite_full(t.fd, "abc", 3, 0), 0);
 	}
-	assert_int_equal(count_entries(dir), 0);
+	assert_int_equal(th_count_entries(dir), 0);
 }
 
 static void test_copy_sparse_keeps_holes(void **state)

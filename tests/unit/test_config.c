@@ -19,6 +19,8 @@
 #include <vmdisk/config.h>
 #include <vmdisk/log.h>
 
+#include "helpers.h"
+
 struct dir {
 	char path[256];
 	char files[4][300];
@@ -368,7 +370,7 @@ static void test_duplicate_key(void **state)
 	                                        "rbd_user = a\nrbd_user = b\n",
 	                                        &err),
 	                 VMD_E_CONFIG);
-	assert_non_null(strstr(err.detail, "given once"));
+	assert_contains(err.detail, "given once");
 	/* Each load is a parse of its own: a key again in the next one is
 	 * not a duplicate. */
 	vmd_error_clear(&err);
@@ -427,8 +429,8 @@ static void test_load_file(void **state)
 	                 VMD_E_NOTFOUND);
 	assert_int_equal(err.code, VMD_E_NOTFOUND);
 	/* The path goes to the detail, never to the public message. */
-	assert_null(strstr(err.msg, d->path));
-	assert_non_null(strstr(err.detail, missing));
+	assert_not_contains(err.msg, d->path);
+	assert_contains(err.detail, missing);
 
 	/* A directory is not a config file. */
 	vmd_error_clear(&err);
@@ -440,7 +442,7 @@ static void test_load_file(void **state)
 	assert_int_equal(vmd_config_load_file(&c, path, &err), VMD_E_CONFIG);
 	assert_string_equal(err.msg,
 	                    "config: unknown key 'bogus_key' (line 3)");
-	assert_non_null(strstr(err.detail, path));
+	assert_contains(err.detail, path);
 }
 
 static void test_load_order(void **state)

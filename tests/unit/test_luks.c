@@ -105,11 +105,11 @@ static void test_format_and_check(void **state)
 		const char *argv[] = {"cryptsetup", "luksDump", img, NULL};
 
 		assert_int_equal(th_run(argv, NULL, &out, &errout), 0);
-		assert_non_null(strstr(out, "Version:       \t2"));
-		assert_non_null(strstr(out, "aes-xts-plain64"));
-		assert_non_null(strstr(out, "512 bits"));
-		assert_non_null(strstr(out, "pbkdf2"));
-		assert_null(strstr(out, PLANTED));
+		assert_contains(out, "Version:       \t2");
+		assert_contains(out, "aes-xts-plain64");
+		assert_contains(out, "512 bits");
+		assert_contains(out, "pbkdf2");
+		assert_not_contains(out, PLANTED);
 		free(out);
 		free(errout);
 	}
@@ -120,10 +120,10 @@ static void test_format_and_check(void **state)
 
 	/* The key nowhere in clear: not in the file, log or error. */
 	assert_false(file_contains(img, PLANTED));
-	assert_non_null(strstr(th_log_text(), "LUKS2"));
-	assert_null(strstr(th_log_text(), PLANTED));
-	assert_null(strstr(th_log_text(), KEY_ID));
-	assert_null(strstr(err.detail, PLANTED));
+	assert_contains(th_log_text(), "LUKS2");
+	assert_not_contains(th_log_text(), PLANTED);
+	assert_not_contains(th_log_text(), KEY_ID);
+	assert_not_contains(err.detail, PLANTED);
 
 	vmd_key_free(key);
 	vmd_key_free(other);
