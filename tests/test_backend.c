@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "internal.h"
+#include "vmd_build_config.h"
 #include <vmdisk/vmdisk.h>
 
 static const char *test_module(void)
@@ -32,7 +34,8 @@ static void test_builtin_tables(void **state)
 	assert_non_null(ops->remove);
 	assert_int_equal(vmd_backend_get(VMD_BACKEND_QCOW2, &ops, &err), 0);
 	assert_string_equal(ops->name, "qcow2");
-	assert_true(ops->features & VMD_FEAT_COW);
+	/* What a backend can do is which operations it fills in. */
+	assert_null(ops->flatten);
 }
 
 static void test_unimplemented_backends_say_so(void **state)
@@ -71,7 +74,7 @@ static void test_load_module(void **state)
 	assert_string_equal(ops->name, "testbackend");
 	assert_int_equal(ops->exists(NULL, NULL, &exists, &err), 0);
 	assert_true(exists);
-	assert_null(ops->create_from_image);
+	assert_null(ops->flatten);
 }
 
 static void test_module_checks(void **state)
@@ -80,10 +83,13 @@ static void test_module_checks(void **state)
 	struct vmd_error err = VMD_ERROR_INIT;
 
 	(void)state;
-	assert_int_equal(vmd_backend_load_module(test_module(), "future", &ops,
-	                                         &err),
+	/* A table without a required operation is refused. */
+	assert_int_equal(vmd_backend_load_module(test_module(), "incomplete",
+	                                         &ops, &err),
 	                 VMD_E_UNSUPPORTED);
-	assert_non_null(strstr(err.detail, "ABI"));
+	assert_string_equal(err.detail,
+	                    "backend incomplete: module lacks required "
+	                    "create_from_image");
 	vmd_error_clear(&err);
 	assert_int_equal(vmd_backend_load_module(test_module(), "absent", &ops,
 	                                         &err),
@@ -92,6 +98,31 @@ static void test_module_checks(void **state)
 	assert_int_equal(vmd_backend_load_module("/nonexistent/x.so", "x", &ops,
 	                                         &err),
 	                 VMD_E_UNSUPPORTED);
+}
+
+/* A module of another build (another version, another backend table) or
+ * without a stamp is refused by name; only this build's stamp passes. */
+static void test_module_stamp(void **state)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	assert_int_equal(vmd_backend_check_stamp("rbd", VMD_BUILD_STAMP, &err),
+	                 0);
+	assert_false(vmd_error_is_set(&err));
+	assert_int_equal(vmd_backend_check_stamp("rbd", "vmdisk-0.0.9-0-0",
+	                                         &err),
+	                 VMD_E_UNSUPPORTED);
+	assert_string_equal(err.msg, "backend module built for another vmdisk");
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_backend_check_stamp("rbd", VMD_BUILD_STAMP "x",
+	                                         &err),
+	                 VMD_E_UNSUPPORTED);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_backend_check_stamp("rbd", NULL, &err),
+	                 VMD_E_UNSUPPORTED);
+	assert_string_equal(err.msg, "backend module built for another vmdisk");
+	vmd_error_clear(&err);
 }
 
 static void test_module_loaded_on_first_use(void **state)
@@ -138,6 +169,7 @@ int main(void)
 		cmocka_unit_test(test_unimplemented_backends_say_so),
 		cmocka_unit_test(test_load_module),
 		cmocka_unit_test(test_module_checks),
+		cmocka_unit_test(test_module_stamp),
 		cmocka_unit_test(test_module_loaded_on_first_use),
 		cmocka_unit_test(test_require_names_the_operation),
 	};

@@ -290,10 +290,7 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 
 	if (location) {
 		rc = vmd_backend_require(
-			ops,
-			VMD_BACKEND_HAS(ops, clone_from_location)
-				? (const void *)ops->clone_from_location
-				: NULL,
+			ops, (const void *)ops->clone_from_location,
 			"clone_from_location", err);
 		if (rc == 0)
 			rc = ops->clone_from_location(ctx, ref, location, size,
@@ -401,7 +398,7 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = check_size(opts->size, err);
 	if (rc == 0)
 		rc = vmd_backend_get(kind, &ops, err);
-	if (rc == 0 && VMD_BACKEND_HAS(ops, check_config))
+	if (rc == 0 && ops->check_config)
 		rc = ops->check_config(ctx, err);
 	/* An image whose source records locations (Glance's rbd://
 	 * direct_url and locations) is cloned from the first that clones, as
@@ -411,7 +408,7 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	struct vmd_create_opts with_loc;
 
 	if (rc == 0 && !opts->location && opts->image && !opts->checksum &&
-	    VMD_BACKEND_HAS(ops, clone_from_location)) {
+	    ops->clone_from_location) {
 		rc = vmd_source_location(ctx, opts->image, found, sizeof(found),
 		                         err);
 		if (rc < 0) {
@@ -428,7 +425,7 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	/* A location means nothing to a backend that cannot clone one: with
 	 * an image to import it is ignored, as Nova does. */
 	bool use_location = rc == 0 && (opts->location || found[0]) &&
-	                    (VMD_BACKEND_HAS(ops, clone_from_location) ||
+	                    (ops->clone_from_location ||
 	                     !opts->image);
 
 	/* found: one or more, '\n' between them; --location: exactly one. */
@@ -703,9 +700,7 @@ static int disk_op_run(struct vmd_ctx *ctx, const char *instance,
 			break;
 		case OP_FLATTEN: fn = (const void *)ops->flatten; break;
 		case OP_DIRECT_SNAPSHOT:
-			fn = VMD_BACKEND_HAS(ops, direct_snapshot)
-			             ? (const void *)ops->direct_snapshot
-			             : NULL;
+			fn = (const void *)ops->direct_snapshot;
 			break;
 		}
 		rc = vmd_backend_require(ops, fn, op_names[op], err);

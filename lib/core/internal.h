@@ -28,6 +28,11 @@ extern const struct vmd_backend_ops vmd_backend_qcow2;
 extern const struct vmd_backend_ops vmd_backend_ploop;
 extern const struct vmd_backend_ops vmd_backend_lvm;
 
+/* Refuse a module stamp other than this build's (lib/backend/backend.c);
+ * NULL is a module without one. */
+int vmd_backend_check_stamp(const char *name, const char *stamp,
+                            struct vmd_error *err);
+
 /* Round up to a multiple of 512 (the sector size every format accepts). */
 static inline uint64_t vmd_round_sector(uint64_t n)
 {

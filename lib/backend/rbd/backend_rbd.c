@@ -34,6 +34,7 @@
 #include "fsutil.h"
 #include "internal.h"
 #include "rbd_location.h"
+#include "vmd_build_config.h"
 
 #define RBD_CHUNK (4u << 20)     /* one default RBD object */
 #define RBD_IMAGE_NAME_MAX VMD_RBD_IMAGE_NAME_MAX
@@ -1095,11 +1096,12 @@ static int vr_direct_snapshot(struct vmd_ctx *ctx,
 	return 0;
 }
 
+/* Built with this library: the registry loads nothing else. */
+VMD_BACKEND_MODULE_STAMP;
+
 extern const struct vmd_backend_ops vmd_backend_rbd;
 const struct vmd_backend_ops vmd_backend_rbd = {
-	.abi_version = VMD_BACKEND_ABI_VERSION,
 	.name = "rbd",
-	.features = VMD_FEAT_SPARSE | VMD_FEAT_COW | VMD_FEAT_SNAPSHOTS,
 	.create_from_image = vr_create_from_image,
 	.create_blank = vr_create_blank,
 	.resize = vr_resize,
