@@ -4,6 +4,7 @@
  * missing operation into an error.
  */
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -125,6 +126,71 @@ static void test_module_stamp(void **state)
 	vmd_error_clear(&err);
 }
 
+/* Per-context state: open runs once per context, on its first use of the
+ * backend; each context has its own; close gets it back in vmd_ctx_free. */
+static int hook_opened, hook_closed;
+static void *hook_last_closed;
+
+static int hook_open(struct vmd_ctx *ctx, void **priv, struct vmd_error *err)
+{
+	(void)ctx;
+	(void)err;
+	hook_opened++;
+	*priv = malloc(1);
+	return *priv ? 0 : VMD_E_NOMEM;
+}
+
+static void hook_close(void *priv)
+{
+	hook_closed++;
+	hook_last_closed = priv;
+	free(priv);
+}
+
+static const struct vmd_backend_ops hooked = {
+	.name = "hooked",
+	.open = hook_open,
+	.close = hook_close,
+};
+
+static void test_context_hooks(void **state)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_config cfg;
+	struct vmd_ctx *a, *b;
+	const struct vmd_backend_ops *flat = NULL;
+	void *pa, *pb;
+
+	(void)state;
+	vmd_config_defaults(&cfg);
+	snprintf(cfg.instances_path, sizeof(cfg.instances_path), "/nonexistent");
+	a = vmd_ctx_new(&cfg, &err);
+	b = vmd_ctx_new(&cfg, &err);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_null(vmd_ctx_backend_priv(a, &hooked));
+	assert_int_equal(vmd_backend_attach(a, &hooked, &err), 0);
+	assert_int_equal(vmd_backend_attach(a, &hooked, &err), 0);
+	assert_int_equal(hook_opened, 1);
+	assert_int_equal(vmd_backend_attach(b, &hooked, &err), 0);
+	assert_int_equal(hook_opened, 2);
+	pa = vmd_ctx_backend_priv(a, &hooked);
+	pb = vmd_ctx_backend_priv(b, &hooked);
+	assert_non_null(pa);
+	assert_non_null(pb);
+	assert_ptr_not_equal(pa, pb);
+	/* A backend without hooks: attached, no state. */
+	assert_int_equal(vmd_backend_get(VMD_BACKEND_FLAT, &flat, &err), 0);
+	assert_int_equal(vmd_backend_attach(a, flat, &err), 0);
+	assert_null(vmd_ctx_backend_priv(a, flat));
+	vmd_ctx_free(a);
+	assert_int_equal(hook_closed, 1);
+	assert_ptr_equal(hook_last_closed, pa);
+	vmd_ctx_free(b);
+	assert_int_equal(hook_closed, 2);
+	assert_ptr_equal(hook_last_closed, pb);
+}
+
 static void test_module_loaded_on_first_use(void **state)
 {
 	const struct vmd_backend_ops *ops = NULL;
@@ -170,6 +236,7 @@ int main(void)
 		cmocka_unit_test(test_load_module),
 		cmocka_unit_test(test_module_checks),
 		cmocka_unit_test(test_module_stamp),
+		cmocka_unit_test(test_context_hooks),
 		cmocka_unit_test(test_module_loaded_on_first_use),
 		cmocka_unit_test(test_require_names_the_operation),
 	};

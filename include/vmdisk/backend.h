@@ -13,7 +13,8 @@
  *   NULL where the backend cannot; the generic layer turns a NULL into
  *   "backend X does not support OP" (VMD_E_UNSUPPORTED) in one place,
  *   vmd_backend_require, and never calls it. check_config is an optional
- *   hook: NULL means there is nothing to check.
+ *   hook: NULL means there is nothing to check; so are open/close, the
+ *   per-context state hooks.
  * - There is no capability bitmask: what a backend can do is exactly which
  *   operations it fills in, so the two can never disagree.
  * - Modules. Backends that need heavy libraries (rbd: librbd/librados) are
@@ -32,8 +33,8 @@
  *   negative code; on failure nothing it made remains.
  * - Threads: operations may run concurrently on different contexts; what
  *   a backend keeps between calls it guards itself (rbd's connection
- *   cache is process-wide, behind a mutex; there are no per-context
- *   open/close hooks yet).
+ *   connection belongs to the context: open/close hooks give each
+ *   context its own private state, freed with the context).
  *
  * Out structs. Every call of the public API (vmdisk.h, backend.h) that
  * fills a struct or buffer the caller gives (struct vmd_disk_info,
@@ -182,6 +183,13 @@ struct vmd_backend_ops {
 	int (*direct_snapshot)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	                       const char *name, char *url, size_t url_size,
 	                       struct vmd_error *err);
+	/* Optional hooks, per context. open runs once for a context, the
+	 * first time the context uses this backend (before the operation);
+	 * what it stores in *priv the backend's operations find again with
+	 * vmd_ctx_backend_priv. close runs in vmd_ctx_free with that
+	 * pointer. Without open, priv stays NULL. */
+	int (*open)(struct vmd_ctx *ctx, void **priv, struct vmd_error *err);
+	void (*close)(void *priv);
 	/* Optional hook. Refuse a configuration the backend cannot work with, before
 	 * anything is fetched or made (VMD_E_CONFIG). */
 	int (*check_config)(struct vmd_ctx *ctx, struct vmd_error *err);
@@ -219,6 +227,10 @@ int vmd_backend_require(const struct vmd_backend_ops *ops, const void *op,
 
 /* Context accessors for backends. */
 const struct vmd_config *vmd_ctx_config(const struct vmd_ctx *ctx);
+/* What ops->open stored for this context, or NULL (no open hook, or the
+ * context has not used the backend through the generic layer). */
+void *vmd_ctx_backend_priv(struct vmd_ctx *ctx,
+                           const struct vmd_backend_ops *ops);
 
 #ifdef __cplusplus
 }

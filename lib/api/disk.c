@@ -79,13 +79,17 @@ struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
 		free(ctx);
 		return NULL;
 	}
+	pthread_mutex_init(&ctx->backends_mutex, NULL);
 	return ctx;
 }
 
 void vmd_ctx_free(struct vmd_ctx *ctx)
 {
-	if (ctx)
+	if (ctx) {
+		vmd_backend_detach_all(ctx);
+		pthread_mutex_destroy(&ctx->backends_mutex);
 		closep(&ctx->root_fd);
+	}
 	free(ctx);
 }
 
@@ -398,6 +402,8 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = check_size(opts->size, err);
 	if (rc == 0)
 		rc = vmd_backend_get(kind, &ops, err);
+	if (rc == 0)
+		rc = vmd_backend_attach(ctx, ops, err);
 	if (rc == 0 && ops->check_config)
 		rc = ops->check_config(ctx, err);
 	/* An image whose source records locations (Glance's rbd://
@@ -525,7 +531,10 @@ static int open_existing(struct vmd_ctx *ctx, const char *instance,
 		         rec.key_id);
 		ref->key_id = ref->key_id_buf;
 	}
-	return vmd_backend_get(rec.backend, ops, err);
+	rc = vmd_backend_get(rec.backend, ops, err);
+	if (rc == 0)
+		rc = vmd_backend_attach(ctx, *ops, err);
+	return rc;
 }
 
 /* An existing disk under its instance's lock, which every call that

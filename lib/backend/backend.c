@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "internal.h"
 #include "vmd_build_config.h"
 
@@ -179,4 +180,58 @@ int vmd_backend_require(const struct vmd_backend_ops *ops, const void *op,
 	         op_name);
 	return vmd_error_set(err, VMD_E_UNSUPPORTED, msg, "%s is NULL in %s",
 	                     op_name, ops->name);
+}
+
+/* The per-context state of backends: a context has few backends (one per
+ * disk's kind), so a short array searched by table. */
+int vmd_backend_attach(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
+                       struct vmd_error *err)
+{
+	void *priv = NULL;
+	int rc = 0;
+	size_t i;
+
+	pthread_mutex_lock(&ctx->backends_mutex);
+	for (i = 0; i < ctx->n_backends; i++)
+		if (ctx->backends[i].ops == ops)
+			break;
+	if (i == ctx->n_backends) {
+		/* More slots than kinds in the registry: not reached. */
+		if (i == ELEMENTSOF(ctx->backends))
+			rc = vmd_error_set(err, VMD_E_UNSUPPORTED,
+			                   "too many backends in one context",
+			                   "backend %s", ops->name);
+		else if (ops->open)
+			rc = ops->open(ctx, &priv, err);
+		if (rc == 0) {
+			ctx->backends[i].ops = ops;
+			ctx->backends[i].priv = priv;
+			ctx->n_backends++;
+		}
+	}
+	pthread_mutex_unlock(&ctx->backends_mutex);
+	return rc;
+}
+
+void *vmd_ctx_backend_priv(struct vmd_ctx *ctx,
+                           const struct vmd_backend_ops *ops)
+{
+	void *priv = NULL;
+
+	if (!ctx)
+		return NULL;
+	pthread_mutex_lock(&ctx->backends_mutex);
+	for (size_t i = 0; i < ctx->n_backends; i++)
+		if (ctx->backends[i].ops == ops)
+			priv = ctx->backends[i].priv;
+	pthread_mutex_unlock(&ctx->backends_mutex);
+	return priv;
+}
+
+void vmd_backend_detach_all(struct vmd_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->n_backends; i++)
+		if (ctx->backends[i].ops->close)
+			ctx->backends[i].ops->close(ctx->backends[i].priv);
+	ctx->n_backends = 0;
 }
