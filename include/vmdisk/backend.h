@@ -28,13 +28,16 @@
  *   the table. There is no "older ABI still accepted".
  * - Backends call the library only through this header, vmdisk.h and the
  *   internal headers under lib/; the rbd module uses the symbols of the
- *   VMDISK_PRIVATE_0 node of lib/libvmdisk.sym, which the stamp covers.
+ *   VMDISK_PRIVATE_0 node of lib/libvmdisk.sym (the stamp covers that list,
+ *   not the layout of internal structs: that is why modules are built
+ *   from the same tree).
  * - Errors: an operation fills err (vmd_error_set) and returns its
  *   negative code; on failure nothing it made remains.
- * - Threads: operations may run concurrently on different contexts; what
- *   a backend keeps between calls it guards itself (rbd's connection
- *   connection belongs to the context: open/close hooks give each
- *   context its own private state, freed with the context).
+ * - State: what a backend keeps between calls belongs to the context
+ *   (open/close hooks, vmd_ctx_backend_priv; rbd's cluster connection),
+ *   not to the process, and is freed with the context. Operations may run
+ *   concurrently on different contexts; a backend guards its state
+ *   against concurrent calls on one context itself.
  *
  * Out structs. Every call of the public API (vmdisk.h, backend.h) that
  * fills a struct or buffer the caller gives (struct vmd_disk_info,
