@@ -158,10 +158,10 @@ run_script_suite() {
 
 vmd_install_deps
 
-run_meson_suite build -- -Dsanitize=false -Dfault_injection=true
+run_meson_suite build -- -Dsanitize=false -Dfault_injection=true -Dwerror=true
 # Sanitizers slow everything down: give the slow tests room.
 run_meson_suite build-asan --timeout-multiplier 3 -- \
-	-Dsanitize=true -Dfault_injection=true -Db_lundef=false
+	-Dsanitize=true -Dfault_injection=true -Db_lundef=false -Dwerror=true
 
 # valgrind memcheck over the same cmocka suites of the plain build (the
 # "valgrind" test setup of tests/meson.build): an uninitialised read or a
@@ -171,7 +171,7 @@ run_meson_suite build-asan --timeout-multiplier 3 -- \
 # (system programs such as qemu-img).
 if command -v valgrind >/dev/null 2>&1; then
 	run_meson_suite build --setup valgrind -- \
-		-Dsanitize=false -Dfault_injection=true
+		-Dsanitize=false -Dfault_injection=true -Dwerror=true
 else
 	echo "=== build (valgrind): valgrind not found, counted as a failure"
 	add_counts 0 1 0

@@ -1,15 +1,43 @@
 /*
  * The backend interface: one ops table per storage backend.
  *
- * A backend is one file, lib/backend_<name>.c, that ends with its
- * `struct vmd_backend_ops`. Generic code (lib/disk.c) only ever asks the
- * table; a NULL operation means "not supported" and is turned into a clear
- * error in one place (vmd_backend_require). Backends that need heavy
- * libraries (rbd: librbd/librados; encryption: libcryptsetup) are built as
- * loadable modules exporting a symbol `vmd_backend_<name>`; the registry
- * dlopen()s them on first use so that commands which do not use them do not
- * pay for loading them. `abi_version` lets the table grow: a module built
- * against an older table is still accepted, a newer one is refused.
+ * The contract. A backend is one file, lib/backend/backend_<name>.c (or a
+ * module, lib/backend/<name>/), that ends with its `struct vmd_backend_ops`.
+ * Generic code (lib/api/disk.c) only ever asks the table; it reaches a
+ * backend through nothing else.
+ *
+ * - Required operations: create_from_image, exists, info, remove. The
+ *   registry refuses a module whose table lacks one.
+ * - Optional operations (create_blank, resize, snapshot_extract,
+ *   xml_source, flatten, snap_*, clone_from_location, direct_snapshot) are
+ *   NULL where the backend cannot; the generic layer turns a NULL into
+ *   "backend X does not support OP" (VMD_E_UNSUPPORTED) in one place,
+ *   vmd_backend_require, and never calls it. check_config is an optional
+ *   hook: NULL means there is nothing to check; so are open/close, the
+ *   per-context state hooks.
+ * - There is no capability bitmask: what a backend can do is exactly which
+ *   operations it fills in, so the two can never disagree.
+ * - Modules. Backends that need heavy libraries (rbd: librbd/librados) are
+ *   shared modules vmdisk-<name>.so exporting the table as
+ *   `vmd_backend_<name>`; the registry dlopen()s them on first use so that
+ *   commands which do not use them do not pay for loading them. A module
+ *   is built with the library, from the same tree, and is not an ABI: it
+ *   must define the build stamp (VMD_BACKEND_MODULE_STAMP below, once per
+ *   module) and the registry refuses one whose stamp differs from the
+ *   library's ("backend module built for another vmdisk"), before it reads
+ *   the table. There is no "older ABI still accepted".
+ * - Backends call the library only through this header, vmdisk.h and the
+ *   internal headers under lib/; the rbd module uses the symbols of the
+ *   VMDISK_PRIVATE_0 node of lib/libvmdisk.sym (the stamp covers that list,
+ *   not the layout of internal structs: that is why modules are built
+ *   from the same tree).
+ * - Errors: an operation fills err (vmd_error_set) and returns its
+ *   negative code; on failure nothing it made remains.
+ * - State: what a backend keeps between calls belongs to the context
+ *   (open/close hooks, vmd_ctx_backend_priv; rbd's cluster connection),
+ *   not to the process, and is freed with the context. Operations may run
+ *   concurrently on different contexts; a backend guards its state
+ *   against concurrent calls on one context itself.
  *
  * Out structs. Every call of the public API (vmdisk.h, backend.h) that
  * fills a struct or buffer the caller gives (struct vmd_disk_info,
@@ -38,8 +66,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-#define VMD_BACKEND_ABI_VERSION 2
 
 struct vmd_ctx;
 
@@ -105,35 +131,30 @@ struct vmd_xml_source {
 	char encryption_secret_uuid[37];
 };
 
-enum vmd_backend_feature {
-	VMD_FEAT_SPARSE = 1u << 0,      /* holes cost nothing */
-	VMD_FEAT_COW = 1u << 1,         /* disks share the base's blocks */
-	VMD_FEAT_PREALLOCATE = 1u << 2, /* honours preallocate_images=space */
-	VMD_FEAT_SNAPSHOTS = 1u << 3,
-};
-
 struct vmd_backend_ops {
-	uint32_t abi_version;   /* VMD_BACKEND_ABI_VERSION at build time */
 	const char *name;
-	uint32_t features;      /* enum vmd_backend_feature */
 
-	/* Make `disk` from `base`, `size` bytes (>= base->virtual_size, which
+	/* Required. Make `disk` from `base`, `size` bytes (>= base->virtual_size, which
 	 * the caller checked). On failure nothing of the disk remains. */
 	int (*create_from_image)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	                         const struct vmd_image *base, uint64_t size,
 	                         struct vmd_error *err);
+	/* Optional from here to xml_source. */
 	int (*create_blank)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	                    uint64_t size, struct vmd_error *err);
 	/* Grow only: a smaller size is VMD_E_TOOSMALL. */
 	int (*resize)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	              uint64_t new_size, struct vmd_error *err);
+	/* Required. */
 	int (*exists)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	              bool *exists, struct vmd_error *err);
+	/* Required. */
 	int (*info)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	            struct vmd_disk_info *out, struct vmd_error *err);
 	int (*snapshot_extract)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	                        const char *dst_path, enum vmd_format dst_format,
 	                        struct vmd_error *err);
+	/* Required. */
 	int (*remove)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	              struct vmd_error *err);
 	/* What the guest's disk is, for libvirt XML (lib/libvirt_xml.c renders
@@ -151,7 +172,7 @@ struct vmd_backend_ops {
 	int (*snap_rollback)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	                     const char *snap, struct vmd_error *err);
 
-	/* ABI 2. Make `disk` as a copy-on-write clone of a backend location
+	/* Optional. Make `disk` as a copy-on-write clone of a backend location
 	 * (rbd://FSID/POOL/IMAGE/SNAP), `size` bytes (0: the parent's). A
 	 * malformed location is VMD_E_INVAL; one that is well formed but cannot
 	 * be cloned here (other cluster, missing snapshot) is VMD_E_REFUSED or
@@ -160,19 +181,33 @@ struct vmd_backend_ops {
 	                           const struct vmd_disk_ref *disk,
 	                           const char *location, uint64_t size,
 	                           struct vmd_error *err);
-	/* ABI 2. Publish the disk's current content as a new image `name` in
+	/* Optional. Publish the disk's current content as a new image `name` in
 	 * the image store, without a local copy; its location goes to url. */
 	int (*direct_snapshot)(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	                       const char *name, char *url, size_t url_size,
 	                       struct vmd_error *err);
-	/* ABI 2. Refuse a configuration the backend cannot work with, before
+	/* Optional hooks, per context. open runs once for a context, the
+	 * first time the context uses this backend (before the operation);
+	 * what it stores in *priv the backend's operations find again with
+	 * vmd_ctx_backend_priv. close runs in vmd_ctx_free with that
+	 * pointer. Without open, priv stays NULL. */
+	int (*open)(struct vmd_ctx *ctx, void **priv, struct vmd_error *err);
+	void (*close)(void *priv);
+	/* Optional hook. Refuse a configuration the backend cannot work with, before
 	 * anything is fetched or made (VMD_E_CONFIG). */
 	int (*check_config)(struct vmd_ctx *ctx, struct vmd_error *err);
 };
 
-/* Whether a table (possibly from an older module) has the ABI-2 ops. */
-#define VMD_BACKEND_HAS(ops, op)                                               \
-	((ops)->abi_version >= 2 && (ops)->op != NULL)
+/*
+ * The build stamp of a module: write VMD_BACKEND_MODULE_STAMP; once in the
+ * module, where vmd_build_config.h (VMD_BUILD_STAMP, made by meson from
+ * the version and hashes of this header and lib/libvmdisk.sym) is
+ * included. The registry compares it with its own before using the table.
+ */
+#define VMD_BACKEND_STAMP_SYMBOL "vmd_backend_build_stamp"
+#define VMD_BACKEND_MODULE_STAMP                                               \
+	extern const char vmd_backend_build_stamp[];                           \
+	const char vmd_backend_build_stamp[] = VMD_BUILD_STAMP
 
 /*
  * Find the ops table for a backend (never VMD_BACKEND_DEFAULT: resolve it
@@ -195,6 +230,10 @@ int vmd_backend_require(const struct vmd_backend_ops *ops, const void *op,
 
 /* Context accessors for backends. */
 const struct vmd_config *vmd_ctx_config(const struct vmd_ctx *ctx);
+/* What ops->open stored for this context, or NULL (no open hook, or the
+ * context has not used the backend through the generic layer). */
+void *vmd_ctx_backend_priv(struct vmd_ctx *ctx,
+                           const struct vmd_backend_ops *ops);
 
 #ifdef __cplusplus
 }

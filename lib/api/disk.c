@@ -79,13 +79,17 @@ struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
 		free(ctx);
 		return NULL;
 	}
+	pthread_mutex_init(&ctx->backends_mutex, NULL);
 	return ctx;
 }
 
 void vmd_ctx_free(struct vmd_ctx *ctx)
 {
-	if (ctx)
+	if (ctx) {
+		vmd_backend_detach_all(ctx);
+		pthread_mutex_destroy(&ctx->backends_mutex);
 		closep(&ctx->root_fd);
+	}
 	free(ctx);
 }
 
@@ -290,10 +294,7 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 
 	if (location) {
 		rc = vmd_backend_require(
-			ops,
-			VMD_BACKEND_HAS(ops, clone_from_location)
-				? (const void *)ops->clone_from_location
-				: NULL,
+			ops, (const void *)ops->clone_from_location,
 			"clone_from_location", err);
 		if (rc == 0)
 			rc = ops->clone_from_location(ctx, ref, location, size,
@@ -372,98 +373,122 @@ static int create_by_location(struct vmd_ctx *ctx,
 	return rc;
 }
 
-int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
-                    const char *disk, const struct vmd_create_opts *opts,
-                    struct vmd_disk_info *out, struct vmd_error *err)
+/* Create, stage 1: the options, the disk's name and the backend. */
+static int create_check_opts(struct vmd_ctx *ctx, const char *instance,
+                             const char *disk,
+                             const struct vmd_create_opts *opts,
+                             struct vmd_disk_ref *ref,
+                             enum vmd_backend_kind *kind,
+                             const struct vmd_backend_ops **ops,
+                             struct vmd_error *err)
 {
-	DISK_REF ref = DISK_REF_INIT;
-	const struct vmd_backend_ops *ops;
-	struct vmd_cache_entry entry;
-	_cleanup_(closep) int base_fd = -1;
-	_cleanup_(vmd_lock_release) struct vmd_lock base_lock = VMD_LOCK_INIT;
-	_cleanup_(vmd_lock_release) struct vmd_lock inst_lock = VMD_LOCK_INIT;
-	struct vmd_disk_record rec = {0};
-	enum vmd_backend_kind kind = opts->backend;
 	int rc;
 
-	/* The out-struct contract (vmdisk/backend.h): cleared before anything
-	 * can fail, so no byte of the caller's stack is ever printed. */
-	if (out)
-		memset(out, 0, sizeof(*out));
-	if (kind == VMD_BACKEND_DEFAULT)
-		kind = vmd_config_backend(&ctx->cfg);
-	rc = disk_ref_init(ctx, instance, disk, &ref, err);
-	ref.key_id = opts->key_id;
+	*kind = opts->backend;
+	if (*kind == VMD_BACKEND_DEFAULT)
+		*kind = vmd_config_backend(&ctx->cfg);
+	rc = disk_ref_init(ctx, instance, disk, ref, err);
+	ref->key_id = opts->key_id;
 	if (rc == 0 && opts->key_id && !vmd_valid_uuid(opts->key_id))
 		rc = vmd_error_set(err, VMD_E_INVAL, "key id must be a UUID",
 		                   "bad key id");
 	if (rc == 0)
 		rc = check_size(opts->size, err);
 	if (rc == 0)
-		rc = vmd_backend_get(kind, &ops, err);
-	if (rc == 0 && VMD_BACKEND_HAS(ops, check_config))
-		rc = ops->check_config(ctx, err);
+		rc = vmd_backend_get(*kind, ops, err);
+	if (rc == 0)
+		rc = vmd_backend_attach(ctx, *ops, err);
+	if (rc == 0 && (*ops)->check_config)
+		rc = (*ops)->check_config(ctx, err);
+	return rc;
+}
+
+/*
+ * Create, stage 2: clone a location instead of importing, when there is
+ * one. *done says the call's outcome is rc (made, or failed for good,
+ * the error prefixed); otherwise the caller makes the disk from its base.
+ */
+static int create_from_locations(struct vmd_ctx *ctx,
+                                 const struct vmd_backend_ops *ops,
+                                 struct vmd_disk_ref *ref,
+                                 const struct vmd_create_opts *opts,
+                                 enum vmd_backend_kind kind,
+                                 struct vmd_disk_info *out, bool *done,
+                                 struct vmd_error *err)
+{
 	/* An image whose source records locations (Glance's rbd://
 	 * direct_url and locations) is cloned from the first that clones, as
 	 * if it were given: O(1) instead of a download and an import. Not
 	 * when a checksum is asked for: only an import hashes the bytes. */
-	char found[1024] = "";
-	struct vmd_create_opts with_loc;
+	struct vmd_locations found = {0};
+	struct vmd_create_opts with_loc = *opts;
+	int rc = 0;
 
-	if (rc == 0 && !opts->location && opts->image && !opts->checksum &&
-	    VMD_BACKEND_HAS(ops, clone_from_location)) {
-		rc = vmd_source_location(ctx, opts->image, found, sizeof(found),
-		                         err);
+	*done = true;
+	if (!opts->location && opts->image && !opts->checksum &&
+	    ops->clone_from_location) {
+		rc = vmd_source_location(ctx, opts->image, &found, err);
 		if (rc < 0) {
 			vmd_error_prefix(err, "create");
 			return rc;
 		}
-		if (found[0]) {
+		if (found.n > 0)
 			vmd_log_info("create: %s/%s: cloning the image's "
-			             "location", instance, disk);
-			with_loc = *opts;
-			opts = &with_loc;
-		}
+			             "location", ref->instance, ref->disk);
 	}
 	/* A location means nothing to a backend that cannot clone one: with
 	 * an image to import it is ignored, as Nova does. */
-	bool use_location = rc == 0 && (opts->location || found[0]) &&
-	                    (VMD_BACKEND_HAS(ops, clone_from_location) ||
-	                     !opts->image);
-
-	/* found: one or more, '\n' between them; --location: exactly one. */
-	for (char *next = found; use_location;) {
-		if (found[0]) {
-			char *loc = next;
-
-			next += strcspn(next, "\n");
-			if (*next)
-				*next++ = '\0';
-			with_loc.location = loc;
-		}
-		rc = create_by_location(ctx, ops, &ref, opts, kind, out, err);
+	if (!(opts->location || found.n > 0) ||
+	    !(ops->clone_from_location || !opts->image)) {
+		*done = false;
+		return 0;
+	}
+	/* found: one or more; --location: exactly one. */
+	for (size_t i = 0; i < (found.n > 0 ? found.n : 1); i++) {
+		if (found.n > 0)
+			with_loc.location = vmd_locations_at(&found, i);
+		rc = create_by_location(ctx, ops, ref, &with_loc, kind, out,
+		                        err);
 		/* Only a location that is well formed but not clonable here
 		 * falls back (to the next one, then to an import), and to an
 		 * import only when configured and a source is given. */
 		if (rc == 0 || (rc != VMD_E_REFUSED && rc != VMD_E_NOTFOUND))
 			return rc;
-		if (found[0] && *next) {
+		if (i + 1 < found.n) {
 			vmd_log_warning("create: %s/%s: location not clonable, "
-			                "trying the next one", instance, disk);
+			                "trying the next one", ref->instance,
+			                ref->disk);
 			vmd_error_clear(err);
-			continue;
 		}
-		if (!opts->image || !ctx->cfg.rbd_clone_fallback_import)
-			return rc;
-		vmd_log_warning("create: %s/%s: location not clonable, "
-		                "importing the image instead", instance, disk);
-		vmd_error_clear(err);
-		rc = 0;
-		break;
 	}
-	bool from_base = opts->image || opts->fs != VMD_FS_NONE;
+	if (!opts->image || !ctx->cfg.rbd_clone_fallback_import)
+		return rc;
+	vmd_log_warning("create: %s/%s: location not clonable, "
+	                "importing the image instead", ref->instance,
+	                ref->disk);
+	vmd_error_clear(err);
+	*done = false;
+	return 0;
+}
 
-	if (rc == 0 && opts->image)
+/* Create, stage 3: from the image (fetched into the cache), a blank file
+ * system or nothing, under the instance lock, and the disk's record. */
+static int create_from_base(struct vmd_ctx *ctx,
+                            const struct vmd_backend_ops *ops,
+                            struct vmd_disk_ref *ref,
+                            const struct vmd_create_opts *opts,
+                            enum vmd_backend_kind kind,
+                            struct vmd_disk_info *out, struct vmd_error *err)
+{
+	struct vmd_cache_entry entry;
+	_cleanup_(closep) int base_fd = -1;
+	_cleanup_(vmd_lock_release) struct vmd_lock base_lock = VMD_LOCK_INIT;
+	_cleanup_(vmd_lock_release) struct vmd_lock inst_lock = VMD_LOCK_INIT;
+	struct vmd_disk_record rec = {0};
+	bool from_base = opts->image || opts->fs != VMD_FS_NONE;
+	int rc = 0;
+
+	if (opts->image)
 		rc = check_source_fits(ctx, opts->image, opts->size, err);
 	if (rc == 0 && !opts->image && opts->fs != VMD_FS_NONE &&
 	    opts->label && !vmd_valid_fs_label(opts->fs, opts->label))
@@ -473,11 +498,9 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 		rc = fetch_and_hold_base(ctx, opts, &entry, &base_lock,
 		                         &base_fd, err);
 	if (rc == 0)
-		rc = lock_instance(ctx, instance, &inst_lock, err);
-	if (rc < 0) {
-		vmd_error_prefix(err, "create");
+		rc = lock_instance(ctx, ref->instance, &inst_lock, err);
+	if (rc < 0)
 		return rc;
-	}
 	rec.backend = kind;
 	/* Pinned now, for good: later calls never probe the disk, which the
 	 * guest can write (a qcow2 header in a raw disk stays raw). */
@@ -489,14 +512,43 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	/* Kept so that a resize can open an encrypted disk's mapping. */
 	if (opts->key_id)
 		snprintf(rec.key_id, sizeof(rec.key_id), "%s", opts->key_id);
-	rc = create_locked(ctx, ops, &ref, opts, from_base ? &entry : NULL,
+	rc = create_locked(ctx, ops, ref, opts, from_base ? &entry : NULL,
 	                   base_fd, NULL, &rec, err);
 	if (rc == 0 && from_base)
 		touch_base(&entry, base_fd);
 	if (rc == 0 && out)
-		rc = ops->info(ctx, &ref, out, err);
+		rc = ops->info(ctx, ref, out, err);
 	if (rc == 0 && out)
 		snprintf(out->backend, sizeof(out->backend), "%s", ops->name);
+	return rc;
+}
+
+int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
+                    const char *disk, const struct vmd_create_opts *opts,
+                    struct vmd_disk_info *out, struct vmd_error *err)
+{
+	DISK_REF ref = DISK_REF_INIT;
+	const struct vmd_backend_ops *ops = NULL;
+	enum vmd_backend_kind kind;
+	bool done = false;
+	int rc;
+
+	/* The out-struct contract (vmdisk/backend.h): cleared before anything
+	 * can fail, so no byte of the caller's stack is ever printed. */
+	if (out)
+		memset(out, 0, sizeof(*out));
+	rc = create_check_opts(ctx, instance, disk, opts, &ref, &kind, &ops,
+	                       err);
+	if (rc < 0) {
+		vmd_error_prefix(err, "create");
+		return rc;
+	}
+	/* Its errors are prefixed where they are made. */
+	rc = create_from_locations(ctx, ops, &ref, opts, kind, out, &done,
+	                           err);
+	if (done)
+		return rc;
+	rc = create_from_base(ctx, ops, &ref, opts, kind, out, err);
 	if (rc < 0)
 		vmd_error_prefix(err, "create");
 	return rc;
@@ -528,7 +580,10 @@ static int open_existing(struct vmd_ctx *ctx, const char *instance,
 		         rec.key_id);
 		ref->key_id = ref->key_id_buf;
 	}
-	return vmd_backend_get(rec.backend, ops, err);
+	rc = vmd_backend_get(rec.backend, ops, err);
+	if (rc == 0)
+		rc = vmd_backend_attach(ctx, *ops, err);
+	return rc;
 }
 
 /* An existing disk under its instance's lock, which every call that
@@ -703,9 +758,7 @@ static int disk_op_run(struct vmd_ctx *ctx, const char *instance,
 			break;
 		case OP_FLATTEN: fn = (const void *)ops->flatten; break;
 		case OP_DIRECT_SNAPSHOT:
-			fn = VMD_BACKEND_HAS(ops, direct_snapshot)
-			             ? (const void *)ops->direct_snapshot
-			             : NULL;
+			fn = (const void *)ops->direct_snapshot;
 			break;
 		}
 		rc = vmd_backend_require(ops, fn, op_names[op], err);

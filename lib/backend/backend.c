@@ -4,7 +4,9 @@
  * flat and qcow2 are linked in. Backends that need heavy libraries are
  * shared modules in the module directory, named vmdisk-<name>.so and
  * exporting `vmd_backend_<name>`; they are dlopen()ed the first time a
- * command asks for them, so `vmdisk info` on a qcow2 disk never loads librbd.
+ * command asks for them, so `vmdisk info` on a qcow2 disk never loads librbd,
+ * and used only if their build stamp is this library's (the contract is in
+ * include/vmdisk/backend.h).
  * A backend with neither is "not supported yet" and says so clearly.
  */
 #include <dlfcn.h>
@@ -12,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "internal.h"
 #include "vmd_build_config.h"
 
@@ -41,12 +44,49 @@ void vmd_backend_set_module_dir(const char *dir)
 	pthread_mutex_unlock(&registry_mutex);
 }
 
+/* A module is used only if it was built with this library: its stamp
+ * (include/vmdisk/backend.h, VMD_BACKEND_MODULE_STAMP) must be ours. */
+int vmd_backend_check_stamp(const char *name, const char *stamp,
+                            struct vmd_error *err)
+{
+	if (!stamp)
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "backend module built for another vmdisk",
+		                     "backend %s: module has no build stamp",
+		                     name);
+	if (strncmp(stamp, VMD_BUILD_STAMP, sizeof(VMD_BUILD_STAMP)) != 0)
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "backend module built for another vmdisk",
+		                     "backend %s: module stamp %.80s, library %s",
+		                     name, stamp, VMD_BUILD_STAMP);
+	return 0;
+}
+
+/* The operations generic code calls without asking vmd_backend_require. */
+static int check_required_ops(const char *name,
+                              const struct vmd_backend_ops *t,
+                              struct vmd_error *err)
+{
+	const char *missing = !t->create_from_image ? "create_from_image"
+	                      : !t->exists          ? "exists"
+	                      : !t->info            ? "info"
+	                      : !t->remove          ? "remove"
+	                                            : NULL;
+
+	if (!missing)
+		return 0;
+	return vmd_error_set(err, VMD_E_UNSUPPORTED, "backend not available",
+	                     "backend %s: module lacks required %s", name,
+	                     missing);
+}
+
 int vmd_backend_load_module(const char *path, const char *name,
                             const struct vmd_backend_ops **ops,
                             struct vmd_error *err)
 {
 	char symbol[64];
 	const struct vmd_backend_ops *table;
+	int rc;
 	/* RTLD_NODELETE: the table must outlive any handle bookkeeping. */
 	void *handle = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
 
@@ -54,6 +94,14 @@ int vmd_backend_load_module(const char *path, const char *name,
 		return vmd_error_set(err, VMD_E_UNSUPPORTED,
 		                     "backend not available",
 		                     "backend %s: dlopen: %s", name, dlerror());
+	/* The stamp first: a table of another build is not even read. */
+	rc = vmd_backend_check_stamp(
+		name, (const char *)dlsym(handle, VMD_BACKEND_STAMP_SYMBOL),
+		err);
+	if (rc < 0) {
+		dlclose(handle);
+		return rc;
+	}
 	snprintf(symbol, sizeof(symbol), "vmd_backend_%s", name);
 	table = (const struct vmd_backend_ops *)dlsym(handle, symbol);
 	if (!table) {
@@ -62,16 +110,17 @@ int vmd_backend_load_module(const char *path, const char *name,
 		                     "backend not available",
 		                     "backend %s: module lacks %s", name, symbol);
 	}
-	if (table->abi_version == 0 ||
-	    table->abi_version > VMD_BACKEND_ABI_VERSION ||
-	    !table->name || strcmp(table->name, name) != 0) {
+	if (!table->name || strcmp(table->name, name) != 0) {
 		dlclose(handle);
 		return vmd_error_set(err, VMD_E_UNSUPPORTED,
 		                     "backend not available",
-		                     "backend %s: module ABI %u, name mismatch or "
-		                     "newer than this library (%u)",
-		                     name, table->abi_version,
-		                     VMD_BACKEND_ABI_VERSION);
+		                     "backend %s: module names its table %.32s",
+		                     name, table->name ? table->name : "(null)");
+	}
+	rc = check_required_ops(name, table, err);
+	if (rc < 0) {
+		dlclose(handle);
+		return rc;
 	}
 	*ops = table;
 	return 0;
@@ -131,4 +180,58 @@ int vmd_backend_require(const struct vmd_backend_ops *ops, const void *op,
 	         op_name);
 	return vmd_error_set(err, VMD_E_UNSUPPORTED, msg, "%s is NULL in %s",
 	                     op_name, ops->name);
+}
+
+/* The per-context state of backends: a context has few backends (one per
+ * disk's kind), so a short array searched by table. */
+int vmd_backend_attach(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
+                       struct vmd_error *err)
+{
+	void *priv = NULL;
+	int rc = 0;
+	size_t i;
+
+	pthread_mutex_lock(&ctx->backends_mutex);
+	for (i = 0; i < ctx->n_backends; i++)
+		if (ctx->backends[i].ops == ops)
+			break;
+	if (i == ctx->n_backends) {
+		/* More slots than kinds in the registry: not reached. */
+		if (i == ELEMENTSOF(ctx->backends))
+			rc = vmd_error_set(err, VMD_E_UNSUPPORTED,
+			                   "too many backends in one context",
+			                   "backend %s", ops->name);
+		else if (ops->open)
+			rc = ops->open(ctx, &priv, err);
+		if (rc == 0) {
+			ctx->backends[i].ops = ops;
+			ctx->backends[i].priv = priv;
+			ctx->n_backends++;
+		}
+	}
+	pthread_mutex_unlock(&ctx->backends_mutex);
+	return rc;
+}
+
+void *vmd_ctx_backend_priv(struct vmd_ctx *ctx,
+                           const struct vmd_backend_ops *ops)
+{
+	void *priv = NULL;
+
+	if (!ctx)
+		return NULL;
+	pthread_mutex_lock(&ctx->backends_mutex);
+	for (size_t i = 0; i < ctx->n_backends; i++)
+		if (ctx->backends[i].ops == ops)
+			priv = ctx->backends[i].priv;
+	pthread_mutex_unlock(&ctx->backends_mutex);
+	return priv;
+}
+
+void vmd_backend_detach_all(struct vmd_ctx *ctx)
+{
+	for (size_t i = 0; i < ctx->n_backends; i++)
+		if (ctx->backends[i].ops->close)
+			ctx->backends[i].ops->close(ctx->backends[i].priv);
+	ctx->n_backends = 0;
 }

@@ -167,9 +167,7 @@ static int flat_xml_source(struct vmd_ctx *ctx,
 }
 
 const struct vmd_backend_ops vmd_backend_flat = {
-	.abi_version = VMD_BACKEND_ABI_VERSION,
 	.name = "flat",
-	.features = VMD_FEAT_SPARSE | VMD_FEAT_PREALLOCATE,
 	.create_from_image = flat_create_from_image,
 	.create_blank = flat_create_blank,
 	.resize = flat_resize,

@@ -358,9 +358,7 @@ static int lvm_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 }
 
 const struct vmd_backend_ops vmd_backend_lvm = {
-	.abi_version = VMD_BACKEND_ABI_VERSION,
 	.name = "lvm",
-	.features = VMD_FEAT_PREALLOCATE,
 	.create_from_image = lvm_create_from_image,
 	.create_blank = lvm_create_blank,
 	.resize = lvm_resize,

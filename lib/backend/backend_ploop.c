@@ -584,9 +584,7 @@ static int ploop_xml_source(struct vmd_ctx *ctx,
 }
 
 const struct vmd_backend_ops vmd_backend_ploop = {
-	.abi_version = VMD_BACKEND_ABI_VERSION,
 	.name = "ploop",
-	.features = VMD_FEAT_SPARSE | VMD_FEAT_PREALLOCATE,
 	.create_from_image = ploop_create_from_image,
 	.create_blank = ploop_create_blank,
 	.resize = ploop_resize,

@@ -188,9 +188,7 @@ static int qcow2_xml_source(struct vmd_ctx *ctx,
 }
 
 const struct vmd_backend_ops vmd_backend_qcow2 = {
-	.abi_version = VMD_BACKEND_ABI_VERSION,
 	.name = "qcow2",
-	.features = VMD_FEAT_SPARSE | VMD_FEAT_COW,
 	.create_from_image = qcow2_create_from_image,
 	.create_blank = qcow2_create_blank,
 	.resize = qcow2_resize,

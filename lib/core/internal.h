@@ -5,6 +5,7 @@
 #define VMDISK_INTERNAL_H
 
 #include <limits.h>
+#include <pthread.h>
 
 #include <vmdisk/vmdisk.h>
 
@@ -15,6 +16,14 @@ struct vmd_ctx {
 	char cache_dir[PATH_MAX];
 	int root_fd;              /* instances_path, O_PATH: lib/beneath.c
 	                             opens it on first use (-1 until then) */
+	/* The backends this context has used and their private state
+	 * (ops->open), closed by vmd_ctx_free (lib/backend/backend.c). */
+	pthread_mutex_t backends_mutex;
+	size_t n_backends;
+	struct {
+		const struct vmd_backend_ops *ops;
+		void *priv;
+	} backends[8];
 };
 
 /* <instances_path>/<image_cache_subdirectory_name> into out (PATH_MAX):
@@ -27,6 +36,17 @@ extern const struct vmd_backend_ops vmd_backend_flat;
 extern const struct vmd_backend_ops vmd_backend_qcow2;
 extern const struct vmd_backend_ops vmd_backend_ploop;
 extern const struct vmd_backend_ops vmd_backend_lvm;
+
+/* Refuse a module stamp other than this build's (lib/backend/backend.c);
+ * NULL is a module without one. */
+int vmd_backend_check_stamp(const char *name, const char *stamp,
+                            struct vmd_error *err);
+/* Before a context's first call into a backend: run its open hook once
+ * and keep what it made (lib/backend/backend.c). */
+int vmd_backend_attach(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
+                       struct vmd_error *err);
+/* vmd_ctx_free: run the close hook of every backend the context used. */
+void vmd_backend_detach_all(struct vmd_ctx *ctx);
 
 /* Round up to a multiple of 512 (the sector size every format accepts). */
 static inline uint64_t vmd_round_sector(uint64_t n)

@@ -53,17 +53,29 @@ int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
 	return 0;
 }
 
-int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
-                        size_t loc_size, struct vmd_error *err)
+bool vmd_locations_add(struct vmd_locations *l, const char *url, size_t len)
+{
+	size_t need;
+
+	if (l->n == VMD_LOCATIONS_MAX ||
+	    __builtin_add_overflow(len, (size_t)1, &need) ||
+	    need > sizeof(l->buf) - l->used)
+		return false;
+	memcpy(l->buf + l->used, url, len);
+	l->buf[l->used + len] = '\0';
+	l->off[l->n++] = (uint16_t)l->used;
+	l->used += need;
+	return true;
+}
+
+int vmd_source_location(struct vmd_ctx *ctx, const char *source,
+                        struct vmd_locations *out, struct vmd_error *err)
 {
 	const struct vmd_source_ops *ops;
 	struct vmd_source_meta meta;
 	int rc;
 
-	if (loc_size == 0)
-		return vmd_error_set(err, VMD_E_INVAL, "no room for a location",
-		                     "loc_size 0");
-	loc[0] = '\0';
+	memset(out, 0, sizeof(*out));
 	rc = vmd_source_for(source, &ops, err);
 	/* Only Glance records a location beside the bytes. */
 	if (rc < 0 || ops != &vmd_source_glance)
@@ -72,29 +84,21 @@ int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
 	rc = ops->resolve(ctx, source, &meta, err);
 	if (rc < 0)
 		return rc;
-	return vmd_source_meta_location(&meta, loc, loc_size, err);
+	vmd_source_meta_location(&meta, out);
+	return 0;
 }
 
-int vmd_source_meta_location(const struct vmd_source_meta *meta, char *loc,
-                             size_t loc_size, struct vmd_error *err)
+void vmd_source_meta_location(const struct vmd_source_meta *meta,
+                              struct vmd_locations *out)
 {
-	size_t len = strlen(meta->locations);
-
-	if (loc_size == 0)
-		return vmd_error_set(err, VMD_E_INVAL, "no room for a location",
-		                     "loc_size 0");
-	loc[0] = '\0';
+	memset(out, 0, sizeof(*out));
 	/* A clone is the image's bytes as they are: only a raw image can be a
 	 * disk that way. Each location is parsed strictly later by the
 	 * backend, like one given on the command line. */
-	if (strcmp(meta->disk_format, "raw") != 0 ||
-	    strncmp(meta->locations, "rbd://", 6) != 0)
-		return 0;
-	if (len >= loc_size)
-		return vmd_error_set(err, VMD_E_INVAL,
-		                     "image location too long", "%zu bytes", len);
-	memcpy(loc, meta->locations, len + 1);
-	return 0;
+	if (strcmp(meta->disk_format, "raw") != 0 || meta->locations.n == 0 ||
+	    strncmp(vmd_locations_at(&meta->locations, 0), "rbd://", 6) != 0)
+		return;
+	*out = meta->locations;
 }
 
 void vmd_source_id_for_log(const char *id, char *out, size_t outsz)

@@ -28,16 +28,41 @@ enum vmd_hash_algo {
 	VMD_HASH_SHA512,
 };
 
+/*
+ * A list of locations: an array of strings kept in one bounded buffer, so
+ * the struct copies as a value (offsets, no pointers). The bound is the
+ * one the list always had: the urls and one byte each (their NULs) fit in
+ * VMD_LOCATIONS_BYTES; a url that would not fit whole is left out.
+ */
+#define VMD_LOCATIONS_BYTES 1024
+#define VMD_LOCATIONS_MAX (VMD_LOCATIONS_BYTES / 7) /* "rbd://" + NUL */
+struct vmd_locations {
+	size_t n;
+	size_t used;                       /* bytes of buf in use */
+	uint16_t off[VMD_LOCATIONS_MAX];   /* where url i starts in buf */
+	char buf[VMD_LOCATIONS_BYTES];
+};
+
+static inline const char *vmd_locations_at(const struct vmd_locations *l,
+                                           size_t i)
+{
+	return l->buf + l->off[i];
+}
+
+/* Add url (len bytes, no NUL inside) at the end if it fits whole; false
+ * when it does not (nothing changes). */
+bool vmd_locations_add(struct vmd_locations *l, const char *url, size_t len);
+
 struct vmd_source_meta {
 	char id[PATH_MAX + 64];       /* canonical id; sha1(id) = entry name */
 	enum vmd_hash_algo hash_algo; /* what the source says it hashes to */
 	char hash_hex[VMD_HASH_HEX_MAX];
 	uint64_t size;                /* expected bytes, 0 = unknown */
 	char disk_format[32];         /* as the source declares it, or "" */
-	/* The rbd:// locations the source records for the image, '\n'
-	 * between them: Glance's direct_url first, then its locations[]
-	 * (show_multiple_locations) not already named; "" when none. */
-	char locations[1024];
+	/* The rbd:// locations the source records for the image: Glance's
+	 * direct_url first, then its locations[] (show_multiple_locations)
+	 * not already named; none: n == 0. */
+	struct vmd_locations locations;
 };
 
 struct vmd_sink;
@@ -64,15 +89,15 @@ int vmd_source_for(const char *url, const struct vmd_source_ops **ops,
                    struct vmd_error *err);
 
 /* The backend locations `source` records for its image (Glance's rbd://
- * direct_url and locations, '\n' between them, in that order), into loc;
- * "" when there is none, the source is not Glance, or the image is not
- * raw (only a raw image can be cloned as a disk). Untrusted: the backend
+ * direct_url and locations, in that order), into out; none (out->n == 0)
+ * when there is none, the source is not Glance, or the image is not raw
+ * (only a raw image can be cloned as a disk). Untrusted: the backend
  * parses each as strictly as a --location. */
-int vmd_source_location(struct vmd_ctx *ctx, const char *source, char *loc,
-                        size_t loc_size, struct vmd_error *err);
+int vmd_source_location(struct vmd_ctx *ctx, const char *source,
+                        struct vmd_locations *out, struct vmd_error *err);
 /* The same choice from a resolved record. */
-int vmd_source_meta_location(const struct vmd_source_meta *meta, char *loc,
-                             size_t loc_size, struct vmd_error *err);
+void vmd_source_meta_location(const struct vmd_source_meta *meta,
+                              struct vmd_locations *out);
 
 /* The hex digest of everything fd holds (read with pread from 0). */
 int vmd_hash_fd(int fd, enum vmd_hash_algo algo, char hex[VMD_HASH_HEX_MAX],

@@ -355,13 +355,12 @@ static int record_hash(json_object *o, struct vmd_source_meta *meta,
 	                     algo && lower_token(algo, 16) ? algo : "absent");
 }
 
-/* Append an rbd:// url to meta->locations ('\n' between them): printable,
- * not already there, and only while it fits whole. Other stores' urls
- * (file://, http://) are nothing we can clone. */
+/* Append an rbd:// url to meta->locations: printable, not already there,
+ * and only while it fits whole. Other stores' urls (file://, http://) are
+ * nothing we can clone. */
 static void add_location(struct vmd_source_meta *meta, const char *url)
 {
-	size_t have = strlen(meta->locations), len;
-	const char *p;
+	size_t len;
 
 	if (!url || strncmp(url, "rbd://", 6) != 0)
 		return;
@@ -369,20 +368,10 @@ static void add_location(struct vmd_source_meta *meta, const char *url)
 	for (const char *c = url; *c; c++)
 		if ((unsigned char)*c <= 0x20 || (unsigned char)*c > 0x7e)
 			return;
-	for (p = meta->locations; *p;) {
-		size_t n = strcspn(p, "\n");
-
-		if (n == len && strncmp(p, url, len) == 0)
+	for (size_t i = 0; i < meta->locations.n; i++)
+		if (strcmp(vmd_locations_at(&meta->locations, i), url) == 0)
 			return;
-		p += n;
-		if (*p)
-			p++;
-	}
-	if (have + (have ? 1 : 0) + len >= sizeof(meta->locations))
-		return;
-	if (have)
-		meta->locations[have++] = '\n';
-	memcpy(meta->locations + have, url, len + 1);
+	(void)vmd_locations_add(&meta->locations, url, len);
 }
 
 int vmd_glance_parse_image(const char *json, size_t len, const char *image_id,

@@ -107,11 +107,20 @@ static bool check_meta(const struct vmd_source_meta *m, char *why,
 	if (!want || strnlen(m->hash_hex, sizeof(m->hash_hex)) != want ||
 	    strspn(m->hash_hex, "0123456789abcdef") != want)
 		return vmd_fuzz_broken(why, whysz, "hash unusable");
-	if (!memchr(m->locations, '\0', sizeof(m->locations)))
-		return vmd_fuzz_broken(why, whysz, "locations not terminated");
-	for (p = m->locations; *p;) {
-		size_t n = strcspn(p, "\n");
+	const struct vmd_locations *l = &m->locations;
 
+	if (l->n > VMD_LOCATIONS_MAX || l->used > sizeof(l->buf))
+		return vmd_fuzz_broken(why, whysz, "locations out of bounds");
+	for (size_t k = 0; k < l->n; k++) {
+		size_t n;
+
+		if (l->off[k] >= l->used)
+			return vmd_fuzz_broken(why, whysz, "location past the end");
+		p = vmd_locations_at(l, k);
+		if (!memchr(p, '\0', l->used - l->off[k]))
+			return vmd_fuzz_broken(why, whysz,
+			                       "location not terminated");
+		n = strlen(p);
 		if (n < 6 || strncmp(p, "rbd://", 6) != 0)
 			return vmd_fuzz_broken(why, whysz, "location not rbd://");
 		for (size_t i = 0; i < n; i++)
@@ -119,18 +128,10 @@ static bool check_meta(const struct vmd_source_meta *m, char *why,
 			    (unsigned char)p[i] > 0x7e)
 				return vmd_fuzz_broken(why, whysz,
 				                       "unprintable location");
-		for (const char *q = m->locations; q < p;) {
-			size_t k = strcspn(q, "\n");
-
-			if (k == n && memcmp(q, p, n) == 0)
+		for (size_t q = 0; q < k; q++)
+			if (strcmp(vmd_locations_at(l, q), p) == 0)
 				return vmd_fuzz_broken(why, whysz,
 				                       "location twice");
-			q += k + 1;
-		}
-		p += n;
-		if (*p && !*++p)
-			return vmd_fuzz_broken(why, whysz,
-			                       "locations end with a newline");
 	}
 	return true;
 }

@@ -81,13 +81,13 @@ if [[ -f "$dir/build.ninja" ]]; then
 		fail "$dir was set up without clang: remove it, or point" \
 			"VMDISK_FUZZ_BUILD_DIR at another directory"
 	say "reusing $dir"
-	meson configure "$dir" -Dfuzz=true -Db_lundef=false >"$tmp/setup.log" 2>&1 || {
+	meson configure "$dir" -Dfuzz=true -Db_lundef=false -Dwerror=true >"$tmp/setup.log" 2>&1 || {
 		cat "$tmp/setup.log"
 		fail "meson configure $dir failed"
 	}
 else
 	say "meson setup $dir (clang, -Dfuzz=true)"
-	CC=clang meson setup "$dir" "$root" -Dfuzz=true -Db_lundef=false \
+	CC=clang meson setup "$dir" "$root" -Dfuzz=true -Db_lundef=false -Dwerror=true \
 		>"$tmp/setup.log" 2>&1 || {
 		cat "$tmp/setup.log"
 		fail "meson setup $dir failed"

@@ -4,11 +4,14 @@
  * missing operation into an error.
  */
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "helpers.h"
+#include "internal.h"
+#include "vmd_build_config.h"
 #include <vmdisk/vmdisk.h>
 
 static const char *test_module(void)
@@ -32,7 +35,8 @@ static void test_builtin_tables(void **state)
 	assert_non_null(ops->remove);
 	assert_int_equal(vmd_backend_get(VMD_BACKEND_QCOW2, &ops, &err), 0);
 	assert_string_equal(ops->name, "qcow2");
-	assert_true(ops->features & VMD_FEAT_COW);
+	/* What a backend can do is which operations it fills in. */
+	assert_null(ops->flatten);
 }
 
 static void test_unimplemented_backends_say_so(void **state)
@@ -71,7 +75,7 @@ static void test_load_module(void **state)
 	assert_string_equal(ops->name, "testbackend");
 	assert_int_equal(ops->exists(NULL, NULL, &exists, &err), 0);
 	assert_true(exists);
-	assert_null(ops->create_from_image);
+	assert_null(ops->flatten);
 }
 
 static void test_module_checks(void **state)
@@ -80,10 +84,13 @@ static void test_module_checks(void **state)
 	struct vmd_error err = VMD_ERROR_INIT;
 
 	(void)state;
-	assert_int_equal(vmd_backend_load_module(test_module(), "future", &ops,
-	                                         &err),
+	/* A table without a required operation is refused. */
+	assert_int_equal(vmd_backend_load_module(test_module(), "incomplete",
+	                                         &ops, &err),
 	                 VMD_E_UNSUPPORTED);
-	assert_contains(err.detail, "ABI");
+	assert_string_equal(err.detail,
+	                    "backend incomplete: module lacks required "
+	                    "create_from_image");
 	vmd_error_clear(&err);
 	assert_int_equal(vmd_backend_load_module(test_module(), "absent", &ops,
 	                                         &err),
@@ -92,6 +99,96 @@ static void test_module_checks(void **state)
 	assert_int_equal(vmd_backend_load_module("/nonexistent/x.so", "x", &ops,
 	                                         &err),
 	                 VMD_E_UNSUPPORTED);
+}
+
+/* A module of another build (another version, another backend table) or
+ * without a stamp is refused by name; only this build's stamp passes. */
+static void test_module_stamp(void **state)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	assert_int_equal(vmd_backend_check_stamp("rbd", VMD_BUILD_STAMP, &err),
+	                 0);
+	assert_false(vmd_error_is_set(&err));
+	assert_int_equal(vmd_backend_check_stamp("rbd", "vmdisk-0.0.9-0-0",
+	                                         &err),
+	                 VMD_E_UNSUPPORTED);
+	assert_string_equal(err.msg, "backend module built for another vmdisk");
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_backend_check_stamp("rbd", VMD_BUILD_STAMP "x",
+	                                         &err),
+	                 VMD_E_UNSUPPORTED);
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_backend_check_stamp("rbd", NULL, &err),
+	                 VMD_E_UNSUPPORTED);
+	assert_string_equal(err.msg, "backend module built for another vmdisk");
+	vmd_error_clear(&err);
+}
+
+/* Per-context state: open runs once per context, on its first use of the
+ * backend; each context has its own; close gets it back in vmd_ctx_free. */
+static int hook_opened, hook_closed;
+static void *hook_last_closed;
+
+static int hook_open(struct vmd_ctx *ctx, void **priv, struct vmd_error *err)
+{
+	(void)ctx;
+	(void)err;
+	hook_opened++;
+	*priv = malloc(1);
+	return *priv ? 0 : VMD_E_NOMEM;
+}
+
+static void hook_close(void *priv)
+{
+	hook_closed++;
+	hook_last_closed = priv;
+	free(priv);
+}
+
+static const struct vmd_backend_ops hooked = {
+	.name = "hooked",
+	.open = hook_open,
+	.close = hook_close,
+};
+
+static void test_context_hooks(void **state)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_config cfg;
+	struct vmd_ctx *a, *b;
+	const struct vmd_backend_ops *flat = NULL;
+	void *pa, *pb;
+
+	(void)state;
+	vmd_config_defaults(&cfg);
+	snprintf(cfg.instances_path, sizeof(cfg.instances_path), "/nonexistent");
+	a = vmd_ctx_new(&cfg, &err);
+	b = vmd_ctx_new(&cfg, &err);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_null(vmd_ctx_backend_priv(a, &hooked));
+	assert_int_equal(vmd_backend_attach(a, &hooked, &err), 0);
+	assert_int_equal(vmd_backend_attach(a, &hooked, &err), 0);
+	assert_int_equal(hook_opened, 1);
+	assert_int_equal(vmd_backend_attach(b, &hooked, &err), 0);
+	assert_int_equal(hook_opened, 2);
+	pa = vmd_ctx_backend_priv(a, &hooked);
+	pb = vmd_ctx_backend_priv(b, &hooked);
+	assert_non_null(pa);
+	assert_non_null(pb);
+	assert_ptr_not_equal(pa, pb);
+	/* A backend without hooks: attached, no state. */
+	assert_int_equal(vmd_backend_get(VMD_BACKEND_FLAT, &flat, &err), 0);
+	assert_int_equal(vmd_backend_attach(a, flat, &err), 0);
+	assert_null(vmd_ctx_backend_priv(a, flat));
+	vmd_ctx_free(a);
+	assert_int_equal(hook_closed, 1);
+	assert_ptr_equal(hook_last_closed, pa);
+	vmd_ctx_free(b);
+	assert_int_equal(hook_closed, 2);
+	assert_ptr_equal(hook_last_closed, pb);
 }
 
 static void test_module_loaded_on_first_use(void **state)
@@ -138,6 +235,8 @@ int main(void)
 		cmocka_unit_test(test_unimplemented_backends_say_so),
 		cmocka_unit_test(test_load_module),
 		cmocka_unit_test(test_module_checks),
+		cmocka_unit_test(test_module_stamp),
+		cmocka_unit_test(test_context_hooks),
 		cmocka_unit_test(test_module_loaded_on_first_use),
 		cmocka_unit_test(test_require_names_the_operation),
 	};

@@ -146,7 +146,9 @@ static void glance_record_ok(void **state)
 	assert_string_equal(meta.hash_hex, SHA512);
 	assert_int_equal(meta.size, 196616);
 	assert_string_equal(meta.disk_format, "qcow2");
-	assert_string_equal(meta.locations, "rbd://fsid/images/" ID "/snap");
+	assert_int_equal(meta.locations.n, 1);
+	assert_string_equal(vmd_locations_at(&meta.locations, 0),
+	                    "rbd://fsid/images/" ID "/snap");
 }
 
 /* show_multiple_locations: direct_url first, then the locations Glance
@@ -168,61 +170,71 @@ static void glance_record_locations(void **state)
 		"{\"url\":7},\"nonsense\","
 		"{\"url\":\"rbd://b/images/%s/snap\",\"metadata\":{}}]}",
 		ID, MD5, ID, ID, ID);
-	char loc[256];
+	struct vmd_locations loc;
 
 	(void)state;
 	memset(&meta, 0, sizeof(meta));
 	assert_int_equal(vmd_glance_parse_image(json, (size_t)n, ID, "raw",
 	                                        &meta, &err),
 	                 0);
-	assert_string_equal(meta.locations, "rbd://a/images/" ID "/snap\n"
-	                                    "rbd://b/images/" ID "/snap");
-	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc),
-	                                          &err),
-	                 0);
-	assert_string_equal(loc, meta.locations);
+	assert_int_equal(meta.locations.n, 2);
+	assert_string_equal(vmd_locations_at(&meta.locations, 0),
+	                    "rbd://a/images/" ID "/snap");
+	assert_string_equal(vmd_locations_at(&meta.locations, 1),
+	                    "rbd://b/images/" ID "/snap");
+	vmd_source_meta_location(&meta, &loc);
+	assert_int_equal(loc.n, 2);
+	assert_string_equal(vmd_locations_at(&loc, 0),
+	                    "rbd://a/images/" ID "/snap");
+	assert_string_equal(vmd_locations_at(&loc, 1),
+	                    "rbd://b/images/" ID "/snap");
 }
 
 static void location_of_record(void **state)
 {
 	struct vmd_source_meta meta;
 	struct vmd_error err = VMD_ERROR_INIT;
-	char loc[64], small[8];
+	struct vmd_locations loc;
+	static const char one[] = "rbd://f/images/i/snap";
+	static const char other[] = "file:///var/lib/glance/images/i";
+	char big[VMD_LOCATIONS_BYTES];
 
 	(void)state;
 	memset(&meta, 0, sizeof(meta));
 	snprintf(meta.disk_format, sizeof(meta.disk_format), "raw");
-	snprintf(meta.locations, sizeof(meta.locations), "rbd://f/images/i/snap");
-	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
-	                 0);
-	assert_string_equal(loc, "rbd://f/images/i/snap");
-	/* Too long for the caller: refused, not cut. */
-	assert_int_equal(vmd_source_meta_location(&meta, small, sizeof(small),
-	                                          &err),
-	                 VMD_E_INVAL);
-	assert_string_equal(small, "");
-	vmd_error_clear(&err);
+	assert_true(vmd_locations_add(&meta.locations, one, strlen(one)));
+	vmd_source_meta_location(&meta, &loc);
+	assert_int_equal(loc.n, 1);
+	assert_string_equal(vmd_locations_at(&loc, 0), one);
+	/* A url that does not fit whole is left out, not cut: the urls and
+	 * their NULs fit in VMD_LOCATIONS_BYTES. */
+	memset(big, 'x', sizeof(big));
+	assert_false(vmd_locations_add(&meta.locations, big,
+	                               sizeof(big) - sizeof(one) + 1));
+	assert_true(vmd_locations_add(&meta.locations, big,
+	                              sizeof(big) - sizeof(one) - 1));
+	assert_int_equal(meta.locations.used, sizeof(big));
+	assert_false(vmd_locations_add(&meta.locations, "r", 1));
+	assert_int_equal(meta.locations.n, 2);
+	assert_string_equal(vmd_locations_at(&meta.locations, 0), one);
 	/* A qcow2 image is never a clone. */
 	snprintf(meta.disk_format, sizeof(meta.disk_format), "qcow2");
-	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
-	                 0);
-	assert_string_equal(loc, "");
+	vmd_source_meta_location(&meta, &loc);
+	assert_int_equal(loc.n, 0);
 	/* Locations of other stores are not ours to clone. */
 	snprintf(meta.disk_format, sizeof(meta.disk_format), "raw");
-	snprintf(meta.locations, sizeof(meta.locations),
-	         "file:///var/lib/glance/images/i");
-	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
-	                 0);
-	assert_string_equal(loc, "");
-	meta.locations[0] = '\0';
-	assert_int_equal(vmd_source_meta_location(&meta, loc, sizeof(loc), &err),
-	                 0);
-	assert_string_equal(loc, "");
+	memset(&meta.locations, 0, sizeof(meta.locations));
+	assert_true(vmd_locations_add(&meta.locations, other, strlen(other)));
+	vmd_source_meta_location(&meta, &loc);
+	assert_int_equal(loc.n, 0);
+	memset(&meta.locations, 0, sizeof(meta.locations));
+	vmd_source_meta_location(&meta, &loc);
+	assert_int_equal(loc.n, 0);
 	/* Only Glance records a location: a file source has none. */
-	assert_int_equal(vmd_source_location(NULL, "/nonexistent/image", loc,
-	                                     sizeof(loc), &err),
+	assert_int_equal(vmd_source_location(NULL, "/nonexistent/image", &loc,
+	                                     &err),
 	                 0);
-	assert_string_equal(loc, "");
+	assert_int_equal(loc.n, 0);
 }
 
 static void glance_record_md5_fallback(void **state)
@@ -295,8 +307,9 @@ static void glance_record_malformed(void **state)
 {
 	static const char *const texts[] = {
 		"", "[]", "{", "null", "{\"id\":\"" ID "\"} {}",
-		"{\"id\":\"00000000-0000-0000-0000-000000000000\","
-		"\"status\":\"active\"}",
+		/* one text, split: the parentheses say so to clang */
+		("{\"id\":\"00000000-0000-0000-0000-000000000000\","
+		 "\"status\":\"active\"}"),
 	};
 	struct vmd_source_meta meta;
 

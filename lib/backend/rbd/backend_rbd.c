@@ -34,6 +34,7 @@
 #include "fsutil.h"
 #include "internal.h"
 #include "rbd_location.h"
+#include "vmd_build_config.h"
 
 #define RBD_CHUNK (4u << 20)     /* one default RBD object */
 #define RBD_IMAGE_NAME_MAX VMD_RBD_IMAGE_NAME_MAX
@@ -41,23 +42,25 @@
 #define RBD_SNAP_PUBLISHED "snap" /* what Glance's rbd store names it */
 
 struct rbd_conn {
-	rados_t cluster;  /* shared: owned by the connection cache */
-	rados_t own;      /* not yet cached: shut down on close */
+	rados_t cluster;  /* shared: owned by the context's state */
+	rados_t own;      /* not the context's: shut down on close */
 	rados_ioctx_t io;
 };
 
 /*
- * One cluster connection per process, reused by every call with the same
- * configuration: a connect costs tens of milliseconds (monitor handshake,
- * cephx), which would dominate an O(1) clone that makes several calls.
+ * One cluster connection per context (ops->open/close), made on the
+ * context's first call and reused by its later ones: a connect costs tens
+ * of milliseconds (monitor handshake, cephx), which would dominate an O(1)
+ * clone that makes several calls. A context's configuration never
+ * changes, so neither does its connection; it is shut down with the
+ * context (vmd_ctx_free), not left behind in the process.
  */
-static struct {
+struct rbd_ctx_state {
 	pthread_mutex_t mutex;
 	rados_t cluster;
-	char conf[PATH_MAX];
-	char user[VMD_NAME_MAX];
-	uint32_t timeout;
-} conn_cache = {.mutex = PTHREAD_MUTEX_INITIALIZER};
+};
+
+extern const struct vmd_backend_ops vmd_backend_rbd;
 
 static void vr_conn_close(struct rbd_conn *c)
 {
@@ -123,39 +126,57 @@ static int vr_new_cluster(const struct vmd_config *cfg, const char *pool,
 	return 0;
 }
 
-static bool conn_cache_matches(const struct vmd_config *cfg)
+static int vr_open(struct vmd_ctx *ctx, void **priv, struct vmd_error *err)
 {
-	return conn_cache.cluster &&
-	       strcmp(conn_cache.conf, cfg->images_rbd_ceph_conf) == 0 &&
-	       strcmp(conn_cache.user, cfg->rbd_user) == 0 &&
-	       conn_cache.timeout == cfg->rbd_connect_timeout;
+	struct rbd_ctx_state *st = calloc(1, sizeof(*st));
+
+	(void)ctx;
+	if (!st)
+		return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
+		                     "rbd context state");
+	pthread_mutex_init(&st->mutex, NULL);
+	*priv = st;
+	return 0;
 }
 
-/* Connect to the configured cluster (or reuse the connection) and open
- * `pool`. */
+static void vr_close(void *priv)
+{
+	struct rbd_ctx_state *st = priv;
+
+	if (!st)
+		return;
+	if (st->cluster)
+		rados_shutdown(st->cluster);
+	pthread_mutex_destroy(&st->mutex);
+	free(st);
+}
+
+/* Connect to the configured cluster (or reuse the context's connection)
+ * and open `pool`. */
 static int vr_connect(struct vmd_ctx *ctx, const char *pool,
                       struct rbd_conn *c, struct vmd_error *err)
 {
 	const struct vmd_config *cfg = vmd_ctx_config(ctx);
+	struct rbd_ctx_state *st = vmd_ctx_backend_priv(ctx, &vmd_backend_rbd);
 	int r = 0;
 
 	memset(c, 0, sizeof(*c));
-	pthread_mutex_lock(&conn_cache.mutex);
-	if (!conn_cache_matches(cfg)) {
-		r = vr_new_cluster(cfg, pool, c, err);
-		if (r == 0) {
-			/* The previous one may still be used by a caller in
-			 * another thread: it is left open, not shut down. */
-			conn_cache.cluster = TAKE_PTR(c->own);
-			snprintf(conn_cache.conf, sizeof(conn_cache.conf), "%s",
-			         cfg->images_rbd_ceph_conf);
-			snprintf(conn_cache.user, sizeof(conn_cache.user), "%s",
-			         cfg->rbd_user);
-			conn_cache.timeout = cfg->rbd_connect_timeout;
+	if (st) {
+		pthread_mutex_lock(&st->mutex);
+		if (!st->cluster) {
+			r = vr_new_cluster(cfg, pool, c, err);
+			if (r == 0)
+				st->cluster = TAKE_PTR(c->own);
 		}
+		c->cluster = st->cluster;
+		pthread_mutex_unlock(&st->mutex);
+	} else {
+		/* Not called through the generic layer (no open hook ran):
+		 * a connection of this call's own, shut down on close. */
+		r = vr_new_cluster(cfg, pool, c, err);
+		if (r == 0)
+			c->cluster = c->own;
 	}
-	c->cluster = conn_cache.cluster;
-	pthread_mutex_unlock(&conn_cache.mutex);
 	if (r < 0)
 		return r;
 	r = rados_ioctx_create(c->cluster, pool, &c->io);
@@ -1095,11 +1116,11 @@ static int vr_direct_snapshot(struct vmd_ctx *ctx,
 	return 0;
 }
 
-extern const struct vmd_backend_ops vmd_backend_rbd;
+/* Built with this library: the registry loads nothing else. */
+VMD_BACKEND_MODULE_STAMP;
+
 const struct vmd_backend_ops vmd_backend_rbd = {
-	.abi_version = VMD_BACKEND_ABI_VERSION,
 	.name = "rbd",
-	.features = VMD_FEAT_SPARSE | VMD_FEAT_COW | VMD_FEAT_SNAPSHOTS,
 	.create_from_image = vr_create_from_image,
 	.create_blank = vr_create_blank,
 	.resize = vr_resize,
@@ -1114,4 +1135,6 @@ const struct vmd_backend_ops vmd_backend_rbd = {
 	.snap_rollback = vr_snap_rollback_op,
 	.clone_from_location = vr_clone_from_location,
 	.direct_snapshot = vr_direct_snapshot,
+	.open = vr_open,
+	.close = vr_close,
 };
