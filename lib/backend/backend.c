@@ -6,7 +6,8 @@
  * exporting `vmd_backend_<name>`; they are dlopen()ed the first time a
  * command asks for them, so `vmdisk info` on a qcow2 disk never loads librbd,
  * and used only if their build stamp is this library's (the contract is in
- * include/vmdisk/backend.h).
+ * include/vmdisk/backend.h). A module reaches the library's internal calls
+ * through the host table it is handed here (module_host.h).
  * A backend with neither is "not supported yet" and says so clearly.
  */
 #include <dlfcn.h>
@@ -16,6 +17,7 @@
 
 #include "cleanup.h"
 #include "internal.h"
+#include "module_host.h"
 #include "vmd_build_config.h"
 
 struct backend_entry {
@@ -80,6 +82,24 @@ static int check_required_ops(const char *name,
 	                     missing);
 }
 
+/* Point the module's host pointer (if it has one: a module that calls
+ * nothing internal need not) at the library's table, after the stamp check
+ * and before the ops table is read, so that no operation of the module
+ * runs without it. Loading the same module again (dlopen returns the same
+ * handle) finds it set and writes nothing, so a call already running in
+ * the module on another thread never sees the pointer change. */
+static void give_host_table(void *handle)
+{
+	const struct vmd_backend_host **slot =
+		(const struct vmd_backend_host **)dlsym(
+			handle, VMD_BACKEND_HOST_SYMBOL);
+
+	if (slot && __atomic_load_n(slot, __ATOMIC_ACQUIRE) !=
+	                    &vmd_backend_host_table)
+		__atomic_store_n(slot, &vmd_backend_host_table,
+		                 __ATOMIC_RELEASE);
+}
+
 int vmd_backend_load_module(const char *path, const char *name,
                             const struct vmd_backend_ops **ops,
                             struct vmd_error *err)
@@ -102,6 +122,7 @@ int vmd_backend_load_module(const char *path, const char *name,
 		dlclose(handle);
 		return rc;
 	}
+	give_host_table(handle);
 	snprintf(symbol, sizeof(symbol), "vmd_backend_%s", name);
 	table = (const struct vmd_backend_ops *)dlsym(handle, symbol);
 	if (!table) {

@@ -9,6 +9,8 @@
 
 #include <vmdisk/vmdisk.h>
 
+#include "bytes.h" /* vmd_round_sector (header-only: modules use it too) */
+
 struct vmd_ctx {
 	struct vmd_config cfg;
 	/* <instances_path>/<image_cache_subdirectory_name>: printed (a qcow2
@@ -47,12 +49,6 @@ int vmd_backend_attach(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
                        struct vmd_error *err);
 /* vmd_ctx_free: run the close hook of every backend the context used. */
 void vmd_backend_detach_all(struct vmd_ctx *ctx);
-
-/* Round up to a multiple of 512 (the sector size every format accepts). */
-static inline uint64_t vmd_round_sector(uint64_t n)
-{
-	return (n + 511) & ~(uint64_t)511;
-}
 
 /* "path" with any prefix up to the instance directory removed, for errors:
  * public messages never show host paths. */

@@ -64,6 +64,12 @@ static inline void vmd_put_le64(unsigned char *p, uint64_t v)
 	vmd_put_le32(p + 4, (uint32_t)(v >> 32));
 }
 
+/* Round up to a multiple of 512 (the sector size every format accepts). */
+static inline uint64_t vmd_round_sector(uint64_t n)
+{
+	return (n + 511) & ~(uint64_t)511;
+}
+
 /* Whether n bytes are all zero: the first is, and the buffer equals itself
  * shifted by one (memcmp is faster than any byte loop). */
 static inline bool vmd_all_zero(const void *buf, size_t n)

@@ -13,6 +13,10 @@
  * librados reads the cephx key itself from the keyring named by the ceph
  * configuration: the key never passes through this code, so it cannot reach
  * a log or an error. Public messages name the step and the pool only.
+ *
+ * It calls the library only through the public headers and the host table
+ * (lib/backend/module_host.h: reading a base, making a file, fault
+ * points); cleanup.h and bytes.h are header-only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -26,14 +30,11 @@
 #include <rados/librados.h>
 #include <rbd/librbd.h>
 
+#include <vmdisk/vmdisk.h>
+
 #include "bytes.h"
-#include "beneath.h"
-#include "blockdev.h"
-#include "convert.h"
-#include "faultpoint.h"
-#include "fsutil.h"
-#include "internal.h"
-#include "rbd_location.h"
+#include "cleanup.h"
+#include "module_host.h"
 #include "vmd_build_config.h"
 
 #define RBD_CHUNK (4u << 20)     /* one default RBD object */
@@ -61,6 +62,15 @@ struct rbd_ctx_state {
 };
 
 extern const struct vmd_backend_ops vmd_backend_rbd;
+
+/* Set by the registry before any operation runs (module_host.h). */
+VMD_BACKEND_MODULE_HOST;
+
+static void blockdev_closep(struct vmd_blockdev **bd)
+{
+	vmd_module_host->blockdev_close(*bd);
+	*bd = NULL;
+}
 
 static void vr_conn_close(struct rbd_conn *c)
 {
@@ -375,8 +385,7 @@ static int write_nonzero(rbd_image_t img, struct aio_slot *s, size_t len,
 static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
                           const char *pool, struct vmd_error *err)
 {
-	_cleanup_(vmd_blockdev_closep) struct vmd_blockdev *bd =
-		NULL;
+	_cleanup_(blockdev_closep) struct vmd_blockdev *bd = NULL;
 	_cleanup_(pipeline_free) struct aio_pipeline p = {0};
 	struct vmd_inspect_limits lim;
 	uint64_t off = 0;
@@ -392,11 +401,9 @@ static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
 	/* The base by the descriptor the generic layer opened beneath
-	 * instances_path (lib/beneath.c), not by its path. */
-	char base_src[32];
-
-	vmd_fd_path(base->fd, base_src);
-	rc = vmd_blockdev_open(base_src, base->format, 0, &lim, &bd, err);
+	 * instances_path (lib/core/beneath.c), not by its path. */
+	rc = vmd_module_host->blockdev_open_fd(base->fd, base->format, &lim,
+	                                       &bd, err);
 	if (rc < 0)
 		return rc;
 	while (off < base->virtual_size && p.first_error == 0) {
@@ -405,15 +412,16 @@ static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
 
 		if (want > RBD_CHUNK)
 			want = RBD_CHUNK;
-		rc = vmd_blockdev_status(bd, off, want, &run, &zero, err);
+		rc = vmd_module_host->blockdev_status(bd, off, want, &run,
+		                                      &zero, err);
 		if (rc < 0)
 			return rc;
 		if (!zero) {
 			struct aio_slot *s = &p.slots[next++ % RBD_INFLIGHT];
 
 			slot_drain(&p, s);
-			rc = vmd_blockdev_pread(bd, s->buf, (size_t)run, off,
-			                        err);
+			rc = vmd_module_host->blockdev_pread(bd, s->buf,
+			                                     (size_t)run, off, err);
 			if (rc < 0)
 				return rc;
 			rc = write_nonzero(img, s, (size_t)run, off, pool, err);
@@ -468,7 +476,7 @@ static int vr_create_from_image(struct vmd_ctx *ctx,
 		rc = vr_import_base(base, img, pool, err);
 	}
 	if (rc == 0)
-		rc = vmd_faultpoint("rbd.after_import", err);
+		rc = vmd_module_host->faultpoint("rbd.after_import", err);
 	if (rc == 0 && size > vmd_round_sector(base->virtual_size)) {
 		rc = rbd_resize2(img, size, false, NULL, NULL);
 		if (rc < 0)
@@ -646,7 +654,7 @@ static int vr_read_to_fd(rbd_image_t img, int fd, const char *pool,
 			                "reading the disk failed", pool,
 			                "rbd_read");
 		if (!vmd_all_zero(buf, want) &&
-		    vmd_pwrite_full(fd, buf, want, off) < 0)
+		    vmd_module_host->pwrite_full(fd, buf, want, off) < 0)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "writing the copy failed",
 			                           "pwrite");
@@ -658,78 +666,37 @@ static int vr_read_to_fd(rbd_image_t img, int fd, const char *pool,
 	return 0;
 }
 
-/* dst_path into its directory ("." when relative) and file name. */
-static int split_path(const char *path, char *dir, size_t dsize,
-                      const char **base, struct vmd_error *err)
-{
-	const char *slash = strrchr(path, '/');
-	const char *name = slash ? slash + 1 : path;
+struct extract {
+	struct vmd_ctx *ctx;
+	const struct vmd_disk_ref *disk;
+};
 
-	if (!*name || (slash && (size_t)(slash - path) >= dsize))
-		return vmd_error_set(err, VMD_E_INVAL,
-		                     "extract: destination is not a file name",
-		                     "dst %s", path);
-	if (slash == path)
-		snprintf(dir, dsize, "/");
-	else if (slash)
-		snprintf(dir, dsize, "%.*s", (int)(slash - path), path);
-	else
-		snprintf(dir, dsize, ".");
-	*base = name;
-	return 0;
+/* The file's content (write_file's fill): the disk, opened here, so that
+ * the destination is checked before the cluster is asked. */
+static int extract_fill(int fd, void *opaque, struct vmd_error *err)
+{
+	const struct extract *x = opaque;
+	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
+	_cleanup_(rbd_closep) rbd_image_t img = NULL;
+	int rc = vr_open_disk(x->ctx, x->disk, &c, &img, true, err);
+
+	if (rc < 0)
+		return rc;
+	return vr_read_to_fd(img, fd, vr_pool(x->ctx), err);
 }
 
+/* raw: the disk's bytes published as dst_path; qcow2: a raw temporary
+ * beside it, then the library's converter (module_host.h, write_file). */
 static int vr_snapshot_extract(struct vmd_ctx *ctx,
                                 const struct vmd_disk_ref *disk,
                                 const char *dst_path,
                                 enum vmd_format dst_format,
                                 struct vmd_error *err)
 {
-	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
-	_cleanup_(rbd_closep) rbd_image_t img = NULL;
-	_cleanup_(vmd_tmpfile_discard) struct vmd_tmpfile t = VMD_TMPFILE_INIT;
-	char dir[PATH_MAX], tmp_path[PATH_MAX];
-	const char *base = NULL;
-	int rc;
+	struct extract x = {.ctx = ctx, .disk = disk};
 
-	if (dst_format != VMD_FORMAT_RAW && dst_format != VMD_FORMAT_QCOW2)
-		return vmd_error_set(err, VMD_E_UNSUPPORTED,
-		                     "extract: only raw or qcow2",
-		                     "format %s", vmd_format_name(dst_format));
-	rc = split_path(dst_path, dir, sizeof(dir), &base, err);
-	if (rc == 0)
-		rc = vr_open_disk(ctx, disk, &c, &img, true, err);
-	if (rc < 0)
-		return rc;
-	if (dst_format == VMD_FORMAT_RAW) {
-		rc = vmd_tmpfile_open(&t, dir, base, 0644, err);
-		if (rc == 0)
-			rc = vr_read_to_fd(img, t.fd, vr_pool(ctx), err);
-		if (rc == 0)
-			rc = vmd_tmpfile_publish(&t, false, 0644, err);
-		return rc;
-	}
-	/* qcow2: a raw temporary beside the target, then the converter. */
-	rc = vmd_tmpfile_open_named(&t, dir, base, 0600, err);
-	if (rc == 0)
-		rc = vr_read_to_fd(img, t.fd, vr_pool(ctx), err);
-	if (rc == 0 && snprintf(tmp_path, sizeof(tmp_path), "%s/%s", dir,
-	                        t.tmpname) >= (int)sizeof(tmp_path))
-		rc = vmd_error_set(err, VMD_E_INVAL, "destination path too long",
-		                   "tmp path");
-	if (rc == 0) {
-		struct vmd_inspect_limits lim;
-		struct vmd_convert_opts o = {
-			.src_format = VMD_FORMAT_RAW,
-			.dst_format = VMD_FORMAT_QCOW2,
-			.limits = &lim,
-		};
-
-		vmd_inspect_limits_default(&lim);
-		lim.max_virtual_size = UINT64_MAX;
-		rc = vmd_convert_to_path(tmp_path, dst_path, &o, err);
-	}
-	return rc;
+	return vmd_module_host->write_file(dst_path, dst_format, extract_fill,
+	                                   &x, err);
 }
 
 static int vr_remove_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
@@ -940,7 +907,7 @@ static int vr_clone_from_location(struct vmd_ctx *ctx,
 	char name[RBD_IMAGE_NAME_MAX];
 	const char *pool = vr_pool(ctx);
 	int prot = 0;
-	int rc = vmd_rbd_location_parse(location, &l, err);
+	int rc = vmd_module_host->rbd_location_parse(location, &l, err);
 
 	if (rc == 0)
 		rc = vr_connect(ctx, pool, &c, err);
@@ -1041,7 +1008,7 @@ static int publish_clone(struct rbd_conn *c, rados_ioctx_t store,
 		         store_pool, name);
 	}
 	if (rc == 0)
-		rc = vmd_faultpoint("rbd.direct_after_clone", err);
+		rc = vmd_module_host->faultpoint("rbd.direct_after_clone", err);
 	if (rc == 0 && (rc = rbd_flatten(img)) < 0)
 		vr_fail(err, VMD_E_EXTERNAL, rc, "flatten failed", store_pool,
 		         name);
@@ -1116,7 +1083,9 @@ static int vr_direct_snapshot(struct vmd_ctx *ctx,
 	return 0;
 }
 
-/* Built with this library: the registry loads nothing else. */
+/* Built with this library: the registry loads nothing else. Exported: this
+ * stamp, the host pointer above and the table below, nothing more
+ * (tests/source/run.sh). */
 VMD_BACKEND_MODULE_STAMP;
 
 const struct vmd_backend_ops vmd_backend_rbd = {
