@@ -20,8 +20,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "convert.h"
 #include "vmd_build_config.h"
+#include <vmdisk/convert.h>
 #include <vmdisk/inspect.h>
 #include <vmdisk/vmdisk.h>
 
@@ -617,7 +617,7 @@ static int cmd_inspect(struct cli *cli, int argc, char **argv)
 }
 
 struct convert_state {
-	struct vmd_convert_opts o;
+	struct vmd_image_convert_opts o;
 	bool have_src_format;
 	bool have_dst_format;
 	bool progress;
@@ -741,7 +741,7 @@ static int cmd_convert(struct cli *cli, int argc, char **argv)
 	 * (issue 14). Without --allow-backing the engine refuses it. */
 	if (st.progress && isatty(STDERR_FILENO))
 		st.o.progress = print_progress;
-	rc = vmd_convert_to_path(argv[first], argv[first + 1], &st.o, &err);
+	rc = vmd_image_convert(argv[first], argv[first + 1], &st.o, &err);
 	if (st.o.progress)
 		fputc('\n', stderr);
 	if (rc < 0)

@@ -25,11 +25,6 @@
 #ifndef VMDISK_BENEATH_H
 #define VMDISK_BENEATH_H
 
-/* Some of these calls are in the private version node VMDISK_PRIVATE_0
- * of lib/libvmdisk.sym (the rbd module and the CLI use them); the version
- * script, not this pragma, decides which are exported. */
-#pragma GCC visibility push(default)
-
 #include <dirent.h>
 #include <stdbool.h>
 #include <sys/stat.h>
@@ -100,5 +95,4 @@ int vmd_beneath_error(struct vmd_error *err, enum vmd_errc code, int errnum,
  * descriptor so named instead of opening a path). */
 void vmd_fd_path(int fd, char out[32]);
 
-#pragma GCC visibility pop
 #endif

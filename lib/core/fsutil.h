@@ -13,11 +13,6 @@
 #ifndef VMDISK_FSUTIL_H
 #define VMDISK_FSUTIL_H
 
-/* Some of these calls are in the private version node VMDISK_PRIVATE_0
- * of lib/libvmdisk.sym (the rbd module and the CLI use them); the version
- * script, not this pragma, decides which are exported. */
-#pragma GCC visibility push(default)
-
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -129,5 +124,4 @@ int vmd_lock_try(struct vmd_lock *l, int lockdir, const char *name,
                  enum vmd_lock_mode mode, struct vmd_error *err);
 void vmd_lock_release(struct vmd_lock *l);
 
-#pragma GCC visibility pop
 #endif

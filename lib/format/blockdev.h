@@ -12,11 +12,6 @@
 #ifndef VMDISK_BLOCKDEV_H
 #define VMDISK_BLOCKDEV_H
 
-/* Some of these calls are in the private version node VMDISK_PRIVATE_0
- * of lib/libvmdisk.sym (the rbd module and the CLI use them); the version
- * script, not this pragma, decides which are exported. */
-#pragma GCC visibility push(default)
-
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -74,5 +69,4 @@ int vmd_blockdev_pread(struct vmd_blockdev *bd, void *buf, size_t len,
 int vmd_blockdev_status(struct vmd_blockdev *bd, uint64_t off, uint64_t len,
                         uint64_t *run, bool *zero, struct vmd_error *err);
 
-#pragma GCC visibility pop
 #endif

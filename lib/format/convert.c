@@ -1,5 +1,6 @@
 /*
- * Image conversion (see convert.h).
+ * Image conversion (see convert.h; vmd_image_convert is the public call,
+ * include/vmdisk/convert.h).
  *
  * raw -> raw copies the source's data extents (SEEK_DATA/SEEK_HOLE) with
  * copy_file_range, so holes stay holes and the kernel moves the bytes.
@@ -319,4 +320,20 @@ int vmd_convert_to_path(const char *src, const char *dst_path,
 	if (rc == 0)
 		rc = vmd_tmpfile_publish(&t, false, 0644, err);
 	return rc;
+}
+
+int vmd_image_convert(const char *src, const char *dst_path,
+                      const struct vmd_image_convert_opts *opts,
+                      struct vmd_error *err)
+{
+	struct vmd_convert_opts o = {
+		.src_format = opts->src_format,
+		.dst_format = opts->dst_format,
+		.allow_backing = opts->allow_backing,
+		.limits = opts->limits,
+		.progress = opts->progress,
+		.progress_opaque = opts->progress_opaque,
+	};
+
+	return vmd_convert_to_path(src, dst_path, &o, err);
 }

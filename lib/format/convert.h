@@ -1,18 +1,16 @@
 /*
  * Image conversion: any device we can read (raw, qcow2 with its backing
  * chain) into a new raw or qcow2 file, sparse-aware and in parallel.
+ * The library's own calls; programs use vmd_image_convert
+ * (include/vmdisk/convert.h), which is this with fewer options.
  */
-#ifndef VMDISK_CONVERT_H
-#define VMDISK_CONVERT_H
-
-/* Some of these calls are in the private version node VMDISK_PRIVATE_0
- * of lib/libvmdisk.sym (the rbd module and the CLI use them); the version
- * script, not this pragma, decides which are exported. */
-#pragma GCC visibility push(default)
+#ifndef VMDISK_FORMAT_CONVERT_H
+#define VMDISK_FORMAT_CONVERT_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <vmdisk/convert.h>
 #include <vmdisk/error.h>
 #include <vmdisk/inspect.h>
 #include <vmdisk/validate.h>
@@ -44,5 +42,4 @@ int vmd_convert_to_path(const char *src, const char *dst_path,
                         const struct vmd_convert_opts *o,
                         struct vmd_error *err);
 
-#pragma GCC visibility pop
 #endif

@@ -9,11 +9,6 @@
 #ifndef VMDISK_FAULTPOINT_H
 #define VMDISK_FAULTPOINT_H
 
-/* Some of these calls are in the private version node VMDISK_PRIVATE_0
- * of lib/libvmdisk.sym (the rbd module and the CLI use them); the version
- * script, not this pragma, decides which are exported. */
-#pragma GCC visibility push(default)
-
 #include <vmdisk/error.h>
 
 #include "vmd_build_config.h"
@@ -29,5 +24,4 @@ static inline int vmd_faultpoint(const char *point, struct vmd_error *err)
 }
 #endif
 
-#pragma GCC visibility pop
 #endif

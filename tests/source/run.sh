@@ -9,8 +9,10 @@
 #    includes headers of its own or a lower layer only;
 #  - libvmdisk (BUILD_DIR, $1, default build/) does not link libcurl or
 #    libcryptsetup (both are dlopen()ed when needed);
-#  - libvmdisk exports the calls include/vmdisk/ declares, nothing else but
-#    the private node of lib/libvmdisk.sym;
+#  - libvmdisk exports the calls include/vmdisk/ declares and nothing else;
+#    a backend module exports its table, stamp and host pointer only, calls
+#    only public functions, and includes of lib/ only module_host.h and
+#    header-only helpers;
 #  - no file under lib/ but the path module (lib/core/beneath.c) opens, makes,
 #    renames, removes or stats a path under instances_path (issue 14).
 # Last line: "N passed, N failed".
@@ -113,27 +115,65 @@ file_calls_only_in_path_module() {
 	return "$bad"
 }
 
-# libvmdisk.so exports, in its ABI node VMDISK_0, exactly the functions
-# that include/vmdisk/ declares (preprocessed, so macros are not counted),
-# and besides them only the private node VMDISK_PRIVATE_0 named in
-# lib/libvmdisk.sym (no ABI: the rbd module's and the CLI's internal calls).
+# libvmdisk.so exports exactly the functions that include/vmdisk/ declares
+# (preprocessed, so macros are not counted), all in its one version node
+# VMDISK_0, and nothing else: no data, no second node (lib/libvmdisk.sym).
 exports_match_public_headers() {
-	local lib=${BUILD_DIR:-build}/lib/libvmdisk.so declared exported private other
+	local lib=${BUILD_DIR:-build}/lib/libvmdisk.so declared exported other
 	[[ -f "$lib" ]] || { echo "no $lib"; return 1; }
 	declared=$(for h in include/vmdisk/*.h; do echo "#include <vmdisk/${h##*/}>"; done |
 		${CC:-cc} -E -P -Iinclude -x c - |
 		grep -oE '\bvmd_[a-z0-9_]+[[:space:]]*\(' | sed -E 's/[[:space:]]*\($//' | LC_ALL=C sort -u)
-	exported=$(nm -D --defined-only "$lib" | awk '$2 != "A" { print $3 }')
-	other=$(echo "$exported" | grep -vE '@@?VMDISK_(0|PRIVATE_0)$' || true)
-	[[ -z "$other" ]] || { echo "exported outside the version nodes:"; echo "$other"; return 1; }
-	private=$(sed -n '/^VMDISK_PRIVATE_0 {/,/^}/p' lib/libvmdisk.sym |
-		grep -oE '^[[:space:]]*vmd_[a-z0-9_]+;' | tr -d ' \t;' | LC_ALL=C sort -u)
-	other=$(echo "$exported" | grep -E '@@?VMDISK_PRIVATE_0$' | sed 's/@.*//' |
-		LC_ALL=C sort | LC_ALL=C comm -23 - <(echo "$private"))
-	[[ -z "$other" ]] || { echo "private exports not in lib/libvmdisk.sym:"; echo "$other"; return 1; }
+	exported=$(nm -D --defined-only "$lib")
+	# The node's own name (type A), then functions (T) of that node only.
+	other=$(echo "$exported" | awk '!($2 == "A" && $3 == "VMDISK_0") &&
+		!($2 == "T" && $3 ~ /^vmd_[a-z0-9_]+@@VMDISK_0$/)')
+	[[ -z "$other" ]] || { echo "exported besides the public functions (VMDISK_0):"; echo "$other"; return 1; }
 	diff <(echo "$declared") \
-		<(echo "$exported" | grep -E '@@?VMDISK_0$' | sed 's/@.*//' | LC_ALL=C sort) ||
+		<(echo "$exported" | awk '$2 == "T" { sub(/@.*/, "", $3); print $3 }' | LC_ALL=C sort) ||
 		{ echo "(< declared in include/vmdisk/ only, > exported only)"; return 1; }
+}
+
+# A backend module (lib/vmdisk-<name>.so) exports its ops table, its build
+# stamp and its host pointer (lib/backend/module_host.h), nothing more; and
+# of the library it calls only public functions (VMDISK_0): the rest it
+# reaches through the host table.
+modules_export_only_their_table() {
+	local m name exported other calls bad=0 found=0
+	for m in "${BUILD_DIR:-build}"/lib/vmdisk-*.so; do
+		[[ -f "$m" ]] || continue
+		found=1
+		name=${m##*/vmdisk-}
+		name=${name%.so}
+		exported=$(nm -D --defined-only "$m" | awk '{ print $3 }' | LC_ALL=C sort)
+		other=$(echo "$exported" | grep -vxE "vmd_backend_${name}|vmd_backend_build_stamp|vmd_module_host" || true)
+		[[ -z "$other" ]] || { echo "$m exports more than its table, stamp and host pointer:"; echo "$other"; bad=1; }
+		for s in "vmd_backend_${name}" vmd_backend_build_stamp; do
+			echo "$exported" | grep -qx "$s" || { echo "$m does not export $s"; bad=1; }
+		done
+		calls=$(nm -D --undefined-only "$m" | awk '{ print $2 }' | grep -E '^vmd_' |
+			grep -vE '@VMDISK_0$' || true)
+		[[ -z "$calls" ]] || { echo "$m calls into the library outside VMDISK_0:"; echo "$calls"; bad=1; }
+	done
+	[[ "$found" -eq 1 ]] || echo "(no module built: nothing to check)"
+	return "$bad"
+}
+
+# A module's source (lib/backend/<name>/) includes, of lib/, only the host
+# table's header and header-only helpers (module_host.h says why); the
+# public headers it includes as <vmdisk/...>.
+MODULE_INCLUDES_ALLOWED="module_host.h cleanup.h bytes.h vmd_build_config.h"
+modules_include_only_module_host() {
+	local f h bad=0
+	for f in $(find lib/backend -mindepth 2 -name '*.[ch]' | LC_ALL=C sort); do
+		while read -r h; do
+			[[ -z "$h" ]] && continue
+			[[ " $MODULE_INCLUDES_ALLOWED " == *" $h "* ]] && continue
+			echo "$f includes \"$h\" (a module may include only: $MODULE_INCLUDES_ALLOWED)"
+			bad=1
+		done < <(sed -nE 's/^[[:space:]]*#[[:space:]]*include[[:space:]]*"([^"]+)".*/\1/p' "$f")
+	done
+	return "$bad"
 }
 
 # The layers of lib/, lowest first (doc/design.md draws them). A file in
@@ -198,5 +238,7 @@ check "libvmdisk does not link libcurl or libcryptsetup" libvmdisk_does_not_link
 check "file calls under instances_path only in lib/core/beneath.c" file_calls_only_in_path_module
 check "lib/ layers include only their own or lower layers" includes_follow_layers
 check "libvmdisk.so exports exactly the public headers' calls" exports_match_public_headers
+check "backend modules export only their table, stamp and host pointer" modules_export_only_their_table
+check "backend modules include only module_host.h and header-only helpers" modules_include_only_module_host
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
