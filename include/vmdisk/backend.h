@@ -26,11 +26,17 @@
  *   module) and the registry refuses one whose stamp differs from the
  *   library's ("backend module built for another vmdisk"), before it reads
  *   the table. There is no "older ABI still accepted".
- * - Backends call the library only through this header, vmdisk.h and the
- *   internal headers under lib/; the rbd module uses the symbols of the
- *   VMDISK_PRIVATE_0 node of lib/libvmdisk.sym (the stamp covers that list,
- *   not the layout of internal structs: that is why modules are built
- *   from the same tree).
+ * - Backends call the library only through the public headers and one
+ *   internal header, lib/backend/module_host.h: its `struct
+ *   vmd_backend_host` holds the internal calls a backend may make (reading
+ *   a base, making a file, the rbd location parser, fault points). A
+ *   module gets the library's table through the pointer it defines with
+ *   VMD_BACKEND_MODULE_HOST, set by the registry after the stamp check and
+ *   before the table is read; libvmdisk.so exports no internal symbol for
+ *   it. Modules include nothing else of lib/ but header-only helpers
+ *   (cleanup.h, bytes.h), and export only their table, stamp and host
+ *   pointer (tests/source/run.sh checks both). The stamp covers this
+ *   header, module_host.h and config.h.
  * - Errors: an operation fills err (vmd_error_set) and returns its
  *   negative code; on failure nothing it made remains.
  * - State: what a backend keeps between calls belongs to the context
@@ -201,8 +207,8 @@ struct vmd_backend_ops {
 /*
  * The build stamp of a module: write VMD_BACKEND_MODULE_STAMP; once in the
  * module, where vmd_build_config.h (VMD_BUILD_STAMP, made by meson from
- * the version and hashes of this header and lib/libvmdisk.sym) is
- * included. The registry compares it with its own before using the table.
+ * the version and hashes of this header, lib/backend/module_host.h,
+ * config.h and lib/libvmdisk.sym) is included. The registry compares it with its own before using the table.
  */
 #define VMD_BACKEND_STAMP_SYMBOL "vmd_backend_build_stamp"
 #define VMD_BACKEND_MODULE_STAMP                                               \

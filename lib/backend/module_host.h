@@ -9,7 +9,8 @@
  *     a module needs (reading a base image, making a file, fault points),
  *     reached only through the table the registry hands it;
  *   - header-only helpers that have no state and call nothing in the
- *     library: cleanup.h, bytes.h.
+ *     library: bytes.h, and cleanup.h's macros and inline functions (not
+ *     struct vmd_buf: its functions are the library's, not exported).
  * Nothing else: no other header under lib/.
  *
  * Why a table and not exported internal symbols: libvmdisk.so exports
