@@ -61,6 +61,7 @@
 #include <stdint.h>
 
 #include <vmdisk/error.h>
+#include <vmdisk/types.h>
 #include <vmdisk/validate.h>
 
 #ifdef __cplusplus
@@ -218,11 +219,6 @@ int vmd_backend_get(enum vmd_backend_kind kind,
 
 /* Directory modules are loaded from (default: the build's module dir). */
 void vmd_backend_set_module_dir(const char *dir);
-
-/* Load a backend table from a module file; tests and vmd_backend_get use it. */
-int vmd_backend_load_module(const char *path, const char *name,
-                            const struct vmd_backend_ops **ops,
-                            struct vmd_error *err);
 
 /* Turn a NULL operation into a VMD_E_UNSUPPORTED error naming it. */
 int vmd_backend_require(const struct vmd_backend_ops *ops, const void *op,

@@ -21,6 +21,7 @@
 
 #include <vmdisk/error.h>
 #include <vmdisk/log.h>
+#include <vmdisk/types.h>
 #include <vmdisk/validate.h>
 
 #ifdef __cplusplus

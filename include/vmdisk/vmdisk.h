@@ -20,7 +20,9 @@
 #include <vmdisk/backend.h>
 #include <vmdisk/config.h>
 #include <vmdisk/error.h>
+#include <vmdisk/inspect.h>
 #include <vmdisk/log.h>
+#include <vmdisk/types.h>
 #include <vmdisk/validate.h>
 
 #ifdef __cplusplus

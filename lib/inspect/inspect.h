@@ -29,6 +29,25 @@
 #define VMD_NO_COVERAGE
 #endif
 
+/*
+ * The inspector over a sparse file in memory: `size` bytes that read as
+ * zeros except where a chunk puts bytes (a later chunk wins over an earlier
+ * one; bytes past `size` are never read). It lets a small input describe a
+ * virtual file of GiBs with headers far apart (VHDX at 64 and 128 KiB, a
+ * VMDK footer at the end), for the fuzz target and the unit tests, with no
+ * file I/O; no ABI, so not in <vmdisk/inspect.h>.
+ */
+struct vmd_inspect_chunk {
+	uint64_t offset;
+	const void *data;
+	size_t len;
+};
+
+int vmd_inspect_sparse(const struct vmd_inspect_chunk *chunks, size_t n,
+                       uint64_t size, const struct vmd_inspect_limits *limits,
+                       unsigned flags, struct vmd_inspect_result *out,
+                       struct vmd_error *err);
+
 /* Bytes given to every probe. */
 #define VMD_PROBE_HEAD 65536
 #define VMD_PROBE_TAIL 512
