@@ -48,6 +48,13 @@
  * (lib/disk.c, lib/cache.c, lib/cache_manager.c) does the clearing, so an
  * ops->info or ops->xml_source always receives a zeroed struct and fills
  * only what it knows.
+ *
+ * Threads and state: the registry (which backend is which table, and the
+ * modules loaded so far: a module stays loaded for the life of the
+ * process) and the module directory are process-wide, guarded by one
+ * mutex; vmd_backend_get, vmd_backend_require and
+ * vmd_backend_set_module_dir are thread-safe. A backend's own state is per
+ * context (above); vmd_ctx_backend_priv takes the context's backend mutex.
  */
 #ifndef VMDISK_BACKEND_H
 #define VMDISK_BACKEND_H

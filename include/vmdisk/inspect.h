@@ -8,6 +8,10 @@
  * refused as ambiguous (a bootable ISO that is also an MBR/GPT disk is the
  * one legitimate overlap). The result says what the image is and, in
  * `reasons`, every safety check it fails.
+ *
+ * Threads and state: no state; every call is thread-safe and works on the
+ * caller's result, limits and descriptor only (errors go to the
+ * process-wide logger, log.h).
  */
 #ifndef VMDISK_INSPECT_H
 #define VMDISK_INSPECT_H

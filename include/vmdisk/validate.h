@@ -4,6 +4,9 @@
  * Nothing from a user, a config file or an image becomes part of a file name
  * or a program argument without passing one of these. Parsers are pure: a
  * string in, a typed value out, no I/O.
+ *
+ * Threads and state: no state; every call is thread-safe (errors go to
+ * the process-wide logger, log.h).
  */
 #ifndef VMDISK_VALIDATE_H
 #define VMDISK_VALIDATE_H
