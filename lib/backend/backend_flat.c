@@ -135,24 +135,17 @@ static int flat_snapshot_extract(struct vmd_ctx *ctx,
                                  enum vmd_format dst_format,
                                  struct vmd_error *err)
 {
-	struct vmd_inspect_limits lim;
 	struct vmd_convert_opts o = {
 		.src_format = VMD_FORMAT_RAW,
 		.dst_format = dst_format,
-		.limits = &lim,
 	};
-
 	_cleanup_(closep) int fd = -1;
-	char src[32];
 	int rc = vmd_filedisk_open(disk, O_RDONLY, &fd, err);
 
 	(void)ctx;
 	if (rc < 0)
 		return rc;
-	vmd_inspect_limits_default(&lim);
-	lim.max_virtual_size = UINT64_MAX;
-	vmd_fd_path(fd, src);
-	return vmd_convert_to_path(src, dst_path, &o, err);
+	return vmd_disk_extract_fd(fd, dst_path, &o, err);
 }
 
 static int flat_xml_source(struct vmd_ctx *ctx,
