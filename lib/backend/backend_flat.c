@@ -18,6 +18,23 @@
 #include "convert.h"
 #include "filedisk.h"
 
+/* The last steps of a new disk: its size (msg names the step), its space
+ * (preallocate_images), its name. */
+static int flat_finish(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                       struct vmd_tmpfile *t, uint64_t size,
+                       const char *msg, struct vmd_error *err)
+{
+	int rc;
+
+	if (ftruncate(t->fd, (off_t)size) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno, msg,
+		                           "ftruncate %s", disk->path);
+	rc = vmd_filedisk_preallocate(ctx, t->fd, size, err);
+	if (rc < 0)
+		return rc;
+	return vmd_filedisk_commit(t, err);
+}
+
 static int flat_create_from_image(struct vmd_ctx *ctx,
                                   const struct vmd_disk_ref *disk,
                                   const struct vmd_image *base, uint64_t size,
@@ -52,14 +69,7 @@ static int flat_create_from_image(struct vmd_ctx *ctx,
 		vmd_error_prefix(err, "flat: copy base image");
 		return rc;
 	}
-	if (ftruncate(t.fd, (off_t)size) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "flat: grow disk failed",
-		                           "ftruncate %s", disk->path);
-	rc = vmd_filedisk_preallocate(ctx, t.fd, size, err);
-	if (rc < 0)
-		return rc;
-	return vmd_filedisk_commit(&t, err);
+	return flat_finish(ctx, disk, &t, size, "flat: grow disk failed", err);
 }
 
 static int flat_create_blank(struct vmd_ctx *ctx,
@@ -71,14 +81,7 @@ static int flat_create_blank(struct vmd_ctx *ctx,
 
 	if (rc < 0)
 		return rc;
-	if (ftruncate(t.fd, (off_t)size) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "flat: size disk failed",
-		                           "ftruncate %s", disk->path);
-	rc = vmd_filedisk_preallocate(ctx, t.fd, size, err);
-	if (rc < 0)
-		return rc;
-	return vmd_filedisk_commit(&t, err);
+	return flat_finish(ctx, disk, &t, size, "flat: size disk failed", err);
 }
 
 static int flat_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
