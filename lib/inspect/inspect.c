@@ -93,7 +93,9 @@ static bool holds(size_t len, size_t off, size_t n)
 
 uint16_t vmd_le16_at(const unsigned char *b, size_t len, size_t off)
 {
-	return holds(len, off, 2) ? (uint16_t)(b[off] | b[off + 1] << 8) : 0;
+	if (!holds(len, off, 2))
+		return 0;
+	return (uint16_t)(b[off] | b[off + 1] << 8);
 }
 
 uint32_t vmd_le32_at(const unsigned char *b, size_t len, size_t off)
