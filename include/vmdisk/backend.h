@@ -54,6 +54,13 @@
  * (lib/disk.c, lib/cache.c, lib/cache_manager.c) does the clearing, so an
  * ops->info or ops->xml_source always receives a zeroed struct and fills
  * only what it knows.
+ *
+ * Threads and state: the registry (which backend is which table, and the
+ * modules loaded so far: a module stays loaded for the life of the
+ * process) and the module directory are process-wide, guarded by one
+ * mutex; vmd_backend_get, vmd_backend_require and
+ * vmd_backend_set_module_dir are thread-safe. A backend's own state is per
+ * context (above); vmd_ctx_backend_priv takes the context's backend mutex.
  */
 #ifndef VMDISK_BACKEND_H
 #define VMDISK_BACKEND_H
@@ -67,6 +74,7 @@
 #include <stdint.h>
 
 #include <vmdisk/error.h>
+#include <vmdisk/types.h>
 #include <vmdisk/validate.h>
 
 #ifdef __cplusplus
@@ -224,11 +232,6 @@ int vmd_backend_get(enum vmd_backend_kind kind,
 
 /* Directory modules are loaded from (default: the build's module dir). */
 void vmd_backend_set_module_dir(const char *dir);
-
-/* Load a backend table from a module file; tests and vmd_backend_get use it. */
-int vmd_backend_load_module(const char *path, const char *name,
-                            const struct vmd_backend_ops **ops,
-                            struct vmd_error *err);
 
 /* Turn a NULL operation into a VMD_E_UNSUPPORTED error naming it. */
 int vmd_backend_require(const struct vmd_backend_ops *ops, const void *op,

@@ -7,6 +7,10 @@
  * that names the key and the line. The file to read is, in order: --config,
  * $VMDISK_CONFIG, /etc/vmdisk/vmdisk.conf (a missing default file means the
  * built-in defaults).
+ *
+ * Threads and state: no state; the calls fill or read the caller's
+ * struct vmd_config and are thread-safe (vmd_config_load reads
+ * $VMDISK_CONFIG: do not change the environment meanwhile).
  */
 #ifndef VMDISK_CONFIG_H
 #define VMDISK_CONFIG_H
@@ -21,6 +25,7 @@
 
 #include <vmdisk/error.h>
 #include <vmdisk/log.h>
+#include <vmdisk/types.h>
 #include <vmdisk/validate.h>
 
 #ifdef __cplusplus

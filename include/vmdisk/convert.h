@@ -24,6 +24,7 @@
 
 #include <vmdisk/error.h>
 #include <vmdisk/inspect.h>
+#include <vmdisk/types.h>
 #include <vmdisk/validate.h>
 
 #ifdef __cplusplus

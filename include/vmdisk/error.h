@@ -11,6 +11,10 @@
  * vmd_error_set() writes the detail to the log at the point where the error is
  * known, so callers only add context (vmd_error_prefix) and never re-log.
  * Both texts pass through the secret redaction before they are stored.
+ *
+ * Threads and state: no state of its own. A struct vmd_error belongs to
+ * its caller and to one call at a time; the calls are thread-safe and use
+ * the process-wide logger and secret registry (log.h).
  */
 #ifndef VMDISK_ERROR_H
 #define VMDISK_ERROR_H

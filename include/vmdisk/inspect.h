@@ -8,6 +8,10 @@
  * refused as ambiguous (a bootable ISO that is also an MBR/GPT disk is the
  * one legitimate overlap). The result says what the image is and, in
  * `reasons`, every safety check it fails.
+ *
+ * Threads and state: no state; every call is thread-safe and works on the
+ * caller's result, limits and descriptor only (errors go to the
+ * process-wide logger, log.h).
  */
 #ifndef VMDISK_INSPECT_H
 #define VMDISK_INSPECT_H
@@ -21,30 +25,11 @@
 #include <stdint.h>
 
 #include <vmdisk/error.h>
+#include <vmdisk/types.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-enum vmd_image_format {
-	VMD_IMG_RAW = 0,
-	VMD_IMG_QCOW2,
-	VMD_IMG_VMDK,
-	VMD_IMG_VHD,
-	VMD_IMG_VHDX,
-	VMD_IMG_VDI,
-	VMD_IMG_ISO,
-	VMD_IMG_LUKS,
-	VMD_IMG_GPT,
-	VMD_IMG_MBR,
-	VMD_IMG_PARALLELS,
-	/* Recognised only to be refused (QEMU would open them, not raw). */
-	VMD_IMG_QED,
-	VMD_IMG_BOCHS,
-	VMD_IMG_CLOOP,
-	VMD_IMG_DMG,
-	VMD_IMG_FORMAT_COUNT
-};
 
 const char *vmd_image_format_name(enum vmd_image_format f);
 
@@ -101,24 +86,6 @@ int vmd_inspect_fd(int fd, const struct vmd_inspect_limits *limits,
 /* The same over bytes in memory (the fuzz target's entry). */
 int vmd_inspect_buffer(const void *data, size_t len,
                        const struct vmd_inspect_limits *limits,
-                       unsigned flags, struct vmd_inspect_result *out,
-                       struct vmd_error *err);
-
-/*
- * The same over a sparse file in memory: `size` bytes that read as zeros
- * except where a chunk puts bytes (a later chunk wins over an earlier one;
- * bytes past `size` are never read). It lets a small input describe a
- * virtual file of GiBs with headers far apart (VHDX at 64 and 128 KiB, a
- * VMDK footer at the end), for the fuzz target, with no file I/O.
- */
-struct vmd_inspect_chunk {
-	uint64_t offset;
-	const void *data;
-	size_t len;
-};
-
-int vmd_inspect_sparse(const struct vmd_inspect_chunk *chunks, size_t n,
-                       uint64_t size, const struct vmd_inspect_limits *limits,
                        unsigned flags, struct vmd_inspect_result *out,
                        struct vmd_error *err);
 

@@ -6,6 +6,15 @@
  * runner dumps goes through vmd_redact(), which replaces each registered
  * secret (key, passphrase, token, Ceph key) with "***". Register a secret as
  * soon as it is read and unregister it just before it is wiped.
+ *
+ * Threads and state: the logger (target, level, ident, sink) and the
+ * secret registry are process-wide, shared by every context and thread,
+ * and guarded by one mutex: logging, vmd_redact and the vmd_secret_* calls
+ * are thread-safe. vmd_log_setup and vmd_log_set_sink take the mutex too,
+ * but the cheap level check before a line is formatted (and
+ * vmd_log_get_level) reads the settings without it: set the logger up
+ * before other threads log. The sink is called outside the mutex, from
+ * whichever thread logs, and may itself log.
  */
 #ifndef VMDISK_LOG_H
 #define VMDISK_LOG_H

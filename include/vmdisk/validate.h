@@ -4,6 +4,9 @@
  * Nothing from a user, a config file or an image becomes part of a file name
  * or a program argument without passing one of these. Parsers are pure: a
  * string in, a typed value out, no I/O.
+ *
+ * Threads and state: no state; every call is thread-safe (errors go to
+ * the process-wide logger, log.h).
  */
 #ifndef VMDISK_VALIDATE_H
 #define VMDISK_VALIDATE_H
@@ -16,31 +19,11 @@
 #include <stdint.h>
 
 #include <vmdisk/error.h>
+#include <vmdisk/types.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-enum vmd_backend_kind {
-	VMD_BACKEND_DEFAULT = 0, /* qcow2 if use_cow_images, else flat */
-	VMD_BACKEND_FLAT,        /* "flat" and its alias "raw" */
-	VMD_BACKEND_QCOW2,
-	VMD_BACKEND_LVM,
-	VMD_BACKEND_RBD,
-	VMD_BACKEND_PLOOP,
-};
-
-enum vmd_format {
-	VMD_FORMAT_RAW = 0,
-	VMD_FORMAT_QCOW2,
-	VMD_FORMAT_PLOOP,
-};
-
-/* On-disk variant of a ploop image (root.hds); never passed on as text. */
-enum vmd_ploop_variant {
-	VMD_PLOOP_EXPANDED = 0,
-	VMD_PLOOP_RAW,
-};
 
 #define VMD_UUID_LEN 36
 #define VMD_DISK_NAME_MAX 64

@@ -6,6 +6,16 @@
  * cache (one download per image, however many callers), pick the backend and
  * keep a per-instance record of what was made, so later calls (info, resize,
  * remove) use the backend and format the disk was created with.
+ *
+ * Threads and state: a struct vmd_ctx is not locked as a whole (it opens
+ * instances_path on first use without a lock): use each context from one
+ * thread at a time. Calls on different contexts may run in parallel, in
+ * threads or in processes; the cache entries and instance directories they
+ * share are guarded by file locks (flock), which hold between threads as
+ * between processes. Process-wide and shared by every context: the logger
+ * and the secret registry (log.h), the backend registry and module
+ * directory (backend.h), and libcurl/libcryptsetup, each loaded once on
+ * first use (pthread_once) and kept.
  */
 #ifndef VMDISK_VMDISK_H
 #define VMDISK_VMDISK_H
@@ -19,8 +29,11 @@
 
 #include <vmdisk/backend.h>
 #include <vmdisk/config.h>
+#include <vmdisk/convert.h>
 #include <vmdisk/error.h>
+#include <vmdisk/inspect.h>
 #include <vmdisk/log.h>
+#include <vmdisk/types.h>
 #include <vmdisk/validate.h>
 
 #ifdef __cplusplus

@@ -343,6 +343,37 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 	return 0;
 }
 
+/* A new disk's record: backend, format and key, pinned now for good (later
+ * calls never probe the disk, which the guest can write: a qcow2 header in
+ * a raw disk stays raw). The key is kept so that a resize can open an
+ * encrypted disk's mapping. */
+static void record_init(struct vmd_disk_record *rec,
+                        enum vmd_backend_kind kind, enum vmd_format format,
+                        const struct vmd_create_opts *opts)
+{
+	rec->backend = kind;
+	rec->format = format;
+	if (opts->key_id)
+		snprintf(rec->key_id, sizeof(rec->key_id), "%s", opts->key_id);
+}
+
+/* The disk as its backend sees it, named by the backend, into the
+ * caller's out (none: nothing to do). */
+static int backend_info(struct vmd_ctx *ctx,
+                          const struct vmd_backend_ops *ops,
+                          struct vmd_disk_ref *ref, struct vmd_disk_info *out,
+                          struct vmd_error *err)
+{
+	int rc;
+
+	if (!out)
+		return 0;
+	rc = ops->info(ctx, ref, out, err);
+	if (rc == 0)
+		snprintf(out->backend, sizeof(out->backend), "%s", ops->name);
+	return rc;
+}
+
 /* A copy-on-write clone of a backend location: no base is fetched. */
 static int create_by_location(struct vmd_ctx *ctx,
                               const struct vmd_backend_ops *ops,
@@ -357,17 +388,12 @@ static int create_by_location(struct vmd_ctx *ctx,
 
 	if (out) /* a location tried before may have filled part of it */
 		memset(out, 0, sizeof(*out));
-	rec.backend = kind;
-	rec.format = VMD_FORMAT_RAW;
-	if (opts->key_id)
-		snprintf(rec.key_id, sizeof(rec.key_id), "%s", opts->key_id);
+	record_init(&rec, kind, VMD_FORMAT_RAW, opts);
 	if (rc == 0)
 		rc = create_locked(ctx, ops, ref, opts, NULL, -1,
 		                   opts->location, &rec, err);
-	if (rc == 0 && out) {
-		rc = ops->info(ctx, ref, out, err);
-		snprintf(out->backend, sizeof(out->backend), "%s", ops->name);
-	}
+	if (rc == 0)
+		rc = backend_info(ctx, ops, ref, out, err);
 	if (rc < 0)
 		vmd_error_prefix(err, "create");
 	return rc;
@@ -501,25 +527,19 @@ static int create_from_base(struct vmd_ctx *ctx,
 		rc = lock_instance(ctx, ref->instance, &inst_lock, err);
 	if (rc < 0)
 		return rc;
-	rec.backend = kind;
-	/* Pinned now, for good: later calls never probe the disk, which the
-	 * guest can write (a qcow2 header in a raw disk stays raw). */
-	rec.format = kind == VMD_BACKEND_QCOW2 ? VMD_FORMAT_QCOW2
-	             : kind == VMD_BACKEND_PLOOP ? VMD_FORMAT_PLOOP
-	                                         : VMD_FORMAT_RAW;
+	record_init(&rec, kind,
+	            kind == VMD_BACKEND_QCOW2   ? VMD_FORMAT_QCOW2
+	            : kind == VMD_BACKEND_PLOOP ? VMD_FORMAT_PLOOP
+	                                        : VMD_FORMAT_RAW,
+	            opts);
 	if (from_base)
 		snprintf(rec.base_id, sizeof(rec.base_id), "%s", entry.id);
-	/* Kept so that a resize can open an encrypted disk's mapping. */
-	if (opts->key_id)
-		snprintf(rec.key_id, sizeof(rec.key_id), "%s", opts->key_id);
 	rc = create_locked(ctx, ops, ref, opts, from_base ? &entry : NULL,
 	                   base_fd, NULL, &rec, err);
 	if (rc == 0 && from_base)
 		touch_base(&entry, base_fd);
-	if (rc == 0 && out)
-		rc = ops->info(ctx, ref, out, err);
-	if (rc == 0 && out)
-		snprintf(out->backend, sizeof(out->backend), "%s", ops->name);
+	if (rc == 0)
+		rc = backend_info(ctx, ops, ref, out, err);
 	return rc;
 }
 
@@ -613,9 +633,7 @@ int vmd_disk_info(struct vmd_ctx *ctx, const char *instance, const char *disk,
 	memset(out, 0, sizeof(*out));
 	rc = open_existing(ctx, instance, disk, &ref, &ops, err);
 	if (rc == 0)
-		rc = ops->info(ctx, &ref, out, err);
-	if (rc == 0)
-		snprintf(out->backend, sizeof(out->backend), "%s", ops->name);
+		rc = backend_info(ctx, ops, &ref, out, err);
 	if (rc < 0)
 		vmd_error_prefix(err, "info");
 	return rc;

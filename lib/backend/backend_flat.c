@@ -18,6 +18,23 @@
 #include "convert.h"
 #include "filedisk.h"
 
+/* The last steps of a new disk: its size (msg names the step), its space
+ * (preallocate_images), its name. */
+static int flat_finish(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                       struct vmd_tmpfile *t, uint64_t size,
+                       const char *msg, struct vmd_error *err)
+{
+	int rc;
+
+	if (ftruncate(t->fd, (off_t)size) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno, msg,
+		                           "ftruncate %s", disk->path);
+	rc = vmd_filedisk_preallocate(ctx, t->fd, size, err);
+	if (rc < 0)
+		return rc;
+	return vmd_filedisk_commit(t, err);
+}
+
 static int flat_create_from_image(struct vmd_ctx *ctx,
                                   const struct vmd_disk_ref *disk,
                                   const struct vmd_image *base, uint64_t size,
@@ -52,14 +69,7 @@ static int flat_create_from_image(struct vmd_ctx *ctx,
 		vmd_error_prefix(err, "flat: copy base image");
 		return rc;
 	}
-	if (ftruncate(t.fd, (off_t)size) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "flat: grow disk failed",
-		                           "ftruncate %s", disk->path);
-	rc = vmd_filedisk_preallocate(ctx, t.fd, size, err);
-	if (rc < 0)
-		return rc;
-	return vmd_filedisk_commit(&t, err);
+	return flat_finish(ctx, disk, &t, size, "flat: grow disk failed", err);
 }
 
 static int flat_create_blank(struct vmd_ctx *ctx,
@@ -71,14 +81,7 @@ static int flat_create_blank(struct vmd_ctx *ctx,
 
 	if (rc < 0)
 		return rc;
-	if (ftruncate(t.fd, (off_t)size) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "flat: size disk failed",
-		                           "ftruncate %s", disk->path);
-	rc = vmd_filedisk_preallocate(ctx, t.fd, size, err);
-	if (rc < 0)
-		return rc;
-	return vmd_filedisk_commit(&t, err);
+	return flat_finish(ctx, disk, &t, size, "flat: size disk failed", err);
 }
 
 static int flat_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
@@ -135,24 +138,17 @@ static int flat_snapshot_extract(struct vmd_ctx *ctx,
                                  enum vmd_format dst_format,
                                  struct vmd_error *err)
 {
-	struct vmd_inspect_limits lim;
 	struct vmd_convert_opts o = {
 		.src_format = VMD_FORMAT_RAW,
 		.dst_format = dst_format,
-		.limits = &lim,
 	};
-
 	_cleanup_(closep) int fd = -1;
-	char src[32];
 	int rc = vmd_filedisk_open(disk, O_RDONLY, &fd, err);
 
 	(void)ctx;
 	if (rc < 0)
 		return rc;
-	vmd_inspect_limits_default(&lim);
-	lim.max_virtual_size = UINT64_MAX;
-	vmd_fd_path(fd, src);
-	return vmd_convert_to_path(src, dst_path, &o, err);
+	return vmd_disk_extract_fd(fd, dst_path, &o, err);
 }
 
 static int flat_xml_source(struct vmd_ctx *ctx,

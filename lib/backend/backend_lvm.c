@@ -24,7 +24,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "convert.h"
+#include "filedisk.h"
 #include "internal.h"
 #include "privhelper.h"
 
@@ -318,14 +318,11 @@ static int lvm_snapshot_extract(struct vmd_ctx *ctx,
 {
 	struct vmd_priv_request req;
 	struct vmd_priv_reply rep;
-	struct vmd_inspect_limits lim;
 	struct vmd_convert_opts o = {
 		.src_format = VMD_FORMAT_RAW,
 		.dst_format = dst_format,
-		.limits = &lim,
 	};
 	_cleanup_(closep) int fd = -1;
-	char src[64];
 	int rc = volume_request(ctx, disk, VMD_PRIV_LVM_OPEN_READ, &req, err);
 
 	if (rc == 0)
@@ -333,12 +330,9 @@ static int lvm_snapshot_extract(struct vmd_ctx *ctx,
 	if (rc < 0)
 		return rc;
 	fd = rep.fd;
-	vmd_inspect_limits_default(&lim);
-	lim.max_virtual_size = UINT64_MAX;
 	/* An encrypted disk's content is what its mapping shows: the
 	 * descriptor is the mapping's then. */
-	snprintf(src, sizeof(src), "/proc/self/fd/%d", fd);
-	return vmd_convert_to_path(src, dst_path, &o, err);
+	return vmd_disk_extract_fd(fd, dst_path, &o, err);
 }
 
 static int lvm_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,

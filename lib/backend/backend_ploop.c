@@ -510,16 +510,14 @@ static int ploop_snapshot_extract(struct vmd_ctx *ctx,
                                   enum vmd_format dst_format,
                                   struct vmd_error *err)
 {
-	char path[PATH_MAX], src[32];
+	char path[PATH_MAX];
 	_cleanup_(closep) int fd = -1;
 	enum vmd_ploop_variant v;
-	struct vmd_inspect_limits lim;
 	int rc = read_variant(disk, &v, err);
 	struct vmd_convert_opts o = {
 		.src_format = v == VMD_PLOOP_RAW ? VMD_FORMAT_RAW
 		                                 : VMD_FORMAT_PLOOP,
 		.dst_format = dst_format,
-		.limits = &lim,
 	};
 
 	(void)ctx;
@@ -527,10 +525,7 @@ static int ploop_snapshot_extract(struct vmd_ctx *ctx,
 		rc = open_hds(disk, O_RDONLY, &fd, path, err);
 	if (rc < 0)
 		return rc;
-	vmd_inspect_limits_default(&lim);
-	lim.max_virtual_size = UINT64_MAX;
-	vmd_fd_path(fd, src);
-	return vmd_convert_to_path(src, dst_path, &o, err);
+	return vmd_disk_extract_fd(fd, dst_path, &o, err);
 }
 
 static int ploop_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,

@@ -126,13 +126,11 @@ static int qcow2_snapshot_extract(struct vmd_ctx *ctx,
                                   enum vmd_format dst_format,
                                   struct vmd_error *err)
 {
-	struct vmd_inspect_limits lim;
-	char src[32], backing[32];
+	char backing[32];
 	struct vmd_convert_opts o = {
 		.src_format = VMD_FORMAT_QCOW2,
 		.dst_format = dst_format,
 		.allow_backing = true, /* the cached base: flattened */
-		.limits = &lim,
 		.backing = backing,
 	};
 	_cleanup_(closep) int fd = -1;
@@ -143,14 +141,11 @@ static int qcow2_snapshot_extract(struct vmd_ctx *ctx,
 		rc = open_cached_backing(ctx, fd, &base_fd, err);
 	if (rc < 0)
 		return rc;
-	vmd_inspect_limits_default(&lim);
-	lim.max_virtual_size = UINT64_MAX;
-	vmd_fd_path(fd, src);
 	if (base_fd >= 0)
 		vmd_fd_path(base_fd, backing);
 	else
 		o.backing = NULL; /* a blank overlay: no backing file */
-	return vmd_convert_to_path(src, dst_path, &o, err);
+	return vmd_disk_extract_fd(fd, dst_path, &o, err);
 }
 
 static int qcow2_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,

@@ -142,3 +142,20 @@ void vmd_filedisk_xml_source(const struct vmd_disk_ref *disk,
 	snprintf(out->path, sizeof(out->path), "%s", disk->path);
 	out->preallocated = preallocated;
 }
+
+int vmd_disk_extract_fd(int fd, const char *dst_path,
+                        const struct vmd_convert_opts *o,
+                        struct vmd_error *err)
+{
+	struct vmd_convert_opts opts = *o;
+	struct vmd_inspect_limits lim;
+	char src[32];
+
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = UINT64_MAX;
+	opts.limits = &lim;
+	/* The descriptor, not a name: what was checked is what is read (an
+	 * encrypted LV's descriptor is its mapping's). */
+	vmd_fd_path(fd, src);
+	return vmd_convert_to_path(src, dst_path, &opts, err);
+}

@@ -1,7 +1,8 @@
 /*
- * What the file backends (flat, qcow2, later ploop) share: a disk is a file
+ * What the file backends (flat, qcow2, ploop) share: a disk is a file
  * <instance_dir>/<disk>, created through an anonymous temporary and linked
- * into place only when complete, never over an existing disk.
+ * into place only when complete, never over an existing disk. Also the
+ * last step of every built-in backend's snapshot_extract (lvm's too).
  */
 #ifndef VMDISK_FILEDISK_H
 #define VMDISK_FILEDISK_H
@@ -9,6 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "convert.h"
 #include "fsutil.h"
 #include "internal.h"
 
@@ -39,6 +41,14 @@ int vmd_filedisk_stat(const struct vmd_disk_ref *disk,
  * cannot, log it and go on (a sparse disk still works). */
 int vmd_filedisk_preallocate(struct vmd_ctx *ctx, int fd, uint64_t size,
                              struct vmd_error *err);
+
+/* snapshot_extract: the disk's content, open at fd, converted as `o` says
+ * into the new file dst_path. The disk is one this library made, so the
+ * inspector's virtual size limit is lifted (o->limits is ignored); every
+ * other check still holds. */
+int vmd_disk_extract_fd(int fd, const char *dst_path,
+                        const struct vmd_convert_opts *o,
+                        struct vmd_error *err);
 
 /* The libvirt source of a file disk of driver type `format`. */
 void vmd_filedisk_xml_source(const struct vmd_disk_ref *disk,

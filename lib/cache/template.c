@@ -27,22 +27,26 @@
 #define TEMPLATE_MODE 0640 /* as a fetched base (lib/cache.c) */
 #define MKFS_TIMEOUT_MS 300000
 
+/* Per file system: its name, the longest label it takes, and its mkfs:
+ * the program with its fixed options and the option that sets a label. */
 static const struct {
 	enum vmd_blank_fs fs;
 	const char *name;
 	size_t label_max;
+	const char *mkfs[4]; /* NULL-terminated */
+	const char *label_opt;
 } filesystems[] = {
-	{VMD_FS_NONE, "none", 0},
-	{VMD_FS_EXT4, "ext4", 16},
-	{VMD_FS_XFS, "xfs", 12},
-	{VMD_FS_VFAT, "vfat", 11},
-	{VMD_FS_SWAP, "swap", 15},
+	{VMD_FS_NONE, "none", 0, {NULL}, NULL},
+	{VMD_FS_EXT4, "ext4", 16, {"mkfs.ext4", "-F", "-q", NULL}, "-L"},
+	{VMD_FS_XFS, "xfs", 12, {"mkfs.xfs", "-f", "-q", NULL}, "-L"},
+	{VMD_FS_VFAT, "vfat", 11, {"mkfs.vfat", NULL}, "-n"},
+	{VMD_FS_SWAP, "swap", 15, {"mkswap", NULL}, "-L"},
 };
 
 int vmd_parse_blank_fs(const char *s, enum vmd_blank_fs *fs,
                        struct vmd_error *err)
 {
-	for (size_t i = 0; s && i < sizeof(filesystems) / sizeof(filesystems[0]);
+	for (size_t i = 0; s && i < ELEMENTSOF(filesystems);
 	     i++) {
 		if (strcmp(filesystems[i].name, s) == 0) {
 			*fs = filesystems[i].fs;
@@ -56,7 +60,7 @@ int vmd_parse_blank_fs(const char *s, enum vmd_blank_fs *fs,
 
 const char *vmd_blank_fs_name(enum vmd_blank_fs fs)
 {
-	for (size_t i = 0; i < sizeof(filesystems) / sizeof(filesystems[0]); i++)
+	for (size_t i = 0; i < ELEMENTSOF(filesystems); i++)
 		if (filesystems[i].fs == fs)
 			return filesystems[i].name;
 	return "?";
@@ -67,7 +71,7 @@ bool vmd_valid_fs_label(enum vmd_blank_fs fs, const char *label)
 	size_t n = label ? strlen(label) : 0;
 	size_t max = 0;
 
-	for (size_t i = 0; i < sizeof(filesystems) / sizeof(filesystems[0]); i++)
+	for (size_t i = 0; i < ELEMENTSOF(filesystems); i++)
 		if (filesystems[i].fs == fs)
 			max = filesystems[i].label_max;
 	if (n == 0 || n > max || !vmd_valid_file_token(label))
@@ -80,41 +84,15 @@ void vmd_mkfs_argv(enum vmd_blank_fs fs, const char *label,
 {
 	size_t n = 0;
 
-	switch (fs) {
-	case VMD_FS_EXT4:
-		argv[n++] = "mkfs.ext4";
-		argv[n++] = "-F";
-		argv[n++] = "-q";
-		if (label) {
-			argv[n++] = "-L";
+	for (size_t i = 0; i < ELEMENTSOF(filesystems); i++) {
+		if (filesystems[i].fs != fs)
+			continue;
+		for (const char *const *a = filesystems[i].mkfs; *a; a++)
+			argv[n++] = *a;
+		if (label && filesystems[i].label_opt) {
+			argv[n++] = filesystems[i].label_opt;
 			argv[n++] = label;
 		}
-		break;
-	case VMD_FS_XFS:
-		argv[n++] = "mkfs.xfs";
-		argv[n++] = "-f";
-		argv[n++] = "-q";
-		if (label) {
-			argv[n++] = "-L";
-			argv[n++] = label;
-		}
-		break;
-	case VMD_FS_VFAT:
-		argv[n++] = "mkfs.vfat";
-		if (label) {
-			argv[n++] = "-n";
-			argv[n++] = label;
-		}
-		break;
-	case VMD_FS_SWAP:
-		argv[n++] = "mkswap";
-		if (label) {
-			argv[n++] = "-L";
-			argv[n++] = label;
-		}
-		break;
-	case VMD_FS_NONE:
-		break;
 	}
 	argv[n++] = path;
 	argv[n] = NULL;

@@ -43,6 +43,11 @@ extern const struct vmd_backend_ops vmd_backend_lvm;
  * NULL is a module without one. */
 int vmd_backend_check_stamp(const char *name, const char *stamp,
                             struct vmd_error *err);
+/* Load a backend table from a module file (vmd_backend_get, and the unit
+ * test that loads a module of its own): no ABI, so not in backend.h. */
+int vmd_backend_load_module(const char *path, const char *name,
+                            const struct vmd_backend_ops **ops,
+                            struct vmd_error *err);
 /* Before a context's first call into a backend: run its open hook once
  * and keep what it made (lib/backend/backend.c). */
 int vmd_backend_attach(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,

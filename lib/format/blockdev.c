@@ -93,16 +93,22 @@ static int open_qcow2(struct vmd_blockdev *bd, unsigned flags,
 			                     "backing file format not recorded",
 			                     "backing format '%s' of %s",
 			                     h.backing_format, bd->path);
-		if (backing) /* the caller's descriptor; no further level */
-			rc = open_chain(backing, bfmt,
-			                flags & ~(VMD_BD_WRITE | VMD_BD_ALLOW_BACKING),
-			                NULL, lim, depth + 1, &bd->backing, err);
-		else
+		/* The backing image is opened read-only: from the caller's
+		 * descriptor when given (and then no further level), else by
+		 * the name the image records. */
+		const char *bfile = backing;
+		unsigned bflags = flags & ~VMD_BD_WRITE;
+
+		if (backing) {
+			bflags &= ~VMD_BD_ALLOW_BACKING;
+		} else {
 			rc = backing_path(bd->path, h.backing_file, bpath,
 			                  sizeof(bpath), err);
-		if (rc == 0 && !backing)
-			rc = open_chain(bpath, bfmt, flags & ~VMD_BD_WRITE,
-			                NULL, lim, depth + 1, &bd->backing, err);
+			bfile = bpath;
+		}
+		if (rc == 0)
+			rc = open_chain(bfile, bfmt, bflags, NULL, lim,
+			                depth + 1, &bd->backing, err);
 		if (rc < 0)
 			return rc;
 	}

@@ -659,6 +659,16 @@ static int read_cluster_part(struct vmd_qcow2 *q, unsigned char *buf,
 	return 0;
 }
 
+/* Of len bytes at off, how many lie in off's cluster: the piece the read
+ * and write loops handle at a time. */
+static size_t cluster_piece(const struct vmd_qcow2 *q, uint64_t off,
+                            size_t len)
+{
+	size_t n = (size_t)(q->cs - (off & (q->cs - 1)));
+
+	return n < len ? n : len;
+}
+
 int vmd_qcow2_pread(struct vmd_qcow2 *q, void *buf, size_t len, uint64_t off,
                     struct vmd_error *err)
 {
@@ -673,9 +683,7 @@ int vmd_qcow2_pread(struct vmd_qcow2 *q, void *buf, size_t len, uint64_t off,
 			return 0;
 		}
 		avail = len < q->h.size - off ? len : (size_t)(q->h.size - off);
-		n = (size_t)(q->cs - (off & (q->cs - 1)));
-		if (n > avail)
-			n = avail;
+		n = cluster_piece(q, off, avail);
 		rc = read_cluster_part(q, p, &n, avail, off, err);
 		if (rc < 0)
 			return rc;
@@ -772,10 +780,8 @@ int vmd_qcow2_pwrite(struct vmd_qcow2 *q, const void *buf, size_t len,
 	while (len > 0) {
 		uint64_t gc = off >> q->cb;
 		uint64_t in = off & (q->cs - 1);
-		size_t n = (size_t)(q->cs - in);
+		size_t n = cluster_piece(q, off, len);
 
-		if (n > len)
-			n = len;
 		if (n == q->cs) {
 			rc = write_cluster(q, gc, p, err);
 		} else {

@@ -8,7 +8,9 @@
  *    protective MBR, a hybrid ISO is also an MBR and/or GPT disk, and a
  *    fixed VHD is a raw disk with a footer.
  * 4. The winning format's inspect() fills the result; raw-like formats
- *    (raw, gpt, mbr, iso) have the file's length as virtual size.
+ *    (raw, gpt, mbr, iso) have no inspect() and keep the file's length as
+ *    virtual size; formats recognised only to be refused (bochs, cloop,
+ *    dmg) have no inspect() either and get their table's refusal.
  * 5. Checks every format shares (virtual size limit) run last.
  * Reads go through vmd_src_read(), which enforces the read budget. The
  * source is a file, bytes in memory, or a sparse file in memory (chunks at
@@ -82,46 +84,44 @@ uint64_t vmd_mul_sat(uint64_t a, uint64_t b)
 	return __builtin_mul_overflow(a, b, &v) ? UINT64_MAX : v;
 }
 
+/* len bytes hold n bytes at off (no overflow: off <= len is checked
+ * first). */
+static bool holds(size_t len, size_t off, size_t n)
+{
+	return off <= len && len - off >= n;
+}
+
 uint16_t vmd_le16_at(const unsigned char *b, size_t len, size_t off)
 {
-	if (off > len || len - off < 2)
+	if (!holds(len, off, 2))
 		return 0;
 	return (uint16_t)(b[off] | b[off + 1] << 8);
 }
 
 uint32_t vmd_le32_at(const unsigned char *b, size_t len, size_t off)
 {
-	if (off > len || len - off < 4)
-		return 0;
-	return vmd_le32(b + off);
+	return holds(len, off, 4) ? vmd_le32(b + off) : 0;
 }
 
 uint64_t vmd_le64_at(const unsigned char *b, size_t len, size_t off)
 {
-	if (off > len || len - off < 8)
-		return 0;
-	return vmd_le64(b + off);
+	return holds(len, off, 8) ? vmd_le64(b + off) : 0;
 }
 
 uint32_t vmd_be32_at(const unsigned char *b, size_t len, size_t off)
 {
-	if (off > len || len - off < 4)
-		return 0;
-	return vmd_be32(b + off);
+	return holds(len, off, 4) ? vmd_be32(b + off) : 0;
 }
 
 uint64_t vmd_be64_at(const unsigned char *b, size_t len, size_t off)
 {
-	if (off > len || len - off < 8)
-		return 0;
-	return vmd_be64(b + off);
+	return holds(len, off, 8) ? vmd_be64(b + off) : 0;
 }
 
 bool vmd_bytes_at(const unsigned char *b, size_t len, size_t off,
                   const void *want, size_t wlen)
 {
-	return off <= len && len - off >= wlen &&
-	       memcmp(b + off, want, wlen) == 0;
+	return holds(len, off, wlen) && memcmp(b + off, want, wlen) == 0;
 }
 
 /* buf[0..n) = the sparse file's bytes at off (off + n <= size). */
@@ -227,6 +227,19 @@ void vmd_inspect_refuse(struct vmd_inspect_result *r, const char *code,
 	for (char *c = reason->text; *c; c++)
 		if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f)
 			*c = '?';
+}
+
+bool vmd_inspect_table_limit(struct vmd_inspect_result *r,
+                             const struct vmd_inspect_limits *lim,
+                             const char *what, uint64_t bytes)
+{
+	if (bytes <= lim->max_table_size)
+		return false;
+	vmd_inspect_refuse(r, "table-size-limit",
+	                   "%s of %llu bytes is above the limit %llu", what,
+	                   (unsigned long long)bytes,
+	                   (unsigned long long)lim->max_table_size);
+	return true;
 }
 
 /*
@@ -370,14 +383,20 @@ static int inspect_source(struct vmd_image_source *src,
 		                   names);
 	}
 	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
-		if (formats[i]->format != out->format)
+		const struct vmd_format_ops *f = formats[i];
+
+		if (f->format != out->format)
 			continue;
-		if (formats[i]->inspect(src, &p, &limits, flags, out) < 0)
+		if (f->unsupported_code)
+			vmd_inspect_refuse(out, f->unsupported_code,
+			                   "%s images are not supported",
+			                   f->unsupported_what);
+		if (f->inspect && f->inspect(src, &p, &limits, flags, out) < 0)
 			return vmd_error_set(err, VMD_E_IO,
 			                     "inspect: read image failed",
 			                     "reading %s metadata (or read "
 			                     "budget of %llu bytes exhausted)",
-			                     formats[i]->name,
+			                     f->name,
 			                     (unsigned long long)
 			                             limits.max_read_bytes);
 	}

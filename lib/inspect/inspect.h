@@ -1,10 +1,12 @@
 /*
  * Inspector internals: the source abstraction and one table per format.
  *
- * A format is one file, lib/inspect_<name>.c, ending with its
+ * A format is one file, lib/inspect/inspect_<name>.c, ending with its
  * `struct vmd_format_ops`. `probe` is pure (bytes in, yes/no out) and cheap;
  * `inspect` fills the result and records every failed check with
- * vmd_inspect_refuse(). Parsers read only through vmd_src_read(), which
+ * vmd_inspect_refuse(). A format with nothing to parse has no `inspect`:
+ * the core has already set the format and the file's length as virtual
+ * size, and refuses it with `unsupported` when that is set. Parsers read only through vmd_src_read(), which
  * enforces the read budget, so a hostile image cannot make us read (or
  * allocate) more than the limits allow.
  */
@@ -26,6 +28,25 @@
 #else
 #define VMD_NO_COVERAGE
 #endif
+
+/*
+ * The inspector over a sparse file in memory: `size` bytes that read as
+ * zeros except where a chunk puts bytes (a later chunk wins over an earlier
+ * one; bytes past `size` are never read). It lets a small input describe a
+ * virtual file of GiBs with headers far apart (VHDX at 64 and 128 KiB, a
+ * VMDK footer at the end), for the fuzz target and the unit tests, with no
+ * file I/O; no ABI, so not in <vmdisk/inspect.h>.
+ */
+struct vmd_inspect_chunk {
+	uint64_t offset;
+	const void *data;
+	size_t len;
+};
+
+int vmd_inspect_sparse(const struct vmd_inspect_chunk *chunks, size_t n,
+                       uint64_t size, const struct vmd_inspect_limits *limits,
+                       unsigned flags, struct vmd_inspect_result *out,
+                       struct vmd_error *err);
 
 /* Bytes given to every probe. */
 #define VMD_PROBE_HEAD 65536
@@ -73,12 +94,24 @@ struct vmd_format_ops {
 	               const struct vmd_probe_data *p,
 	               const struct vmd_inspect_limits *lim, unsigned flags,
 	               struct vmd_inspect_result *r);
+	/* A format recognised only to be refused (inspect is NULL): the
+	 * reason's code, and what its text calls the format ("<what> images
+	 * are not supported"). NULL: a raw-like format, nothing refused. */
+	const char *unsupported_code;
+	const char *unsupported_what;
 };
 
 /* Record a failed check; r->safe becomes false. */
 void vmd_inspect_refuse(struct vmd_inspect_result *r, const char *code,
                         const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
+
+/* Refuse a table of `bytes` above lim->max_table_size with the reason
+ * "table-size-limit" ("<what> of N bytes is above the limit L"); true
+ * when it was refused. */
+bool vmd_inspect_table_limit(struct vmd_inspect_result *r,
+                             const struct vmd_inspect_limits *lim,
+                             const char *what, uint64_t bytes);
 
 /* Little/big-endian loads with the bounds check built in: 0 past the end. */
 uint16_t vmd_le16_at(const unsigned char *b, size_t len, size_t off);

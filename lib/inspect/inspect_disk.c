@@ -25,6 +25,8 @@
  *     match. So a qcow2 header with a planted boot signature is an MBR
  *     too, as it is to oslo.utils, even when the "partition entries" are
  *     header bytes.
+ * None of them has an inspect(): the core has already given the result the
+ * format and the file's length, which is all there is to say.
  */
 #include <string.h>
 
@@ -96,65 +98,20 @@ static bool gpt_probe(const struct vmd_probe_data *p)
 	       vmd_bytes_at(p->head, p->head_len, 4096, "EFI PART", 8);
 }
 
-/* The guest sees the file's bytes: the file's length is the disk's. */
-static int raw_like(struct vmd_inspect_result *r, enum vmd_image_format f,
-                    const struct vmd_probe_data *p)
-{
-	r->format = f;
-	r->virtual_size = p->file_size;
-	return 0;
-}
-
-static int iso_inspect(struct vmd_image_source *src,
-                       const struct vmd_probe_data *p,
-                       const struct vmd_inspect_limits *lim, unsigned flags,
-                       struct vmd_inspect_result *r)
-{
-	(void)src;
-	(void)lim;
-	(void)flags;
-	return raw_like(r, VMD_IMG_ISO, p);
-}
-
-static int gpt_inspect(struct vmd_image_source *src,
-                       const struct vmd_probe_data *p,
-                       const struct vmd_inspect_limits *lim, unsigned flags,
-                       struct vmd_inspect_result *r)
-{
-	(void)src;
-	(void)lim;
-	(void)flags;
-	return raw_like(r, VMD_IMG_GPT, p);
-}
-
-static int mbr_inspect(struct vmd_image_source *src,
-                       const struct vmd_probe_data *p,
-                       const struct vmd_inspect_limits *lim, unsigned flags,
-                       struct vmd_inspect_result *r)
-{
-	(void)src;
-	(void)lim;
-	(void)flags;
-	return raw_like(r, VMD_IMG_MBR, p);
-}
-
 const struct vmd_format_ops vmd_format_iso = {
 	.format = VMD_IMG_ISO,
 	.name = "iso",
 	.probe = iso_probe,
-	.inspect = iso_inspect,
 };
 
 const struct vmd_format_ops vmd_format_gpt = {
 	.format = VMD_IMG_GPT,
 	.name = "gpt",
 	.probe = gpt_probe,
-	.inspect = gpt_inspect,
 };
 
 const struct vmd_format_ops vmd_format_mbr = {
 	.format = VMD_IMG_MBR,
 	.name = "mbr",
 	.probe = mbr_probe,
-	.inspect = mbr_inspect,
 };

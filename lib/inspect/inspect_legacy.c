@@ -17,6 +17,8 @@
  *   - DMG: dmg_probe looks at the file name only, which we never use; the
  *     data ends with a "koly" trailer in the last 512 bytes, which QEMU's
  *     dmg driver reads, so that is what we match.
+ * Only QED has fields worth reporting; the other three are refused by the
+ * core from their table entries (unsupported_code), without an inspect().
  */
 #include <string.h>
 
@@ -89,52 +91,6 @@ static bool dmg_probe(const struct vmd_probe_data *p)
 	       vmd_bytes_at(p->tail, p->tail_len, 0, "koly", 4);
 }
 
-static int refuse_legacy(struct vmd_inspect_result *r,
-                         enum vmd_image_format f, const char *code,
-                         const char *what)
-{
-	r->format = f;
-	vmd_inspect_refuse(r, code, "%s images are not supported", what);
-	return 0;
-}
-
-static int bochs_inspect(struct vmd_image_source *src,
-                         const struct vmd_probe_data *p,
-                         const struct vmd_inspect_limits *lim, unsigned flags,
-                         struct vmd_inspect_result *r)
-{
-	(void)src;
-	(void)p;
-	(void)lim;
-	(void)flags;
-	return refuse_legacy(r, VMD_IMG_BOCHS, "bochs-unsupported", "bochs");
-}
-
-static int cloop_inspect(struct vmd_image_source *src,
-                         const struct vmd_probe_data *p,
-                         const struct vmd_inspect_limits *lim, unsigned flags,
-                         struct vmd_inspect_result *r)
-{
-	(void)src;
-	(void)p;
-	(void)lim;
-	(void)flags;
-	return refuse_legacy(r, VMD_IMG_CLOOP, "cloop-unsupported", "cloop");
-}
-
-static int dmg_inspect(struct vmd_image_source *src,
-                       const struct vmd_probe_data *p,
-                       const struct vmd_inspect_limits *lim, unsigned flags,
-                       struct vmd_inspect_result *r)
-{
-	(void)src;
-	(void)p;
-	(void)lim;
-	(void)flags;
-	return refuse_legacy(r, VMD_IMG_DMG, "dmg-unsupported",
-	                     "dmg (Apple disk image)");
-}
-
 const struct vmd_format_ops vmd_format_qed = {
 	.format = VMD_IMG_QED,
 	.name = "qed",
@@ -146,19 +102,22 @@ const struct vmd_format_ops vmd_format_bochs = {
 	.format = VMD_IMG_BOCHS,
 	.name = "bochs",
 	.probe = bochs_probe,
-	.inspect = bochs_inspect,
+	.unsupported_code = "bochs-unsupported",
+	.unsupported_what = "bochs",
 };
 
 const struct vmd_format_ops vmd_format_cloop = {
 	.format = VMD_IMG_CLOOP,
 	.name = "cloop",
 	.probe = cloop_probe,
-	.inspect = cloop_inspect,
+	.unsupported_code = "cloop-unsupported",
+	.unsupported_what = "cloop",
 };
 
 const struct vmd_format_ops vmd_format_dmg = {
 	.format = VMD_IMG_DMG,
 	.name = "dmg",
 	.probe = dmg_probe,
-	.inspect = dmg_inspect,
+	.unsupported_code = "dmg-unsupported",
+	.unsupported_what = "dmg (Apple disk image)",
 };

@@ -74,13 +74,8 @@ static int parallels_inspect(struct vmd_image_source *src,
 			                   (unsigned long long)sectors);
 	}
 	bat_bytes = (uint64_t)bat_entries * 4;
-	if (bat_bytes > lim->max_table_size)
-		vmd_inspect_refuse(r, "table-size-limit",
-		                   "parallels: BAT of %llu bytes is above the "
-		                   "limit %llu",
-		                   (unsigned long long)bat_bytes,
-		                   (unsigned long long)lim->max_table_size);
-	else if (HEADER_LEN + bat_bytes > p->file_size)
+	if (!vmd_inspect_table_limit(r, lim, "parallels: BAT", bat_bytes) &&
+	    HEADER_LEN + bat_bytes > p->file_size)
 		vmd_inspect_refuse(r, "header-bounds",
 		                   "parallels: BAT of %llu bytes is not within "
 		                   "the file",

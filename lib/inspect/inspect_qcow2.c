@@ -30,17 +30,6 @@ static bool qcow2_probe(const struct vmd_probe_data *p)
 	return vmd_bytes_at(p->head, p->head_len, 0, VMD_QCOW2_MAGIC_BYTES, 4);
 }
 
-static void check_size_limit(const char *name, uint64_t bytes,
-                             const struct vmd_inspect_limits *lim,
-                             struct vmd_inspect_result *r)
-{
-	if (bytes > lim->max_table_size)
-		vmd_inspect_refuse(r, "table-size-limit",
-		                   "%s of %llu bytes is above the limit %llu",
-		                   name, (unsigned long long)bytes,
-		                   (unsigned long long)lim->max_table_size);
-}
-
 /* The decoder's structural findings as reasons. */
 static void refuse_defects(const struct vmd_qcow2_header *h,
                            struct vmd_inspect_result *r)
@@ -73,12 +62,35 @@ static void refuse_defects(const struct vmd_qcow2_header *h,
 	}
 }
 
-static void check_policy(const struct vmd_qcow2_header *h,
-                         const struct vmd_inspect_limits *lim, unsigned flags,
-                         struct vmd_inspect_result *r)
+/*
+ * Stage 1, decode: the one header decoder reads cluster 0, and its
+ * structural findings become reasons. false when the header is too broken
+ * for the later stages to mean anything.
+ */
+static bool decode(const struct vmd_probe_data *p,
+                   struct vmd_qcow2_header *h, struct vmd_inspect_result *r)
+{
+	vmd_qcow2_decode_header(p->head, p->head_len, r->file_size, h, NULL);
+	r->format = VMD_IMG_QCOW2;
+	r->version = h->version;
+	r->virtual_size = h->size;
+	refuse_defects(h, r);
+	if (h->defects & VMD_QCOW2_FATAL_DEFECTS)
+		return false;
+	r->cluster_size = (uint32_t)h->cluster_size;
+	return true;
+}
+
+/* Stage 2, features: what the image asks of its reader (feature bits,
+ * an external data file, compression, encryption). */
+static void check_features(const struct vmd_qcow2_header *h,
+                           struct vmd_inspect_result *r)
 {
 	uint64_t incompat = h->incompatible_features;
 
+	r->incompatible_features = incompat;
+	r->compatible_features = h->compatible_features;
+	r->autoclear_features = h->autoclear_features;
 	if (incompat & ~VMD_QCOW2_INCOMPAT_KNOWN)
 		vmd_inspect_refuse(r, "qcow2-unknown-features",
 		                   "unknown incompatible feature bits 0x%llx",
@@ -102,20 +114,41 @@ static void check_policy(const struct vmd_qcow2_header *h,
 		vmd_inspect_refuse(r, "qcow2-encrypted",
 		                   "encrypted images (method %u) are not "
 		                   "supported", h->crypt_method);
+}
+
+/* Stage 3, backing: the name is reported; a chain passes only when the
+ * caller allows one (VMD_INSPECT_ALLOW_BACKING: the qcow2 reader, whose
+ * block layer inspects each link it opens). */
+static void check_backing(const struct vmd_qcow2_header *h, unsigned flags,
+                          struct vmd_inspect_result *r)
+{
+	snprintf(r->backing_file, sizeof(r->backing_file), "%s",
+	         h->backing_file);
+	snprintf(r->backing_format, sizeof(r->backing_format), "%s",
+	         h->backing_format);
 	if (h->has_backing && !(flags & VMD_INSPECT_ALLOW_BACKING))
 		vmd_inspect_refuse(r, "qcow2-backing-file",
 		                   "the image has a backing file (%s)",
 		                   h->backing_file[0] ? h->backing_file
 		                                      : "unreadable");
-	check_size_limit("L1 table", h->l1_bytes, lim, r);
-	check_size_limit("refcount table", h->refcount_table_bytes, lim, r);
+}
+
+/* Stage 4, tables: sizes against the limits (their positions were the
+ * decoder's to check). */
+static void check_tables(const struct vmd_qcow2_header *h,
+                         const struct vmd_inspect_limits *lim,
+                         struct vmd_inspect_result *r)
+{
+	vmd_inspect_table_limit(r, lim, "L1 table", h->l1_bytes);
+	vmd_inspect_table_limit(r, lim, "refcount table",
+	                        h->refcount_table_bytes);
 	if (h->nb_snapshots > MAX_SNAPSHOTS)
 		vmd_inspect_refuse(r, "table-size-limit",
 		                   "%u snapshots is above the limit %u",
 		                   h->nb_snapshots, MAX_SNAPSHOTS);
 	if (h->nb_snapshots)
-		check_size_limit("snapshot table", h->snapshot_table_bytes, lim,
-		                 r);
+		vmd_inspect_table_limit(r, lim, "snapshot table",
+		                        h->snapshot_table_bytes);
 }
 
 static int qcow2_inspect(struct vmd_image_source *src,
@@ -126,22 +159,11 @@ static int qcow2_inspect(struct vmd_image_source *src,
 	struct vmd_qcow2_header h;
 
 	(void)src; /* everything we parse is in the probe buffer */
-	vmd_qcow2_decode_header(p->head, p->head_len, r->file_size, &h, NULL);
-	r->format = VMD_IMG_QCOW2;
-	r->version = h.version;
-	r->virtual_size = h.size;
-	refuse_defects(&h, r);
-	if (h.defects & VMD_QCOW2_FATAL_DEFECTS)
+	if (!decode(p, &h, r))
 		return 0;
-	r->cluster_size = (uint32_t)h.cluster_size;
-	r->incompatible_features = h.incompatible_features;
-	r->compatible_features = h.compatible_features;
-	r->autoclear_features = h.autoclear_features;
-	snprintf(r->backing_file, sizeof(r->backing_file), "%s",
-	         h.backing_file);
-	snprintf(r->backing_format, sizeof(r->backing_format), "%s",
-	         h.backing_format);
-	check_policy(&h, lim, flags, r);
+	check_features(&h, r);
+	check_backing(&h, flags, r);
+	check_tables(&h, lim, r);
 	return 0;
 }
 

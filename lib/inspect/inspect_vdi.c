@@ -93,13 +93,8 @@ static int vdi_inspect(struct vmd_image_source *src,
 	/* u32 fields widened to 64 bits: these sums and products are below
 	 * 2^35 and cannot wrap. */
 	bmap_bytes = ((uint64_t)blocks * 4 + SECTOR - 1) / SECTOR * SECTOR;
-	if (bmap_bytes > lim->max_table_size)
-		vmd_inspect_refuse(r, "table-size-limit",
-		                   "vdi: block map of %llu bytes is above the "
-		                   "limit %llu",
-		                   (unsigned long long)bmap_bytes,
-		                   (unsigned long long)lim->max_table_size);
-	else if ((uint64_t)off_bmap + bmap_bytes > p->file_size)
+	if (!vmd_inspect_table_limit(r, lim, "vdi: block map", bmap_bytes) &&
+	    (uint64_t)off_bmap + bmap_bytes > p->file_size)
 		vmd_inspect_refuse(r, "header-bounds",
 		                   "vdi: block map (offset %u, %llu bytes) is not "
 		                   "within the file",

@@ -130,13 +130,8 @@ static int vhd_dynamic(struct vmd_image_source *src,
 			                   "not cover the disk",
 			                   entries, block);
 	}
-	if (bat_bytes > lim->max_table_size)
-		vmd_inspect_refuse(r, "table-size-limit",
-		                   "vpc: BAT of %llu bytes is above the limit "
-		                   "%llu",
-		                   (unsigned long long)bat_bytes,
-		                   (unsigned long long)lim->max_table_size);
-	else if (vmd_add_sat(bat_off, bat_bytes) > p->file_size)
+	if (!vmd_inspect_table_limit(r, lim, "vpc: BAT", bat_bytes) &&
+	    vmd_add_sat(bat_off, bat_bytes) > p->file_size)
 		vmd_inspect_refuse(r, "header-bounds",
 		                   "vpc: BAT (offset %llu, %llu bytes) is not "
 		                   "within the file",
@@ -639,13 +634,8 @@ static void vhdx_bat(const struct vmd_inspect_limits *lim,
 		                                              chunk_ratio
 		                      : 0;
 	bytes = vmd_mul_sat(entries, 8);
-	if (bytes > lim->max_table_size)
-		vmd_inspect_refuse(r, "table-size-limit",
-		                   "vhdx: BAT of %llu bytes is above the limit "
-		                   "%llu",
-		                   (unsigned long long)bytes,
-		                   (unsigned long long)lim->max_table_size);
-	else if (bytes > bat->length)
+	if (!vmd_inspect_table_limit(r, lim, "vhdx: BAT", bytes) &&
+	    bytes > bat->length)
 		vmd_inspect_refuse(r, "vhdx-header",
 		                   "vhdx: BAT region of %u bytes is smaller than "
 		                   "the %llu the disk needs",

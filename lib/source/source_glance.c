@@ -232,13 +232,18 @@ static unsigned count_servers(const char *list)
 	return n;
 }
 
+static int no_server(struct vmd_error *err)
+{
+	return vmd_error_set(err, VMD_E_CONFIG,
+	                     "glance: glance_api_servers is not set",
+	                     "no Glance server configured");
+}
+
+/* Checked before any request; the loops over the servers still end with
+ * no_server, never with a success. */
 static int servers_check(const struct vmd_config *cfg, struct vmd_error *err)
 {
-	if (count_servers(cfg->glance_api_servers) == 0)
-		return vmd_error_set(err, VMD_E_CONFIG,
-		                     "glance: glance_api_servers is not set",
-		                     "no Glance server configured");
-	return 0;
+	return count_servers(cfg->glance_api_servers) == 0 ? no_server(err) : 0;
 }
 
 static int image_url(const struct vmd_config *cfg, unsigned n, const char *id,
@@ -463,9 +468,10 @@ int vmd_glance_parse_image(const char *json, size_t len, const char *image_id,
 /* ---- the source ---- */
 
 /* What every request starts with: the image id from the URL, a usable
- * server list, and the token as a header. */
+ * server list (*servers of them), and the token as a header. */
 static int glance_begin(struct vmd_ctx *ctx, const char *url, const char **id,
-                        struct glance_auth *auth, struct vmd_error *err)
+                        struct glance_auth *auth, unsigned *servers,
+                        struct vmd_error *err)
 {
 	int rc = parse_glance_url(url, id, err);
 
@@ -477,48 +483,69 @@ static int glance_begin(struct vmd_ctx *ctx, const char *url, const char **id,
 	rc = servers_check(&ctx->cfg, err);
 	if (rc < 0)
 		return rc;
+	*servers = count_servers(ctx->cfg.glance_api_servers);
 	return auth_load(&ctx->cfg, auth, err);
 }
+
+/* The request to server i (0-based) for the image's record (suffix "")
+ * or its data ("/file"), into url. */
+static int server_request(const struct vmd_config *cfg, unsigned i,
+                          const char *id, const char *suffix,
+                          const struct glance_auth *auth, char *url,
+                          size_t url_size, struct vmd_curl_req *req,
+                          struct vmd_error *err)
+{
+	if (image_url(cfg, i, id, suffix, url, url_size) < 0)
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "glance: bad glance_api_servers",
+		                     "server %u", i + 1);
+	*req = (struct vmd_curl_req){
+		.step = "glance",
+		.url = url,
+		.headers = auth->headers,
+		.no_redirects = true,
+	};
+	return 0;
+}
+
+/* A server out of reach, and another one left to try. */
+static void try_next_server(unsigned i, unsigned servers, const char *why)
+{
+	vmd_log_warning("glance: server %u of %u failed (%s): trying the next",
+	                i + 1, servers, why);
+}
+
 
 static int glance_resolve(struct vmd_ctx *ctx, const char *url,
                           struct vmd_source_meta *meta, struct vmd_error *err)
 {
 	_cleanup_(auth_release) struct glance_auth auth;
-	unsigned servers;
+	unsigned servers = 0;
 	const char *id;
 	int rc;
 
 	memset(&auth, 0, sizeof(auth));
 	memset(meta, 0, sizeof(*meta));
-	rc = glance_begin(ctx, url, &id, &auth, err);
+	rc = glance_begin(ctx, url, &id, &auth, &servers, err);
 	if (rc < 0)
 		return rc;
-	servers = count_servers(ctx->cfg.glance_api_servers);
 	for (unsigned i = 0; i < servers; i++) {
 		_cleanup_(freep) char *body = NULL;
 		struct vmd_error e = VMD_ERROR_INIT;
 		char req_url[VMD_URL_MAX + 64];
-		struct vmd_curl_req req = {
-			.step = "glance",
-			.url = req_url,
-			.headers = auth.headers,
-			.no_redirects = true,
-		};
+		struct vmd_curl_req req;
 		bool last = i + 1 == servers;
 		size_t len;
 		long status;
 
-		if (image_url(&ctx->cfg, i, id, "", req_url,
-		              sizeof(req_url)) < 0)
-			return vmd_error_set(err, VMD_E_CONFIG,
-			                     "glance: bad glance_api_servers",
-			                     "server %u", i + 1);
+		rc = server_request(&ctx->cfg, i, id, "", &auth, req_url,
+		                    sizeof(req_url), &req, err);
+		if (rc < 0)
+			return rc;
 		rc = vmd_curl_get_buffer(&ctx->cfg, &req, RECORD_MAX, &body,
 		                         &len, &status, &e);
 		if (rc < 0 && req.unreachable && !last) {
-			vmd_log_warning("glance: server %u of %u failed (%s): "
-			                "trying the next", i + 1, servers,
-			                e.msg);
+			try_next_server(i, servers, e.msg);
 			continue;
 		}
 		if (rc < 0)
@@ -556,9 +583,7 @@ static int glance_resolve(struct vmd_ctx *ctx, const char *url,
 		              vmd_hash_name(meta->hash_algo));
 		return 0;
 	}
-	return vmd_error_set(err, VMD_E_CONFIG,
-	                     "glance: glance_api_servers is not set",
-	                     "no Glance server configured");
+	return no_server(err);
 }
 
 static int glance_download(struct vmd_ctx *ctx, const char *url,
@@ -566,46 +591,35 @@ static int glance_download(struct vmd_ctx *ctx, const char *url,
                            struct vmd_sink *sink, struct vmd_error *err)
 {
 	_cleanup_(auth_release) struct glance_auth auth;
-	unsigned servers;
+	unsigned servers = 0;
 	const char *id;
 	int rc;
 
 	memset(&auth, 0, sizeof(auth));
-	rc = glance_begin(ctx, url, &id, &auth, err);
+	rc = glance_begin(ctx, url, &id, &auth, &servers, err);
 	if (rc < 0)
 		return rc;
-	servers = count_servers(ctx->cfg.glance_api_servers);
 	for (unsigned i = 0; i < servers; i++) {
 		struct vmd_error e = VMD_ERROR_INIT;
 		char req_url[VMD_URL_MAX + 64];
-		struct vmd_curl_req req = {
-			.step = "glance",
-			.url = req_url,
-			.headers = auth.headers,
-			.no_redirects = true,
-			.expected_size = meta ? meta->size : 0,
-		};
+		struct vmd_curl_req req;
 
-		if (image_url(&ctx->cfg, i, id, "/file", req_url,
-		              sizeof(req_url)) < 0)
-			return vmd_error_set(err, VMD_E_CONFIG,
-			                     "glance: bad glance_api_servers",
-			                     "server %u", i + 1);
+		rc = server_request(&ctx->cfg, i, id, "/file", &auth, req_url,
+		                    sizeof(req_url), &req, err);
+		if (rc < 0)
+			return rc;
+		req.expected_size = meta ? meta->size : 0;
 		rc = vmd_curl_download(&ctx->cfg, &req, sink, &e);
 		if (rc == 0)
 			return 0;
 		if (req.unreachable && vmd_sink_offset(sink) == 0 &&
 		    i + 1 < servers) {
-			vmd_log_warning("glance: server %u of %u failed (%s): "
-			                "trying the next", i + 1, servers,
-			                e.msg);
+			try_next_server(i, servers, e.msg);
 			continue;
 		}
 		return pass_error(err, &e);
 	}
-	return vmd_error_set(err, VMD_E_CONFIG,
-	                     "glance: glance_api_servers is not set",
-	                     "no Glance server configured");
+	return no_server(err);
 }
 
 const struct vmd_source_ops vmd_source_glance = {

@@ -2,9 +2,7 @@
  * libcryptsetup loaded on first use (see cryptsetup_lazy.h): the table of
  * the calls the project makes, filled once through lazylib.h.
  */
-#include <pthread.h>
-#include <string.h>
-
+#include "cleanup.h"
 #include "cryptsetup_lazy.h"
 #include "lazylib.h"
 
@@ -12,13 +10,11 @@
 
 struct vmd_cryptsetup_api vmd_cryptsetup_api;
 
-static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static int load_rc = VMD_E_UNSUPPORTED;
-static char load_detail[256];
+static struct vmd_lazylib lib = VMD_LAZYLIB_INIT;
 
 static void load(void)
 {
-	struct vmd_cryptsetup_api api;
+	struct vmd_cryptsetup_api api = {0};
 	const struct vmd_lazy_sym syms[] = {
 		{"crypt_init", &api.init},
 		{"crypt_init_by_name", &api.init_by_name},
@@ -37,21 +33,13 @@ static void load(void)
 		{"crypt_get_device_name", &api.get_device_name},
 	};
 
-	memset(&api, 0, sizeof(api));
-	if (vmd_lazylib_open(LIBCRYPTSETUP_SONAME, syms,
-	                     sizeof(syms) / sizeof(syms[0]), load_detail,
-	                     sizeof(load_detail)) < 0)
-		return;
-	vmd_cryptsetup_api = api;
-	load_rc = 0;
+	if (vmd_lazylib_open(&lib, LIBCRYPTSETUP_SONAME, syms,
+	                     ELEMENTSOF(syms)) == 0)
+		vmd_cryptsetup_api = api;
 }
 
 int vmd_cryptsetup_load(struct vmd_error *err)
 {
-	pthread_once(&load_once, load);
-	if (load_rc < 0)
-		return vmd_error_set(err, VMD_E_UNSUPPORTED,
-		                     "encryption needs libcryptsetup",
-		                     "%s", load_detail);
-	return 0;
+	return vmd_lazylib_load(&lib, load, "encryption needs libcryptsetup",
+	                        err);
 }

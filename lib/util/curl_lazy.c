@@ -2,8 +2,7 @@
  * libcurl loaded on first use (see curl_lazy.h): the table of the calls
  * the project makes, filled once through lazylib.h.
  */
-#include <pthread.h>
-
+#include "cleanup.h"
 #include "curl_lazy.h"
 #include "lazylib.h"
 
@@ -11,9 +10,7 @@
 
 struct vmd_curl_api vmd_curl_api;
 
-static pthread_once_t load_once = PTHREAD_ONCE_INIT;
-static int load_rc = VMD_E_UNSUPPORTED;
-static char load_detail[256];
+static struct vmd_lazylib lib = VMD_LAZYLIB_INIT;
 
 static void load(void)
 {
@@ -35,19 +32,12 @@ static void load(void)
 		{"curl_url_set", &api.url_set},
 	};
 
-	if (vmd_lazylib_open(LIBCURL_SONAME, syms, sizeof(syms) / sizeof(syms[0]),
-	                     load_detail, sizeof(load_detail)) < 0)
-		return;
-	vmd_curl_api = api;
-	load_rc = 0;
+	if (vmd_lazylib_open(&lib, LIBCURL_SONAME, syms, ELEMENTSOF(syms)) == 0)
+		vmd_curl_api = api;
 }
 
 int vmd_curl_load(struct vmd_error *err)
 {
-	pthread_once(&load_once, load);
-	if (load_rc < 0)
-		return vmd_error_set(err, VMD_E_UNSUPPORTED,
-		                     "network sources need libcurl",
-		                     "%s", load_detail);
-	return 0;
+	return vmd_lazylib_load(&lib, load, "network sources need libcurl",
+	                        err);
 }

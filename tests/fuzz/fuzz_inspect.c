@@ -50,6 +50,7 @@
 
 #include "fuzz_broken.h"
 #include "fuzz_inspect.h"
+#include "inspect.h" /* vmd_inspect_sparse (lib/inspect/) */
 
 #define SPARSE_MAGIC "VMDSPARS"
 #define SPARSE_HEAD 17

@@ -13,6 +13,7 @@
 
 #include "bytes.h"
 #include "helpers.h"
+#include "inspect.h" /* vmd_inspect_sparse */
 #include "record.h"
 #include <vmdisk/inspect.h>
 #include <vmdisk/vmdisk.h>
