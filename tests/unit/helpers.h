@@ -136,4 +136,25 @@ void th_assert_images_identical(const char *a, const char *fa, const char *b,
 		}                                                              \
 	} while (0)
 
+/* Fail unless a call returned exactly `want` and left it in `errp` (a
+ * struct vmd_error *; NULL when the test does not hold one), printing
+ * what came instead: "failed" is not enough, a test names the failure. */
+#define assert_errc(call, errp, want)                                          \
+	do {                                                                   \
+		int th_rc_ = (call);                                           \
+		const struct vmd_error *th_e_ = (errp);                        \
+		enum vmd_errc th_c_ = (want);                                  \
+		if (th_rc_ != (int)th_c_ ||                                    \
+		    (th_e_ && th_e_->code != th_c_)) {                         \
+			print_error("%s: expected %s, got %s (%d), err %s: "   \
+			            "%s (%s)\n", #call, vmd_errc_name(th_c_),  \
+			            vmd_errc_name((enum vmd_errc)th_rc_),      \
+			            th_rc_,                                    \
+			            th_e_ ? vmd_errc_name(th_e_->code) : "-",  \
+			            th_e_ ? th_e_->msg : "",                   \
+			            th_e_ ? th_e_->detail : "");               \
+			_fail(__FILE__, __LINE__);                             \
+		}                                                              \
+	} while (0)
+
 #endif

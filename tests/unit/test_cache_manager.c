@@ -244,7 +244,8 @@ static void test_damaged_record_stops_prune(void **state)
 
 	create(f, INST_A, 0, VMD_BACKEND_FLAT);
 	th_write_text(rec, "{\"disks\": {\"disk\": {\"base\": 1}");
-	assert_true(vmd_cache_prune(f->ctx, false, &items, &n, &err) < 0);
+	assert_errc(vmd_cache_prune(f->ctx, false, &items, &n, &err), &err,
+	            VMD_E_CORRUPT);
 	assert_null(items);
 	assert_true(th_exists(f->e[0].path));
 	assert_true(th_exists(f->e[2].path));

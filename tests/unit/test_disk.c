@@ -549,13 +549,14 @@ static void test_out_structs_cleared(void **state)
 	memset(&info, '%', sizeof(info));
 	struct vmd_create_opts bad = {.image = "/nonexistent/image"};
 
-	assert_true(vmd_disk_create(f->ctx, INST, "bad", &bad, &info, &err) <
-	            0);
+	assert_errc(vmd_disk_create(f->ctx, INST, "bad", &bad, &info, &err),
+	            &err, VMD_E_NOTFOUND);
 	vmd_error_clear(&err);
 	assert_info_clean(&info);
 	memset(url, '%', sizeof(url));
-	assert_true(vmd_disk_direct_snapshot(f->ctx, INST, "flat", "img", url,
-	                                     sizeof(url), &err) < 0);
+	assert_errc(vmd_disk_direct_snapshot(f->ctx, INST, "flat", "img", url,
+	                                     sizeof(url), &err),
+	            &err, VMD_E_UNSUPPORTED);
 	vmd_error_clear(&err);
 	assert_null(memchr(url, '%', sizeof(url)));
 }

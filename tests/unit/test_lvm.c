@@ -426,9 +426,8 @@ static void test_failure_after_create_leaves_no_lv(void **state)
 		return;
 	}
 	setenv("VMDISK_FAULT", "lvm.after_create:fail", 1);
-	assert_int_not_equal(vmd_disk_create(f->ctx, INST, "disk", &o, NULL,
-	                                     &err),
-	                     0);
+	assert_errc(vmd_disk_create(f->ctx, INST, "disk", &o, NULL, &err),
+	            &err, VMD_E_IO);
 	unsetenv("VMDISK_FAULT");
 	assert_false(lv_listed(INST "_disk"));
 	assert_int_equal(vmd_disk_info(f->ctx, INST, "disk", &info, &err),
@@ -557,7 +556,10 @@ static void test_encrypted_volume(void **state)
 		int fd = open(info.path, O_RDONLY);
 
 		assert_true(fd >= 0);
-		assert_true(vmd_disk_remove(f->ctx, INST, "enc", &err) < 0);
+		/* cryptsetup's "in use" (EBUSY) comes back as external. */
+		assert_errc(vmd_disk_remove(f->ctx, INST, "enc", &err), &err,
+		            VMD_E_EXTERNAL);
+		vmd_error_clear(&err);
 		close(fd);
 		assert_true(lv_listed(INST "_enc"));
 		assert_reads_back(info.path, f->base_raw, 5 * MIB);
@@ -585,7 +587,8 @@ static void test_key_failures_make_nothing(void **state)
 	use_key_file(f, 0600);
 	th_log_capture_start();
 	/* No such key file. */
-	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
+	assert_errc(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err), &err,
+	            VMD_E_NOTFOUND);
 	assert_not_contains(err.msg, o.key_id);
 	assert_not_contains(err.detail, o.key_id);
 	assert_false(lv_listed(INST "_enc"));
@@ -596,7 +599,8 @@ static void test_key_failures_make_nothing(void **state)
 	th_log_capture_start();
 	o.key_id = KEY_ID;
 	vmd_error_clear(&err);
-	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
+	assert_errc(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err), &err,
+	            VMD_E_REFUSED);
 	assert_not_contains(err.msg, KEY_ID);
 	assert_not_contains(err.detail, KEY_ID);
 	assert_false(lv_listed(INST "_enc"));
@@ -619,7 +623,8 @@ static void test_failure_after_luks_open(void **state)
 	}
 	use_key_file(f, 0600);
 	setenv("VMDISK_FAULT", "lvm.after_luks_open:fail", 1);
-	assert_true(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err) < 0);
+	assert_errc(vmd_disk_create(f->ctx, INST, "enc", &o, NULL, &err), &err,
+	            VMD_E_IO);
 	unsetenv("VMDISK_FAULT");
 	assert_false(lv_listed(INST "_enc"));
 	assert_false(th_exists("/dev/mapper/" INST "_enc-dmcrypt"));
@@ -1296,7 +1301,10 @@ static void test_only_our_lvs_served(void **state)
 	                 VMD_E_REFUSED);
 	assert_false(th_exists(extract));
 	assert_int_equal(ops->remove(f->ctx, &ref, &err), VMD_E_REFUSED);
-	assert_int_not_equal(ops->create_blank(f->ctx, &ref, 8 * MIB, &err), 0);
+	/* lvcreate itself refuses the name it finds taken. */
+	vmd_error_clear(&err);
+	assert_errc(ops->create_blank(f->ctx, &ref, 8 * MIB, &err), &err,
+	            VMD_E_EXTERNAL);
 	host_lv_intact(HOST_UNTAGGED);
 
 	/* A disk vmdisk makes carries the tag. */

@@ -68,7 +68,7 @@ static void plant(struct fixture *f, const char *name, const char *target)
 /* The call failed, and its message says a link was refused. */
 static void assert_refused(int rc, struct vmd_error *err)
 {
-	assert_true(rc < 0);
+	assert_errc(rc, err, VMD_E_REFUSED);
 	if (!strstr(err->msg, "symbolic link"))
 		fail_msg("unclear error: %s (%s)", err->msg, err->detail);
 	vmd_error_clear(err);
@@ -212,7 +212,8 @@ static void test_disk_name_link(void **state)
 	create_ok(f, "disk", VMD_BACKEND_FLAT);
 	assert_int_equal(unlink(disk), 0);
 	assert_int_equal(symlink(f->decoy_file, disk), 0);
-	assert_true(vmd_disk_info(f->ctx, INST, "disk", &info, &err) < 0);
+	assert_errc(vmd_disk_info(f->ctx, INST, "disk", &info, &err), &err,
+	            VMD_E_CORRUPT);
 	vmd_error_clear(&err);
 	assert_refused(vmd_disk_resize(f->ctx, INST, "disk", 2u << 20, &err),
 	               &err);
@@ -228,8 +229,8 @@ static void test_disk_name_link(void **state)
 	char *other = th_path(f->instances, INST "/other");
 
 	assert_int_equal(symlink(f->decoy_file, other), 0);
-	assert_true(vmd_disk_create(f->ctx, INST, "other", &o, NULL, &err) <
-	            0);
+	assert_errc(vmd_disk_create(f->ctx, INST, "other", &o, NULL, &err),
+	            &err, VMD_E_EXISTS);
 	vmd_error_clear(&err);
 	assert_int_equal(th_file_size(f->decoy_file), before);
 	free(disk);

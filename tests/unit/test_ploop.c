@@ -325,9 +325,8 @@ static void test_failure_leaves_nothing(void **state)
 	}
 	create_ok(f, "other", f->base_raw, 0, &info);
 	setenv("VMDISK_FAULT", "ploop.before_publish:fail", 1);
-	assert_int_not_equal(vmd_disk_create(f->ctx, INST, "disk", &o, NULL,
-	                                     &err),
-	                     0);
+	assert_errc(vmd_disk_create(f->ctx, INST, "disk", &o, NULL, &err),
+	            &err, VMD_E_IO);
 	unsetenv("VMDISK_FAULT");
 	/* The record, and the other disk. */
 	assert_int_equal(th_count_entries(idir), 2);
@@ -404,13 +403,20 @@ static void test_corrupt_images_refused(void **state)
 	static const struct {
 		size_t off;
 		unsigned char bytes[4];
+		enum vmd_errc code;
 	} patches[] = {
-		{64, {0xff, 0xff, 0x00, 0x00}}, /* BAT entry past EOF */
-		{64, {0x00, 0x00, 0x00, 0x00}}, /* (kept: a hole is fine) */
-		{48, {0x01, 0x00, 0x00, 0x00}}, /* data_off inside the BAT */
-		{32, {0x01, 0x00, 0x00, 0x00}}, /* BAT smaller than the disk */
-		{28, {0x03, 0x00, 0x00, 0x00}}, /* cluster not a power of 2 */
-		{16, {0x01, 0x00, 0x00, 0x00}}, /* version 1 */
+		/* BAT entry past EOF */
+		{64, {0xff, 0xff, 0x00, 0x00}, VMD_E_CORRUPT},
+		/* (kept: a hole is fine) */
+		{64, {0x00, 0x00, 0x00, 0x00}, VMD_OK},
+		/* data_off inside the BAT */
+		{48, {0x01, 0x00, 0x00, 0x00}, VMD_E_CORRUPT},
+		/* BAT smaller than the disk */
+		{32, {0x01, 0x00, 0x00, 0x00}, VMD_E_REFUSED},
+		/* cluster not a power of 2 */
+		{28, {0x03, 0x00, 0x00, 0x00}, VMD_E_UNSUPPORTED},
+		/* version 1 */
+		{16, {0x01, 0x00, 0x00, 0x00}, VMD_E_UNSUPPORTED},
 	};
 
 	create_ok(f, "disk", f->base_qcow2, 0, &info);
@@ -421,6 +427,7 @@ static void test_corrupt_images_refused(void **state)
 		unlink(copy);
 		assert_int_equal(th_run(cp, NULL, NULL, NULL), 0);
 		th_pwrite_at(copy, patches[i].bytes, 4, patches[i].off);
+		vmd_error_clear(&err);
 		rc = vmd_blockdev_open(copy, VMD_FORMAT_PLOOP, 0, NULL, &bd,
 		                       &err);
 		if (i == 1) {
@@ -429,14 +436,16 @@ static void test_corrupt_images_refused(void **state)
 			bd = NULL;
 			continue;
 		}
-		assert_true(rc < 0);
+		assert_errc(rc, &err, patches[i].code);
 		assert_null(bd);
 		assert_true(strncmp(err.msg, "ploop: ", 7) == 0);
 	}
 	/* A truncated file. */
 	assert_int_equal(truncate(copy, 40), 0);
-	assert_true(vmd_blockdev_open(copy, VMD_FORMAT_PLOOP, 0, NULL, &bd,
-	                              &err) < 0);
+	vmd_error_clear(&err);
+	assert_errc(vmd_blockdev_open(copy, VMD_FORMAT_PLOOP, 0, NULL, &bd,
+	                              &err),
+	            &err, VMD_E_CORRUPT);
 	free(copy);
 }
 

@@ -306,7 +306,8 @@ static void test_reader_rejects_damage(void **state)
 		assert_int_equal(truncate(f->img, (off_t)len), 0);
 		int fd = open(f->img, O_RDONLY | O_CLOEXEC);
 
-		assert_true(vmd_qcow2_read_header(fd, &h, &err) < 0);
+		assert_errc(vmd_qcow2_read_header(fd, &h, &err), &err,
+		            VMD_E_CORRUPT);
 		close(fd);
 	}
 }

@@ -522,9 +522,10 @@ static void test_direct_snapshot(void **state)
 		remove_disk(inst2, "root");
 	}
 	/* A name already taken is refused and leaves the disk clean. */
-	assert_int_not_equal(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub,
-	                                              url, sizeof(url), &err),
-	                     0);
+	assert_errc(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
+	                                     sizeof(url), &err),
+	            &err, VMD_E_EXISTS);
+	vmd_error_clear(&err);
 	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
 	assert_string_equal(info.snapshots, "");
 	remove_disk(inst, "root");
@@ -556,9 +557,10 @@ static void test_extract_and_xml(void **state)
 	th_assert_images_identical(raw, "raw", q, "qcow2", 1);
 	th_assert_images_identical(g.base_raw, "raw", raw, "raw", 0);
 	/* Never over an existing file. */
-	assert_int_not_equal(vmd_disk_snapshot_extract(g.ctx, inst, "root", raw,
-	                                               VMD_FORMAT_RAW, &err),
-	                     0);
+	assert_errc(vmd_disk_snapshot_extract(g.ctx, inst, "root", raw,
+	                                      VMD_FORMAT_RAW, &err),
+	            &err, VMD_E_EXISTS);
+	vmd_error_clear(&err);
 
 	assert_int_equal(vmd_disk_libvirt_xml(g.ctx, inst, "root", &xo, &xml,
 	                                      &err),
@@ -655,7 +657,7 @@ static void test_bad_locations_refused(void **state)
 		char *errs = NULL;
 		char name[128];
 
-		assert_int_not_equal(cli(args, &errs), 0);
+		assert_int_equal(cli(args, &errs), 1);
 		print_message("  %s -> %s", locs[i], errs);
 		assert_int_equal(count_lines(errs), 1);
 		assert_not_contains(errs, g.key);
@@ -714,7 +716,7 @@ static void test_cli_verbose_never_shows_key(void **state)
 	assert_int_equal(cli(create, &errs), 0);
 	assert_not_contains(errs, g.key);
 	free(errs);
-	assert_int_not_equal(cli(bad, &errs), 0);
+	assert_int_equal(cli(bad, &errs), 1);
 	assert_not_contains(errs, g.key);
 	assert_contains(errs, "pool vms");
 	free(errs);
@@ -743,9 +745,10 @@ static void test_failures_leave_nothing(void **state)
 	dir = th_path(g.instances, inst);
 	for (size_t i = 0; i < 2; i++) {
 		setenv("VMDISK_FAULT", points[i], 1);
-		assert_int_not_equal(vmd_disk_create(g.ctx, inst, "root", &o,
-		                                     NULL, &err),
-		                     0);
+		vmd_error_clear(&err);
+		assert_errc(vmd_disk_create(g.ctx, inst, "root", &o, NULL,
+		                            &err),
+		            &err, VMD_E_IO);
 		unsetenv("VMDISK_FAULT");
 		assert_false(image_exists(g.vms, name));
 		assert_false(th_exists(dir));
@@ -756,9 +759,10 @@ static void test_failures_leave_nothing(void **state)
 	                 0);
 	snprintf(pub, sizeof(pub), "fail-%.8s", inst);
 	setenv("VMDISK_FAULT", "rbd.direct_after_clone:fail", 1);
-	assert_int_not_equal(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub,
-	                                              url, sizeof(url), &err),
-	                     0);
+	vmd_error_clear(&err);
+	assert_errc(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
+	                                     sizeof(url), &err),
+	            &err, VMD_E_IO);
 	unsetenv("VMDISK_FAULT");
 	assert_false(image_exists(g.images, pub));
 	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
