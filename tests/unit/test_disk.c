@@ -24,11 +24,10 @@ struct fixture {
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = TH_FIXTURE_NEW(struct fixture, "disk");
 	unsigned char block[65536];
 
-	th_fixture_init(&f->th, "disk");
-	f->base = th_path(f->dir, "base.raw");
+	f->base = th_fixture_path(&f->th, "base.raw");
 	/* A base with data, a hole and a zero-filled range. */
 	memset(block, 0xc3, sizeof(block));
 	th_pwrite_at(f->base, block, sizeof(block), 0);
@@ -40,15 +39,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_fixture_fini(&f->th);
-	free(f->base);
-	free(f);
-	return 0;
-}
 
 /* Entries of the cache (instances/_base). */
 static int cache_entries(struct fixture *f)
@@ -563,7 +553,7 @@ static void test_out_structs_cleared(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_qcow2_overlay_on_cached_base),
 		T(test_flat_copy_is_sparse_and_equal),

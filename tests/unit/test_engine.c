@@ -17,17 +17,6 @@
 #include "qcow2.h"
 #include "qcow2_image.h"
 
-static void run_ok(const char *const *argv)
-{
-	char *out = NULL, *errs = NULL;
-	int status = th_run(argv, NULL, &out, &errs);
-
-	if (status != 0 || strstr(out, "failed") || strstr(errs, "failed"))
-		fail_msg("%s: status %d\n%s%s", argv[0], status, out, errs);
-	free(out);
-	free(errs);
-}
-
 /* qemu-io -f FMT -c cmd1 -c cmd2 ... path */
 static void qemu_io(const char *path, const char *fmt, const char *const *cmds)
 {
@@ -40,7 +29,7 @@ static void qemu_io(const char *path, const char *fmt, const char *const *cmds)
 	}
 	argv[n++] = path;
 	argv[n] = NULL;
-	run_ok(argv);
+	th_run_ok(argv, true);
 }
 
 static void qemu_img(const char *const *argv_tail)
@@ -51,7 +40,7 @@ static void qemu_img(const char *const *argv_tail)
 	for (size_t i = 0; argv_tail[i]; i++)
 		argv[n++] = argv_tail[i];
 	argv[n] = NULL;
-	run_ok(argv);
+	th_run_ok(argv, true);
 }
 
 /* Our reading of img (as raw) must equal qemu-img's, byte for byte; our

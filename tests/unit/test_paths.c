@@ -27,12 +27,11 @@ struct fixture {
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = TH_FIXTURE_NEW(struct fixture, "paths");
 
-	th_fixture_init(&f->th, "paths");
-	f->decoy = th_path(f->dir, "decoy");
-	f->decoy_file = th_path(f->dir, "decoy.file");
-	f->image = th_path(f->dir, "image.raw");
+	f->decoy = th_fixture_path(&f->th, "decoy");
+	f->decoy_file = th_fixture_path(&f->th, "decoy.file");
+	f->image = th_fixture_path(&f->th, "image.raw");
 	assert_int_equal(mkdir(f->instances, 0755), 0);
 	assert_int_equal(mkdir(f->decoy, 0755), 0);
 	th_write_text(f->decoy_file, "host data, not a disk\n");
@@ -44,17 +43,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_fixture_fini(&f->th);
-	free(f->decoy);
-	free(f->decoy_file);
-	free(f->image);
-	free(f);
-	return 0;
-}
 
 /* <instances_path>/<name> becomes a link to target. */
 static void plant(struct fixture *f, const char *name, const char *target)
@@ -300,7 +288,7 @@ static void test_extract_backing_link(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_instance_dir_link_create),
 		T(test_instance_dir_link_existing),
