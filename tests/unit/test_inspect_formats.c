@@ -19,6 +19,7 @@
 
 #include <vmdisk/inspect.h>
 
+#include "cleanup.h"
 #include "helpers.h"
 
 #define KiB 1024ull
@@ -182,6 +183,32 @@ static void read_at(const char *path, void *buf, size_t len, uint64_t off)
 static void set_size(const char *path, uint64_t size)
 {
 	assert_int_equal(truncate(path, (off_t)size), 0);
+}
+
+/* A field of a copy of the base patched (little-endian, `width` bytes;
+ * a second field too when width2 is set), and the refusal it brings. */
+struct patched {
+	uint64_t off, value;
+	int width;
+	const char *code;
+	uint64_t off2, value2;
+	int width2;
+};
+#define PATCH(off, value, width, code)                                         \
+	{                                                                      \
+		(off), (value), (width), (code), 0, 0, 0                       \
+	}
+
+static void assert_patches_refused(const char *base, const char *img,
+                                   const struct patched *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		copy_file(base, img);
+		patch_le(img, p[i].off, p[i].value, p[i].width);
+		if (p[i].width2)
+			patch_le(img, p[i].off2, p[i].value2, p[i].width2);
+		th_assert_refused_with(img, p[i].code);
+	}
 }
 
 /* --- VMDK ---------------------------------------------------------------- */
@@ -494,35 +521,28 @@ static void test_vmdk_header_checks(void **state)
 	struct th_fixture *f = *state;
 	char *base = path_in(f, "base.vmdk"), *img = path_in(f, "img.vmdk");
 
+	static const struct patched cases[] = {
+	        /* capacity 0: QEMU follows the extents */
+	        PATCH(12, 0, 8, "vmdk-extent"),
+	        /* grain directory */
+	        PATCH(56, 1ull << 40, 8, "header-bounds"),
+	        /* redundant grain directory */
+	        PATCH(48, 1ull << 40, 8, "header-bounds"),
+	        /* descriptor offset */
+	        PATCH(28, 1ull << 30, 8, "header-bounds"),
+	        /* a huge descriptor size */
+	        PATCH(36, 1ull << 40, 8, "header-bounds"),
+	        /* 512 TiB in 512-byte grains */
+	        {12, 1ull << 40, 8, "table-size-limit", 20, 1, 8},
+	        /* grain table entries */
+	        PATCH(44, 4096, 4, "vmdk-header"),
+	        PATCH(4, 4, 4, "vmdk-version"),
+	        /* grains start past the end */
+	        PATCH(64, 1ull << 30, 8, "header-bounds"),
+	};
+
 	qemu_create("vmdk", NULL, base, "1G");
-	copy_file(base, img);
-	patch_le(img, 12, 0, 8); /* capacity 0: QEMU follows the extents */
-	th_assert_refused_with(img, "vmdk-extent");
-	copy_file(base, img);
-	patch_le(img, 56, 1ull << 40, 8); /* grain directory */
-	th_assert_refused_with(img, "header-bounds");
-	copy_file(base, img);
-	patch_le(img, 48, 1ull << 40, 8); /* redundant grain directory */
-	th_assert_refused_with(img, "header-bounds");
-	copy_file(base, img);
-	patch_le(img, 28, 1ull << 30, 8); /* descriptor offset */
-	th_assert_refused_with(img, "header-bounds");
-	copy_file(base, img);
-	patch_le(img, 36, 1ull << 40, 8); /* a huge descriptor size */
-	th_assert_refused_with(img, "header-bounds");
-	copy_file(base, img);
-	patch_le(img, 12, 1ull << 40, 8); /* 512 TiB ... */
-	patch_le(img, 20, 1, 8);           /* ... in 512-byte grains */
-	th_assert_refused_with(img, "table-size-limit");
-	copy_file(base, img);
-	patch_le(img, 44, 4096, 4); /* grain table entries */
-	th_assert_refused_with(img, "vmdk-header");
-	copy_file(base, img);
-	patch_le(img, 4, 4, 4);
-	th_assert_refused_with(img, "vmdk-version");
-	copy_file(base, img);
-	patch_le(img, 64, 1ull << 30, 8); /* grains start past the end */
-	th_assert_refused_with(img, "header-bounds");
+	assert_patches_refused(base, img, cases, ELEMENTSOF(cases));
 	copy_file(base, img);
 	th_pwrite_at(img, "COWD", 4, 0);
 	th_assert_refused_with(img, "vmdk-cowd");
@@ -924,34 +944,31 @@ static void test_vdi(void **state)
 	struct th_fixture *f = *state;
 	char *dyn = path_in(f, "d.vdi"), *fixed = path_in(f, "s.vdi");
 	char *img = path_in(f, "img.vdi");
+	static const struct patched cases[] = {
+	        /* blocks in image, and the disk size to match */
+	        {0x180, 0x3fffffff, 4, "table-size-limit", 0x170,
+	         0x3fffffffull << 20, 8},
+	        /* differencing */
+	        PATCH(0x4c, 4, 4, "vdi-differencing"),
+	        /* parent UUID */
+	        PATCH(0x1b8, 0xdeadbeef, 4, "vdi-differencing"),
+	        /* block map offset */
+	        PATCH(0x154, 0x10000000, 4, "header-bounds"),
+	        /* data offset */
+	        PATCH(0x158, 0x10000000, 4, "header-bounds"),
+	        /* block size QEMU cannot read */
+	        PATCH(0x178, 4096, 4, "vdi-header"),
+	};
 
 	qemu_create("vdi", NULL, dyn, "1G");
 	assert_matches_qemu(dyn, VMD_IMG_VDI, "vdi");
 	qemu_create("vdi", "static=on", fixed, "10000000");
 	assert_matches_qemu(fixed, VMD_IMG_VDI, "vdi");
 
-	copy_file(dyn, img);
-	patch_le(img, 0x180, 0x3fffffff, 4); /* blocks in image */
-	patch_le(img, 0x170, 0x3fffffffull << 20, 8);
-	th_assert_refused_with(img, "table-size-limit");
-	copy_file(dyn, img);
-	patch_le(img, 0x4c, 4, 4); /* differencing */
-	th_assert_refused_with(img, "vdi-differencing");
-	copy_file(dyn, img);
-	patch_le(img, 0x1b8, 0xdeadbeef, 4); /* parent UUID */
-	th_assert_refused_with(img, "vdi-differencing");
-	copy_file(dyn, img);
-	patch_le(img, 0x154, 0x10000000, 4); /* block map offset */
-	th_assert_refused_with(img, "header-bounds");
-	copy_file(dyn, img);
-	patch_le(img, 0x158, 0x10000000, 4); /* data offset */
-	th_assert_refused_with(img, "header-bounds");
+	assert_patches_refused(dyn, img, cases, ELEMENTSOF(cases));
 	copy_file(fixed, img);
 	set_size(img, 8192); /* the data of a fixed image cut off */
 	th_assert_refused_with(img, "header-bounds");
-	copy_file(dyn, img);
-	patch_le(img, 0x178, 4096, 4); /* block size QEMU cannot read */
-	th_assert_refused_with(img, "vdi-header");
 	free(dyn);
 	free(fixed);
 	free(img);
@@ -963,6 +980,20 @@ static void test_parallels(void **state)
 {
 	struct th_fixture *f = *state;
 	char *base = path_in(f, "p.hds"), *img = path_in(f, "img.hds");
+	static const struct patched cases[] = {
+	        /* BAT entries */
+	        PATCH(32, 0xfffffff0, 4, "table-size-limit"),
+	        /* 4 MiB of BAT in a 1 MiB file */
+	        PATCH(32, 0x100000, 4, "header-bounds"),
+	        /* data offset */
+	        PATCH(48, 0x10000000, 4, "header-bounds"),
+	        /* format extension */
+	        PATCH(56, UINT64_MAX / 2, 8, "header-bounds"),
+	        /* version */
+	        PATCH(16, 3, 4, "parallels-header"),
+	        /* cluster size 0 */
+	        PATCH(28, 0, 4, "parallels-header"),
+	};
 
 	qemu_create("parallels", NULL, base, "1G");
 	assert_matches_qemu(base, VMD_IMG_PARALLELS, "parallels");
@@ -970,24 +1001,7 @@ static void test_parallels(void **state)
 	qemu_create("parallels", NULL, base, "100000256");
 	assert_matches_qemu(base, VMD_IMG_PARALLELS, "parallels");
 
-	copy_file(base, img);
-	patch_le(img, 32, 0xfffffff0, 4); /* BAT entries */
-	th_assert_refused_with(img, "table-size-limit");
-	copy_file(base, img);
-	patch_le(img, 32, 0x100000, 4); /* 4 MiB of BAT in a 1 MiB file */
-	th_assert_refused_with(img, "header-bounds");
-	copy_file(base, img);
-	patch_le(img, 48, 0x10000000, 4); /* data offset */
-	th_assert_refused_with(img, "header-bounds");
-	copy_file(base, img);
-	patch_le(img, 56, UINT64_MAX / 2, 8); /* format extension */
-	th_assert_refused_with(img, "header-bounds");
-	copy_file(base, img);
-	patch_le(img, 16, 3, 4);
-	th_assert_refused_with(img, "parallels-header");
-	copy_file(base, img);
-	patch_le(img, 28, 0, 4); /* cluster size 0 */
-	th_assert_refused_with(img, "parallels-header");
+	assert_patches_refused(base, img, cases, ELEMENTSOF(cases));
 	free(base);
 	free(img);
 }
