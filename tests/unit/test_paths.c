@@ -62,6 +62,22 @@ static void assert_refused(int rc, struct vmd_error *err)
 	vmd_error_clear(err);
 }
 
+/* Resize, extract (to out) and remove of INST/name: each refused as a
+ * link, out never made. */
+static void assert_changes_refused(struct fixture *f, const char *name,
+                                   const char *out)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	assert_refused(vmd_disk_resize(f->ctx, INST, name, 2u << 20, &err),
+	               &err);
+	assert_refused(vmd_disk_snapshot_extract(f->ctx, INST, name, out,
+	                                         VMD_FORMAT_RAW, &err),
+	               &err);
+	assert_refused(vmd_disk_remove(f->ctx, INST, name, &err), &err);
+	assert_false(th_exists(out));
+}
+
 static void create_ok(struct fixture *f, const char *disk,
                       enum vmd_backend_kind kind)
 {
@@ -121,15 +137,8 @@ static void test_instance_dir_link_existing(void **state)
 
 		assert_refused(vmd_disk_info(f->ctx, INST, name, &info, &err),
 		               &err);
-		assert_refused(vmd_disk_resize(f->ctx, INST, name, 2u << 20,
-		                               &err),
-		               &err);
-		assert_refused(vmd_disk_snapshot_extract(f->ctx, INST, name, out,
-		                                         VMD_FORMAT_RAW, &err),
-		               &err);
-		assert_refused(vmd_disk_remove(f->ctx, INST, name, &err), &err);
+		assert_changes_refused(f, name, out);
 	}
-	assert_false(th_exists(out));
 	assert_int_equal(th_file_size(disk), 1u << 20);
 	assert_true(th_exists(qdisk));
 	assert_true(th_exists(pdisk));
@@ -203,13 +212,7 @@ static void test_disk_name_link(void **state)
 	assert_errc(vmd_disk_info(f->ctx, INST, "disk", &info, &err), &err,
 	            VMD_E_CORRUPT);
 	vmd_error_clear(&err);
-	assert_refused(vmd_disk_resize(f->ctx, INST, "disk", 2u << 20, &err),
-	               &err);
-	assert_refused(vmd_disk_snapshot_extract(f->ctx, INST, "disk", out,
-	                                         VMD_FORMAT_RAW, &err),
-	               &err);
-	assert_refused(vmd_disk_remove(f->ctx, INST, "disk", &err), &err);
-	assert_false(th_exists(out));
+	assert_changes_refused(f, "disk", out);
 	assert_int_equal(th_file_size(f->decoy_file), before);
 	/* A create under a linked name refuses too. */
 	struct vmd_create_opts o = {.image = f->image,

@@ -272,6 +272,21 @@ static int add_bytes(uint64_t off, size_t len, int exists, void *arg)
 	return 0;
 }
 
+/* Bytes of the first 16 MiB of vms/name that the image itself holds
+ * (its parent's do not count). */
+static uint64_t own_bytes(const char *name)
+{
+	rbd_image_t img;
+	uint64_t used = 0;
+
+	assert_int_equal(rbd_open_read_only(g.vms, name, &img, NULL), 0);
+	assert_int_equal(rbd_diff_iterate2(img, NULL, 0, 16 * MIB, 0, 0,
+	                                   add_bytes, &used),
+	                 0);
+	rbd_close(img);
+	return used;
+}
+
 /* A raw image NAME@snap (protected) in the images pool, from base.raw. */
 static void make_parent(const char *name)
 {
@@ -324,8 +339,6 @@ static void test_import_raw(void **state)
 	struct vmd_create_opts o = {.image = g.base_raw, .size = 16 * MIB};
 	struct vmd_disk_info info;
 	char inst[37], name[128];
-	uint64_t used = 0;
-	rbd_image_t img;
 
 	(void)state;
 	need_cluster();
@@ -338,12 +351,7 @@ static void test_import_raw(void **state)
 	/* Sparse: the middle object, all hole in the base, was not written. */
 	disk_name(inst, "root", name);
 	assert_int_equal(count_data_objects(g.vms, name), 2);
-	assert_int_equal(rbd_open_read_only(g.vms, name, &img, NULL), 0);
-	assert_int_equal(rbd_diff_iterate2(img, NULL, 0, 16 * MIB, 0, 0,
-	                                   add_bytes, &used),
-	                 0);
-	rbd_close(img);
-	assert_true(used <= 8 * MIB);
+	assert_true(own_bytes(name) <= 8 * MIB);
 	remove_disk(inst, "root");
 }
 
@@ -383,8 +391,6 @@ static void test_clone_resize_flatten(void **state)
 	char inst[37], loc[256], name[128], parent[64], want[256];
 	struct vmd_create_opts o = {.location = loc, .size = 16 * MIB};
 	struct vmd_disk_info info;
-	uint64_t used = 0;
-	rbd_image_t img;
 
 	(void)state;
 	need_cluster();
@@ -401,12 +407,7 @@ static void test_clone_resize_flatten(void **state)
 	/* No data copied: the clone owns no object and no extent. */
 	disk_name(inst, "root", name);
 	assert_int_equal(count_data_objects(g.vms, name), 0);
-	assert_int_equal(rbd_open_read_only(g.vms, name, &img, NULL), 0);
-	assert_int_equal(rbd_diff_iterate2(img, NULL, 0, 16 * MIB, 0, 0,
-	                                   add_bytes, &used),
-	                 0);
-	rbd_close(img);
-	assert_int_equal(used, 0);
+	assert_int_equal(own_bytes(name), 0);
 
 	assert_int_equal(vmd_disk_resize(g.ctx, inst, "root", 20 * MIB, &err),
 	                 0);
