@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -185,6 +186,88 @@ const char *th_cli(void)
 	return cli;
 }
 
+void th_run_ok(const char *const *argv, bool no_failed)
+{
+	char *out = NULL, *errs = NULL;
+	int status = th_run(argv, NULL, &out, &errs);
+
+	if (status != 0 ||
+	    (no_failed && (strstr(out, "failed") || strstr(errs, "failed"))))
+		fail_msg("%s %s: status %d\n%s%s", argv[0],
+		         argv[1] ? argv[1] : "", status, out, errs);
+	free(out);
+	free(errs);
+}
+
+int th_cli_run(const char *config, const char *const *env, char **out,
+               char **errs, const char *const *args)
+{
+	const char *argv[32] = {th_cli(), "--config", config};
+	size_t n = 3;
+
+	for (size_t i = 0; args[i]; i++) {
+		assert_true(n < 31);
+		argv[n++] = args[i];
+	}
+	argv[n] = NULL;
+	return th_run(argv, env, out, errs);
+}
+
+int th_count_lines(const char *s)
+{
+	int n = 0;
+
+	for (; *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+int th_count_lines_starting(const char *s, const char *prefix)
+{
+	int n = 0;
+
+	for (const char *p = s; p && *p;
+	     p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		n += strncmp(p, prefix, strlen(prefix)) == 0;
+	return n;
+}
+
+int th_inspect_path(const char *path, const struct vmd_inspect_limits *lim,
+                    unsigned flags, struct vmd_inspect_result *r)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc;
+
+	if (fd < 0)
+		fail_msg("open %s: %s", path, strerror(errno));
+	rc = vmd_inspect_fd(fd, lim, flags, r, &err);
+	close(fd);
+	return rc;
+}
+
+bool th_has_reason(const struct vmd_inspect_result *r, const char *code)
+{
+	for (unsigned i = 0; i < r->n_reasons; i++)
+		if (strcmp(r->reasons[i].code, code) == 0)
+			return true;
+	return false;
+}
+
+void th_assert_refused_with(const char *path, const char *code)
+{
+	struct vmd_inspect_result r;
+
+	assert_int_equal(th_inspect_path(path, NULL, 0, &r), 0);
+	if (r.safe || !th_has_reason(&r, code)) {
+		for (unsigned i = 0; i < r.n_reasons; i++)
+			print_message("    %s: %s\n", r.reasons[i].code,
+			              r.reasons[i].text);
+		fail_msg("%s: expected refusal \"%s\" (format %s, safe %d)",
+		         path, code, vmd_image_format_name(r.format), r.safe);
+	}
+}
+
 void th_require_qemu_img(void)
 {
 	if (access("/usr/bin/qemu-img", X_OK) != 0)
@@ -297,16 +380,51 @@ void th_fixture_fini(struct th_fixture *f)
 	free(f->dir);
 	free(f->instances);
 	f->dir = f->instances = NULL;
+	while (f->n_owned_ > 0)
+		free(f->owned_[--f->n_owned_]);
+}
+
+void *th_fixture_new(size_t size, const char *tag)
+{
+	struct th_fixture *f = calloc(1, size);
+
+	if (!f)
+		fail_msg("out of memory");
+	th_fixture_init(f, tag);
+	return f;
+}
+
+char *th_fixture_own(struct th_fixture *f, char *p)
+{
+	if (f->n_owned_ == TH_FIXTURE_OWNED_MAX)
+		fail_msg("a fixture owns at most %d strings",
+		         TH_FIXTURE_OWNED_MAX);
+	f->owned_[f->n_owned_++] = p;
+	return p;
+}
+
+char *th_fixture_path(struct th_fixture *f, const char *name)
+{
+	return th_fixture_own(f, th_path(f->dir, name));
+}
+
+char *th_fixture_write_config(struct th_fixture *f, const char *extra)
+{
+	char *path = th_fixture_path(f, "vmdisk.conf");
+	char *text;
+
+	if (asprintf(&text,
+	             "[DEFAULT]\ninstances_path = %s\nlog_target = none\n%s",
+	             f->instances, extra) < 0)
+		fail_msg("asprintf");
+	th_write_text(path, text);
+	free(text);
+	return path;
 }
 
 int th_setup(void **state)
 {
-	struct th_fixture *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		fail_msg("out of memory");
-	th_fixture_init(f, "unit");
-	*state = f;
+	*state = th_fixture_new(sizeof(struct th_fixture), "unit");
 	return 0;
 }
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <vmdisk/inspect.h>
 #include <vmdisk/log.h>
 #include <vmdisk/vmdisk.h>
 
@@ -53,11 +54,15 @@ void th_ctx_renew(struct vmd_ctx **ctx, const struct vmd_config *cfg);
  * for that configuration's context. A suite with more state embeds it in
  * its own fixture with TH_FIXTURE_EMBED.
  */
+#define TH_FIXTURE_OWNED_MAX 16
 #define TH_FIXTURE_MEMBERS                                                     \
 	char *dir;             /* th_mkdtemp(tag) */                           \
 	char *instances;       /* dir/instances, not created */                \
 	struct vmd_config cfg; /* defaults; instances_path = instances */      \
-	struct vmd_ctx *ctx;   /* NULL until th_ctx_renew(&ctx, &cfg) */
+	struct vmd_ctx *ctx;   /* NULL until th_ctx_renew(&ctx, &cfg) */       \
+	/* what th_fixture_own took, freed by th_fixture_fini */               \
+	char *owned_[TH_FIXTURE_OWNED_MAX];                                    \
+	size_t n_owned_;
 struct th_fixture {
 	TH_FIXTURE_MEMBERS
 };
@@ -74,9 +79,28 @@ struct th_fixture {
 void th_fixture_init(struct th_fixture *f, const char *tag);
 /* Free the context, remove the directory; for a zeroed fixture too. */
 void th_fixture_fini(struct th_fixture *f);
-/* cmocka setup and teardown of a bare struct th_fixture in *state. */
+/* cmocka setup and teardown of a bare struct th_fixture in *state;
+ * th_teardown also ends a suite's fixture made by TH_FIXTURE_NEW whose
+ * other members are owned by the fixture (th_fixture_own/_path). */
 int th_setup(void **state);
 int th_teardown(void **state);
+
+/* A suite's fixture (a struct that starts with TH_FIXTURE_EMBED),
+ * zeroed, with th_fixture_init(tag) done. */
+void *th_fixture_new(size_t size, const char *tag);
+#define TH_FIXTURE_NEW(type, tag)                                              \
+	((type *)th_fixture_new(                                               \
+	        sizeof(type) +                                                 \
+	                0 * sizeof(char[offsetof(type, th) == 0 ? 1 : -1]),    \
+	        (tag)))
+/* Hand p (malloc'ed) to the fixture, which frees it in th_fixture_fini;
+ * returns p. */
+char *th_fixture_own(struct th_fixture *f, char *p);
+/* dir/name, owned by the fixture. */
+char *th_fixture_path(struct th_fixture *f, const char *name);
+/* A vmdisk.conf in dir naming instances_path, logging nowhere, then the
+ * lines of `extra` ("" for none); its path, owned by the fixture. */
+char *th_fixture_write_config(struct th_fixture *f, const char *extra);
 
 /* Capture every log line (already redacted) at debug level from now on;
  * th_log_text() is what came so far ("" when nothing), stop ends the
@@ -93,8 +117,28 @@ void th_log_capture_stop(void);
 int th_run(const char *const *argv, const char *const *env, char **out,
            char **errp);
 
+/* th_run that fails the test, printing both outputs, unless argv exits
+ * 0 (and, with no_failed, says "failed" on neither output: qemu-io
+ * reports a failed command so but exits 0). */
+void th_run_ok(const char *const *argv, bool no_failed);
+
 /* Path of the built CLI ($VMDISK_CLI). */
 const char *th_cli(void);
+/* Run `vmdisk --config config args...` (NULL-ended); as th_run. */
+int th_cli_run(const char *config, const char *const *env, char **out,
+               char **errs, const char *const *args);
+/* Newlines in s; lines of s that start with prefix. */
+int th_count_lines(const char *s);
+int th_count_lines_starting(const char *s, const char *prefix);
+
+/* vmd_inspect_fd on path (lim NULL: the defaults); its return. */
+int th_inspect_path(const char *path, const struct vmd_inspect_limits *lim,
+                    unsigned flags, struct vmd_inspect_result *r);
+/* Whether the result lists the refusal `code`. */
+bool th_has_reason(const struct vmd_inspect_result *r, const char *code);
+/* path inspects (defaults, no flags) as unsafe for `code`; else fail,
+ * printing the format and the reasons given. */
+void th_assert_refused_with(const char *path, const char *code);
 
 /* Whether qemu-img is on PATH (tests that need it fail when it is not:
  * scripts/test.sh installs it). */
@@ -132,6 +176,27 @@ void th_assert_images_identical(const char *a, const char *fa, const char *b,
 		if (th_h_ == NULL || strstr(th_h_, th_n_) != NULL) {           \
 			print_error("\"%s\" found in %s:\n%s\n", th_n_,        \
 			            #haystack, th_h_ ? th_h_ : "(null)");      \
+			_fail(__FILE__, __LINE__);                             \
+		}                                                              \
+	} while (0)
+
+/* Fail unless a call returned exactly `want` and left it in `errp` (a
+ * struct vmd_error *; NULL when the test does not hold one), printing
+ * what came instead: "failed" is not enough, a test names the failure. */
+#define assert_errc(call, errp, want)                                          \
+	do {                                                                   \
+		int th_rc_ = (call);                                           \
+		const struct vmd_error *th_e_ = (errp);                        \
+		enum vmd_errc th_c_ = (want);                                  \
+		if (th_rc_ != (int)th_c_ ||                                    \
+		    (th_e_ && th_e_->code != th_c_)) {                         \
+			print_error("%s: expected %s, got %s (%d), err %s: "   \
+			            "%s (%s)\n", #call, vmd_errc_name(th_c_),  \
+			            vmd_errc_name((enum vmd_errc)th_rc_),      \
+			            th_rc_,                                    \
+			            th_e_ ? vmd_errc_name(th_e_->code) : "-",  \
+			            th_e_ ? th_e_->msg : "",                   \
+			            th_e_ ? th_e_->detail : "");               \
 			_fail(__FILE__, __LINE__);                             \
 		}                                                              \
 	} while (0)

@@ -17,34 +17,37 @@
 #include "vmd_build_config.h"
 
 struct fixture {
-	char *dir;   /* the "instances_path" */
-	char *decoy; /* outside it */
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
+	char *root;       /* the "instances_path": dir/instances */
+	char *decoy;      /* outside it: dir/decoy */
 	int fd;
 };
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = TH_FIXTURE_NEW(struct fixture, "beneath");
 	char *p;
 
-	f->dir = th_mkdtemp("beneath");
-	f->decoy = th_mkdtemp("beneath-decoy");
-	p = th_path(f->dir, "sub");
+	f->root = f->instances;
+	f->decoy = th_fixture_path(&f->th, "decoy");
+	assert_int_equal(mkdir(f->root, 0755), 0);
+	assert_int_equal(mkdir(f->decoy, 0755), 0);
+	p = th_path(f->root, "sub");
 	assert_int_equal(mkdir(p, 0755), 0);
 	free(p);
-	p = th_path(f->dir, "sub/file");
+	p = th_path(f->root, "sub/file");
 	th_write_text(p, "inside\n");
 	free(p);
 	p = th_path(f->decoy, "file");
 	th_write_text(p, "outside\n");
 	free(p);
-	p = th_path(f->dir, "link");
+	p = th_path(f->root, "link");
 	assert_int_equal(symlink(f->decoy, p), 0);
 	free(p);
-	p = th_path(f->dir, "sub/filelink");
+	p = th_path(f->root, "sub/filelink");
 	assert_int_equal(symlink("file", p), 0); /* relative, stays inside */
 	free(p);
-	f->fd = open(f->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	f->fd = open(f->root, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	assert_true(f->fd >= 0);
 	*state = f;
 	return 0;
@@ -55,12 +58,7 @@ static int teardown(void **state)
 	struct fixture *f = *state;
 
 	close(f->fd);
-	th_rmtree(f->dir);
-	th_rmtree(f->decoy);
-	free(f->dir);
-	free(f->decoy);
-	free(f);
-	return 0;
+	return th_teardown(state);
 }
 
 static void assert_fails(int rc, int want_errno)
@@ -183,7 +181,7 @@ static void test_context_dirs(void **state)
 	int fd = -1, root = -1;
 
 	vmd_config_defaults(&cfg);
-	snprintf(cfg.instances_path, sizeof(cfg.instances_path), "%s", f->dir);
+	snprintf(cfg.instances_path, sizeof(cfg.instances_path), "%s", f->root);
 	th_ctx_renew(&ctx, &cfg);
 	assert_int_equal(vmd_beneath_root(ctx, false, &root, &err), 0);
 	assert_int_equal(vmd_beneath_dir(ctx, "sub", false, 0, "open sub",
@@ -217,7 +215,7 @@ static void test_no_openat2_refused(void **state)
 
 	vmd_config_defaults(&cfg);
 	snprintf(cfg.instances_path, sizeof(cfg.instances_path), "%s/inst",
-	         f->dir);
+	         f->root);
 	th_ctx_renew(&ctx, &cfg);
 	setenv("VMDISK_FAULT", "beneath.no_openat2:fail", 1);
 	assert_fails(vmd_bopen(f->fd, "sub/file", O_RDONLY, 0), ENOSYS);
@@ -232,7 +230,7 @@ static void test_no_openat2_refused(void **state)
 	assert_contains(err.msg, "openat2");
 	unsetenv("VMDISK_FAULT");
 	/* instances_path itself (trusted) was made; nothing below it. */
-	char *inst = th_path(f->dir, "inst");
+	char *inst = th_path(f->root, "inst");
 	DIR *d = opendir(inst);
 	struct dirent *de;
 	int n = 0;

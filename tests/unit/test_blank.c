@@ -135,7 +135,7 @@ static void test_hostile_labels_refused(void **state)
 	struct th_fixture *f = *state;
 	const char *labels[] = {"a'b", "x\"y", "$(id)", "-L", "a b", "",
 	                        "seventeen-chars-x", "../x"};
-	char *cfg = th_path(f->dir, "c.conf"), *text;
+	char *cfg;
 
 	for (size_t i = 0; i < sizeof(labels) / sizeof(labels[0]); i++) {
 		struct vmd_error err = VMD_ERROR_INIT;
@@ -152,16 +152,13 @@ static void test_hostile_labels_refused(void **state)
 	assert_true(vmd_valid_fs_label(VMD_FS_EXT4, "twelve-chars"));
 	assert_int_equal(templates_in_cache(f), 0);
 	/* The CLI says so as a usage error. */
-	assert_true(asprintf(&text, "[DEFAULT]\ninstances_path = %s\nlog_target = none\n",
-	                     f->cfg.instances_path) > 0);
-	th_write_text(cfg, text);
-	const char *argv[] = {th_cli(), "--config", cfg, "create", INST, "d",
-	                      "--blank", "--size", "64M", "--fs", "ext4",
-	                      "--label", "a'b", NULL};
-
-	assert_int_equal(th_run(argv, NULL, NULL, NULL), 2);
-	free(text);
-	free(cfg);
+	cfg = th_fixture_write_config(f, "");
+	assert_int_equal(
+	        th_cli_run(cfg, NULL, NULL, NULL,
+	                   (const char *[]){"create", INST, "d", "--blank",
+	                                    "--size", "64M", "--fs", "ext4",
+	                                    "--label", "a'b", NULL}),
+	        2);
 }
 
 int main(void)

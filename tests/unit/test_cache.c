@@ -24,24 +24,13 @@ struct fixture {
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = TH_FIXTURE_NEW(struct fixture, "cache");
 
-	th_fixture_init(&f->th, "cache");
-	f->cache = th_path(f->instances, "_base");
+	f->cache = th_fixture_own(&f->th, th_path(f->instances, "_base"));
 	assert_int_equal(mkdir(f->instances, 0755), 0);
 	f->cfg.lock_timeout_seconds = 10;
 	th_ctx_renew(&f->ctx, &f->cfg);
 	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_fixture_fini(&f->th);
-	free(f->cache);
-	free(f);
 	return 0;
 }
 
@@ -216,7 +205,7 @@ static void test_image_cache_group(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_base_mode_and_group),
 		T(test_mode_capped_by_source),

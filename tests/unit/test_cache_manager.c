@@ -22,59 +22,29 @@
 #define INST_C "11111111-2222-4333-8444-555555555555"
 
 struct fixture {
-	char *dir;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *img[3];
 	struct vmd_cache_entry e[3];
-	struct vmd_config cfg;
-	struct vmd_ctx *ctx;
 };
-
-static void new_ctx(struct fixture *f)
-{
-	struct vmd_error err = VMD_ERROR_INIT;
-
-	vmd_ctx_free(f->ctx);
-	f->ctx = vmd_ctx_new(&f->cfg, &err);
-	assert_non_null(f->ctx);
-}
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = TH_FIXTURE_NEW(struct fixture, "cachemgr");
 	struct vmd_error err = VMD_ERROR_INIT;
-	char *inst;
 
-	f->dir = th_mkdtemp("cachemgr");
-	inst = th_path(f->dir, "instances");
-	vmd_config_defaults(&f->cfg);
-	snprintf(f->cfg.instances_path, sizeof(f->cfg.instances_path), "%s", inst);
 	f->cfg.remove_unused_original_minimum_age_seconds = 0;
 	f->cfg.remove_unused_resized_minimum_age_seconds = 0;
-	free(inst);
-	new_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	for (int i = 0; i < 3; i++) {
 		char name[16];
 
 		snprintf(name, sizeof(name), "img%d.raw", i);
-		f->img[i] = th_path(f->dir, name);
+		f->img[i] = th_fixture_path(&f->th, name);
 		th_write_pattern(f->img[i], 1u << 20, (uint32_t)i + 1);
 		assert_int_equal(vmd_cache_fetch(f->ctx, f->img[i], &f->e[i], &err),
 		                 0);
 	}
 	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	vmd_ctx_free(f->ctx);
-	th_rmtree(f->dir);
-	for (int i = 0; i < 3; i++)
-		free(f->img[i]);
-	free(f->dir);
-	free(f);
 	return 0;
 }
 
@@ -244,7 +214,8 @@ static void test_damaged_record_stops_prune(void **state)
 
 	create(f, INST_A, 0, VMD_BACKEND_FLAT);
 	th_write_text(rec, "{\"disks\": {\"disk\": {\"base\": 1}");
-	assert_true(vmd_cache_prune(f->ctx, false, &items, &n, &err) < 0);
+	assert_errc(vmd_cache_prune(f->ctx, false, &items, &n, &err), &err,
+	            VMD_E_CORRUPT);
 	assert_null(items);
 	assert_true(th_exists(f->e[0].path));
 	assert_true(th_exists(f->e[2].path));
@@ -262,7 +233,7 @@ static void test_ages_and_switch(void **state)
 	th_write_text(resized, "derived");
 	f->cfg.remove_unused_original_minimum_age_seconds = 3600;
 	f->cfg.remove_unused_resized_minimum_age_seconds = 0;
-	new_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	prune(f, false, &items, &n);
 	assert_int_equal(n, 4);
 	assert_int_equal(action_of(items, n, f->e[1].id), VMD_PRUNE_KEPT_YOUNG);
@@ -272,7 +243,7 @@ static void test_ages_and_switch(void **state)
 	assert_false(th_exists(resized));
 	f->cfg.remove_unused_original_minimum_age_seconds = 0;
 	f->cfg.remove_unused_base_images = false;
-	new_ctx(f);
+	th_ctx_renew(&f->ctx, &f->cfg);
 	prune(f, false, &items, &n);
 	assert_int_equal(action_of(items, n, f->e[1].id), VMD_PRUNE_KEPT_DISABLED);
 	free(items);
@@ -335,7 +306,7 @@ static void test_list(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_in_use_bases_are_kept),
 		T(test_disk_bytes_never_pin),

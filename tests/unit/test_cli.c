@@ -20,8 +20,7 @@
 #define INST2 "0b6b3a52-7a4e-4f7b-8f5e-2d2b1b0a9c11"
 
 struct fixture {
-	char *dir;
-	char *instances;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *cache;
 	char *config;
 	char *base;
@@ -29,36 +28,14 @@ struct fixture {
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	char *conf;
+	struct fixture *f = TH_FIXTURE_NEW(struct fixture, "cli");
 
-	f->dir = th_mkdtemp("cli");
-	f->instances = th_path(f->dir, "instances");
-	f->cache = th_path(f->instances, "_base");
-	f->config = th_path(f->dir, "vmdisk.conf");
-	f->base = th_path(f->dir, "base.raw");
+	f->cache = th_fixture_own(&f->th, th_path(f->instances, "_base"));
+	f->config =
+	        th_fixture_write_config(&f->th, "lock_timeout_seconds = 20\n");
+	f->base = th_fixture_path(&f->th, "base.raw");
 	th_write_pattern(f->base, 2u << 20, 42);
-	assert_true(asprintf(&conf,
-	                     "[DEFAULT]\ninstances_path = %s\n"
-	                     "log_target = none\nlock_timeout_seconds = 20\n",
-	                     f->instances) > 0);
-	th_write_text(f->config, conf);
-	free(conf);
 	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_rmtree(f->dir);
-	free(f->dir);
-	free(f->instances);
-	free(f->cache);
-	free(f->config);
-	free(f->base);
-	free(f);
 	return 0;
 }
 
@@ -66,24 +43,7 @@ static int teardown(void **state)
 static int cli(struct fixture *f, const char *const *env, char **out,
                char **errs, const char *const *args)
 {
-	const char *argv[32] = {th_cli(), "--config", f->config};
-	size_t n = 3;
-
-	for (size_t i = 0; args[i]; i++) {
-		assert_true(n < 31);
-		argv[n++] = args[i];
-	}
-	argv[n] = NULL;
-	return th_run(argv, env, out, errs);
-}
-
-static int count_lines(const char *s)
-{
-	int n = 0;
-
-	for (; *s; s++)
-		n += *s == '\n';
-	return n;
+	return th_cli_run(f->config, env, out, errs, args);
 }
 
 static void test_version_and_help(void **state)
@@ -141,7 +101,7 @@ static void test_errors_one_line_nothing_left(void **state)
 		char *out = NULL, *errs = NULL;
 		int status = cli(f, NULL, &out, &errs, cases[i].args);
 
-		if (status != cases[i].status || count_lines(errs) != 1 ||
+		if (status != cases[i].status || th_count_lines(errs) != 1 ||
 		    strncmp(errs, "vmdisk: ", 8) != 0 || out[0] != '\0')
 			fail_msg("case %zu (%s %s): status %d, stdout '%s', "
 			         "stderr '%s'",
@@ -582,9 +542,9 @@ static void test_convert_refuses_backing_file(void **state)
 		                                       evil, out, "-O", "raw",
 		                                       NULL});
 
-		assert_int_not_equal(st, 0);
+		assert_int_equal(st, 1);
 		assert_contains(errs, "backing file");
-		assert_int_equal(count_lines(errs), 1);
+		assert_int_equal(th_count_lines(errs), 1);
 		assert_int_equal(access(out, F_OK), -1);
 		free(errs);
 		errs = NULL;
@@ -605,7 +565,7 @@ static void test_convert_refuses_backing_file(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_convert_refuses_backing_file),
 		T(test_version_and_help),

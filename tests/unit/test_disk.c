@@ -24,11 +24,10 @@ struct fixture {
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = TH_FIXTURE_NEW(struct fixture, "disk");
 	unsigned char block[65536];
 
-	th_fixture_init(&f->th, "disk");
-	f->base = th_path(f->dir, "base.raw");
+	f->base = th_fixture_path(&f->th, "base.raw");
 	/* A base with data, a hole and a zero-filled range. */
 	memset(block, 0xc3, sizeof(block));
 	th_pwrite_at(f->base, block, sizeof(block), 0);
@@ -40,15 +39,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_fixture_fini(&f->th);
-	free(f->base);
-	free(f);
-	return 0;
-}
 
 /* Entries of the cache (instances/_base). */
 static int cache_entries(struct fixture *f)
@@ -68,15 +58,35 @@ static char *disk_path(struct fixture *f, const char *inst, const char *disk)
 	return p;
 }
 
+static void create_from(struct fixture *f, const char *image, const char *inst,
+                        const char *disk, enum vmd_backend_kind backend,
+                        uint64_t size, struct vmd_disk_info *info)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_create_opts opts = {
+	        .image = image, .size = size, .backend = backend};
+
+	if (vmd_disk_create(f->ctx, inst, disk, &opts, info, &err) != 0)
+		fail_msg("create: %s (%s)", err.msg, err.detail);
+}
+
 static void create_ok(struct fixture *f, const char *inst, const char *disk,
                       enum vmd_backend_kind backend, uint64_t size,
                       struct vmd_disk_info *info)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {.image = f->base, .size = size, .backend = backend};
+	create_from(f, f->base, inst, disk, backend, size, info);
+}
 
-	if (vmd_disk_create(f->ctx, inst, disk, &opts, info, &err) != 0)
-		fail_msg("create: %s (%s)", err.msg, err.detail);
+/* dir/image.qcow2: the base converted by qemu-img, compressed. */
+static char *qcow2_of_base(struct fixture *f)
+{
+	char *q = th_fixture_path(&f->th, "image.qcow2");
+
+	th_require_qemu_img();
+	th_run_ok((const char *[]){"qemu-img", "convert", "-q", "-c", "-f",
+	                           "raw", "-O", "qcow2", f->base, q, NULL},
+	          false);
+	return q;
 }
 
 static void test_qcow2_overlay_on_cached_base(void **state)
@@ -216,25 +226,17 @@ static void test_qcow2_image_cached_as_raw(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {.image = NULL, .size = 0, .backend = VMD_BACKEND_QCOW2};
 	struct vmd_disk_info info;
 	struct vmd_cache_entry entry;
-	char *q = th_path(f->dir, "image.qcow2");
-	const char *argv[] = {"qemu-img", "convert", "-q", "-c", "-f", "raw",
-	                      "-O", "qcow2", f->base, q, NULL};
+	char *q = qcow2_of_base(f);
 
-	th_require_qemu_img();
-	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
-	opts.image = q;
-	if (vmd_disk_create(f->ctx, INST, "disk", &opts, &info, &err) != 0)
-		fail_msg("create: %s (%s)", err.msg, err.detail);
+	create_from(f, q, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
 	assert_int_equal(vmd_cache_fetch(f->ctx, q, &entry, &err), 0);
 	assert_false(entry.fetched);
 	assert_int_equal(entry.format, VMD_FORMAT_RAW);
 	assert_true(th_files_equal(f->base, entry.path));
 	th_assert_qcow2_check_clean(info.path);
 	th_assert_images_identical(q, "qcow2", info.path, "qcow2", 1);
-	free(q);
 }
 
 /* force_raw_images=false keeps a qcow2 base; a flat disk flattens it. */
@@ -242,27 +244,18 @@ static void test_flat_disk_from_qcow2_base(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
-	struct vmd_create_opts opts = {.size = 8u << 20,
-	                               .backend = VMD_BACKEND_FLAT};
 	struct vmd_disk_info info;
 	struct vmd_cache_entry entry;
-	char *q = th_path(f->dir, "image.qcow2");
-	const char *argv[] = {"qemu-img", "convert", "-q", "-c", "-f", "raw",
-	                      "-O", "qcow2", f->base, q, NULL};
+	char *q = qcow2_of_base(f);
 
-	th_require_qemu_img();
-	assert_int_equal(th_run(argv, NULL, NULL, NULL), 0);
 	f->cfg.force_raw_images = false;
 	th_ctx_renew(&f->ctx, &f->cfg);
-	opts.image = q;
-	if (vmd_disk_create(f->ctx, INST, "disk", &opts, &info, &err) != 0)
-		fail_msg("create: %s (%s)", err.msg, err.detail);
+	create_from(f, q, INST, "disk", VMD_BACKEND_FLAT, 8u << 20, &info);
 	assert_int_equal(vmd_cache_fetch(f->ctx, q, &entry, &err), 0);
 	assert_int_equal(entry.format, VMD_FORMAT_QCOW2);
 	assert_string_equal(info.format, "raw");
 	assert_int_equal(th_file_size(info.path), 8u << 20);
 	th_assert_images_identical(q, "qcow2", info.path, "raw", 0);
-	free(q);
 }
 
 /* A format we can read but not use yet is refused, leaving nothing. */
@@ -280,7 +273,7 @@ static void test_unusable_format_refused(void **state)
 	opts.image = v;
 	int rc = vmd_disk_create(f->ctx, INST, "disk", &opts, NULL, &err);
 
-	assert_true(rc == VMD_E_UNSUPPORTED || rc == VMD_E_REFUSED);
+	assert_errc(rc, &err, VMD_E_UNSUPPORTED);
 	assert_nothing_created(f, INST);
 	free(v);
 }
@@ -549,20 +542,21 @@ static void test_out_structs_cleared(void **state)
 	memset(&info, '%', sizeof(info));
 	struct vmd_create_opts bad = {.image = "/nonexistent/image"};
 
-	assert_true(vmd_disk_create(f->ctx, INST, "bad", &bad, &info, &err) <
-	            0);
+	assert_errc(vmd_disk_create(f->ctx, INST, "bad", &bad, &info, &err),
+	            &err, VMD_E_NOTFOUND);
 	vmd_error_clear(&err);
 	assert_info_clean(&info);
 	memset(url, '%', sizeof(url));
-	assert_true(vmd_disk_direct_snapshot(f->ctx, INST, "flat", "img", url,
-	                                     sizeof(url), &err) < 0);
+	assert_errc(vmd_disk_direct_snapshot(f->ctx, INST, "flat", "img", url,
+	                                     sizeof(url), &err),
+	            &err, VMD_E_UNSUPPORTED);
 	vmd_error_clear(&err);
 	assert_null(memchr(url, '%', sizeof(url)));
 }
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_qcow2_overlay_on_cached_base),
 		T(test_flat_copy_is_sparse_and_equal),

@@ -17,17 +17,6 @@
 #include "qcow2.h"
 #include "qcow2_image.h"
 
-static void run_ok(const char *const *argv)
-{
-	char *out = NULL, *errs = NULL;
-	int status = th_run(argv, NULL, &out, &errs);
-
-	if (status != 0 || strstr(out, "failed") || strstr(errs, "failed"))
-		fail_msg("%s: status %d\n%s%s", argv[0], status, out, errs);
-	free(out);
-	free(errs);
-}
-
 /* qemu-io -f FMT -c cmd1 -c cmd2 ... path */
 static void qemu_io(const char *path, const char *fmt, const char *const *cmds)
 {
@@ -40,7 +29,7 @@ static void qemu_io(const char *path, const char *fmt, const char *const *cmds)
 	}
 	argv[n++] = path;
 	argv[n] = NULL;
-	run_ok(argv);
+	th_run_ok(argv, true);
 }
 
 static void qemu_img(const char *const *argv_tail)
@@ -51,7 +40,7 @@ static void qemu_img(const char *const *argv_tail)
 	for (size_t i = 0; argv_tail[i]; i++)
 		argv[n++] = argv_tail[i];
 	argv[n] = NULL;
-	run_ok(argv);
+	th_run_ok(argv, true);
 }
 
 /* Our reading of img (as raw) must equal qemu-img's, byte for byte; our
@@ -351,6 +340,30 @@ static void test_resize_across_l1_growth(void **state)
 	free(ref);
 }
 
+/* The 8 bytes at off of img set to the big-endian value: converting it
+ * (qcow2 to raw, no chain) is then VMD_E_CORRUPT and writes nothing. */
+static void assert_patched_corrupt(const char *img, const char *out,
+                                   uint64_t off, uint64_t value)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_convert_opts o = {VMD_FORMAT_QCOW2,
+	                             VMD_FORMAT_RAW,
+	                             false,
+	                             0,
+	                             0,
+	                             NULL,
+	                             NULL,
+	                             NULL,
+	                             NULL};
+	unsigned char e[8];
+
+	vmd_put_be64(e, value);
+	th_pwrite_at(img, e, sizeof(e), off);
+	assert_errc(vmd_convert_to_path(img, out, &o, &err), &err,
+	            VMD_E_CORRUPT);
+	assert_false(th_exists(out));
+}
+
 /* A damaged image is an error, never a crash or a read elsewhere. */
 static void test_corrupt_inputs(void **state)
 {
@@ -371,7 +384,7 @@ static void test_corrupt_inputs(void **state)
 		                          "16M", NULL});
 		qemu_io(img, "qcow2",
 		        (const char *[]){"write -P 0x42 0 128k", NULL});
-		int fd = open(img, O_RDWR | O_CLOEXEC);
+		int fd = open(img, O_RDONLY | O_CLOEXEC);
 
 		assert_int_equal(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
 		l1_off = vmd_be64(hdr + 40);
@@ -383,25 +396,18 @@ static void test_corrupt_inputs(void **state)
 		/* compressed, 2 KiB at an offset past the end of the file */
 		bad_values[3] = (1ull << 62) | (1ull << 40);
 		bad_values[4] = 0x8000000000000000ull | 0x10000; /* refcounts */
-		vmd_put_be64(e, bad_values[k]);
-		assert_int_equal(pwrite(fd, e, 8, (off_t)l2_off), 8);
 		close(fd);
-		vmd_error_clear(&err);
-		assert_int_equal(vmd_convert_to_path(img, out, &o, &err),
-		                 VMD_E_CORRUPT);
-		assert_false(th_exists(out));
+		assert_patched_corrupt(img, out, l2_off, bad_values[k]);
 	}
 	/* An L1 entry pointing past the end of the file. */
 	unlink(img);
 	qemu_img((const char *[]){"create", "-q", "-f", "qcow2", img, "16M", NULL});
-	int fd = open(img, O_RDWR | O_CLOEXEC);
+	int fd = open(img, O_RDONLY | O_CLOEXEC);
 
 	assert_int_equal(pread(fd, hdr, sizeof(hdr), 0), (ssize_t)sizeof(hdr));
-	vmd_put_be64(e, 0x8000000000000000ull | (1ull << 44));
-	assert_int_equal(pwrite(fd, e, 8, (off_t)vmd_be64(hdr + 40)), 8);
 	close(fd);
-	vmd_error_clear(&err);
-	assert_int_equal(vmd_convert_to_path(img, out, &o, &err), VMD_E_CORRUPT);
+	assert_patched_corrupt(img, out, vmd_be64(hdr + 40),
+	                       0x8000000000000000ull | (1ull << 44));
 	/* A chain is not followed unless asked, and never to an unnamed
 	 * format. */
 	unlink(img);

@@ -21,90 +21,25 @@
 #define INST "6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b"
 
 struct fixture {
-	char *dir;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *img;
 	char *conf;
-	char *instances;
 };
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-	char *text;
+	struct fixture *f = TH_FIXTURE_NEW(struct fixture, "inspect");
 
-	f->dir = th_mkdtemp("inspect");
-	f->img = th_path(f->dir, "img");
-	f->conf = th_path(f->dir, "vmdisk.conf");
-	f->instances = th_path(f->dir, "instances");
-	assert_true(asprintf(&text,
-	                     "[DEFAULT]\ninstances_path = %s\nlog_target = none\n"
-	                     "force_raw_images = false\n",
-	                     f->instances) > 0);
-	th_write_text(f->conf, text);
-	free(text);
+	f->img = th_fixture_path(&f->th, "img");
+	f->conf = th_fixture_write_config(&f->th, "force_raw_images = false\n");
 	*state = f;
 	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_rmtree(f->dir);
-	free(f->dir);
-	free(f->img);
-	free(f->conf);
-	free(f->instances);
-	free(f);
-	return 0;
-}
-
-static void qemu_img(const char *const *argv)
-{
-	char *out = NULL, *errs = NULL;
-	int status = th_run(argv, NULL, &out, &errs);
-
-	if (status != 0)
-		fail_msg("%s %s: %d %s%s", argv[0], argv[1], status, out, errs);
-	free(out);
-	free(errs);
 }
 
 static void inspect(const char *path, unsigned flags,
                     struct vmd_inspect_result *r)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-
-	assert_true(fd >= 0);
-	if (vmd_inspect_fd(fd, NULL, flags, r, &err) != 0)
-		fail_msg("inspect %s: %s (%s)", path, err.msg, err.detail);
-	close(fd);
-}
-
-static bool has_reason(const struct vmd_inspect_result *r, const char *code)
-{
-	for (unsigned i = 0; i < r->n_reasons; i++)
-		if (strcmp(r->reasons[i].code, code) == 0)
-			return true;
-	return false;
-}
-
-static void assert_refused_with(const char *path, const char *code)
-{
-	struct vmd_inspect_result r;
-
-	inspect(path, 0, &r);
-	if (r.safe || !has_reason(&r, code)) {
-		char all[1024] = "";
-
-		for (unsigned i = 0; i < r.n_reasons; i++) {
-			strncat(all, r.reasons[i].code, sizeof(all) - strlen(all) - 2);
-			strncat(all, " ", sizeof(all) - strlen(all) - 1);
-		}
-		fail_msg("%s: expected refusal '%s', got safe=%d [%s]", path,
-		         code, r.safe, all);
-	}
+	assert_int_equal(th_inspect_path(path, NULL, flags, r), 0);
 }
 
 static void test_qemu_made_qcow2_is_safe(void **state)
@@ -118,8 +53,10 @@ static void test_qemu_made_qcow2_is_safe(void **state)
 		char opt[32];
 
 		snprintf(opt, sizeof(opt), "compat=%s", compat[i]);
-		qemu_img((const char *[]){"qemu-img", "create", "-q", "-f",
-		                          "qcow2", "-o", opt, f->img, "3G", NULL});
+		th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f",
+		                           "qcow2", "-o", opt, f->img, "3G",
+		                           NULL},
+		          false);
 		inspect(f->img, 0, &r);
 		assert_true(r.safe);
 		assert_int_equal(r.format, VMD_IMG_QCOW2);
@@ -128,9 +65,11 @@ static void test_qemu_made_qcow2_is_safe(void **state)
 		assert_int_equal(r.cluster_size, 65536);
 	}
 	/* Small clusters, compressed and zstd images too. */
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-o",
-	                          "cluster_size=512,compression_type=zstd",
-	                          f->img, "100M", NULL});
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                           "-o",
+	                           "cluster_size=512,compression_type=zstd",
+	                           f->img, "100M", NULL},
+	          false);
 	inspect(f->img, 0, &r);
 	assert_true(r.safe);
 	assert_int_equal(r.cluster_size, 512);
@@ -156,10 +95,11 @@ static void test_backing_file_refused_unless_allowed(void **state)
 	struct vmd_inspect_result r;
 
 	th_require_qemu_img();
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
-	                          "-b", "/etc/passwd", "-F", "raw", "-u", f->img,
-	                          "1M", NULL});
-	assert_refused_with(f->img, "qcow2-backing-file");
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                           "-b", "/etc/passwd", "-F", "raw", "-u",
+	                           f->img, "1M", NULL},
+	          false);
+	th_assert_refused_with(f->img, "qcow2-backing-file");
 	inspect(f->img, VMD_INSPECT_ALLOW_BACKING, &r);
 	assert_true(r.safe);
 	assert_string_equal(r.backing_file, "/etc/passwd");
@@ -174,14 +114,15 @@ static void test_data_file_refused(void **state)
 
 	th_require_qemu_img();
 	snprintf(opt, sizeof(opt), "data_file=%s", data);
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2", "-o",
-	                          opt, f->img, "1M", NULL});
-	assert_refused_with(f->img, "qcow2-data-file");
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                           "-o", opt, f->img, "1M", NULL},
+	          false);
+	th_assert_refused_with(f->img, "qcow2-data-file");
 	/* The extension alone (bit cleared by a crafty writer) is enough. */
 	unsigned char zero[8] = {0};
 
 	th_pwrite_at(f->img, zero, 8, 72);
-	assert_refused_with(f->img, "qcow2-data-file");
+	th_assert_refused_with(f->img, "qcow2-data-file");
 	free(data);
 }
 
@@ -195,7 +136,7 @@ static void test_encrypted_refused(void **state)
 	        "secret,id=s0,data=abcdef", "-f", "qcow2", "-o",
 	        "encrypt.format=luks,encrypt.key-secret=s0", f->img, "1M",
 	        NULL});
-	assert_refused_with(f->img, "qcow2-encrypted");
+	th_assert_refused_with(f->img, "qcow2-encrypted");
 }
 
 static void test_too_large_refused(void **state)
@@ -203,9 +144,10 @@ static void test_too_large_refused(void **state)
 	struct fixture *f = *state;
 
 	th_require_qemu_img();
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
-	                          f->img, "2T", NULL});
-	assert_refused_with(f->img, "virtual-size-limit");
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                           f->img, "2T", NULL},
+	          false);
+	th_assert_refused_with(f->img, "virtual-size-limit");
 }
 
 /* A qemu-made image with header bytes patched. */
@@ -249,10 +191,11 @@ static void test_patched_headers_refused(void **state)
 
 	th_require_qemu_img();
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		qemu_img((const char *[]){"qemu-img", "create", "-q", "-f",
-		                          "qcow2", f->img, "1G", NULL});
+		th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f",
+		                           "qcow2", f->img, "1G", NULL},
+		          false);
 		th_pwrite_at(f->img, cases[i].bytes, cases[i].len, cases[i].off);
-		assert_refused_with(f->img, cases[i].code);
+		th_assert_refused_with(f->img, cases[i].code);
 	}
 }
 
@@ -274,16 +217,18 @@ static void test_fixed_vhd_of_partitioned_disk(void **state)
 	assert_int_equal(truncate(raw, 8u << 20), 0);
 	inspect(raw, 0, &r);
 	assert_int_equal(r.format, VMD_IMG_MBR);
-	qemu_img((const char *[]){"qemu-img", "convert", "-f", "raw", "-O", "vpc",
-	                          "-o", "subformat=fixed,force_size=on", raw, vhd,
-	                          NULL});
+	th_run_ok((const char *[]){"qemu-img", "convert", "-f", "raw", "-O",
+	                           "vpc", "-o", "subformat=fixed,force_size=on",
+	                           raw, vhd, NULL},
+	          false);
 	inspect(vhd, 0, &r);
 	assert_true(r.safe);
 	assert_int_equal(r.format, VMD_IMG_VHD);
 	assert_int_equal(r.virtual_size, th_qemu_img_virtual_size(vhd, "vpc"));
 	/* But a qcow2 header plus a VHD footer is still ambiguous. */
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
-	                          f->img, "1M", NULL});
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                           f->img, "1M", NULL},
+	          false);
 	int fd = open(vhd, O_RDONLY | O_CLOEXEC);
 	unsigned char tail[512];
 
@@ -291,7 +236,7 @@ static void test_fixed_vhd_of_partitioned_disk(void **state)
 	                 512);
 	close(fd);
 	th_pwrite_at(f->img, tail, 512, th_file_size(f->img));
-	assert_refused_with(f->img, "ambiguous-format");
+	th_assert_refused_with(f->img, "ambiguous-format");
 	free(raw);
 	free(vhd);
 }
@@ -305,8 +250,9 @@ static void test_truncated_and_empty(void **state)
 
 	th_require_qemu_img();
 	for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
-		qemu_img((const char *[]){"qemu-img", "create", "-q", "-f",
-		                          "qcow2", f->img, "1G", NULL});
+		th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f",
+		                           "qcow2", f->img, "1G", NULL},
+		          false);
 		assert_int_equal(truncate(f->img, lens[i]), 0);
 		int fd = open(f->img, O_RDONLY | O_CLOEXEC);
 		int rc = vmd_inspect_fd(fd, NULL, 0, &r, &err);
@@ -346,22 +292,7 @@ static void test_read_budget(void **state)
 
 static int cli(struct fixture *f, char **out, const char *const *args)
 {
-	const char *argv[16] = {th_cli(), "--config", f->conf};
-	size_t n = 3;
-
-	for (size_t i = 0; args[i]; i++)
-		argv[n++] = args[i];
-	argv[n] = NULL;
-	return th_run(argv, NULL, out, NULL);
-}
-
-static int count_lines_starting(const char *s, const char *prefix)
-{
-	int n = 0;
-
-	for (const char *p = s; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
-		n += strncmp(p, prefix, strlen(prefix)) == 0;
-	return n;
+	return th_cli_run(f->conf, NULL, out, NULL, args);
 }
 
 static void test_cli_inspect(void **state)
@@ -371,18 +302,20 @@ static void test_cli_inspect(void **state)
 	struct json_object *o, *v;
 
 	th_require_qemu_img();
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
-	                          f->img, "1G", NULL});
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                           f->img, "1G", NULL},
+	          false);
 	assert_int_equal(cli(f, &out, (const char *[]){"inspect", f->img, NULL}), 0);
 	assert_contains(out, "format: qcow2");
 	assert_contains(out, "verdict: safe");
 	free(out);
 	/* Two failed checks: two lines, exit 1. */
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
-	                          "-b", "/etc/passwd", "-F", "raw", "-u", f->img,
-	                          "2T", NULL});
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                           "-b", "/etc/passwd", "-F", "raw", "-u",
+	                           f->img, "2T", NULL},
+	          false);
 	assert_int_equal(cli(f, &out, (const char *[]){"inspect", f->img, NULL}), 1);
-	assert_int_equal(count_lines_starting(out, "refused: "), 2);
+	assert_int_equal(th_count_lines_starting(out, "refused: "), 2);
 	assert_contains(out, "refused: qcow2-backing-file: ");
 	assert_contains(out, "refused: virtual-size-limit: ");
 	free(out);
@@ -399,22 +332,8 @@ static void test_cli_inspect(void **state)
 	assert_int_equal(cli(f, &out, (const char *[]){"inspect", "--allow-backing",
 	                                               f->img, NULL}),
 	                 1);
-	assert_int_equal(count_lines_starting(out, "refused: "), 1);
+	assert_int_equal(th_count_lines_starting(out, "refused: "), 1);
 	free(out);
-}
-
-static int count_dir(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *de;
-	int n = 0;
-
-	if (!d)
-		return 0;
-	while ((de = readdir(d)) != NULL)
-		n += de->d_name[0] != '.';
-	closedir(d);
-	return n;
 }
 
 static void test_hostile_image_creates_nothing(void **state)
@@ -427,20 +346,21 @@ static void test_hostile_image_creates_nothing(void **state)
 	                      "disk", "--image", f->img, NULL};
 
 	th_require_qemu_img();
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
-	                          "-b", "/etc/passwd", "-F", "raw", "-u", f->img,
-	                          "1M", NULL});
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                           "-b", "/etc/passwd", "-F", "raw", "-u",
+	                           f->img, "1M", NULL},
+	          false);
 	assert_int_equal(th_run(argv, NULL, NULL, &errs), 1);
 	assert_string_equal(errs, "vmdisk: create: cache: image refused: "
 	                          "qcow2-backing-file\n");
-	assert_int_equal(count_dir(cache), 0);
+	assert_int_equal(th_count_cache_entries(cache), 0);
 	assert_false(th_exists(idir));
 	free(errs);
 	const char *fetch[] = {th_cli(), "--config", f->conf, "fetch", f->img,
 	                       NULL};
 
 	assert_int_equal(th_run(fetch, NULL, NULL, NULL), 1);
-	assert_int_equal(count_dir(cache), 0);
+	assert_int_equal(th_count_cache_entries(cache), 0);
 	free(cache);
 	free(idir);
 }
@@ -473,8 +393,9 @@ static void test_qcow2_base_overlay(void **state)
 
 	th_require_qemu_img();
 	th_write_pattern(raw, 2 << 20, 77);
-	qemu_img((const char *[]){"qemu-img", "convert", "-q", "-f", "raw", "-O",
-	                          "qcow2", raw, f->img, NULL});
+	th_run_ok((const char *[]){"qemu-img", "convert", "-q", "-f", "raw",
+	                           "-O", "qcow2", raw, f->img, NULL},
+	          false);
 	assert_int_equal(vmd_disk_create(ctx, INST, "disk", &opts, &info, &err), 0);
 	disk = strdup(info.path);
 	th_assert_qcow2_check_clean(disk);
@@ -504,9 +425,10 @@ static void test_cached_entry_inspected_again(void **state)
 	th_write_pattern(f->img, 1 << 20, 5);
 	assert_int_equal(vmd_cache_fetch(ctx, f->img, &entry, &err), 0);
 	/* Someone (or a bug) replaces the entry's bytes with a hostile qcow2. */
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
-	                          "-b", "/etc/shadow", "-F", "raw", "-u", evil,
-	                          "1M", NULL});
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                           "-b", "/etc/shadow", "-F", "raw", "-u", evil,
+	                           "1M", NULL},
+	          false);
 	const char *cp[] = {"cp", evil, entry.path, NULL};
 
 	assert_int_equal(th_run(cp, NULL, NULL, NULL), 0);
@@ -533,9 +455,10 @@ static void test_format_pinned(void **state)
 	th_require_qemu_img();
 	th_write_pattern(f->img, 1 << 20, 5);
 	assert_int_equal(vmd_disk_create(ctx, INST, "disk", &opts, &info, &err), 0);
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
-	                          "-b", "/etc/shadow", "-F", "raw", "-u", evil,
-	                          "1M", NULL});
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow2",
+	                           "-b", "/etc/shadow", "-F", "raw", "-u", evil,
+	                           "1M", NULL},
+	          false);
 	const char *dd[] = {"dd", "status=none", "conv=notrunc", "bs=4096",
 	                    "count=1", NULL, NULL, NULL};
 	char *in, *of;
@@ -580,26 +503,28 @@ static void test_qcow_any_version_refused(void **state)
 
 	th_require_qemu_img();
 	/* A real qcow (version 1) image, as qemu-img makes it. */
-	qemu_img((const char *[]){"qemu-img", "create", "-q", "-f", "qcow",
-	                          f->img, "1G", NULL});
+	th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f", "qcow",
+	                           f->img, "1G", NULL},
+	          false);
 	inspect(f->img, 0, &r);
 	assert_false(r.safe);
 	assert_int_equal(r.format, VMD_IMG_QCOW2);
 	assert_int_equal(r.version, 1);
-	assert_true(has_reason(&r, "qcow2-version"));
+	assert_true(th_has_reason(&r, "qcow2-version"));
 	assert_contains(r.reasons[0].text, "qcow (version 1)");
 	/* qcow2 headers with the version patched. */
 	for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
 		unsigned char v[4];
 
-		qemu_img((const char *[]){"qemu-img", "create", "-q", "-f",
-		                          "qcow2", f->img, "1G", NULL});
+		th_run_ok((const char *[]){"qemu-img", "create", "-q", "-f",
+		                           "qcow2", f->img, "1G", NULL},
+		          false);
 		vmd_put_be32(v, versions[i]);
 		th_pwrite_at(f->img, v, sizeof(v), 4);
 		inspect(f->img, VMD_INSPECT_ALLOW_BACKING, &r);
 		assert_false(r.safe);
 		assert_int_equal(r.format, VMD_IMG_QCOW2);
-		assert_true(has_reason(&r, "qcow2-version"));
+		assert_true(th_has_reason(&r, "qcow2-version"));
 	}
 	/* Even a bare magic (shorter than any header) is not raw. */
 	th_write_text(f->img, "QFI\xfb");
@@ -699,7 +624,7 @@ static void test_sparse_source(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_qemu_made_qcow2_is_safe),
 		T(test_raw_is_raw),

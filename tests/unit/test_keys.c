@@ -279,17 +279,20 @@ static void test_config_keys(void **state)
 	                 0);
 	assert_true(cfg.ephemeral_storage_encryption_enabled);
 	assert_string_equal(cfg.key_manager, "barbican");
-	assert_true(vmd_config_load_string(&cfg, "key_manager = vault\n",
-	                                   &err) < 0);
+	assert_errc(vmd_config_load_string(&cfg, "key_manager = vault\n",
+	                                   &err),
+	            &err, VMD_E_CONFIG);
 	vmd_error_clear(&err);
-	assert_true(vmd_config_load_string(
+	assert_errc(vmd_config_load_string(
 	                    &cfg,
 	                    "ephemeral_storage_encryption_cipher = aes;rm\n",
-	                    &err) < 0);
+	                    &err),
+	            &err, VMD_E_CONFIG);
 	vmd_error_clear(&err);
-	assert_true(vmd_config_load_string(&cfg,
+	assert_errc(vmd_config_load_string(&cfg,
 	                                   "barbican_endpoint = ftp://x\n",
-	                                   &err) < 0);
+	                                   &err),
+	            &err, VMD_E_CONFIG);
 }
 
 int main(void)

@@ -30,19 +30,7 @@ struct fixture {
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
-
-	th_fixture_init(&f->th, "xml");
-	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_fixture_fini(&f->th);
-	free(f);
+	*state = TH_FIXTURE_NEW(struct fixture, "xml");
 	return 0;
 }
 
@@ -400,36 +388,35 @@ static void test_backend_disks(void **state)
 	                     instances) > 0);
 	th_write_text(conf, text);
 	free(text);
-	assert_int_equal(th_run((const char *[]){th_cli(), "--config", conf,
-	                                         "libvirt-xml", INST, "qcow2",
-	                                         "--dev", "sda", "--cache",
-	                                         "writeback", "--qos",
-	                                         "read_iops_sec=100",
-	                                         "--boot-order", "2", NULL},
-	                        NULL, &out, &errs),
-	                 0);
+	assert_int_equal(
+	        th_cli_run(conf, NULL, &out, &errs,
+	                   (const char *[]){"libvirt-xml", INST, "qcow2",
+	                                    "--dev", "sda", "--cache",
+	                                    "writeback", "--qos",
+	                                    "read_iops_sec=100", "--boot-order",
+	                                    "2", NULL}),
+	        0);
 	assert_contains(out, "<target dev='sda' bus='scsi'/>");
 	assert_contains(out, "<read_iops_sec>100</read_iops_sec>");
 	assert_valid_in_domain(f, out);
 	free(out);
 	free(errs);
-	assert_int_equal(th_run((const char *[]){th_cli(), "--config", conf,
-	                                         "libvirt-xml", INST, "qcow2",
-	                                         "--qos", "read_iops_sec=1e3",
-	                                         NULL},
-	                        NULL, &out, &errs),
-	                 1);
+	assert_int_equal(
+	        th_cli_run(conf, NULL, &out, &errs,
+	                   (const char *[]){"libvirt-xml", INST, "qcow2",
+	                                    "--qos", "read_iops_sec=1e3",
+	                                    NULL}),
+	        1);
 	assert_string_equal(errs,
 	                    "vmdisk: xml: --qos values are whole numbers\n");
 	assert_string_equal(out, "");
 	free(out);
 	free(errs);
-	assert_int_equal(th_run((const char *[]){th_cli(), "--config", conf,
-	                                         "libvirt-xml", INST, "flat",
-	                                         "--filesystem", "/srv/root",
-	                                         NULL},
-	                        NULL, &out, &errs),
-	                 0);
+	assert_int_equal(
+	        th_cli_run(conf, NULL, &out, &errs,
+	                   (const char *[]){"libvirt-xml", INST, "flat",
+	                                    "--filesystem", "/srv/root", NULL}),
+	        0);
 	assert_contains(out, "<driver type='loop' format='raw'/>");
 	assert_valid_in_domain(f, out);
 	free(out);
@@ -442,13 +429,14 @@ static void test_backend_disks(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_every_combination_validates,
-		                                setup, teardown),
-		cmocka_unit_test_setup_teardown(test_shapes, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hostile_values_refused,
-		                                setup, teardown),
-		cmocka_unit_test_setup_teardown(test_backend_disks, setup,
-		                                teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_every_combination_validates, setup, th_teardown),
+	        cmocka_unit_test_setup_teardown(test_shapes, setup,
+	                                        th_teardown),
+	        cmocka_unit_test_setup_teardown(test_hostile_values_refused,
+	                                        setup, th_teardown),
+	        cmocka_unit_test_setup_teardown(test_backend_disks, setup,
+	                                        th_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,12 +27,11 @@ struct fixture {
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = TH_FIXTURE_NEW(struct fixture, "paths");
 
-	th_fixture_init(&f->th, "paths");
-	f->decoy = th_path(f->dir, "decoy");
-	f->decoy_file = th_path(f->dir, "decoy.file");
-	f->image = th_path(f->dir, "image.raw");
+	f->decoy = th_fixture_path(&f->th, "decoy");
+	f->decoy_file = th_fixture_path(&f->th, "decoy.file");
+	f->image = th_fixture_path(&f->th, "image.raw");
 	assert_int_equal(mkdir(f->instances, 0755), 0);
 	assert_int_equal(mkdir(f->decoy, 0755), 0);
 	th_write_text(f->decoy_file, "host data, not a disk\n");
@@ -44,17 +43,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_fixture_fini(&f->th);
-	free(f->decoy);
-	free(f->decoy_file);
-	free(f->image);
-	free(f);
-	return 0;
-}
 
 /* <instances_path>/<name> becomes a link to target. */
 static void plant(struct fixture *f, const char *name, const char *target)
@@ -68,10 +56,26 @@ static void plant(struct fixture *f, const char *name, const char *target)
 /* The call failed, and its message says a link was refused. */
 static void assert_refused(int rc, struct vmd_error *err)
 {
-	assert_true(rc < 0);
+	assert_errc(rc, err, VMD_E_REFUSED);
 	if (!strstr(err->msg, "symbolic link"))
 		fail_msg("unclear error: %s (%s)", err->msg, err->detail);
 	vmd_error_clear(err);
+}
+
+/* Resize, extract (to out) and remove of INST/name: each refused as a
+ * link, out never made. */
+static void assert_changes_refused(struct fixture *f, const char *name,
+                                   const char *out)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	assert_refused(vmd_disk_resize(f->ctx, INST, name, 2u << 20, &err),
+	               &err);
+	assert_refused(vmd_disk_snapshot_extract(f->ctx, INST, name, out,
+	                                         VMD_FORMAT_RAW, &err),
+	               &err);
+	assert_refused(vmd_disk_remove(f->ctx, INST, name, &err), &err);
+	assert_false(th_exists(out));
 }
 
 static void create_ok(struct fixture *f, const char *disk,
@@ -133,15 +137,8 @@ static void test_instance_dir_link_existing(void **state)
 
 		assert_refused(vmd_disk_info(f->ctx, INST, name, &info, &err),
 		               &err);
-		assert_refused(vmd_disk_resize(f->ctx, INST, name, 2u << 20,
-		                               &err),
-		               &err);
-		assert_refused(vmd_disk_snapshot_extract(f->ctx, INST, name, out,
-		                                         VMD_FORMAT_RAW, &err),
-		               &err);
-		assert_refused(vmd_disk_remove(f->ctx, INST, name, &err), &err);
+		assert_changes_refused(f, name, out);
 	}
-	assert_false(th_exists(out));
 	assert_int_equal(th_file_size(disk), 1u << 20);
 	assert_true(th_exists(qdisk));
 	assert_true(th_exists(pdisk));
@@ -212,15 +209,10 @@ static void test_disk_name_link(void **state)
 	create_ok(f, "disk", VMD_BACKEND_FLAT);
 	assert_int_equal(unlink(disk), 0);
 	assert_int_equal(symlink(f->decoy_file, disk), 0);
-	assert_true(vmd_disk_info(f->ctx, INST, "disk", &info, &err) < 0);
+	assert_errc(vmd_disk_info(f->ctx, INST, "disk", &info, &err), &err,
+	            VMD_E_CORRUPT);
 	vmd_error_clear(&err);
-	assert_refused(vmd_disk_resize(f->ctx, INST, "disk", 2u << 20, &err),
-	               &err);
-	assert_refused(vmd_disk_snapshot_extract(f->ctx, INST, "disk", out,
-	                                         VMD_FORMAT_RAW, &err),
-	               &err);
-	assert_refused(vmd_disk_remove(f->ctx, INST, "disk", &err), &err);
-	assert_false(th_exists(out));
+	assert_changes_refused(f, "disk", out);
 	assert_int_equal(th_file_size(f->decoy_file), before);
 	/* A create under a linked name refuses too. */
 	struct vmd_create_opts o = {.image = f->image,
@@ -228,8 +220,8 @@ static void test_disk_name_link(void **state)
 	char *other = th_path(f->instances, INST "/other");
 
 	assert_int_equal(symlink(f->decoy_file, other), 0);
-	assert_true(vmd_disk_create(f->ctx, INST, "other", &o, NULL, &err) <
-	            0);
+	assert_errc(vmd_disk_create(f->ctx, INST, "other", &o, NULL, &err),
+	            &err, VMD_E_EXISTS);
 	vmd_error_clear(&err);
 	assert_int_equal(th_file_size(f->decoy_file), before);
 	free(disk);
@@ -299,7 +291,7 @@ static void test_extract_backing_link(void **state)
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_instance_dir_link_create),
 		T(test_instance_dir_link_existing),

@@ -32,12 +32,12 @@ struct fixture {
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f;
 
 	th_require_qemu_img();
-	th_fixture_init(&f->th, "ploop");
-	f->base_raw = th_path(f->dir, "base.raw");
-	f->base_qcow2 = th_path(f->dir, "base.qcow2");
+	f = TH_FIXTURE_NEW(struct fixture, "ploop");
+	f->base_raw = th_fixture_path(&f->th, "base.raw");
+	f->base_qcow2 = th_fixture_path(&f->th, "base.qcow2");
 	/* Data in clusters 0, 2 and the last, a zero-filled cluster, holes. */
 	th_write_pattern(f->base_raw, 1536 * 1024, 11);
 	{
@@ -64,16 +64,6 @@ static int setup(void **state)
 	return 0;
 }
 
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_fixture_fini(&f->th);
-	free(f->base_raw);
-	free(f->base_qcow2);
-	free(f);
-	return 0;
-}
 
 static char *disk_dir(struct fixture *f, const char *disk)
 {
@@ -325,9 +315,8 @@ static void test_failure_leaves_nothing(void **state)
 	}
 	create_ok(f, "other", f->base_raw, 0, &info);
 	setenv("VMDISK_FAULT", "ploop.before_publish:fail", 1);
-	assert_int_not_equal(vmd_disk_create(f->ctx, INST, "disk", &o, NULL,
-	                                     &err),
-	                     0);
+	assert_errc(vmd_disk_create(f->ctx, INST, "disk", &o, NULL, &err),
+	            &err, VMD_E_IO);
 	unsetenv("VMDISK_FAULT");
 	/* The record, and the other disk. */
 	assert_int_equal(th_count_entries(idir), 2);
@@ -359,9 +348,9 @@ static int count_temporaries(const char *idir)
 static void test_killed_create_swept(void **state)
 {
 	struct fixture *f = *state;
-	char *conf = th_path(f->dir, "vmdisk.conf");
+	char *conf;
 	char *idir = th_path(f->cfg.instances_path, INST);
-	char *text, *dir = disk_dir(f, "disk");
+	char *dir = disk_dir(f, "disk");
 	struct vmd_disk_info info;
 	int rc;
 
@@ -369,19 +358,15 @@ static void test_killed_create_swept(void **state)
 		skip();
 		return;
 	}
-	assert_true(asprintf(&text,
-	                     "[DEFAULT]\ninstances_path = %s\n"
-	                     "force_raw_images = false\n",
-	                     f->cfg.instances_path) > 0);
-	th_write_text(conf, text);
-	free(text);
+	conf = th_fixture_write_config(&f->th, "force_raw_images = false\n");
 	create_ok(f, "other", f->base_raw, 0, &info);
-	rc = th_run((const char *[]){th_cli(), "--config", conf, "create", INST,
-	                             "disk", "--image", f->base_qcow2,
-	                             "--backend", "ploop", NULL},
-	            (const char *[]){"VMDISK_FAULT=ploop.before_publish:kill",
-	                             NULL},
-	            NULL, NULL);
+	rc = th_cli_run(
+	        conf,
+	        (const char *[]){"VMDISK_FAULT=ploop.before_publish:kill",
+	                         NULL},
+	        NULL, NULL,
+	        (const char *[]){"create", INST, "disk", "--image",
+	                         f->base_qcow2, "--backend", "ploop", NULL});
 	assert_int_equal(rc, 128 + 9);
 	assert_false(th_exists(dir));
 	assert_int_equal(count_temporaries(idir), 1);
@@ -390,7 +375,6 @@ static void test_killed_create_swept(void **state)
 	assert_int_equal(count_temporaries(idir), 0);
 	free(dir);
 	free(idir);
-	free(conf);
 }
 
 /* Our reader refuses what does not hold together, before reading data. */
@@ -404,13 +388,20 @@ static void test_corrupt_images_refused(void **state)
 	static const struct {
 		size_t off;
 		unsigned char bytes[4];
+		enum vmd_errc code;
 	} patches[] = {
-		{64, {0xff, 0xff, 0x00, 0x00}}, /* BAT entry past EOF */
-		{64, {0x00, 0x00, 0x00, 0x00}}, /* (kept: a hole is fine) */
-		{48, {0x01, 0x00, 0x00, 0x00}}, /* data_off inside the BAT */
-		{32, {0x01, 0x00, 0x00, 0x00}}, /* BAT smaller than the disk */
-		{28, {0x03, 0x00, 0x00, 0x00}}, /* cluster not a power of 2 */
-		{16, {0x01, 0x00, 0x00, 0x00}}, /* version 1 */
+		/* BAT entry past EOF */
+		{64, {0xff, 0xff, 0x00, 0x00}, VMD_E_CORRUPT},
+		/* (kept: a hole is fine) */
+		{64, {0x00, 0x00, 0x00, 0x00}, VMD_OK},
+		/* data_off inside the BAT */
+		{48, {0x01, 0x00, 0x00, 0x00}, VMD_E_CORRUPT},
+		/* BAT smaller than the disk */
+		{32, {0x01, 0x00, 0x00, 0x00}, VMD_E_REFUSED},
+		/* cluster not a power of 2 */
+		{28, {0x03, 0x00, 0x00, 0x00}, VMD_E_UNSUPPORTED},
+		/* version 1 */
+		{16, {0x01, 0x00, 0x00, 0x00}, VMD_E_UNSUPPORTED},
 	};
 
 	create_ok(f, "disk", f->base_qcow2, 0, &info);
@@ -421,6 +412,7 @@ static void test_corrupt_images_refused(void **state)
 		unlink(copy);
 		assert_int_equal(th_run(cp, NULL, NULL, NULL), 0);
 		th_pwrite_at(copy, patches[i].bytes, 4, patches[i].off);
+		vmd_error_clear(&err);
 		rc = vmd_blockdev_open(copy, VMD_FORMAT_PLOOP, 0, NULL, &bd,
 		                       &err);
 		if (i == 1) {
@@ -429,14 +421,16 @@ static void test_corrupt_images_refused(void **state)
 			bd = NULL;
 			continue;
 		}
-		assert_true(rc < 0);
+		assert_errc(rc, &err, patches[i].code);
 		assert_null(bd);
 		assert_true(strncmp(err.msg, "ploop: ", 7) == 0);
 	}
 	/* A truncated file. */
 	assert_int_equal(truncate(copy, 40), 0);
-	assert_true(vmd_blockdev_open(copy, VMD_FORMAT_PLOOP, 0, NULL, &bd,
-	                              &err) < 0);
+	vmd_error_clear(&err);
+	assert_errc(vmd_blockdev_open(copy, VMD_FORMAT_PLOOP, 0, NULL, &bd,
+	                              &err),
+	            &err, VMD_E_CORRUPT);
 	free(copy);
 }
 
@@ -444,40 +438,32 @@ static void test_corrupt_images_refused(void **state)
 static void test_cli(void **state)
 {
 	struct fixture *f = *state;
-	char *conf = th_path(f->dir, "vmdisk.conf");
-	char *text, *out = NULL;
+	char *conf;
+	char *out = NULL;
 
-	assert_true(asprintf(&text,
-	                     "[DEFAULT]\ninstances_path = %s\n"
-	                     "force_raw_images = false\n",
-	                     f->cfg.instances_path) > 0);
-	th_write_text(conf, text);
-	free(text);
-	assert_int_equal(th_run((const char *[]){th_cli(), "--config", conf,
-	                                         "--json", "create", INST,
-	                                         "root", "--image",
-	                                         f->base_qcow2, "--size", "32M",
-	                                         "--backend", "ploop", NULL},
-	                        NULL, &out, NULL),
-	                 0);
+	conf = th_fixture_write_config(&f->th, "force_raw_images = false\n");
+	assert_int_equal(
+	        th_cli_run(conf, NULL, &out, NULL,
+	                   (const char *[]){"--json", "create", INST, "root",
+	                                    "--image", f->base_qcow2, "--size",
+	                                    "32M", "--backend", "ploop", NULL}),
+	        0);
 	assert_contains(out, "\"backend\":\"ploop\"");
 	assert_contains(out, "root.hds");
 	free(out);
-	assert_int_equal(th_run((const char *[]){th_cli(), "--config", conf,
-	                                         "resize", INST, "root", "64M",
-	                                         NULL},
-	                        NULL, NULL, NULL),
+	assert_int_equal(th_cli_run(conf, NULL, NULL, NULL,
+	                            (const char *[]){"resize", INST, "root",
+	                                             "64M", NULL}),
 	                 0);
 	char *hds = disk_dir(f, "root/root.hds");
 
 	assert_parallels_clean(hds);
 	free(hds);
-	free(conf);
 }
 
 int main(void)
 {
-#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
 	const struct CMUnitTest tests[] = {
 		T(test_from_qcow2_base_expanded),
 		T(test_from_raw_base_plain),

@@ -13,31 +13,18 @@
 #include "qcow2.h"
 
 struct fixture {
-	char *dir;
+	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
 	char *base;
 	char *img;
 };
 
 static int setup(void **state)
 {
-	struct fixture *f = calloc(1, sizeof(*f));
+	struct fixture *f = TH_FIXTURE_NEW(struct fixture, "qcow2");
 
-	f->dir = th_mkdtemp("qcow2");
-	f->base = th_path(f->dir, "base.raw");
-	f->img = th_path(f->dir, "img.qcow2");
+	f->base = th_fixture_path(&f->th, "base.raw");
+	f->img = th_fixture_path(&f->th, "img.qcow2");
 	*state = f;
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	struct fixture *f = *state;
-
-	th_rmtree(f->dir);
-	free(f->dir);
-	free(f->base);
-	free(f->img);
-	free(f);
 	return 0;
 }
 
@@ -306,7 +293,8 @@ static void test_reader_rejects_damage(void **state)
 		assert_int_equal(truncate(f->img, (off_t)len), 0);
 		int fd = open(f->img, O_RDONLY | O_CLOEXEC);
 
-		assert_true(vmd_qcow2_read_header(fd, &h, &err) < 0);
+		assert_errc(vmd_qcow2_read_header(fd, &h, &err), &err,
+		            VMD_E_CORRUPT);
 		close(fd);
 	}
 }
@@ -424,26 +412,26 @@ static void test_decoder_matches_qemu(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_blank_images_check_clean,
-		                                setup, teardown),
-		cmocka_unit_test_setup_teardown(test_overlay_reads_as_base, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(test_header_round_trip, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(test_grow_within_l1, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(test_grow_qemu_made_image, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(test_grow_refusals, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(test_write_refusals, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(test_reader_rejects_damage, setup,
-		                                teardown),
-		cmocka_unit_test_setup_teardown(test_reader_backing_offset_wraps,
-		                                setup, teardown),
-		cmocka_unit_test_setup_teardown(test_decoder_matches_qemu, setup,
-		                                teardown),
+	        cmocka_unit_test_setup_teardown(test_blank_images_check_clean,
+	                                        setup, th_teardown),
+	        cmocka_unit_test_setup_teardown(test_overlay_reads_as_base,
+	                                        setup, th_teardown),
+	        cmocka_unit_test_setup_teardown(test_header_round_trip, setup,
+	                                        th_teardown),
+	        cmocka_unit_test_setup_teardown(test_grow_within_l1, setup,
+	                                        th_teardown),
+	        cmocka_unit_test_setup_teardown(test_grow_qemu_made_image,
+	                                        setup, th_teardown),
+	        cmocka_unit_test_setup_teardown(test_grow_refusals, setup,
+	                                        th_teardown),
+	        cmocka_unit_test_setup_teardown(test_write_refusals, setup,
+	                                        th_teardown),
+	        cmocka_unit_test_setup_teardown(test_reader_rejects_damage,
+	                                        setup, th_teardown),
+	        cmocka_unit_test_setup_teardown(
+	                test_reader_backing_offset_wraps, setup, th_teardown),
+	        cmocka_unit_test_setup_teardown(test_decoder_matches_qemu,
+	                                        setup, th_teardown),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");

@@ -17,6 +17,7 @@
 #include <vmdisk/log.h>
 
 #include "curl_common.h"
+#include "helpers.h"
 #include "source.h"
 
 #define ID "3c3e6d7a-2b0b-4f57-9a39-0e0f4c1d2a11"
@@ -264,8 +265,9 @@ static void expect_refused(const char *status, const char *format,
 	struct vmd_source_meta meta;
 	struct vmd_error err = VMD_ERROR_INIT;
 
-	assert_true(parse(status, format, size, algo, value, checksum, allowed,
-	                  &meta, &err) < 0);
+	assert_errc(parse(status, format, size, algo, value, checksum, allowed,
+	                  &meta, &err),
+	            &err, VMD_E_REFUSED);
 	if (!strstr(err.msg, words))
 		fail_msg("message '%s' lacks '%s'", err.msg, words);
 	assert_null(strchr(err.msg, '\n'));
@@ -381,8 +383,11 @@ static void glance_record_nul(void **state)
 	for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); i++) {
 		struct vmd_error err = VMD_ERROR_INIT;
 
-		if (parse_text(records[i], strlen(records[i]), &err) >= 0)
+		int rc = parse_text(records[i], strlen(records[i]), &err);
+
+		if (rc >= 0)
 			fail_msg("accepted: %s", records[i]);
+		assert_errc(rc, &err, VMD_E_REFUSED);
 		assert_string_equal(err.msg, "glance: image record unreadable");
 	}
 	{
@@ -390,7 +395,8 @@ static void glance_record_nul(void **state)
 
 		if (parse_text(fine, strlen(fine), &err) != 0)
 			fail_msg("refused: %s (%s)", err.msg, err.detail);
-		assert_true(parse_text(raw_nul, sizeof(raw_nul) - 1, &err) < 0);
+		assert_errc(parse_text(raw_nul, sizeof(raw_nul) - 1, &err), &err,
+		            VMD_E_REFUSED);
 	}
 }
 
@@ -449,8 +455,11 @@ static void config_keys_refused(void **state)
 		struct vmd_error err = VMD_ERROR_INIT;
 
 		vmd_config_defaults(&cfg);
-		if (vmd_config_load_string(&cfg, texts[i], &err) >= 0)
+		int rc = vmd_config_load_string(&cfg, texts[i], &err);
+
+		if (rc >= 0)
 			fail_msg("accepted: %s", texts[i]);
+		assert_errc(rc, &err, VMD_E_CONFIG);
 	}
 }
 

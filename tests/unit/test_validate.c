@@ -25,71 +25,61 @@ static int quiet_log(void **state)
 	return 0;
 }
 
+/* A text and whether an allow-list takes it. */
+struct valid_case {
+	const char *s;
+	bool ok;
+};
+
+/* Every case answered as listed by valid(); `what` names the list. */
+static void check_valid(const char *what, bool (*valid)(const char *),
+                        const struct valid_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (valid(cases[i].s) != cases[i].ok)
+			fail_msg("%s '%s': expected %s", what, cases[i].s,
+			         cases[i].ok ? "valid" : "invalid");
+	}
+	assert_false(valid(NULL));
+}
+
 static void test_uuid(void **state)
 {
-	static const struct {
-		const char *s;
-		bool ok;
-	} cases[] = {
-		{"123e4567-e89b-12d3-a456-426614174000", true},
-		{"123E4567-E89B-12D3-A456-426614174000", true},
-		{"00000000-0000-0000-0000-000000000000", true},
-		{"", false},
-		{"123e4567e89b12d3a456426614174000", false},
-		{"123e4567-e89b-12d3-a456-42661417400", false},
-		{"123e4567-e89b-12d3-a456-4266141740000", false},
-		{"123e4567-e89b-12d3-a456-42661417400g", false},
-		{"123e4567-e89b-12d3-a456_426614174000", false},
-		{"123e456-7e89b-12d3-a456-426614174000", false},
-		{"{23e4567-e89b-12d3-a456-426614174000", false},
-		{"123e4567-e89b-12d3-a456-426614174000\n", false},
-		{"../../../../../../../../../../etc/pas", false},
-		{" 23e4567-e89b-12d3-a456-426614174000", false},
+	static const struct valid_case cases[] = {
+	        {"123e4567-e89b-12d3-a456-426614174000", true},
+	        {"123E4567-E89B-12D3-A456-426614174000", true},
+	        {"00000000-0000-0000-0000-000000000000", true},
+	        {"", false},
+	        {"123e4567e89b12d3a456426614174000", false},
+	        {"123e4567-e89b-12d3-a456-42661417400", false},
+	        {"123e4567-e89b-12d3-a456-4266141740000", false},
+	        {"123e4567-e89b-12d3-a456-42661417400g", false},
+	        {"123e4567-e89b-12d3-a456_426614174000", false},
+	        {"123e456-7e89b-12d3-a456-426614174000", false},
+	        {"{23e4567-e89b-12d3-a456-426614174000", false},
+	        {"123e4567-e89b-12d3-a456-426614174000\n", false},
+	        {"../../../../../../../../../../etc/pas", false},
+	        {" 23e4567-e89b-12d3-a456-426614174000", false},
 	};
 
 	(void)state;
-	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-		if (vmd_valid_uuid(cases[i].s) != cases[i].ok)
-			fail_msg("uuid '%s': expected %s", cases[i].s,
-			         cases[i].ok ? "valid" : "invalid");
-	}
-	assert_false(vmd_valid_uuid(NULL));
+	check_valid("uuid", vmd_valid_uuid, cases, ELEMENTSOF(cases));
 }
 
 static void test_disk_name(void **state)
 {
 	char max[VMD_DISK_NAME_MAX + 2];
-	static const struct {
-		const char *s;
-		bool ok;
-	} cases[] = {
-		{"disk", true},
-		{"disk.local", true},
-		{"disk.eph0", true},
-		{"Disk_1-a", true},
-		{"0", true},
-		{"a..b", true},
-		{"", false},
-		{"..", false},
-		{".", false},
-		{".hidden", false},
-		{"a/b", false},
-		{"/abs", false},
-		{"-rf", false},
-		{"_x", false},
-		{"a b", false},
-		{"a\nb", false},
-		{"disk;rm", false},
-		{"d\xc3\xa9", false},
+	static const struct valid_case cases[] = {
+	        {"disk", true},     {"disk.local", true}, {"disk.eph0", true},
+	        {"Disk_1-a", true}, {"0", true},          {"a..b", true},
+	        {"", false},        {"..", false},        {".", false},
+	        {".hidden", false}, {"a/b", false},       {"/abs", false},
+	        {"-rf", false},     {"_x", false},        {"a b", false},
+	        {"a\nb", false},    {"disk;rm", false},   {"d\xc3\xa9", false},
 	};
 
 	(void)state;
-	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
-		if (vmd_valid_disk_name(cases[i].s) != cases[i].ok)
-			fail_msg("disk name '%s': expected %s", cases[i].s,
-			         cases[i].ok ? "valid" : "invalid");
-	}
-	assert_false(vmd_valid_disk_name(NULL));
+	check_valid("disk name", vmd_valid_disk_name, cases, ELEMENTSOF(cases));
 
 	memset(max, 'a', sizeof(max));
 	max[VMD_DISK_NAME_MAX] = '\0'; /* 64 chars */
