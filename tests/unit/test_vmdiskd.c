@@ -30,7 +30,7 @@
 #include <json-c/json.h>
 
 #include "helpers.h"
-#include "privhelper.h"
+#include "privhelper_server.h"
 
 #define KEY_ID "0d3b6f2e-1c1a-4d5e-9f00-123456789abc"
 #define OTHER_KEY_ID "0d3b6f2e-1c1a-4d5e-9f00-123456789abd"
