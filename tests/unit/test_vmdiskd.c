@@ -32,6 +32,7 @@
 
 #include "helpers.h"
 #include "privhelper_server.h"
+#include "config_text.h"
 #include "runner.h"
 
 #define KEY_ID "0d3b6f2e-1c1a-4d5e-9f00-123456789abc"
@@ -255,6 +256,43 @@ static void sink_collect(enum vmd_log_level level, const char *line,
 
 	if (n > 0 && (size_t)n < sizeof(s->text) - s->len)
 		s->len += (size_t)n;
+}
+
+/* The configuration handed to the helper reads back the same through the
+ * file parser, or is refused: never handed on changed. */
+static void test_config_text(void **state)
+{
+	struct vmd_config cfg, back;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *text = NULL, *again = NULL;
+
+	(void)state;
+	vmd_config_defaults(&cfg);
+	cfg.images_type = VMD_BACKEND_LVM;
+	cfg.sparse_logical_volumes = true;
+	cfg.volume_clear_size = 7;
+	cfg.max_image_virtual_size = 12345ull << 20;
+	cfg.log_level = VMD_LOG_DEBUG;
+	snprintf(cfg.images_volume_group, sizeof(cfg.images_volume_group),
+	         "vg0");
+	assert_int_equal(vmd_config_to_text(&cfg, &text, &err), 0);
+	assert_contains(text, "images_volume_group = vg0\n");
+	vmd_config_defaults(&back);
+	assert_int_equal(vmd_config_load_string(&back, text, &err), 0);
+	assert_int_equal(vmd_config_to_text(&back, &again, &err), 0);
+	assert_string_equal(text, again);
+	assert_int_equal(back.images_type, VMD_BACKEND_LVM);
+	assert_true(back.sparse_logical_volumes);
+	assert_int_equal(back.volume_clear_size, 7);
+	assert_int_equal(back.max_image_virtual_size, 12345ull << 20);
+	assert_int_equal(back.log_level, VMD_LOG_DEBUG);
+	free(text);
+	free(again);
+	/* Set in code, refused by the parser: not handed on. */
+	snprintf(cfg.images_volume_group, sizeof(cfg.images_volume_group),
+	         "vg0\nkey_file_dir = /tmp");
+	assert_int_equal(vmd_config_to_text(&cfg, &text, &err), VMD_E_CONFIG);
+	assert_null(text);
 }
 
 static int reset_log(void **state)
@@ -1269,6 +1307,7 @@ int main(void)
 		cmocka_unit_test(test_reply_parse),
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_run_in_process),
+		cmocka_unit_test(test_config_text),
 		cmocka_unit_test_teardown(test_stdio_helper, reset_log),
 		cmocka_unit_test(test_stdio_refusals),
 		cmocka_unit_test(test_lvm_disk_names),
