@@ -956,6 +956,19 @@ static int call_helper(const struct vmd_config *cfg,
 	int sv[2];
 	ssize_t n;
 	int rc, run_rc;
+#if VMD_FAULT_INJECTION
+	/* Test builds: the fault points are in the handlers, which run in
+	 * the helper now; its fixed environment carries ours on. */
+	char fault_env[256];
+	const char *extra_env[2] = {NULL, NULL};
+	const char *fault = getenv("VMDISK_FAULT");
+
+	if (fault && snprintf(fault_env, sizeof(fault_env), "VMDISK_FAULT=%s",
+	                      fault) < (int)sizeof(fault_env)) {
+		extra_env[0] = fault_env;
+		opts.extra_env = extra_env;
+	}
+#endif
 
 	rc = stdio_frame(cfg, req, &frame, err);
 	if (rc < 0)
