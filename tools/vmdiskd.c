@@ -2,14 +2,19 @@
  * vmdiskd: the privileged helper of vmdisk (doc/vmdiskd.8).
  *
  *   vmdiskd [--config F] [--exit-after N] [--read-timeout-ms MS] [-v]
+ *   vmdiskd --stdio [--read-timeout-ms MS]
  *
  * Runs as root, listens on vmdiskd_socket and performs the root-only steps
  * of the lvm backend for callers its policy file allows; everything it
- * decides goes to the audit log. The work is in lib/privhelper*.c; this
- * file only reads the command line and the config.
+ * decides goes to the audit log. With --stdio it serves the one request
+ * of a root caller (libvmdisk's vmd_priv_run as root) on the socket it
+ * was given as stdin and stdout, with the configuration sent over it. The
+ * work is in lib/priv/server/ (libvmdisk-priv.a, which only vmdiskd links);
+ * this file only reads the command line and the config.
  *
  * Exit status: 0 stopped by SIGTERM/SIGINT (or after --exit-after
- * connections, for tests), 1 could not start, 2 bad command line.
+ * connections, for tests; with --stdio: a reply went out), 1 could not
+ * start, 2 bad command line.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -20,12 +25,13 @@
 #include <vmdisk/error.h>
 #include <vmdisk/log.h>
 
-#include "privhelper.h"
+#include "privhelper_server.h"
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmdiskd [--config FILE] [--exit-after N] "
-	           "[--read-timeout-ms MS] [-v]\n");
+	           "[--read-timeout-ms MS] [-v]\n"
+	           "       vmdiskd --stdio [--read-timeout-ms MS]\n");
 }
 
 static int parse_count(const char *s, unsigned max, unsigned *out)
@@ -49,6 +55,7 @@ int main(int argc, char **argv)
 		{"exit-after", required_argument, NULL, 'n'},
 		{"read-timeout-ms", required_argument, NULL, 't'},
 		{"verbose", no_argument, NULL, 'v'},
+		{"stdio", no_argument, NULL, 's'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -57,7 +64,7 @@ int main(int argc, char **argv)
 	struct vmd_config cfg;
 	const char *config_path = NULL;
 	unsigned v;
-	bool verbose = false;
+	bool verbose = false, stdio = false;
 	int opt;
 
 	vmd_log_setup(VMD_LOG_TO_STDERR, VMD_LOG_ERROR, "vmdiskd");
@@ -82,6 +89,9 @@ int main(int argc, char **argv)
 		case 'v':
 			verbose = true;
 			break;
+		case 's':
+			stdio = true;
+			break;
 		case 'h':
 			usage(stdout);
 			return 0;
@@ -90,9 +100,19 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (optind != argc) {
+	if (optind != argc ||
+	    (stdio && (config_path || opts.exit_after || verbose))) {
 		usage(stderr);
 		return 2;
+	}
+	if (stdio) {
+		/* The configuration comes over the socket, from root; the log
+		 * goes to stderr, which the caller reads back into its own. */
+		if (vmd_priv_serve_stdio(0, &opts, &err) < 0) {
+			vmd_log_error("%s", err.msg);
+			return 1;
+		}
+		return 0;
 	}
 	if (vmd_config_load(&cfg, config_path, &err) < 0) {
 		fprintf(stderr, "vmdiskd: %s\n", err.msg);

@@ -31,6 +31,7 @@
 #include <vmdisk/validate.h>
 
 #include "cleanup.h"
+#include "config_text.h"
 #include "url.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -791,4 +792,107 @@ enum vmd_backend_kind vmd_config_backend(const struct vmd_config *cfg)
 	if (cfg->images_type != VMD_BACKEND_DEFAULT)
 		return cfg->images_type;
 	return cfg->use_cow_images ? VMD_BACKEND_QCOW2 : VMD_BACKEND_FLAT;
+}
+
+/* ---- the configuration as text ---- */
+
+static const char *enum_name_of(const struct enum_name *tab, size_t n, int v)
+{
+	for (size_t i = 0; i < n; i++)
+		if (tab[i].value == v)
+			return tab[i].name;
+	return NULL;
+}
+
+/* One key's "name = value" line; -1 when the value has no text form. */
+static int key_line(struct vmd_buf *b, const struct vmd_config *cfg,
+                    const struct key_def *k)
+{
+	const char *field = (const char *)cfg + k->offset;
+	const char *word = NULL;
+	uint64_t u64;
+	uint32_t u32;
+
+	switch (k->type) {
+	case KT_STRING:
+		if (!memchr(field, '\0', k->size))
+			return -1;
+		return vmd_buf_printf(b, "%s = %s\n", k->name, field);
+	case KT_BOOL:
+		return vmd_buf_printf(b, "%s = %s\n", k->name,
+		                      *(const bool *)field ? "true" : "false");
+	case KT_BACKEND:
+		word = vmd_backend_kind_name(
+		        *(const enum vmd_backend_kind *)field);
+		break;
+	case KT_U32:
+		memcpy(&u32, field, sizeof(u32));
+		return vmd_buf_printf(b, "%s = %u\n", k->name, (unsigned)u32);
+	case KT_SIZE:
+	case KT_SIZE_OR_ZERO:
+		memcpy(&u64, field, sizeof(u64));
+		return vmd_buf_printf(b, "%s = %llu\n", k->name,
+		                      (unsigned long long)u64);
+	case KT_PREALLOCATE:
+		word = enum_name_of(preallocate_names,
+		                    ELEMENTSOF(preallocate_names),
+		                    (int)*(const enum vmd_preallocate *)field);
+		break;
+	case KT_LOG_TARGET:
+		word = enum_name_of(log_target_names,
+		                    ELEMENTSOF(log_target_names),
+		                    (int)*(const enum vmd_log_target *)field);
+		break;
+	case KT_LOG_LEVEL:
+		word = enum_name_of(log_level_names, ELEMENTSOF(log_level_names),
+		                    (int)*(const enum vmd_log_level *)field);
+		break;
+	}
+	if (!word)
+		return -1;
+	return vmd_buf_printf(b, "%s = %s\n", k->name, word);
+}
+
+static int to_text(const struct vmd_config *cfg, struct vmd_buf *b)
+{
+	if (vmd_buf_puts(b, "[vmdisk]\n") < 0)
+		return -1;
+	for (size_t i = 0; i < ELEMENTSOF(keys); i++)
+		if (key_line(b, cfg, &keys[i]) < 0)
+			return -1;
+	return 0;
+}
+
+int vmd_config_to_text(const struct vmd_config *cfg, char **out,
+                       struct vmd_error *err)
+{
+	_cleanup_(vmd_buf_free) struct vmd_buf text = VMD_BUF_INIT;
+	_cleanup_(vmd_buf_free) struct vmd_buf again = VMD_BUF_INIT;
+	_cleanup_(freep) struct vmd_config *back = NULL;
+	int rc;
+
+	*out = NULL;
+	if (to_text(cfg, &text) < 0 || text.failed)
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "config: cannot be written as text",
+		                     "a value has no text form");
+	/* Only what reads back the same is handed on: a value the file
+	 * parser would refuse, cut or change (set in code, not read from a
+	 * file) fails here rather than reaching the reader changed. */
+	back = malloc(sizeof(*back));
+	if (!back)
+		return vmd_error_set(err, VMD_E_NOMEM, "config: out of memory",
+		                     "config copy");
+	vmd_config_defaults(back);
+	rc = parse_text(back, text.data, "config text", err);
+	if (rc < 0)
+		return rc;
+	if (to_text(back, &again) < 0 || again.failed ||
+	    again.len != text.len || memcmp(again.data, text.data, text.len))
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "config: cannot be written as text",
+		                     "a value reads back differently");
+	*out = vmd_buf_steal(&text);
+	return *out ? 0 : vmd_error_set(err, VMD_E_NOMEM,
+	                                "config: out of memory", "config text");
 }

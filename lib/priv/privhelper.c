@@ -1,7 +1,9 @@
 /*
- * The privileged helper's protocol: request schema, parser, serialiser,
- * dispatch table and client (see lib/privhelper.h). The daemon side
- * (policy, audit, socket) is lib/privhelper_server.c.
+ * The privileged helper's protocol: request schema, parser, serialiser
+ * and client (see privhelper.h), in libvmdisk. Everything that runs a
+ * privileged step (the dispatch table, the handlers, the key providers,
+ * policy, audit, the servers) is in lib/priv/server/, linked by vmdiskd
+ * only; as root the client starts a one-shot `vmdiskd --stdio`.
  *
  * The parser is the part an unprivileged caller feeds bytes to, so it is
  * strict and pure: one flat JSON object, every field known, typed and
@@ -9,6 +11,7 @@
  * (tests/fuzz/fuzz_priv_request.c).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,9 +27,12 @@
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
-#include "json_string.h"
 #include "cleanup.h"
+#include "config_text.h"
+#include "json_string.h"
 #include "privhelper.h"
+#include "runner.h"
+#include "vmd_build_config.h"
 
 
 static const char *const op_names[VMD_PRIV_OP_COUNT] = {
@@ -520,72 +526,32 @@ void vmd_priv_request_target(const struct vmd_priv_request *req, char *buf,
 		snprintf(buf, bufsz, "-");
 }
 
-/* ---- dispatch ---- */
+/* ---- LV names ---- */
 
-static int handle_ping(const struct vmd_config *cfg,
-                       const struct vmd_priv_request *req,
-                       struct vmd_priv_reply *rep, struct vmd_error *err)
+bool vmd_lvm_name_is_disk(const char *lv)
 {
-	(void)cfg;
-	(void)req;
-	(void)err;
-	rep->path[0] = '\0';
-	return 0;
-}
+	char disk[VMD_DISK_NAME_MAX + 1];
+	char instance[VMD_UUID_LEN + 1];
+	size_t n = 0;
+	const char *p;
 
-const struct vmd_priv_ops vmd_priv_ops_default = {
-	.ping = handle_ping,
-	.luks_format = vmd_priv_luks_format,
-	.luks_open = vmd_priv_luks_open,
-	.luks_close = vmd_priv_luks_close,
-	.lvm_create = vmd_priv_lvm_create,
-	.lvm_remove = vmd_priv_lvm_remove,
-	.lvm_resize = vmd_priv_lvm_resize,
-	.lvm_write_image = vmd_priv_lvm_write_image,
-	.lvm_info = vmd_priv_lvm_info,
-	.lvm_open_read = vmd_priv_lvm_open_read,
-	.mkfs = vmd_priv_mkfs,
-};
-
-static vmd_priv_handler handler_of(const struct vmd_priv_ops *ops,
-                                   enum vmd_priv_op op)
-{
-	switch (op) {
-	case VMD_PRIV_PING: return ops->ping;
-	case VMD_PRIV_LVM_CREATE: return ops->lvm_create;
-	case VMD_PRIV_LVM_REMOVE: return ops->lvm_remove;
-	case VMD_PRIV_LVM_RESIZE: return ops->lvm_resize;
-	case VMD_PRIV_LVM_WRITE_IMAGE: return ops->lvm_write_image;
-	case VMD_PRIV_MKFS: return ops->mkfs;
-	case VMD_PRIV_LUKS_FORMAT: return ops->luks_format;
-	case VMD_PRIV_LUKS_OPEN: return ops->luks_open;
-	case VMD_PRIV_LUKS_CLOSE: return ops->luks_close;
-	case VMD_PRIV_LVM_INFO: return ops->lvm_info;
-	case VMD_PRIV_LVM_OPEN_READ: return ops->lvm_open_read;
-	case VMD_PRIV_OP_COUNT: break;
+	if (strlen(lv) <= VMD_UUID_LEN || lv[VMD_UUID_LEN] != '_')
+		return false;
+	memcpy(instance, lv, VMD_UUID_LEN);
+	instance[VMD_UUID_LEN] = '\0';
+	if (!vmd_valid_uuid(instance))
+		return false;
+	/* The disk name back from its escaped form: "__" is one '_', a lone
+	 * '_' no name of ours holds. */
+	for (p = lv + VMD_UUID_LEN + 1; *p; p++) {
+		if (*p == '_' && *++p != '_')
+			return false;
+		if (n == VMD_DISK_NAME_MAX)
+			return false;
+		disk[n++] = *p;
 	}
-	return NULL;
-}
-
-int vmd_priv_dispatch(const struct vmd_priv_ops *ops,
-                      const struct vmd_config *cfg,
-                      const struct vmd_priv_request *req,
-                      struct vmd_priv_reply *rep, struct vmd_error *err)
-{
-	vmd_priv_handler h;
-	char msg[VMD_ERROR_MSG_MAX];
-
-	memset(rep, 0, sizeof(*rep));
-	rep->fd = -1;
-	h = handler_of(ops ? ops : &vmd_priv_ops_default, req->op);
-	if (!h) {
-		snprintf(msg, sizeof(msg), "%s: not available yet",
-		         vmd_priv_op_name(req->op));
-		return vmd_error_set(err, VMD_E_UNSUPPORTED, msg,
-		                     "no handler for %s",
-		                     vmd_priv_op_name(req->op));
-	}
-	return h(cfg, req, rep, err);
+	disk[n] = '\0';
+	return vmd_valid_disk_name(disk);
 }
 
 /* ---- client ---- */
@@ -726,23 +692,15 @@ static ssize_t recv_with_fd(int fd, char *buf, size_t len, int *passed)
 	return n;
 }
 
-int vmd_priv_call(const struct vmd_config *cfg,
-                  const struct vmd_priv_request *req,
-                  struct vmd_priv_reply *rep, struct vmd_error *err)
+/* The request as the line the wire carries, newline included (in *out,
+ * its length in *len; the NUL after it is not sent). */
+static int request_line(const struct vmd_priv_request *req, char **out,
+                        size_t *len, struct vmd_error *err)
 {
-	_cleanup_(closep) int fd = -1;
-	_cleanup_(closep) int passed = -1;
 	_cleanup_(freep) char *json = NULL;
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char buf[VMD_PRIV_LINE_MAX + 1];
-	size_t got = 0, jlen;
-	long long deadline = now_ms() + VMD_PRIV_CALL_TIMEOUT_MS;
-	char *nl = NULL;
-	struct stat st;
+	size_t jlen;
 	int rc;
 
-	memset(rep, 0, sizeof(*rep));
-	rep->fd = -1;
 	rc = vmd_priv_request_to_json(req, &json, err);
 	if (rc < 0)
 		return rc;
@@ -750,28 +708,26 @@ int vmd_priv_call(const struct vmd_config *cfg,
 	if (jlen + 1 >= VMD_PRIV_LINE_MAX)
 		return bad(err, VMD_E_INVAL, "line too long", NULL);
 	json[jlen] = '\n'; /* the NUL is not sent */
-	if (strlen(cfg->vmdiskd_socket) >= sizeof(sa.sun_path))
-		return vmd_error_set(err, VMD_E_CONFIG,
-		                     "vmdiskd: socket path too long",
-		                     "vmdiskd_socket is %zu bytes",
-		                     strlen(cfg->vmdiskd_socket));
-	memcpy(sa.sun_path, cfg->vmdiskd_socket,
-	       strlen(cfg->vmdiskd_socket) + 1);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "vmdiskd: socket", "socket(AF_UNIX)");
-	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
-		return vmd_error_set_errno(err, VMD_E_EXTERNAL, errno,
-		                           "vmdiskd: cannot connect",
-		                           "connect %s", cfg->vmdiskd_socket);
-	/* A daemon that refuses at once (busy, a caller it grants nothing)
-	 * answers and closes before reading: its reply is still there. */
-	if (write_all(fd, json, jlen + 1) < 0 && errno != EPIPE &&
-	    errno != ECONNRESET)
-		return vmd_error_set_errno(err, VMD_E_EXTERNAL, errno,
-		                           "vmdiskd: sending the request failed",
-		                           "send to %s", cfg->vmdiskd_socket);
+	*len = jlen + 1;
+	*out = TAKE_PTR(json);
+	return 0;
+}
+
+/* Read the one reply line (and, for lvm_open_read, its descriptor) from
+ * a connected socket until `deadline`; what vmd_priv_call and the stdio
+ * helper's caller share. `peer` names the other side for the detail. */
+static int read_reply(int fd, const struct vmd_priv_request *req,
+                      long long deadline, const char *peer,
+                      struct vmd_priv_reply *rep, bool *answered,
+                      struct vmd_error *err)
+{
+	_cleanup_(closep) int passed = -1;
+	char buf[VMD_PRIV_LINE_MAX + 1];
+	size_t got = 0;
+	char *nl = NULL;
+	struct stat st;
+	int rc;
+
 	while (!nl) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		long long left = deadline - now_ms();
@@ -803,11 +759,13 @@ int vmd_priv_call(const struct vmd_config *cfg,
 			return vmd_error_set(err, VMD_E_EXTERNAL,
 			                     "vmdiskd: connection closed without "
 			                     "a reply",
-			                     "recv returned %zd after %zu bytes",
-			                     n, got);
+			                     "%s: recv returned %zd after %zu "
+			                     "bytes",
+			                     peer, n, got);
 		nl = memchr(buf + got, '\n', (size_t)n);
 		got += (size_t)n;
 	}
+	*answered = true;
 	rc = vmd_priv_reply_parse(buf, (size_t)(nl - buf), rep, err);
 	if (rc < 0 || req->op != VMD_PRIV_LVM_OPEN_READ)
 		return rc;
@@ -821,16 +779,252 @@ int vmd_priv_call(const struct vmd_config *cfg,
 	return 0;
 }
 
+int vmd_priv_call(const struct vmd_config *cfg,
+                  const struct vmd_priv_request *req,
+                  struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	_cleanup_(closep) int fd = -1;
+	_cleanup_(freep) char *line = NULL;
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	long long deadline = now_ms() + VMD_PRIV_CALL_TIMEOUT_MS;
+	bool answered = false;
+	size_t len = 0;
+	int rc;
+
+	memset(rep, 0, sizeof(*rep));
+	rep->fd = -1;
+	rc = request_line(req, &line, &len, err);
+	if (rc < 0)
+		return rc;
+	if (strlen(cfg->vmdiskd_socket) >= sizeof(sa.sun_path))
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "vmdiskd: socket path too long",
+		                     "vmdiskd_socket is %zu bytes",
+		                     strlen(cfg->vmdiskd_socket));
+	memcpy(sa.sun_path, cfg->vmdiskd_socket,
+	       strlen(cfg->vmdiskd_socket) + 1);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: socket", "socket(AF_UNIX)");
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return vmd_error_set_errno(err, VMD_E_EXTERNAL, errno,
+		                           "vmdiskd: cannot connect",
+		                           "connect %s", cfg->vmdiskd_socket);
+	/* A daemon that refuses at once (busy, a caller it grants nothing)
+	 * answers and closes before reading: its reply is still there. */
+	if (write_all(fd, line, len) < 0 && errno != EPIPE &&
+	    errno != ECONNRESET)
+		return vmd_error_set_errno(err, VMD_E_EXTERNAL, errno,
+		                           "vmdiskd: sending the request failed",
+		                           "send to %s", cfg->vmdiskd_socket);
+	return read_reply(fd, req, deadline, cfg->vmdiskd_socket, rep,
+	                  &answered, err);
+}
+
+/* ---- root: the one-shot helper ---- */
+
+const char *vmd_priv_helper_path(void)
+{
+#if VMD_FAULT_INJECTION
+	/* Test builds only: the build tree's vmdiskd (tests/meson.build,
+	 * tests/vm/run.sh). Release builds run the installed one. */
+	const char *env = getenv("VMDISK_VMDISKD");
+
+	if (env && env[0] == '/')
+		return env;
+#endif
+	return VMD_VMDISKD_PATH;
+}
+
+static enum vmd_log_level level_of_word(const char *w, size_t n, bool *ok)
+{
+	static const struct {
+		const char *name;
+		enum vmd_log_level level;
+	} words[] = {{"error", VMD_LOG_ERROR},
+	             {"warning", VMD_LOG_WARNING},
+	             {"info", VMD_LOG_INFO},
+	             {"debug", VMD_LOG_DEBUG}};
+
+	for (size_t i = 0; i < ELEMENTSOF(words); i++) {
+		if (strlen(words[i].name) == n &&
+		    memcmp(words[i].name, w, n) == 0) {
+			*ok = true;
+			return words[i].level;
+		}
+	}
+	*ok = false;
+	return VMD_LOG_WARNING;
+}
+
+/* The helper logs to its stderr ("vmdiskd: LEVEL: text", at our level);
+ * each line goes on into our own log at its level, so a root caller sees
+ * the handlers' lines where it saw them when they ran in-process. Any
+ * other line (a crash report) goes on as a warning. */
+static void forward_log(const char *text, size_t len)
+{
+	static const char ident[] = "vmdiskd: ";
+	const char *p = text, *end = text + len;
+
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		const char *colon;
+		enum vmd_log_level level = VMD_LOG_WARNING;
+		bool known = false;
+
+		if (n > sizeof(ident) - 1 &&
+		    memcmp(p, ident, sizeof(ident) - 1) == 0 &&
+		    (colon = memchr(p + sizeof(ident) - 1, ':',
+		                    n - (sizeof(ident) - 1))) != NULL &&
+		    colon + 1 < p + n && colon[1] == ' ') {
+			level = level_of_word(p + sizeof(ident) - 1,
+			                      (size_t)(colon - p) -
+			                              (sizeof(ident) - 1),
+			                      &known);
+		}
+		if (known)
+			vmd_log(level, "%.*s", (int)(p + n - (colon + 2)),
+			        colon + 2);
+		else if (n > 0)
+			vmd_log_warning("vmdiskd: %.*s", (int)n, p);
+		p += n + (nl ? 1 : 0);
+	}
+}
+
+/* The frame `vmdiskd --stdio` reads: header line, configuration text
+ * (ours, logging to its stderr at our level), request line. */
+static int stdio_frame(const struct vmd_config *cfg,
+                       const struct vmd_priv_request *req,
+                       struct vmd_buf *frame, struct vmd_error *err)
+{
+	_cleanup_(freep) struct vmd_config *copy = NULL;
+	_cleanup_(freep) char *text = NULL;
+	_cleanup_(freep) char *line = NULL;
+	size_t len = 0;
+	int rc;
+
+	copy = malloc(sizeof(*copy));
+	if (!copy)
+		return vmd_error_set(err, VMD_E_NOMEM, "vmdiskd: out of memory",
+		                     "config copy");
+	*copy = *cfg;
+	copy->log_target = VMD_LOG_TO_STDERR;
+	copy->log_level = vmd_log_get_level();
+	rc = vmd_config_to_text(copy, &text, err);
+	if (rc < 0)
+		return rc;
+	if (strlen(text) > VMD_PRIV_STDIO_CONFIG_MAX)
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "vmdiskd: configuration too large",
+		                     "%zu bytes of configuration text",
+		                     strlen(text));
+	rc = request_line(req, &line, &len, err);
+	if (rc < 0)
+		return rc;
+	vmd_buf_printf(frame, "%s %zu\n", VMD_PRIV_STDIO_MAGIC, strlen(text));
+	vmd_buf_puts(frame, text);
+	vmd_buf_append(frame, line, len);
+	if (frame->failed)
+		return vmd_error_set(err, VMD_E_NOMEM, "vmdiskd: out of memory",
+		                     "stdio frame");
+	return 0;
+}
+
+/*
+ * As root: start `vmdiskd --stdio` with one end of a socketpair as its
+ * stdin and stdout. The whole frame is written before it starts (the
+ * socket holds it: a few KiB) and the reply read after it ended (the
+ * socket holds that too, with a passed descriptor), so the runner's one
+ * synchronous call is all it takes.
+ */
+static int call_helper(const struct vmd_config *cfg,
+                       const struct vmd_priv_request *req,
+                       struct vmd_priv_reply *rep, struct vmd_error *err)
+{
+	_cleanup_(vmd_buf_free) struct vmd_buf frame = VMD_BUF_INIT;
+	_cleanup_(closep) int ours = -1;
+	_cleanup_(closep) int theirs = -1;
+	struct vmd_run_result res = {0};
+	struct vmd_error run_err = VMD_ERROR_INIT;
+	const char *path = vmd_priv_helper_path();
+	const char *argv[] = {path, "--stdio", NULL};
+	struct vmd_run_opts opts = {.timeout_ms = VMD_PRIV_CALL_TIMEOUT_MS,
+	                            .capture_max = 1 << 20};
+	bool answered = false;
+	int sv[2];
+	ssize_t n;
+	int rc, run_rc;
+#if VMD_FAULT_INJECTION
+	/* Test builds: the fault points are in the handlers, which run in
+	 * the helper now; its fixed environment carries ours on. */
+	char fault_env[256];
+	const char *extra_env[2] = {NULL, NULL};
+	const char *fault = getenv("VMDISK_FAULT");
+
+	if (fault && snprintf(fault_env, sizeof(fault_env), "VMDISK_FAULT=%s",
+	                      fault) < (int)sizeof(fault_env)) {
+		extra_env[0] = fault_env;
+		opts.extra_env = extra_env;
+	}
+#endif
+
+	rc = stdio_frame(cfg, req, &frame, err);
+	if (rc < 0)
+		return rc;
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: socket", "socketpair");
+	ours = sv[0];
+	theirs = sv[1];
+	/* The runner wants it above 2 (it becomes the child's 0 and 1). */
+	if (theirs <= 2) {
+		int moved = fcntl(theirs, F_DUPFD_CLOEXEC, 3);
+
+		if (moved < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "vmdiskd: socket",
+			                           "F_DUPFD_CLOEXEC");
+		close(theirs);
+		theirs = moved;
+	}
+	n = send(ours, frame.data, frame.len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	if (n < 0 || (size_t)n != frame.len)
+		return vmd_error_set_errno(err, VMD_E_IO, n < 0 ? errno : EMSGSIZE,
+		                           "vmdiskd: sending the request failed",
+		                           "%zu-byte stdio frame", frame.len);
+	shutdown(ours, SHUT_WR);
+	opts.stdio_fd = theirs;
+	run_rc = vmd_run("vmdiskd", argv, &opts, &res, &run_err);
+	close(theirs);
+	theirs = -1;
+	if (res.err)
+		forward_log(res.err, res.err_len);
+	vmd_run_result_free(&res);
+	/* A reply that went out is the answer, however the helper ended;
+	 * without one, how it ended is. */
+	rc = read_reply(ours, req, now_ms() + 1000, path, rep, &answered, err);
+	if (answered || run_rc == 0)
+		return rc;
+	if (err)
+		*err = run_err;
+	return run_rc;
+}
+
 int vmd_priv_run(const struct vmd_config *cfg,
                  const struct vmd_priv_request *req,
                  struct vmd_priv_reply *rep, struct vmd_error *err)
 {
 	int rc;
 
+	memset(rep, 0, sizeof(*rep));
+	rep->fd = -1;
 	if (geteuid() != 0)
 		return vmd_priv_call(cfg, req, rep, err);
+	/* Checked here too: a request the schema refuses starts nothing. */
 	rc = vmd_priv_request_check(req, err);
 	if (rc < 0)
 		return rc;
-	return vmd_priv_dispatch(&vmd_priv_ops_default, cfg, req, rep, err);
+	return call_helper(cfg, req, rep, err);
 }

@@ -18,6 +18,11 @@
  *
  * Each request is authorised from the caller's SO_PEERCRED against the
  * policy file and every decision goes to the audit log (vmdiskd.8).
+ *
+ * This header is the protocol and the client, in libvmdisk. The server,
+ * the handlers and the key providers are in lib/priv/server/
+ * (privhelper_server.h), a static library only vmdiskd (and the tests)
+ * link: libvmdisk itself never runs a privileged step.
  */
 #ifndef VMDISK_PRIVHELPER_H
 #define VMDISK_PRIVHELPER_H
@@ -104,96 +109,6 @@ struct vmd_priv_reply {
 	                     closes it); -1 otherwise */
 };
 
-typedef int (*vmd_priv_handler)(const struct vmd_config *cfg,
-                                const struct vmd_priv_request *req,
-                                struct vmd_priv_reply *rep,
-                                struct vmd_error *err);
-
-/* The operations vmdiskd (or the library, when it runs as root) performs.
- * A NULL member answers VMD_E_UNSUPPORTED. */
-struct vmd_priv_ops {
-	vmd_priv_handler ping;
-	vmd_priv_handler lvm_create;
-	vmd_priv_handler lvm_remove;
-	vmd_priv_handler lvm_resize;
-	vmd_priv_handler lvm_write_image;
-	vmd_priv_handler mkfs;
-	vmd_priv_handler luks_format;
-	vmd_priv_handler luks_open;
-	vmd_priv_handler luks_close;
-	vmd_priv_handler lvm_info;
-	vmd_priv_handler lvm_open_read;
-};
-
-/* The encryption handlers (lib/privhelper_luks.c): the key is fetched in
- * the daemon by key_id; the device is /dev/<vg>/<lv>. */
-int vmd_priv_luks_format(const struct vmd_config *cfg,
-                         const struct vmd_priv_request *req,
-                         struct vmd_priv_reply *rep, struct vmd_error *err);
-int vmd_priv_luks_open(const struct vmd_config *cfg,
-                       const struct vmd_priv_request *req,
-                       struct vmd_priv_reply *rep, struct vmd_error *err);
-int vmd_priv_luks_close(const struct vmd_config *cfg,
-                        const struct vmd_priv_request *req,
-                        struct vmd_priv_reply *rep, struct vmd_error *err);
-
-/*
- * The lvm handlers (lib/lvm_volume.c). Every one refuses a volume group
- * other than the configuration's images_volume_group, an LV not named as a
- * disk (vmd_lvm_name_is_disk) and one without the tag VMD_LVM_TAG: the
- * helper works on the volumes it made in its own VG only, never on the
- * host's other volumes.
- *
- * lvm_create: an LV of `size` bytes (rounded up to extents; thin with
- *   "sparse"), tagged VMD_LVM_TAG. With key_id: the key is fetched first
- *   (no key, no LV), the LV made bigger by the LUKS2 header, formatted and
- *   opened; the reply's path is then the mapping. A failure after
- *   lvcreate removes the LV.
- * lvm_info: the volume's device, sizes and kind; VMD_E_NOTFOUND if none.
- * lvm_write_image: the cache file `base` (in the image cache of the
- *   configuration, not a symlink, one link, inspected again, of `format`)
- *   written into the guest's device, what it does not hold zeroed; without
- *   base, the whole device zeroed (a thin LV reads zeroes already).
- * lvm_resize: grow to `size` guest bytes; an open mapping is grown too,
- *   which needs key_id (LUKS2 keeps its volume key in the kernel keyring).
- * lvm_remove: close the mapping, overwrite per volume_clear (thick LVs),
- *   lvremove; no such LV is success.
- * mkfs: a file system on the guest's device.
- * lvm_open_read: the guest's device opened read-only, its descriptor in
- *   the reply (for extract: the caller reads, never writes, the device).
- */
-int vmd_priv_lvm_create(const struct vmd_config *cfg,
-                        const struct vmd_priv_request *req,
-                        struct vmd_priv_reply *rep, struct vmd_error *err);
-int vmd_priv_lvm_info(const struct vmd_config *cfg,
-                      const struct vmd_priv_request *req,
-                      struct vmd_priv_reply *rep, struct vmd_error *err);
-int vmd_priv_lvm_write_image(const struct vmd_config *cfg,
-                             const struct vmd_priv_request *req,
-                             struct vmd_priv_reply *rep,
-                             struct vmd_error *err);
-int vmd_priv_lvm_resize(const struct vmd_config *cfg,
-                        const struct vmd_priv_request *req,
-                        struct vmd_priv_reply *rep, struct vmd_error *err);
-int vmd_priv_lvm_remove(const struct vmd_config *cfg,
-                        const struct vmd_priv_request *req,
-                        struct vmd_priv_reply *rep, struct vmd_error *err);
-int vmd_priv_lvm_open_read(const struct vmd_config *cfg,
-                           const struct vmd_priv_request *req,
-                           struct vmd_priv_reply *rep, struct vmd_error *err);
-int vmd_priv_mkfs(const struct vmd_config *cfg,
-                  const struct vmd_priv_request *req,
-                  struct vmd_priv_reply *rep, struct vmd_error *err);
-
-/* The device (from lvs) of the LV a request names, when it is in this
- * configuration's images_volume_group, is not its thin pool, is named as
- * a disk, exists and carries VMD_LVM_TAG:
- * every handler that touches a volume starts here, so no request reaches
- * another VG, /dev/mapper or /dev/md. */
-int vmd_priv_served_device(const struct vmd_config *cfg,
-                           const struct vmd_priv_request *req, char *path,
-                           size_t pathsz, struct vmd_error *err);
-
 /* The LVM tag every LV vmdisk makes carries (lvcreate --addtag): vmdiskd
  * and the lvm backend act on no LV without it, so a host LV sharing
  * images_volume_group is never read, written, resized or removed. LVs made
@@ -204,13 +119,6 @@ int vmd_priv_served_device(const struct vmd_config *cfg,
  * the instance a UUID, the disk a valid disk name with each '_' doubled.
  * Pure. */
 bool vmd_lvm_name_is_disk(const char *lv);
-
-/* Whether lvs's lv_tags value (`len` bytes as json-c reports them, tags
- * separated by ',') holds VMD_LVM_TAG exactly. Pure. */
-bool vmd_lvm_tags_have_ours(const char *tags, size_t len);
-
-/* The table vmdiskd serves with (and the library, when it runs as root). */
-extern const struct vmd_priv_ops vmd_priv_ops_default;
 
 const char *vmd_priv_op_name(enum vmd_priv_op op);
 int vmd_priv_op_parse(const char *name, enum vmd_priv_op *op);
@@ -249,47 +157,6 @@ int vmd_priv_request_to_json(const struct vmd_priv_request *req, char **out,
 void vmd_priv_request_target(const struct vmd_priv_request *req, char *buf,
                              size_t bufsz);
 
-/* Run an already checked request through `ops`. */
-int vmd_priv_dispatch(const struct vmd_priv_ops *ops,
-                      const struct vmd_config *cfg,
-                      const struct vmd_priv_request *req,
-                      struct vmd_priv_reply *rep, struct vmd_error *err);
-
-/* ---- policy ---- */
-
-struct vmd_priv_policy;
-
-/*
- * Load the policy file: section [allow], keys "uid.<number|user>" and
- * "gid.<number|group>", values comma lists of op names or "all" (every op
- * except the luks_* ones, which must be named). The file must be a regular
- * file owned by root (or the effective uid) and writable by nobody else.
- */
-int vmd_priv_policy_load(const char *path, struct vmd_priv_policy **out,
-                         struct vmd_error *err);
-void vmd_priv_policy_free(struct vmd_priv_policy *pol);
-
-/* Whether uid, or one of its groups (gid and the user's groups), may run
- * op; `why` says which grant matched or that none did. */
-bool vmd_priv_policy_allows(const struct vmd_priv_policy *pol, uid_t uid,
-                            gid_t gid, enum vmd_priv_op op, char *why,
-                            size_t whysz);
-
-/* ---- server ---- */
-
-struct vmd_priv_server_opts {
-	int read_timeout_ms;   /* whole request line; 0 = 10000 */
-	unsigned max_clients;  /* concurrent connections; 0 = 16 */
-	unsigned exit_after;   /* stop after this many connections; 0 = never */
-	const struct vmd_priv_ops *ops; /* NULL = vmd_priv_ops_default */
-};
-
-/* Bind cfg->vmdiskd_socket (mode 0660, group vmdisk when it exists), open
- * the audit log and serve until SIGTERM/SIGINT or exit_after. */
-int vmd_priv_serve(const struct vmd_config *cfg,
-                   const struct vmd_priv_server_opts *opts,
-                   struct vmd_error *err);
-
 /* ---- client ---- */
 
 /* Send `req` to vmdiskd at cfg->vmdiskd_socket and read its reply; the
@@ -298,11 +165,30 @@ int vmd_priv_call(const struct vmd_config *cfg,
                   const struct vmd_priv_request *req,
                   struct vmd_priv_reply *rep, struct vmd_error *err);
 
-/* As root: check and dispatch in-process through vmd_priv_ops_default;
- * otherwise vmd_priv_call. What the lvm backend calls. */
+/* As root: the same exchange with a one-shot `vmdiskd --stdio` started
+ * for this request (vmd_priv_helper_path) over a socketpair, with this
+ * process's configuration; otherwise vmd_priv_call. What the lvm backend
+ * calls. The handlers live in vmdiskd only (lib/priv/server/). */
 int vmd_priv_run(const struct vmd_config *cfg,
                  const struct vmd_priv_request *req,
                  struct vmd_priv_reply *rep, struct vmd_error *err);
+
+/* The vmdiskd binary vmd_priv_run starts as root: VMD_VMDISKD_PATH (the
+ * installed sbindir/vmdiskd); in fault_injection builds $VMDISK_VMDISKD
+ * (an absolute path) when set, so tests run the build tree's. */
+const char *vmd_priv_helper_path(void);
+
+/*
+ * The stdio exchange (`vmdiskd --stdio`), on a connected AF_UNIX stream
+ * socket: the client writes the frame header line
+ *   "vmdiskd-stdio <N>\n"
+ * then N bytes of configuration text (vmd_config_to_text: the caller's
+ * whole configuration, read back with the config file's parser), then one
+ * request line; the helper answers with one reply line (and, for
+ * lvm_open_read, the descriptor), exactly as over vmdiskd's socket.
+ */
+#define VMD_PRIV_STDIO_MAGIC "vmdiskd-stdio"
+#define VMD_PRIV_STDIO_CONFIG_MAX (64 * 1024)
 
 /* Parse a reply line (for the client and its tests). */
 int vmd_priv_reply_parse(const char *line, size_t len,

@@ -6,7 +6,8 @@
  * $PATH, never a relative path) and started with posix_spawn, so arguments
  * reach it exactly as given: no command line is ever built or re-parsed.
  *
- * The child starts clean: a fixed environment, stdin from /dev/null, a fresh
+ * The child starts clean: a fixed environment, stdin from /dev/null (or
+ * the one socket a helper talks over, stdio_fd), a fresh
  * process group, an empty signal mask with default dispositions (a daemon
  * that ignores SIGPIPE must not hand that on), and no descriptors beyond
  * 0-2. Its output is read with poll() against a deadline; when the deadline
@@ -350,13 +351,22 @@ static int make_pipe(int fds[2])
 	return 0;
 }
 
-static int setup_actions(posix_spawn_file_actions_t *fa, int out_w, int err_w)
+/* stdio_fd 0: stdin /dev/null, stdout out_w; otherwise stdio_fd is both. */
+static int setup_actions(posix_spawn_file_actions_t *fa, int stdio_fd,
+                         int out_w, int err_w)
 {
 	int rc;
 
-	rc = posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0);
-	if (!rc)
-		rc = posix_spawn_file_actions_adddup2(fa, out_w, 1);
+	if (stdio_fd > 2) {
+		rc = posix_spawn_file_actions_adddup2(fa, stdio_fd, 0);
+		if (!rc)
+			rc = posix_spawn_file_actions_adddup2(fa, stdio_fd, 1);
+	} else {
+		rc = posix_spawn_file_actions_addopen(fa, 0, "/dev/null",
+		                                      O_RDONLY, 0);
+		if (!rc)
+			rc = posix_spawn_file_actions_adddup2(fa, out_w, 1);
+	}
 	if (!rc)
 		rc = posix_spawn_file_actions_adddup2(fa, err_w, 2);
 #if defined(__GLIBC__) && defined(__GLIBC_PREREQ)
@@ -393,8 +403,8 @@ static int setup_attr(posix_spawnattr_t *attr)
 
 /* Returns 0 or an errno value, as posix_spawn does. */
 static int spawn_child(const char *path, const char *const *argv,
-                       const char *const *envp, int out_w, int err_w,
-                       pid_t *pid)
+                       const char *const *envp, int stdio_fd, int out_w,
+                       int err_w, pid_t *pid)
 {
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
@@ -408,7 +418,7 @@ static int spawn_child(const char *path, const char *const *argv,
 		posix_spawn_file_actions_destroy(&fa);
 		return rc;
 	}
-	rc = setup_actions(&fa, out_w, err_w);
+	rc = setup_actions(&fa, stdio_fd, out_w, err_w);
 	if (!rc)
 		rc = setup_attr(&attr);
 	/* posix_spawn's prototype predates const; it does not write. */
@@ -710,11 +720,12 @@ int vmd_run(const char *step, const char *const *argv,
 		snprintf(msg, sizeof(msg), "%s: no program given", step);
 		return vmd_error_set(err, VMD_E_INVAL, msg, "argv is empty");
 	}
-	if (o.timeout_ms < 0 || o.capture_max == SIZE_MAX) {
+	if (o.timeout_ms < 0 || o.capture_max == SIZE_MAX ||
+	    (o.stdio_fd != 0 && o.stdio_fd <= 2)) {
 		snprintf(msg, sizeof(msg), "%s: bad run options", step);
 		return vmd_error_set(err, VMD_E_INVAL, msg,
-		                     "timeout_ms %d, capture_max %zu",
-		                     o.timeout_ms, o.capture_max);
+		                     "timeout_ms %d, capture_max %zu, stdio_fd %d",
+		                     o.timeout_ms, o.capture_max, o.stdio_fd);
 	}
 	if (o.timeout_ms == 0)
 		o.timeout_ms = VMD_RUN_DEFAULT_TIMEOUT_MS;
@@ -732,12 +743,16 @@ int vmd_run(const char *step, const char *const *argv,
 		prog_msg(msg, sizeof(msg), step, argv[0], "failed");
 		return vmd_error_set(err, VMD_E_NOMEM, msg, "out of memory");
 	}
-	if (make_pipe(pipes[0]) < 0) {
-		prog_msg(msg, sizeof(msg), step, argv[0], "failed");
-		return vmd_error_set_errno(err, VMD_E_IO, errno, msg, "pipe");
+	/* With stdio_fd the child's stdout is that socket: no pipe. */
+	if (o.stdio_fd == 0) {
+		if (make_pipe(pipes[0]) < 0) {
+			prog_msg(msg, sizeof(msg), step, argv[0], "failed");
+			return vmd_error_set_errno(err, VMD_E_IO, errno, msg,
+			                           "pipe");
+		}
+		st.out.fd = pipes[0][0];
+		st.out_w = pipes[0][1];
 	}
-	st.out.fd = pipes[0][0];
-	st.out_w = pipes[0][1];
 	if (make_pipe(pipes[1]) < 0) {
 		prog_msg(msg, sizeof(msg), step, argv[0], "failed");
 		return vmd_error_set_errno(err, VMD_E_IO, errno, msg, "pipe");
@@ -747,7 +762,8 @@ int vmd_run(const char *step, const char *const *argv,
 
 	vmd_run_format_argv(argv, dump, sizeof(dump));
 	vmd_log_debug("%s: running %s", step, dump);
-	rc = spawn_child(path, argv, envp, st.out_w, st.err_w, &pid);
+	rc = spawn_child(path, argv, envp, o.stdio_fd, st.out_w, st.err_w,
+	                 &pid);
 	if (rc) {
 		/* glibc reports a failed exec here too (the file vanished or
 		 * became unexecutable since we looked). */
@@ -762,7 +778,8 @@ int vmd_run(const char *step, const char *const *argv,
 			rc, msg, "posix_spawn %s", path);
 	}
 	/* Our copies of the write ends would keep EOF from ever coming. */
-	close(st.out_w);
+	if (st.out_w >= 0)
+		close(st.out_w);
 	close(st.err_w);
 	st.out_w = st.err_w = -1;
 

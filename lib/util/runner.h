@@ -4,7 +4,8 @@
  * A program runs from an argv array through posix_spawn; there is no shell
  * anywhere. argv[0] must be a bare program name (looked up in a fixed PATH,
  * not the caller's) or an absolute path. The child gets a fixed minimal
- * environment (PATH, LC_ALL=C), stdin from /dev/null, its own process group
+ * environment (PATH, LC_ALL=C), stdin from /dev/null (or, with stdio_fd,
+ * one socket as stdin and stdout), its own process group
  * (so a timeout kills the whole group) and no inherited descriptors beyond
  * 0-2 (everything we open is O_CLOEXEC). Output is captured up to a bound;
  * the rest is read and dropped so the child never blocks on a full pipe.
@@ -29,6 +30,13 @@ struct vmd_run_opts {
 	/* Exit statuses other than 0 that count as success (e.g. 1 for
 	 * `qemu-img compare` "differ" when the caller inspects it), -1-ended. */
 	const int *ok_status;
+	/* 0: stdin from /dev/null, stdout captured. Otherwise a descriptor
+	 * above 2 (one end of a socketpair) that becomes the child's stdin
+	 * and stdout, for a helper that talks over it (vmdiskd --stdio); the
+	 * caller writes its input there before and reads the answer after
+	 * (the socket holds both), `out` stays empty. stderr is captured as
+	 * ever. */
+	int stdio_fd;
 };
 
 struct vmd_run_result {

@@ -13,6 +13,7 @@
 #    a backend module exports its table, stamp and host pointer only, calls
 #    only public functions, and includes of lib/ only module_host.h and
 #    header-only helpers;
+#  - libvmdisk holds none of vmdiskd's privileged code (lib/priv/server/);
 #  - no file under lib/ but the path module (lib/core/beneath.c) opens, makes,
 #    renames, removes or stats a path under instances_path (issue 14).
 # Last line: "N passed, N failed".
@@ -87,10 +88,10 @@ declare -A FILE_CALLS_ALLOWED=(
 	[lib/core/beneath.c]="the path module itself"
 	[lib/core/fsutil.c]="generic helpers: the *at forms act on a descriptor from lib/core/beneath.c and one name; the path forms serve directories outside instances_path (an extract's destination, key files)"
 	[lib/core/config.c]="the configuration file"
-	[lib/priv/keys.c]="key_file_dir (keys.c checks its own directory)"
-	[lib/priv/luks.c]="block devices and device-mapper nodes under /dev"
-	[lib/priv/lvm_volume.c]="LV device nodes under /dev; vmdiskd's open_base (a config but no context) opens the cache directory O_NOFOLLOW and the entry O_NOFOLLOW, one level each"
-	[lib/priv/privhelper_server.c]="vmdiskd's socket and audit log"
+	[lib/priv/server/keys.c]="key_file_dir (keys.c checks its own directory)"
+	[lib/priv/server/luks.c]="block devices and device-mapper nodes under /dev"
+	[lib/priv/server/lvm_volume.c]="LV device nodes under /dev; vmdiskd's open_base (a config but no context) opens the cache directory O_NOFOLLOW and the entry O_NOFOLLOW, one level each"
+	[lib/priv/server/privhelper_server.c]="vmdiskd's socket and audit log"
 	[lib/util/runner.c]="programs on PATH"
 	[lib/source/source.c]="a local image source the caller names, and /dev/null"
 	[lib/source/source_glance.c]="the Glance token file from the configuration"
@@ -179,6 +180,27 @@ modules_include_only_module_host() {
 	return "$bad"
 }
 
+# The privileged side (lib/priv/server/: handlers, key providers, policy,
+# servers) is in libvmdisk-priv.a, which only vmdiskd and the tests link:
+# libvmdisk.so and libvmdisk-internal.a define none of it, not even as a
+# hidden symbol (as root, the library starts `vmdiskd --stdio` instead).
+libvmdisk_holds_no_privileged_code() {
+	local dir=${BUILD_DIR:-build}/lib lib f hits bad=0 priv
+	for lib in "$dir/libvmdisk.so" "$dir/libvmdisk-internal.a"; do
+		[[ -f "$lib" ]] || { echo "no $lib"; return 1; }
+		hits=$(nm --defined-only "$lib" 2>/dev/null | awk '{ print $3 }' |
+			grep -E '^(vmd_priv_(lvm_|luks_|mkfs|serve|dispatch|policy_|served_device|ops_default)|vmd_key_(get|free)$|vmd_luks_|vmd_lvm_tags_have_ours$)' || true)
+		[[ -z "$hits" ]] || { echo "$lib defines:"; echo "$hits"; bad=1; }
+	done
+	priv=$dir/libvmdisk-priv.a
+	[[ -f "$priv" ]] || { echo "no $priv"; return 1; }
+	for f in $(nm --defined-only "$priv" 2>/dev/null | awk '$2 ~ /^[TDRB]$/ { print $3 }'); do
+		nm --defined-only "$dir/libvmdisk.so" | awk '{ print $3 }' | grep -qx "$f" &&
+			{ echo "libvmdisk.so defines $f of libvmdisk-priv.a"; bad=1; }
+	done
+	return "$bad"
+}
+
 # The layers of lib/, lowest first (doc/design.md draws them). A file in
 # lib/<layer>/ (or a folder below it, as lib/backend/rbd/) may include a
 # header from its own layer or a lower one only. Every quoted include is
@@ -243,5 +265,6 @@ check "lib/ layers include only their own or lower layers" includes_follow_layer
 check "libvmdisk.so exports exactly the public headers' calls" exports_match_public_headers
 check "backend modules export only their table, stamp and host pointer" modules_export_only_their_table
 check "backend modules include only module_host.h and header-only helpers" modules_include_only_module_host
+check "libvmdisk holds no privileged handler (libvmdisk-priv.a, vmdiskd only)" libvmdisk_holds_no_privileged_code
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

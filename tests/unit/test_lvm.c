@@ -22,7 +22,7 @@
 #include "convert.h"
 #include "helpers.h"
 #include "internal.h"
-#include "privhelper.h"
+#include "privhelper_server.h"
 #include "vmd_build_config.h"
 #include <vmdisk/vmdisk.h>
 

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -30,11 +31,14 @@
 #include <json-c/json.h>
 
 #include "helpers.h"
-#include "privhelper.h"
+#include "privhelper_server.h"
+#include "config_text.h"
+#include "runner.h"
 
 #define KEY_ID "0d3b6f2e-1c1a-4d5e-9f00-123456789abc"
 #define OTHER_KEY_ID "0d3b6f2e-1c1a-4d5e-9f00-123456789abd"
 #define PLANTED_KEY "VMDISKD-PLANTED-KEY-5e1f0a9b8c7d"
+#define TEST_VG_STDIO "vmdstdiovg"
 
 /* ---- parser, in-process ---- */
 
@@ -241,6 +245,261 @@ static void test_run_in_process(void **state)
 				         vmd_priv_op_name(req.op), vgs[v], err.msg);
 		}
 	}
+}
+
+/* ---- root's one-shot helper (vmdiskd --stdio) ---- */
+
+struct sink_lines {
+	char text[16384];
+	size_t len;
+};
+
+static void sink_collect(enum vmd_log_level level, const char *line,
+                         void *opaque)
+{
+	struct sink_lines *s = opaque;
+	int n = snprintf(s->text + s->len, sizeof(s->text) - s->len, "%d %s\n",
+	                 (int)level, line);
+
+	if (n > 0 && (size_t)n < sizeof(s->text) - s->len)
+		s->len += (size_t)n;
+}
+
+/* The configuration handed to the helper reads back the same through the
+ * file parser, or is refused: never handed on changed. */
+static void test_config_text(void **state)
+{
+	struct vmd_config cfg, back;
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *text = NULL, *again = NULL;
+
+	(void)state;
+	vmd_config_defaults(&cfg);
+	cfg.images_type = VMD_BACKEND_LVM;
+	cfg.sparse_logical_volumes = true;
+	cfg.volume_clear_size = 7;
+	cfg.max_image_virtual_size = 12345ull << 20;
+	cfg.log_level = VMD_LOG_DEBUG;
+	snprintf(cfg.images_volume_group, sizeof(cfg.images_volume_group),
+	         "vg0");
+	assert_int_equal(vmd_config_to_text(&cfg, &text, &err), 0);
+	assert_contains(text, "images_volume_group = vg0\n");
+	vmd_config_defaults(&back);
+	assert_int_equal(vmd_config_load_string(&back, text, &err), 0);
+	assert_int_equal(vmd_config_to_text(&back, &again, &err), 0);
+	assert_string_equal(text, again);
+	assert_int_equal(back.images_type, VMD_BACKEND_LVM);
+	assert_true(back.sparse_logical_volumes);
+	assert_int_equal(back.volume_clear_size, 7);
+	assert_int_equal(back.max_image_virtual_size, 12345ull << 20);
+	assert_int_equal(back.log_level, VMD_LOG_DEBUG);
+	free(text);
+	free(again);
+	/* Set in code, refused by the parser: not handed on. */
+	snprintf(cfg.images_volume_group, sizeof(cfg.images_volume_group),
+	         "vg0\nkey_file_dir = /tmp");
+	assert_int_equal(vmd_config_to_text(&cfg, &text, &err), VMD_E_CONFIG);
+	assert_null(text);
+}
+
+static int reset_log(void **state)
+{
+	(void)state;
+	vmd_log_set_sink(NULL, NULL);
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+	return 0;
+}
+
+/* As root, vmd_priv_run hands the request and the caller's in-memory
+ * configuration to a one-shot vmdiskd, which audits root's call and
+ * answers; its log lines come back into ours at their level. */
+static void test_stdio_helper(void **state)
+{
+	struct vmd_config cfg;
+	struct vmd_priv_request ping = {.op = VMD_PRIV_PING};
+	struct vmd_priv_request req = {.op = VMD_PRIV_LVM_INFO,
+	                               .fields = VMD_PF_VG | VMD_PF_LV};
+	struct vmd_priv_reply rep;
+	struct vmd_error err = VMD_ERROR_INIT;
+	/* Static: a failed assertion leaves the test before it removes the
+	 * sink (reset_log does, as teardown). */
+	static struct sink_lines lines;
+	char *dir, *audit, *text;
+	char want[160];
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	dir = th_mkdtemp("vmdiskd-stdio");
+	audit = th_path(dir, "audit.log");
+	vmd_config_defaults(&cfg);
+	snprintf(cfg.vmdiskd_socket, sizeof(cfg.vmdiskd_socket),
+	         "/nonexistent/vmdiskd.sock");
+	snprintf(cfg.vmdiskd_audit_log, sizeof(cfg.vmdiskd_audit_log), "%s",
+	         audit);
+	/* Set in code, not in any file: only the helper's copy of our
+	 * configuration knows it. */
+	snprintf(cfg.images_volume_group, sizeof(cfg.images_volume_group),
+	         TEST_VG_STDIO);
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_DEBUG, "test");
+	vmd_log_set_sink(sink_collect, &lines);
+	assert_int_equal(vmd_priv_run(&cfg, &ping, &rep, &err), 0);
+	assert_int_equal(rep.fd, -1);
+	snprintf(req.vg, sizeof(req.vg), TEST_VG_STDIO);
+	snprintf(req.lv, sizeof(req.lv), "hostdata");
+	assert_int_equal(vmd_priv_run(&cfg, &req, &rep, &err), VMD_E_REFUSED);
+	assert_string_equal(err.msg, "lvm: volume not served here");
+	vmd_error_clear(&err);
+	snprintf(req.vg, sizeof(req.vg), "othervg");
+	assert_int_equal(vmd_priv_run(&cfg, &req, &rep, &err), VMD_E_REFUSED);
+	assert_string_equal(err.msg, "lvm: volume group not served here");
+	vmd_error_clear(&err);
+	vmd_log_set_sink(NULL, NULL);
+	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
+
+	text = th_read_text(audit);
+	snprintf(want, sizeof(want),
+	         " uid=0 pid=%d op=ping target=- allowed reason=\"root's own "
+	         "call (--stdio)\"",
+	         (int)getpid());
+	assert_contains(text, want);
+	snprintf(want, sizeof(want), " uid=0 pid=%d op=ping target=- done",
+	         (int)getpid());
+	assert_contains(text, want);
+	assert_contains(text, "op=lvm_info target=" TEST_VG_STDIO
+	                      "/hostdata failed reason=\"lvm: volume not "
+	                      "served here\"");
+	assert_contains(text, "op=lvm_info target=othervg/hostdata failed");
+	free(text);
+	/* The helper's audit line, at debug, reached our sink as ours. */
+	lines.text[lines.len] = '\0';
+	snprintf(want, sizeof(want), "%d vmdiskd: ", (int)VMD_LOG_DEBUG);
+	assert_contains(lines.text, want);
+	assert_contains(lines.text, "op=ping target=- done");
+
+	/* No helper binary: the step fails and says so; nothing hangs. */
+	{
+		char *saved = strdup(getenv("VMDISK_VMDISKD")
+		                             ? getenv("VMDISK_VMDISKD")
+		                             : "");
+		char *missing = th_path(dir, "no-vmdiskd");
+
+		setenv("VMDISK_VMDISKD", missing, 1);
+		assert_int_equal(vmd_priv_run(&cfg, &ping, &rep, &err),
+		                 VMD_E_NOTFOUND);
+		assert_string_equal(err.msg, "vmdiskd: no-vmdiskd not found");
+		vmd_error_clear(&err);
+		if (saved[0])
+			setenv("VMDISK_VMDISKD", saved, 1);
+		else
+			unsetenv("VMDISK_VMDISKD");
+		free(saved);
+		free(missing);
+	}
+	th_rmtree(dir);
+	free(audit);
+	free(dir);
+}
+
+/* Receive the two descriptors a child sent over `sock`. */
+static void recv_two_fds(int sock, int fds[2])
+{
+	union {
+		struct cmsghdr align;
+		char bytes[CMSG_SPACE(2 * sizeof(int))];
+	} ctl;
+	char byte;
+	struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+	                    .msg_control = ctl.bytes,
+	                    .msg_controllen = sizeof(ctl.bytes)};
+	struct cmsghdr *c;
+
+	assert_int_equal(recvmsg(sock, &mh, 0), 1);
+	c = CMSG_FIRSTHDR(&mh);
+	if (!c || c->cmsg_type != SCM_RIGHTS)
+		fail_msg("no descriptors from the child");
+	memcpy(fds, CMSG_DATA(c), 2 * sizeof(int));
+}
+
+/* `vmdiskd --stdio` serves root only: a socket made by another uid (its
+ * SO_PEERCRED), or no socket at all, is refused before anything is read,
+ * and the command line takes no daemon options with it. */
+static void test_stdio_refusals(void **state)
+{
+	const char *exe = getenv("VMDISK_VMDISKD");
+	struct vmd_run_opts opts = {.timeout_ms = 20000};
+	struct vmd_run_result res = {0};
+	struct vmd_error err = VMD_ERROR_INIT;
+	const char *argv[] = {exe, "--stdio", NULL};
+	const char *with_config[] = {exe, "--stdio", "--config", "/dev/null",
+	                             NULL};
+	char *out = NULL, *errs = NULL;
+	int pass[2], fds[2], status;
+	char reply[256];
+	pid_t pid;
+
+	(void)state;
+	if (geteuid() != 0 || !exe)
+		skip();
+	assert_int_equal(th_run(with_config, NULL, &out, &errs), 2);
+	free(out);
+	free(errs);
+	/* stdin /dev/null */
+	assert_int_equal(th_run(argv, NULL, &out, &errs), 1);
+	assert_contains(errs, "--stdio needs a Unix socket");
+	free(out);
+	free(errs);
+	/* A socketpair made by uid 65534, handed to us (root). */
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, pass), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		union {
+			struct cmsghdr align;
+			char bytes[CMSG_SPACE(2 * sizeof(int))];
+		} ctl;
+		char byte = 'x';
+		struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1,
+		                    .msg_control = ctl.bytes,
+		                    .msg_controllen = sizeof(ctl.bytes)};
+		struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
+		int sv[2];
+
+		memset(ctl.bytes, 0, sizeof(ctl.bytes));
+		if (setresgid(65534, 65534, 65534) != 0 ||
+		    setresuid(65534, 65534, 65534) != 0 ||
+		    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
+			_exit(1);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(2 * sizeof(int));
+		memcpy(CMSG_DATA(c), sv, 2 * sizeof(int));
+		_exit(sendmsg(pass[1], &mh, 0) == 1 ? 0 : 1);
+	}
+	recv_two_fds(pass[0], fds);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_int_equal(status, 0);
+	close(pass[0]);
+	close(pass[1]);
+	{
+		static const char frame[] = "vmdiskd-stdio 10\n[vmdisk]\n\n\n"
+		                            "{\"op\":\"ping\"}\n";
+
+		assert_int_equal(send(fds[0], frame, sizeof(frame) - 1, 0),
+		                 (ssize_t)sizeof(frame) - 1);
+	}
+	opts.stdio_fd = fds[1];
+	assert_true(vmd_run("test", argv, &opts, &res, &err) < 0);
+	assert_int_equal(res.exit_status, 1);
+	assert_contains(res.err, "not allowed");
+	vmd_run_result_free(&res);
+	close(fds[1]);
+	/* No reply: the helper answered nothing (EOF, or ECONNRESET as the
+	 * frame it never read was dropped with its socket). */
+	assert_true(recv(fds[0], reply, sizeof(reply), MSG_DONTWAIT) <= 0);
+	close(fds[0]);
 }
 
 /* ---- which LVs are vmdisk's (issue 14 item 8) ---- */
@@ -1055,6 +1314,9 @@ int main(void)
 		cmocka_unit_test(test_reply_parse),
 		cmocka_unit_test(test_policy),
 		cmocka_unit_test(test_run_in_process),
+		cmocka_unit_test(test_config_text),
+		cmocka_unit_test_teardown(test_stdio_helper, reset_log),
+		cmocka_unit_test(test_stdio_refusals),
 		cmocka_unit_test(test_lvm_disk_names),
 		cmocka_unit_test(test_lvm_tags),
 		cmocka_unit_test(test_lvm_not_a_disk_refused),

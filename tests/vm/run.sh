@@ -258,6 +258,7 @@ if [ -f /etc/vm_tests ]; then
 		export VMDISK_BUILD_DIR="${t%/tests/*}"
 		export VMDISK_CLI="$VMDISK_BUILD_DIR/tools/vmdisk"
 		export VMDISK_MODULE_DIR="$VMDISK_BUILD_DIR/lib"
+		export VMDISK_VMDISKD="$VMDISK_BUILD_DIR/tools/vmdiskd"
 		echo "# guest test $t"
 		"$t"
 		rc=$?

@@ -1,9 +1,9 @@
 /*
  * vmdiskd's luks_format, luks_open and luks_close handlers (the
- * encryption entries of vmd_priv_ops_default, lib/privhelper.h).
+ * encryption entries of vmd_priv_ops_default, privhelper_server.h).
  *
  * The daemon fetches the key itself from the key provider by the
- * request's key_id (lib/keys.h): a key never travels over the socket. The
+ * request's key_id (keys.h): a key never travels over the socket. The
  * volume is one the lvm handlers serve (vmd_priv_served_device: in
  * images_volume_group, listed by lvs), looked up before the key is
  * fetched, so a request for any other block device is refused before
@@ -17,7 +17,7 @@
 
 #include "keys.h"
 #include "luks.h"
-#include "privhelper.h"
+#include "privhelper_server.h"
 
 int vmd_priv_luks_format(const struct vmd_config *cfg,
                          const struct vmd_priv_request *req,

@@ -1,9 +1,9 @@
 /*
  * The root-only steps of the lvm backend, as vmdiskd's handlers (see
- * lib/privhelper.h for what each does). The lvm backend
- * (lib/backend_lvm.c) reaches them through vmd_priv_run: in-process when
- * it runs as root, over vmdiskd's socket otherwise, so both paths run this
- * same code.
+ * privhelper_server.h for what each does). The lvm backend
+ * (lib/backend/backend_lvm.c) reaches them through vmd_priv_run: over
+ * vmdiskd's socket, or as root through a one-shot `vmdiskd --stdio`, so
+ * both paths run this same code, in vmdiskd only.
  *
  * A request names a volume by VG and LV name only. The VG must be the
  * configuration's images_volume_group, the LV may not be its thin pool,
@@ -42,7 +42,7 @@
 #include "json_string.h"
 #include "keys.h"
 #include "luks.h"
-#include "privhelper.h"
+#include "privhelper_server.h"
 #include "runner.h"
 
 #define LV_NAME_MAX 127 /* lvm2's limit */
@@ -64,32 +64,6 @@ struct lv {
 	bool open;        /* its device is open (a running guest) */
 	bool ours;        /* lvs lists VMD_LVM_TAG among its tags */
 };
-
-bool vmd_lvm_name_is_disk(const char *lv)
-{
-	char disk[VMD_DISK_NAME_MAX + 1];
-	char instance[VMD_UUID_LEN + 1];
-	size_t n = 0;
-	const char *p;
-
-	if (strlen(lv) <= VMD_UUID_LEN || lv[VMD_UUID_LEN] != '_')
-		return false;
-	memcpy(instance, lv, VMD_UUID_LEN);
-	instance[VMD_UUID_LEN] = '\0';
-	if (!vmd_valid_uuid(instance))
-		return false;
-	/* The disk name back from its escaped form: "__" is one '_', a lone
-	 * '_' no name of ours holds. */
-	for (p = lv + VMD_UUID_LEN + 1; *p; p++) {
-		if (*p == '_' && *++p != '_')
-			return false;
-		if (n == VMD_DISK_NAME_MAX)
-			return false;
-		disk[n++] = *p;
-	}
-	disk[n] = '\0';
-	return vmd_valid_disk_name(disk);
-}
 
 bool vmd_lvm_tags_have_ours(const char *tags, size_t len)
 {

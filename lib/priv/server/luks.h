@@ -2,7 +2,7 @@
  * LUKS2 on a block device (or a file) through libcryptsetup, for encrypted
  * ephemeral storage of the lvm backend.
  *
- * The key (lib/keys.h) is the passphrase of keyslot 0; its bytes go from
+ * The key (keys.h) is the passphrase of keyslot 0; its bytes go from
  * locked memory straight into libcryptsetup, never through an argv, the
  * environment or a file. The volume key is random, made by libcryptsetup.
  * Cipher and key size come from ephemeral_storage_encryption_cipher

@@ -1,6 +1,7 @@
 /*
  * The daemon side of the privileged helper (tools/vmdiskd.c): the policy
- * file, the audit log and the socket server (see lib/privhelper.h).
+ * file, the audit log, the socket server and the one-shot stdio server
+ * that root's vmd_priv_run starts (see privhelper_server.h).
  *
  * One thread per connection, at most max_clients at a time, one request per
  * connection: a client that sends nothing, or dribbles, is cut off when its
@@ -28,7 +29,7 @@
 #include <vmdisk/log.h>
 
 #include "cleanup.h"
-#include "privhelper.h"
+#include "privhelper_server.h"
 
 #define POLICY_FILE_MAX (64 * 1024)
 #define POLICY_RULES_MAX 256
@@ -359,7 +360,8 @@ struct server {
 	const struct vmd_priv_ops *ops;
 	int read_timeout_ms;
 	unsigned max_clients;
-	int audit_fd;
+	int audit_fd;          /* -1: audit lines go to the log only */
+	enum vmd_log_level audit_level; /* of the audit line in the log */
 	pthread_mutex_t lock; /* audit writes, active count */
 	pthread_cond_t idle;
 	unsigned active;
@@ -418,13 +420,14 @@ static int audit(struct server *srv, const struct ucred *cr, const char *op,
 		line[n - 1] = '\n';
 	}
 	pthread_mutex_lock(&srv->lock);
-	if (write(srv->audit_fd, line, (size_t)n) != n) {
+	if (srv->audit_fd >= 0 &&
+	    write(srv->audit_fd, line, (size_t)n) != n) {
 		vmd_log_error("vmdiskd: audit log write failed: %s",
 		              strerror(errno));
 		rc = -1;
 	}
 	pthread_mutex_unlock(&srv->lock);
-	vmd_log_info("vmdiskd: %.*s", n - 1, line);
+	vmd_log(srv->audit_level, "vmdiskd: %.*s", n - 1, line);
 	return rc;
 }
 
@@ -781,6 +784,7 @@ int vmd_priv_serve(const struct vmd_config *cfg,
 		.max_clients = opts && opts->max_clients ? opts->max_clients
 		                                         : 16,
 		.audit_fd = -1,
+		.audit_level = VMD_LOG_INFO,
 	};
 	struct sigaction sa = {.sa_handler = on_stop_signal};
 	sigset_t block, old;
@@ -826,5 +830,230 @@ int vmd_priv_serve(const struct vmd_config *cfg,
 	pthread_cond_destroy(&srv.idle);
 	pthread_mutex_destroy(&srv.lock);
 	vmd_log_info("vmdiskd: stopped");
+	return 0;
+}
+
+/* ---- the one-shot stdio server (vmdiskd --stdio) ---- */
+
+#define STDIO_HEADER_MAX 64
+
+/* Parse "vmdiskd-stdio <N>\n" at the start of `b` (len bytes): 1 with the
+ * header's length and N, 0 when more bytes are needed, -1 if malformed. */
+static int stdio_header(const char *b, size_t len, size_t *hlen, size_t *n)
+{
+	const size_t mlen = sizeof(VMD_PRIV_STDIO_MAGIC) - 1;
+	const char *nl = memchr(b, '\n', len < STDIO_HEADER_MAX ? len
+	                                                        : STDIO_HEADER_MAX);
+	size_t v = 0;
+	const char *p;
+
+	if (!nl)
+		return len < STDIO_HEADER_MAX ? 0 : -1;
+	if ((size_t)(nl - b) < mlen + 2 || memcmp(b, VMD_PRIV_STDIO_MAGIC, mlen) ||
+	    b[mlen] != ' ')
+		return -1;
+	for (p = b + mlen + 1; p < nl; p++) {
+		if (*p < '0' || *p > '9')
+			return -1;
+		if (__builtin_mul_overflow(v, 10, &v) ||
+		    __builtin_add_overflow(v, (size_t)(*p - '0'), &v))
+			return -1;
+	}
+	if (v == 0 || v > VMD_PRIV_STDIO_CONFIG_MAX)
+		return -1;
+	*hlen = (size_t)(nl - b) + 1;
+	*n = v;
+	return 1;
+}
+
+/*
+ * Read the whole frame within the deadline: header, configuration text
+ * (NUL-terminated copy in *text) and the request line (offset and length
+ * in `b`, without its newline). Nothing after the request line is read.
+ */
+static int stdio_read_frame(int fd, int timeout_ms, struct vmd_buf *b,
+                            size_t *req_off, size_t *req_len, char **text,
+                            const char **why)
+{
+	long long deadline = now_ms() + timeout_ms;
+	size_t hlen = 0, n = 0;
+	bool have_header = false;
+
+	for (;;) {
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		long long left = deadline - now_ms();
+		char chunk[4096];
+		ssize_t got;
+		int rc;
+
+		if (!have_header) {
+			rc = stdio_header(b->data ? b->data : "", b->len, &hlen,
+			                  &n);
+			if (rc < 0) {
+				*why = "stdio: bad frame header";
+				return -1;
+			}
+			have_header = rc == 1;
+		}
+		if (have_header && b->len > hlen + n) {
+			const char *nl = memchr(b->data + hlen + n, '\n',
+			                        b->len - hlen - n);
+
+			if (nl) {
+				if (memchr(b->data + hlen, '\0', n)) {
+					*why = "stdio: NUL in the configuration";
+					return -1;
+				}
+				*text = strndup(b->data + hlen, n);
+				if (!*text) {
+					*why = "stdio: out of memory";
+					return -1;
+				}
+				*req_off = hlen + n;
+				*req_len = (size_t)(nl - b->data) - *req_off;
+				return 0;
+			}
+		}
+		if (left <= 0) {
+			*why = "request: read timed out";
+			return -1;
+		}
+		rc = poll(&p, 1, (int)left);
+		if (rc < 0 && errno == EINTR)
+			continue;
+		if (rc <= 0)
+			continue;
+		got = recv(fd, chunk, sizeof(chunk), 0);
+		if (got < 0 && errno == EINTR)
+			continue;
+		if (got <= 0) {
+			*why = "request: connection closed before a newline";
+			return -1;
+		}
+		if (vmd_buf_append(b, chunk, (size_t)got) < 0) {
+			*why = "stdio: frame too long";
+			return -1;
+		}
+	}
+}
+
+/* This process is root and so is the peer, on a Unix stream socket. */
+static int stdio_check_peer(int fd, struct ucred *cr, struct vmd_error *err)
+{
+	socklen_t len = sizeof(*cr);
+	int type = 0, domain = 0;
+	socklen_t tlen = sizeof(type), dlen = sizeof(domain);
+
+	if (geteuid() != 0)
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "vmdiskd: --stdio needs root",
+		                     "euid %u", (unsigned)geteuid());
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &dlen) < 0 ||
+	    type != SOCK_STREAM || domain != AF_UNIX)
+		return vmd_error_set(err, VMD_E_REFUSED,
+		                     "vmdiskd: --stdio needs a Unix socket",
+		                     "descriptor %d is not an AF_UNIX stream "
+		                     "socket", fd);
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cr, &len) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: no peer credentials",
+		                           "SO_PEERCRED");
+	if (cr->uid != 0)
+		return vmd_error_set(err, VMD_E_REFUSED, "vmdiskd: not allowed",
+		                     "--stdio peer uid %u pid %d is not root",
+		                     (unsigned)cr->uid, (int)cr->pid);
+	return 0;
+}
+
+int vmd_priv_serve_stdio(int fd, const struct vmd_priv_server_opts *opts,
+                         struct vmd_error *err)
+{
+	_cleanup_(vmd_buf_free) struct vmd_buf frame = {
+		.max = STDIO_HEADER_MAX + VMD_PRIV_STDIO_CONFIG_MAX +
+		       VMD_PRIV_LINE_MAX};
+	_cleanup_(freep) struct vmd_config *cfg = NULL;
+	_cleanup_(freep) char *text = NULL;
+	struct server srv = {
+		.ops = opts && opts->ops ? opts->ops : &vmd_priv_ops_default,
+		.read_timeout_ms = opts && opts->read_timeout_ms > 0
+		                           ? opts->read_timeout_ms
+		                           : 10000,
+		.max_clients = 1,
+		.audit_fd = -1,
+		/* Root's own call: its audit line is no news in root's log. */
+		.audit_level = VMD_LOG_DEBUG,
+	};
+	char target[VMD_NAME_MAX + VMD_PRIV_LV_MAX + 2];
+	struct vmd_priv_request req;
+	struct vmd_priv_reply rep;
+	const char *why = NULL;
+	size_t off = 0, len = 0;
+	struct ucred cr;
+	int rc;
+
+	rc = stdio_check_peer(fd, &cr, err);
+	if (rc < 0)
+		return rc; /* no reply: nothing here is ours to answer */
+	pthread_mutex_init(&srv.lock, NULL);
+	sigaction(SIGXFSZ, &(struct sigaction){.sa_handler = SIG_IGN}, NULL);
+	cfg = malloc(sizeof(*cfg));
+	if (!cfg)
+		return vmd_error_set(err, VMD_E_NOMEM, "vmdiskd: out of memory",
+		                     "config");
+	if (stdio_read_frame(fd, srv.read_timeout_ms, &frame, &off, &len,
+	                     &text, &why) < 0) {
+		vmd_error_set(err, VMD_E_INVAL, why, "stdio peer pid %d: %s",
+		              (int)cr.pid, why);
+		audit(&srv, &cr, "?", "-", "refused", err->msg);
+		send_reply(fd, VMD_E_INVAL, NULL, err);
+		return 0;
+	}
+	/* The caller's configuration, through the config file's parser. */
+	vmd_config_defaults(cfg);
+	rc = vmd_config_load_string(cfg, text, err);
+	if (rc < 0) {
+		audit(&srv, &cr, "?", "-", "refused", err->msg);
+		send_reply(fd, rc, NULL, err);
+		return 0;
+	}
+	srv.cfg = cfg;
+	vmd_log_setup(cfg->log_target, cfg->log_level, "vmdiskd");
+	/* A host where vmdiskd was never set up has no audit directory;
+	 * root's own call then audits to the log only. */
+	srv.audit_fd = open(cfg->vmdiskd_audit_log,
+	                    O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC |
+	                            O_NOFOLLOW | O_NOCTTY,
+	                    0600);
+	if (srv.audit_fd < 0 && errno != ENOENT) {
+		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
+		                         "vmdiskd: cannot open the audit log",
+		                         "open %s", cfg->vmdiskd_audit_log);
+		send_reply(fd, rc, NULL, err);
+		return 0;
+	}
+	rc = vmd_priv_request_parse(frame.data + off, len, &req, err);
+	if (rc < 0) {
+		audit(&srv, &cr, "?", "-", "refused", err->msg);
+	} else {
+		vmd_priv_request_target(&req, target, sizeof(target));
+		if (audit(&srv, &cr, vmd_priv_op_name(req.op), target,
+		          "allowed", "root's own call (--stdio)") < 0) {
+			rc = vmd_error_set(err, VMD_E_REFUSED,
+			                   "vmdiskd: not allowed",
+			                   "the audit log cannot be written");
+		} else {
+			rc = vmd_priv_dispatch(srv.ops, cfg, &req, &rep, err);
+			audit(&srv, &cr, vmd_priv_op_name(req.op), target,
+			      rc == 0 ? "done" : "failed",
+			      rc == 0 ? "ok" : err->msg);
+		}
+	}
+	send_reply(fd, rc, rc == 0 ? &rep : NULL, err);
+	if (rc == 0 && rep.fd >= 0)
+		close(rep.fd);
+	if (srv.audit_fd >= 0)
+		close(srv.audit_fd);
+	pthread_mutex_destroy(&srv.lock);
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
- * Key providers for ephemeral storage encryption (see lib/keys.h): the
+ * Key providers for ephemeral storage encryption (see keys.h): the
  * `file` provider (a directory of 0600 root-owned key files) and the
- * `barbican` provider (REST over libcurl, lib/curl_common.h).
+ * `barbican` provider (REST over libcurl, curl_common.h).
  *
  * The key, and the Barbican token, are read straight into an mlock'ed
  * mapping excluded from core dumps, and registered with the log redaction

@@ -1,6 +1,6 @@
 /*
  * LUKS2 format, key check, open and close over libcryptsetup (see
- * lib/luks.h). libcryptsetup's own log goes to ours at debug level (it
+ * luks.h). libcryptsetup's own log goes to ours at debug level (it
  * never prints passphrases); its errors become details of our errors.
  */
 #include <errno.h>
