@@ -95,6 +95,20 @@ static int vr_fail(struct vmd_error *err, enum vmd_errc code, int r,
 	                     strerror(-r));
 }
 
+/*
+ * A fault point standing in for librbd's own answer to the call it
+ * precedes: armed ("POINT:fail"), that call is skipped and reads as librbd
+ * failing with the raw -EIO, so that tests reach the paths that must turn
+ * librbd's errno into a vmd_errc (some steps cannot be made to fail on a
+ * real cluster). 0 when not armed, always in a build without fault points.
+ */
+static int librbd_fault(const char *point)
+{
+	struct vmd_error ignored = VMD_ERROR_INIT;
+
+	return vmd_module_host->faultpoint(point, &ignored) < 0 ? -EIO : 0;
+}
+
 static int vr_errc(int r)
 {
 	return r == -ENOENT ? VMD_E_NOTFOUND
@@ -1009,9 +1023,14 @@ static int publish_clone(struct rbd_conn *c, rados_ioctx_t store,
 	}
 	if (rc == 0)
 		rc = vmd_module_host->faultpoint("rbd.direct_after_clone", err);
-	if (rc == 0 && (rc = rbd_flatten(img)) < 0)
-		vr_fail(err, VMD_E_EXTERNAL, rc, "flatten failed", store_pool,
-		         name);
+	if (rc == 0) {
+		rc = librbd_fault("rbd.publish_flatten");
+		if (rc == 0)
+			rc = rbd_flatten(img);
+		if (rc < 0)
+			vr_fail(err, VMD_E_EXTERNAL, rc, "flatten failed",
+			         store_pool, name);
+	}
 	if (rc == 0 && (rc = rbd_snap_create(img, RBD_SNAP_PUBLISHED)) < 0)
 		vr_fail(err, VMD_E_EXTERNAL, rc, "creating the snapshot failed",
 		         store_pool, name);
