@@ -768,6 +768,88 @@ static void test_failures_leave_nothing(void **state)
 	assert_false(image_exists(g.images, pub));
 	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
 	assert_string_equal(info.snapshots, "");
+
+	/* librbd's flatten of the published clone answering -EIO (stood in
+	 * for by the fault point): the call returns the code it stored in
+	 * err, VMD_E_EXTERNAL, not -EIO (VMD_E_NOMEM's value). */
+	setenv("VMDISK_FAULT", "rbd.publish_flatten:fail", 1);
+	vmd_error_clear(&err);
+	assert_errc(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
+	                                     sizeof(url), &err),
+	            &err, VMD_E_EXTERNAL);
+	unsetenv("VMDISK_FAULT");
+	assert_contains(err.msg, "flatten failed");
+	assert_false(image_exists(g.images, pub));
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
+	assert_string_equal(info.snapshots, "");
+	remove_disk(inst, "root");
+}
+
+/* Replace vms/NAME with an empty image of `size` without any feature
+ * (no layering): librbd then refuses to protect a snapshot of it. */
+static void recreate_without_layering(const char *name, uint64_t size)
+{
+	rbd_image_options_t opts;
+	rbd_image_t img;
+	uint64_t features = 1;
+
+	assert_int_equal(rbd_remove(g.vms, name), 0);
+	rbd_image_options_create(&opts);
+	assert_int_equal(rbd_image_options_set_uint64(
+				 opts, RBD_IMAGE_OPTION_FEATURES, 0),
+	                 0);
+	assert_int_equal(rbd_create4(g.vms, name, size, opts), 0);
+	rbd_image_options_destroy(opts);
+	assert_int_equal(rbd_open(g.vms, name, &img, NULL), 0);
+	assert_int_equal(rbd_get_features(img, &features), 0);
+	rbd_close(img);
+	assert_int_equal(features & RBD_FEATURE_LAYERING, 0);
+}
+
+/*
+ * A step librbd refuses returns the vmd_errc it stored in err, never
+ * librbd's raw errno (which may read as another VMD_E_* code: -EIO is
+ * VMD_E_NOMEM's value), and leaves nothing behind. Real refusals: a size
+ * the object map cannot cover (the grow after an import), a disk without
+ * layering (protecting the temporary snapshot of a direct snapshot).
+ */
+static void test_librbd_errors_are_vmd_codes(void **state)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	/* 2 PiB: over the object map's 256M objects of 4 MiB. */
+	struct vmd_create_opts big = {.image = g.base_raw,
+	                              .size = UINT64_C(2) << 50};
+	struct vmd_create_opts blank = {.size = 4 * MIB};
+	struct vmd_disk_info info;
+	char inst[37], name[128], pub[64], url[512], *dir;
+
+	(void)state;
+	need_cluster();
+	new_uuid(inst);
+	disk_name(inst, "root", name);
+	dir = th_path(g.instances, inst);
+	assert_errc(vmd_disk_create(g.ctx, inst, "root", &big, NULL, &err),
+	            &err, VMD_E_EXTERNAL);
+	assert_contains(err.msg, "growing the disk failed");
+	assert_false(image_exists(g.vms, name));
+	assert_false(th_exists(dir));
+	free(dir);
+
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &blank, NULL,
+	                                 &err),
+	                 0);
+	recreate_without_layering(name, 4 * MIB);
+	snprintf(pub, sizeof(pub), "nolayer-%.8s", inst);
+	assert_errc(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
+	                                     sizeof(url), &err),
+	            &err, VMD_E_EXTERNAL);
+	assert_contains(err.msg, "protecting the temporary snapshot failed");
+	assert_false(image_exists(g.images, pub));
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
+	assert_string_equal(info.snapshots, "");
 	remove_disk(inst, "root");
 }
 
@@ -840,6 +922,7 @@ int main(void)
 		cmocka_unit_test(test_fallback_to_import),
 		cmocka_unit_test(test_cli_verbose_never_shows_key),
 		cmocka_unit_test(test_failures_leave_nothing),
+		cmocka_unit_test(test_librbd_errors_are_vmd_codes),
 		cmocka_unit_test(test_cli_commands),
 	};
 

@@ -84,6 +84,9 @@ static void vr_conn_close(struct rbd_conn *c)
 DEFINE_CLEANUP_FUNC(rbd_image_t, rbd_close)
 DEFINE_CLEANUP_FUNC(rados_ioctx_t, rados_ioctx_destroy)
 
+/* Fill err for librbd/librados's failure r (a raw negative errno) and
+ * return `code`. A caller returns what this returns, never r: the two
+ * differ, and r may read as another VMD_E_* (-EIO is VMD_E_NOMEM's value). */
 static int vr_fail(struct vmd_error *err, enum vmd_errc code, int r,
                     const char *msg, const char *pool, const char *what)
 {
@@ -93,6 +96,20 @@ static int vr_fail(struct vmd_error *err, enum vmd_errc code, int r,
 	         pool);
 	return vmd_error_set(err, code, pub, "rbd: %s: %s: %s", msg, what,
 	                     strerror(-r));
+}
+
+/*
+ * A fault point standing in for librbd's own answer to the call it
+ * precedes: armed ("POINT:fail"), that call is skipped and reads as librbd
+ * failing with the raw -EIO, so that tests reach the paths that must turn
+ * librbd's errno into a vmd_errc (some steps cannot be made to fail on a
+ * real cluster). 0 when not armed, always in a build without fault points.
+ */
+static int librbd_fault(const char *point)
+{
+	struct vmd_error ignored = VMD_ERROR_INIT;
+
+	return vmd_module_host->faultpoint(point, &ignored) < 0 ? -EIO : 0;
 }
 
 static int vr_errc(int r)
@@ -470,8 +487,8 @@ static int vr_create_from_image(struct vmd_ctx *ctx,
 	rc = rbd_open(c.io, name, &img, NULL);
 	if (rc < 0) {
 		img = NULL;
-		vr_fail(err, VMD_E_EXTERNAL, rc, "opening the new disk failed",
-		         pool, name);
+		rc = vr_fail(err, VMD_E_EXTERNAL, rc,
+		             "opening the new disk failed", pool, name);
 	} else {
 		rc = vr_import_base(base, img, pool, err);
 	}
@@ -480,8 +497,8 @@ static int vr_create_from_image(struct vmd_ctx *ctx,
 	if (rc == 0 && size > vmd_round_sector(base->virtual_size)) {
 		rc = rbd_resize2(img, size, false, NULL, NULL);
 		if (rc < 0)
-			vr_fail(err, VMD_E_EXTERNAL, rc, "growing the disk failed",
-			         pool, name);
+			rc = vr_fail(err, VMD_E_EXTERNAL, rc,
+			             "growing the disk failed", pool, name);
 	}
 	if (rc < 0) {
 		struct vmd_error ignored = VMD_ERROR_INIT;
@@ -1004,20 +1021,26 @@ static int publish_clone(struct rbd_conn *c, rados_ioctx_t store,
 	rc = rbd_open(store, name, &img, NULL);
 	if (rc < 0) {
 		img = NULL;
-		vr_fail(err, VMD_E_EXTERNAL, rc, "opening the new image failed",
-		         store_pool, name);
+		rc = vr_fail(err, VMD_E_EXTERNAL, rc,
+		             "opening the new image failed", store_pool, name);
 	}
 	if (rc == 0)
 		rc = vmd_module_host->faultpoint("rbd.direct_after_clone", err);
-	if (rc == 0 && (rc = rbd_flatten(img)) < 0)
-		vr_fail(err, VMD_E_EXTERNAL, rc, "flatten failed", store_pool,
-		         name);
+	if (rc == 0) {
+		rc = librbd_fault("rbd.publish_flatten");
+		if (rc == 0)
+			rc = rbd_flatten(img);
+		if (rc < 0)
+			rc = vr_fail(err, VMD_E_EXTERNAL, rc, "flatten failed",
+			             store_pool, name);
+	}
 	if (rc == 0 && (rc = rbd_snap_create(img, RBD_SNAP_PUBLISHED)) < 0)
-		vr_fail(err, VMD_E_EXTERNAL, rc, "creating the snapshot failed",
-		         store_pool, name);
+		rc = vr_fail(err, VMD_E_EXTERNAL, rc,
+		             "creating the snapshot failed", store_pool, name);
 	if (rc == 0 && (rc = rbd_snap_protect(img, RBD_SNAP_PUBLISHED)) < 0)
-		vr_fail(err, VMD_E_EXTERNAL, rc, "protecting the snapshot failed",
-		         store_pool, name);
+		rc = vr_fail(err, VMD_E_EXTERNAL, rc,
+		             "protecting the snapshot failed", store_pool,
+		             name);
 	if (rc < 0) {
 		struct vmd_error ignored = VMD_ERROR_INIT;
 
@@ -1066,9 +1089,9 @@ static int vr_direct_snapshot(struct vmd_ctx *ctx,
 		                vr_pool(ctx), disk_name);
 	rc = rbd_snap_protect(img, tmp);
 	if (rc < 0)
-		vr_fail(err, VMD_E_EXTERNAL, rc,
-		         "protecting the temporary snapshot failed", vr_pool(ctx),
-		         disk_name);
+		rc = vr_fail(err, VMD_E_EXTERNAL, rc,
+		             "protecting the temporary snapshot failed",
+		             vr_pool(ctx), disk_name);
 	if (rc == 0)
 		rc = publish_clone(&c, store, store_pool, disk_name, tmp, name,
 		                   err);
