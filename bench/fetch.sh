@@ -21,8 +21,8 @@ runs=${2:-3}
 vmdisk=$build/tools/vmdisk
 [ -x "$vmdisk" ] || { echo "bench: build first (ninja -C $build)" >&2; exit 1; }
 command -v curl >/dev/null || { echo "bench: curl missing" >&2; exit 1; }
-# shellcheck source=tests/http/nginx.sh
-. "$root/tests/http/nginx.sh"
+# shellcheck source=tests/suite/http/nginx.sh
+. "$root/tests/suite/http/nginx.sh"
 
 work=$(mktemp -d /var/tmp/vmdisk-bench-fetch-XXXXXX)
 chmod 755 "$work"

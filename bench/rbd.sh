@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmark: an instance disk from a 1 GiB image on Ceph, by copy-on-write
 # clone vs by import, in the same run, on a throw-away single-node cluster
-# (tests/ceph/cluster.sh). Anchors: the rbd CLI doing the same (rbd import,
+# (tests/suite/ceph/cluster.sh). Anchors: the rbd CLI doing the same (rbd import,
 # rbd clone). Goal: clone < 100 ms and O(1) in the image size (the 64 MiB
 # and 1 GiB clones take the same time).
 #
@@ -13,13 +13,13 @@ build=${1:-build}
 n=${2:-10}
 vmdisk="$PWD/$build/tools/vmdisk"
 [ -x "$vmdisk" ] && [ -e "$build/lib/vmdisk-rbd.so" ] ||
-	{ echo "bench: build with librbd first (tests/ceph/run.sh does)" >&2; exit 1; }
+	{ echo "bench: build with librbd first (tests/suite/ceph/run.sh does)" >&2; exit 1; }
 
 work=$(mktemp -d /var/tmp/vmdisk-bench-rbd-XXXXXX)
-cleanup() { tests/ceph/cluster.sh stop "$work/ceph" >/dev/null 2>&1 || true; rm -rf "$work"; }
+cleanup() { tests/suite/ceph/cluster.sh stop "$work/ceph" >/dev/null 2>&1 || true; rm -rf "$work"; }
 trap cleanup EXIT
 mkdir "$work/ceph"
-tests/ceph/cluster.sh start "$work/ceph" >/dev/null
+tests/suite/ceph/cluster.sh start "$work/ceph" >/dev/null
 C=(-c "$work/ceph/ceph.conf")
 fsid=$(cat "$work/ceph/fsid")
 cat >"$work/vmdisk.conf" <<CONF

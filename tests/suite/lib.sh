@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2154
-# What the service-backed suites (tests/*/run.sh) share; sourced, after
+# What the service-backed suites (tests/suite/*/run.sh) share; sourced, after
 # setting t_name (the prefix of say's lines) and py (/usr/bin/python3).
 #
 #   ok/bad/check NAME...   count a case (the caller prints the last line,

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The barbican key provider (lib/keys.c) against a real Barbican on 127.0.0.1.
 #
-#   tests/barbican/run.sh [BUILD_DIR]
+#   tests/suite/barbican/run.sh [BUILD_DIR]
 #
 # Debian's Barbican (python3-barbican, installed here when missing and we
 # are root) runs standalone as in ../shared/recipes/glance-barbican.md: no
@@ -18,7 +18,7 @@
 # installed or started.
 set -uo pipefail
 
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
 build=${1:-${VMDISK_BUILD_DIR:-$root/build}}
 [[ "$build" == /* ]] || build=$root/$build
@@ -26,8 +26,8 @@ fetch=$build/tests/unit/key_fetch
 py=/usr/bin/python3
 
 t_name=barbican
-# shellcheck source=tests/lib.sh
-. "$root/tests/lib.sh"
+# shellcheck source=tests/suite/lib.sh
+. "$root/tests/suite/lib.sh"
 
 [[ -x "$fetch" ]] || { say "no $fetch (build first)"; echo "0 passed, 1 failed"; exit 1; }
 
@@ -249,13 +249,13 @@ else
 fi
 
 # The same failures through an encrypted LV create, in the test VM
-# (tests/vm/run.sh runs only test_lvm's Barbican cases when given a port):
+# (tests/suite/vm/run.sh runs only test_lvm's Barbican cases when given a port):
 # the stored secret makes a disk, 404 and 500 make nothing, and the guest
 # checks its whole log for the key and the ids.
 vm_out=$(VMDISK_VM_BARBICAN_PORT=$port VMDISK_VM_BARBICAN_PROJECT=$project \
 	VMDISK_VM_BARBICAN_TOKEN=$token VMDISK_VM_KEY_GOOD=$id \
 	VMDISK_VM_KEY_BROKEN=$broken_id VMDISK_VM_PLANTED=$planted \
-	bash "$root/tests/vm/run.sh" "$build" 2>&1)
+	bash "$root/tests/suite/vm/run.sh" "$build" 2>&1)
 vm_rc=$?
 printf '%s\n' "$vm_out" >>"$all_logs"
 printf '%s\n' "$vm_out" | grep -E '^vm: ' | sed 's/^/  /'

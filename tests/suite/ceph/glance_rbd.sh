@@ -2,10 +2,10 @@
 # `vmdisk create --image glance://ID` with the rbd backend against a real
 # Glance whose store is the test cluster's rbd pool.
 #
-#   tests/ceph/glance_rbd.sh CLUSTER_DIR BUILD_DIR
+#   tests/suite/ceph/glance_rbd.sh CLUSTER_DIR BUILD_DIR
 #
-# Called by tests/ceph/run.sh while the cluster of CLUSTER_DIR runs. Starts
-# Debian's glance-api standalone on 127.0.0.1 (as tests/glance/run.sh does:
+# Called by tests/suite/ceph/run.sh while the cluster of CLUSTER_DIR runs. Starts
+# Debian's glance-api standalone on 127.0.0.1 (as tests/suite/glance/run.sh does:
 # no Keystone, sqlite) with the rbd store on pool "images" and
 # show_image_direct_url, uploads images through the API (Glance writes the
 # RBD image and its protected snapshot "snap"), then checks that a raw image
@@ -26,12 +26,12 @@ conf=$D/ceph.conf
 fsid=$(cat "$D/fsid")
 R=(rbd -c "$conf" --id admin)
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
+root=$(cd "$(dirname "$0")/../../.." && pwd)
 t_name=glance-rbd
-# shellcheck source=tests/lib.sh
-. "$root/tests/lib.sh"
-# shellcheck source=tests/glance/glance.sh
-. "$root/tests/glance/glance.sh"
+# shellcheck source=tests/suite/lib.sh
+. "$root/tests/suite/lib.sh"
+# shellcheck source=tests/suite/glance/glance.sh
+. "$root/tests/suite/glance/glance.sh"
 
 need_python glance.cmd.api python3-glance
 need_python rbd python3-rbd

@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2154
-# A real glance-api for the tests (sourced after tests/lib.sh, with py and
+# A real glance-api for the tests (sourced after tests/suite/lib.sh, with py and
 # S, an empty folder of the test's, set): standalone as
 # ../shared/recipes/glance-barbican.md runs it, no Keystone (every request
 # is admin), sqlite, on 127.0.0.1, show_image_direct_url and

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The glance image source against a real Glance on 127.0.0.1.
 #
-#   tests/glance/run.sh [BUILD_DIR]
+#   tests/suite/glance/run.sh [BUILD_DIR]
 #
 # Debian's glance-api (python3-glance, installed here when missing and we are
 # root) runs standalone as in ../shared/recipes/glance-barbican.md: no
@@ -18,7 +18,7 @@
 # installed or started.
 set -uo pipefail
 
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
 build=${1:-${VMDISK_BUILD_DIR:-$root/build}}
 [[ "$build" == /* ]] || build=$root/$build
@@ -26,10 +26,10 @@ cli=${VMDISK_CLI:-$build/tools/vmdisk}
 py=/usr/bin/python3
 
 t_name=glance
-# shellcheck source=tests/lib.sh
-. "$root/tests/lib.sh"
-# shellcheck source=tests/glance/glance.sh
-. "$root/tests/glance/glance.sh"
+# shellcheck source=tests/suite/lib.sh
+. "$root/tests/suite/lib.sh"
+# shellcheck source=tests/suite/glance/glance.sh
+. "$root/tests/suite/glance/glance.sh"
 
 [[ -x "$cli" ]] || { say "no CLI at $cli (build first)"; echo "0 passed, 1 failed"; exit 1; }
 

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Run Debian's nginx as a test server; sourced by tests/http/run.sh and
+# Run Debian's nginx as a test server; sourced by tests/suite/http/run.sh and
 # bench/fetch.sh.
 #
 #   nginx_free_port              print a free TCP port on 127.0.0.1

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The http and https image sources against a real nginx on 127.0.0.1.
 #
-#   tests/http/run.sh [BUILD_DIR]
+#   tests/suite/http/run.sh [BUILD_DIR]
 #
 # nginx (Debian's nginx-light) runs with its own config, pid, logs and temp
 # paths in a temporary folder: a plain listener, a TLS listener whose
 # certificate is signed by a CA this script makes with openssl, a slow
 # location (limit_rate) for the 32-process test, redirects, and a proxy to
-# tests/http/origin.py, a small Python origin that drops the connection half
+# tests/suite/http/origin.py, a small Python origin that drops the connection half
 # way (resume), ignores Range, lies about Content-Length or resets. The
 # access log records the Range header of every request.
 #
@@ -18,19 +18,19 @@
 # Last line "N passed, N failed"; exit 77 only when nginx cannot start.
 set -uo pipefail
 
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
 build=${1:-${VMDISK_BUILD_DIR:-$root/build}}
 [[ "$build" == /* ]] || build=$root/$build
 cli=${VMDISK_CLI:-$build/tools/vmdisk}
-here=$root/tests/http
-# shellcheck source=tests/http/nginx.sh
+here=$root/tests/suite/http
+# shellcheck source=tests/suite/http/nginx.sh
 . "$here/nginx.sh"
 
 py=/usr/bin/python3
 t_name=http
-# shellcheck source=tests/lib.sh
-. "$root/tests/lib.sh"
+# shellcheck source=tests/suite/lib.sh
+. "$root/tests/suite/lib.sh"
 
 [[ -x "$cli" ]] || { say "no CLI at $cli (build first)"; echo "0 passed, 1 failed"; exit 1; }
 
