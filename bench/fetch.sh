@@ -21,6 +21,8 @@ runs=${2:-3}
 vmdisk=$build/tools/vmdisk
 [ -x "$vmdisk" ] || { echo "bench: build first (ninja -C $build)" >&2; exit 1; }
 command -v curl >/dev/null || { echo "bench: curl missing" >&2; exit 1; }
+# shellcheck source=tests/suite/lib.sh
+. "$root/tests/suite/lib.sh"
 # shellcheck source=tests/suite/http/nginx.sh
 . "$root/tests/suite/http/nginx.sh"
 
@@ -34,7 +36,7 @@ echo "preparing a 1 GiB image in $work ..."
 head -c 1G /dev/urandom >"$work/www/image.raw"
 want=$(sha256sum "$work/www/image.raw" | cut -c1-64)
 
-port=$(nginx_free_port)
+port=$(free_port)
 nginx_start "$work/nginx" "
   sendfile on;
   server {
