@@ -12,13 +12,12 @@
 #   bench/lvm.sh [BUILD_DIR] [N]
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-build=${1:-build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init lvm "${1:-}"
 n=${2:-10}
-[[ -x "$build/tools/vmdisk" && -x "$build/tools/vmdiskd" ]] ||
+[[ -x "$build/tools/vmdiskd" ]] ||
 	{ echo "bench: build first (scripts/test.sh or ninja -C $build)" >&2; exit 1; }
-work=$(mktemp -d /var/tmp/vmdisk-bench-lvm-XXXXXX)
-trap 'rm -rf "$work"' EXIT
 { echo "VMDISK_BENCH_N=$n"; cat bench/lvm_guest.sh; } >"$work/lvm_guest.sh"
 out=$(VMDISK_VM_GUEST_SCRIPT=$work/lvm_guest.sh bash tests/suite/vm/run.sh "$build" 2>&1) || {
 	printf '%s\n' "$out" | tail -n 20
