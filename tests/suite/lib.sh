@@ -167,48 +167,36 @@ pid_running() {
 	[[ -d /proc/$1 ]] && ! grep -q '^State:.*Z' "/proc/$1/status" 2>/dev/null
 }
 
+# poll TRIES PID COMMAND...: 0 once COMMAND succeeds, tried every 0.1 s;
+# 1 after TRIES tries, or as soon as PID (when not "") has ended
+poll() {
+	local tries=$1 pid=$2 i
+	shift 2
+	for ((i = 0; i < tries; i++)); do
+		"$@" && return 0
+		[[ -z "$pid" ]] || pid_running "$pid" || return 1
+		sleep 0.1
+	done
+	return 1
+}
+pid_gone() { ! pid_running "$1"; }
+http_ok() {
+	[[ "$(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null)" == 200 ]]
+}
+port_open() {
+	"$py" -c 'import socket, sys
+socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()' \
+		"$1" 2>/dev/null
+}
+
 stop_pid() {
-	local i
 	[[ -n "$1" ]] || return 0
 	kill -TERM "$1" 2>/dev/null
-	for ((i = 0; i < 50; i++)); do
-		pid_running "$1" || break
-		sleep 0.1
-	done
-	kill -KILL "$1" 2>/dev/null
+	poll 50 "" pid_gone "$1" || kill -KILL "$1" 2>/dev/null
 }
-
-wait_http() {
-	local i
-	for ((i = 0; i < 150; i++)); do
-		[[ "$(curl -s -o /dev/null -w '%{http_code}' "$1" 2>/dev/null)" == 200 ]] &&
-			return 0
-		pid_running "$2" || return 1
-		sleep 0.2
-	done
-	return 1
-}
-
-wait_port() {
-	local i
-	for ((i = 0; i < 100; i++)); do
-		"$py" -c 'import socket, sys
-socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()' \
-			"$1" 2>/dev/null && return 0
-		pid_running "$2" || return 1
-		sleep 0.1
-	done
-	return 1
-}
-
-wait_file() {
-	local i
-	for ((i = 0; i < 50; i++)); do
-		[[ -s "$1" ]] && return 0
-		sleep 0.1
-	done
-	return 1
-}
+wait_http() { poll 300 "$2" http_ok "$1"; }
+wait_port() { poll 100 "$2" port_open "$1"; }
+wait_file() { poll 50 "" test -s "$1"; }
 
 start_service() {
 	local name=$1 url=$2 log=$3
