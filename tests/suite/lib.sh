@@ -1,7 +1,8 @@
 # shellcheck shell=bash disable=SC2154
 # What the script suites (tests/suite/*/run.sh) share; sourced after setting
-# t_name (the prefix of say's lines). Defines functions only (and the
-# counters), so bench/ may source it for free_port and wait_port too.
+# t_name (the prefix of say's lines). Defines functions and their variables
+# only (it starts nothing), so bench/ may source it for free_port and
+# wait_port too.
 #
 # Counting
 #   ok/bad/check NAME...   count a case
@@ -37,6 +38,8 @@
 #   pid_running PID        alive and not a zombie (PID 1 on these machines
 #                          does not reap orphans: kill -0 is not enough)
 #   stop_pid PID           SIGTERM, up to 5 s, then SIGKILL
+#   poll TRIES PID COMMAND...  COMMAND every 0.1 s until it succeeds (0),
+#                          TRIES times or until PID (when not "") ends (1)
 #   wait_http URL PID      0 once URL answers 200; 1 when PID ends first
 #                          or after 30 s
 #   wait_port PORT PID     0 once PORT takes a connection; 1 when PID ends
