@@ -11,15 +11,11 @@
 # raw. Goals: raw->raw <= 0.5, qcow2->raw <= 0.7, compressed->raw <= 0.5.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-build=${1:-build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init convert "${1:-}"
 runs=${2:-3}
-vmdisk="$PWD/$build/tools/vmdisk"
-[ -x "$vmdisk" ] || { echo "bench: build first (ninja -C $build)" >&2; exit 1; }
-command -v qemu-img >/dev/null || { echo "bench: qemu-img missing" >&2; exit 1; }
-
-work=$(mktemp -d /var/tmp/vmdisk-bench-convert-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+need_tool qemu-img qemu-utils
 
 echo "preparing inputs in $work ..."
 # 2 GiB: 64 MiB of random data every 128 MiB (half data, half holes).
@@ -38,8 +34,6 @@ with open(sys.argv[1], "wb") as f:
 PY
 qemu-img convert -c -f raw -O qcow2 "$work/text.raw" "$work/zlib.qcow2"
 
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 # time_cmd OUT CMD...: run with OUT removed first, print ms
 time_cmd() {

@@ -10,23 +10,17 @@
 # - startup: N x `vmdisk --version` vs N x `qemu-img --version`.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-build=${1:-build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init create "${1:-}"
 n=${2:-100}
-vmdisk="$PWD/$build/tools/vmdisk"
-[ -x "$vmdisk" ] || { echo "bench: build first (meson setup $build && ninja -C $build)" >&2; exit 1; }
-command -v qemu-img >/dev/null || { echo "bench: qemu-img missing (apt-get install qemu-utils)" >&2; exit 1; }
-
-work=$(mktemp -d /var/tmp/vmdisk-bench-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+need_tool qemu-img qemu-utils
 truncate -s 1G "$work/base.raw"
 printf '[DEFAULT]\ninstances_path = %s/instances\nlog_target = none\n' "$work" >"$work/vmdisk.conf"
 "$vmdisk" --config "$work/vmdisk.conf" fetch "$work/base.raw" >/dev/null
 
 now_ns() { date +%s%N; }
 
-# median of the numbers on stdin
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 uuid_n() { printf '00000000-0000-4000-8000-%012d' "$1"; }
 

@@ -13,20 +13,17 @@
 # and curl does not: the anchor is also shown followed by a sync of its file.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-root=$PWD
-build=${1:-build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init fetch "${1:-}"
 runs=${2:-3}
-[[ "$build" == /* ]] || build=$root/$build
-vmdisk=$build/tools/vmdisk
-[ -x "$vmdisk" ] || { echo "bench: build first (ninja -C $build)" >&2; exit 1; }
-command -v curl >/dev/null || { echo "bench: curl missing" >&2; exit 1; }
-# shellcheck source=tests/http/nginx.sh
-. "$root/tests/http/nginx.sh"
-
-work=$(mktemp -d /var/tmp/vmdisk-bench-fetch-XXXXXX)
+need_tool curl curl
+# shellcheck source=tests/suite/lib.sh
+. tests/suite/lib.sh
+# shellcheck source=tests/suite/http/nginx.sh
+. tests/suite/http/nginx.sh
 chmod 755 "$work"
-trap 'nginx_stop "$work/nginx"; rm -rf "$work"' EXIT
+bench_cleanup() { nginx_stop "$work/nginx"; }
 mkdir -p "$work/www" "$work/nginx"
 chmod 755 "$work/www"
 
@@ -34,7 +31,7 @@ echo "preparing a 1 GiB image in $work ..."
 head -c 1G /dev/urandom >"$work/www/image.raw"
 want=$(sha256sum "$work/www/image.raw" | cut -c1-64)
 
-port=$(nginx_free_port)
+port=$(free_port)
 nginx_start "$work/nginx" "
   sendfile on;
   server {
@@ -45,8 +42,6 @@ url=http://127.0.0.1:$port/image.raw
 # Warm the page cache of the server side for both.
 cat "$work/www/image.raw" >/dev/null
 
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 run_vmdisk() {
 	local inst=$work/inst t0 t1 got

@@ -14,24 +14,17 @@
 # Every disk is compared with the base (cmp) or the numbers mean nothing.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-build=${1:-build}
-runs=${2:-3}
-vmdisk="$PWD/$build/tools/vmdisk"
-[ -x "$vmdisk" ] || { echo "bench: build first (ninja -C $build)" >&2; exit 1; }
-command -v qemu-img >/dev/null || { echo "bench: qemu-img missing" >&2; exit 1; }
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 [ "$(id -u)" -eq 0 ] || { echo "bench: needs root (loop mounts)" >&2; exit 1; }
-
-work=$(mktemp -d /var/tmp/vmdisk-bench-flat-XXXXXX)
+bench_init flat "${1:-}"
+runs=${2:-3}
+need_tool qemu-img qemu-utils
 mounts=()
-cleanup() {
+bench_cleanup() {
 	for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m"; done
-	rm -rf "$work"
 }
-trap cleanup EXIT
 
-now_ms() { date +%s%3N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 # make_base PATH GIB: 64 MiB of random data every 128 MiB (half data).

@@ -17,19 +17,14 @@
 # set) is flagged with "!": the timing of a wrong answer means little.
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-build=${1:-build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 n=${2:-200}
-[[ "$build" == /* ]] || build="$PWD/$build"
-vmdisk="$build/tools/vmdisk"
-[ -x "$vmdisk" ] || { echo "bench: build first (meson setup $build && ninja -C $build)" >&2; exit 1; }
-command -v qemu-img >/dev/null || { echo "bench: qemu-img missing (apt-get install qemu-utils)" >&2; exit 1; }
-command -v qemu-io >/dev/null || { echo "bench: qemu-io missing (apt-get install qemu-utils)" >&2; exit 1; }
-command -v python3 >/dev/null || { echo "bench: python3 missing" >&2; exit 1; }
 [[ "$n" =~ ^[0-9]+$ && "$n" -gt 0 ]] || { echo "bench: N must be a positive number" >&2; exit 1; }
-
-work=$(mktemp -d /var/tmp/vmdisk-bench-XXXXXX)
-trap 'rm -rf "$work"' EXIT
+bench_init inspect "${1:-}"
+need_tool qemu-img qemu-utils
+need_tool qemu-io qemu-utils
+need_tool python3 python3
 cd "$work"
 
 # --- samples: one raw image with 16 MiB of data spread over 1 GiB, converted

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Benchmark: what the lvm backend and its privileged helper cost over lvm2
-# alone. In the test VM (tests/vm/run.sh: the Debian kernel under TCG, so
+# alone. In the test VM (tests/suite/vm/run.sh: the Debian kernel under TCG, so
 # every figure is emulated and only the ratios mean anything), N blank
 # 64 MiB thin disks are made and removed three ways in the same run:
 #   anchor  lvcreate -V -T + lvremove (two lvm2 processes per disk);
@@ -12,15 +12,14 @@
 #   bench/lvm.sh [BUILD_DIR] [N]
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-build=${1:-build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init lvm "${1:-}"
 n=${2:-10}
-[[ -x "$build/tools/vmdisk" && -x "$build/tools/vmdiskd" ]] ||
+[[ -x "$build/tools/vmdiskd" ]] ||
 	{ echo "bench: build first (scripts/test.sh or ninja -C $build)" >&2; exit 1; }
-work=$(mktemp -d /var/tmp/vmdisk-bench-lvm-XXXXXX)
-trap 'rm -rf "$work"' EXIT
 { echo "VMDISK_BENCH_N=$n"; cat bench/lvm_guest.sh; } >"$work/lvm_guest.sh"
-out=$(VMDISK_VM_GUEST_SCRIPT=$work/lvm_guest.sh bash tests/vm/run.sh "$build" 2>&1) || {
+out=$(VMDISK_VM_GUEST_SCRIPT=$work/lvm_guest.sh bash tests/suite/vm/run.sh "$build" 2>&1) || {
 	printf '%s\n' "$out" | tail -n 20
 	echo "bench: the VM run failed" >&2
 	exit 1

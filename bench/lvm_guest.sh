@@ -1,4 +1,4 @@
-# Guest half of bench/lvm.sh (busybox sh inside tests/vm/run.sh's VM, run
+# Guest half of bench/lvm.sh (busybox sh inside tests/suite/vm/run.sh's VM, run
 # instead of the tests when VMDISK_VM_GUEST_SCRIPT names this file).
 #
 # Times N blank 64 MiB thin disks made and removed three ways, on a VG on

@@ -1,25 +1,22 @@
 #!/usr/bin/env bash
 # Benchmark: an instance disk from a 1 GiB image on Ceph, by copy-on-write
 # clone vs by import, in the same run, on a throw-away single-node cluster
-# (tests/ceph/cluster.sh). Anchors: the rbd CLI doing the same (rbd import,
+# (tests/suite/ceph/cluster.sh). Anchors: the rbd CLI doing the same (rbd import,
 # rbd clone). Goal: clone < 100 ms and O(1) in the image size (the 64 MiB
 # and 1 GiB clones take the same time).
 #
 #   bench/rbd.sh [BUILD_DIR] [N]     (needs root for the cluster's packages)
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
-build=${1:-build}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
+bench_init rbd "${1:-}"
 n=${2:-10}
-vmdisk="$PWD/$build/tools/vmdisk"
-[ -x "$vmdisk" ] && [ -e "$build/lib/vmdisk-rbd.so" ] ||
-	{ echo "bench: build with librbd first (tests/ceph/run.sh does)" >&2; exit 1; }
-
-work=$(mktemp -d /var/tmp/vmdisk-bench-rbd-XXXXXX)
-cleanup() { tests/ceph/cluster.sh stop "$work/ceph" >/dev/null 2>&1 || true; rm -rf "$work"; }
-trap cleanup EXIT
+[ -e "$build/lib/vmdisk-rbd.so" ] ||
+	{ echo "bench: build with librbd first (tests/suite/ceph/run.sh does)" >&2; exit 1; }
+bench_cleanup() { tests/suite/ceph/cluster.sh stop "$work/ceph" >/dev/null 2>&1 || true; }
 mkdir "$work/ceph"
-tests/ceph/cluster.sh start "$work/ceph" >/dev/null
+tests/suite/ceph/cluster.sh start "$work/ceph" >/dev/null
 C=(-c "$work/ceph/ceph.conf")
 fsid=$(cat "$work/ceph/fsid")
 cat >"$work/vmdisk.conf" <<CONF
@@ -33,7 +30,7 @@ rbd_user = admin
 [vmdisk]
 log_target = none
 CONF
-export VMDISK_CONFIG=$work/vmdisk.conf VMDISK_MODULE_DIR=$PWD/$build/lib
+export VMDISK_CONFIG=$work/vmdisk.conf VMDISK_MODULE_DIR=$build/lib
 
 # 1 GiB of incompressible data (a worst case for import) and a 64 MiB one.
 head -c 1G /dev/urandom >"$work/big.raw"
@@ -42,7 +39,6 @@ head -c 64M /dev/urandom >"$work/small.raw"
 "$vmdisk" fetch "$work/small.raw" >/dev/null
 
 now_ns() { date +%s%N; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 uuid_n() { printf '00000000-0000-4000-8000-%012d' "$1"; }
 timed() { local t0 t1; t0=$(now_ns); "$@" >/dev/null; t1=$(now_ns); echo $(((t1 - t0) / 1000)); }
 
@@ -65,8 +61,8 @@ clone_small=$(clone_series small csmall)
 # In one process (the connection made by the first clone, then reused), as a
 # service linking libvmdisk sees it; the first clone is left out.
 cc -O2 -o "$work/clone_time" bench/rbd_clone_time.c -Iinclude \
-	-L"$build/lib" -lvmdisk -Wl,-rpath,"$PWD/$build/lib"
-inproc=$("$work/clone_time" "$work/vmdisk.conf" "$PWD/$build/lib" \
+	-L"$build/lib" -lvmdisk -Wl,-rpath,"$build/lib"
+inproc=$("$work/clone_time" "$work/vmdisk.conf" "$build/lib" \
 	"rbd://$fsid/images/big/snap" $((n + 1)) 500 | tail -n +2 | median)
 anchor_clone=$(for ((i = 0; i < n; i++)); do timed rbd "${C[@]}" clone images/big@snap "vms/anchor$i"; done | median)
 

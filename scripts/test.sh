@@ -8,7 +8,7 @@
 #   build/ again under valgrind memcheck (meson test --setup valgrind)
 #
 # Both builds are tested even when the first fails. Then every executable
-# tests/*/run.sh runs once (against build/): each prints a last line
+# tests/suite/*/run.sh runs once (against build/): each prints a last line
 # "N passed, N failed[, N skipped]" and exits 0 on success, 77 when the whole
 # suite was skipped, anything else on failure.
 #
@@ -122,7 +122,7 @@ run_meson_suite() {
 	add_counts "$passed" "$failed" "$skipped"
 }
 
-# run_script_suite SCRIPT: a tests/*/run.sh
+# run_script_suite SCRIPT: a tests/suite/*/run.sh
 run_script_suite() {
 	local script=$1 out="$tmp/script.log" rc last
 	local re='^([A-Za-z_-]+: )?([0-9]+) passed, ([0-9]+) failed(, ([0-9]+) skipped)?$'
@@ -178,7 +178,7 @@ else
 fi
 
 shopt -s nullglob
-for script in tests/*/run.sh; do
+for script in tests/suite/*/run.sh; do
 	[[ -f "$script" && -x "$script" ]] || continue
 	run_script_suite "$script"
 done

@@ -35,7 +35,7 @@
  *   before the table is read; libvmdisk.so exports no internal symbol for
  *   it. Modules include nothing else of lib/ but header-only helpers
  *   (cleanup.h, bytes.h), and export only their table, stamp and host
- *   pointer (tests/source/run.sh checks both). The stamp covers this
+ *   pointer (tests/suite/source/run.sh checks both). The stamp covers this
  *   header, module_host.h and config.h.
  * - Errors: an operation fills err (vmd_error_set) and returns its
  *   negative code; on failure nothing it made remains.

@@ -14,7 +14,7 @@
  * Nothing else: no other header under lib/.
  *
  * Why a table and not exported internal symbols: libvmdisk.so exports
- * exactly what include/vmdisk/ declares (lib/libvmdisk.sym; tests/source/
+ * exactly what include/vmdisk/ declares (lib/libvmdisk.sym; tests/suite/source/
  * run.sh checks `nm -D`), so nothing internal becomes ABI by accident. And
  * a module must use the library's one copy of its state (the log sink,
  * the secrets to redact, the fault points), never one of its own, as a

@@ -15,7 +15,7 @@
  * The path strings kept beside the descriptors (vmd_disk_ref.path, the
  * cache entry's path) are for others only: libvirt XML, the backing-file
  * name written into a qcow2 overlay, log lines. vmdisk's own access never
- * goes through them (tests/source/run.sh enforces it).
+ * goes through them (tests/suite/source/run.sh enforces it).
  *
  * The calls below behave like the system calls they wrap: -1 and errno,
  * ELOOP for a link on the way, EXDEV or EINVAL for a name that would

@@ -828,7 +828,7 @@ const char *vmd_priv_helper_path(void)
 {
 #if VMD_FAULT_INJECTION
 	/* Test builds only: the build tree's vmdiskd (tests/meson.build,
-	 * tests/vm/run.sh). Release builds run the installed one. */
+	 * tests/suite/vm/run.sh). Release builds run the installed one. */
 	const char *env = getenv("VMDISK_VMDISKD");
 
 	if (env && env[0] == '/')

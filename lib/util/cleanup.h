@@ -7,7 +7,7 @@
  *
  * A cleanup function takes a pointer to the variable. DEFINE_CLEANUP_FUNC
  * makes one (named func##p) from a plain destructor of a pointer type. The
- * attribute itself is written only in this header (tests/source/run.sh
+ * attribute itself is written only in this header (tests/suite/source/run.sh
  * checks that), so there is one spelling to read and to grep for.
  *
  * Also here: ELEMENTSOF, and struct vmd_buf, the one growable byte buffer.

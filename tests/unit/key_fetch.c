@@ -1,6 +1,6 @@
 /*
  * key_fetch: fetch one key through the product's key providers
- * (lib/keys.c), for the script suites (tests/barbican/run.sh).
+ * (lib/keys.c), for the script suites (tests/suite/barbican/run.sh).
  *
  *   key_fetch CONFIG KEY_ID [EXPECTED_FILE]
  *

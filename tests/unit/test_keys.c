@@ -4,7 +4,7 @@
  * too long, a bad id; and a planted key (and its id) that never appears in
  * any log line or error while the provider is used, logs at debug level
  * and the key is printed on purpose. The barbican provider is tested
- * against a real Barbican by tests/barbican/run.sh.
+ * against a real Barbican by tests/suite/barbican/run.sh.
  */
 #include <errno.h>
 #include <setjmp.h>

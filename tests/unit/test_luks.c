@@ -1,6 +1,6 @@
 /*
  * Tests of lib/luks.c on the host (no device-mapper here: opening a
- * mapping is tested in the VM, tests/vm/): LUKS2 format of a file with
+ * mapping is tested in the VM, tests/suite/vm/): LUKS2 format of a file with
  * the cipher and key size from the config and a key from the file
  * provider; the header is LUKS2 for our inspector and for `cryptsetup
  * luksDump`; the key opens it (checked without a mapping), another key

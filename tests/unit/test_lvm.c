@@ -1,6 +1,6 @@
 /*
  * The lvm backend against the real device-mapper: run inside the test VM
- * (tests/vm/run.sh), on a volume group made on $VMDISK_VM_DISK. Outside it
+ * (tests/suite/vm/run.sh), on a volume group made on $VMDISK_VM_DISK. Outside it
  * (no root, no /dev/mapper/control, no disk given) every case skips and
  * says why.
  */
@@ -49,11 +49,11 @@ static int group_setup(void **state)
 
 	(void)state;
 	if (geteuid() != 0)
-		why_not = "needs root (run by tests/vm/run.sh)";
+		why_not = "needs root (run by tests/suite/vm/run.sh)";
 	else if (access("/dev/mapper/control", F_OK) != 0)
-		why_not = "no device-mapper in this kernel (run by tests/vm/run.sh)";
+		why_not = "no device-mapper in this kernel (run by tests/suite/vm/run.sh)";
 	else if (!disk)
-		why_not = "VMDISK_VM_DISK is not set (run by tests/vm/run.sh)";
+		why_not = "VMDISK_VM_DISK is not set (run by tests/suite/vm/run.sh)";
 	if (why_not) {
 		printf("# skipped: %s\n", why_not);
 		return 0;
@@ -1337,7 +1337,7 @@ static void test_only_our_lvs_served(void **state)
 /* ---- keys from a real Barbican ---- */
 
 /*
- * tests/barbican/run.sh boots this VM with its Barbican reachable from the
+ * tests/suite/barbican/run.sh boots this VM with its Barbican reachable from the
  * guest (qemu's user network: 10.0.2.2 is the host's loopback) and names,
  * in the environment, a stored secret (VMDISK_VM_KEY_GOOD, whose bytes are
  * VMDISK_VM_PLANTED), one whose ciphertext it damaged so that Barbican
@@ -1451,7 +1451,7 @@ int main(void)
 		T(test_barbican_key_cases),
 	};
 
-	/* tests/vm/run.sh passes VMDISK_VM_FILTER (a cmocka glob of test
+	/* tests/suite/vm/run.sh passes VMDISK_VM_FILTER (a cmocka glob of test
 	 * names) to run only some cases: TCG is slow. */
 	if (getenv("VMDISK_VM_FILTER"))
 		cmocka_set_test_filter(getenv("VMDISK_VM_FILTER"));

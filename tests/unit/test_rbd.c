@@ -1,5 +1,5 @@
 /*
- * The rbd backend against a real Ceph cluster (tests/ceph/run.sh starts one
+ * The rbd backend against a real Ceph cluster (tests/suite/ceph/run.sh starts one
  * and sets VMDISK_CEPH_CONF; without it every case skips with the reason).
  * Content is checked by reading the images back through librbd.
  */
@@ -169,7 +169,7 @@ static void need_cluster(void)
 {
 	if (!g.conf || !g.conf[0]) {
 		print_message("skipped: VMDISK_CEPH_CONF not set "
-		              "(tests/ceph/run.sh starts a cluster)\n");
+		              "(tests/suite/ceph/run.sh starts a cluster)\n");
 		skip();
 	}
 }

@@ -2,7 +2,7 @@
  * The parts of the http and glance sources that need no server: the strict
  * URL check, the Glance image record (records a real Glance would not give),
  * and their configuration keys. The sources against real servers are
- * tests/http/run.sh (nginx) and tests/glance/run.sh (Glance).
+ * tests/suite/http/run.sh (nginx) and tests/suite/glance/run.sh (Glance).
  */
 #include <setjmp.h>
 #include <stdarg.h>

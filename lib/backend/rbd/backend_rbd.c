@@ -1108,7 +1108,7 @@ static int vr_direct_snapshot(struct vmd_ctx *ctx,
 
 /* Built with this library: the registry loads nothing else. Exported: this
  * stamp, the host pointer above and the table below, nothing more
- * (tests/source/run.sh). */
+ * (tests/suite/source/run.sh). */
 VMD_BACKEND_MODULE_STAMP;
 
 const struct vmd_backend_ops vmd_backend_rbd = {

@@ -1,8 +1,8 @@
 # shellcheck shell=bash
-# Run Debian's nginx as a test server; sourced by tests/http/run.sh and
+# Run Debian's nginx as a test server; sourced after tests/suite/lib.sh
+# (free_port, wait_port, stop_pid) by tests/suite/http/run.sh and
 # bench/fetch.sh.
 #
-#   nginx_free_port              print a free TCP port on 127.0.0.1
 #   nginx_start DIR SERVERS...   write DIR/nginx.conf (pid, logs and temp
 #                                paths under DIR; access log DIR/access.log
 #                                with the Range header of each request) with
@@ -12,15 +12,8 @@
 #
 # nginx_start returns 1 after printing the reason when nginx cannot start.
 
-nginx_free_port() {
-	/usr/bin/python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
 nginx_start() {
-	local dir=$1 port i
+	local dir=$1 port
 	shift
 	mkdir -p "$dir"/tmp/body "$dir"/tmp/proxy "$dir"/tmp/fastcgi \
 		"$dir"/tmp/uwsgi "$dir"/tmp/scgi || return 1
@@ -49,31 +42,13 @@ nginx_start() {
 	setsid /usr/sbin/nginx -e "$dir/error.log" -p "$dir" -c "$dir/nginx.conf" \
 		</dev/null >"$dir/nginx.out" 2>&1 &
 	echo $! >"$dir/nginx.master"
-	for ((i = 0; i < 100; i++)); do
-		if /usr/bin/python3 -c 'import socket, sys
-socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()' \
-			"$port" 2>/dev/null; then
-			return 0
-		fi
-		if ! kill -0 "$(cat "$dir/nginx.master")" 2>/dev/null ||
-			grep -q '^State:.*Z' "/proc/$(cat "$dir/nginx.master")/status" 2>/dev/null; then
-			break
-		fi
-		sleep 0.1
-	done
+	wait_port "$port" "$(cat "$dir/nginx.master")" && return 0
 	echo "nginx did not start: $(tail -n 3 "$dir/error.log" "$dir/nginx.out" 2>/dev/null | tr '\n' ' ')"
 	return 1
 }
 
 nginx_stop() {
-	local dir=$1 pid i
-	[[ -f "$dir/nginx.master" ]] || return 0
-	pid=$(cat "$dir/nginx.master")
-	kill -TERM "$pid" 2>/dev/null
-	for ((i = 0; i < 50; i++)); do
-		[[ -d /proc/$pid ]] || break
-		grep -q '^State:.*Z' "/proc/$pid/status" 2>/dev/null && break
-		sleep 0.1
-	done
-	rm -f "$dir/nginx.master"
+	[[ -f "$1/nginx.master" ]] || return 0
+	stop_pid "$(cat "$1/nginx.master")"
+	rm -f "$1/nginx.master"
 }

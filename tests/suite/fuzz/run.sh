@@ -2,7 +2,7 @@
 # Fuzz every libFuzzer target for a short while: the CI's fuzz run
 # (tests/fuzz/README.md; bench/fuzz is the long campaign with figures).
 #
-#   tests/fuzz/run.sh [BUILD_DIR]
+#   tests/suite/fuzz/run.sh [BUILD_DIR]
 #
 # scripts/test.sh runs it with build/ as BUILD_DIR, which it does not use:
 # the fuzzers need their own clang build, $VMDISK_FUZZ_BUILD_DIR (default
@@ -23,7 +23,7 @@
 # "0 passed, 0 failed, N skipped" and exit 77.
 set -uo pipefail
 
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
 dir=${VMDISK_FUZZ_BUILD_DIR:-$root/build-fuzz}
 seconds=${VMDISK_FUZZ_SECONDS:-60}

@@ -1,5 +1,5 @@
 # shellcheck shell=bash disable=SC2154
-# A real glance-api for the tests (sourced after tests/lib.sh, with py and
+# A real glance-api for the tests (sourced after tests/suite/lib.sh, with py and
 # S, an empty folder of the test's, set): standalone as
 # ../shared/recipes/glance-barbican.md runs it, no Keystone (every request
 # is admin), sqlite, on 127.0.0.1, show_image_direct_url and
@@ -8,8 +8,8 @@
 #   glance_start PORT BACKENDS DEFAULT STORE_SECTIONS
 #       BACKENDS as enabled_backends takes it ("file:file"), DEFAULT the one
 #       images go to, STORE_SECTIONS the config text of those stores. Sets
-#       glance_pid and api (http://127.0.0.1:PORT); skips the suite when
-#       Glance cannot start. The caller stops it (stop_pid "$glance_pid").
+#       api (http://127.0.0.1:PORT); skips the suite when Glance cannot
+#       start; it is stopped at exit.
 #   glance_upload NAME DISK_FORMAT FILE
 #       prints the new image's id; FILE "" makes an image without data.
 
@@ -53,24 +53,19 @@ paste.composite_factory = glance.api:root_app_factory
 paste.app_factory = glance.api.versions:create_resource
 [app:apiv2app]
 paste.app_factory = glance.api.v2.router:API.factory
-[filter:healthcheck]
-paste.filter_factory = oslo_middleware:Healthcheck.factory
-backends = disable_by_file
-disable_by_file_path = $S/healthcheck_disable
+$(paste_healthcheck filter factory)
 [filter:versionnegotiation]
 paste.filter_factory = glance.api.middleware.version_negotiation:VersionNegotiationFilter.factory
 [filter:unauthenticated-context]
 paste.filter_factory = glance.api.middleware.context:UnauthenticatedContextMiddleware.factory
 EOF
-	"$py" -c 'import sys; from glance.cmd.manage import main; sys.exit(main())' \
-		--config-file "$S/glance-api.conf" db_sync >"$S/db_sync.log" 2>&1 ||
-		skip "glance-manage db_sync failed: $(tail -n 2 "$S/db_sync.log" | tr '\n' ' ')"
-	setsid "$py" -c 'import sys; from glance.cmd.api import main; sys.exit(main())' \
-		--config-file "$S/glance-api.conf" </dev/null >"$S/log" 2>&1 &
-	glance_pid=$!
+	service_db glance-manage "$S/db_sync.log" \
+		"$py" -c 'import sys; from glance.cmd.manage import main; sys.exit(main())' \
+		--config-file "$S/glance-api.conf" db_sync
 	api=http://127.0.0.1:$port
-	wait_http "$api/healthcheck" "$glance_pid" ||
-		skip "glance-api did not start: $(tail -n 3 "$S/log" | tr '\n' ' ')"
+	start_service glance-api "$api/healthcheck" "$S/log" \
+		"$py" -c 'import sys; from glance.cmd.api import main; sys.exit(main())' \
+		--config-file "$S/glance-api.conf"
 }
 
 glance_upload() {

@@ -2,10 +2,10 @@
 # `vmdisk create --image glance://ID` with the rbd backend against a real
 # Glance whose store is the test cluster's rbd pool.
 #
-#   tests/ceph/glance_rbd.sh CLUSTER_DIR BUILD_DIR
+#   tests/suite/ceph/glance_rbd.sh CLUSTER_DIR BUILD_DIR
 #
-# Called by tests/ceph/run.sh while the cluster of CLUSTER_DIR runs. Starts
-# Debian's glance-api standalone on 127.0.0.1 (as tests/glance/run.sh does:
+# Called by tests/suite/ceph/run.sh while the cluster of CLUSTER_DIR runs. Starts
+# Debian's glance-api standalone on 127.0.0.1 (as tests/suite/glance/run.sh does:
 # no Keystone, sqlite) with the rbd store on pool "images" and
 # show_image_direct_url, uploads images through the API (Glance writes the
 # RBD image and its protected snapshot "snap"), then checks that a raw image
@@ -19,40 +19,32 @@
 set -uo pipefail
 
 D=${1:?cluster dir}
-build=${2:?build dir}
-cli=$build/tools/vmdisk
-py=/usr/bin/python3
-conf=$D/ceph.conf
+ceph_conf=$D/ceph.conf
 fsid=$(cat "$D/fsid")
-R=(rbd -c "$conf" --id admin)
+R=(rbd -c "$ceph_conf" --id admin)
 
-root=$(cd "$(dirname "$0")/../.." && pwd)
+root=$(cd "$(dirname "$0")/../../.." && pwd)
 t_name=glance-rbd
-# shellcheck source=tests/lib.sh
-. "$root/tests/lib.sh"
-# shellcheck source=tests/glance/glance.sh
-. "$root/tests/glance/glance.sh"
+# shellcheck source=tests/suite/lib.sh
+. "$root/tests/suite/lib.sh"
+# shellcheck source=tests/suite/glance/glance.sh
+. "$root/tests/suite/glance/glance.sh"
+suite_build "${2:?build dir}"
+cli=$build/tools/vmdisk
+export VMDISK_MODULE_DIR=$build/lib
 
 need_python glance.cmd.api python3-glance
 need_python rbd python3-rbd
 need_python rados python3-rados
 
-tmp=$(mktemp -d "$D/glance.XXXXXX") || exit 1
+suite_tmp "$D"
 S=$tmp/glance
-glance_pid=
-cleanup() {
-	stop_pid "$glance_pid"
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-trap 'exit 143' TERM INT
-
 port=$(free_port)
 # CEPH_CONF too: librados in Glance finds the keyring through it.
-CEPH_CONF=$conf glance_start "$port" "rbd:rbd, http:http" rbd "[rbd]
+CEPH_CONF=$ceph_conf glance_start "$port" "rbd:rbd, http:http" rbd "[rbd]
 rbd_store_pool = images
 rbd_store_user = admin
-rbd_store_ceph_conf = $conf
+rbd_store_ceph_conf = $ceph_conf
 rbd_store_chunk_size = 4"
 say "Glance on $api, rbd store on pool images"
 
@@ -75,8 +67,7 @@ EOF
 
 img=$tmp/img
 mkdir -p "$img"
-head -c 1M /dev/urandom >"$img/a.raw"
-truncate -s 6M "$img/a.raw"
+random_image "$img/a.raw" 1M 6M
 head -c 64K /dev/urandom | dd of="$img/a.raw" bs=64K seek=80 conv=notrunc status=none
 qemu-img convert -q -f raw -O qcow2 "$img/a.raw" "$img/a.qcow2"
 
@@ -96,35 +87,29 @@ fi
 id_qcow2=$(glance_upload qcow2 qcow2 "$img/a.qcow2") || bad "upload qcow2"
 id_fsid=$(glance_upload otherfsid raw "$img/a.raw") || bad "upload raw (other fsid)"
 id_evil=$(glance_upload evil raw "$img/a.raw") || bad "upload raw (bad location)"
-((failed == 0)) || { echo "$passed passed, $failed failed"; exit 1; }
+((failed == 0)) || finish
 
-n=0
-newconf() {
-	n=$((n + 1))
-	inst=$tmp/inst$n
-	vconf=$tmp/vmdisk$n.conf
-	mkdir -p "$inst"
-	{
-		printf '[DEFAULT]\ninstances_path = %s\nimages_type = rbd\n' "$inst"
-		printf 'glance_api_servers = %s\n' "$api"
-		# quiet=1: nothing but the one error line on stderr
-		if [[ -n "${quiet:-}" ]]; then
-			printf 'log_target = none\n'
-		else
-			printf 'log_target = stderr\nlog_level = debug\n'
-		fi
-		printf '[libvirt]\nimages_rbd_pool = vms\nimages_rbd_ceph_conf = %s\n' "$conf"
-		printf 'rbd_user = admin\nrbd_secret_uuid = 5d3c3c2e-9c2b-4bd0-9a53-3c1c1b2d0e11\n'
-		printf '[vmdisk]\nimages_rbd_glance_store_pool = images\n'
-		printf '%s\n' "$@"
-	} >"$vconf"
+# The CLI logs at debug level (the cases grep it) unless a case asks for
+# "log_target = none" (fails_cleanly: nothing but the one error line).
+conf_log=("log_target = stderr" "log_level = debug")
+conf_lines=("images_type = rbd" "glance_api_servers = $api"
+	"[libvirt]" "images_rbd_pool = vms" "images_rbd_ceph_conf = $ceph_conf"
+	"rbd_user = admin" "rbd_secret_uuid = 5d3c3c2e-9c2b-4bd0-9a53-3c1c1b2d0e11"
+	"[vmdisk]" "images_rbd_glance_store_pool = images")
+# A failed create leaves no RBD image behind either.
+left_behind() {
+	cache_left_behind
+	if "${R[@]}" info "vms/${u}_disk" >/dev/null 2>&1; then
+		echo "the RBD image vms/${u}_disk exists"
+	fi
 }
-vm() {
-	VMDISK_MODULE_DIR=$build/lib "$cli" --config "$vconf" "$@" >"$tmp/out" 2>"$tmp/err"
-}
-entries() {
-	find "$inst/_base" -maxdepth 1 -type f -regextype posix-extended \
-		-regex '.*/[0-9a-f]{40}' 2>/dev/null | wc -l
+# create_disk IMAGE_ID ARGS...: create a disk of a new instance $u from
+# glance://IMAGE_ID; rc is the exit status, p the disk's parent ("" if none)
+create_disk() {
+	u=$(new_uuid)
+	vm create "$u" disk --image "glance://$1" "${@:2}"
+	rc=$?
+	p=$(parent_of "${u}_disk")
 }
 parent_of() { # NAME: "pool/image@snap" or ""
 	"${R[@]}" info --format json "vms/$1" 2>/dev/null | "$py" -c 'import json, sys
@@ -135,7 +120,7 @@ data_objects() { # NAME: objects of its own in pool vms
 	local prefix
 	prefix=$("${R[@]}" info --format json "vms/$1" |
 		"$py" -c 'import json, sys; print(json.load(sys.stdin)["block_name_prefix"])')
-	rados -c "$conf" --id admin -p vms ls | grep -c "^$prefix\." || true
+	rados -c "$ceph_conf" --id admin -p vms ls | grep -c "^$prefix\." || true
 }
 # reads_back NAME FILE: the disk's first bytes are FILE's
 reads_back() {
@@ -150,10 +135,7 @@ reads_back() {
 
 # A raw image with an rbd:// direct_url: a clone, nothing downloaded.
 newconf
-u=$(cat /proc/sys/kernel/random/uuid)
-vm create "$u" disk --image "glance://$id_raw" --size 8M
-rc=$?
-p=$(parent_of "${u}_disk")
+create_disk "$id_raw" --size 8M
 if [[ $rc -eq 0 && "$p" == "images/$id_raw@snap" ]]; then
 	ok "raw glance image cloned: parent $p"
 else
@@ -176,11 +158,7 @@ vm remove "$u" disk || bad "remove the clone: $(tail -n 1 "$tmp/err")"
 
 # A checksum asks for the bytes to be hashed: imported, not cloned.
 newconf
-u=$(cat /proc/sys/kernel/random/uuid)
-vm create "$u" disk --image "glance://$id_raw" \
-	--checksum "sha256:$(sha256sum "$img/a.raw" | cut -c1-64)"
-rc=$?
-p=$(parent_of "${u}_disk")
+create_disk "$id_raw" --checksum "sha256:$(sha256sum "$img/a.raw" | cut -c1-64)"
 if [[ $rc -eq 0 && -z "$p" ]] && reads_back "${u}_disk" "$img/a.raw"; then
 	ok "with --checksum the raw image is imported (hashed), not cloned"
 else
@@ -190,10 +168,7 @@ vm remove "$u" disk >/dev/null 2>&1
 
 # A qcow2 image is never cloned: its RBD image holds qcow2 bytes.
 newconf
-u=$(cat /proc/sys/kernel/random/uuid)
-vm create "$u" disk --image "glance://$id_qcow2"
-rc=$?
-p=$(parent_of "${u}_disk")
+create_disk "$id_qcow2"
 if [[ $rc -eq 0 && -z "$p" && $(entries) -eq 1 ]] && reads_back "${u}_disk" "$img/a.raw"; then
 	ok "qcow2 glance image imported (no parent) and reads back the raw content"
 else
@@ -202,14 +177,11 @@ fi
 vm remove "$u" disk >/dev/null 2>&1
 
 # Locations from Glance's database are untrusted.
-other=$(cat /proc/sys/kernel/random/uuid)
+other=$(new_uuid)
 set_location "$id_fsid" "rbd://$other/images/$id_fsid/snap" ||
 	bad "could not change the location of $id_fsid"
 newconf
-u=$(cat /proc/sys/kernel/random/uuid)
-vm create "$u" disk --image "glance://$id_fsid"
-rc=$?
-p=$(parent_of "${u}_disk")
+create_disk "$id_fsid"
 if [[ $rc -eq 0 && -z "$p" ]] && reads_back "${u}_disk" "$img/a.raw" &&
 	grep -q 'importing the image instead' "$tmp/err"; then
 	ok "location in another cluster: imported instead (rbd_clone_fallback_import)"
@@ -217,17 +189,10 @@ else
 	bad "other fsid with fallback: exit $rc, parent '$p': $(tail -n 2 "$tmp/err")"
 fi
 vm remove "$u" disk >/dev/null 2>&1
-quiet=1 newconf "rbd_clone_fallback_import = false"
-u=$(cat /proc/sys/kernel/random/uuid)
-VMDISK_MODULE_DIR=$build/lib "$cli" -q --config "$vconf" create "$u" disk \
-	--image "glance://$id_fsid" >"$tmp/out" 2>"$tmp/err"
-rc=$?
-if [[ $rc -ne 0 && $(wc -l <"$tmp/err") -eq 1 ]] && ! "${R[@]}" info "vms/${u}_disk" >/dev/null 2>&1 &&
-	[[ $(entries) -eq 0 ]]; then
-	ok "location in another cluster, no fallback: refused: $(cat "$tmp/err")"
-else
-	bad "other fsid without fallback: exit $rc: $(head -c 300 "$tmp/err")"
-fi
+newconf "log_target = none" "rbd_clone_fallback_import = false"
+u=$(new_uuid)
+fails_cleanly "location in another cluster, no fallback: refused" \
+	'location is in another cluster' -q create "$u" disk --image "glance://$id_fsid"
 
 # Two locations (show_multiple_locations), the first (and direct_url) in
 # another cluster: the second, in ours, is cloned.
@@ -247,10 +212,7 @@ c.commit()
 EOF2
 	bad "could not add a second location to $id_multi"
 newconf
-u=$(cat /proc/sys/kernel/random/uuid)
-vm create "$u" disk --image "glance://$id_multi"
-rc=$?
-p=$(parent_of "${u}_disk")
+create_disk "$id_multi"
 if [[ $rc -eq 0 && "$p" == "images/$id_multi@snap" ]] &&
 	grep -q 'trying the next one' "$tmp/err" && [[ $(entries) -eq 0 ]]; then
 	ok "first location in another cluster, second in ours: cloned from the second ($p)"
@@ -262,17 +224,10 @@ vm remove "$u" disk >/dev/null 2>&1
 for evil in "rbd://$fsid/images/../$id_evil/snap" "rbd://$fsid/images/$id_evil/snap/x" \
 	"rbd://$fsid/images/$id_evil" "rbd://$fsid/vms%2f../$id_evil/snap"; do
 	set_location "$id_evil" "$evil" || { bad "could not set location $evil"; continue; }
-	quiet=1 newconf
-	u=$(cat /proc/sys/kernel/random/uuid)
-	VMDISK_MODULE_DIR=$build/lib "$cli" -q --config "$vconf" create "$u" disk \
-		--image "glance://$id_evil" >"$tmp/out" 2>"$tmp/err"
-	rc=$?
-	if [[ $rc -ne 0 && $(wc -l <"$tmp/err") -eq 1 ]] &&
-		! "${R[@]}" info "vms/${u}_disk" >/dev/null 2>&1 && [[ $(entries) -eq 0 ]]; then
-		ok "malformed location ${evil#rbd://$fsid/} refused: $(cat "$tmp/err")"
-	else
-		bad "malformed location $evil: exit $rc: $(head -c 300 "$tmp/err")"
-	fi
+	newconf "log_target = none"
+	u=$(new_uuid)
+	fails_cleanly "malformed location ${evil#rbd://$fsid/} refused" \
+		'malformed location' -q create "$u" disk --image "glance://$id_evil"
 done
 
 left=$("${R[@]}" ls vms 2>/dev/null | wc -l)
@@ -281,5 +236,4 @@ if [[ $left -eq 0 ]]; then
 else
 	bad "pool vms still holds $left images"
 fi
-echo "$passed passed, $failed failed"
-((failed == 0))
+finish

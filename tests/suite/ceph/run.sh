@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The RBD suite against a real single-node Ceph (tests/ceph/cluster.sh).
+# The RBD suite against a real single-node Ceph (tests/suite/ceph/cluster.sh).
 #
 # Installs the Ceph packages when missing (root, apt-get), makes sure build/
 # has the rbd module and tests/unit/test_rbd (reconfiguring once the librbd
@@ -13,7 +13,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
-src=$(cd "$here/../.." && pwd)
+src=$(cd "$here/../../.." && pwd)
 build=${VMDISK_BUILD_DIR:-$src/build}
 pkgs=(ceph-mon ceph-osd ceph-common librbd-dev librados-dev uuid-runtime)
 

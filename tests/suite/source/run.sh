@@ -19,7 +19,7 @@
 # Last line: "N passed, N failed".
 set -uo pipefail
 BUILD_DIR=${1:-build}
-cd "$(dirname "$0")/../.."
+cd "$(dirname "$0")/../../.."
 
 passed=0
 failed=0

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The http and https image sources against a real nginx on 127.0.0.1.
 #
-#   tests/http/run.sh [BUILD_DIR]
+#   tests/suite/http/run.sh [BUILD_DIR]
 #
 # nginx (Debian's nginx-light) runs with its own config, pid, logs and temp
 # paths in a temporary folder: a plain listener, a TLS listener whose
 # certificate is signed by a CA this script makes with openssl, a slow
 # location (limit_rate) for the 32-process test, redirects, and a proxy to
-# tests/http/origin.py, a small Python origin that drops the connection half
+# tests/suite/http/origin.py, a small Python origin that drops the connection half
 # way (resume), ignores Range, lies about Content-Length or resets. The
 # access log records the Range header of every request.
 #
@@ -18,33 +18,19 @@
 # Last line "N passed, N failed"; exit 77 only when nginx cannot start.
 set -uo pipefail
 
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
-build=${1:-${VMDISK_BUILD_DIR:-$root/build}}
-[[ "$build" == /* ]] || build=$root/$build
-cli=${VMDISK_CLI:-$build/tools/vmdisk}
-here=$root/tests/http
-# shellcheck source=tests/http/nginx.sh
-. "$here/nginx.sh"
-
-py=/usr/bin/python3
+here=$root/tests/suite/http
 t_name=http
-# shellcheck source=tests/lib.sh
-. "$root/tests/lib.sh"
+# shellcheck source=tests/suite/lib.sh
+. "$root/tests/suite/lib.sh"
+# shellcheck source=tests/suite/http/nginx.sh
+. "$here/nginx.sh"
+suite_build "${1:-}"
+need_cli
 
-[[ -x "$cli" ]] || { say "no CLI at $cli (build first)"; echo "0 passed, 1 failed"; exit 1; }
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-http.XXXXXX") || exit 1
-origin_pid=
-cleanup() {
-	nginx_stop "$tmp/nginx"
-	if [[ -n "$origin_pid" ]]; then
-		kill -TERM "$origin_pid" 2>/dev/null
-		wait "$origin_pid" 2>/dev/null
-	fi
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+suite_tmp
+on_exit 'nginx_stop "$tmp/nginx"'
 
 www=$tmp/www
 mkdir -p "$www" "$tmp/nginx" "$tmp/tls"
@@ -53,8 +39,7 @@ chmod 755 "$tmp" "$www"
 
 # ---- images ----
 # 4 MiB raw with data at both ends (holes in between stay holes).
-head -c 1M /dev/urandom >"$www/img.raw"
-truncate -s 3M "$www/img.raw"
+random_image "$www/img.raw" 1M 3M
 head -c 1M /dev/urandom >>"$www/img.raw"
 cp "$www/img.raw" "$www/big.raw"
 head -c 64K /dev/urandom | dd of="$www/big.raw" conv=notrunc status=none
@@ -77,28 +62,20 @@ if ! {
 			-CAkey "$tls/ca.key" -CAcreateserial -days 2 -extfile "$tls/ext" \
 			-out "$tls/server.pem"
 } >"$tls/openssl.log" 2>&1; then
-	say "openssl could not make the test CA: $(tail -n 2 "$tls/openssl.log")"
-	echo "0 passed, 1 failed"
-	exit 1
+	fail_suite "openssl could not make the test CA: $(tail -n 2 "$tls/openssl.log")"
 fi
 
 # ---- the origin and nginx ----
-/usr/bin/python3 "$here/origin.py" "$www" "$tmp/origin.port" \
+"$py" "$here/origin.py" "$www" "$tmp/origin.port" \
 	</dev/null >"$tmp/origin.log" 2>&1 &
-origin_pid=$!
-for ((i = 0; i < 50; i++)); do
-	[[ -s "$tmp/origin.port" ]] && break
-	sleep 0.1
-done
-if [[ ! -s "$tmp/origin.port" ]]; then
-	say "the Python origin did not start: $(tail -n 3 "$tmp/origin.log")"
-	echo "0 passed, 1 failed"
-	exit 1
+on_exit "stop_pid $!"
+if ! wait_file "$tmp/origin.port"; then
+	fail_suite "the Python origin did not start: $(tail -n 3 "$tmp/origin.log")"
 fi
 oport=$(cat "$tmp/origin.port")
-hport=$(nginx_free_port)
-sport=$(nginx_free_port)
-while [[ "$sport" == "$hport" ]]; do sport=$(nginx_free_port); done
+hport=$(free_port)
+sport=$(free_port)
+while [[ "$sport" == "$hport" ]]; do sport=$(free_port); done
 
 if ! why=$(nginx_start "$tmp/nginx" "
   server {
@@ -119,9 +96,7 @@ if ! why=$(nginx_start "$tmp/nginx" "
     root $www;
     location = /to-http { return 302 http://127.0.0.1:$hport/img.raw; }
   }"); then
-	say "skipped: $why"
-	echo "0 passed, 0 failed, 1 skipped"
-	exit 77
+	skip "$why"
 fi
 say "nginx on 127.0.0.1:$hport (http) and :$sport (https), origin on :$oport"
 http=http://127.0.0.1:$hport
@@ -130,58 +105,7 @@ origin=http://127.0.0.1:$oport
 alog=$tmp/nginx/access.log
 
 # ---- helpers ----
-n=0
-# newconf EXTRA...: a fresh instances_path and config; sets $conf and $inst
-newconf() {
-	n=$((n + 1))
-	inst=$tmp/inst$n
-	conf=$tmp/vmdisk$n.conf
-	mkdir -p "$inst"
-	{
-		printf '[DEFAULT]\ninstances_path = %s\n' "$inst"
-		# quiet unless the case asks for a log (a key may be given once)
-		[[ " $* " == *" log_target ="* ]] || printf 'log_target = none\n'
-		printf 'http_low_speed_time = 5\nhttp_connect_timeout = 5\n'
-		printf '%s\n' "$@"
-	} >"$conf"
-}
-# vm ARGS...: run the CLI with $conf; stdout in $tmp/out, stderr in $tmp/err
-vm() {
-	"$cli" --config "$conf" "$@" >"$tmp/out" 2>"$tmp/err"
-}
-# entries: how many entries (40 hex digits) the cache of $inst holds
-entries() {
-	find "$inst/_base" -maxdepth 1 -type f -regextype posix-extended \
-		-regex '.*/[0-9a-f]{40}' 2>/dev/null | wc -l
-}
-# temporaries: files of the cache that are neither entries nor their records
-temporaries() {
-	find "$inst/_base" -maxdepth 1 -type f -regextype posix-extended \
-		! -regex '.*/[0-9a-f]{40}' ! -regex '.*/\.[0-9a-f]{40}\.(json|failed)' \
-		2>/dev/null | wc -l
-}
-# fails_cleanly NAME PATTERN ARGS...: exit 1, one line on stderr matching
-# PATTERN, no entry, no temporary, and no URL in the message
-fails_cleanly() {
-	local name=$1 pattern=$2 rc lines
-	shift 2
-	vm "$@"
-	rc=$?
-	lines=$(wc -l <"$tmp/err")
-	if [[ $rc -ne 1 ]]; then
-		bad "$name: exit $rc, expected 1 ($(head -c 300 "$tmp/err"))"
-	elif [[ $lines -ne 1 ]]; then
-		bad "$name: $lines lines on stderr: $(head -c 300 "$tmp/err")"
-	elif ! grep -Eq -- "$pattern" "$tmp/err"; then
-		bad "$name: message '$(cat "$tmp/err")' does not match '$pattern'"
-	elif grep -q '127\.0\.0\.1' "$tmp/err"; then
-		bad "$name: the message shows the URL: $(cat "$tmp/err")"
-	elif [[ $(entries) -ne 0 || $(temporaries) -ne 0 ]]; then
-		bad "$name: the cache holds $(entries) entries, $(temporaries) temporaries"
-	else
-		ok "$name: $(cat "$tmp/err")"
-	fi
-}
+conf_lines=("http_low_speed_time = 5" "http_connect_timeout = 5")
 # fetches NAME URL SHA256 ARGS...: fetch with --checksum (of the bytes
 # served), one entry, whose sha256 is $expect_sha when set (an entry stored
 # raw from a qcow2 download), else SHA256
@@ -192,7 +116,7 @@ fetches() {
 		bad "$name: exit $?: $(head -c 300 "$tmp/err")"
 		return
 	fi
-	path=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])' <"$tmp/out")
+	path=$("$py" -c 'import json,sys; print(json.load(sys.stdin)["path"])' <"$tmp/out")
 	if [[ $(entries) -ne 1 ]]; then
 		bad "$name: $(entries) entries"
 	elif [[ "$(sha256sum "$path" | cut -c1-64)" != "${expect_sha:-$sha}" ]]; then
@@ -210,7 +134,7 @@ qemu-img compare -q -f raw -F raw "$www/img.raw" "$inst"/_base/[0-9a-f]*[0-9a-f]
 
 # Issue 14, defect 12: a signed URL (an S3 pre-signed one carries its
 # signature in the query) is logged and recorded without its query.
-sig=vmdisk-test-signature-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+sig=vmdisk-test-signature-$(random_hex 8)
 newconf "log_target = stderr" "log_level = debug"
 fetches "a signed URL" \
 	"$http/img.raw?X-Amz-Credential=AKIDEXAMPLE&X-Amz-Signature=$sig" "$sha_img"
@@ -243,7 +167,7 @@ fetches "download of exactly max_image_download_size" "$http/img.raw" "$sha_img"
 
 newconf "max_image_download_size = 1M"
 fails_cleanly "oversize through create" 'max_image_download_size|too large|limit' \
-	create "$(cat /proc/sys/kernel/random/uuid)" disk --image "$http/img.raw"
+	create "$(new_uuid)" disk --image "$http/img.raw"
 
 newconf
 fails_cleanly "TLS: unknown CA without ca_file" 'TLS' fetch "$https/img.raw"
@@ -331,7 +255,7 @@ url=$http/slow/big.raw
 pids=()
 uuids=()
 for ((i = 0; i < 32; i++)); do
-	uuids+=("$(cat /proc/sys/kernel/random/uuid)")
+	uuids+=("$(new_uuid)")
 done
 for ((i = 0; i < 32; i++)); do
 	"$cli" --config "$conf" create "${uuids[$i]}" disk --image "$url" \
@@ -358,5 +282,4 @@ done
 check "32 disks pass qemu-img check and read as the image" test "$bad_disks" -eq 0
 check "the cache holds one entry" test "$(entries)" -eq 1 -a "$(temporaries)" -eq 0
 
-echo "$passed passed, $failed failed"
-[[ $failed -eq 0 ]]
+finish

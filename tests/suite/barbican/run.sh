@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The barbican key provider (lib/keys.c) against a real Barbican on 127.0.0.1.
 #
-#   tests/barbican/run.sh [BUILD_DIR]
+#   tests/suite/barbican/run.sh [BUILD_DIR]
 #
 # Debian's Barbican (python3-barbican, installed here when missing and we
 # are root) runs standalone as in ../shared/recipes/glance-barbican.md: no
@@ -18,37 +18,19 @@
 # installed or started.
 set -uo pipefail
 
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
-build=${1:-${VMDISK_BUILD_DIR:-$root/build}}
-[[ "$build" == /* ]] || build=$root/$build
-fetch=$build/tests/unit/key_fetch
-py=/usr/bin/python3
-
 t_name=barbican
-# shellcheck source=tests/lib.sh
-. "$root/tests/lib.sh"
-
-[[ -x "$fetch" ]] || { say "no $fetch (build first)"; echo "0 passed, 1 failed"; exit 1; }
-
+# shellcheck source=tests/suite/lib.sh
+. "$root/tests/suite/lib.sh"
+suite_build "${1:-}"
+fetch=$build/tests/unit/key_fetch
+[[ -x "$fetch" ]] || fail_suite "no $fetch (build first)"
 need_python barbican.api.app python3-barbican
 
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-barbican.XXXXXX") || exit 1
+suite_tmp
 S=$tmp/barbican
 mkdir -p "$S"
-pid=
-stop_barbican() {
-	stop_pid "$pid"
-	pid=
-}
-silent_pid=
-cleanup() {
-	[[ -n "$silent_pid" ]] && kill -KILL "$silent_pid" 2>/dev/null
-	stop_barbican
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
 port=$(free_port)
 dead_port=$(free_port)
 base=http://127.0.0.1:$port
@@ -85,10 +67,7 @@ paste.app_factory = barbican.api.app:create_version_app
 paste.filter_factory = barbican.api.middleware.context:UnauthenticatedContextMiddleware.factory
 [filter:microversion]
 paste.filter_factory = barbican.api.middleware.microversion:MicroversionMiddleware.factory
-[app:healthcheck]
-paste.app_factory = oslo_middleware:Healthcheck.app_factory
-backends = disable_by_file
-disable_by_file_path = $S/healthcheck_disable
+$(paste_healthcheck app app_factory)
 EOF
 # Barbican reads its config at import time from fixed places: parse ours
 # explicitly, then serve the paste app (one request at a time, HTTP/1.0).
@@ -107,26 +86,19 @@ class Handler(WSGIRequestHandler):
 make_server('127.0.0.1', port, app, handler_class=Handler).serve_forever()
 EOF
 
-"$py" -c 'import sys; from barbican.cmd.barbican_manage import main; sys.argv[0] = "barbican-manage"; sys.exit(main())' \
-	--config-file "$S/barbican.conf" db upgrade -d "sqlite:///$S/barbican.sqlite" \
-	>"$S/db.log" 2>&1 || { tail -n 20 "$S/db.log"; skip "barbican-manage db upgrade failed"; }
+service_db barbican-manage "$S/db.log" \
+	"$py" -c 'import sys; from barbican.cmd.barbican_manage import main; sys.argv[0] = "barbican-manage"; sys.exit(main())' \
+	--config-file "$S/barbican.conf" db upgrade -d "sqlite:///$S/barbican.sqlite"
 
 start=$(date +%s)
-setsid "$py" "$S/launch.py" "$S/barbican.conf" "$S/paste.ini" "$port" \
-	>"$S/barbican.log" 2>&1 </dev/null &
-pid=$!
-if ! wait_http "$base/healthcheck" "$pid"; then
-	tail -n 30 "$S/barbican.log"
-	skip "Barbican did not answer on 127.0.0.1:$port"
-fi
+start_service Barbican "$base/healthcheck" "$S/barbican.log" \
+	"$py" "$S/launch.py" "$S/barbican.conf" "$S/paste.ini" "$port"
 say "Barbican up on 127.0.0.1:$port in $(($(date +%s) - start)) s"
 
 project=vmdisk-test
-planted="PLANTED-BARBICAN-KEY-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+planted="PLANTED-BARBICAN-KEY-$(random_hex 12)"
 printf '%s' "$planted" >"$tmp/expected"
-token="TOKEN-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-printf '%s\n' "$token" >"$tmp/token"
-chmod 600 "$tmp/token"
+secret_file "$tmp/token" TOKEN-
 
 store() { # PAYLOAD -> secret id on stdout
 	curl -s -X POST -H "X-Project-Id: $project" -H 'Content-Type: application/json' \
@@ -178,7 +150,7 @@ grep -q 'the key is \*\*\*' "$tmp/good.err" &&
 	ok "the key printed on purpose is redacted" ||
 	bad "the key printed on purpose is not redacted"
 
-unknown=$(cat /proc/sys/kernel/random/uuid)
+unknown=$(new_uuid)
 run unknown "$tmp/good.conf" "$unknown"
 if [[ $rc == 1 && "$out" == "error: keys: barbican: secret not found" ]]; then
 	ok "unknown id: 404 is an error"
@@ -232,10 +204,8 @@ while True:
     c, _ = s.accept()
     conns.append(c)' "$silent_port" >"$tmp/silent.out" 2>&1 </dev/null &
 silent_pid=$!
-for ((i = 0; i < 50; i++)); do
-	grep -q ready "$tmp/silent.out" 2>/dev/null && break
-	sleep 0.1
-done
+on_exit "kill -KILL $silent_pid 2>/dev/null"
+wait_file "$tmp/silent.out"
 { conf "http://127.0.0.1:$silent_port" "$tmp/token"
 	echo "http_connect_timeout = 2"
 	echo "http_low_speed_time = 2"; } >"$tmp/silent.conf"
@@ -249,13 +219,13 @@ else
 fi
 
 # The same failures through an encrypted LV create, in the test VM
-# (tests/vm/run.sh runs only test_lvm's Barbican cases when given a port):
+# (tests/suite/vm/run.sh runs only test_lvm's Barbican cases when given a port):
 # the stored secret makes a disk, 404 and 500 make nothing, and the guest
 # checks its whole log for the key and the ids.
 vm_out=$(VMDISK_VM_BARBICAN_PORT=$port VMDISK_VM_BARBICAN_PROJECT=$project \
 	VMDISK_VM_BARBICAN_TOKEN=$token VMDISK_VM_KEY_GOOD=$id \
 	VMDISK_VM_KEY_BROKEN=$broken_id VMDISK_VM_PLANTED=$planted \
-	bash "$root/tests/vm/run.sh" "$build" 2>&1)
+	bash "$root/tests/suite/vm/run.sh" "$build" 2>&1)
 vm_rc=$?
 printf '%s\n' "$vm_out" >>"$all_logs"
 printf '%s\n' "$vm_out" | grep -E '^vm: ' | sed 's/^/  /'
@@ -279,6 +249,4 @@ else
 	bad "leaked into our output or logs:$leaks"
 fi
 
-stop_barbican
-echo "$passed passed, $failed failed"
-((failed == 0))
+finish

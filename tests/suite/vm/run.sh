@@ -5,14 +5,14 @@
 # hangs on these machines) with an initramfs built here, and run the guest
 # tests inside it on sparse files given as virtio disks.
 #
-#   tests/vm/run.sh [BUILD_DIR]
+#   tests/suite/vm/run.sh [BUILD_DIR]
 #
 # What goes into the initramfs:
 #   - busybox-static, lvm2 and cryptsetup with every library ldd names;
 #   - the kernel's modules for virtio disks, dm-mod, dm-crypt and
 #     dm-thin-pool with their dependencies (depmod's modules.dep), loaded
 #     in dependency order;
-#   - every tests/vm/guest/*.sh, and the cmocka binaries named in
+#   - every tests/suite/vm/guest/*.sh, and the cmocka binaries named in
 #     VM_TESTS below from BUILD_DIR/tests (with libvmdisk and the vmdisk
 #     CLI), run with CMOCKA_MESSAGE_OUTPUT=TAP.
 # Each guest test prints TAP lines ("ok - name" / "not ok - name"); the
@@ -20,7 +20,7 @@
 # script counts the lines from the serial console; a guest that never says
 # VMTEST-DONE (crash, hang past VMDISK_VM_TIMEOUT seconds) fails the suite.
 #
-# With VMDISK_VM_BARBICAN_PORT set (tests/barbican/run.sh does, with the
+# With VMDISK_VM_BARBICAN_PORT set (tests/suite/barbican/run.sh does, with the
 # ids of its secrets in VMDISK_VM_KEY_GOOD/_BROKEN, the key bytes in
 # VMDISK_VM_PLANTED, VMDISK_VM_BARBICAN_TOKEN and _PROJECT), the guest gets
 # qemu's user network, in which 10.0.2.2 is this host's loopback, and runs
@@ -28,7 +28,7 @@
 #
 # VMDISK_VM_FILTER=GLOB runs only the cmocka cases whose names match
 # (cmocka_set_test_filter) and no guest script: TCG is slow, e.g.
-#   VMDISK_VM_ASAN=0 VMDISK_VM_FILTER=test_only_our_lvs_served tests/vm/run.sh
+#   VMDISK_VM_ASAN=0 VMDISK_VM_FILTER=test_only_our_lvs_served tests/suite/vm/run.sh
 #
 # The kernel package (linux-image-cloud-amd64's current version) is fetched
 # with `apt-get download` into $VMDISK_VM_CACHE (default /var/tmp/vmdisk-vm)
@@ -36,7 +36,7 @@
 # reason only when qemu or the kernel cannot be had here.
 set -uo pipefail
 
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
 build=$(cd "${1:-$root/build}" 2>/dev/null && pwd) || build=$root/build
 cache=${VMDISK_VM_CACHE:-/var/tmp/vmdisk-vm}
@@ -193,7 +193,7 @@ LVM
 if [[ -n "$guest_script" ]]; then
 	cp "$guest_script" "$stage/vmtests/"
 else
-	for g in "$root"/tests/vm/guest/*.sh; do
+	for g in "$root"/tests/suite/vm/guest/*.sh; do
 		cp "$g" "$stage/vmtests/"
 	done
 fi

@@ -1,4 +1,4 @@
-"""A misbehaving HTTP origin on 127.0.0.1 for tests/http/run.sh.
+"""A misbehaving HTTP origin on 127.0.0.1 for tests/suite/http/run.sh.
 
     origin.py ROOT PORTFILE
 

@@ -1,4 +1,4 @@
-# Guest test (busybox sh, inside tests/vm/run.sh's VM): the kernel and
+# Guest test (busybox sh, inside tests/suite/vm/run.sh's VM): the kernel and
 # lvm2/cryptsetup parts the lvm backend relies on work in this guest, on
 # the virtio disk /dev/vdb. Prints TAP lines.
 t() { # name, then a command that succeeds when the check holds

@@ -11,13 +11,13 @@
 # Every disk reads back as the base (cmp over its first 64 MiB, zeroes
 # beyond) and is grown to the requested size.
 #
-#   tests/reflink/run.sh [BUILD_DIR]
+#   tests/suite/reflink/run.sh [BUILD_DIR]
 #
 # Needs root (losetup, mount). Last line "N passed, N failed[, N skipped]";
 # exit 77 with the reason when loop devices cannot be used here.
 set -uo pipefail
 
-cd "$(dirname "$0")/../.." || exit 1
+cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
 build=${1:-$root/build}
 cli=${VMDISK_CLI:-$build/tools/vmdisk}
