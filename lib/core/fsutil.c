@@ -23,6 +23,7 @@
 #include "beneath.h"
 #include "bytes.h"
 #include "fsutil.h"
+#include "faultpoint.h"
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
@@ -51,7 +52,12 @@ int vmd_pread_full(int fd, void *buf, size_t len, uint64_t off)
 int vmd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;
+	int injected = vmd_fault_errno("io.write");
 
+	if (injected) {
+		errno = injected;
+		return -1;
+	}
 	while (len > 0) {
 		ssize_t n = pwrite(fd, p, len, (off_t)off);
 
