@@ -31,6 +31,7 @@
 #include "fsutil.h"
 #include "internal.h"
 #include "libvirt_xml.h"
+#include "rbd_location.h"
 #include "record.h"
 #include "source.h"
 #include "vmd_build_config.h"
@@ -191,6 +192,11 @@ static int check_size(uint64_t size, struct vmd_error *err)
 	if (size % 512)
 		return vmd_error_set(err, VMD_E_INVAL,
 		                     "size must be a multiple of 512 bytes",
+		                     "size %llu", (unsigned long long)size);
+	/* No file or volume can be larger than off_t allows: refused before
+	 * any lock is taken or anything is made (issue 16, hostile input). */
+	if (size > (uint64_t)INT64_MAX)
+		return vmd_error_set(err, VMD_E_INVAL, "size too large",
 		                     "size %llu", (unsigned long long)size);
 	return 0;
 }
@@ -420,6 +426,13 @@ static int create_check_opts(struct vmd_ctx *ctx, const char *instance,
 		                   "bad key id");
 	if (rc == 0)
 		rc = check_size(opts->size, err);
+	/* A backend that cannot clone ignores a location (as Nova does), but
+	 * only a well-formed one: garbage is refused whatever the backend. */
+	if (rc == 0 && opts->location) {
+		struct vmd_rbd_location loc;
+
+		rc = vmd_rbd_location_parse(opts->location, &loc, err);
+	}
 	if (rc == 0)
 		rc = vmd_backend_get(*kind, ops, err);
 	if (rc == 0)

@@ -88,13 +88,42 @@ static bool has_control(const char *s)
 	return false;
 }
 
-/* Absolute, with no ".." component that could lead out of it. */
+/* Bytes past ASCII: a path that is not text in every encoding (it reaches
+ * JSON records, libvirt XML and logs, which need valid UTF-8). */
+static bool has_non_ascii(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s > 0x7e)
+			return true;
+	return false;
+}
+
+/* Absolute, ASCII, with no ".." component that could lead out of it. */
 static bool check_abs_path(const char *s)
 {
 	size_t len = strlen(s);
 
-	return s[0] == '/' && !has_control(s) && !strstr(s, "/../") &&
+	return s[0] == '/' && !has_control(s) && !has_non_ascii(s) &&
+	       !strstr(s, "/../") &&
 	       !(len >= 3 && strcmp(s + len - 3, "/..") == 0);
+}
+
+/* A service URL's path is a prefix the API path is appended to: a "." or
+ * ".." segment there would not mean what it reads (curl resolves it). */
+static bool has_dot_segment(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		size_t dots = 0;
+
+		if (s[i] != '/')
+			continue;
+		while (i + 1 + dots < len && s[i + 1 + dots] == '.')
+			dots++;
+		if ((dots == 1 || dots == 2) &&
+		    (i + 1 + dots == len || s[i + 1 + dots] == '/'))
+			return true;
+	}
+	return false;
 }
 
 static bool check_instances_path(const char *s)
@@ -185,7 +214,7 @@ static bool check_glance_servers(const char *s)
 			return false;
 		memcpy(item, s, n);
 		item[n] = '\0';
-		if (!vmd_url_valid(item, false))
+		if (!vmd_url_valid(item, false) || has_dot_segment(item, n))
 			return false;
 		if (s[n] == '\0')
 			return true;
@@ -241,7 +270,8 @@ static bool check_key_manager(const char *s)
 
 static bool check_optional_url(const char *s)
 {
-	return s[0] == '\0' || vmd_url_valid(s, false);
+	return s[0] == '\0' ||
+	       (vmd_url_valid(s, false) && !has_dot_segment(s, strlen(s)));
 }
 
 static bool parse_u32(const char *s, uint32_t *out)
@@ -418,7 +448,10 @@ static enum parse_problem set_value(struct vmd_config *cfg,
 	case KT_SIZE_OR_ZERO: {
 		uint64_t size;
 
+		/* Above INT64_MAX no file offset can reach it: such a limit
+		 * would only be compared as a negative off_t somewhere. */
 		if (vmd_parse_size(value, &size, NULL) < 0 ||
+		    size > (uint64_t)INT64_MAX ||
 		    (size == 0 && k->type == KT_SIZE))
 			return PP_VALUE;
 		memcpy(field, &size, sizeof(size));
