@@ -88,22 +88,48 @@ static bool has_control(const char *s)
 	return false;
 }
 
-/* Bytes past ASCII: a path that is not text in every encoding (it reaches
- * JSON records, libvirt XML and logs, which need valid UTF-8). */
-static bool has_non_ascii(const char *s)
+/* Valid UTF-8 (RFC 3629: no overlong form, no surrogate, nothing past
+ * U+10FFFF): a path reaches JSON records, libvirt XML and logs, which need
+ * text; /srv/donn\xc3\xa9es is a path, a stray 0xe9 byte is not. */
+static bool is_utf8(const char *s)
 {
-	for (; *s; s++)
-		if ((unsigned char)*s > 0x7e)
-			return true;
-	return false;
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		unsigned char c = *p;
+		size_t more;
+		uint32_t cp, min;
+
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			more = 1, cp = c & 0x1f, min = 0x80;
+		else if (c >= 0xe0 && c <= 0xef)
+			more = 2, cp = c & 0x0f, min = 0x800;
+		else if (c >= 0xf0 && c <= 0xf4)
+			more = 3, cp = c & 0x07, min = 0x10000;
+		else
+			return false;
+		for (size_t i = 1; i <= more; i++) {
+			if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+				return false;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += more + 1;
+	}
+	return true;
 }
 
-/* Absolute, ASCII, with no ".." component that could lead out of it. */
+/* Absolute, UTF-8, with no ".." component that could lead out of it. */
 static bool check_abs_path(const char *s)
 {
 	size_t len = strlen(s);
 
-	return s[0] == '/' && !has_control(s) && !has_non_ascii(s) &&
+	return s[0] == '/' && !has_control(s) && is_utf8(s) &&
 	       !strstr(s, "/../") &&
 	       !(len >= 3 && strcmp(s + len - 3, "/..") == 0);
 }
