@@ -33,7 +33,7 @@ suite_tmp
 on_exit 'nginx_stop "$tmp/nginx"'
 
 procs=$(scaled 8 32)
-ops=$(scaled 8 16)      # operations per worker
+ops=$(scaled 12 24)     # operations per worker
 fetchers=$(scaled 3 8)  # processes that only fetch each HTTP image
 insts=3                 # instances per worker, two disk names each
 
