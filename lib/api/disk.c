@@ -675,6 +675,8 @@ int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
 	if (rc == 0)
 		rc = ops->remove(ctx, &ref, err);
 	if (rc == 0)
+		rc = vmd_faultpoint("disk.before_record_drop", err);
+	if (rc == 0)
 		rc = vmd_record_drop(ref.instance_fd, disk, err);
 	if (rc < 0) {
 		vmd_error_prefix(err, "remove");
@@ -683,7 +685,8 @@ int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
 	/* The last disk takes the instance directory with it. */
 	int root;
 
-	if (vmd_beneath_root(ctx, false, &root, NULL) == 0 &&
+	if (vmd_faultpoint("disk.before_rmdir", NULL) == 0 &&
+	    vmd_beneath_root(ctx, false, &root, NULL) == 0 &&
 	    vmd_bunlink(root, instance, AT_REMOVEDIR) < 0 &&
 	    errno != ENOTEMPTY && errno != EEXIST)
 		vmd_log_warning("remove: could not remove %s: %s",

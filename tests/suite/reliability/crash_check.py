@@ -140,9 +140,19 @@ def check_entry(base, name, imgdir, url):
     return out
 
 
+def ploop_format(inst_dir, disk):
+    """root.hds is raw for a Plain ploop, a Parallels image otherwise."""
+    try:
+        with open(os.path.join(inst_dir, disk, "DiskDescriptor.xml")) as f:
+            return "raw" if "<Type>Plain</Type>" in f.read() else "parallels"
+    except OSError:
+        return "raw"
+
+
 def disk_file(inst_dir, disk, rec):
     if rec.get("backend") == "ploop":
-        return os.path.join(inst_dir, disk, "root.hds"), "raw"
+        return (os.path.join(inst_dir, disk, "root.hds"),
+                ploop_format(inst_dir, disk))
     return os.path.join(inst_dir, disk), rec.get("format", "raw")
 
 
@@ -173,7 +183,10 @@ def check_descriptor(inst_dir, disk, path, name):
                                 xml).group(1))
     except (OSError, AttributeError, ValueError) as e:
         return [f"{name}/{disk}: DiskDescriptor.xml unreadable: {e}"]
-    if os.path.exists(path) and os.path.getsize(path) != sectors * 512:
+    # A Plain image grows before its descriptor says so (a resize killed
+    # in between leaves it larger, harmless); never the other way round.
+    if "<Type>Plain</Type>" in xml and os.path.exists(path) and \
+            os.path.getsize(path) < sectors * 512:
         return [f"{name}/{disk}: DiskDescriptor.xml says {sectors * 512}"
                 f" bytes, root.hds has {os.path.getsize(path)}"]
     return []
@@ -216,10 +229,12 @@ def check_instance(inst_dir, name, base, entries, final):
         if final:
             out.append(f"{name}/{entry}: a file no record names")
             continue
+        if entry.startswith("."):
+            continue  # a temporary: the next operation must remove it
         path = os.path.join(inst_dir, entry)
         if os.path.isdir(path):
+            fmt = ploop_format(inst_dir, entry)
             path = os.path.join(path, "root.hds")
-            fmt = "raw"
         else:
             fmt = fmt_of(path) if os.path.isfile(path) else "raw"
         out += check_disk(path, fmt, None, f"{name}/{entry} (no record)")

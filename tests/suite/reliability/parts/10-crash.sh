@@ -37,6 +37,8 @@ mkdir -p "$img"
 random_image "$img/base.raw" 3M 8M
 qemu-img convert -q -f raw -O qcow2 "$img/base.raw" "$img/base.qcow2"
 random_image "$img/other.raw" 1M 4M
+chmod 755 "$tmp" "$img" # nginx's workers are not root
+chmod 644 "$img"/*
 port=$(free_port)
 nginx_start "$tmp/nginx" "server { listen 127.0.0.1:$port; root $img; }" ||
 	skip "nginx did not start"
@@ -110,7 +112,9 @@ prep() {
 		;;
 	esac
 }
-not_recorded() { ! quiet info "$inst_id" disk; }
+not_recorded() {
+	! jq -e '.disks.disk' "$inst/$inst_id/.vmdisk.json" >/dev/null 2>&1
+}
 
 # After the final run: what the operation must have made.
 final_state() {
