@@ -93,7 +93,7 @@ def main():
             path = os.path.join(base, name)
             side = SIDE.match(name)
             if HEX40.match(name):
-                problems += check_entry(base, name, imgdir, url)
+                problems += check_entry(base, name, imgdir, url, final)
             elif side:
                 if side.group(1) not in entries and final:
                     problems.append(f"side record without its entry: {name}")
@@ -114,11 +114,15 @@ def main():
         print(p)
 
 
-def check_entry(base, name, imgdir, url):
+def check_entry(base, name, imgdir, url, final):
     path = os.path.join(base, name)
     try:
         with open(os.path.join(base, f".{name}.json")) as f:
             info = json.load(f)
+    except FileNotFoundError:
+        # a prune killed between the side record and the entry; the next
+        # prune removes the entry
+        return [f"entry {name} without its side record"] if final else []
     except (OSError, ValueError) as e:
         return [f"entry {name} without a readable side record: {e}"]
     source = info.get("source", "")
@@ -213,6 +217,14 @@ def check_instance(inst_dir, name, base, entries, final):
             if not os.path.isfile(base_path):
                 out.append(f"{name}/{disk}: its base {base_id} is gone")
                 continue
+        if rec.get("pending"):
+            # a create killed midway: the next create removes it
+            if final:
+                out.append(f"{name}/{disk}: still pending")
+            if not os.path.exists(path):
+                continue
+        elif not final and not os.path.exists(path):
+            continue  # a remove killed midway: the next remove ends it
         out += check_disk(path, fmt, base_path, f"{name}/{disk}")
         if rec.get("backend") == "ploop":
             out += check_descriptor(inst_dir, disk, path, name)

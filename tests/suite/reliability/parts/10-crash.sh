@@ -240,7 +240,11 @@ for op in "${ops[@]}"; do
 	fi
 	mapfile -t pts <"$tmp/points"
 	if ((points_per_op > 0 && ${#pts[@]} > points_per_op)); then
-		mapfile -t pts < <(shuf -n "$points_per_op" "$tmp/points")
+		# the sample, and always the steps that once tore: a disk
+		# published before its record, a prune between its unlinks
+		mapfile -t pts < <({ shuf -n "$points_per_op" "$tmp/points"
+			grep -E '^(disk\.before_record|prune\.unlink)@' "$tmp/points"
+		} | sort -u)
 	fi
 	for p in "${pts[@]}"; do
 		trial "$op" point "$p"
