@@ -132,7 +132,9 @@ final_state() {
 		;;
 	remove_*)
 		! quiet info "$inst_id" disk || echo "the disk is still there"
-		[[ ! -e "$inst/$inst_id" ]] || echo "the instance folder is left"
+		# a kill before the rmdir may leave the folder, empty
+		[[ ! -e "$inst/$inst_id" || -z "$(ls -A "$inst/$inst_id")" ]] ||
+			echo "the instance folder is left, not empty"
 		;;
 	prune) (($(entries) == 1)) || echo "prune left $(entries) entries, not 1" ;;
 	fetch_*) (($(entries) == 1)) || echo "no entry after the rerun" ;;
