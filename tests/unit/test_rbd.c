@@ -174,6 +174,18 @@ static void need_cluster(void)
 	}
 }
 
+/* A cluster to test on (or the test is skipped), a new instance id, and
+ * its disk made with o, which must succeed. */
+static void new_disk(char inst[37], const char *disk,
+                     const struct vmd_create_opts *o,
+                     struct vmd_disk_info *info)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	need_cluster();
+	new_uuid(inst);
+	assert_int_equal(vmd_disk_create(g.ctx, inst, disk, o, info, &err), 0);
+}
 /* The whole content of image pool/name[@snap], malloc'ed. */
 static unsigned char *read_image(rados_ioctx_t io, const char *name,
                                  const char *snap, uint64_t *size)
@@ -335,16 +347,12 @@ static void remove_disk(const char *inst, const char *disk)
 
 static void test_import_raw(void **state)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.image = g.base_raw, .size = 16 * MIB};
 	struct vmd_disk_info info;
 	char inst[37], name[128];
 
 	(void)state;
-	need_cluster();
-	new_uuid(inst);
-	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, &info, &err),
-	                 0);
+	new_disk(inst, "root", &o, &info);
 	assert_string_equal(info.backend, "rbd");
 	assert_int_equal(info.virtual_size, 16 * MIB);
 	assert_disk_is_base(inst, "root", 16 * MIB);
@@ -357,15 +365,11 @@ static void test_import_raw(void **state)
 
 static void test_import_qcow2(void **state)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.image = g.base_qcow2};
 	char inst[37];
 
 	(void)state;
-	need_cluster();
-	new_uuid(inst);
-	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, NULL, &err),
-	                 0);
+	new_disk(inst, "root", &o, NULL);
 	assert_disk_is_base(inst, "root", BASE_SIZE);
 	remove_disk(inst, "root");
 }
@@ -446,10 +450,7 @@ static void test_snapshot_rollback(void **state)
 	char inst[37];
 
 	(void)state;
-	need_cluster();
-	new_uuid(inst);
-	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, NULL, &err),
-	                 0);
+	new_disk(inst, "root", &o, NULL);
 	assert_int_equal(vmd_disk_snap_create(g.ctx, inst, "root", "s1", &err),
 	                 0);
 	write_disk(inst, "root", 0xee);
@@ -486,11 +487,8 @@ static void test_direct_snapshot(void **state)
 	rbd_snap_spec_t ps;
 
 	(void)state;
-	need_cluster();
-	new_uuid(inst);
+	new_disk(inst, "root", &o, NULL);
 	snprintf(pub, sizeof(pub), "pub-%.8s", inst);
-	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, NULL, &err),
-	                 0);
 	write_disk(inst, "root", 0x77);
 	assert_int_equal(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
 	                                          sizeof(url), &err),
@@ -582,16 +580,12 @@ static void test_extract_and_xml(void **state)
 
 static void test_blank(void **state)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.size = 32 * MIB};
 	struct vmd_disk_info info;
 	char inst[37];
 
 	(void)state;
-	need_cluster();
-	new_uuid(inst);
-	assert_int_equal(vmd_disk_create(g.ctx, inst, "data", &o, &info, &err),
-	                 0);
+	new_disk(inst, "data", &o, &info);
 	assert_int_equal(info.virtual_size, 32 * MIB);
 	assert_int_equal(info.actual_size, 0);
 	remove_disk(inst, "data");
