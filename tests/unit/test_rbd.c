@@ -718,6 +718,22 @@ static void test_cli_verbose_never_shows_key(void **state)
 	assert_int_equal(cli(remove, NULL), 0);
 }
 
+/* With the fault point `fault` armed, publishing inst's root as pub fails
+ * with exactly `want`, the error in err. */
+static void direct_snapshot_fails(const char *inst, const char *pub,
+                                  const char *fault, enum vmd_errc want,
+                                  struct vmd_error *err)
+{
+	char url[512];
+
+	setenv("VMDISK_FAULT", fault, 1);
+	vmd_error_clear(err);
+	assert_errc(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
+	                                     sizeof(url), err),
+	            err, want);
+	unsetenv("VMDISK_FAULT");
+}
+
 /* Fail closed: an import or a direct snapshot stopped midway leaves nothing
  * (no disk, no record, no published image, no temporary snapshot). */
 static void test_failures_leave_nothing(void **state)
@@ -725,7 +741,7 @@ static void test_failures_leave_nothing(void **state)
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.image = g.base_raw};
 	struct vmd_disk_info info;
-	char inst[37], name[128], pub[64], url[512], *dir;
+	char inst[37], name[128], pub[64], *dir;
 	static const char *const points[] = {"rbd.after_import:fail",
 	                                     "disk.before_record:fail"};
 
@@ -753,12 +769,8 @@ static void test_failures_leave_nothing(void **state)
 	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, NULL, &err),
 	                 0);
 	snprintf(pub, sizeof(pub), "fail-%.8s", inst);
-	setenv("VMDISK_FAULT", "rbd.direct_after_clone:fail", 1);
-	vmd_error_clear(&err);
-	assert_errc(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
-	                                     sizeof(url), &err),
-	            &err, VMD_E_IO);
-	unsetenv("VMDISK_FAULT");
+	direct_snapshot_fails(inst, pub, "rbd.direct_after_clone:fail",
+	                      VMD_E_IO, &err);
 	assert_false(image_exists(g.images, pub));
 	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
 	assert_string_equal(info.snapshots, "");
@@ -766,12 +778,8 @@ static void test_failures_leave_nothing(void **state)
 	/* librbd's flatten of the published clone answering -EIO (stood in
 	 * for by the fault point): the call returns the code it stored in
 	 * err, VMD_E_EXTERNAL, not -EIO (VMD_E_NOMEM's value). */
-	setenv("VMDISK_FAULT", "rbd.publish_flatten:fail", 1);
-	vmd_error_clear(&err);
-	assert_errc(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
-	                                     sizeof(url), &err),
-	            &err, VMD_E_EXTERNAL);
-	unsetenv("VMDISK_FAULT");
+	direct_snapshot_fails(inst, pub, "rbd.publish_flatten:fail",
+	                      VMD_E_EXTERNAL, &err);
 	assert_contains(err.msg, "flatten failed");
 	assert_false(image_exists(g.images, pub));
 	vmd_error_clear(&err);
