@@ -718,6 +718,18 @@ static void test_cli_verbose_never_shows_key(void **state)
 	assert_int_equal(cli(remove, NULL), 0);
 }
 
+/* A refused publish of inst's root as pub left no image behind and no
+ * snapshot on the disk. */
+static void assert_not_published(const char *inst, const char *pub)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+
+	assert_false(image_exists(g.images, pub));
+	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
+	assert_string_equal(info.snapshots, "");
+}
+
 /* With the fault point `fault` armed, publishing inst's root as pub fails
  * with exactly `want`, the error in err. */
 static void direct_snapshot_fails(const char *inst, const char *pub,
@@ -740,7 +752,6 @@ static void test_failures_leave_nothing(void **state)
 {
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.image = g.base_raw};
-	struct vmd_disk_info info;
 	char inst[37], name[128], pub[64], *dir;
 	static const char *const points[] = {"rbd.after_import:fail",
 	                                     "disk.before_record:fail"};
@@ -771,9 +782,7 @@ static void test_failures_leave_nothing(void **state)
 	snprintf(pub, sizeof(pub), "fail-%.8s", inst);
 	direct_snapshot_fails(inst, pub, "rbd.direct_after_clone:fail",
 	                      VMD_E_IO, &err);
-	assert_false(image_exists(g.images, pub));
-	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
-	assert_string_equal(info.snapshots, "");
+	assert_not_published(inst, pub);
 
 	/* librbd's flatten of the published clone answering -EIO (stood in
 	 * for by the fault point): the call returns the code it stored in
@@ -781,10 +790,7 @@ static void test_failures_leave_nothing(void **state)
 	direct_snapshot_fails(inst, pub, "rbd.publish_flatten:fail",
 	                      VMD_E_EXTERNAL, &err);
 	assert_contains(err.msg, "flatten failed");
-	assert_false(image_exists(g.images, pub));
-	vmd_error_clear(&err);
-	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
-	assert_string_equal(info.snapshots, "");
+	assert_not_published(inst, pub);
 	remove_disk(inst, "root");
 }
 
@@ -823,7 +829,6 @@ static void test_librbd_errors_are_vmd_codes(void **state)
 	struct vmd_create_opts big = {.image = g.base_raw,
 	                              .size = UINT64_C(2) << 50};
 	struct vmd_create_opts blank = {.size = 4 * MIB};
-	struct vmd_disk_info info;
 	char inst[37], name[128], pub[64], url[512], *dir;
 
 	(void)state;
@@ -848,10 +853,7 @@ static void test_librbd_errors_are_vmd_codes(void **state)
 	                                     sizeof(url), &err),
 	            &err, VMD_E_EXTERNAL);
 	assert_contains(err.msg, "protecting the temporary snapshot failed");
-	assert_false(image_exists(g.images, pub));
-	vmd_error_clear(&err);
-	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
-	assert_string_equal(info.snapshots, "");
+	assert_not_published(inst, pub);
 	remove_disk(inst, "root");
 }
 
