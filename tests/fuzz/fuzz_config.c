@@ -22,6 +22,8 @@
 
 #include <vmdisk/config.h>
 
+#include "cleanup.h"
+
 #include "fuzz_config.h"
 
 #define FIELD(f) {#f, offsetof(struct vmd_config, f), \
@@ -122,24 +124,19 @@ VMD_FUZZ_DECLARE_CHECK(config)
 {
 	static struct vmd_config defaults, cfg, again;
 	struct vmd_error err = VMD_ERROR_INIT;
-	char *text;
+	_cleanup_(freep) char *text = NULL;
 	int rc;
 
-	vmd_fuzz_log_off("fuzz_config");
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_config", why, whysz);
 	text = vmd_fuzz_cstring(data, size);
 	if (!text)
 		return true; /* out of memory is not the parser's fault */
 	vmd_config_defaults(&defaults);
 	cfg = defaults;
 	rc = vmd_config_load_string(&cfg, text, &err);
-	if (!vmd_fuzz_error_contract(rc, &err, why, whysz)) {
-		free(text);
+	if (!vmd_fuzz_error_contract(rc, &err, why, whysz))
 		return false;
-	}
 	if (rc < 0) {
-		free(text);
 		if (memcmp(&cfg, &defaults, sizeof(cfg)) != 0)
 			return vmd_fuzz_broken(why, whysz,
 			                       "a refused text changed the config");
@@ -151,7 +148,6 @@ VMD_FUZZ_DECLARE_CHECK(config)
 	again = defaults;
 	vmd_error_clear(&err);
 	rc = vmd_config_load_string(&again, text, &err);
-	free(text);
 	if (rc != 0 || memcmp(&cfg, &again, sizeof(cfg)) != 0)
 		return vmd_fuzz_broken(why, whysz, "second parse differs");
 	return check_accepted(&cfg, why, whysz);

@@ -142,9 +142,7 @@ VMD_FUZZ_DECLARE_CHECK(glance_record)
 	struct vmd_error err = VMD_ERROR_INIT;
 	int rc;
 
-	vmd_fuzz_log_off("fuzz_glance_record");
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_glance_record", why, whysz);
 	memset(&meta, 0, sizeof(meta));
 	rc = vmd_glance_parse_image(size ? (const char *)data : "", size, ID,
 	                            ALLOWED, &meta, &err);

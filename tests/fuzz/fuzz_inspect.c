@@ -48,7 +48,6 @@
 #include <vmdisk/inspect.h>
 #include <vmdisk/log.h>
 
-#include "fuzz_broken.h"
 #include "fuzz_inspect.h"
 #include "inspect.h" /* vmd_inspect_sparse (lib/inspect/) */
 
@@ -254,17 +253,11 @@ static bool check_pair(const struct run *plain, const struct run *backing,
 bool vmd_fuzz_inspect_check(const uint8_t *data, size_t size, char *why,
                             size_t whysz)
 {
-	static bool log_off;
 	struct vmd_inspect_limits lim;
 	struct run runs[2];
 	struct input in;
 
-	if (!log_off) {
-		vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "fuzz_inspect");
-		log_off = true;
-	}
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_inspect", why, whysz);
 	vmd_inspect_limits_default(&lim);
 	decode(data, size, &in);
 	runs[0].flags = 0;
@@ -294,16 +287,5 @@ bool vmd_fuzz_inspect_check(const uint8_t *data, size_t size, char *why,
 }
 
 #ifdef VMD_FUZZER
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	char why[512];
-
-	if (!vmd_fuzz_inspect_check(data, size, why, sizeof(why))) {
-		fprintf(stderr, "fuzz_inspect: broken: %s\n", why);
-		abort();
-	}
-	return 0;
-}
+VMD_FUZZ_ENTRY(inspect)
 #endif

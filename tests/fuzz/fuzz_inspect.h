@@ -6,9 +6,7 @@
 #ifndef VMDISK_FUZZ_INSPECT_H
 #define VMDISK_FUZZ_INSPECT_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "fuzz_util.h"
 
 /*
  * Inspect `size` bytes with the default limits, once without flags and once
@@ -17,7 +15,6 @@
  * broken rule described in `why` (NUL-terminated, at most whysz bytes).
  * The first call turns the library's logging off.
  */
-bool vmd_fuzz_inspect_check(const uint8_t *data, size_t size, char *why,
-                            size_t whysz);
+VMD_FUZZ_DECLARE_CHECK(inspect);
 
 #endif

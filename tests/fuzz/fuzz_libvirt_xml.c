@@ -220,9 +220,7 @@ VMD_FUZZ_DECLARE_CHECK(libvirt_xml)
 	bool ok = true;
 	int rc;
 
-	vmd_fuzz_log_off("fuzz_libvirt_xml");
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_libvirt_xml", why, whysz);
 	/* A NUL after the last byte: every field is a C string. */
 	copy = malloc(size + 1);
 	if (!copy)

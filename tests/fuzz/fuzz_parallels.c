@@ -178,9 +178,7 @@ VMD_FUZZ_DECLARE_CHECK(parallels)
 	bool ok;
 	int rc;
 
-	vmd_fuzz_log_off("fuzz_parallels");
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_parallels", why, whysz);
 	if (!load(data, size))
 		return vmd_fuzz_broken(why, whysz, "memfd: %s", strerror(errno));
 	rc = vmd_parallels_open(memfd, false, &lim, &p, &err);

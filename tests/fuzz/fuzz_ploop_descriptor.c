@@ -32,9 +32,7 @@ VMD_FUZZ_DECLARE_CHECK(ploop_descriptor)
 	const char *text = (const char *)data;
 	int rc;
 
-	vmd_fuzz_log_off("fuzz_ploop_descriptor");
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_ploop_descriptor", why, whysz);
 	rc = vmd_ploop_descriptor_variant(size ? text : "", size, &v, &err);
 	if (!vmd_fuzz_error_contract(rc, &err, why, whysz))
 		return false;

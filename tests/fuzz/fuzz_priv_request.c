@@ -24,7 +24,6 @@
 
 #include "privhelper.h"
 
-#include "fuzz_broken.h"
 #include "fuzz_priv_request.h"
 
 static bool printable(const char *s, size_t max)
@@ -38,19 +37,13 @@ static bool printable(const char *s, size_t max)
 bool vmd_fuzz_priv_request_check(const uint8_t *data, size_t size, char *why,
                                  size_t whysz)
 {
-	static bool log_off;
 	struct vmd_priv_request req, again;
 	struct vmd_error err;
 	char *json = NULL;
 	unsigned need, allowed;
 	int rc;
 
-	if (!log_off) {
-		vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "fuzz_priv_request");
-		log_off = true;
-	}
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_priv_request", why, whysz);
 	vmd_error_clear(&err);
 	rc = vmd_priv_request_parse((const char *)data, size, &req, &err);
 	if (rc > 0)
@@ -90,16 +83,5 @@ bool vmd_fuzz_priv_request_check(const uint8_t *data, size_t size, char *why,
 }
 
 #ifdef VMD_FUZZER
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	char why[512];
-
-	if (!vmd_fuzz_priv_request_check(data, size, why, sizeof(why))) {
-		fprintf(stderr, "fuzz_priv_request: broken: %s\n", why);
-		abort();
-	}
-	return 0;
-}
+VMD_FUZZ_ENTRY(priv_request)
 #endif

@@ -34,7 +34,6 @@
 
 #include "qcow2_header.h"
 
-#include "fuzz_broken.h"
 #include "fuzz_qcow2_header.h"
 
 typedef unsigned __int128 u128;
@@ -159,16 +158,9 @@ static bool check_one(const uint8_t *data, size_t size, uint64_t file_size,
 bool vmd_fuzz_qcow2_header_check(const uint8_t *data, size_t size, char *why,
                                  size_t whysz)
 {
-	static bool log_off;
 	uint64_t extra = 0;
 
-	if (!log_off) {
-		vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR,
-		              "fuzz_qcow2_header");
-		log_off = true;
-	}
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_qcow2_header", why, whysz);
 	if (!check_one(data, size, size, why, whysz))
 		return false;
 	/* The same head of a larger file: tables may lie beyond the input. */
@@ -180,16 +172,5 @@ bool vmd_fuzz_qcow2_header_check(const uint8_t *data, size_t size, char *why,
 }
 
 #ifdef VMD_FUZZER
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	char why[512];
-
-	if (!vmd_fuzz_qcow2_header_check(data, size, why, sizeof(why))) {
-		fprintf(stderr, "fuzz_qcow2_header: broken: %s\n", why);
-		abort();
-	}
-	return 0;
-}
+VMD_FUZZ_ENTRY(qcow2_header)
 #endif

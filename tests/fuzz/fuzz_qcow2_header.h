@@ -1,15 +1,13 @@
 /*
  * The check the qcow2 header decoder's fuzz target (fuzz_qcow2_header.c)
  * runs on every input, shared with the corpus replay (replay_corpus.c built
- * with -DVMD_FUZZ_QCOW2_HEADER) so that each input of corpus/qcow2_header/
+ * with -DVMD_FUZZ_TARGET=qcow2_header) so that each input of corpus/qcow2_header/
  * is a regression test of the ordinary build.
  */
 #ifndef VMDISK_FUZZ_QCOW2_HEADER_H
 #define VMDISK_FUZZ_QCOW2_HEADER_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "fuzz_util.h"
 
 /*
  * Decode `size` bytes with vmd_qcow2_decode_header() as the head of a file
@@ -19,7 +17,6 @@
  * holds; false with the broken rule described in `why` (NUL-terminated, at
  * most whysz bytes). The first call turns the library's logging off.
  */
-bool vmd_fuzz_qcow2_header_check(const uint8_t *data, size_t size, char *why,
-                                 size_t whysz);
+VMD_FUZZ_DECLARE_CHECK(qcow2_header);
 
 #endif

@@ -52,7 +52,6 @@
 #include "blockdev.h"
 #include "qcow2_image.h"
 
-#include "fuzz_broken.h"
 #include "fuzz_qcow2_read.h"
 
 #define MAX_VIRTUAL_SIZE (64ull << 30) /* 64 GiB */
@@ -423,18 +422,12 @@ static bool check_rw_half(struct ctx *c, const uint8_t *data, size_t size)
 static bool check(const uint8_t *data, size_t size, char *why, size_t whysz,
                   unsigned parts)
 {
-	static bool log_off;
 	static unsigned char *buf, *wbuf;
 	static int fd = -1;
 	struct ctx c = {why, whysz, NULL, NULL, READ_BUDGET, MAX_STEPS};
 	char path[64];
 
-	if (!log_off) {
-		vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "fuzz_qcow2_read");
-		log_off = true;
-	}
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_qcow2_read", why, whysz);
 	if (!buf)
 		buf = malloc(CHUNK);
 	if (!wbuf)
@@ -473,16 +466,11 @@ bool vmd_fuzz_qcow2_read_check(const uint8_t *data, size_t size, char *why,
 #define FUZZ_PARTS PART_READ
 #define FUZZ_NAME "fuzz_qcow2_read"
 #endif
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+static bool fuzz_parts_check(const uint8_t *data, size_t size, char *why,
+                             size_t whysz)
 {
-	char why[512];
-
-	if (!check(data, size, why, sizeof(why), FUZZ_PARTS)) {
-		fprintf(stderr, FUZZ_NAME ": broken: %s\n", why);
-		abort();
-	}
-	return 0;
+	return check(data, size, why, whysz, FUZZ_PARTS);
 }
+
+VMD_FUZZ_ENTRY_OF(FUZZ_NAME, fuzz_parts_check)
 #endif

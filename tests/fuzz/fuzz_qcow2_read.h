@@ -1,15 +1,13 @@
 /*
  * The check the qcow2 reader's fuzz target (fuzz_qcow2_read.c) runs on every
  * input, shared with the corpus replay (replay_corpus.c built with
- * -DVMD_FUZZ_QCOW2_READ) so that each input of corpus/qcow2_read/ is a
+ * -DVMD_FUZZ_TARGET=qcow2_read) so that each input of corpus/qcow2_read/ is a
  * regression test of the ordinary build.
  */
 #ifndef VMDISK_FUZZ_QCOW2_READ_H
 #define VMDISK_FUZZ_QCOW2_READ_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "fuzz_util.h"
 
 /*
  * Open `size` bytes (copied into a memfd) as a qcow2 block device with the
@@ -21,7 +19,6 @@
  * with the broken rule described in `why` (NUL-terminated, at most whysz
  * bytes). The first call turns the library's logging off.
  */
-bool vmd_fuzz_qcow2_read_check(const uint8_t *data, size_t size, char *why,
-                               size_t whysz);
+VMD_FUZZ_DECLARE_CHECK(qcow2_read);
 
 #endif

@@ -50,7 +50,6 @@
 
 #include "qcow2.h"
 
-#include "fuzz_broken.h"
 #include "fuzz_qcow2_write.h"
 
 #define PLAIN_MAX_SIZE (256ull << 20)
@@ -177,7 +176,6 @@ static int image_fd(void)
 bool vmd_fuzz_qcow2_write_check(const uint8_t *data, size_t size, char *why,
                                 size_t whysz)
 {
-	static bool log_off;
 	uint8_t b0 = size > 0 ? data[0] : 0;
 	/* Mostly small clusters: a 2 MiB one costs far more to write and
 	 * exercises nothing a 512-byte one does not. */
@@ -195,12 +193,7 @@ bool vmd_fuzz_qcow2_write_check(const uint8_t *data, size_t size, char *why,
 	bool plain;
 	int fd, rc;
 
-	if (!log_off) {
-		vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "fuzz_qcow2_write");
-		log_off = true;
-	}
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_qcow2_write", why, whysz);
 	if (b0 & 0x40) {
 		vsize %= REDUCED_MAX_SIZE + 1;
 		grow_to %= REDUCED_MAX_SIZE + 1;
@@ -258,16 +251,5 @@ bool vmd_fuzz_qcow2_write_check(const uint8_t *data, size_t size, char *why,
 }
 
 #ifdef VMD_FUZZER
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	char why[512];
-
-	if (!vmd_fuzz_qcow2_write_check(data, size, why, sizeof(why))) {
-		fprintf(stderr, "fuzz_qcow2_write: broken: %s\n", why);
-		abort();
-	}
-	return 0;
-}
+VMD_FUZZ_ENTRY(qcow2_write)
 #endif

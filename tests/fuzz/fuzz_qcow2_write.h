@@ -1,15 +1,13 @@
 /*
  * The check the qcow2 writer's fuzz target (fuzz_qcow2_write.c) runs on
  * every input, shared with the corpus replay (replay_corpus.c built with
- * -DVMD_FUZZ_QCOW2_WRITE) so that each input of corpus/qcow2_write/ is a
+ * -DVMD_FUZZ_TARGET=qcow2_write) so that each input of corpus/qcow2_write/ is a
  * regression test of the ordinary build.
  */
 #ifndef VMDISK_FUZZ_QCOW2_WRITE_H
 #define VMDISK_FUZZ_QCOW2_WRITE_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "fuzz_util.h"
 
 /*
  * Take the parameters of a new image from the input (virtual size,
@@ -20,7 +18,6 @@
  * (NUL-terminated, at most whysz bytes). The first call turns the
  * library's logging off.
  */
-bool vmd_fuzz_qcow2_write_check(const uint8_t *data, size_t size, char *why,
-                                size_t whysz);
+VMD_FUZZ_DECLARE_CHECK(qcow2_write);
 
 #endif

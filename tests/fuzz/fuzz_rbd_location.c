@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cleanup.h"
 #include "rbd_location.h"
 
 #include "fuzz_rbd_location.h"
@@ -37,38 +38,30 @@ VMD_FUZZ_DECLARE_CHECK(rbd_location)
 	static const struct vmd_rbd_location zero;
 	struct vmd_rbd_location loc;
 	struct vmd_error err = VMD_ERROR_INIT;
-	char *text, back[VMD_RBD_LOCATION_MAX + 64];
+	_cleanup_(freep) char *text = NULL;
+	char back[VMD_RBD_LOCATION_MAX + 64];
 	int rc;
 
-	vmd_fuzz_log_off("fuzz_rbd_location");
-	if (why && whysz > 0)
-		why[0] = '\0';
+	vmd_fuzz_start("fuzz_rbd_location", why, whysz);
 	text = vmd_fuzz_cstring(data, size);
 	if (!text)
 		return true;
 	memset(&loc, 0xa5, sizeof(loc));
 	rc = vmd_rbd_location_parse(text, &loc, &err);
-	if (!vmd_fuzz_error_contract(rc, &err, why, whysz)) {
-		free(text);
+	if (!vmd_fuzz_error_contract(rc, &err, why, whysz))
 		return false;
-	}
 	if (rc < 0) {
-		free(text);
 		if (memcmp(&loc, &zero, sizeof(loc)) != 0)
 			return vmd_fuzz_broken(why, whysz,
 			                       "refused location left output");
 		return true;
 	}
 	if (!part_ok(loc.fsid) || !part_ok(loc.pool) || !part_ok(loc.image) ||
-	    !part_ok(loc.snap) || !vmd_valid_uuid(loc.fsid)) {
-		free(text);
+	    !part_ok(loc.snap) || !vmd_valid_uuid(loc.fsid))
 		return vmd_fuzz_broken(why, whysz, "accepted a bad part");
-	}
 	snprintf(back, sizeof(back), "rbd://%s/%s/%s/%s", loc.fsid, loc.pool,
 	         loc.image, loc.snap);
-	rc = strcmp(back, text);
-	free(text);
-	if (rc != 0)
+	if (strcmp(back, text) != 0)
 		return vmd_fuzz_broken(why, whysz,
 		                       "parts do not print back as the input");
 	return true;

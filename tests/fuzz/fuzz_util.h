@@ -1,7 +1,7 @@
 /*
- * What the fuzz targets written for issue 14 share: logging off once, the
- * error contract every library call keeps, and the one-line header each
- * target declares (a check run by the fuzzer and by the corpus replay).
+ * What every fuzz target shares: logging off once, the error contract every
+ * library call keeps, and the one-line header each target declares (a check
+ * run by the fuzzer and by the corpus replay, replay_corpus.c).
  */
 #ifndef VMDISK_FUZZ_UTIL_H
 #define VMDISK_FUZZ_UTIL_H
@@ -27,6 +27,14 @@ static inline void vmd_fuzz_log_off(const char *tag)
 		vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, tag);
 		off = true;
 	}
+}
+
+/* Every check's first step: logging off, and `why` empty until a rule breaks. */
+static inline void vmd_fuzz_start(const char *tag, char *why, size_t whysz)
+{
+	vmd_fuzz_log_off(tag);
+	if (why && whysz > 0)
+		why[0] = '\0';
 }
 
 /* NUL-terminated within max, printable ASCII only. */
@@ -83,18 +91,26 @@ static inline char *vmd_fuzz_cstring(const uint8_t *data, size_t size)
 	bool vmd_fuzz_##name##_check(const uint8_t *data, size_t size,       \
 	                             char *why, size_t whysz)
 
-/* LLVMFuzzerTestOneInput over a check, for the -DVMD_FUZZER build. */
-#define VMD_FUZZ_ENTRY(name)                                                 \
+/*
+ * LLVMFuzzerTestOneInput over check(data, size, why, whysz), for the
+ * -DVMD_FUZZER build: a broken rule is printed as "LABEL: broken: ..." (the
+ * line bench/fuzz looks for) and aborts.
+ */
+#define VMD_FUZZ_ENTRY_OF(label, check)                                      \
 	int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);        \
 	int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)         \
 	{                                                                    \
 		char why[512];                                               \
                                                                              \
-		if (!vmd_fuzz_##name##_check(data, size, why, sizeof(why))) { \
-			fprintf(stderr, "fuzz_" #name ": broken: %s\n", why); \
+		if (!check(data, size, why, sizeof(why))) {                  \
+			fprintf(stderr, label ": broken: %s\n", why);        \
 			abort();                                             \
 		}                                                            \
 		return 0;                                                    \
 	}
+
+/* The same over vmd_fuzz_<name>_check, labelled fuzz_<name>. */
+#define VMD_FUZZ_ENTRY(name)                                                 \
+	VMD_FUZZ_ENTRY_OF("fuzz_" #name, vmd_fuzz_##name##_check)
 
 #endif

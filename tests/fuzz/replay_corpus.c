@@ -2,24 +2,13 @@
  * Replays a fuzz corpus as cmocka tests: every file is one test case (named
  * after the file) that runs the fuzz target's own check, so any input the
  * fuzzer ever crashed on stays a regression test of the ordinary (and the
- * ASan) build. Compiled once per target:
+ * ASan) build. Compiled once per target (meson.build here), with
  *
- *   default                 test_fuzz_corpus: vmd_fuzz_inspect_check()
- *                           from fuzz_inspect.c, corpus/inspect/
- *   -DVMD_FUZZ_PRIV_REQUEST test_fuzz_priv_request_corpus:
- *                           vmd_fuzz_priv_request_check() from
- *                           fuzz_priv_request.c, corpus/priv_request/
- *   -DVMD_FUZZ_QCOW2_READ   test_fuzz_qcow2_read_corpus:
- *                           vmd_fuzz_qcow2_read_check() from
- *                           fuzz_qcow2_read.c, corpus/qcow2_read/
- *   -DVMD_FUZZ_QCOW2_HEADER test_fuzz_qcow2_header_corpus:
- *                           vmd_fuzz_qcow2_header_check() from
- *                           fuzz_qcow2_header.c, corpus/qcow2_header/
- *   -DVMD_FUZZ_QCOW2_WRITE  test_fuzz_qcow2_write_corpus:
- *                           vmd_fuzz_qcow2_write_check() from
- *                           fuzz_qcow2_write.c, corpus/qcow2_write/
- *   -DVMD_FUZZ_TARGET=NAME  test_fuzz_NAME_corpus: vmd_fuzz_NAME_check()
- *                           from fuzz_NAME.c, corpus/NAME/
+ *   -DVMD_FUZZ_TARGET=NAME -DVMD_FUZZ_HEADER="fuzz_NAME.h"
+ *       the check: vmd_fuzz_NAME_check() from fuzz_NAME.c
+ *   -DVMD_FUZZ_PROG="test_fuzz_NAME_corpus" -DVMD_FUZZ_GROUP="fuzz-NAME-corpus"
+ *       the program's name in messages and the cmocka group's (the meson
+ *       test's); the inspector's are test_fuzz_corpus and fuzz-corpus
  *
  *   test_fuzz_corpus PATH...
  *
@@ -42,44 +31,12 @@
 
 #include <cmocka.h>
 
-#if defined(VMD_FUZZ_TARGET)
-/* The targets of issue 14 (meson.build): -DVMD_FUZZ_TARGET=config
- * -DVMD_FUZZ_HEADER="fuzz_config.h" gives test_fuzz_config_corpus over
- * vmd_fuzz_config_check(). */
-#define FUZZ_STR2(x) #x
-#define FUZZ_STR(x) FUZZ_STR2(x)
 #define FUZZ_CAT3(a, b, c) a##b##c
 #define FUZZ_CHECK_OF(t) FUZZ_CAT3(vmd_fuzz_, t, _check)
 #include VMD_FUZZ_HEADER
 #define FUZZ_CHECK FUZZ_CHECK_OF(VMD_FUZZ_TARGET)
-#define FUZZ_PROG "test_fuzz_" FUZZ_STR(VMD_FUZZ_TARGET) "_corpus"
-#define FUZZ_GROUP "fuzz-" FUZZ_STR(VMD_FUZZ_TARGET) "-corpus"
-#elif defined(VMD_FUZZ_PRIV_REQUEST)
-#include "fuzz_priv_request.h"
-#define FUZZ_CHECK vmd_fuzz_priv_request_check
-#define FUZZ_PROG "test_fuzz_priv_request_corpus"
-#define FUZZ_GROUP "fuzz-priv-request-corpus"
-#elif defined(VMD_FUZZ_QCOW2_HEADER)
-#include "fuzz_qcow2_header.h"
-#define FUZZ_CHECK vmd_fuzz_qcow2_header_check
-#define FUZZ_PROG "test_fuzz_qcow2_header_corpus"
-#define FUZZ_GROUP "fuzz-qcow2-header-corpus"
-#elif defined(VMD_FUZZ_QCOW2_WRITE)
-#include "fuzz_qcow2_write.h"
-#define FUZZ_CHECK vmd_fuzz_qcow2_write_check
-#define FUZZ_PROG "test_fuzz_qcow2_write_corpus"
-#define FUZZ_GROUP "fuzz-qcow2-write-corpus"
-#elif defined(VMD_FUZZ_QCOW2_READ)
-#include "fuzz_qcow2_read.h"
-#define FUZZ_CHECK vmd_fuzz_qcow2_read_check
-#define FUZZ_PROG "test_fuzz_qcow2_read_corpus"
-#define FUZZ_GROUP "fuzz-qcow2-read-corpus"
-#else
-#include "fuzz_inspect.h"
-#define FUZZ_CHECK vmd_fuzz_inspect_check
-#define FUZZ_PROG "test_fuzz_corpus"
-#define FUZZ_GROUP "fuzz-corpus"
-#endif
+#define FUZZ_PROG VMD_FUZZ_PROG
+#define FUZZ_GROUP VMD_FUZZ_GROUP
 
 /* No input the fuzzer makes comes near this; a bigger file is a mistake. */
 #define CORPUS_MAX_INPUT (64u * 1024 * 1024)

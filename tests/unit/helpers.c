@@ -59,6 +59,24 @@ char *th_path(const char *dir, const char *name)
 	return p;
 }
 
+char *th_disk_path(const char *instances, const char *inst, const char *disk)
+{
+	char *p;
+
+	if (asprintf(&p, "%s/%s/%s", instances, inst, disk) < 0)
+		fail_msg("asprintf");
+	return p;
+}
+
+void th_create_ok(struct vmd_ctx *ctx, const char *inst, const char *disk,
+                  const struct vmd_create_opts *o, struct vmd_disk_info *info)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	if (vmd_disk_create(ctx, inst, disk, o, info, &err) != 0)
+		fail_msg("create %s: %s (%s)", disk, err.msg, err.detail);
+}
+
 void th_write_pattern(const char *path, uint64_t len, uint32_t seed)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

@@ -27,6 +27,10 @@ void th_rmtree(const char *path);
 /* path = dir + "/" + name, malloc'ed. */
 char *th_path(const char *dir, const char *name);
 
+/* instances/inst/disk (instances: a configuration's instances_path),
+ * malloc'ed. */
+char *th_disk_path(const char *instances, const char *inst, const char *disk);
+
 /* Write `len` bytes of a deterministic pattern derived from `seed`. */
 void th_write_pattern(const char *path, uint64_t len, uint32_t seed);
 /* Write data at an offset (creating the file if needed, never truncating). */
@@ -121,6 +125,11 @@ int th_run(const char *const *argv, const char *const *env, char **out,
  * 0 (and, with no_failed, says "failed" on neither output: qemu-io
  * reports a failed command so but exits 0). */
 void th_run_ok(const char *const *argv, bool no_failed);
+
+/* vmd_disk_create(ctx, inst, disk, o, info) succeeds; else fail the test,
+ * printing the disk and the error's message and detail. */
+void th_create_ok(struct vmd_ctx *ctx, const char *inst, const char *disk,
+                  const struct vmd_create_opts *o, struct vmd_disk_info *info);
 
 /* Path of the built CLI ($VMDISK_CLI). */
 const char *th_cli(void);

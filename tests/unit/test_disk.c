@@ -50,24 +50,14 @@ static int cache_entries(struct fixture *f)
 	return n;
 }
 
-static char *disk_path(struct fixture *f, const char *inst, const char *disk)
-{
-	char *p;
-
-	assert_true(asprintf(&p, "%s/%s/%s", f->instances, inst, disk) > 0);
-	return p;
-}
-
 static void create_from(struct fixture *f, const char *image, const char *inst,
                         const char *disk, enum vmd_backend_kind backend,
                         uint64_t size, struct vmd_disk_info *info)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts opts = {
 	        .image = image, .size = size, .backend = backend};
 
-	if (vmd_disk_create(f->ctx, inst, disk, &opts, info, &err) != 0)
-		fail_msg("create: %s (%s)", err.msg, err.detail);
+	th_create_ok(f->ctx, inst, disk, &opts, info);
 }
 
 static void create_ok(struct fixture *f, const char *inst, const char *disk,
@@ -93,7 +83,7 @@ static void test_qcow2_overlay_on_cached_base(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_disk_info info;
-	char *p = disk_path(f, INST, "disk");
+	char *p = th_disk_path(f->instances, INST, "disk");
 
 	th_require_qemu_img();
 	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
@@ -108,7 +98,7 @@ static void test_qcow2_overlay_on_cached_base(void **state)
 	assert_true(th_files_equal(f->base, info.backing));
 
 	/* A second disk of another size shares the same cache entry. */
-	char *p2 = disk_path(f, INST2, "disk");
+	char *p2 = th_disk_path(f->instances, INST2, "disk");
 
 	create_ok(f, INST2, "disk", VMD_BACKEND_QCOW2, 1ull << 30, &info);
 	assert_int_equal(info.virtual_size, 1ull << 30);
@@ -123,7 +113,7 @@ static void test_flat_copy_is_sparse_and_equal(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_disk_info info;
-	char *p = disk_path(f, INST, "disk.local");
+	char *p = th_disk_path(f->instances, INST, "disk.local");
 	struct stat st;
 
 	create_ok(f, INST, "disk.local", VMD_BACKEND_FLAT, 8u << 20, &info);
@@ -284,7 +274,7 @@ static void test_existing_disk_untouched(void **state)
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts opts = {.image = NULL, .size = 0, .backend = VMD_BACKEND_FLAT};
 	struct vmd_disk_info info;
-	char *p = disk_path(f, INST, "disk");
+	char *p = th_disk_path(f->instances, INST, "disk");
 
 	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
 	opts.image = f->base;
@@ -295,7 +285,7 @@ static void test_existing_disk_untouched(void **state)
 	assert_string_equal(info.format, "qcow2");
 
 	/* A file the record does not know about is not overwritten either. */
-	char *stray = disk_path(f, INST, "stray");
+	char *stray = th_disk_path(f->instances, INST, "stray");
 
 	th_write_text(stray, "guest data");
 	vmd_error_clear(&err);
@@ -315,7 +305,7 @@ static void test_resize(void **state)
 	struct fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_disk_info info;
-	char *q = disk_path(f, INST, "disk");
+	char *q = th_disk_path(f->instances, INST, "disk");
 
 	th_require_qemu_img();
 	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
@@ -348,7 +338,8 @@ static void test_remove(void **state)
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_disk_info info;
 	char *idir = th_path(f->instances, INST);
-	char *p1 = disk_path(f, INST, "disk"), *p2 = disk_path(f, INST, "swap");
+	char *p1 = th_disk_path(f->instances, INST, "disk");
+	char *p2 = th_disk_path(f->instances, INST, "swap");
 
 	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
 	create_ok(f, INST, "swap", VMD_BACKEND_FLAT, 0, &info);
@@ -377,7 +368,7 @@ static void test_libvirt_xml(void **state)
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_disk_info info;
 	char *xml = NULL;
-	char *p = disk_path(f, INST, "disk");
+	char *p = th_disk_path(f->instances, INST, "disk");
 	char *src;
 
 	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);

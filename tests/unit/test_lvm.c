@@ -129,11 +129,9 @@ static void create_ok(struct fixture *f, const char *disk, const char *image,
                       enum vmd_blank_fs fs, uint64_t size,
                       struct vmd_disk_info *info)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.image = image, .fs = fs, .size = size};
 
-	if (vmd_disk_create(f->ctx, INST, disk, &o, info, &err) != 0)
-		fail_msg("create %s: %s (%s)", disk, err.msg, err.detail);
+	th_create_ok(f->ctx, INST, disk, &o, info);
 	assert_string_equal(info->backend, "lvm");
 }
 

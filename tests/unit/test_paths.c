@@ -81,11 +81,9 @@ static void assert_changes_refused(struct fixture *f, const char *name,
 static void create_ok(struct fixture *f, const char *disk,
                       enum vmd_backend_kind kind)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.image = f->image, .backend = kind};
 
-	if (vmd_disk_create(f->ctx, INST, disk, &o, NULL, &err) != 0)
-		fail_msg("create: %s (%s)", err.msg, err.detail);
+	th_create_ok(f->ctx, INST, disk, &o, NULL);
 }
 
 /* <INSTANCE> -> decoy: create writes nothing there, for each backend. */

@@ -65,23 +65,12 @@ static int setup(void **state)
 }
 
 
-static char *disk_dir(struct fixture *f, const char *disk)
-{
-	char *p;
-
-	assert_true(asprintf(&p, "%s/%s/%s", f->cfg.instances_path, INST,
-	                     disk) > 0);
-	return p;
-}
-
 static void create_ok(struct fixture *f, const char *disk, const char *image,
                       uint64_t size, struct vmd_disk_info *info)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.image = image, .size = size};
 
-	if (vmd_disk_create(f->ctx, INST, disk, &o, info, &err) != 0)
-		fail_msg("create %s: %s (%s)", disk, err.msg, err.detail);
+	th_create_ok(f->ctx, INST, disk, &o, info);
 	assert_string_equal(info->backend, "ploop");
 	assert_string_equal(info->format, "ploop");
 }
@@ -154,7 +143,7 @@ static void test_from_qcow2_base_expanded(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_disk_info info;
-	char *dir = disk_dir(f, "disk"), *json;
+	char *dir = th_disk_path(f->cfg.instances_path, INST, "disk"), *json;
 	struct stat st;
 
 	create_ok(f, "disk", f->base_qcow2, 20 * MIB, &info);
@@ -179,7 +168,7 @@ static void test_from_raw_base_plain(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_disk_info info;
-	char *dir = disk_dir(f, "disk");
+	char *dir = th_disk_path(f->cfg.instances_path, INST, "disk");
 
 	create_ok(f, "disk", f->base_raw, 16 * MIB, &info);
 	assert_int_equal(th_file_size(info.path), 16 * MIB);
@@ -192,7 +181,7 @@ static void test_blank(void **state)
 {
 	struct fixture *f = *state;
 	struct vmd_disk_info info;
-	char *dir = disk_dir(f, "eph");
+	char *dir = th_disk_path(f->cfg.instances_path, INST, "eph");
 	char *json;
 
 	create_ok(f, "eph", NULL, 64 * MIB, &info);
@@ -213,7 +202,7 @@ static void test_resize_across_bat_growth(void **state)
 	struct fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_disk_info info;
-	char *dir = disk_dir(f, "disk"), *json;
+	char *dir = th_disk_path(f->cfg.instances_path, INST, "disk"), *json;
 	const uint64_t big = 300ull << 30;
 
 	create_ok(f, "disk", f->base_qcow2, 20 * MIB, &info);
@@ -241,7 +230,7 @@ static void test_resize_across_bat_growth(void **state)
 	assert_int_equal(th_file_size(info.path), 1ull << 30);
 	th_assert_images_identical(f->base_raw, "raw", info.path, "raw", 0);
 	free(dir);
-	dir = disk_dir(f, "plain");
+	dir = th_disk_path(f->cfg.instances_path, INST, "plain");
 	assert_descriptor(dir, 1ull << 30, "Plain");
 	free(dir);
 }
@@ -273,7 +262,7 @@ static void test_remove_and_xml(void **state)
 	struct fixture *f = *state;
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_disk_info info;
-	char *dir = disk_dir(f, "disk");
+	char *dir = th_disk_path(f->cfg.instances_path, INST, "disk");
 	char *xml = NULL;
 
 	create_ok(f, "disk", f->base_qcow2, 0, &info);
@@ -350,7 +339,7 @@ static void test_killed_create_swept(void **state)
 	struct fixture *f = *state;
 	char *conf;
 	char *idir = th_path(f->cfg.instances_path, INST);
-	char *dir = disk_dir(f, "disk");
+	char *dir = th_disk_path(f->cfg.instances_path, INST, "disk");
 	struct vmd_disk_info info;
 	int rc;
 
@@ -455,7 +444,7 @@ static void test_cli(void **state)
 	                            (const char *[]){"resize", INST, "root",
 	                                             "64M", NULL}),
 	                 0);
-	char *hds = disk_dir(f, "root/root.hds");
+	char *hds = th_disk_path(f->cfg.instances_path, INST, "root/root.hds");
 
 	assert_parallels_clean(hds);
 	free(hds);

@@ -174,6 +174,18 @@ static void need_cluster(void)
 	}
 }
 
+/* A cluster to test on (or the test is skipped), a new instance id, and
+ * its disk made with o, which must succeed. */
+static void new_disk(char inst[37], const char *disk,
+                     const struct vmd_create_opts *o,
+                     struct vmd_disk_info *info)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	need_cluster();
+	new_uuid(inst);
+	assert_int_equal(vmd_disk_create(g.ctx, inst, disk, o, info, &err), 0);
+}
 /* The whole content of image pool/name[@snap], malloc'ed. */
 static unsigned char *read_image(rados_ioctx_t io, const char *name,
                                  const char *snap, uint64_t *size)
@@ -335,16 +347,12 @@ static void remove_disk(const char *inst, const char *disk)
 
 static void test_import_raw(void **state)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.image = g.base_raw, .size = 16 * MIB};
 	struct vmd_disk_info info;
 	char inst[37], name[128];
 
 	(void)state;
-	need_cluster();
-	new_uuid(inst);
-	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, &info, &err),
-	                 0);
+	new_disk(inst, "root", &o, &info);
 	assert_string_equal(info.backend, "rbd");
 	assert_int_equal(info.virtual_size, 16 * MIB);
 	assert_disk_is_base(inst, "root", 16 * MIB);
@@ -357,15 +365,11 @@ static void test_import_raw(void **state)
 
 static void test_import_qcow2(void **state)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.image = g.base_qcow2};
 	char inst[37];
 
 	(void)state;
-	need_cluster();
-	new_uuid(inst);
-	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, NULL, &err),
-	                 0);
+	new_disk(inst, "root", &o, NULL);
 	assert_disk_is_base(inst, "root", BASE_SIZE);
 	remove_disk(inst, "root");
 }
@@ -446,10 +450,7 @@ static void test_snapshot_rollback(void **state)
 	char inst[37];
 
 	(void)state;
-	need_cluster();
-	new_uuid(inst);
-	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, NULL, &err),
-	                 0);
+	new_disk(inst, "root", &o, NULL);
 	assert_int_equal(vmd_disk_snap_create(g.ctx, inst, "root", "s1", &err),
 	                 0);
 	write_disk(inst, "root", 0xee);
@@ -486,11 +487,8 @@ static void test_direct_snapshot(void **state)
 	rbd_snap_spec_t ps;
 
 	(void)state;
-	need_cluster();
-	new_uuid(inst);
+	new_disk(inst, "root", &o, NULL);
 	snprintf(pub, sizeof(pub), "pub-%.8s", inst);
-	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, NULL, &err),
-	                 0);
 	write_disk(inst, "root", 0x77);
 	assert_int_equal(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
 	                                          sizeof(url), &err),
@@ -582,16 +580,12 @@ static void test_extract_and_xml(void **state)
 
 static void test_blank(void **state)
 {
-	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.size = 32 * MIB};
 	struct vmd_disk_info info;
 	char inst[37];
 
 	(void)state;
-	need_cluster();
-	new_uuid(inst);
-	assert_int_equal(vmd_disk_create(g.ctx, inst, "data", &o, &info, &err),
-	                 0);
+	new_disk(inst, "data", &o, &info);
 	assert_int_equal(info.virtual_size, 32 * MIB);
 	assert_int_equal(info.actual_size, 0);
 	remove_disk(inst, "data");
@@ -724,14 +718,41 @@ static void test_cli_verbose_never_shows_key(void **state)
 	assert_int_equal(cli(remove, NULL), 0);
 }
 
+/* A refused publish of inst's root as pub left no image behind and no
+ * snapshot on the disk. */
+static void assert_not_published(const char *inst, const char *pub)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_disk_info info;
+
+	assert_false(image_exists(g.images, pub));
+	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
+	assert_string_equal(info.snapshots, "");
+}
+
+/* With the fault point `fault` armed, publishing inst's root as pub fails
+ * with exactly `want`, the error in err. */
+static void direct_snapshot_fails(const char *inst, const char *pub,
+                                  const char *fault, enum vmd_errc want,
+                                  struct vmd_error *err)
+{
+	char url[512];
+
+	setenv("VMDISK_FAULT", fault, 1);
+	vmd_error_clear(err);
+	assert_errc(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
+	                                     sizeof(url), err),
+	            err, want);
+	unsetenv("VMDISK_FAULT");
+}
+
 /* Fail closed: an import or a direct snapshot stopped midway leaves nothing
  * (no disk, no record, no published image, no temporary snapshot). */
 static void test_failures_leave_nothing(void **state)
 {
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts o = {.image = g.base_raw};
-	struct vmd_disk_info info;
-	char inst[37], name[128], pub[64], url[512], *dir;
+	char inst[37], name[128], pub[64], *dir;
 	static const char *const points[] = {"rbd.after_import:fail",
 	                                     "disk.before_record:fail"};
 
@@ -759,30 +780,17 @@ static void test_failures_leave_nothing(void **state)
 	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &o, NULL, &err),
 	                 0);
 	snprintf(pub, sizeof(pub), "fail-%.8s", inst);
-	setenv("VMDISK_FAULT", "rbd.direct_after_clone:fail", 1);
-	vmd_error_clear(&err);
-	assert_errc(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
-	                                     sizeof(url), &err),
-	            &err, VMD_E_IO);
-	unsetenv("VMDISK_FAULT");
-	assert_false(image_exists(g.images, pub));
-	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
-	assert_string_equal(info.snapshots, "");
+	direct_snapshot_fails(inst, pub, "rbd.direct_after_clone:fail",
+	                      VMD_E_IO, &err);
+	assert_not_published(inst, pub);
 
 	/* librbd's flatten of the published clone answering -EIO (stood in
 	 * for by the fault point): the call returns the code it stored in
 	 * err, VMD_E_EXTERNAL, not -EIO (VMD_E_NOMEM's value). */
-	setenv("VMDISK_FAULT", "rbd.publish_flatten:fail", 1);
-	vmd_error_clear(&err);
-	assert_errc(vmd_disk_direct_snapshot(g.ctx, inst, "root", pub, url,
-	                                     sizeof(url), &err),
-	            &err, VMD_E_EXTERNAL);
-	unsetenv("VMDISK_FAULT");
+	direct_snapshot_fails(inst, pub, "rbd.publish_flatten:fail",
+	                      VMD_E_EXTERNAL, &err);
 	assert_contains(err.msg, "flatten failed");
-	assert_false(image_exists(g.images, pub));
-	vmd_error_clear(&err);
-	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
-	assert_string_equal(info.snapshots, "");
+	assert_not_published(inst, pub);
 	remove_disk(inst, "root");
 }
 
@@ -821,7 +829,6 @@ static void test_librbd_errors_are_vmd_codes(void **state)
 	struct vmd_create_opts big = {.image = g.base_raw,
 	                              .size = UINT64_C(2) << 50};
 	struct vmd_create_opts blank = {.size = 4 * MIB};
-	struct vmd_disk_info info;
 	char inst[37], name[128], pub[64], url[512], *dir;
 
 	(void)state;
@@ -846,10 +853,7 @@ static void test_librbd_errors_are_vmd_codes(void **state)
 	                                     sizeof(url), &err),
 	            &err, VMD_E_EXTERNAL);
 	assert_contains(err.msg, "protecting the temporary snapshot failed");
-	assert_false(image_exists(g.images, pub));
-	vmd_error_clear(&err);
-	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
-	assert_string_equal(info.snapshots, "");
+	assert_not_published(inst, pub);
 	remove_disk(inst, "root");
 }
 

@@ -78,33 +78,39 @@ static void url_too_long(void **state)
 	assert_false(vmd_url_valid(url, true));
 }
 
-static void url_for_log_drops_query(void **state)
+/* What shown(in) writes into an out of outsz bytes is want. */
+static void assert_shown(void (*shown)(const char *, char *, size_t),
+                         const char *in, size_t outsz, const char *want)
 {
 	char out[64];
 
+	assert_true(outsz <= sizeof(out));
+	shown(in, out, outsz);
+	assert_string_equal(out, want);
+}
+
+static void url_for_log_drops_query(void **state)
+{
 	(void)state;
-	vmd_url_for_log("https://h/x.img?X-Signature=secret", out, sizeof(out));
-	assert_string_equal(out, "https://h/x.img");
-	vmd_url_for_log("https://h/a-rather-long-path", out, 10);
-	assert_string_equal(out, "https://h");
+	assert_shown(vmd_url_for_log, "https://h/x.img?X-Signature=secret", 64,
+	             "https://h/x.img");
+	assert_shown(vmd_url_for_log, "https://h/a-rather-long-path", 10,
+	             "https://h");
 	/* Issue 14, defect 12: userinfo goes too, and a source id is shown
 	 * the same way wherever it is logged or stored. */
-	vmd_url_for_log("https://user:pw@h:8443/x.img?X-Amz-Signature=s#f", out,
-	                sizeof(out));
-	assert_string_equal(out, "https://h:8443/x.img");
-	vmd_url_for_log("http://a@b@h/x", out, sizeof(out));
-	assert_string_equal(out, "http://h/x");
-	vmd_url_for_log("https://u:p@h", out, 6);
-	assert_string_equal(out, "https");
-	vmd_source_id_for_log("https://h/x.img?X-Amz-Signature=s3cr3t", out,
-	                      sizeof(out));
-	assert_string_equal(out, "https://h/x.img");
+	assert_shown(vmd_url_for_log,
+	             "https://user:pw@h:8443/x.img?X-Amz-Signature=s#f", 64,
+	             "https://h:8443/x.img");
+	assert_shown(vmd_url_for_log, "http://a@b@h/x", 64, "http://h/x");
+	assert_shown(vmd_url_for_log, "https://u:p@h", 6, "https");
+	assert_shown(vmd_source_id_for_log,
+	             "https://h/x.img?X-Amz-Signature=s3cr3t", 64,
+	             "https://h/x.img");
 	/* A local path (a '?' in a file name is no query) and a Glance id
 	 * are shown whole. */
-	vmd_source_id_for_log("/srv/images/a?b.img", out, sizeof(out));
-	assert_string_equal(out, "/srv/images/a?b.img");
-	vmd_source_id_for_log("glance:" ID, out, sizeof(out));
-	assert_string_equal(out, "glance:" ID);
+	assert_shown(vmd_source_id_for_log, "/srv/images/a?b.img", 64,
+	             "/srv/images/a?b.img");
+	assert_shown(vmd_source_id_for_log, "glance:" ID, 64, "glance:" ID);
 }
 
 /* A record as Glance gives it, with fields replaced by the arguments

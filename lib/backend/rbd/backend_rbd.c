@@ -225,16 +225,28 @@ static void vr_disk_name(const struct vmd_disk_ref *disk, char *name)
 	snprintf(name, RBD_IMAGE_NAME_MAX, "%s_%s", disk->instance, disk->disk);
 }
 
-static int vr_open_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
-                         struct rbd_conn *c, rbd_image_t *img, bool ro,
-                         struct vmd_error *err)
+/* Connect to the configured pool, and name the disk's image there. */
+static int vr_connect_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                           struct rbd_conn *c, char name[RBD_IMAGE_NAME_MAX],
+                           struct vmd_error *err)
 {
-	char name[RBD_IMAGE_NAME_MAX];
 	int r = vr_connect(ctx, vr_pool(ctx), c, err);
 
 	if (r < 0)
 		return r;
 	vr_disk_name(disk, name);
+	return 0;
+}
+
+static int vr_open_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
+                         struct rbd_conn *c, rbd_image_t *img, bool ro,
+                         struct vmd_error *err)
+{
+	char name[RBD_IMAGE_NAME_MAX];
+	int r = vr_connect_disk(ctx, disk, c, name, err);
+
+	if (r < 0)
+		return r;
 	r = ro ? rbd_open_read_only(c->io, name, img, NULL)
 	       : rbd_open(c->io, name, img, NULL);
 	if (r < 0) {
@@ -516,11 +528,10 @@ static int vr_create_blank(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 {
 	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
 	char name[RBD_IMAGE_NAME_MAX];
-	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
+	int rc = vr_connect_disk(ctx, disk, &c, name, err);
 
 	if (rc < 0)
 		return rc;
-	vr_disk_name(disk, name);
 	return vr_create_image(c.io, vr_pool(ctx), name, size, err);
 }
 
@@ -557,11 +568,10 @@ static int vr_exists(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
 	_cleanup_(rbd_closep) rbd_image_t img = NULL;
 	char name[RBD_IMAGE_NAME_MAX];
-	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
+	int rc = vr_connect_disk(ctx, disk, &c, name, err);
 
 	if (rc < 0)
 		return rc;
-	vr_disk_name(disk, name);
 	rc = rbd_open_read_only(c.io, name, &img, NULL);
 	if (rc < 0)
 		img = NULL;
@@ -721,11 +731,10 @@ static int vr_remove_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 {
 	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
 	char name[RBD_IMAGE_NAME_MAX];
-	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
+	int rc = vr_connect_disk(ctx, disk, &c, name, err);
 
 	if (rc < 0)
 		return rc;
-	vr_disk_name(disk, name);
 	return vr_remove_image(c.io, vr_pool(ctx), name, err);
 }
 
@@ -788,7 +797,7 @@ static int vr_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	const struct vmd_config *cfg = vmd_ctx_config(ctx);
 	_cleanup_(vr_conn_close) struct rbd_conn c = {0};
 	char name[RBD_IMAGE_NAME_MAX], mon[512];
-	int rc = vr_connect(ctx, vr_pool(ctx), &c, err);
+	int rc = vr_connect_disk(ctx, disk, &c, name, err);
 
 	if (rc < 0)
 		return rc;
@@ -796,7 +805,6 @@ static int vr_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	out->type = VMD_XML_NETWORK;
 	snprintf(out->driver_type, sizeof(out->driver_type), "raw");
 	snprintf(out->protocol, sizeof(out->protocol), "rbd");
-	vr_disk_name(disk, name);
 	snprintf(out->name, sizeof(out->name), "%s/%s", cfg->images_rbd_pool,
 	         name);
 	rc = rados_conf_get(c.cluster, "mon_host", mon, sizeof(mon));

@@ -496,17 +496,17 @@ static void send_reply(int fd, int rc, const struct vmd_priv_reply *rep,
 	(void)send(fd, line, (size_t)n, MSG_NOSIGNAL);
 }
 
-/* Read one line within the deadline. 0 with *len set; -1 with why. */
-static int read_line(int fd, char *buf, size_t bufsz, size_t *len,
-                     int timeout_ms, const char **why)
+/*
+ * Receive what the peer has sent, at most len bytes, waiting no later than
+ * the deadline (now_ms() clock). > 0: the count; -1 with why when the
+ * deadline passed or the peer closed first.
+ */
+static ssize_t recv_by(int fd, long long deadline, void *buf, size_t len,
+                       const char **why)
 {
-	long long deadline = now_ms() + timeout_ms;
-	size_t got = 0;
-
 	for (;;) {
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		long long left = deadline - now_ms();
-		char *nl;
 		ssize_t n;
 		int rc;
 
@@ -515,17 +515,32 @@ static int read_line(int fd, char *buf, size_t bufsz, size_t *len,
 			return -1;
 		}
 		rc = poll(&p, 1, (int)left);
-		if (rc < 0 && errno == EINTR)
-			continue;
 		if (rc <= 0)
-			continue;
-		n = recv(fd, buf + got, bufsz - got, 0);
+			continue; /* EINTR, or woken without data: wait again */
+		n = recv(fd, buf, len, 0);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			*why = "request: connection closed before a newline";
 			return -1;
 		}
+		return n;
+	}
+}
+
+/* Read one line within the deadline. 0 with *len set; -1 with why. */
+static int read_line(int fd, char *buf, size_t bufsz, size_t *len,
+                     int timeout_ms, const char **why)
+{
+	long long deadline = now_ms() + timeout_ms;
+	size_t got = 0;
+
+	for (;;) {
+		ssize_t n = recv_by(fd, deadline, buf + got, bufsz - got, why);
+		char *nl;
+
+		if (n < 0)
+			return -1;
 		nl = memchr(buf + got, '\n', (size_t)n);
 		got += (size_t)n;
 		if (nl) {
@@ -900,8 +915,6 @@ static int stdio_read_frame(int fd, int timeout_ms, struct vmd_buf *b,
 	bool have_header = false;
 
 	for (;;) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		long long left = deadline - now_ms();
 		char chunk[4096];
 		ssize_t got;
 		int rc;
@@ -934,22 +947,9 @@ static int stdio_read_frame(int fd, int timeout_ms, struct vmd_buf *b,
 				return 0;
 			}
 		}
-		if (left <= 0) {
-			*why = "request: read timed out";
+		got = recv_by(fd, deadline, chunk, sizeof(chunk), why);
+		if (got < 0)
 			return -1;
-		}
-		rc = poll(&p, 1, (int)left);
-		if (rc < 0 && errno == EINTR)
-			continue;
-		if (rc <= 0)
-			continue;
-		got = recv(fd, chunk, sizeof(chunk), 0);
-		if (got < 0 && errno == EINTR)
-			continue;
-		if (got <= 0) {
-			*why = "request: connection closed before a newline";
-			return -1;
-		}
 		if (vmd_buf_append(b, chunk, (size_t)got) < 0) {
 			*why = "stdio: frame too long";
 			return -1;
