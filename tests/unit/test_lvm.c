@@ -519,6 +519,7 @@ static void test_encrypted_volume(void **state)
 					         .image = f->base_raw},
 	                                 NULL, &err),
 	                 VMD_E_INVAL);
+	vmd_error_clear(&err);
 	assert_false(lv_listed(INST "_enc"));
 	if (vmd_disk_create(f->ctx, INST, "enc", &o, &info, &err) != 0)
 		fail_msg("create: %s (%s)", err.msg, err.detail);
