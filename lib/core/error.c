@@ -23,7 +23,7 @@
 #include <vmdisk/log.h>
 
 #include "cleanup.h"
-#include "vmd_build_config.h"
+#include "error_trace.h"
 
 #if VMD_FAULT_INJECTION
 /*
@@ -58,6 +58,35 @@ static void error_trace(const char *kind, const char *msg)
 			vmd_log_debug("error trace: write failed");
 	}
 	errno = saved;
+}
+
+void vmd_error_trace_config(const struct vmd_config *cfg)
+{
+	const struct {
+		const char *key;
+		const char *value;
+	} settings[] = {
+		{"images_volume_group", cfg->images_volume_group},
+		{"lvm_thin_pool", cfg->lvm_thin_pool},
+		{"images_rbd_pool", cfg->images_rbd_pool},
+		{"images_rbd_ceph_conf", cfg->images_rbd_ceph_conf},
+		{"rbd_user", cfg->rbd_user},
+		{"glance_api_servers", cfg->glance_api_servers},
+		{"barbican_endpoint", cfg->barbican_endpoint},
+		{"barbican_token_file", cfg->barbican_token_file},
+		{"barbican_project_id", cfg->barbican_project_id},
+	};
+	char line[VMD_ERROR_MSG_MAX];
+
+	if (!getenv("VMDISK_ERROR_TRACE"))
+		return;
+	for (size_t i = 0; i < ELEMENTSOF(settings); i++) {
+		if (!settings[i].value[0])
+			continue;
+		snprintf(line, sizeof(line), "%s %s", settings[i].key,
+		         settings[i].value);
+		error_trace("config", line);
+	}
 }
 #else
 static inline void error_trace(const char *kind, const char *msg)

@@ -23,9 +23,10 @@ The rule, for every message:
      image file, its config file) are its own and it has them already.
   3. backend settings: no value of a backend setting of the process's
      configuration (VG, thin pool, RBD pool, Ceph user and configuration,
-     Glance and Barbican endpoints, Barbican project and token file) as a
-     whole word, except as a step name ("rbd: ..."); the caller supplies
-     none of these per call.
+     Glance and Barbican endpoints, Barbican project and token file: the
+     "config" lines, written when a configuration is loaded) as a whole
+     word, except as a step name ("rbd: ...") or a backend's name; the
+     caller supplies none of these per call.
   4. secrets: no run of 32 or more hex digits, no base64-like run of 24 or
      more characters, and no "***" (a registered secret that reached a
      message, even redacted, means a secret went into the public text).
@@ -61,6 +62,7 @@ def looks_secret(run):
 
 
 SHOWN_BY = {'vmdisk', 'vmdiskd'}
+BACKEND_NAMES = {'flat', 'raw', 'qcow2', 'lvm', 'rbd', 'ploop', 'default'}
 EXEMPT = {'test_error'}
 QUOTED = re.compile(r"'[^']*'")
 
@@ -104,8 +106,11 @@ def check_file(path):
             pid = (pid, prog)
             if kind == 'config':
                 kv = text.split(' ', 1)
-                if len(kv) == 2 and len(kv[1]) >= 3:
-                    config.setdefault(pid, set()).add(kv[1])
+                for value in (kv[1].split(',') if len(kv) == 2 else ()):
+                    # A backend's name ("rbd", also the default pool) is
+                    # public; a short value would match words by chance.
+                    if len(value) >= 3 and value not in BACKEND_NAMES:
+                        config.setdefault(pid, set()).add(value)
                 continue
             if kind not in ('set', 'prefix'):
                 continue
