@@ -107,6 +107,7 @@ def check_file(path):
             if kind == 'config':
                 kv = text.split(' ', 1)
                 for value in (kv[1].split(',') if len(kv) == 2 else ()):
+                    value = value.strip()
                     # A backend's name ("rbd", also the default pool) is
                     # public; a short value would match words by chance.
                     if len(value) >= 3 and value not in BACKEND_NAMES:
