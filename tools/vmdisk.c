@@ -99,6 +99,26 @@ static int parse_size_arg(const char *s, uint64_t *out)
 		return usage_error(err.msg);
 	if (*out % 512)
 		return usage_error("size must be a multiple of 512 bytes");
+	/* 0 is not "the default": leave --size out for that. */
+	if (*out == 0)
+		return usage_error("size must be at least 512 bytes");
+	return 0;
+}
+
+/* A file named on the command line (the caller's own, opened with the
+ * caller's rights): any bytes but control characters, which would make
+ * a file name that rewrites a terminal or splits a log line. */
+static int check_path_arg(const char *what, const char *path)
+{
+	char msg[96];
+
+	for (const char *p = path; *p; p++) {
+		if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+			snprintf(msg, sizeof(msg),
+			         "%s: control character in the file name", what);
+			return usage_error(msg);
+		}
+	}
 	return 0;
 }
 
@@ -599,6 +619,9 @@ static int cmd_inspect(struct cli *cli, int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - first != 1)
 		return usage_error("inspect: expected one FILE");
+	rc = check_path_arg("inspect", argv[first]);
+	if (rc != 0)
+		return rc;
 	/* O_NONBLOCK: a FIFO must not hang us; the inspector refuses it. */
 	fd = open(argv[first], O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	if (fd < 0) {
@@ -730,6 +753,11 @@ static int cmd_convert(struct cli *cli, int argc, char **argv)
 		return usage_error("convert: expected SRC and DST");
 	if (!st.have_dst_format)
 		return usage_error("convert: -O raw|qcow2 is required");
+	rc = check_path_arg("convert", argv[first]);
+	if (rc == 0)
+		rc = check_path_arg("convert", argv[first + 1]);
+	if (rc != 0)
+		return rc;
 	rc = convert_source_format(argv[first], &st);
 	if (rc != 0)
 		return rc;
@@ -778,6 +806,8 @@ static int cmd_extract(struct cli *cli, int argc, char **argv)
 	if (argc - first != 3)
 		return usage_error("extract: expected INSTANCE DISK DST");
 	rc = check_disk_args(argv[first], argv[first + 1]);
+	if (rc == 0)
+		rc = check_path_arg("extract", argv[first + 2]);
 	if (rc != 0)
 		return rc;
 	if (vmd_disk_snapshot_extract(cli->ctx, argv[first], argv[first + 1],

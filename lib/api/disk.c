@@ -31,6 +31,7 @@
 #include "fsutil.h"
 #include "internal.h"
 #include "libvirt_xml.h"
+#include "rbd_location.h"
 #include "record.h"
 #include "source.h"
 #include "vmd_build_config.h"
@@ -192,6 +193,11 @@ static int check_size(uint64_t size, struct vmd_error *err)
 		return vmd_error_set(err, VMD_E_INVAL,
 		                     "size must be a multiple of 512 bytes",
 		                     "size %llu", (unsigned long long)size);
+	/* No file or volume can be larger than off_t allows: refused before
+	 * any lock is taken or anything is made (issue 16, hostile input). */
+	if (size > (uint64_t)INT64_MAX)
+		return vmd_error_set(err, VMD_E_INVAL, "size too large",
+		                     "size %llu", (unsigned long long)size);
 	return 0;
 }
 
@@ -263,6 +269,32 @@ static int instance_dir_make(struct vmd_ctx *ctx, struct vmd_disk_ref *ref,
 	return 0;
 }
 
+/* A pending entry under the instance lock: a create was killed while
+ * making this disk. Remove what it made with the backend the entry names,
+ * then the entry: VMD_E_NOTFOUND then means "go on as for a new disk". */
+static int remove_unfinished(struct vmd_ctx *ctx, struct vmd_disk_ref *ref,
+                             const struct vmd_disk_record *rec,
+                             struct vmd_error *err)
+{
+	const struct vmd_backend_ops *ops;
+	bool exists = false;
+	int rc = vmd_backend_get(rec->backend, &ops, err);
+
+	if (rc == 0)
+		rc = vmd_backend_attach(ctx, ops, err);
+	if (rc == 0)
+		rc = ops->exists(ctx, ref, &exists, err);
+	if (rc == 0 && exists)
+		rc = ops->remove(ctx, ref, err);
+	if (rc == 0)
+		rc = vmd_record_drop(ref->instance_fd, ref->disk, err);
+	if (rc < 0)
+		return rc;
+	vmd_log_info("create: removed %s, left unfinished by a create that "
+	             "did not end", ref->disk);
+	return VMD_E_NOTFOUND;
+}
+
 static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
                          struct vmd_disk_ref *ref,
                          const struct vmd_create_opts *opts,
@@ -280,7 +312,9 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 	if (rc < 0)
 		return rc;
 	rc = vmd_record_get(ref->instance_fd, ref->disk, &existing, err);
-	if (rc == 0)
+	if (rc == 0 && existing.pending)
+		rc = remove_unfinished(ctx, ref, &existing, err);
+	else if (rc == 0)
 		return vmd_error_set(err, VMD_E_EXISTS, "disk already exists",
 		                     "record has %s", ref->disk);
 	if (rc != VMD_E_NOTFOUND)
@@ -292,6 +326,14 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 		return vmd_error_set(err, VMD_E_EXISTS, "disk already exists",
 		                     "%s exists without a record", ref->path);
 
+	/* Recorded first, as pending: a create killed from here on leaves an
+	 * entry that says so, and the next create removes what it made (a
+	 * disk without any record is never taken for ours). */
+	rec->pending = true;
+	rc = vmd_record_put(ref->instance_fd, ref->disk, rec, err);
+	rec->pending = false;
+	if (rc < 0)
+		return rc;
 	if (location) {
 		rc = vmd_backend_require(
 			ops, (const void *)ops->clone_from_location,
@@ -328,15 +370,21 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 		if (rc == 0)
 			rc = ops->create_blank(ctx, ref, size, err);
 	}
-	if (rc < 0)
+	if (rc < 0) {
+		/* the backend removed what it made */
+		struct vmd_error ignored = VMD_ERROR_INIT;
+
+		vmd_record_drop(ref->instance_fd, ref->disk, &ignored);
 		return rc;
+	}
 	rc = vmd_faultpoint("disk.before_record", err);
 	if (rc == 0)
-		rc = vmd_record_put(ref->instance_fd, ref->disk, rec, err);
+		rc = vmd_record_commit(ref->instance_fd, ref->disk, err);
 	if (rc < 0) {
 		struct vmd_error ignored = VMD_ERROR_INIT;
 
-		ops->remove(ctx, ref, &ignored);
+		if (ops->remove(ctx, ref, &ignored) == 0)
+			vmd_record_drop(ref->instance_fd, ref->disk, &ignored);
 		return rc;
 	}
 	guard.armed = false;
@@ -420,6 +468,13 @@ static int create_check_opts(struct vmd_ctx *ctx, const char *instance,
 		                   "bad key id");
 	if (rc == 0)
 		rc = check_size(opts->size, err);
+	/* A backend that cannot clone ignores a location (as Nova does), but
+	 * only a well-formed one: garbage is refused whatever the backend. */
+	if (rc == 0 && opts->location) {
+		struct vmd_rbd_location loc;
+
+		rc = vmd_rbd_location_parse(opts->location, &loc, err);
+	}
 	if (rc == 0)
 		rc = vmd_backend_get(*kind, ops, err);
 	if (rc == 0)
@@ -595,6 +650,9 @@ static int open_existing(struct vmd_ctx *ctx, const char *instance,
 		                     ref->instance_dir);
 	if (rc < 0)
 		return rc;
+	if (rec.pending)
+		return vmd_error_set(err, VMD_E_NOTFOUND, "disk not found",
+		                     "%s: its create did not finish", disk);
 	if (rec.key_id[0]) {
 		snprintf(ref->key_id_buf, sizeof(ref->key_id_buf), "%s",
 		         rec.key_id);
@@ -675,6 +733,8 @@ int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
 	if (rc == 0)
 		rc = ops->remove(ctx, &ref, err);
 	if (rc == 0)
+		rc = vmd_faultpoint("disk.before_record_drop", err);
+	if (rc == 0)
 		rc = vmd_record_drop(ref.instance_fd, disk, err);
 	if (rc < 0) {
 		vmd_error_prefix(err, "remove");
@@ -683,7 +743,8 @@ int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
 	/* The last disk takes the instance directory with it. */
 	int root;
 
-	if (vmd_beneath_root(ctx, false, &root, NULL) == 0 &&
+	if (vmd_faultpoint("disk.before_rmdir", NULL) == 0 &&
+	    vmd_beneath_root(ctx, false, &root, NULL) == 0 &&
 	    vmd_bunlink(root, instance, AT_REMOVEDIR) < 0 &&
 	    errno != ENOTEMPTY && errno != EEXIST)
 		vmd_log_warning("remove: could not remove %s: %s",

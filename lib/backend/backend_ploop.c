@@ -470,7 +470,9 @@ static int ploop_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	/* The image first: a descriptor never claims more than it holds. */
 	_cleanup_(closep) int dfd = -1;
 
-	rc = open_disk_dir(disk, &dfd, err);
+	rc = vmd_faultpoint("ploop.resize_before_descriptor", err);
+	if (rc == 0)
+		rc = open_disk_dir(disk, &dfd, err);
 	return rc < 0 ? rc : write_descriptor(dfd, new_size, v, true, err);
 }
 

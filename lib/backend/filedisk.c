@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "beneath.h"
+#include "faultpoint.h"
 #include "filedisk.h"
 
 int vmd_filedisk_exists(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
@@ -74,6 +75,10 @@ int vmd_filedisk_begin(const struct vmd_disk_ref *disk, struct vmd_tmpfile *t,
 
 int vmd_filedisk_commit(struct vmd_tmpfile *t, struct vmd_error *err)
 {
+	int rc = vmd_faultpoint("filedisk.before_publish", err);
+
+	if (rc < 0)
+		return rc;
 	return vmd_tmpfile_publish(t, false, VMD_DISK_MODE, err);
 }
 

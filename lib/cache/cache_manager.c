@@ -32,6 +32,7 @@
 
 #include "beneath.h"
 #include "cache.h"
+#include "faultpoint.h"
 #include "fsutil.h"
 #include "record.h"
 
@@ -223,13 +224,21 @@ static void remove_entry(int cache_fd, const char *id)
 	char name[VMD_CACHE_ID_MAX + 16];
 	const char *suffixes[] = {"json", "failed"};
 
+	/* The side records first, the entry last: a prune killed in between
+	 * leaves an entry (complete, listed, removed by the next prune), never
+	 * a side record no listing finds again. A kill before any of the
+	 * three unlinks leaves the cache consistent
+	 * (tests/suite/reliability/parts/10-crash.sh). */
+	for (size_t i = 0; i < 2; i++)
+		if (snprintf(name, sizeof(name), ".%s.%s", id, suffixes[i]) <
+		    (int)sizeof(name) &&
+		    vmd_faultpoint("prune.unlink", NULL) == 0)
+			vmd_bunlink(cache_fd, name, 0);
+	if (vmd_faultpoint("prune.unlink", NULL) < 0)
+		return;
 	if (vmd_bunlink(cache_fd, id, 0) < 0 && errno != ENOENT)
 		vmd_log_warning("cache: could not remove %s: %s", id,
 		                strerror(errno));
-	for (size_t i = 0; i < 2; i++)
-		if (snprintf(name, sizeof(name), ".%s.%s", id, suffixes[i]) <
-		    (int)sizeof(name))
-			vmd_bunlink(cache_fd, name, 0);
 }
 
 int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,

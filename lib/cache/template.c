@@ -21,6 +21,7 @@
 
 #include "beneath.h"
 #include "cache.h"
+#include "faultpoint.h"
 #include "fsutil.h"
 #include "runner.h"
 
@@ -183,6 +184,8 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 	rc = vmd_run("template: make file system", argv, &ro, NULL, err);
 	if (rc == 0)
 		rc = vmd_cache_give_group(t.fd, gid, err);
+	if (rc == 0)
+		rc = vmd_faultpoint("template.before_publish", err);
 	if (rc == 0)
 		rc = vmd_tmpfile_publish(&t, false, TEMPLATE_MODE, err);
 	if (rc < 0)

@@ -89,13 +89,68 @@ static bool has_control(const char *s)
 	return false;
 }
 
-/* Absolute, with no ".." component that could lead out of it. */
+/* Valid UTF-8 (RFC 3629: no overlong form, no surrogate, nothing past
+ * U+10FFFF): a path reaches JSON records, libvirt XML and logs, which need
+ * text; /srv/donn\xc3\xa9es is a path, a stray 0xe9 byte is not. */
+static bool is_utf8(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+
+	while (*p) {
+		unsigned char c = *p;
+		size_t more;
+		uint32_t cp, min;
+
+		if (c < 0x80) {
+			p++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			more = 1, cp = c & 0x1f, min = 0x80;
+		else if (c >= 0xe0 && c <= 0xef)
+			more = 2, cp = c & 0x0f, min = 0x800;
+		else if (c >= 0xf0 && c <= 0xf4)
+			more = 3, cp = c & 0x07, min = 0x10000;
+		else
+			return false;
+		for (size_t i = 1; i <= more; i++) {
+			if ((p[i] & 0xc0) != 0x80) /* also stops at the NUL */
+				return false;
+			cp = (cp << 6) | (p[i] & 0x3f);
+		}
+		if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		p += more + 1;
+	}
+	return true;
+}
+
+/* Absolute, UTF-8, with no ".." component that could lead out of it. */
 static bool check_abs_path(const char *s)
 {
 	size_t len = strlen(s);
 
-	return s[0] == '/' && !has_control(s) && !strstr(s, "/../") &&
+	return s[0] == '/' && !has_control(s) && is_utf8(s) &&
+	       !strstr(s, "/../") &&
 	       !(len >= 3 && strcmp(s + len - 3, "/..") == 0);
+}
+
+/* A service URL's path is a prefix the API path is appended to: a "." or
+ * ".." segment there would not mean what it reads (curl resolves it). */
+static bool has_dot_segment(const char *s, size_t len)
+{
+	for (size_t i = 0; i < len; i++) {
+		size_t dots = 0;
+
+		if (s[i] != '/')
+			continue;
+		while (i + 1 + dots < len && s[i + 1 + dots] == '.')
+			dots++;
+		if ((dots == 1 || dots == 2) &&
+		    (i + 1 + dots == len || s[i + 1 + dots] == '/'))
+			return true;
+	}
+	return false;
 }
 
 static bool check_instances_path(const char *s)
@@ -186,7 +241,7 @@ static bool check_glance_servers(const char *s)
 			return false;
 		memcpy(item, s, n);
 		item[n] = '\0';
-		if (!vmd_url_valid(item, false))
+		if (!vmd_url_valid(item, false) || has_dot_segment(item, n))
 			return false;
 		if (s[n] == '\0')
 			return true;
@@ -242,7 +297,8 @@ static bool check_key_manager(const char *s)
 
 static bool check_optional_url(const char *s)
 {
-	return s[0] == '\0' || vmd_url_valid(s, false);
+	return s[0] == '\0' ||
+	       (vmd_url_valid(s, false) && !has_dot_segment(s, strlen(s)));
 }
 
 static bool parse_u32(const char *s, uint32_t *out)
@@ -419,7 +475,10 @@ static enum parse_problem set_value(struct vmd_config *cfg,
 	case KT_SIZE_OR_ZERO: {
 		uint64_t size;
 
+		/* Above INT64_MAX no file offset can reach it: such a limit
+		 * would only be compared as a negative off_t somewhere. */
 		if (vmd_parse_size(value, &size, NULL) < 0 ||
+		    size > (uint64_t)INT64_MAX ||
 		    (size == 0 && k->type == KT_SIZE))
 			return PP_VALUE;
 		memcpy(field, &size, sizeof(size));

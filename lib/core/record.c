@@ -94,8 +94,17 @@ static int parse_entry(struct json_object *entry, const char *disk,
 	const char *format = get_string(entry, "format");
 	const char *base = get_string(entry, "base");
 	const char *key_id = get_string(entry, "key_id");
+	struct json_object *pending = NULL;
 
 	memset(rec, 0, sizeof(*rec));
+	if (json_object_object_get_ex(entry, "pending", &pending)) {
+		if (!json_object_is_type(pending, json_type_boolean))
+			return vmd_error_set(err, VMD_E_CORRUPT,
+			                     "instance record is damaged",
+			                     "%s: bad entry for %s",
+			                     VMD_RECORD_NAME, disk);
+		rec->pending = json_object_get_boolean(pending);
+	}
 	if (!backend || !format ||
 	    vmd_parse_backend(backend, &rec->backend, NULL) < 0 ||
 	    rec->backend == VMD_BACKEND_DEFAULT ||
@@ -152,7 +161,26 @@ int vmd_record_put(int instance_fd, const char *disk,
 	if (rec->key_id[0])
 		json_object_object_add(entry, "key_id",
 		                       json_object_new_string(rec->key_id));
+	if (rec->pending)
+		json_object_object_add(entry, "pending",
+		                       json_object_new_boolean(1));
 	json_object_object_add(record_disks(doc), disk, entry);
+	return record_store(instance_fd, doc, err);
+}
+
+int vmd_record_commit(int instance_fd, const char *disk,
+                      struct vmd_error *err)
+{
+	_cleanup_(json_object_putp) struct json_object *doc = NULL;
+	struct json_object *entry;
+	int rc = record_load(instance_fd, &doc, err);
+
+	if (rc < 0)
+		return rc;
+	if (!json_object_object_get_ex(record_disks(doc), disk, &entry))
+		return vmd_error_set(err, VMD_E_NOTFOUND, "disk not found",
+		                     "record has no %s", disk);
+	json_object_object_del(entry, "pending");
 	return record_store(instance_fd, doc, err);
 }
 

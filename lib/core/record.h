@@ -24,6 +24,11 @@ struct vmd_disk_record {
 	enum vmd_format format;
 	char base_id[VMD_CACHE_ID_MAX]; /* "" for an unformatted blank disk */
 	char key_id[VMD_UUID_LEN + 1];  /* an encrypted disk's key, else "" */
+	/* Recorded before the backend makes the disk, cleared once it is
+	 * made: an entry still pending under the instance lock is what a
+	 * killed create left (the disk may or may not exist), which the next
+	 * create of that disk removes. Other calls do not see it. */
+	bool pending;
 };
 
 /* VMD_E_NOTFOUND (without touching err) when there is no such disk. */
@@ -33,6 +38,9 @@ int vmd_record_get(int instance_fd, const char *disk,
  * that is what pins a disk's format. */
 int vmd_record_put(int instance_fd, const char *disk,
                    const struct vmd_disk_record *rec, struct vmd_error *err);
+/* Clear the disk's pending mark: the disk is complete. */
+int vmd_record_commit(int instance_fd, const char *disk,
+                      struct vmd_error *err);
 /* Remove the disk's entry; the file goes when it has no entry left. */
 int vmd_record_drop(int instance_fd, const char *disk,
                     struct vmd_error *err);

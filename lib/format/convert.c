@@ -26,6 +26,7 @@
 #include "bytes.h"
 #include "blockdev.h"
 #include "convert.h"
+#include "faultpoint.h"
 #include "fsutil.h"
 #include "qcow2.h"
 #include "qcow2_image.h"
@@ -317,6 +318,8 @@ int vmd_convert_to_path(const char *src, const char *dst_path,
 	rc = vmd_tmpfile_open(&t, dir, name, 0600, err);
 	if (rc == 0)
 		rc = vmd_convert_to_fd(src, t.fd, o, err);
+	if (rc == 0)
+		rc = vmd_faultpoint("convert.before_publish", err);
 	if (rc == 0)
 		rc = vmd_tmpfile_publish(&t, false, 0644, err);
 	return rc;

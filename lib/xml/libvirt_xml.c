@@ -147,6 +147,9 @@ static bool valid_abs_path(const char *p)
 }
 
 /* "k=v,k=v": keys from the list, values decimal, each key at most once. */
+/* QEMU's THROTTLE_VALUE_MAX: the largest limit a guest starts with. */
+#define QOS_VALUE_MAX 1000000000000000ull
+
 static int render_qos(struct vmd_buf *b, const char *qos, struct vmd_error *err)
 {
 	char buf[512];
@@ -179,6 +182,12 @@ static int render_qos(struct vmd_buf *b, const char *qos, struct vmd_error *err)
 		    strspn(eq + 1, "0123456789") != vlen)
 			return vmd_error_set(err, VMD_E_INVAL,
 			                     "xml: --qos values are whole numbers",
+			                     "value of %s", kv);
+		/* QEMU refuses a throttle limit above 1e15 when the guest
+		 * starts; refused here, where the caller sees which. */
+		if (strtoull(eq + 1, NULL, 10) > QOS_VALUE_MAX)
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "xml: --qos value too large",
 			                     "value of %s", kv);
 		for (size_t i = 0; i < nseen; i++)
 			if (strcmp(seen[i], kv) == 0)

@@ -273,6 +273,22 @@ static void test_instances_path(void **state)
 		                 &c, "instances_path = /srv/a..b/..c/\n", &err),
 	                 0);
 	assert_string_equal(c.instances_path, "/srv/a..b/..c/");
+	/* Paths are text: UTF-8 is a path, other bytes past ASCII are not
+	 * (a lone Latin-1 byte, an overlong '/', a surrogate, a cut
+	 * sequence). */
+	assert_int_equal(vmd_config_load_string(
+		                 &c, "instances_path = /srv/donn\xc3\xa9" "es\n",
+		                 &err),
+	                 0);
+	assert_string_equal(c.instances_path, "/srv/donn\xc3\xa9" "es");
+	expect_error("instances_path = /srv/donn\xe9" "es\n",
+	             "bad value for 'instances_path'");
+	expect_error("instances_path = /srv/\xc0\xaf" "etc\n",
+	             "bad value for 'instances_path'");
+	expect_error("instances_path = /srv/\xed\xa0\x80\n",
+	             "bad value for 'instances_path'");
+	expect_error("instances_path = /srv/\xe2\x82\n",
+	             "bad value for 'instances_path'");
 }
 
 static void test_bad_section(void **state)

@@ -447,7 +447,7 @@ static void test_format_pinned(void **state)
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_create_opts opts = {.image = f->img, .size = 0, .backend = VMD_BACKEND_FLAT};
 	struct vmd_disk_info info;
-	struct vmd_disk_record rec = {VMD_BACKEND_QCOW2, VMD_FORMAT_QCOW2, "", ""};
+	struct vmd_disk_record rec = {VMD_BACKEND_QCOW2, VMD_FORMAT_QCOW2, "", "", false};
 	char *xml = NULL;
 	char *evil = th_path(f->dir, "evil.qcow2");
 	char *idir = th_path(f->instances, INST);

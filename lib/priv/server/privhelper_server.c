@@ -3,9 +3,14 @@
  * file, the audit log, the socket server and the one-shot stdio server
  * that root's vmd_priv_run starts (see privhelper_server.h).
  *
- * One thread per connection, at most max_clients at a time, one request per
+ * One thread per connection, at most max_conns at a time, one request per
  * connection: a client that sends nothing, or dribbles, is cut off when its
  * read deadline passes, and a slow operation holds only its own thread.
+ * A connection takes one of the max_clients run slots only once its whole
+ * request has been read and allowed, and waits for one rather than being
+ * refused: granted clients that send slowly (or not at all) hold a
+ * connection each until their deadline, never the slots the requests of
+ * others run in, so they cannot get those answered "busy".
  * The policy is read again for every request, so an edit applies at once
  * and a broken file refuses everything (fail closed).
  */
@@ -359,12 +364,15 @@ struct server {
 	const struct vmd_config *cfg;
 	const struct vmd_priv_ops *ops;
 	int read_timeout_ms;
-	unsigned max_clients;
+	unsigned max_clients;  /* requests running at once */
+	unsigned max_conns;    /* connections open at once */
 	int audit_fd;          /* -1: audit lines go to the log only */
 	enum vmd_log_level audit_level; /* of the audit line in the log */
-	pthread_mutex_t lock; /* audit writes, active count */
+	pthread_mutex_t lock; /* audit writes, active and running counts */
 	pthread_cond_t idle;
-	unsigned active;
+	pthread_cond_t slot;  /* a run slot came free */
+	unsigned active;      /* connections */
+	unsigned running;     /* requests past their policy check */
 };
 
 struct conn {
@@ -604,7 +612,16 @@ static void handle(struct server *srv, int fd)
 		send_reply(fd, VMD_E_REFUSED, NULL, &err);
 		return;
 	}
+	pthread_mutex_lock(&srv->lock);
+	while (srv->running >= srv->max_clients)
+		pthread_cond_wait(&srv->slot, &srv->lock);
+	srv->running++;
+	pthread_mutex_unlock(&srv->lock);
 	rc = vmd_priv_dispatch(srv->ops, srv->cfg, &req, &rep, &err);
+	pthread_mutex_lock(&srv->lock);
+	srv->running--;
+	pthread_cond_signal(&srv->slot);
+	pthread_mutex_unlock(&srv->lock);
 	audit(srv, &cr, vmd_priv_op_name(req.op), target,
 	      rc == 0 ? "done" : "failed", rc == 0 ? "ok" : err.msg);
 	send_reply(fd, rc, &rep, &err);
@@ -680,7 +697,7 @@ static int bind_socket(const char *path, int *out, struct vmd_error *err)
 
 /* Whether the policy grants the caller anything at all: a caller it
  * grants nothing is answered at once, without taking one of the
- * max_clients slots that granted callers need. */
+ * max_conns connections that granted callers need. */
 static bool caller_has_a_grant(const struct server *srv,
                                const struct ucred *cr)
 {
@@ -744,10 +761,10 @@ static void accept_loop(struct server *srv, int lfd, unsigned exit_after,
 			continue;
 		}
 		pthread_mutex_lock(&srv->lock);
-		if (srv->active >= srv->max_clients) {
+		if (srv->active >= srv->max_conns) {
 			pthread_mutex_unlock(&srv->lock);
 			refuse_now(srv, fd, have_cr ? &cr : NULL, VMD_E_BUSY,
-			           "vmdiskd: busy", "all client slots taken");
+			           "vmdiskd: busy", "all connections taken");
 			continue;
 		}
 		srv->active++;
@@ -783,6 +800,7 @@ int vmd_priv_serve(const struct vmd_config *cfg,
 		                           : 10000,
 		.max_clients = opts && opts->max_clients ? opts->max_clients
 		                                         : 16,
+		.max_conns = opts && opts->max_conns ? opts->max_conns : 256,
 		.audit_fd = -1,
 		.audit_level = VMD_LOG_INFO,
 	};
@@ -805,6 +823,7 @@ int vmd_priv_serve(const struct vmd_config *cfg,
 	}
 	pthread_mutex_init(&srv.lock, NULL);
 	pthread_cond_init(&srv.idle, NULL);
+	pthread_cond_init(&srv.slot, NULL);
 	sigemptyset(&block);
 	sigaddset(&block, SIGTERM);
 	sigaddset(&block, SIGINT);
@@ -828,6 +847,7 @@ int vmd_priv_serve(const struct vmd_config *cfg,
 	unlink(cfg->vmdiskd_socket);
 	close(srv.audit_fd);
 	pthread_cond_destroy(&srv.idle);
+	pthread_cond_destroy(&srv.slot);
 	pthread_mutex_destroy(&srv.lock);
 	vmd_log_info("vmdiskd: stopped");
 	return 0;

@@ -141,7 +141,9 @@ bool vmd_priv_policy_allows(const struct vmd_priv_policy *pol, uid_t uid,
 
 struct vmd_priv_server_opts {
 	int read_timeout_ms;   /* whole request line; 0 = 10000 */
-	unsigned max_clients;  /* concurrent connections; 0 = 16 */
+	unsigned max_clients;  /* requests running at once; 0 = 16 */
+	unsigned max_conns;    /* connections open (being read, waiting for
+	                        * one of those, running) at once; 0 = 256 */
 	unsigned exit_after;   /* stop after this many connections; 0 = never */
 	const struct vmd_priv_ops *ops; /* NULL = vmd_priv_ops_default */
 };
