@@ -26,15 +26,20 @@
 #include "error_trace.h"
 
 #if VMD_FAULT_INJECTION
+/* Room for a setting's value (a list of Glance endpoints, a path). */
+#define ERROR_TRACE_LINE_MAX 2048
+
 /*
- * One line "PID PROGRAM KIND MSG" (KIND set or prefix; control bytes as '?'), in
- * one write to an O_APPEND file, so lines of concurrent processes do not
- * mix. errno is kept: callers may still read it after setting an error.
+ * One line "PID PROGRAM KIND TEXT" (KIND set, prefix or config; control
+ * bytes as '?'), in one write to an O_APPEND file, so lines of concurrent
+ * processes do not mix. errno is kept: callers may still read it after
+ * setting an error. A failed write is ignored: the check then finds fewer
+ * messages, never a wrong one.
  */
 static void error_trace(const char *kind, const char *msg)
 {
 	const char *path = getenv("VMDISK_ERROR_TRACE");
-	char line[VMD_ERROR_MSG_MAX + 64];
+	char line[ERROR_TRACE_LINE_MAX + 64];
 	int saved = errno;
 	size_t n;
 	int len;
@@ -55,7 +60,7 @@ static void error_trace(const char *kind, const char *msg)
 		                                0600);
 
 		if (fd >= 0 && write(fd, line, n) < 0)
-			vmd_log_debug("error trace: write failed");
+			errno = saved;
 	}
 	errno = saved;
 }
@@ -76,7 +81,7 @@ void vmd_error_trace_config(const struct vmd_config *cfg)
 		{"barbican_token_file", cfg->barbican_token_file},
 		{"barbican_project_id", cfg->barbican_project_id},
 	};
-	char line[VMD_ERROR_MSG_MAX];
+	char line[ERROR_TRACE_LINE_MAX];
 
 	if (!getenv("VMDISK_ERROR_TRACE"))
 		return;

@@ -168,7 +168,7 @@ def main():
         total_chains += chains
         total_bad += len(violations)
         if violations:
-            for v in violations[:20]:
+            for v in violations[:60]:
                 print('FAIL errors %s: %s' % (name, v))
             print('FAIL errors %s: %d of %d messages break the rule'
                   % (name, len(violations), messages))
