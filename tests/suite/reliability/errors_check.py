@@ -35,8 +35,9 @@ Text in single quotes is the caller's own input echoed back ("invalid size
 '%s'"): rules 2 to 4 do not look inside it, "***" aside. test_error is left
 out: it tests the error type itself with made-up texts (a secret in one).
 
-Prints one case line per trace file, a FAIL line per offending message
-(the first 20 of a file), figures, and last "N passed, N failed".
+Checks itself first (SELF_TEST: made-up traces). Prints one case line per
+trace file, a FAIL line per offending message (the first 60 of a file),
+figures, and last "N passed, N failed".
 """
 import os
 import re
@@ -144,8 +145,51 @@ def check_file(path):
     return messages, len(finals), violations
 
 
-def main():
+# The check checks itself first: made-up traces and how many of their
+# messages must break the rule.
+SELF_TEST = [
+    ('no step', 1, '1 vmdisk set create file failed\n'),
+    ('a step added by a prefix', 0,
+     '1 vmdisk set create file failed\n1 vmdisk prefix convert: create file failed\n'),
+    ('a host path', 1, '1 vmdisk set create: open /etc/passwd failed\n'),
+    ('a backend setting', 1,
+     '1 vmdisk config images_volume_group vg-secret1\n1 vmdisk set lvm: vg-secret1 is full\n'),
+    ('the backend named as the step', 0,
+     '1 vmdisk config images_rbd_pool rbd\n1 vmdisk set rbd: pool not found\n'),
+    ('a hex secret', 1, '1 vmdisk set key: 0123456789abcdef0123456789abcdef refused\n'),
+    ('a redacted secret', 1, '1 vmdisk set key: *** refused\n'),
+    ('the caller\'s own value echoed', 0,
+     "1 vmdisk set size: invalid '/x/0123456789abcdef0123456789abcdef'\n"),
+]
+
+
+def self_test():
+    import tempfile
     passed = failed = 0
+    with tempfile.TemporaryDirectory() as d:
+        for name, want, text in SELF_TEST:
+            path = os.path.join(d, 'case.log')
+            with open(path, 'w', encoding='utf-8') as f:
+                f.write(text)
+            _, _, violations = check_file(path)
+            if len(violations) == want:
+                print('ok   errors self-test: %s (%d break the rule)'
+                      % (name, want))
+                passed += 1
+            else:
+                print('FAIL errors self-test: %s: %d break the rule, '
+                      'expected %d: %s' % (name, len(violations), want,
+                                           violations))
+                failed += 1
+    return passed, failed
+
+
+def main():
+    if not sys.argv[1:]:
+        print('FAIL errors: no trace file (VMDISK_ERROR_TRACE not set?)')
+        print('0 passed, 1 failed')
+        return 1
+    passed, failed = self_test()
     total_msgs = total_chains = total_bad = 0
     distinct = set()
     for path in sys.argv[1:]:
@@ -181,9 +225,6 @@ def main():
     print('figure: error_messages_distinct %d' % len(distinct))
     print('figure: errors_checked %d' % total_chains)
     print('figure: error_messages_breaking_the_rule %d' % total_bad)
-    if passed + failed == 0:
-        print('FAIL errors: no trace file (VMDISK_ERROR_TRACE not set?)')
-        failed = 1
     print('%d passed, %d failed' % (passed, failed))
     return 0 if failed == 0 else 1
 

@@ -20,6 +20,7 @@ must match one of the shapes listed for it. A shell (sh, bash, dash, and
 the like) is never allowed. The suites' own scripts are not ours; their
 execs are only counted.
 
+Checks itself first (SELF_TEST: made-up logs it must refuse or pass).
 Prints one case line per log ("ok NAME" / "FAIL NAME"), a FAIL line per
 offending execve (the first 20 of a log), "figure: ..." lines and last
 "N passed, N failed". Exit 0 when nothing failed.
@@ -267,6 +268,65 @@ def check_log(path, allow, placeholders):
     return execs, ours, violations
 
 
+# The check checks itself first: each case a made-up log (in strace's
+# words) and how many of its execs must be refused.
+SELF_TEST = [
+    ('a shell run by vmdisk', 1, """\
+100 execve("/b/build/tools/vmdisk", ["vmdisk", "create"], 0x1 /* 3 vars */) = 0
+100 clone3({flags=CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD}, 88) = 101
+101 execve("/bin/sh", ["sh", "-c", "mkfs.ext4 x"], 0x2 /* 2 vars */) = 0
+"""),
+    ('mkfs with a label that did not pass validation', 1, """\
+100 execve("/b/build/tools/vmdisk", ["vmdisk", "create"], 0x1 /* 3 vars */) = 0
+100 clone3({flags=CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD}, 88 <unfinished ...>
+101 execve("/usr/sbin/mkfs.ext4", ["mkfs.ext4", "-F", "-q", "-L", "$(id)", "/proc/100/fd/7"], 0x2 /* 2 vars */) = 0
+100 <... clone3 resumed>) = 101
+"""),
+    ('listed mkfs, and what mkfs itself runs', 0, """\
+100 execve("/b/build/tools/vmdisk", ["vmdisk", "create"], 0x1 /* 3 vars */) = 0
+100 clone3({flags=CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD}, 88 <unfinished ...>
+101 execve("/usr/sbin/mkfs.ext4", ["mkfs.ext4", "-F", "-q", "-L", "root", "/proc/100/fd/7"], 0x2 /* 2 vars */) = 0
+100 <... clone3 resumed>) = 101
+101 clone(child_stack=NULL, flags=SIGCHLD) = 102
+102 execve("/bin/sh", ["sh", "-c", "x"], 0x2 /* 2 vars */) = 0
+"""),
+    ('an oracle run by the library, not a test program', 1, """\
+100 execve("/b/build/tools/vmdiskd", ["vmdiskd", "--stdio"], 0x1 /* 3 vars */) = 0
+100 vfork() = 101
+101 execve("/usr/bin/qemu-img", ["qemu-img", "info", "x"], 0x2 /* 2 vars */) = 0
+"""),
+    ('an oracle run by a test program; the suite script\'s own shell', 0, """\
+99 execve("/bin/bash", ["bash", "run.sh"], 0x1 /* 3 vars */) = 0
+99 clone(child_stack=NULL, flags=SIGCHLD) = 100
+100 execve("/b/build/tests/unit/test_x", ["test_x"], 0x1 /* 3 vars */) = 0
+100 clone3({flags=CLONE_VM|CLONE_VFORK, exit_signal=SIGCHLD}, 88) = 101
+101 execve("/usr/bin/qemu-img", ["qemu-img", "check", "-f", "qcow2", "/t/d.qcow2"], 0x2 /* 2 vars */) = 0
+99 clone(child_stack=NULL, flags=SIGCHLD) = 102
+102 execve("/bin/sh", ["sh", "-c", "true"], 0x2 /* 2 vars */) = 0
+"""),
+]
+
+
+def self_test(allow, placeholders):
+    """(passed, failed), printing a case line each."""
+    import tempfile
+    passed = failed = 0
+    with tempfile.TemporaryDirectory() as d:
+        for name, want, text in SELF_TEST:
+            log = os.path.join(d, 'case.strace')
+            with open(log, 'w', encoding='utf-8') as f:
+                f.write(text)
+            _, _, violations = check_log(log, allow, placeholders)
+            if len(violations) == want:
+                print('ok   noshell self-test: %s (%d refused)' % (name, want))
+                passed += 1
+            else:
+                print('FAIL noshell self-test: %s: %d refused, expected %d'
+                      % (name, len(violations), want))
+                failed += 1
+    return passed, failed
+
+
 def main():
     if len(sys.argv) < 2:
         print('usage: noshell_check.py DESIGN_MD STRACE_LOG...',
@@ -279,6 +339,7 @@ def main():
         print('FAIL noshell: allow-list of %s: %s' % (sys.argv[1], e))
         print('0 passed, 1 failed')
         return 1
+    passed, failed = self_test((shapes, test_shapes), placeholders)
     total_execs = total_ours = total_bad = 0
     for log in sys.argv[2:]:
         name = os.path.basename(log)
