@@ -186,7 +186,7 @@ run_script_suite() {
 	name=$(basename "$(dirname "$script")")
 	if [[ "$untraced_suites" != *" $name "* ]]; then
 		trace=(strace -f -qq --seccomp-bpf -e signal=none -s 65536
-			-e trace=execve,clone,clone3,fork,vfork
+			-e "trace=execve,clone,clone3,fork,vfork"
 			-o "$traces/$name.strace" --)
 	else
 		echo "=== $script: not under strace (LeakSanitizer cannot run under ptrace)"
