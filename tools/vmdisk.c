@@ -44,10 +44,27 @@ struct command {
 
 static const struct command *find_command(const char *name);
 
+/* The step a usage error names: the command once it is known, before
+ * that the command line itself (every message names the failed step). */
+static const char *usage_step = "usage";
+
 static int usage_error(const char *msg)
 {
-	fprintf(stderr, "vmdisk: %s (see vmdisk --help)\n", msg);
+	size_t n = strlen(usage_step);
+
+	if (strncmp(msg, usage_step, n) == 0 && msg[n] == ':')
+		fprintf(stderr, "vmdisk: %s (see vmdisk --help)\n", msg);
+	else
+		fprintf(stderr, "vmdisk: %s: %s (see vmdisk --help)\n",
+		        usage_step, msg);
 	return EXIT_USAGE;
+}
+
+/* A usage error the library described (a value it parsed). */
+static int usage_error_of(struct vmd_error *err)
+{
+	vmd_error_prefix(err, usage_step);
+	return usage_error(err->msg);
 }
 
 static int failed(const struct vmd_error *err)
@@ -96,7 +113,7 @@ static int parse_size_arg(const char *s, uint64_t *out)
 	struct vmd_error err = VMD_ERROR_INIT;
 
 	if (vmd_parse_size(s, out, &err) < 0)
-		return usage_error(err.msg);
+		return usage_error_of(&err);
 	if (*out % 512)
 		return usage_error("size must be a multiple of 512 bytes");
 	/* 0 is not "the default": leave --size out for that. */
@@ -319,7 +336,7 @@ static int create_opt(int opt, const char *arg, void *state)
 		return parse_size_arg(arg, &st->opts.size);
 	case 'b':
 		if (vmd_parse_backend(arg, &st->opts.backend, &err) < 0)
-			return usage_error(err.msg);
+			return usage_error_of(&err);
 		return 0;
 	case 'k':
 		st->opts.checksum = arg;
@@ -329,7 +346,7 @@ static int create_opt(int opt, const char *arg, void *state)
 		return 0;
 	case 'F':
 		if (vmd_parse_blank_fs(arg, &st->opts.fs, &err) < 0)
-			return usage_error(err.msg);
+			return usage_error_of(&err);
 		return 0;
 	case 'L':
 		st->opts.label = arg;
@@ -654,12 +671,12 @@ static int convert_opt(int opt, const char *arg, void *state)
 	switch (opt) {
 	case 'f':
 		if (vmd_parse_format(arg, &st->o.src_format, &err) < 0)
-			return usage_error(err.msg);
+			return usage_error_of(&err);
 		st->have_src_format = true;
 		return 0;
 	case 'O':
 		if (vmd_parse_format(arg, &st->o.dst_format, &err) < 0)
-			return usage_error(err.msg);
+			return usage_error_of(&err);
 		st->have_dst_format = true;
 		return 0;
 	case 'p':
@@ -784,7 +801,7 @@ static int extract_opt(int opt, const char *arg, void *state)
 	if (opt != 'O')
 		return EXIT_USAGE;
 	if (vmd_parse_format(arg, state, &err) < 0)
-		return usage_error(err.msg);
+		return usage_error_of(&err);
 	return 0;
 }
 
@@ -1188,6 +1205,7 @@ int main(int argc, char **argv)
 	cmd = find_command(argv[optind]);
 	if (!cmd)
 		return usage_error("unknown command");
+	usage_step = cmd->name;
 	/* --help needs no configuration. */
 	for (int i = optind + 1; i < argc; i++) {
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {

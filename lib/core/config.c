@@ -32,6 +32,7 @@
 
 #include "cleanup.h"
 #include "config_text.h"
+#include "error_trace.h"
 #include "url.h"
 
 #define CONFIG_FILE_MAX (1024 * 1024)
@@ -662,6 +663,7 @@ static int parse_text(struct vmd_config *cfg, const char *text,
 		rc = config_error(ps, ps->problem_line, source, err);
 	} else {
 		*cfg = ps->cfg;
+		vmd_error_trace_config(cfg);
 		rc = 0;
 	}
 	free(ps);

@@ -322,6 +322,9 @@ int vmd_convert_to_path(const char *src, const char *dst_path,
 		rc = vmd_faultpoint("convert.before_publish", err);
 	if (rc == 0)
 		rc = vmd_tmpfile_publish(&t, false, 0644, err);
+	/* The file steps say only "create file failed": name ours. */
+	if (rc < 0)
+		vmd_error_prefix(err, "convert");
 	return rc;
 }
 

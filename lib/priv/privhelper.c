@@ -12,6 +12,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -959,15 +960,23 @@ static int call_helper(const struct vmd_config *cfg,
 #if VMD_FAULT_INJECTION
 	/* Test builds: the fault points are in the handlers, which run in
 	 * the helper now; its fixed environment carries ours on. */
-	char fault_env[256];
-	const char *extra_env[2] = {NULL, NULL};
+	char fault_env[256], trace_env[PATH_MAX + 32];
+	const char *extra_env[3] = {NULL, NULL, NULL};
+	size_t n_env = 0;
 	const char *fault = getenv("VMDISK_FAULT");
+	const char *trace = getenv("VMDISK_ERROR_TRACE");
 
 	if (fault && snprintf(fault_env, sizeof(fault_env), "VMDISK_FAULT=%s",
-	                      fault) < (int)sizeof(fault_env)) {
-		extra_env[0] = fault_env;
+	                      fault) < (int)sizeof(fault_env))
+		extra_env[n_env++] = fault_env;
+	/* ... and the error trace (lib/core/error.c), so the helper's
+	 * messages are checked too. */
+	if (trace && snprintf(trace_env, sizeof(trace_env),
+	                      "VMDISK_ERROR_TRACE=%s",
+	                      trace) < (int)sizeof(trace_env))
+		extra_env[n_env++] = trace_env;
+	if (n_env)
 		opts.extra_env = extra_env;
-	}
 #endif
 
 	rc = stdio_frame(cfg, req, &frame, err);

@@ -88,6 +88,7 @@ declare -A FILE_CALLS_ALLOWED=(
 	[lib/core/beneath.c]="the path module itself"
 	[lib/core/fsutil.c]="generic helpers: the *at forms act on a descriptor from lib/core/beneath.c and one name; the path forms serve directories outside instances_path (an extract's destination, key files)"
 	[lib/core/config.c]="the configuration file"
+	[lib/core/error.c]="the error trace of fault-injection builds (VMDISK_ERROR_TRACE, a file of the tests)"
 	[lib/util/faultpoint.c]="test builds only: VMDISK_FAULT_TRACE, an absolute path the test names, outside instances_path"
 	[lib/priv/server/keys.c]="key_file_dir (keys.c checks its own directory)"
 	[lib/priv/server/luks.c]="block devices and device-mapper nodes under /dev"
