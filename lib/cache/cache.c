@@ -213,27 +213,6 @@ static int check_image(struct vmd_ctx *ctx, int fd, enum vmd_format *format,
 	                     vmd_image_format_name(r.format));
 }
 
-/* Temporaries of this entry that a dead holder of its lock left behind. */
-static void remove_stale_temporaries(int cache_fd, const char *id)
-{
-	char prefix[128];
-	size_t plen;
-	_cleanup_(closedirp) DIR *d = vmd_bopendir(cache_fd, ".");
-	struct dirent *de;
-
-	if (!d)
-		return;
-	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s%s-",
-	                        VMD_TMP_PREFIX, id);
-	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, prefix, plen) != 0)
-			continue;
-		if (vmd_bunlink(cache_fd, de->d_name, 0) == 0)
-			vmd_log_info("cache: removed stale temporary %s",
-			             de->d_name);
-	}
-}
-
 static int fill_entry(struct vmd_ctx *ctx, const char *id, uint64_t size,
                       bool fetched, struct vmd_cache_entry *out,
                       struct vmd_error *err)
@@ -506,7 +485,7 @@ static int fetch_locked(struct vmd_ctx *ctx, int cache_fd,
 		                     "%s: announced %llu bytes, limit %llu",
 		                     shown, (unsigned long long)meta->size,
 		                     (unsigned long long)download_limit(ctx));
-	remove_stale_temporaries(cache_fd, out->id);
+	vmd_tmpfile_sweep(cache_fd, out->id);
 	rc = vmd_tmpfile_openat(&t, cache_fd, out->id, 0600, err);
 	if (rc < 0)
 		return rc;

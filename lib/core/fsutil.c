@@ -512,3 +512,22 @@ void vmd_lock_release(struct vmd_lock *l)
 	/* Closing the descriptor drops the flock. */
 	closep(&l->fd);
 }
+
+void vmd_tmpfile_sweep(int dirfd, const char *name)
+{
+	char prefix[VMD_TMP_NAME_KEEP + 16];
+	size_t plen;
+	_cleanup_(closedirp) DIR *d = vmd_bopendir(dirfd, ".");
+	struct dirent *de;
+
+	if (!d)
+		return;
+	plen = (size_t)snprintf(prefix, sizeof(prefix), "%s%.*s-",
+	                        VMD_TMP_PREFIX, VMD_TMP_NAME_KEEP, name);
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, plen) != 0)
+			continue;
+		if (vmd_bunlink(dirfd, de->d_name, 0) == 0)
+			vmd_log_info("removed stale temporary %s", de->d_name);
+	}
+}

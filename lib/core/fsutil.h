@@ -63,6 +63,12 @@ int vmd_write_file_atomic(const char *dir, const char *name, const void *buf,
                           size_t len, mode_t mode, bool replace,
                           struct vmd_error *err);
 
+/* Remove the temporaries of `name` in dirfd (".tmp-<name>-*") that a
+ * process killed between making and publishing one left behind. Only for
+ * a caller holding the lock that guards `name`: then no live writer owns
+ * one. */
+void vmd_tmpfile_sweep(int dirfd, const char *name);
+
 int vmd_write_file_atomicat(int dirfd, const char *name, const void *buf,
                             size_t len, mode_t mode, bool replace,
                             struct vmd_error *err);

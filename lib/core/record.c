@@ -64,6 +64,9 @@ static int record_store(int instance_fd, struct json_object *doc,
 	const char *text = json_object_to_json_string_ext(
 		doc, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
 
+	/* Every record write holds the instance lock: a temporary of the
+	 * record still there is a killed writer's (issue 16, crash part). */
+	vmd_tmpfile_sweep(instance_fd, VMD_RECORD_NAME);
 	return vmd_write_file_atomicat(instance_fd, VMD_RECORD_NAME, text,
 	                               strlen(text), 0600, true, err);
 }

@@ -362,6 +362,29 @@ static void test_remove(void **state)
 	free(p2);
 }
 
+/* A create killed between linking the record's temporary and renaming it
+ * over .vmdisk.json leaves ".tmp-.vmdisk.json-XXXXXX": the next record
+ * write (under the instance lock) removes it (found by bench/stress crash). */
+static void test_stale_record_temporary_swept(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_disk_info info;
+	char *idir = th_path(f->instances, INST);
+	char *stale = th_path(idir, ".tmp-.vmdisk.json-1e2f63");
+	char *other = th_path(idir, ".tmp-notes-1e2f63");
+
+	create_ok(f, INST, "disk", VMD_BACKEND_QCOW2, 0, &info);
+	th_write_text(stale, "{\"half\": ");
+	th_write_text(other, "not ours");
+	create_ok(f, INST, "swap", VMD_BACKEND_FLAT, 0, &info);
+	assert_false(th_exists(stale));
+	/* Only the record's temporaries: another name's are its lock's. */
+	assert_true(th_exists(other));
+	free(idir);
+	free(stale);
+	free(other);
+}
+
 static void test_libvirt_xml(void **state)
 {
 	struct fixture *f = *state;
@@ -559,6 +582,7 @@ int main(void)
 		T(test_existing_disk_untouched),
 		T(test_resize),
 		T(test_remove),
+		T(test_stale_record_temporary_swept),
 		T(test_libvirt_xml),
 		T(test_flat_disk_from_qcow2_base),
 		T(test_snapshot_extract),
