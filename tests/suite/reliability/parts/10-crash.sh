@@ -173,13 +173,14 @@ trial() {
 	prep "$op" || { bad "$op: set-up failed"; return; }
 	if [[ $how == point ]]; then
 		launch "VMDISK_FAULT=$detail:kill"
-		wait "$pid"
+		# bash's "Killed" job notice is no news here: rc says it.
+		{ wait "$pid"; } 2>/dev/null
 		rc=$?
 	else
 		launch
 		sleep "$(printf '%d.%03d' $((detail / 1000)) $((detail % 1000)))"
 		kill -KILL "$pid" 2>/dev/null
-		wait "$pid"
+		{ wait "$pid"; } 2>/dev/null
 		rc=$?
 	fi
 	trials=$((trials + 1))
