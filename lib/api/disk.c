@@ -336,6 +336,11 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 	if (rc < 0) {
 		struct vmd_error ignored = VMD_ERROR_INIT;
 
+		/* An I/O error may come after the new record took its name
+		 * (its directory's fsync): it must not name the disk that is
+		 * removed now. */
+		if (rc == VMD_E_IO)
+			vmd_record_drop(ref->instance_fd, ref->disk, &ignored);
 		ops->remove(ctx, ref, &ignored);
 		return rc;
 	}

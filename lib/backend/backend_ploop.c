@@ -270,11 +270,20 @@ static int build_commit(const struct vmd_disk_ref *disk, struct ploop_build *b,
 		                                   : VMD_E_IO,
 		                           errno, "ploop: publish disk failed",
 		                           "rename to %s", disk->path);
-	b->armed = false;
-	if (vmd_fsync(disk->instance_fd) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
+	if (vmd_fsync(disk->instance_fd) < 0) {
+		int e = errno;
+
+		/* Not published after all: back to the temporary name, which
+		 * the clean-up (still armed) removes. */
+		if (vmd_brename(disk->instance_fd, disk->disk,
+		                disk->instance_fd, b->name,
+		                RENAME_NOREPLACE) < 0)
+			b->armed = false;
+		return vmd_error_set_errno(err, VMD_E_IO, e,
 		                           "sync directory failed", "fsync %s",
 		                           disk->instance_dir);
+	}
+	b->armed = false;
 	return 0;
 }
 

@@ -332,10 +332,18 @@ int vmd_tmpfile_publish(struct vmd_tmpfile *t, bool replace, mode_t mode,
 				t->name);
 		t->tmpname[0] = '\0';
 	}
-	if (vmd_fsync(t->dirfd) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
+	if (vmd_fsync(t->dirfd) < 0) {
+		int e = errno;
+
+		/* The name may not last: the caller reports a failure, so
+		 * the file we named must not stay as if it were published.
+		 * A replaced file cannot be given back; its caller knows. */
+		if (!replace)
+			unlinkat(t->dirfd, t->name, 0);
+		return vmd_error_set_errno(err, VMD_E_IO, e,
 		                           "publish file failed",
 		                           "sync directory of %s", t->name);
+	}
 	closep(&t->fd);
 	closep(&t->dirfd);
 	return 0;
