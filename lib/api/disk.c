@@ -383,6 +383,10 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 	if (rc < 0) {
 		struct vmd_error ignored = VMD_ERROR_INIT;
 
+		/* The disk goes; then its entry (pending, or committed when the
+		 * record's rename took effect before its directory's fsync
+		 * failed) must go too. A disk that stays keeps its entry, so
+		 * that the next create finds and removes it. */
 		if (ops->remove(ctx, ref, &ignored) == 0)
 			vmd_record_drop(ref->instance_fd, ref->disk, &ignored);
 		return rc;

@@ -26,7 +26,7 @@ static int flat_finish(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 {
 	int rc;
 
-	if (ftruncate(t->fd, (off_t)size) < 0)
+	if (vmd_ftruncate(t->fd, size) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno, msg,
 		                           "ftruncate %s", disk->path);
 	rc = vmd_filedisk_preallocate(ctx, t->fd, size, err);
@@ -102,14 +102,14 @@ static int flat_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		                     "flat: shrinking is not supported",
 		                     "%llu < %lld", (unsigned long long)new_size,
 		                     (long long)st.st_size);
-	if (ftruncate(fd, (off_t)new_size) < 0)
+	if (vmd_ftruncate(fd, new_size) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "flat: grow disk failed",
 		                           "ftruncate %s", disk->path);
 	rc = vmd_filedisk_preallocate(ctx, fd, new_size, err);
 	if (rc < 0)
 		return rc;
-	if (fsync(fd) < 0)
+	if (vmd_fsync(fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "flat: grow disk failed", "fsync %s",
 		                           disk->path);

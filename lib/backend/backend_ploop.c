@@ -248,13 +248,13 @@ static int build_commit(const struct vmd_disk_ref *disk, struct ploop_build *b,
 {
 	int rc;
 
-	if (fsync(hds_fd) < 0)
+	if (vmd_fsync(hds_fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: write image failed", "fsync");
 	rc = write_descriptor(b->fd, size, v, false, err);
 	if (rc == 0)
 		rc = vmd_faultpoint("ploop.before_publish", err);
-	if (rc == 0 && fsync(b->fd) < 0)
+	if (rc == 0 && vmd_fsync(b->fd) < 0)
 		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
 		                         "sync directory failed", "fsync %s",
 		                         b->name);
@@ -270,11 +270,20 @@ static int build_commit(const struct vmd_disk_ref *disk, struct ploop_build *b,
 		                                   : VMD_E_IO,
 		                           errno, "ploop: publish disk failed",
 		                           "rename to %s", disk->path);
-	b->armed = false;
-	if (fsync(disk->instance_fd) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
+	if (vmd_fsync(disk->instance_fd) < 0) {
+		int e = errno;
+
+		/* Not published after all: back to the temporary name, which
+		 * the clean-up (still armed) removes. */
+		if (vmd_brename(disk->instance_fd, disk->disk,
+		                disk->instance_fd, b->name,
+		                RENAME_NOREPLACE) < 0)
+			b->armed = false;
+		return vmd_error_set_errno(err, VMD_E_IO, e,
 		                           "sync directory failed", "fsync %s",
 		                           disk->instance_dir);
+	}
+	b->armed = false;
 	return 0;
 }
 
@@ -330,7 +339,7 @@ static int ploop_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		return rc;
 	if (v == VMD_PLOOP_RAW) {
 		rc = copy_raw(fd, base->fd, err);
-		if (rc == 0 && ftruncate(fd, (off_t)size) < 0)
+		if (rc == 0 && vmd_ftruncate(fd, size) < 0)
 			rc = vmd_error_set_errno(err, VMD_E_IO, errno,
 			                         "ploop: grow disk failed",
 			                         "ftruncate");
@@ -450,7 +459,7 @@ static int ploop_resize(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		                     (unsigned long long)new_size,
 		                     (unsigned long long)size);
 	if (v == VMD_PLOOP_RAW) {
-		if (ftruncate(fd, (off_t)new_size) < 0 || fsync(fd) < 0)
+		if (vmd_ftruncate(fd, new_size) < 0 || vmd_fsync(fd) < 0)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "ploop: resize failed",
 			                           "ftruncate");
@@ -556,7 +565,7 @@ static int ploop_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: remove disk failed",
 		                           "rmdir %s", disk->path);
-	if (fsync(disk->instance_fd) < 0)
+	if (vmd_fsync(disk->instance_fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "sync directory failed", "fsync %s",
 		                           disk->instance_dir);

@@ -59,7 +59,7 @@ int vmd_filedisk_remove(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		return vmd_beneath_error(err, VMD_E_IO, errno,
 		                         "remove disk failed", "unlink %s",
 		                         disk->path);
-	if (fsync(disk->instance_fd) < 0)
+	if (vmd_fsync(disk->instance_fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "sync directory failed", "fsync %s",
 		                           disk->instance_dir);
@@ -122,7 +122,7 @@ int vmd_filedisk_preallocate(struct vmd_ctx *ctx, int fd, uint64_t size,
 {
 	if (ctx->cfg.preallocate_images != VMD_PREALLOCATE_SPACE)
 		return 0;
-	int rc = posix_fallocate(fd, 0, (off_t)size);
+	int rc = vmd_fallocate(fd, 0, size);
 
 	if (rc == EOPNOTSUPP || rc == EINVAL) {
 		vmd_log_info("preallocate: not supported by this file system; "

@@ -358,6 +358,15 @@ static int write_info(int cache_fd, const struct vmd_cache_entry *e,
 	return rc;
 }
 
+/* The record of an entry that failed to be published. */
+static void remove_info(int cache_fd, const char *id)
+{
+	char name[VMD_CACHE_ID_MAX + 16];
+
+	side_name(name, sizeof(name), id, "json");
+	vmd_bunlink(cache_fd, name, 0);
+}
+
 /*
  * A failed fetch leaves ".<id>.failed" (code and public message) so that
  * the callers who were waiting on the lock get the winner's error instead
@@ -541,15 +550,22 @@ static int fetch_locked(struct vmd_ctx *ctx, int cache_fd,
 			return rc;
 	}
 	rc = vmd_faultpoint("cache.before_publish", err);
-	if (rc == 0)
-		rc = write_info(cache_fd, out, meta, original, err);
+	if (rc < 0)
+		return rc;
+	rc = write_info(cache_fd, out, meta, original, err);
 	if (rc == 0)
 		rc = vmd_cache_give_group(raw.fd >= 0 ? raw.fd : t.fd, gid, err);
 	if (rc == 0)
 		rc = vmd_tmpfile_publish(raw.fd >= 0 ? &raw : &t, false,
 		                         BASE_MODE & mode_cap, err);
-	if (rc < 0)
+	if (rc < 0) {
+		/* The record is written first (it may have its name even when
+		 * writing it failed): without its entry it goes. EXISTS: the
+		 * entry is someone else's, and so is the record. */
+		if (rc != VMD_E_EXISTS)
+			remove_info(cache_fd, out->id);
 		return rc;
+	}
 	vmd_log_info("cache: fetched %s as %s", shown, out->id);
 	out->fetched = true;
 	return 0;

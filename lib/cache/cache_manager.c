@@ -315,7 +315,7 @@ int vmd_cache_prune(struct vmd_ctx *ctx, bool dry_run,
 	}
 	for (size_t i = 0; i < n; i++)
 		vmd_lock_release(&locks[i]);
-	if (rc == 0 && cache_fd >= 0 && fsync(cache_fd) < 0)
+	if (rc == 0 && cache_fd >= 0 && vmd_fsync(cache_fd) < 0)
 		vmd_log_warning("cache: could not sync the cache directory: %s",
 		                strerror(errno));
 	users_free(&u);

@@ -171,7 +171,7 @@ int vmd_cache_template(struct vmd_ctx *ctx, enum vmd_blank_fs fs,
 	rc = vmd_tmpfile_openat(&t, cache_fd, name, 0600, err);
 	if (rc < 0)
 		return rc;
-	if (ftruncate(t.fd, (off_t)size) < 0)
+	if (vmd_ftruncate(t.fd, size) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "template: size file failed",
 		                           "ftruncate");

@@ -247,7 +247,7 @@ int vmd_brename(int olddirfd, const char *oldname, int newdirfd,
 
 	if (opfd < 0 || npfd < 0)
 		return -1;
-	return renameat2(opfd, old_last, npfd, new_last, flags);
+	return vmd_renameat2(opfd, old_last, npfd, new_last, flags);
 }
 
 int vmd_bread_file(int dirfd, const char *name, size_t max, char **buf,

@@ -27,6 +27,17 @@
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
+/* errno = the injected error, -1: what a failed call returns. */
+static int injected_failure(const char *point)
+{
+	int e = vmd_fault_errno(point);
+
+	if (!e)
+		return 0;
+	errno = e;
+	return -1;
+}
+
 int vmd_pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	char *p = buf;
@@ -52,12 +63,8 @@ int vmd_pread_full(int fd, void *buf, size_t len, uint64_t off)
 int vmd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
 	const char *p = buf;
-	int injected = vmd_fault_errno("io.write");
-
-	if (injected) {
-		errno = injected;
+	if (injected_failure("io.write") < 0)
 		return -1;
-	}
 	while (len > 0) {
 		ssize_t n = pwrite(fd, p, len, (off_t)off);
 
@@ -72,11 +79,80 @@ int vmd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int vmd_fsync(int fd)
+{
+	if (injected_failure("io.fsync") < 0)
+		return -1;
+	return fsync(fd);
+}
+
+int vmd_fdatasync(int fd)
+{
+	if (injected_failure("io.fsync") < 0)
+		return -1;
+	return fdatasync(fd);
+}
+
+int vmd_ftruncate(int fd, uint64_t len)
+{
+	if (len > (uint64_t)INT64_MAX) {
+		errno = EFBIG;
+		return -1;
+	}
+	if (injected_failure("io.truncate") < 0)
+		return -1;
+	return ftruncate(fd, (off_t)len);
+}
+
+int vmd_fallocate(int fd, uint64_t off, uint64_t len)
+{
+	int e = vmd_fault_errno("io.fallocate");
+
+	if (e)
+		return e;
+	if (off > (uint64_t)INT64_MAX || len > (uint64_t)INT64_MAX)
+		return EFBIG;
+	return posix_fallocate(fd, (off_t)off, (off_t)len);
+}
+
+ssize_t vmd_copy_file_range(int in_fd, loff_t *in_off, int out_fd,
+                            loff_t *out_off, size_t len)
+{
+	if (injected_failure("io.copy") < 0)
+		return -1;
+	return copy_file_range(in_fd, in_off, out_fd, out_off, len, 0);
+}
+
+int vmd_ficlone(int dst_fd, int src_fd)
+{
+	if (injected_failure("io.copy") < 0)
+		return -1;
+	return ioctl(dst_fd, FICLONE, src_fd);
+}
+
+int vmd_linkat(int olddirfd, const char *oldname, int newdirfd,
+               const char *newname, int flags)
+{
+	if (injected_failure("io.link") < 0)
+		return -1;
+	return linkat(olddirfd, oldname, newdirfd, newname, flags);
+}
+
+int vmd_renameat2(int olddirfd, const char *oldname, int newdirfd,
+                  const char *newname, unsigned int flags)
+{
+	if (injected_failure("io.rename") < 0)
+		return -1;
+	if (flags == 0) /* renameat2 is missing on some file systems */
+		return renameat(olddirfd, oldname, newdirfd, newname);
+	return renameat2(olddirfd, oldname, newdirfd, newname, flags);
+}
+
 int vmd_fsync_dir(const char *dir, struct vmd_error *err)
 {
 	_cleanup_(closep) int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 
-	if (fd < 0 || fsync(fd) < 0)
+	if (fd < 0 || vmd_fsync(fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "sync directory failed",
 		                           "fsync(%s)", dir);
@@ -212,14 +288,14 @@ int vmd_tmpfile_publish(struct vmd_tmpfile *t, bool replace, mode_t mode,
 {
 	char procpath[64];
 
-	if (fchmod(t->fd, mode) < 0 || fsync(t->fd) < 0)
+	if (fchmod(t->fd, mode) < 0 || vmd_fsync(t->fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "write file failed", "sync %s",
 		                           t->name);
 	if (t->anonymous) {
 		snprintf(procpath, sizeof(procpath), "/proc/self/fd/%d", t->fd);
 		if (!replace) {
-			if (linkat(AT_FDCWD, procpath, t->dirfd, t->name,
+			if (vmd_linkat(AT_FDCWD, procpath, t->dirfd, t->name,
 			           AT_SYMLINK_FOLLOW) < 0)
 				return vmd_error_set_errno(
 					err, errno == EEXIST ? VMD_E_EXISTS : VMD_E_IO,
@@ -231,7 +307,7 @@ int vmd_tmpfile_publish(struct vmd_tmpfile *t, bool replace, mode_t mode,
 			 * then rename over the target. */
 			for (int attempt = 0;; attempt++) {
 				make_tmpname(t);
-				if (linkat(AT_FDCWD, procpath, t->dirfd,
+				if (vmd_linkat(AT_FDCWD, procpath, t->dirfd,
 				           t->tmpname, AT_SYMLINK_FOLLOW) == 0)
 					break;
 				if (errno != EEXIST || attempt > 100) {
@@ -246,10 +322,8 @@ int vmd_tmpfile_publish(struct vmd_tmpfile *t, bool replace, mode_t mode,
 		}
 	}
 	if (t->tmpname[0]) {
-		int rc = replace ? renameat(t->dirfd, t->tmpname, t->dirfd,
-		                            t->name)
-		                 : renameat2(t->dirfd, t->tmpname, t->dirfd,
-		                             t->name, RENAME_NOREPLACE);
+		int rc = vmd_renameat2(t->dirfd, t->tmpname, t->dirfd,
+		                       t->name, replace ? 0 : RENAME_NOREPLACE);
 
 		if (rc < 0)
 			return vmd_error_set_errno(
@@ -258,10 +332,18 @@ int vmd_tmpfile_publish(struct vmd_tmpfile *t, bool replace, mode_t mode,
 				t->name);
 		t->tmpname[0] = '\0';
 	}
-	if (fsync(t->dirfd) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
+	if (vmd_fsync(t->dirfd) < 0) {
+		int e = errno;
+
+		/* The name may not last: the caller reports a failure, so
+		 * the file we named must not stay as if it were published.
+		 * A replaced file cannot be given back; its caller knows. */
+		if (!replace)
+			unlinkat(t->dirfd, t->name, 0);
+		return vmd_error_set_errno(err, VMD_E_IO, e,
 		                           "publish file failed",
 		                           "sync directory of %s", t->name);
+	}
 	closep(&t->fd);
 	closep(&t->dirfd);
 	return 0;
@@ -353,7 +435,7 @@ int vmd_copy_sparse(int src_fd, int dst_fd, struct vmd_error *err)
 			                           "copy failed", "device size");
 		size = (uint64_t)end;
 	}
-	if (ftruncate(dst_fd, 0) < 0 || ftruncate(dst_fd, (off_t)size) < 0)
+	if (vmd_ftruncate(dst_fd, 0) < 0 || vmd_ftruncate(dst_fd, size) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno, "copy failed",
 		                           "truncate destination");
 	buf = malloc(COPY_CHUNK);
@@ -386,7 +468,7 @@ int vmd_copy_sparse(int src_fd, int dst_fd, struct vmd_error *err)
 
 int vmd_clone_or_copy(int src_fd, int dst_fd, struct vmd_error *err)
 {
-	if (ioctl(dst_fd, FICLONE, src_fd) == 0)
+	if (vmd_ficlone(dst_fd, src_fd) == 0)
 		return 0;
 	vmd_log_debug("copy: reflink not available (%s), copying",
 	              strerror(errno));

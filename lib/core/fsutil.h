@@ -83,6 +83,33 @@ int vmd_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int vmd_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
 
 /*
+ * The other calls that write, sync, extend or name a file, each with its
+ * fault point (lib/util/faultpoint.h) so that the disk-full and I/O-error
+ * tests (tests/suite/reliability/parts/40-diskfull.sh) can make any of them
+ * fail as the kernel would: same return value, errno set. Library code
+ * calls these, never the system calls themselves.
+ *
+ *   io.write     vmd_pwrite_full
+ *   io.fsync     vmd_fsync, vmd_fdatasync (files and directories)
+ *   io.truncate  vmd_ftruncate
+ *   io.fallocate vmd_fallocate (returns the error number, as posix_fallocate)
+ *   io.copy      vmd_copy_file_range, vmd_ficlone
+ *   io.link      vmd_linkat
+ *   io.rename    vmd_renameat2 (also under vmd_brename)
+ */
+int vmd_fsync(int fd);
+int vmd_fdatasync(int fd);
+int vmd_ftruncate(int fd, uint64_t len);
+int vmd_fallocate(int fd, uint64_t off, uint64_t len);
+ssize_t vmd_copy_file_range(int in_fd, loff_t *in_off, int out_fd,
+                            loff_t *out_off, size_t len);
+int vmd_ficlone(int dst_fd, int src_fd);
+int vmd_linkat(int olddirfd, const char *oldname, int newdirfd,
+               const char *newname, int flags);
+int vmd_renameat2(int olddirfd, const char *oldname, int newdirfd,
+                  const char *newname, unsigned int flags);
+
+/*
  * Copy src_fd's contents to dst_fd (both at offset 0), sparse-aware: ranges
  * that are holes in the source (SEEK_HOLE) or all zeroes are not written, so
  * they stay holes. dst is truncated to the source length.

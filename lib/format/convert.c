@@ -174,7 +174,7 @@ static int copy_raw(int src, int dst, uint64_t size,
 {
 	uint64_t off = 0;
 
-	if (ftruncate(dst, (off_t)size) < 0)
+	if (vmd_ftruncate(dst, size) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "convert: write failed", "ftruncate");
 	while (off < size) {
@@ -190,8 +190,8 @@ static int copy_raw(int src, int dst, uint64_t size,
 		loff_t in = data, out = data;
 
 		while (in < hole) {
-			ssize_t n = copy_file_range(src, &in, dst, &out,
-			                            (size_t)(hole - in), 0);
+			ssize_t n = vmd_copy_file_range(src, &in, dst, &out,
+			                                (size_t)(hole - in));
 
 			if (n < 0 && (errno == EXDEV || errno == ENOSYS ||
 			              errno == EOPNOTSUPP || errno == EINVAL)) {
@@ -260,7 +260,7 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 		if (rc == 0)
 			rc = vmd_qcow2_open(dst_fd, true, NULL, NULL, &j.dst_q,
 			                    err);
-	} else if (ftruncate(dst_fd, (off_t)j.size) < 0) {
+	} else if (vmd_ftruncate(dst_fd, j.size) < 0) {
 		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
 		                         "convert: write failed", "ftruncate");
 	}

@@ -111,7 +111,7 @@ int vmd_parallels_create(int fd, uint64_t size, uint32_t cluster_size,
 		                     (unsigned long long)area);
 	encode_header(h, size, cluster_size / SECTOR, nbat, area);
 	/* The BAT is all zeroes: a hole does. */
-	if (ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)area) < 0 ||
+	if (vmd_ftruncate(fd, 0) < 0 || vmd_ftruncate(fd, area) < 0 ||
 	    vmd_pwrite_full(fd, h, HEADER_LEN, 0) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: write image failed",
@@ -397,7 +397,7 @@ int vmd_parallels_fill(struct vmd_parallels *p, struct vmd_blockdev *src,
 
 static int sync_image(struct vmd_parallels *p, struct vmd_error *err)
 {
-	if (fdatasync(p->fd) < 0)
+	if (vmd_fdatasync(p->fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: write image failed", "fsync");
 	return 0;
@@ -529,7 +529,7 @@ int vmd_parallels_resize(struct vmd_parallels *p, uint64_t new_size,
 			                           "ploop: resize failed",
 			                           "BAT");
 	}
-	if (ftruncate(p->fd, (off_t)p->file_end) < 0)
+	if (vmd_ftruncate(p->fd, p->file_end) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "ploop: resize failed", "truncate");
 	rc = sync_image(p, err);

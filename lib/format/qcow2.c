@@ -168,8 +168,8 @@ int vmd_qcow2_write_new(int fd, uint64_t size, uint32_t cluster_bits,
 	 * (whatever the file held), so only the used heads of cluster 0 and
 	 * of the refcount block are written: up to 2 MiB clusters, that is
 	 * most of the I/O of a new image otherwise. */
-	if (ftruncate(fd, 0) < 0 ||
-	    ftruncate(fd, (off_t)((3 + l1_clusters) * cs)) < 0 ||
+	if (vmd_ftruncate(fd, 0) < 0 ||
+	    vmd_ftruncate(fd, ((3 + l1_clusters) * cs)) < 0 ||
 	    vmd_pwrite_full(fd, c0, off + blen, 0) < 0 ||
 	    vmd_pwrite_full(fd, reftable, sizeof(reftable), cs) < 0 ||
 	    vmd_pwrite_full(fd, refblock, 2 * meta_clusters, 2 * cs) < 0)
@@ -240,7 +240,7 @@ int vmd_qcow2_grow(int fd, uint64_t new_size, struct vmd_error *err)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "qcow2: read failed", "fstat");
 		if (l1_end > (uint64_t)st.st_size &&
-		    ftruncate(fd, (off_t)l1_end) < 0)
+		    vmd_ftruncate(fd, l1_end) < 0)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "qcow2: write failed",
 			                           "extending the L1 table");
@@ -253,7 +253,7 @@ int vmd_qcow2_grow(int fd, uint64_t new_size, struct vmd_error *err)
 	vmd_put_be64(field, new_size);
 	if (new_l1 > h.l1_size)
 		vmd_put_be32(field + 12, (uint32_t)new_l1);
-	if (vmd_pwrite_full(fd, field, sizeof(field), 24) < 0 || fsync(fd) < 0)
+	if (vmd_pwrite_full(fd, field, sizeof(field), 24) < 0 || vmd_fsync(fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "qcow2: write failed", "header");
 	return 0;

@@ -905,7 +905,7 @@ int vmd_qcow2_flush(struct vmd_qcow2 *q, struct vmd_error *err)
 	if (!q->writable)
 		return 0;
 	rc = flush_metadata(q, err);
-	if (rc == 0 && fsync(q->fd) < 0)
+	if (rc == 0 && vmd_fsync(q->fd) < 0)
 		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
 		                         "qcow2: sync failed", "fsync");
 	if (rc < 0 || !q->header_dirty)
@@ -918,7 +918,7 @@ int vmd_qcow2_flush(struct vmd_qcow2 *q, struct vmd_error *err)
 	vmd_put_be64(hdr + 16, q->l1_offset);
 	vmd_put_be64(hdr + 24, q->rt_offset);
 	vmd_put_be32(hdr + 32, q->rt_clusters);
-	if (vmd_pwrite_full(q->fd, hdr, sizeof(hdr), 24) < 0 || fsync(q->fd) < 0)
+	if (vmd_pwrite_full(q->fd, hdr, sizeof(hdr), 24) < 0 || vmd_fsync(q->fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "qcow2: write failed", "header");
 	q->header_dirty = false;
@@ -934,7 +934,7 @@ int vmd_qcow2_flush(struct vmd_qcow2 *q, struct vmd_error *err)
 	q->old_l1_clusters = q->old_rt_clusters = 0;
 	if (rc == 0)
 		rc = flush_metadata(q, err);
-	if (rc == 0 && fsync(q->fd) < 0)
+	if (rc == 0 && vmd_fsync(q->fd) < 0)
 		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
 		                         "qcow2: sync failed", "fsync");
 	return rc;

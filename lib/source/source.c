@@ -339,7 +339,7 @@ int vmd_sink_skip_zeros(struct vmd_sink *s, uint64_t len,
 
 int vmd_sink_restart(struct vmd_sink *s, struct vmd_error *err)
 {
-	if (ftruncate(s->fd, 0) < 0 ||
+	if (vmd_ftruncate(s->fd, 0) < 0 ||
 	    !EVP_DigestInit_ex(s->md, evp_of(s->algo), NULL))
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "write image failed", "restart");
@@ -358,7 +358,7 @@ int vmd_sink_finish(struct vmd_sink *s, char hex[VMD_HASH_HEX_MAX],
 	/* Only a file has a length to fix: a sink over /dev/null (a second
 	 * digest of a cached image) gets EINVAL from ftruncate. */
 	if (fstat(s->fd, &st) < 0 ||
-	    (S_ISREG(st.st_mode) && ftruncate(s->fd, (off_t)s->offset) < 0))
+	    (S_ISREG(st.st_mode) && vmd_ftruncate(s->fd, s->offset) < 0))
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "write image failed", "ftruncate");
 	if (!EVP_DigestFinal_ex(s->md, md, &n))

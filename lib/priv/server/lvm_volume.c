@@ -628,7 +628,7 @@ static int write_image(const struct lv *dev, const char *base_path,
 			return rc;
 		off += run;
 	}
-	if (fsync(fd) < 0)
+	if (vmd_fsync(fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "lvm: write volume failed", "fsync");
 	return 0;
@@ -665,7 +665,7 @@ int vmd_priv_lvm_write_image(const struct vmd_config *cfg,
 		                                  "lvm: open volume failed",
 		                                  "open %s", dev.path)
 		            : zero_range(fd, 0, dev.size, err);
-		if (rc == 0 && fsync(fd) < 0)
+		if (rc == 0 && vmd_fsync(fd) < 0)
 			rc = vmd_error_set_errno(err, VMD_E_IO, errno,
 			                         "lvm: write volume failed",
 			                         "fsync");
@@ -764,13 +764,13 @@ static int clear_volume(const struct lv *lv, enum vmd_priv_clear how,
 						(unsigned long long)off);
 				off += n;
 			}
-			if (rc == 0 && fdatasync(fd) < 0)
+			if (rc == 0 && vmd_fdatasync(fd) < 0)
 				rc = vmd_error_set_errno(
 					err, VMD_E_IO, errno,
 					"lvm: clear volume failed", "fsync");
 		}
 	}
-	if (rc == 0 && fsync(fd) < 0)
+	if (rc == 0 && vmd_fsync(fd) < 0)
 		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
 		                         "lvm: clear volume failed", "fsync");
 	return rc;
