@@ -155,6 +155,11 @@ run_fs() { # FS
 		done
 	done
 	[ $ok = 1 ] && echo "ok - $fs: vmdisk create flat, qcow2, ploop and fetch on dm-log-writes"
+	# The control, to show the checks can see a tear: a writer that calls
+	# a file published without fsync. Replayed to just after its mark,
+	# the file must not be there complete.
+	cat /srv/other.raw >/inst/control.raw
+	dmsetup message "lw_$fs" 0 mark pub-control
 	umount /inst
 	dmsetup remove "lw_$fs"
 	replay list "/dev/mapper/log_$fs" >/tmp/entries || {
@@ -163,7 +168,8 @@ run_fs() { # FS
 	}
 	# Points: after every flush/FUA entry and every mark, and random
 	# entries between; none before mkfs finished. Thinned evenly to
-	# PL_POINTS, the last point (the whole log) always kept.
+	# PL_POINTS, the last point (the whole log) and the control's point
+	# always kept.
 	awk -v want="$PL_POINTS" -v seed="$PL_SEED" '
 		$5 == "mkfs" { start = $1 + 1 }
 		{ n = $1 + 1; fl[$1] = $2 }
@@ -178,7 +184,9 @@ run_fs() { # FS
 			if (m <= want) { for (j = 0; j < m; j++) print l[j]; exit }
 			for (j = 0; j < want - 1; j++) print l[int(j * m / want)]
 			print l[m - 1]
-		}' /tmp/entries >/tmp/points
+		}' /tmp/entries >/tmp/points.all
+	ctl=$(awk '$5 == "pub-control" { print $1 + 1 }' /tmp/entries)
+	echo "$ctl" | cat /tmp/points.all - | sort -n -u | grep . >/tmp/points
 	echo "# $fs: $(wc -l </tmp/entries) log entries, $(grep -c '' /tmp/points) points"
 	prev=0
 	torn=0
@@ -201,6 +209,13 @@ run_fs() { # FS
 		[ "$fs" = xfs ] && opts="-o nouuid"
 		if mount -t "$fs" $opts "/dev/mapper/snap_$fs" /inst 2>/tmp/mount.err; then
 			check "$p" >/tmp/torn
+			if [ -n "$ctl" ] && [ "$p" = "$ctl" ]; then
+				if cmp -s /inst/control.raw /srv/other.raw; then
+					echo "not ok - $fs: control: an unsynced file survived complete, the replay shows no power loss"
+				else
+					echo "ok - $fs: control: an unsynced file published without fsync is torn at its mark (the checks see tears)"
+				fi
+			fi
 			umount /inst
 		else
 			echo "the filesystem does not mount: $(cat /tmp/mount.err)" >/tmp/torn
