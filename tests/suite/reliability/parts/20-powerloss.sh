@@ -13,7 +13,8 @@
 #
 # Figures: powerloss_points (replayed power losses), powerloss_torn (points
 # where anything was torn; must be 0). One VM boot does both filesystems.
-# PL_SEED picks the random points (default: a new seed, printed).
+# PL_SEED picks the random points (default: a new seed, printed); PL_POINTS
+# overrides the count of points per filesystem.
 set -uo pipefail
 t_name=powerloss
 # shellcheck source=tests/suite/reliability/common.sh
@@ -43,8 +44,9 @@ else
 	fs_list="ext4 xfs"
 	modules+=(xfs)
 fi
-# Points per filesystem: small keeps the part (boot included) near 3 min.
-points=$(scaled 4 60)
+# Points per filesystem, besides the one just after each operation's mark
+# (5): small keeps the part (boot included) near 2 min.
+points=${PL_POINTS:-$(scaled 2 60)}
 seed=${PL_SEED:-$((RANDOM * 32768 + RANDOM))}
 say "seed $seed, up to $points points per filesystem ($fs_list)"
 

@@ -168,8 +168,8 @@ run_fs() { # FS
 	}
 	# Points: after every flush/FUA entry and every mark, and random
 	# entries between; none before mkfs finished. Thinned evenly to
-	# PL_POINTS, the last point (the whole log) and the control's point
-	# always kept.
+	# PL_POINTS, then the points just after each pub-* mark (an operation
+	# has just reported success: the hardest moment for it) added.
 	awk -v want="$PL_POINTS" -v seed="$PL_SEED" '
 		$5 == "mkfs" { start = $1 + 1 }
 		{ n = $1 + 1; fl[$1] = $2 }
@@ -186,7 +186,8 @@ run_fs() { # FS
 			print l[m - 1]
 		}' /tmp/entries >/tmp/points.all
 	ctl=$(awk '$5 == "pub-control" { print $1 + 1 }' /tmp/entries)
-	echo "$ctl" | cat /tmp/points.all - | sort -n -u | grep . >/tmp/points
+	awk '$5 ~ /^pub-/ { print $1 + 1 }' /tmp/entries |
+		cat /tmp/points.all - | sort -n -u | grep . >/tmp/points
 	echo "# $fs: $(wc -l </tmp/entries) log entries, $(grep -c '' /tmp/points) points"
 	prev=0
 	torn=0
