@@ -9,10 +9,14 @@
 # count — and each replayed image is mounted through a throwaway snapshot
 # (journal recovery runs) and checked by powerloss/guest.sh: what was
 # published survives complete, what was not is absent or complete, the
-# instance record and the disks agree.
+# instance record and the disks agree; then the operations whose result is
+# missing run again and succeed, leaving no temporary. A control writer
+# (no fsync) must be seen torn, so the checks are shown to see a tear.
 #
 # Figures: powerloss_points (replayed power losses), powerloss_torn (points
-# where anything was torn; must be 0). One VM boot does both filesystems.
+# where anything was torn; must be 0), powerloss_rerun_failed (points after
+# which the next operations failed or left temporaries; must be 0). One VM
+# boot does both filesystems.
 # PL_SEED picks the random points (default: a new seed, printed); PL_POINTS
 # overrides the count of points per filesystem.
 set -uo pipefail

@@ -15,7 +15,9 @@
 #       the source, the instance record names it (vmdisk info);
 #     - an unpublished one: absent, or complete (never torn) under its final
 #       name; only temporaries besides;
-#     - every disk the instance record names is there and complete.
+#     - every disk the instance record names is there and complete;
+#     then the next run: each operation whose result is missing is run
+#     again and succeeds, and no temporary is left in the cache.
 # Prints "ok - ..." / "not ok - ..." lines and "figure: NAME VALUE" lines.
 ID=7d1c5e6a-3b2f-4c1d-9e8f-0a1b2c3d4e5f
 CONF=/etc/vmdisk.conf
@@ -23,6 +25,7 @@ CLI=${VMDISK_CLI:?}
 S=2097152 # sectors in a slice (1 GiB)
 points_total=0
 torn_total=0
+rerun_total=0
 printf '[DEFAULT]\ninstances_path = /inst\nlog_target = none\n' >$CONF
 mkdir -p /inst
 
@@ -35,8 +38,8 @@ slice() { # NAME DEV INDEX
 	dmc "$1" "0 $S linear $2 $(($3 * S))"
 }
 
-# complete KIND PATH: the disk of that kind equals its base.
-complete() {
+# is_complete KIND PATH: the disk of that kind equals its base.
+is_complete() {
 	case $1 in
 	flat) qemu-img compare -q -f raw -F raw "$2" /srv/base.raw ;;
 	qcow2) qemu-img check -q -f qcow2 "$2" >/dev/null &&
@@ -60,7 +63,7 @@ check() {
 		pub=0
 		[ "$(awk -v p="$1" -v m="pub-$d" '$5 == m && $1 < p' /tmp/entries)" ] && pub=1
 		if [ -e "/inst/$ID/$d" ]; then
-			complete "$d" "/inst/$ID/$d" ||
+			is_complete "$d" "/inst/$ID/$d" ||
 				echo "disk $d under its final name but not complete (published $pub)"
 		elif [ $pub = 1 ]; then
 			echo "published disk $d missing"
@@ -71,7 +74,7 @@ check() {
 		fi
 		if [ -f "/inst/$ID/.vmdisk.json" ] &&
 			grep -q "\"$d\"" "/inst/$ID/.vmdisk.json" &&
-			! complete "$d" "/inst/$ID/$d"; then
+			! is_complete "$d" "/inst/$ID/$d"; then
 			echo "record names disk $d, which is missing or not complete"
 		fi
 	done
@@ -100,15 +103,42 @@ check() {
 	done
 }
 
+# rerun: the next run after the power loss succeeds: each operation whose
+# result is not there is run again and must succeed and leave it complete;
+# then no temporary is left in the cache. Prints a reason a line.
+rerun() {
+	for d in flat qcow2 ploop; do
+		[ -e "/inst/$ID/$d" ] && continue
+		src=/srv/base.raw
+		[ $d = ploop ] && src=/srv/base.qcow2
+		"$CLI" --config $CONF create "$ID" "$d" --image "$src" \
+			--backend "$d" >/tmp/rerun.out 2>&1 ||
+			echo "create $d again failed: $(cat /tmp/rerun.out)"
+		is_complete "$d" "/inst/$ID/$d" ||
+			echo "create $d again: not complete"
+	done
+	"$CLI" --config $CONF fetch file:///srv/other.raw >/tmp/rerun.out 2>&1 ||
+		echo "fetch again failed: $(cat /tmp/rerun.out)"
+	for f in /inst/_base/*; do
+		[ -e "$f" ] || continue
+		b=${f##*/}
+		echo "$b" | grep -qE '^[0-9a-f]{40}$' ||
+			echo "temporary $b left after the next operations"
+	done
+	for f in /inst/_base/.*; do
+		case ${f##*/} in . | .. | .*.json) ;; *) echo "temporary ${f##*/} left after the next operations" ;; esac
+	done
+}
+
 run_fs() { # FS
 	fs=$1
 	i=0
 	[ "$fs" = xfs ] && i=1
-	slice "data_$fs" /dev/vda $i && slice "log_$fs" /dev/vdb $i &&
-		slice "rep_$fs" /dev/vdc $i || {
+	if ! { slice "data_$fs" /dev/vda $i && slice "log_$fs" /dev/vdb $i &&
+		slice "rep_$fs" /dev/vdc $i; }; then
 		echo "not ok - $fs: slices of the virtio disks"
 		return
-	}
+	fi
 	if ! dmc "lw_$fs" \
 		"0 $S log-writes /dev/mapper/data_$fs /dev/mapper/log_$fs"; then
 		echo "not ok - $fs: dm-log-writes target"
@@ -117,8 +147,8 @@ run_fs() { # FS
 	# No discards: the replay writes them as zeros, a whole-device one
 	# would cost minutes under TCG.
 	case $fs in
-	ext4) mkfs.ext4 -q -E nodiscard /dev/mapper/lw_$fs 256M ;;
-	xfs) mkfs.xfs -q -K -d size=512m /dev/mapper/lw_$fs ;;
+	ext4) mkfs.ext4 -q -E nodiscard "/dev/mapper/lw_$fs" 256M ;;
+	xfs) mkfs.xfs -q -K -d size=512m "/dev/mapper/lw_$fs" ;;
 	esac >/tmp/mkfs.out 2>&1 || {
 		echo "not ok - $fs: mkfs"
 		sed 's/^/#   /' /tmp/mkfs.out
@@ -133,6 +163,7 @@ run_fs() { # FS
 	ok=1
 	for op in "flat /srv/base.raw" "qcow2 /srv/base.raw" \
 		"ploop /srv/base.qcow2" "fetch /srv/other.raw"; do
+		# shellcheck disable=SC2086 # two words: the operation, the source
 		set -- $op
 		# (A first line: grep -f of an empty file matches nothing.)
 		{ echo /; ls -a /inst/_base 2>/dev/null; } >/tmp/before
@@ -194,8 +225,9 @@ run_fs() { # FS
 	temporaries=0
 	: >/tmp/temporaries
 	npoints=0
+	reruns_bad=0
 	while read -r p; do
-		if ! replay apply "/dev/mapper/log_$fs" "/dev/mapper/rep_$fs" $prev "$p"; then
+		if ! replay apply "/dev/mapper/log_$fs" "/dev/mapper/rep_$fs" "$prev" "$p"; then
 			echo "not ok - $fs: replay to entry $p"
 			break
 		fi
@@ -217,11 +249,18 @@ run_fs() { # FS
 					echo "ok - $fs: control: an unsynced file published without fsync is torn at its mark (the checks see tears)"
 				fi
 			fi
+			rerun >/tmp/rerun
 			umount /inst
 		else
+			: >/tmp/rerun
 			echo "the filesystem does not mount: $(cat /tmp/mount.err)" >/tmp/torn
 		fi
 		dmsetup remove "snap_$fs"
+		if [ -s /tmp/rerun ]; then
+			reruns_bad=$((reruns_bad + 1))
+			echo "not ok - $fs: the next operations after a power loss at log entry $p"
+			sed 's/^/#   /' /tmp/rerun
+		fi
 		if [ -s /tmp/torn ]; then
 			torn=$((torn + 1))
 			echo "not ok - $fs: power loss at log entry $p of $(wc -l </tmp/entries)"
@@ -230,8 +269,11 @@ run_fs() { # FS
 	done </tmp/points
 	points_total=$((points_total + npoints))
 	torn_total=$((torn_total + torn))
+	rerun_total=$((rerun_total + reruns_bad))
 	[ $torn = 0 ] && [ $npoints -gt 0 ] &&
 		echo "ok - $fs: $npoints power losses replayed, published survives, nothing torn"
+	[ $reruns_bad = 0 ] && [ $npoints -gt 0 ] &&
+		echo "ok - $fs: after each, the operations run again succeed and leave no temporary"
 	echo "# $fs: $npoints points, $torn torn, $temporaries temporaries seen" \
 		"$(sort -u /tmp/temporaries | tr '\n' ' ')"
 }
@@ -243,3 +285,4 @@ for fs in $PL_FS; do
 done
 echo "figure: powerloss_points $points_total"
 echo "figure: powerloss_torn $torn_total"
+echo "figure: powerloss_rerun_failed $rerun_total"
