@@ -39,8 +39,9 @@ set -uo pipefail
 cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
 build=$(cd "${1:-$root/build}" 2>/dev/null && pwd) || build=$root/build
-cache=${VMDISK_VM_CACHE:-/var/tmp/vmdisk-vm}
 timeout_s=${VMDISK_VM_TIMEOUT:-420}
+# shellcheck source=tests/suite/vm/lib.sh
+. "$root/tests/suite/vm/lib.sh"
 
 # cmocka test binaries (BUILD_DIR/tests/NAME) that run inside the guest.
 # VMDISK_VM_GUEST_SCRIPT=FILE runs that one script instead of the guest
@@ -75,119 +76,17 @@ fail_all() {
 	exit 1
 }
 
-need_pkgs=()
-for p in qemu-system-x86:qemu-system-x86_64 busybox-static:busybox \
-	lvm2:lvm cryptsetup-bin:cryptsetup cpio:cpio kmod:depmod; do
-	command -v "${p#*:}" >/dev/null 2>&1 || need_pkgs+=("${p%%:*}")
-done
-if ((${#need_pkgs[@]})); then
-	if [[ $(id -u) -eq 0 ]]; then
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-			--no-install-recommends "${need_pkgs[@]}" >/dev/null 2>&1
-	fi
-	for p in qemu-system-x86_64 busybox lvm cryptsetup cpio depmod; do
-		command -v "$p" >/dev/null 2>&1 ||
-			skip_all "$p is not installed (packages: ${need_pkgs[*]})"
-	done
-fi
-busybox_bin=$(command -v busybox)
-file "$busybox_bin" 2>/dev/null | grep -q 'statically linked' ||
-	[[ -x /bin/busybox ]] || skip_all "busybox is not the static build"
-
-# --- the kernel ------------------------------------------------------------
-mkdir -p "$cache" || fail_all "cannot make $cache"
-kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
-	sed -n 's/^ *Depends: \(linux-image-[0-9].*-cloud-amd64\)$/\1/p' | head -n 1)
-[[ -n "$kpkg" ]] || skip_all "apt knows no linux-image-cloud-amd64"
-kver=${kpkg#linux-image-}
-kroot="$cache/$kver"
-if [[ ! -f "$kroot/boot/vmlinuz-$kver" ]]; then
-	say "fetching $kpkg"
-	rm -rf "$kroot" "$cache"/"$kpkg"_*.deb
-	(cd "$cache" && apt-get download -q "$kpkg" >/dev/null 2>&1) ||
-		skip_all "apt-get download $kpkg failed (no network?)"
-	dpkg -x "$cache"/"$kpkg"_*.deb "$kroot" || fail_all "dpkg -x $kpkg"
-fi
-[[ -f "$kroot/lib/modules/$kver/modules.dep" ]] ||
-	depmod -b "$kroot" "$kver" || fail_all "depmod"
+vm_need_tools
+vm_kernel
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-vm.XXXXXX") || exit 1
-qemu_pid=
 cleanup() {
 	[[ -n "$qemu_pid" ]] && kill -9 "$qemu_pid" 2>/dev/null
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
-stage="$tmp/initramfs"
-mkdir -p "$stage"/{bin,sbin,etc/lvm,lib/modules,proc,sys,dev,run,tmp,var/tmp,vmtests}
-
-# copy_with_libs FILE...: the files and every library they need, same paths.
-copy_with_libs() {
-	local f lib
-	for f in "$@"; do
-		mkdir -p "$stage$(dirname "$f")"
-		cp -L "$f" "$stage$f"
-		for lib in $(ldd "$f" 2>/dev/null | grep -oE '/[^ ]+'); do
-			[[ -e "$stage$lib" ]] && continue
-			mkdir -p "$stage$(dirname "$lib")"
-			cp -L "$lib" "$stage$lib"
-		done
-	done
-}
-
-cp "$busybox_bin" "$stage/bin/busybox"
-# libcurl is dlopen()ed by the library (Barbican keys): ldd cannot see it.
-curl_so=$(ldconfig -p | sed -n 's|^\s*libcurl\.so\.4 (libc6,x86-64) => ||p' | head -n 1)
-[[ -n "$curl_so" ]] && copy_with_libs "$curl_so"
-copy_with_libs "$(command -v lvm)" "$(command -v dmsetup)" \
-	"$(command -v cryptsetup)" "$(command -v mkfs.ext4)" \
-	"$(command -v blkid)"
-for l in lvcreate lvremove lvextend lvchange lvs vgcreate vgremove vgs \
-	vgchange pvcreate pvremove pvs; do
-	ln -sf "$(command -v lvm)" "$stage/sbin/$l"
-done
-
-# Modules in dependency order: each after what it depends on.
-declare -A placed=()
-order=()
-place() { # module path relative to lib/modules/VER
-	local m=$1 d deps
-	[[ -n "${placed[$m]:-}" ]] && return
-	placed[$m]=1
-	deps=$(grep -E "^$m:" "$kroot/lib/modules/$kver/modules.dep" | cut -d: -f2)
-	for d in $deps; do place "$d"; done
-	order+=("$m")
-}
-for want in virtio_pci virtio_blk virtio_net dm-mod dm-crypt dm-thin-pool xts ecb \
-	algif_skcipher; do
-	m=$(grep -oE "^[^:]*/$want\.ko(\.xz)?:" "$kroot/lib/modules/$kver/modules.dep" |
-		head -n 1 | tr -d :)
-	[[ -n "$m" ]] || fail_all "no module $want in $kpkg"
-	place "$m"
-done
-for m in "${order[@]}"; do
-	cp "$kroot/lib/modules/$kver/$m" "$stage/lib/modules/"
-	basename "$m" >>"$stage/etc/modules.load"
-done
-
-cat >"$stage/etc/lvm/lvm.conf" <<'LVM'
-# No udev, no daemons in the test guest.
-devices {
-	obtain_device_list_from_udev = 0
-	use_devicesfile = 0
-	scan = [ "/dev" ]
-}
-activation {
-	udev_sync = 0
-	udev_rules = 0
-	monitoring = 0
-}
-global {
-	use_lvmlockd = 0
-	thin_check_executable = ""
-	locking_dir = "/run/lock/lvm"
-}
-LVM
+vm_stage "$tmp" virtio_pci virtio_blk virtio_net dm-mod dm-crypt dm-thin-pool \
+	xts ecb algif_skcipher
 
 # The guest tests.
 if [[ -n "$guest_script" ]]; then
@@ -209,9 +108,9 @@ printf '%s\n' "$build" >"$stage/etc/build_dir"
 [[ -n "${VMDISK_VM_FILTER:-}" ]] &&
 	printf 'export VMDISK_VM_FILTER=%q\n' "$VMDISK_VM_FILTER" \
 		>"$stage/etc/vm_filter"
-net_args=(-nic none)
+vm_net_args=(-nic none)
 if [[ -n "${VMDISK_VM_BARBICAN_PORT:-}" ]]; then
-	net_args=(-netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=)
+	vm_net_args=(-netdev user,id=n0 -device virtio-net-pci,netdev=n0,romfile=)
 	{
 		echo "export VMDISK_VM_BARBICAN=http://10.0.2.2:$VMDISK_VM_BARBICAN_PORT"
 		for v in VMDISK_VM_BARBICAN_PROJECT VMDISK_VM_BARBICAN_TOKEN \
@@ -270,34 +169,7 @@ fi
 echo "VMTEST-DONE"
 poweroff -f
 INIT
-chmod 755 "$stage/init" "$stage"/vmtests/*.sh 2>/dev/null
-
-(cd "$stage" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) \
-	>"$tmp/initrd.gz" || fail_all "building the initramfs"
-truncate -s 2G "$tmp/vda.img" "$tmp/vdb.img"
-
-say "booting $kver under TCG with $(du -h "$tmp/initrd.gz" | cut -f1) initramfs"
-start=$(date +%s)
-qemu-system-x86_64 -accel tcg -m 1024 -smp 1 -cpu max \
-	-kernel "$kroot/boot/vmlinuz-$kver" -initrd "$tmp/initrd.gz" \
-	-append "console=ttyS0 panic=-1 quiet" \
-	-drive "file=$tmp/vda.img,if=virtio,format=raw" \
-	-drive "file=$tmp/vdb.img,if=virtio,format=raw" "${net_args[@]}" \
-	-display none -monitor none -serial "file:$tmp/console.log" \
-	-no-reboot </dev/null >"$tmp/qemu.log" 2>&1 &
-qemu_pid=$!
-while kill -0 "$qemu_pid" 2>/dev/null &&
-	! grep -q '^State:.*Z' "/proc/$qemu_pid/status" 2>/dev/null; do
-	if (($(date +%s) - start > timeout_s)); then
-		kill -9 "$qemu_pid"
-		say "the guest did not finish in $timeout_s s"
-		break
-	fi
-	sleep 1
-done
-wait "$qemu_pid" 2>/dev/null
-qemu_pid=
-say "guest ran $(($(date +%s) - start)) s"
+vm_boot "$tmp" "$timeout_s" 2G 2G
 # Kept for a look after a failure.
 cp "$tmp/console.log" "$build/vm-console.log" 2>/dev/null
 
