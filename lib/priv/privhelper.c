@@ -961,14 +961,23 @@ static int call_helper(const struct vmd_config *cfg,
 	/* Test builds: the fault points are in the handlers, which run in
 	 * the helper now; its fixed environment carries ours on. */
 	char fault_env[256], trace_env[PATH_MAX + 32];
-	const char *extra_env[3] = {NULL, NULL, NULL};
+	char fault_trace_env[PATH_MAX + 32];
+	const char *extra_env[4] = {NULL, NULL, NULL, NULL};
 	size_t n_env = 0;
 	const char *fault = getenv("VMDISK_FAULT");
 	const char *trace = getenv("VMDISK_ERROR_TRACE");
+	const char *fault_trace = getenv("VMDISK_FAULT_TRACE");
 
 	if (fault && snprintf(fault_env, sizeof(fault_env), "VMDISK_FAULT=%s",
 	                      fault) < (int)sizeof(fault_env))
 		extra_env[n_env++] = fault_env;
+	/* The points the helper reaches go to the same trace, so that a
+	 * crash test learns them (tests/suite/reliability/vmcrash). */
+	if (fault_trace &&
+	    snprintf(fault_trace_env, sizeof(fault_trace_env),
+	             "VMDISK_FAULT_TRACE=%s",
+	             fault_trace) < (int)sizeof(fault_trace_env))
+		extra_env[n_env++] = fault_trace_env;
 	/* ... and the error trace (lib/core/error.c), so the helper's
 	 * messages are checked too. */
 	if (trace && snprintf(trace_env, sizeof(trace_env),
