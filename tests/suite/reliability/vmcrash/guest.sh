@@ -57,22 +57,28 @@ base_size=$(wc -c </srv/base.raw)
 # lvname KIND: the LV of the instance's disk named KIND.
 lvname() { echo "${ID}_$1"; }
 # run OP KIND [ENV...]: one vmdisk run, its stderr appended to the log.
+# /tmp/run.out has its last error lines.
 run() {
-	op=$1 kind=$2
+	local rop=$1 rkind=$2 rc
 	shift 2
-	case $op in
+	case $rop in
 	create)
-		set -- "$@" "$CLI" --config /etc/vmcrash/$kind.conf create "$ID" \
-			"$kind" --image /srv/base.raw --backend lvm
-		[ $kind = enc ] && set -- "$@" --key-id "$KEY_ID" ;;
-	remove) set -- "$@" "$CLI" --config /etc/vmcrash/$kind.conf remove "$ID" "$kind" ;;
+		set -- "$@" "$CLI" --config /etc/vmcrash/$rkind.conf create "$ID" \
+			"$rkind" --image /srv/base.raw --backend lvm
+		[ $rkind = enc ] && set -- "$@" --key-id "$KEY_ID" ;;
+	remove) set -- "$@" "$CLI" --config /etc/vmcrash/$rkind.conf remove "$ID" "$rkind" ;;
 	esac
-	env "$@" >/tmp/run.out 2>>/out/logs/crash.log
+	env "$@" >/dev/null 2>/tmp/run.err
+	rc=$?
+	cat /tmp/run.err >>/out/logs/crash.log
+	grep -vi 'debug' /tmp/run.err | tail -n 3 >/tmp/run.out
+	return $rc
 }
 # our_lvs: the LVs of the instance, one a line.
 our_lvs() { lvs --noheadings -o lv_name $VG 2>/dev/null | tr -d ' ' | grep "^$ID" ; }
 # check_created KIND: reasons, a line each, the created disk is not right.
 check_created() {
+	local lv dev
 	lv=$(lvname "$1")
 	[ "$(our_lvs)" = "$lv" ] || echo "LVs of the instance: $(our_lvs | tr '\n' ' ')"
 	"$CLI" --config /etc/vmcrash/$1.conf info "$ID" "$1" >/dev/null 2>&1 ||
@@ -97,7 +103,7 @@ check_removed() {
 # trial OP KIND HOW: the state before OP set up, OP killed by HOW (a fault
 # spec, or random:MS), then OP again and the checks. Counted.
 trial() {
-	op=$1 kind=$2 how=$3
+	local op=$1 kind=$2 how=$3 pid
 	if [ $op = remove ]; then
 		run create "$kind" || { say_bad "$kind: create before a remove trial: $(cat /tmp/run.out)"; return; }
 	fi
