@@ -106,7 +106,13 @@ check_removed() {
 trial() {
 	local op=$1 kind=$2 how=$3 pid
 	if [ $op = remove ]; then
-		run create "$kind" || { say_bad "$kind: create before a remove trial: $(cat /tmp/run.out)"; return; }
+		if ! run create "$kind"; then
+			say_bad "$kind: create before a remove trial: $(cat /tmp/run.out)"
+			inconsistent=$((inconsistent + 1))
+			for l in $(our_lvs); do lvremove -qq -f "$VG/$l" >/dev/null 2>&1; done
+			rm -rf "/inst/$ID"
+			return
+		fi
 	fi
 	case $how in
 	random:*)
@@ -126,13 +132,19 @@ trial() {
 	# When the killed run had finished its work (the record already says
 	# so, as after the kill at the last points), the result is checked as
 	# it is: running it again would only be refused (exists / not found).
+	# A remove always runs again: it must succeed, or find nothing left
+	# to remove ("not found") when the killed one had got that far.
 	finished=0
-	if "$CLI" --config /etc/vmcrash/$kind.conf info "$ID" "$kind" >/dev/null 2>&1; then
-		[ $op = create ] && finished=1
-	else
-		[ $op = remove ] && finished=1
+	if [ $op = create ] &&
+		"$CLI" --config /etc/vmcrash/$kind.conf info "$ID" "$kind" >/dev/null 2>&1; then
+		finished=1
 	fi
-	if [ $finished = 0 ] && ! run "$op" "$kind"; then
+	if [ $op = remove ] && ! run remove "$kind" &&
+		! grep -q 'not found' /tmp/run.out; then
+		echo "the next remove failed: $(cat /tmp/run.out)" >>/tmp/why
+	elif [ $op = remove ]; then
+		check_removed "$kind" >>/tmp/why
+	elif [ $finished = 0 ] && ! run "$op" "$kind"; then
 		echo "the next $op failed: $(cat /tmp/run.out)" >>/tmp/why
 		# Someone must clean up for the trials that follow.
 		env "$CLI" --config /etc/vmcrash/$kind.conf remove "$ID" "$kind" >/dev/null 2>&1
