@@ -295,6 +295,27 @@ static int remove_unfinished(struct vmd_ctx *ctx, struct vmd_disk_ref *ref,
 	return VMD_E_NOTFOUND;
 }
 
+/*
+ * After a failed step of a create: the disk goes, then its record entry
+ * (pending; or committed, when the record's rename took effect before its
+ * directory's fsync failed). A backend removes what it made on failure,
+ * unless it could not (vmdiskd's helper died mid-step): then it is removed
+ * here. A disk that cannot be removed keeps its pending entry, so that the
+ * next create finds and removes it, never a disk without a record.
+ */
+static void create_undo(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
+                        const struct vmd_disk_ref *ref)
+{
+	struct vmd_error ignored = VMD_ERROR_INIT;
+	bool exists = true;
+
+	if (ops->exists(ctx, ref, &exists, &ignored) < 0)
+		return;
+	if (exists && ops->remove(ctx, ref, &ignored) < 0)
+		return;
+	vmd_record_drop(ref->instance_fd, ref->disk, &ignored);
+}
+
 static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
                          struct vmd_disk_ref *ref,
                          const struct vmd_create_opts *opts,
@@ -332,8 +353,12 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 	rec->pending = true;
 	rc = vmd_record_put(ref->instance_fd, ref->disk, rec, err);
 	rec->pending = false;
-	if (rc < 0)
+	if (rc < 0) {
+		/* Its rename may have taken effect before the directory's
+		 * fsync failed. */
+		create_undo(ctx, ops, ref);
 		return rc;
+	}
 	if (location) {
 		rc = vmd_backend_require(
 			ops, (const void *)ops->clone_from_location,
@@ -371,24 +396,14 @@ static int create_locked(struct vmd_ctx *ctx, const struct vmd_backend_ops *ops,
 			rc = ops->create_blank(ctx, ref, size, err);
 	}
 	if (rc < 0) {
-		/* the backend removed what it made */
-		struct vmd_error ignored = VMD_ERROR_INIT;
-
-		vmd_record_drop(ref->instance_fd, ref->disk, &ignored);
+		create_undo(ctx, ops, ref);
 		return rc;
 	}
 	rc = vmd_faultpoint("disk.before_record", err);
 	if (rc == 0)
 		rc = vmd_record_commit(ref->instance_fd, ref->disk, err);
 	if (rc < 0) {
-		struct vmd_error ignored = VMD_ERROR_INIT;
-
-		/* The disk goes; then its entry (pending, or committed when the
-		 * record's rename took effect before its directory's fsync
-		 * failed) must go too. A disk that stays keeps its entry, so
-		 * that the next create finds and removes it. */
-		if (ops->remove(ctx, ref, &ignored) == 0)
-			vmd_record_drop(ref->instance_fd, ref->disk, &ignored);
+		create_undo(ctx, ops, ref);
 		return rc;
 	}
 	guard.armed = false;

@@ -421,9 +421,22 @@ static void test_checksum(void **state)
 	free(bad);
 }
 
+/* The second racer starts once the first holds the cache lock: its fault
+ * trace (VMDISK_FAULT_TRACE) names cache.locked. A fixed delay lost the
+ * race when the first process started slowly (valgrind on a busy host). */
+static const char *race_trace;
+
 static void *race_later(void *arg)
 {
-	usleep(150000);
+	for (int i = 0; i < 600; i++) {
+		char *text = th_read_text(race_trace);
+		bool locked = text && strstr(text, "cache.locked");
+
+		free(text);
+		if (locked)
+			break;
+		usleep(50000);
+	}
 	return race(arg);
 }
 
@@ -432,8 +445,11 @@ static void *race_later(void *arg)
 static void test_waiters_share_the_winners_error(void **state)
 {
 	struct fixture *f = *state;
+	char *trace = th_path(f->dir, "fault.trace");
+	char *trace_env = NULL;
 	const char *env[] = {
-		"VMDISK_FAULT=cache.locked:sleep=700,cache.downloaded:fail", NULL};
+		"VMDISK_FAULT=cache.locked:sleep=700,cache.downloaded:fail", NULL,
+		NULL};
 	struct racer a = {f, env, {"fetch", f->base, NULL}, -1, NULL, NULL};
 	struct racer b = {f, NULL, {"fetch", f->base, NULL}, -1, NULL, NULL};
 	pthread_t ta, tb;
@@ -442,6 +458,9 @@ static void test_waiters_share_the_winners_error(void **state)
 		printf("skipped: built without -Dfault_injection=true\n");
 		skip();
 	}
+	assert_true(asprintf(&trace_env, "VMDISK_FAULT_TRACE=%s", trace) > 0);
+	env[1] = trace_env;
+	race_trace = trace;
 	assert_int_equal(pthread_create(&ta, NULL, race, &a), 0);
 	assert_int_equal(pthread_create(&tb, NULL, race_later, &b), 0);
 	pthread_join(ta, NULL);
@@ -459,6 +478,8 @@ static void test_waiters_share_the_winners_error(void **state)
 	free(a.err);
 	free(b.out);
 	free(b.err);
+	free(trace_env);
+	free(trace);
 }
 
 /*

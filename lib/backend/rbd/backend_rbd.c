@@ -92,10 +92,11 @@ static int vr_fail(struct vmd_error *err, enum vmd_errc code, int r,
 {
 	char pub[320];
 
-	snprintf(pub, sizeof(pub), "rbd: %s (pool %.*s)", msg, VMD_NAME_MAX,
-	         pool);
-	return vmd_error_set(err, code, pub, "rbd: %s: %s: %s", msg, what,
-	                     strerror(-r));
+	/* The pool is a backend setting: the log's detail names it, the
+	 * message does not (issue 16, error exposure). */
+	snprintf(pub, sizeof(pub), "rbd: %s", msg);
+	return vmd_error_set(err, code, pub, "rbd: %s: pool %.*s: %s: %s", msg,
+	                     VMD_NAME_MAX, pool, what, strerror(-r));
 }
 
 /*

@@ -143,8 +143,11 @@ final_state() {
 
 # launch ENV...: run args under setsid with the given environment, in the
 # background: pid
+# The killed run is not error-traced (VMDISK_ERROR_TRACE empty): a kill
+# can cut an error's chain between the message and its step's prefix,
+# which the error-exposure check would read as a message naming no step.
 launch() {
-	env "$@" setsid "$cli" --config "$conf" "${args[@]}" \
+	env VMDISK_ERROR_TRACE= "$@" setsid "$cli" --config "$conf" "${args[@]}" \
 		>"$tmp/out" 2>"$tmp/err" </dev/null &
 	pid=$!
 }
