@@ -220,15 +220,16 @@ def fresh():
 PATH_RULE = "a path names the caller's own file: any bytes but controls"
 # The caller's own output file (convert and extract write it in-process
 # through a descriptor: the name reaches no argv and is not under
-# instances_path), so any name a file can have is theirs to choose.
+# instances_path), so any name a file can have is theirs to choose (the
+# kernel takes the bytes as they are: c0 af is no "/" to it).
 OWN_FILE = ("65 bytes", "blank", "space inside", "quote", "backslash",
             "percent", "dollar", "semicolon", "pipe", "glob",
-            "utf-8 RTL override", "utf-8 zero width")
+            "utf-8 RTL override", "utf-8 zero width", "utf-8 overlong /")
 # --filesystem is the guest's mount point: only ever written XML-escaped
 # into the printed <target dir=.../>, never a host path or an argv; "/"
 # is a container's root file system.
 FS_TARGET_RULES = dict.fromkeys(
-    OWN_FILE[2:] + ("/",),
+    OWN_FILE[2:-1] + ("/",),
     "a guest mount point, only written XML-escaped: any text a path may be")
 slots = []
 
