@@ -37,6 +37,7 @@
 #include "vmd_build_config.h"
 
 #define INSTANCE_DIR_MODE 0755 /* qemu must traverse it to reach a disk */
+#define DISK_SIZE_MAX (1ull << 50) /* 1 PiB: see check_size */
 
 const char *vmd_version(void)
 {
@@ -198,6 +199,14 @@ static int check_size(uint64_t size, struct vmd_error *err)
 	if (size > (uint64_t)INT64_MAX)
 		return vmd_error_set(err, VMD_E_INVAL, "size too large",
 		                     "size %llu", (unsigned long long)size);
+	/* Nor can any backend make a disk past 1 PiB (qcow2 with its 64 KiB
+	 * clusters stops at 2 PiB, ext4 at 16 TiB): found out only after the
+	 * instance lock is taken, such a size would leave its lock file. */
+	if (size > DISK_SIZE_MAX)
+		return vmd_error_set(err, VMD_E_INVAL, "size too large",
+		                     "size %llu above %llu",
+		                     (unsigned long long)size,
+		                     (unsigned long long)DISK_SIZE_MAX);
 	return 0;
 }
 

@@ -125,13 +125,44 @@ static bool is_utf8(const char *s)
 	return true;
 }
 
-/* Absolute, UTF-8, with no ".." component that could lead out of it. */
+/*
+ * A byte a configured path may not hold. These paths reach argvs (qemu-img,
+ * rbd's conf=), libvirt XML and logs: ASCII is limited to what file names
+ * plainly need, so a blank, a quote, a shell or printf metacharacter or a
+ * glob never rides along; non-ASCII (valid UTF-8, checked apart) may be a
+ * letter, but not an invisible or reordering one (zero width U+200B-200F,
+ * bidi U+202A-202E and U+2066-2069, U+2060-2064, U+FEFF, C1 controls),
+ * which would make a path read as another one.
+ */
+static bool path_char_refused(const unsigned char *p)
+{
+	if (p[0] < 0x80)
+		return !is_alnum((char)p[0]) && !strchr("/._-+@=:,", p[0]);
+	if (p[0] == 0xc2)
+		return p[1] >= 0x80 && p[1] <= 0x9f;
+	if (p[0] == 0xe2 && p[1] == 0x80)
+		return (p[2] >= 0x8b && p[2] <= 0x8f) ||
+		       (p[2] >= 0xaa && p[2] <= 0xae);
+	if (p[0] == 0xe2 && p[1] == 0x81)
+		return (p[2] >= 0xa0 && p[2] <= 0xa4) ||
+		       (p[2] >= 0xa6 && p[2] <= 0xa9);
+	return p[0] == 0xef && p[1] == 0xbb && p[2] == 0xbf;
+}
+
+/* Absolute and below / (not the root itself), UTF-8, only the characters
+ * path_char_refused lets through, with no ".." component that could lead
+ * out of it. */
 static bool check_abs_path(const char *s)
 {
 	size_t len = strlen(s);
 
-	return s[0] == '/' && !has_control(s) && is_utf8(s) &&
-	       !strstr(s, "/../") &&
+	if (s[0] != '/' || strspn(s, "/") == len || !is_utf8(s))
+		return false;
+	/* is_utf8 holds: every lead byte has its continuation bytes. */
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if ((*p < 0x80 || *p >= 0xc0) && path_char_refused(p))
+			return false;
+	return !strstr(s, "/../") &&
 	       !(len >= 3 && strcmp(s + len - 3, "/..") == 0);
 }
 

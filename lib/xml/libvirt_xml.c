@@ -7,6 +7,7 @@
  * text XML can carry at all: valid UTF-8 without control characters. Names a user gives (target dev, bus, cache mode, QoS keys)
  * are never escaped into the XML: a value outside its list is refused.
  */
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -136,9 +137,12 @@ static bool valid_uuid_or_empty(const char *s)
 	return !s[0] || vmd_valid_uuid(s);
 }
 
+/* An absolute path no longer than a path can be (PATH_MAX, with its NUL):
+ * the guest's mount point, only ever written XML-escaped. */
 static bool valid_abs_path(const char *p)
 {
-	if (!p || p[0] != '/' || strstr(p, "/../") || strstr(p, "/./"))
+	if (!p || p[0] != '/' || strlen(p) >= PATH_MAX || strstr(p, "/../") ||
+	    strstr(p, "/./"))
 		return false;
 	for (; *p; p++)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)

@@ -218,6 +218,19 @@ def fresh():
 # run first: it must succeed (0) or, for what this host cannot do (rbd),
 # fail cleanly with 1 -- the hostile value must then not be what passes.
 PATH_RULE = "a path names the caller's own file: any bytes but controls"
+# The caller's own output file (convert and extract write it in-process
+# through a descriptor: the name reaches no argv and is not under
+# instances_path), so any name a file can have is theirs to choose (the
+# kernel takes the bytes as they are: c0 af is no "/" to it).
+OWN_FILE = ("65 bytes", "blank", "space inside", "quote", "backslash",
+            "percent", "dollar", "semicolon", "pipe", "glob",
+            "utf-8 RTL override", "utf-8 zero width", "utf-8 overlong /")
+# --filesystem is the guest's mount point: only ever written XML-escaped
+# into the printed <target dir=.../>, never a host path or an argv; "/"
+# is a container's root file system.
+FS_TARGET_RULES = dict.fromkeys(
+    OWN_FILE[2:-1] + ("/",),
+    "a guest mount point, only written XML-escaped: any text a path may be")
 slots = []
 
 
@@ -301,17 +314,20 @@ for opt, valid in (("--dev", "vdb"), ("--target", "vdb"),
          lambda v, opt=opt: ["libvirt-xml", U, "disk", opt, v],
          "size" if opt == "--boot-order" else "str",
          rules={"empty": "an empty --qos asks for no <iotune>"}
-         if opt == "--qos" else None)
+         if opt == "--qos" else FS_TARGET_RULES
+         if opt == "--filesystem" else None)
 slot("libvirt-xml --qos number", "1000",
      lambda v: ["libvirt-xml", U, "disk", "--qos", b"total_bytes_sec=" + v],
-     "size", rules={"0": "libvirt's iotune 0 is documented: no limit"})
+     "size", rules={"0": "libvirt's iotune 0 is documented: no limit",
+                    "00": "00 is decimal 0: no limit, as 0"})
 # convert / extract / inspect
 slot("convert SRC", base,
      lambda v: ["convert", v, os.path.join(work, "c.raw"), "-O", "raw"],
      rules={"../ prefix": PATH_RULE})
 slot("convert DST", "c.raw", lambda v: ["convert", base, v, "-O", "raw"],
-     rules={"non-UTF-8": PATH_RULE, "non-UTF-8 suffix": PATH_RULE,
-            "../ prefix": PATH_RULE, "leading -": None})
+     rules=dict({"non-UTF-8": PATH_RULE, "non-UTF-8 suffix": PATH_RULE,
+                 "../ prefix": PATH_RULE, "leading -": None},
+                **dict.fromkeys(OWN_FILE, PATH_RULE)))
 slot("convert -O", "raw",
      lambda v: ["convert", base, os.path.join(work, "c.raw"), "-O", v])
 slot("convert -f", "raw",
@@ -321,8 +337,9 @@ slot("convert --allow-backing=VALUE", "",
      lambda v: ["convert", base, os.path.join(work, "c.raw"), "-O", "raw",
                 b"--allow-backing=" + v])
 slot("extract DST", "x.raw", lambda v: ["extract", U, "disk", v],
-     rules={"non-UTF-8": PATH_RULE, "non-UTF-8 suffix": PATH_RULE,
-            "../ prefix": PATH_RULE})
+     rules=dict({"non-UTF-8": PATH_RULE, "non-UTF-8 suffix": PATH_RULE,
+                 "../ prefix": PATH_RULE},
+                **dict.fromkeys(OWN_FILE, PATH_RULE)))
 slot("extract INSTANCE", U, lambda v: ["extract", v, "disk", "x.raw"])
 slot("extract DISK", "disk", lambda v: ["extract", U, v, "x.raw"])
 slot("extract --output-format", "raw",
@@ -457,6 +474,36 @@ CONFIG_RULES = {
     ("max_image_download_size", "0"): ZERO_DOC + " (no limit)",
     ("rbd_connect_timeout", "0"): ZERO_DOC + " (the default, 5 s)",
 }
+# inih strips blanks (isspace) around a value: what is read is the valid
+# value itself, or for "blank" the empty one.
+INI_TRIM = "inih strips blanks around a value: the valid value is read"
+TRIMMED = ("byte 09 prefix", "byte 0b prefix", "byte 0c prefix",
+           "byte 0d prefix", " 1M", "1M ", "1\\t")
+NAME_KEYS = {"image_cache_subdirectory_name", "images_volume_group",
+             "lvm_thin_pool", "images_rbd_pool", "images_rbd_glance_store_pool",
+             "rbd_user", "barbican_project_id"}
+
+
+def config_rule(key, label):
+    """Why the value `label` of `key` may be taken, or None."""
+    if (key, label) in CONFIG_RULES:
+        return CONFIG_RULES[(key, label)]
+    if label in TRIMMED:
+        return INI_TRIM
+    if label == "blank" and (key, "empty") in CONFIG_RULES:
+        return INI_TRIM + " (empty: " + EMPTY_UNSET + ")"
+    if label == "00" and (key, "0") in CONFIG_RULES:
+        return "00 is decimal 0: " + CONFIG_RULES[(key, "0")]
+    if label == "65 bytes" and key in NAME_KEYS:
+        return ("65 allowed characters: within VMD_NAME_MAX (128), a name "
+                "LVM and Ceph take")
+    if label in ("4P", "2^63-512") and key in ("max_image_virtual_size",
+                                               "max_image_download_size"):
+        return ("a limit up to INT64_MAX: only compared with a size "
+                "(overflow-checked), never added to")
+    return None
+
+
 # Keys whose value reaches code only in a command that needs a service;
 # the config load itself is what is tested: "cache list" loads it.
 cfgfile = os.path.join(TMP, "hostile.conf")
@@ -491,7 +538,7 @@ for key, valid in VALID.items():
         values = hostile_sizes() + values
     values += [("NUL", valid.encode() + b"\0x"), ("NUL alone", b"\0")]
     for label, v in values:
-        config_case(key, label, v, CONFIG_RULES.get((key, label)))
+        config_case(key, label, v, config_rule(key, label))
 for label, v in [("unknown key", b"no_such_key = 1"),
                  ("key with NUL", b"instances\0_path = /x"),
                  ("key non-UTF-8", b"\xff = 1"),
@@ -587,6 +634,10 @@ SOCKET_RULES = {("volume_clear_size", "0"):
                 "0 is documented: clear the whole volume",
                 ("volume_clear_size", "-0"):
                 "-0 is JSON's 0: clear the whole volume"}
+for _f in ("vg", "lv", "base"):
+    SOCKET_RULES[(_f, "65 bytes raw")] = (
+        "65 allowed characters: within the field's bound (VMD_NAME_MAX); "
+        "the handler refuses a name it does not serve")
 
 
 def request(op, fields, field, raw):
