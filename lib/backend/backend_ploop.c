@@ -29,6 +29,7 @@
 #include "convert.h"
 #include "faultpoint.h"
 #include "filedisk.h"
+#include "mover.h"
 #include "parallels.h"
 #include "ploop_descriptor.h"
 
@@ -313,7 +314,8 @@ static int fill_expanded(int fd, const char *base_path,
 
 static int copy_raw(int dst, int base_fd, struct vmd_error *err)
 {
-	return vmd_clone_or_copy(base_fd, dst, err);
+	return vmd_move_file(base_fd, dst, VMD_MOVE_REFLINK,
+	                     "ploop: copy base image", err);
 }
 
 static int ploop_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
