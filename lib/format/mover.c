@@ -33,6 +33,8 @@
 /* O_DIRECT needs buffer, offset and length aligned to the logical block
  * size; 4096 covers 512- and 4096-byte devices and ext4/xfs blocks. */
 #define DIRECT_ALIGN 4096u
+/* How far past its chunk a worker asks about a zero run. */
+#define SKIP_AHEAD (1ull << 30)
 
 struct move {
 	const struct vmd_move_src *src;
@@ -209,6 +211,25 @@ static int put_data(struct move *m, const unsigned char *buf, size_t len,
 	return 0;
 }
 
+/* Chunk c's first run is zero up to zero_end: take the chunks after it
+ * that the run covers whole, if no worker has taken the next one yet.
+ * Returns the new end of what this worker handles. */
+static uint64_t take_chunks(struct move *m, uint64_t c, uint64_t zero_end,
+                            uint64_t end)
+{
+	uint_fast64_t next = c + 1;
+	uint64_t last = zero_end >= m->src->size
+	                        ? (m->src->size + VMD_MOVE_CHUNK - 1) /
+	                                  VMD_MOVE_CHUNK
+	                        : zero_end / VMD_MOVE_CHUNK;
+
+	if (last <= next ||
+	    !atomic_compare_exchange_strong(&m->next_chunk, &next, last))
+		return end;
+	return last * VMD_MOVE_CHUNK < m->src->size ? last * VMD_MOVE_CHUNK
+	                                             : m->src->size;
+}
+
 static void *worker(void *arg)
 {
 	struct move *m = arg;
@@ -216,6 +237,7 @@ static void *worker(void *arg)
 	struct vmd_error err = VMD_ERROR_INIT;
 	unsigned char *buf = NULL;
 	void *reader = NULL;
+	uint64_t nchunks = (s->size + VMD_MOVE_CHUNK - 1) / VMD_MOVE_CHUNK;
 	int rc = 0;
 
 	if (posix_memalign((void **)&buf, DIRECT_ALIGN, VMD_MOVE_CHUNK) != 0) {
@@ -229,22 +251,31 @@ static void *worker(void *arg)
 		uint64_t c = atomic_fetch_add(&m->next_chunk, 1);
 		uint64_t off, end;
 
-		if (c >= (s->size + VMD_MOVE_CHUNK - 1) / VMD_MOVE_CHUNK)
+		if (c >= nchunks)
 			break;
 		off = c * VMD_MOVE_CHUNK;
 		end = s->size - off < VMD_MOVE_CHUNK ? s->size
 		                                      : off + VMD_MOVE_CHUNK;
 		for (uint64_t o = off; o < end && rc == 0;) {
+			/* The first question may look past the chunk: a long
+			 * zero run takes the chunks it covers at once (a
+			 * sparse TiB is a few thousand calls, not a million). */
+			uint64_t want = o == off ? s->size - off : end - o;
 			uint64_t run = 0;
 			bool zero = false;
 
-			rc = s->ops->status(reader, o, end - o, &run, &zero,
-			                    &err);
-			if (rc == 0 && (run == 0 || run > end - o))
+			if (want > SKIP_AHEAD)
+				want = SKIP_AHEAD;
+			rc = s->ops->status(reader, o, want, &run, &zero, &err);
+			if (rc == 0 && (run == 0 || run > want))
 				rc = vmd_error_set(&err, VMD_E_IO, "read failed",
 				                   "status run %llu at %llu",
 				                   (unsigned long long)run,
 				                   (unsigned long long)o);
+			if (rc == 0 && zero && o + run > end)
+				end = take_chunks(m, c, o + run, end);
+			if (rc == 0 && run > end - o)
+				run = end - o;
 			if (rc == 0 && zero)
 				rc = dst_zero(m, o, run, &err);
 			if (rc == 0 && !zero)
