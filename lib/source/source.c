@@ -507,7 +507,9 @@ static int file_download(struct vmd_ctx *ctx, const char *url,
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	bs.path = path;
 	src.size = (uint64_t)st.st_size;
-	return vmd_move(&src, &dst, NULL, "copy image", err);
+	/* The step the user sees is the cache's fetch (its one caller
+	 * prefixes "cache" too): "cache: write image failed" as before. */
+	return vmd_move(&src, &dst, NULL, "cache", err);
 }
 
 const struct vmd_source_ops vmd_source_file = {
