@@ -307,8 +307,12 @@ static unsigned pick_workers(const struct vmd_move_src *src,
 
 	if (dst->ordered)
 		return 1;
+	/* Each worker has one request in flight (read, then write): the
+	 * queue depth is the worker count, so even a 2-CPU host wants 4
+	 * (the device, not the CPU, is what they wait on); more CPUs help
+	 * decompression. */
 	if (n == 0)
-		n = cpus > 4 ? 4 : cpus < 2 ? 2 : (unsigned)cpus;
+		n = cpus > 4 ? (unsigned)cpus : 4;
 	if (n > VMD_MOVE_MAX_WORKERS)
 		n = VMD_MOVE_MAX_WORKERS;
 	/* No reader opened for a worker that would find no chunk. */
