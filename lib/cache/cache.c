@@ -288,6 +288,9 @@ int vmd_cache_source_check(struct vmd_ctx *ctx, const char *source,
 
 /* ---- entry side files ---- */
 
+/* The side records an entry may have, each written atomically. */
+static const char *const side_kinds[] = {"json", "failed"};
+
 static void side_name(char *buf, size_t bufsz, const char *id,
                       const char *suffix)
 {
@@ -494,7 +497,15 @@ static int fetch_locked(struct vmd_ctx *ctx, int cache_fd,
 		                     "%s: announced %llu bytes, limit %llu",
 		                     shown, (unsigned long long)meta->size,
 		                     (unsigned long long)download_limit(ctx));
+	/* What a killed fetch left (we hold the entry's lock): the image's
+	 * temporary and those of its side records, written atomically too. */
 	vmd_tmpfile_sweep(cache_fd, out->id);
+	for (size_t i = 0; i < ELEMENTSOF(side_kinds); i++) {
+		char side[VMD_CACHE_ID_MAX + 16];
+
+		side_name(side, sizeof(side), out->id, side_kinds[i]);
+		vmd_tmpfile_sweep(cache_fd, side);
+	}
 	rc = vmd_tmpfile_openat(&t, cache_fd, out->id, 0600, err);
 	if (rc < 0)
 		return rc;

@@ -247,9 +247,10 @@ for op in "${ops[@]}"; do
 	mapfile -t pts <"$tmp/points"
 	if ((points_per_op > 0 && ${#pts[@]} > points_per_op)); then
 		# the sample, and always the steps that once tore: a disk
-		# published before its record, a prune between its unlinks
+		# published before its record, a prune between its unlinks, a
+		# fetch's first rename (its side record's temporary was left)
 		mapfile -t pts < <({ shuf -n "$points_per_op" "$tmp/points"
-			grep -E '^(disk\.before_record|prune\.unlink)@' "$tmp/points"
+			grep -E '^(disk\.before_record|prune\.unlink)@|^io\.rename@1$' "$tmp/points"
 		} | sort -u)
 	fi
 	for p in "${pts[@]}"; do
