@@ -137,4 +137,12 @@ extern const struct vmd_move_src_ops vmd_move_bd_ops;
 int vmd_move_src_blockdev(struct vmd_move_bd_src *bs, struct vmd_move_src *src,
                           struct vmd_error *err);
 
+/* dst_fd becomes a copy of the raw file or block device src_fd (both at
+ * offset 0): truncated to its size, holes and zero blocks left holes, a
+ * reflink where flags has VMD_MOVE_REFLINK and the file system shares
+ * blocks. For the backends' flat copies (the core layer cannot call the
+ * mover). */
+int vmd_move_file(int src_fd, int dst_fd, unsigned flags, const char *step,
+                  struct vmd_error *err);
+
 #endif
