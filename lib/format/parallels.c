@@ -418,7 +418,9 @@ int vmd_parallels_fill(struct vmd_parallels *p, const struct vmd_move_src *src,
 	/* Clusters are placed at file_end, not at their guest offset: no
 	 * raw fast path applies. */
 	s.raw_fd = -1;
-	rc = vmd_move(&s, &d, &o, "ploop: write image", err);
+	/* "ploop": ours read "ploop: write image failed", the mover's
+	 * own "ploop: read failed". */
+	rc = vmd_move(&s, &d, &o, "ploop", err);
 	if (rc < 0)
 		return rc;
 	/* The last cluster allocated may be written only in part: the file

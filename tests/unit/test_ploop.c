@@ -473,7 +473,8 @@ static unsigned char *read_whole(const char *path, uint64_t size)
  * and bigger than its 1 MiB chunks, so one cluster gets pieces from
  * several workers), from a base whose data is nowhere cluster aligned:
  * single bytes, runs across a chunk boundary, a zero 64 KiB block inside
- * a data cluster, written zeroes, the disk's last bytes. qemu-img reads
+ * a data cluster, written zeroes (alone, and around one byte), the
+ * disk's last bytes. qemu-img reads
  * the same bytes and finds the image clean, and exactly the clusters
  * holding a non-zero byte are allocated (the file is the header area
  * plus them).
@@ -495,6 +496,11 @@ static void test_fill_cluster_sizes(void **state)
 	th_pwrite_at(base, data, MIB + 70000 - 12345, 2 * MIB + 12345);
 	th_pwrite_at(base, zeros, 65536, 2 * MIB + 512 * 1024);
 	th_pwrite_at(base, zeros, MIB, 5 * MIB);
+	/* Written zeroes around one byte: the source calls it all data, the
+	 * mover hands the block whole, small clusters in it stay zero. */
+	zeros[40000] = 0x33;
+	th_pwrite_at(base, zeros, 100000, 6 * MIB + 8192);
+	zeros[40000] = 0;
 	th_pwrite_at(base, data, 7, size - 7);
 	img = read_whole(base, size);
 	for (size_t i = 0; i < ELEMENTSOF(clusters); i++) {
@@ -541,12 +547,10 @@ static void test_fill_cluster_sizes(void **state)
 			         c, (unsigned long long)st.st_size,
 			         (unsigned long long)(area + used * c),
 			         (unsigned long long)used);
-		free(hds);
 	}
 	free(img);
 	free(data);
 	free(zeros);
-	free(base);
 }
 
 int main(void)
