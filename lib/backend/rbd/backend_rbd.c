@@ -16,7 +16,8 @@
  *
  * It calls the library only through the public headers and the host table
  * (lib/backend/module_host.h: the data mover for a base's bytes and a
- * disk's, making a file, fault points); cleanup.h and bytes.h are header-only.
+ * disk's, making a file, fault points); cleanup.h and bytes.h are
+ * header-only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +38,6 @@
 #include "module_host.h"
 #include "vmd_build_config.h"
 
-#define RBD_CHUNK (4u << 20)     /* one default RBD object */
 #define RBD_IMAGE_NAME_MAX VMD_RBD_IMAGE_NAME_MAX
 #define RBD_MAX_SNAPS 512
 #define RBD_SNAP_PUBLISHED "snap" /* what Glance's rbd store names it */
