@@ -17,6 +17,7 @@
 #include "beneath.h"
 #include "convert.h"
 #include "filedisk.h"
+#include "mover.h"
 
 /* The last steps of a new disk: its size (msg names the step), its space
  * (preallocate_images), its name. */
@@ -63,7 +64,8 @@ static int flat_create_from_image(struct vmd_ctx *ctx,
 		vmd_fd_path(base->fd, src);
 		rc = vmd_convert_to_fd(src, t.fd, &o, err);
 	} else {
-		rc = vmd_clone_or_copy(base->fd, t.fd, err);
+		rc = vmd_move_file(base->fd, t.fd, VMD_MOVE_REFLINK,
+		                   "flat: copy base image", err);
 	}
 	if (rc < 0) {
 		vmd_error_prefix(err, "flat: copy base image");

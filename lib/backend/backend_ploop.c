@@ -313,7 +313,8 @@ static int fill_expanded(int fd, const char *base_path,
 
 static int copy_raw(int dst, int base_fd, struct vmd_error *err)
 {
-	return vmd_clone_or_copy(base_fd, dst, err);
+	return vmd_move_file(base_fd, dst, VMD_MOVE_REFLINK,
+	                     "ploop: copy base image", err);
 }
 
 static int ploop_create(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,

@@ -109,17 +109,6 @@ int vmd_linkat(int olddirfd, const char *oldname, int newdirfd,
 int vmd_renameat2(int olddirfd, const char *oldname, int newdirfd,
                   const char *newname, unsigned int flags);
 
-/*
- * Copy src_fd's contents to dst_fd (both at offset 0), sparse-aware: ranges
- * that are holes in the source (SEEK_HOLE) or all zeroes are not written, so
- * they stay holes. dst is truncated to the source length.
- */
-int vmd_copy_sparse(int src_fd, int dst_fd, struct vmd_error *err);
-
-/* dst becomes a copy of src: a reflink (FICLONE) where the file system can
- * share blocks, else vmd_copy_sparse. */
-int vmd_clone_or_copy(int src_fd, int dst_fd, struct vmd_error *err);
-
 /* A path we created and must remove if the operation fails. */
 struct vmd_cleanup_path {
 	char path[4096];

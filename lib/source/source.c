@@ -15,10 +15,10 @@
 #include "fsutil.h"
 #include "curl_common.h"
 #include "curl_lazy.h"
+#include "mover.h"
 #include "source.h"
 
 #define ZERO_BLOCK 65536u
-#define FILE_CHUNK (1u << 20)
 #define WRITEBACK_CHUNK (16u << 20)
 
 /* ---- registry and checksums ---- */
@@ -454,21 +454,43 @@ int vmd_source_open_local(const struct vmd_source_meta *meta, int *fd,
 	return 0;
 }
 
+static int sink_write(void *opaque, const void *buf, size_t len,
+                      uint64_t off, struct vmd_error *err)
+{
+	(void)off; /* ordered: off is where the sink is */
+	return vmd_sink_write(opaque, buf, len, err);
+}
+
+static int sink_skip(void *opaque, uint64_t len, struct vmd_error *err)
+{
+	return vmd_sink_skip_zeros(opaque, len, err);
+}
+
 static int file_download(struct vmd_ctx *ctx, const char *url,
                          const struct vmd_source_meta *meta,
                          struct vmd_sink *sink, struct vmd_error *err)
 {
-	_cleanup_(freep) unsigned char *buf = malloc(FILE_CHUNK);
 	/* O_NONBLOCK: a FIFO swapped in since resolve must not hang us. */
 	_cleanup_(closep) int fd =
 		open(meta->id, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 	struct stat st;
-	uint64_t size, off = 0;
+	char path[32];
+	struct vmd_move_bd_src bs = {.format = VMD_FORMAT_RAW};
+	struct vmd_move_src src = {.ops = &vmd_move_bd_ops, .opaque = &bs,
+	                           .raw_fd = -1};
+	/* The sink hashes what it takes: every byte in order, holes kept
+	 * (skip). */
+	struct vmd_move_dst dst = {
+		.fd = -1,
+		.reads_zero = true,
+		.write = sink_write,
+		.skip = sink_skip,
+		.opaque = sink,
+		.ordered = true,
+	};
 
 	(void)ctx;
 	(void)url;
-	if (!buf)
-		return vmd_error_set(err, VMD_E_NOMEM, "out of memory", "buffer");
 	if (fd < 0 || fstat(fd, &st) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "open image failed", "open %s",
@@ -481,40 +503,11 @@ static int file_download(struct vmd_ctx *ctx, const char *url,
 	 * root-only image stays root-only); the mode of the file read, not
 	 * of the path resolved before. */
 	vmd_sink_cap_mode(sink, st.st_mode & 0777);
-	size = (uint64_t)st.st_size;
-	while (off < size) {
-		off_t data = lseek(fd, (off_t)off, SEEK_DATA), hole;
-		int rc;
-
-		if (data < 0 && errno == ENXIO)
-			data = (off_t)size;
-		else if (data < 0)
-			data = (off_t)off;
-		if ((uint64_t)data > off &&
-		    (rc = vmd_sink_skip_zeros(sink, (uint64_t)data - off, err)) < 0)
-			return rc;
-		off = (uint64_t)data;
-		if (off >= size)
-			break;
-		hole = lseek(fd, data, SEEK_HOLE);
-		if (hole < 0)
-			hole = (off_t)size;
-		while (off < (uint64_t)hole) {
-			size_t n = (uint64_t)hole - off < FILE_CHUNK
-			                   ? (size_t)((uint64_t)hole - off)
-			                   : FILE_CHUNK;
-
-			if (vmd_pread_full(fd, buf, n, off) < 0)
-				return vmd_error_set_errno(err, VMD_E_IO, errno,
-				                           "read image failed",
-				                           "%s", meta->id);
-			rc = vmd_sink_write(sink, buf, n, err);
-			if (rc < 0)
-				return rc;
-			off += n;
-		}
-	}
-	return 0;
+	/* The descriptor just checked, never the name again. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	bs.path = path;
+	src.size = (uint64_t)st.st_size;
+	return vmd_move(&src, &dst, NULL, "copy image", err);
 }
 
 const struct vmd_source_ops vmd_source_file = {

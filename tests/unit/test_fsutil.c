@@ -97,37 +97,6 @@ static void test_discard_leaves_nothing(void **state)
 	assert_int_equal(th_count_entries(dir), 0);
 }
 
-static void test_copy_sparse_keeps_holes(void **state)
-{
-	const char *dir = *state;
-	struct vmd_error err = VMD_ERROR_INIT;
-	char *src = th_path(dir, "src"), *dst = th_path(dir, "dst");
-	unsigned char data[65536];
-	unsigned char zeros[1 << 20] = {0};
-	struct stat st;
-
-	memset(data, 0xab, sizeof(data));
-	th_pwrite_at(src, data, sizeof(data), 0);
-	/* Explicitly written zeroes: data to SEEK_DATA, zero to us. */
-	th_pwrite_at(src, zeros, sizeof(zeros), 1 << 20);
-	th_pwrite_at(src, data, sizeof(data), 6u << 20);
-	assert_int_equal(truncate(src, 8 << 20), 0);
-
-	int sfd = open(src, O_RDONLY | O_CLOEXEC);
-	int dfd = open(dst, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-
-	assert_int_equal(vmd_copy_sparse(sfd, dfd, &err), 0);
-	close(sfd);
-	close(dfd);
-	assert_true(th_files_equal(src, dst));
-	assert_int_equal(stat(dst, &st), 0);
-	assert_int_equal(st.st_size, 8 << 20);
-	/* Two 64 KiB data ranges; the zero MiB and the holes stay holes. */
-	assert_true((uint64_t)st.st_blocks * 512 <= 4 * 65536);
-	free(src);
-	free(dst);
-}
-
 static void test_cleanup_guard(void **state)
 {
 	const char *dir = *state;
@@ -266,8 +235,6 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_publish_refuses_to_replace,
 		                                setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_discard_leaves_nothing,
-		                                setup_dir, teardown_dir),
-		cmocka_unit_test_setup_teardown(test_copy_sparse_keeps_holes,
 		                                setup_dir, teardown_dir),
 		cmocka_unit_test_setup_teardown(test_cleanup_guard, setup_dir,
 		                                teardown_dir),
