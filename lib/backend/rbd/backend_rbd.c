@@ -568,6 +568,8 @@ static void extract_close(void *reader)
 	(void)reader;
 }
 
+#define EXTRACT_PROBE_MAX (8u << 20) /* two default RBD objects */
+
 /* What rbd_diff_iterate2 said of [off, end): the end of the data extent
  * holding off (0: none does), and the first data after off. */
 struct diff_probe {
@@ -608,10 +610,18 @@ static int extract_status(void *reader, uint64_t off, uint64_t len,
                           uint64_t *run, bool *zero, struct vmd_error *err)
 {
 	const struct extract_src *x = reader;
-	struct diff_probe d = {.off = off, .end = off + len,
-	                       .next_data = off + len};
-	int r = rbd_diff_iterate2(x->img, NULL, off, len, 1, 1, probe_extent,
-	                          &d);
+	struct diff_probe d;
+	int r;
+
+	/* The mover may ask far ahead (up to 1 GiB, to skip a long zero
+	 * run at once); without fast-diff each object in the range is a
+	 * request to the cluster, so ask about two objects at most: a
+	 * shorter answer is still a true one. */
+	if (len > EXTRACT_PROBE_MAX)
+		len = EXTRACT_PROBE_MAX;
+	d = (struct diff_probe){.off = off, .end = off + len,
+	                        .next_data = off + len};
+	r = rbd_diff_iterate2(x->img, NULL, off, len, 1, 1, probe_extent, &d);
 
 	if (r < 0)
 		return vr_fail(err, VMD_E_IO, r, "reading the disk failed",
