@@ -25,7 +25,6 @@
 #include <unistd.h>
 
 #include "beneath.h"
-#include "blockdev.h"
 #include "convert.h"
 #include "faultpoint.h"
 #include "filedisk.h"
@@ -294,20 +293,20 @@ static int fill_expanded(int fd, const char *base_path,
 {
 	struct vmd_inspect_limits lim;
 	struct vmd_parallels *p = NULL;
-	_cleanup_(vmd_blockdev_closep) struct vmd_blockdev *src =
-		NULL;
+	/* The base as the mover's workers open it, each its own chain. */
+	struct vmd_move_bd_src bs = {.path = base_path, .format = base_format};
+	struct vmd_move_src src;
 	int rc;
 
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX; /* our own image */
 	rc = vmd_parallels_create(fd, size, VMD_PARALLELS_CLUSTER, err);
 	if (rc == 0 && base_path)
-		rc = vmd_blockdev_open(base_path, base_format, 0, NULL, &src,
-		                       err);
-	if (rc == 0 && src)
+		rc = vmd_move_src_blockdev(&bs, &src, err);
+	if (rc == 0 && base_path)
 		rc = vmd_parallels_open(fd, true, &lim, &p, err);
 	if (rc == 0 && p)
-		rc = vmd_parallels_fill(p, src, err);
+		rc = vmd_parallels_fill(p, &src, err);
 	vmd_parallels_close(p);
 	return rc;
 }

@@ -5,36 +5,87 @@
  * libvmdisk.so exports only its public API and the module still uses the
  * library's one copy of its state (log sink, secrets, fault points).
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "beneath.h"
-#include "blockdev.h"
 #include "cleanup.h"
 #include "convert.h"
 #include "faultpoint.h"
 #include "fsutil.h"
 #include "module_host.h"
+#include "mover.h"
 #include "rbd_location.h"
 
 /* A module has a descriptor (struct vmd_image.fd, opened beneath
- * instances_path), never a path it could be tricked into: the block
- * device opens the descriptor's /proc/self/fd name. */
-static int host_blockdev_open_fd(int fd, enum vmd_format format,
-                                 const struct vmd_inspect_limits *limits,
-                                 struct vmd_blockdev **out,
-                                 struct vmd_error *err)
+ * instances_path), never a path it could be tricked into: the mover's
+ * workers open the descriptor's /proc/self/fd name, one each. The sink
+ * is not serial: a module's store takes writes at once (librbd's image
+ * handle does). */
+static int host_move_base(int fd, enum vmd_format format,
+                          const struct vmd_inspect_limits *limits,
+                          vmd_host_sink_fn sink, void *opaque,
+                          const char *step, struct vmd_error *err)
 {
 	struct vmd_inspect_limits lim;
 	char path[32];
+	struct vmd_move_bd_src bs = {.format = format, .lim = &lim};
+	struct vmd_move_src src;
+	struct vmd_move_dst dst = {
+		.fd = -1,
+		.reads_zero = true,
+		.write = sink,
+		.opaque = opaque,
+	};
+	/* A module's store is remote: requests in flight set the pace, not
+	 * CPUs (the RBD import kept 8 writes in flight before the mover). */
+	struct vmd_move_opts opts = {.workers = VMD_MOVE_MAX_WORKERS};
+	int rc;
 
 	if (limits)
 		lim = *limits;
 	else
 		vmd_inspect_limits_default(&lim);
 	vmd_fd_path(fd, path);
-	return vmd_blockdev_open(path, format, 0, &lim, out, err);
+	bs.path = path;
+	rc = vmd_move_src_blockdev(&bs, &src, err);
+	if (rc < 0) {
+		vmd_error_prefix(err, step);
+		return rc;
+	}
+	return vmd_move(&src, &dst, &opts, step, err);
+}
+
+/* A module's source, in the mover's shape. */
+static int host_move_to_fd(const struct vmd_host_move_src *hs, int fd,
+                           const char *step, struct vmd_error *err)
+{
+	const struct vmd_move_src_ops ops = {
+		.open = hs->open,
+		.close = hs->close,
+		.status = hs->status,
+		.pread = hs->pread,
+	};
+	struct vmd_move_src src = {
+		.ops = &ops,
+		.opaque = hs->opaque,
+		.size = hs->size,
+		.raw_fd = -1,
+	};
+	struct vmd_move_dst dst = {.fd = fd, .reads_zero = true};
+	/* Reads from a remote store: as many in flight as the mover has. */
+	struct vmd_move_opts opts = {.workers = VMD_MOVE_MAX_WORKERS};
+
+	if (vmd_ftruncate(fd, 0) < 0 || vmd_ftruncate(fd, hs->size) < 0) {
+		vmd_error_set_errno(err, VMD_E_IO, errno, "sizing the copy failed",
+		                    "ftruncate %llu",
+		                    (unsigned long long)hs->size);
+		vmd_error_prefix(err, step);
+		return VMD_E_IO;
+	}
+	return vmd_move(&src, &dst, &opts, step, err);
 }
 
 /* dst_path into its directory ("." when relative) and file name. */
@@ -122,12 +173,9 @@ static int host_faultpoint(const char *point, struct vmd_error *err)
 }
 
 const struct vmd_backend_host vmd_backend_host_table = {
-	.blockdev_open_fd = host_blockdev_open_fd,
-	.blockdev_status = vmd_blockdev_status,
-	.blockdev_pread = vmd_blockdev_pread,
-	.blockdev_close = vmd_blockdev_close,
 	.write_file = host_write_file,
-	.pwrite_full = vmd_pwrite_full,
+	.move_base = host_move_base,
+	.move_to_fd = host_move_to_fd,
 	.rbd_location_parse = vmd_rbd_location_parse,
 	.faultpoint = host_faultpoint,
 };

@@ -6,7 +6,8 @@
  *   - the public headers (include/vmdisk/): the calls libvmdisk.so exports
  *     (vmd_error_set, vmd_log, vmd_ctx_config, vmd_ctx_backend_priv...);
  *   - this header: `struct vmd_backend_host`, the library's internal calls
- *     a module needs (reading a base image, making a file, fault points),
+ *     a module needs (moving a base's bytes or its own through the data
+ *     mover, making a file, fault points),
  *     reached only through the table the registry hands it;
  *   - header-only helpers that have no state and call nothing in the
  *     library: bytes.h, and cleanup.h's macros and inline functions (not
@@ -45,10 +46,6 @@
 #include <vmdisk/inspect.h>
 #include <vmdisk/validate.h>
 
-/* A base image's guest view, read through the library's block devices
- * (lib/format/blockdev.h): opaque here. */
-struct vmd_blockdev;
-
 /* The parts of an rbd://FSID/POOL/IMAGE/SNAP location (the parser is in
  * the library, lib/backend/rbd_location.c, so that its fuzz target links
  * without librbd). */
@@ -66,25 +63,39 @@ struct vmd_rbd_location {
  * 0, or a negative code with err set. */
 typedef int (*vmd_host_fill_fn)(int fd, void *opaque, struct vmd_error *err);
 
-struct vmd_backend_host {
-	/* A cached base (struct vmd_image: its fd and format), opened to
-	 * read its guest view; limits bound what the inspector accepts
-	 * (NULL: the defaults). No backing file is followed. */
-	int (*blockdev_open_fd)(int fd, enum vmd_format format,
-	                        const struct vmd_inspect_limits *limits,
-	                        struct vmd_blockdev **out,
-	                        struct vmd_error *err);
-	/* How [off, off+len) starts: *run bytes that are all known-zero
-	 * (*zero) or all possibly-data; 1 <= *run <= len. */
-	int (*blockdev_status)(struct vmd_blockdev *bd, uint64_t off,
-	                       uint64_t len, uint64_t *run, bool *zero,
-	                       struct vmd_error *err);
-	/* Guest bytes; past the end reads zeroes. */
-	int (*blockdev_pread)(struct vmd_blockdev *bd, void *buf, size_t len,
-	                      uint64_t off, struct vmd_error *err);
-	/* NULL is fine. */
-	void (*blockdev_close)(struct vmd_blockdev *bd);
+/*
+ * The library's data mover (lib/format/mover.h), as a module reaches it.
+ * Not mover.h's own types: that header is the library's (its calls are
+ * not exported, its knobs - fd destinations, reflink, ordered sinks -
+ * are no module's business), and including it here would hand a module
+ * every header it pulls in. A module moves bytes two ways only, a base
+ * into the module's store and the module's store into a file: these two
+ * shapes say exactly that, module_host.c turns them into the mover's,
+ * and the mover can change without a module seeing it.
+ */
 
+/* Where a module's bytes come from (as mover.h's source): open is called
+ * once per worker, and that worker alone then uses the reader. */
+struct vmd_host_move_src {
+	int (*open)(void *opaque, void **reader, struct vmd_error *err);
+	void (*close)(void *reader);
+	/* [off, off+*run) is all known-zero (*zero) or all possibly-data;
+	 * 1 <= *run <= len. */
+	int (*status)(void *reader, uint64_t off, uint64_t len, uint64_t *run,
+	              bool *zero, struct vmd_error *err);
+	/* Exactly len bytes at off. */
+	int (*pread)(void *reader, void *buf, size_t len, uint64_t off,
+	             struct vmd_error *err);
+	void *opaque;
+	uint64_t size; /* bytes to move, from 0 */
+};
+
+/* Takes len bytes at off of the module's store, from several workers at
+ * once: where nothing is written must read zero already (a new image). */
+typedef int (*vmd_host_sink_fn)(void *opaque, const void *buf, size_t len,
+                                uint64_t off, struct vmd_error *err);
+
+struct vmd_backend_host {
 	/* Make the new file dst_path (never over an existing one) with
 	 * what fill writes, as `format`: raw is published as written
 	 * (mode 0644); for qcow2 fill writes raw bytes into a temporary
@@ -95,9 +106,20 @@ struct vmd_backend_host {
 	int (*write_file)(const char *dst_path, enum vmd_format format,
 	                  vmd_host_fill_fn fill, void *opaque,
 	                  struct vmd_error *err);
-	/* The whole buffer at off, retrying short writes and EINTR: 0, or
-	 * -1 with errno. */
-	int (*pwrite_full)(int fd, const void *buf, size_t len, uint64_t off);
+	/* The guest view of a cached base (struct vmd_image: its fd and
+	 * format) moved into sink, each worker reading its own open of the
+	 * base; limits bound what the inspector accepts (NULL: the
+	 * defaults), no backing file is followed. Runs known zero and
+	 * all-zero blocks never reach sink. Errors are prefixed with step. */
+	int (*move_base)(int fd, enum vmd_format format,
+	                 const struct vmd_inspect_limits *limits,
+	                 vmd_host_sink_fn sink, void *opaque, const char *step,
+	                 struct vmd_error *err);
+	/* src moved into fd, an empty regular file opened for writing (a
+	 * write_file fill's): sized to src->size here, zero runs left as
+	 * holes. Not flushed: write_file does that before it publishes. */
+	int (*move_to_fd)(const struct vmd_host_move_src *src, int fd,
+	                  const char *step, struct vmd_error *err);
 
 	/* Exactly four parts, each a plain name, FSID a UUID; out is
 	 * cleared first. 0 or VMD_E_INVAL (the message never quotes loc). */

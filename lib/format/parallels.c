@@ -19,8 +19,8 @@
 #include <unistd.h>
 
 #include "bytes.h"
-#include "blockdev.h"
 #include "fsutil.h"
+#include "mover.h"
 #include "parallels.h"
 
 #define SECTOR 512u
@@ -336,62 +336,104 @@ static int write_bat(struct vmd_parallels *p, struct vmd_error *err)
 	return 0;
 }
 
-int vmd_parallels_fill(struct vmd_parallels *p, struct vmd_blockdev *src,
-                       struct vmd_error *err)
+/*
+ * The mover's destination for a fill: bytes at guest offset off go into
+ * their cluster's place in the file. A cluster is allocated at file_end
+ * when the first piece of it that is not all zero arrives; a zero piece
+ * for an unallocated cluster is left out, so a cluster that reads as
+ * zeroes stays unallocated, as it always did. The mover hands pieces of
+ * any size in any order (64 KiB blocks within 1 MiB chunks, from several
+ * workers one at a time: `serial`), smaller or larger than a cluster
+ * (4 KiB to 64 MiB): nothing here assumes whole clusters. What was never
+ * written of an allocated cluster is a hole of the file, which reads
+ * zero: every cluster at or past file_end is fresh, past the end of the
+ * file, and the fill sizes the file to file_end when it is done.
+ */
+static int fill_write(void *opaque, const void *buf, size_t len, uint64_t off,
+                      struct vmd_error *err)
 {
-	_cleanup_(freep) unsigned char *buf = malloc(p->cluster);
-	uint64_t end = src->size < p->size ? src->size : p->size;
-	uint64_t off = 0;
-	int rc;
+	struct vmd_parallels *p = opaque;
+	const unsigned char *in = buf;
 
-	if (!buf)
-		return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
-		                     "cluster buffer");
-	if (!p->writable)
-		return vmd_error_set(err, VMD_E_INVAL, "ploop: image read-only",
-		                     "fill");
-	while (off < end) {
-		uint64_t run;
-		bool zero;
+	while (len > 0) {
+		uint64_t idx = off / p->cluster, at = off % p->cluster;
+		size_t n = (size_t)(p->cluster - at < len ? p->cluster - at : len);
+		uint64_t host;
 
-		/* Whole runs the source knows are zero are skipped unread. */
-		rc = vmd_blockdev_status(src, off, end - off, &run, &zero, err);
-		if (rc < 0)
-			return rc;
-		if (zero && run >= p->cluster - off % p->cluster) {
-			uint64_t next = (off + run) / p->cluster * p->cluster;
-
-			if (next > off) {
-				off = next;
-				continue;
-			}
+		if (off >= p->size || idx >= p->nbat)
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "ploop: write image failed",
+			                     "offset %llu past the disk",
+			                     (unsigned long long)off);
+		if (p->bat[idx] == 0 && vmd_all_zero(in, n)) {
+			in += n;
+			off += n;
+			len -= n;
+			continue;
 		}
-		uint64_t idx = off / p->cluster, start = idx * p->cluster;
-		size_t n = (size_t)(end - start < p->cluster ? end - start
-		                                            : p->cluster);
-
-		memset(buf, 0, p->cluster);
-		rc = vmd_blockdev_pread(src, buf, n, start, err);
-		if (rc < 0)
-			return rc;
-		if (!vmd_all_zero(buf, p->cluster)) {
+		if (p->bat[idx] == 0) {
 			if (p->file_end / p->cluster > UINT32_MAX)
 				return vmd_error_set(err, VMD_E_INVAL,
 				                     "ploop: image too big",
 				                     "file end");
-			if (vmd_pwrite_full(p->fd, buf, p->cluster,
-			                    p->file_end) < 0)
-				return vmd_error_set_errno(
-					err, VMD_E_IO, errno,
-					"ploop: write image failed",
-					"cluster %llu",
-					(unsigned long long)idx);
 			p->bat[idx] = (uint32_t)(p->file_end / p->cluster);
 			p->file_end += p->cluster;
 			p->bat_dirty = true;
 		}
-		off = start + p->cluster;
+		host = (uint64_t)p->bat[idx] * p->cluster + at;
+		if (vmd_pwrite_full(p->fd, in, n, host) < 0)
+			return vmd_error_set_errno(err, VMD_E_IO, errno,
+			                           "ploop: write image failed",
+			                           "cluster %llu",
+			                           (unsigned long long)idx);
+		in += n;
+		off += n;
+		len -= n;
 	}
+	return 0;
+}
+
+int vmd_parallels_fill(struct vmd_parallels *p, const struct vmd_move_src *src,
+                       struct vmd_error *err)
+{
+	struct vmd_move_src s = *src;
+	/* A fresh image reads zero wherever nothing is written: zero runs
+	 * and zero blocks are skipped, never allocated. */
+	struct vmd_move_dst d = {
+		.fd = -1,
+		.reads_zero = true,
+		.write = fill_write,
+		.opaque = p,
+		.serial = true, /* the BAT and file_end are shared */
+	};
+	struct vmd_move_opts o = {0};
+	struct stat st;
+	int rc;
+
+	if (!p->writable)
+		return vmd_error_set(err, VMD_E_INVAL, "ploop: image read-only",
+		                     "fill");
+	if (s.size > p->size)
+		s.size = p->size;
+	/* Clusters are placed at file_end, not at their guest offset: no
+	 * raw fast path applies. */
+	s.raw_fd = -1;
+	/* "ploop": ours read "ploop: write image failed", the mover's
+	 * own "ploop: read failed". */
+	rc = vmd_move(&s, &d, &o, "ploop", err);
+	if (rc < 0)
+		return rc;
+	/* The last cluster allocated may be written only in part: the file
+	 * holds it whole, as a reader checking cluster bounds expects. */
+	if (fstat(p->fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "ploop: write image failed", "fstat");
+	if ((uint64_t)st.st_size < p->file_end &&
+	    vmd_ftruncate(p->fd, p->file_end) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "ploop: write image failed",
+		                           "size to %llu",
+		                           (unsigned long long)p->file_end);
 	return p->bat_dirty ? write_bat(p, err) : 0;
 }
 

@@ -17,7 +17,7 @@
 #define VMD_PARALLELS_CLUSTER (1u << 20) /* ploop's and QEMU's default */
 
 struct vmd_parallels;
-struct vmd_blockdev;
+struct vmd_move_src;
 
 /* Write an empty image of `size` bytes (a multiple of 512) into fd. */
 int vmd_parallels_create(int fd, uint64_t size, uint32_t cluster_size,
@@ -39,10 +39,11 @@ int vmd_parallels_status(struct vmd_parallels *p, uint64_t off, uint64_t len,
                          uint64_t *run, bool *zero, struct vmd_error *err);
 
 /*
- * Copy what src holds into the image (an empty one, at least as big):
- * clusters that read as zeroes stay unallocated. Then write the BAT.
+ * Copy what src holds (its first vmd_parallels_size bytes at most) into
+ * the image, an empty one, through the data mover (mover.h): clusters
+ * that read as zeroes stay unallocated. Then write the BAT.
  */
-int vmd_parallels_fill(struct vmd_parallels *p, struct vmd_blockdev *src,
+int vmd_parallels_fill(struct vmd_parallels *p, const struct vmd_move_src *src,
                        struct vmd_error *err);
 
 /* Grow to new_size bytes (never shrink), moving data clusters out of the

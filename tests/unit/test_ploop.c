@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,10 @@
 #include <unistd.h>
 
 #include "blockdev.h"
+#include "cleanup.h"
 #include "helpers.h"
+#include "mover.h"
+#include "parallels.h"
 #include "vmd_build_config.h"
 #include <vmdisk/vmdisk.h>
 
@@ -450,6 +454,105 @@ static void test_cli(void **state)
 	free(hds);
 }
 
+/* The first size bytes of path. */
+static unsigned char *read_whole(const char *path, uint64_t size)
+{
+	unsigned char *b = malloc(size);
+	FILE *fp = fopen(path, "rb");
+
+	assert_non_null(b);
+	assert_non_null(fp);
+	assert_int_equal(fread(b, 1, size, fp), size);
+	fclose(fp);
+	return b;
+}
+
+/*
+ * The fill through the data mover, for cluster sizes the format takes
+ * (4 KiB to 4 MiB: smaller than the mover's 64 KiB zero blocks, equal,
+ * and bigger than its 1 MiB chunks, so one cluster gets pieces from
+ * several workers), from a base whose data is nowhere cluster aligned:
+ * single bytes, runs across a chunk boundary, a zero 64 KiB block inside
+ * a data cluster, written zeroes (alone, and around one byte), the
+ * disk's last bytes. qemu-img reads
+ * the same bytes and finds the image clean, and exactly the clusters
+ * holding a non-zero byte are allocated (the file is the header area
+ * plus them).
+ */
+static void test_fill_cluster_sizes(void **state)
+{
+	struct fixture *f = *state;
+	const uint64_t size = 9 * MIB + 1536;
+	const uint32_t clusters[] = {4096, 65536, 1u << 20, 2u << 20, 4u << 20};
+	char *base = th_fixture_path(&f->th, "unaligned.raw");
+	unsigned char *data = malloc(3 * MIB), *zeros = calloc(1, MIB), *img;
+	unsigned char one = 1;
+
+	assert_non_null(data);
+	assert_non_null(zeros);
+	memset(data, 0xa7, 3 * MIB);
+	th_pwrite_at(base, &one, 1, 4097);
+	th_pwrite_at(base, data, 100, MIB - 50);
+	th_pwrite_at(base, data, MIB + 70000 - 12345, 2 * MIB + 12345);
+	th_pwrite_at(base, zeros, 65536, 2 * MIB + 512 * 1024);
+	th_pwrite_at(base, zeros, MIB, 5 * MIB);
+	/* Written zeroes around one byte: the source calls it all data, the
+	 * mover hands the block whole, small clusters in it stay zero. */
+	zeros[40000] = 0x33;
+	th_pwrite_at(base, zeros, 100000, 6 * MIB + 8192);
+	zeros[40000] = 0;
+	th_pwrite_at(base, data, 7, size - 7);
+	img = read_whole(base, size);
+	for (size_t i = 0; i < ELEMENTSOF(clusters); i++) {
+		uint32_t c = clusters[i];
+		char name[32];
+		char *hds;
+		struct vmd_inspect_limits lim;
+		struct vmd_parallels *p = NULL;
+		struct vmd_move_bd_src bs = {.path = base,
+		                             .format = VMD_FORMAT_RAW};
+		struct vmd_move_src src;
+		struct vmd_error err = VMD_ERROR_INIT;
+		struct stat st;
+		uint64_t nbat = (size + c - 1) / c, used = 0, area;
+		int fd;
+
+		snprintf(name, sizeof(name), "fill-%u.hds", c);
+		hds = th_fixture_path(&f->th, name);
+		fd = open(hds, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		assert_true(fd >= 0);
+		vmd_inspect_limits_default(&lim);
+		assert_int_equal(vmd_parallels_create(fd, size, c, &err), 0);
+		assert_int_equal(vmd_parallels_open(fd, true, &lim, &p, &err), 0);
+		assert_int_equal(vmd_move_src_blockdev(&bs, &src, &err), 0);
+		assert_int_equal(vmd_parallels_fill(p, &src, &err), 0);
+		vmd_parallels_close(p);
+		assert_int_equal(fstat(fd, &st), 0);
+		close(fd);
+		assert_parallels_clean(hds);
+		th_assert_images_identical(base, "raw", hds, "parallels", 1);
+		for (uint64_t k = 0; k < nbat; k++) {
+			uint64_t n = size - k * c < c ? size - k * c : c;
+
+			for (uint64_t b = 0; b < n; b++)
+				if (img[k * c + b]) {
+					used++;
+					break;
+				}
+		}
+		area = (64 + 4 * nbat + c - 1) / c * c;
+		if ((uint64_t)st.st_size != area + used * c)
+			fail_msg("cluster %u: file of %llu bytes, want %llu "
+			         "(%llu data clusters)",
+			         c, (unsigned long long)st.st_size,
+			         (unsigned long long)(area + used * c),
+			         (unsigned long long)used);
+	}
+	free(img);
+	free(data);
+	free(zeros);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
@@ -464,6 +567,7 @@ int main(void)
 		T(test_corrupt_images_refused),
 		T(test_killed_create_swept),
 		T(test_cli),
+		T(test_fill_cluster_sizes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

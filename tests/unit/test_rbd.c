@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <rados/librados.h>
@@ -578,6 +579,83 @@ static void test_extract_and_xml(void **state)
 	free(q);
 }
 
+/* Extract inst's disk as raw to g.dir/file: the base's bytes (then
+ * zeroes), sized as the disk, with at most max_allocated bytes allocated
+ * (zero runs left as holes). */
+static void assert_extract_is(const char *inst, const char *disk,
+                              const char *file, uint64_t size,
+                              uint64_t max_allocated)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *path = th_path(g.dir, file);
+	struct stat st;
+
+	assert_int_equal(vmd_disk_snapshot_extract(g.ctx, inst, disk, path,
+	                                           VMD_FORMAT_RAW, &err),
+	                 0);
+	assert_int_equal(th_file_size(path), size);
+	th_assert_images_identical(g.base_raw, "raw", path, "raw", 0);
+	assert_int_equal(stat(path, &st), 0);
+	if ((uint64_t)st.st_blocks * 512 > max_allocated)
+		fail_msg("%s: %llu bytes allocated, at most %llu expected", file,
+		         (unsigned long long)st.st_blocks * 512,
+		         (unsigned long long)max_allocated);
+	assert_int_equal(unlink(path), 0);
+	free(path);
+}
+
+/*
+ * The extract asks librbd where the disk holds data (rbd_diff_iterate2)
+ * and reads only there: a clone's data is its parent's (it holds none of
+ * its own), and an image without fast-diff or an object map is answered
+ * by its objects. Both extract to the base's bytes, its hole a hole.
+ */
+static void test_extract_clone_and_no_fast_diff(void **state)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	char inst[37], loc[256], parent[64], name[128];
+	struct vmd_create_opts clone = {.location = loc, .size = 16 * MIB};
+	struct vmd_create_opts import = {.image = g.base_raw, .size = 14 * MIB};
+	rbd_image_t img;
+	uint64_t features = 0;
+
+	(void)state;
+	need_cluster();
+	new_uuid(inst);
+	snprintf(parent, sizeof(parent), "img-%.8s", inst);
+	make_parent(parent);
+	snprintf(loc, sizeof(loc), "rbd://%s/images/%s/snap", g.fsid, parent);
+	assert_int_equal(vmd_disk_create(g.ctx, inst, "root", &clone, NULL,
+	                                 &err),
+	                 0);
+	/* Base: 3 MiB of data in objects 0 and 2. */
+	assert_extract_is(inst, "root", "clone.raw", 16 * MIB, 4 * MIB);
+
+	assert_int_equal(vmd_disk_create(g.ctx, inst, "eph", &import, NULL,
+	                                 &err),
+	                 0);
+	disk_name(inst, "eph", name);
+	assert_int_equal(rbd_open(g.vms, name, &img, NULL), 0);
+	assert_int_equal(rbd_get_features(img, &features), 0);
+	if (features & (RBD_FEATURE_FAST_DIFF | RBD_FEATURE_OBJECT_MAP))
+		assert_int_equal(rbd_update_features(
+					 img,
+					 features & (RBD_FEATURE_FAST_DIFF |
+					             RBD_FEATURE_OBJECT_MAP),
+					 0),
+		                 0);
+	assert_int_equal(rbd_get_features(img, &features), 0);
+	rbd_close(img);
+	assert_int_equal(features & (RBD_FEATURE_FAST_DIFF |
+	                             RBD_FEATURE_OBJECT_MAP),
+	                 0);
+	assert_extract_is(inst, "eph", "nofastdiff.raw", 14 * MIB, 4 * MIB);
+
+	assert_int_equal(vmd_disk_remove(g.ctx, inst, "eph", &err), 0);
+	remove_disk(inst, "root");
+	remove_parent(parent);
+}
+
 static void test_blank(void **state)
 {
 	struct vmd_create_opts o = {.size = 32 * MIB};
@@ -923,6 +1001,7 @@ int main(void)
 		cmocka_unit_test(test_snapshot_rollback),
 		cmocka_unit_test(test_direct_snapshot),
 		cmocka_unit_test(test_extract_and_xml),
+		cmocka_unit_test(test_extract_clone_and_no_fast_diff),
 		cmocka_unit_test(test_blank),
 		cmocka_unit_test(test_bad_locations_refused),
 		cmocka_unit_test(test_fallback_to_import),

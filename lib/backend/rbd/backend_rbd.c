@@ -15,8 +15,9 @@
  * a log or an error. Public messages name the step and the pool only.
  *
  * It calls the library only through the public headers and the host table
- * (lib/backend/module_host.h: reading a base, making a file, fault
- * points); cleanup.h and bytes.h are header-only.
+ * (lib/backend/module_host.h: the data mover for a base's bytes and a
+ * disk's, making a file, fault points); cleanup.h and bytes.h are
+ * header-only.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,7 +38,6 @@
 #include "module_host.h"
 #include "vmd_build_config.h"
 
-#define RBD_CHUNK (4u << 20)     /* one default RBD object */
 #define RBD_IMAGE_NAME_MAX VMD_RBD_IMAGE_NAME_MAX
 #define RBD_MAX_SNAPS 512
 #define RBD_SNAP_PUBLISHED "snap" /* what Glance's rbd store names it */
@@ -65,12 +65,6 @@ extern const struct vmd_backend_ops vmd_backend_rbd;
 
 /* Set by the registry before any operation runs (module_host.h). */
 VMD_BACKEND_MODULE_HOST;
-
-static void blockdev_closep(struct vmd_blockdev **bd)
-{
-	vmd_module_host->blockdev_close(*bd);
-	*bd = NULL;
-}
 
 static void vr_conn_close(struct rbd_conn *c)
 {
@@ -323,148 +317,47 @@ static int vr_remove_image(rados_ioctx_t io, const char *pool,
 	return 0;
 }
 
-#define RBD_ZERO_GRAIN (64u << 10)
-#define RBD_INFLIGHT 8 /* chunks being written at once */
-
-/* One chunk buffer and the asynchronous writes still reading from it. */
-struct aio_slot {
-	unsigned char *buf;
-	rbd_completion_t comps[RBD_CHUNK / RBD_ZERO_GRAIN];
-	size_t ncomps;
+/* An import's destination: the image being made. */
+struct import_sink {
+	rbd_image_t img;
+	const char *pool;
 };
 
-struct aio_pipeline {
-	struct aio_slot slots[RBD_INFLIGHT];
-	int first_error; /* the first failed write's return value */
-};
-
-/* Wait for a slot's writes so that its buffer may be reused. */
-static void slot_drain(struct aio_pipeline *p, struct aio_slot *s)
+/* The mover hands the base's non-zero blocks, from several workers at
+ * once (librbd's image handle takes concurrent calls): each is one write,
+ * and as many are in flight as the mover has workers. Zero runs never
+ * come here: a new image reads zeroes there. */
+static int import_write(void *opaque, const void *buf, size_t len,
+                        uint64_t off, struct vmd_error *err)
 {
-	for (size_t i = 0; i < s->ncomps; i++) {
-		ssize_t r;
+	const struct import_sink *s = opaque;
+	ssize_t r = rbd_write(s->img, off, len, buf);
 
-		rbd_aio_wait_for_complete(s->comps[i]);
-		r = rbd_aio_get_return_value(s->comps[i]);
-		if (r < 0 && p->first_error == 0)
-			p->first_error = (int)r;
-		rbd_aio_release(s->comps[i]);
-	}
-	s->ncomps = 0;
-}
-
-/* Buffers are freed only once no write reads them any more, on every
- * path out. */
-static void pipeline_free(struct aio_pipeline *p)
-{
-	for (size_t i = 0; i < RBD_INFLIGHT; i++) {
-		slot_drain(p, &p->slots[i]);
-		free(p->slots[i].buf);
-		p->slots[i].buf = NULL;
-	}
-}
-
-/* Queue writes of buf (at image offset off) leaving out all-zero 64 KiB
- * pieces, which a fresh image already reads as zeroes. */
-static int write_nonzero(rbd_image_t img, struct aio_slot *s, size_t len,
-                         uint64_t off, const char *pool, struct vmd_error *err)
-{
-	const unsigned char *buf = s->buf;
-	size_t pos = 0;
-
-	while (pos < len) {
-		size_t start, end;
-
-		while (pos < len &&
-		       vmd_all_zero(buf + pos, len - pos < RBD_ZERO_GRAIN
-		                                   ? len - pos
-		                                   : RBD_ZERO_GRAIN))
-			pos += RBD_ZERO_GRAIN < len - pos ? RBD_ZERO_GRAIN
-			                                  : len - pos;
-		start = pos;
-		while (pos < len &&
-		       !vmd_all_zero(buf + pos, len - pos < RBD_ZERO_GRAIN
-		                                    ? len - pos
-		                                    : RBD_ZERO_GRAIN))
-			pos += RBD_ZERO_GRAIN < len - pos ? RBD_ZERO_GRAIN
-			                                  : len - pos;
-		end = pos;
-		if (end > start) {
-			rbd_completion_t c;
-			int r = rbd_aio_create_completion(NULL, NULL, &c);
-
-			if (r == 0) {
-				r = rbd_aio_write(img, off + start, end - start,
-				                  (const char *)buf + start, c);
-				if (r < 0)
-					rbd_aio_release(c);
-				else
-					s->comps[s->ncomps++] = c;
-			}
-			if (r < 0)
-				return vr_fail(err, VMD_E_IO, r,
-				               "writing the disk failed", pool,
-				               "rbd_aio_write");
-		}
-	}
+	if (r != (ssize_t)len)
+		return vr_fail(err, VMD_E_IO, r < 0 ? (int)r : -EIO,
+		               "writing the disk failed", s->pool, "rbd_write");
 	return 0;
 }
 
-/* Copy the guest view of the base into img; zero runs are skipped (a new
- * image reads zeroes there). Up to RBD_INFLIGHT chunks are in flight. */
+/* Copy the guest view of the base into img through the library's data
+ * mover (module_host.h, move_base), then flush. */
 static int vr_import_base(const struct vmd_image *base, rbd_image_t img,
                           const char *pool, struct vmd_error *err)
 {
-	_cleanup_(blockdev_closep) struct vmd_blockdev *bd = NULL;
-	_cleanup_(pipeline_free) struct aio_pipeline p = {0};
+	struct import_sink s = {.img = img, .pool = pool};
 	struct vmd_inspect_limits lim;
-	uint64_t off = 0;
-	size_t next = 0;
 	int rc;
 
-	for (size_t i = 0; i < RBD_INFLIGHT; i++) {
-		p.slots[i].buf = malloc(RBD_CHUNK);
-		if (!p.slots[i].buf)
-			return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
-			                     "import buffer");
-	}
 	vmd_inspect_limits_default(&lim);
 	lim.max_virtual_size = UINT64_MAX;
 	/* The base by the descriptor the generic layer opened beneath
-	 * instances_path (lib/core/beneath.c), not by its path. */
-	rc = vmd_module_host->blockdev_open_fd(base->fd, base->format, &lim,
-	                                       &bd, err);
+	 * instances_path (lib/core/beneath.c), not by its path. "rbd": our
+	 * messages ("rbd: writing the disk failed") are not prefixed twice,
+	 * the mover's read "rbd: read failed". */
+	rc = vmd_module_host->move_base(base->fd, base->format, &lim,
+	                                import_write, &s, "rbd", err);
 	if (rc < 0)
 		return rc;
-	while (off < base->virtual_size && p.first_error == 0) {
-		uint64_t want = base->virtual_size - off, run = 0;
-		bool zero = false;
-
-		if (want > RBD_CHUNK)
-			want = RBD_CHUNK;
-		rc = vmd_module_host->blockdev_status(bd, off, want, &run,
-		                                      &zero, err);
-		if (rc < 0)
-			return rc;
-		if (!zero) {
-			struct aio_slot *s = &p.slots[next++ % RBD_INFLIGHT];
-
-			slot_drain(&p, s);
-			rc = vmd_module_host->blockdev_pread(bd, s->buf,
-			                                     (size_t)run, off, err);
-			if (rc < 0)
-				return rc;
-			rc = write_nonzero(img, s, (size_t)run, off, pool, err);
-			if (rc < 0)
-				return rc;
-		}
-		off += run;
-	}
-	for (size_t i = 0; i < RBD_INFLIGHT; i++)
-		slot_drain(&p, &p.slots[i]);
-	if (p.first_error < 0)
-		return vr_fail(err, VMD_E_IO, p.first_error,
-		               "writing the disk failed", pool, "rbd_aio_write");
 	rc = rbd_flush(img);
 	if (rc < 0)
 		return vr_fail(err, VMD_E_IO, rc, "flushing the disk failed",
@@ -656,42 +549,126 @@ static int vr_info(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	return 0;
 }
 
-/* Read the whole image into fd (sized to the image, zero chunks left as
- * holes). */
+/* An extract's source: the disk. One image handle serves every worker
+ * (librbd's handle takes concurrent calls), so a reader is the source. */
+struct extract_src {
+	rbd_image_t img;
+	const char *pool;
+};
+
+static int extract_open(void *opaque, void **reader, struct vmd_error *err)
+{
+	(void)err;
+	*reader = opaque;
+	return 0;
+}
+
+static void extract_close(void *reader)
+{
+	(void)reader;
+}
+
+#define EXTRACT_PROBE_MAX (8u << 20) /* two default RBD objects */
+
+/* What rbd_diff_iterate2 said of [off, end): the end of the data extent
+ * holding off (0: none does), and the first data after off. */
+struct diff_probe {
+	uint64_t off, end;
+	uint64_t cover_end;
+	uint64_t next_data;
+};
+
+static int probe_extent(uint64_t eoff, size_t elen, int exists, void *arg)
+{
+	struct diff_probe *d = arg;
+	uint64_t eend;
+
+	/* Against no snapshot, an extent that does not exist is one that
+	 * reads zero. */
+	if (!exists || __builtin_add_overflow(eoff, (uint64_t)elen, &eend) ||
+	    eend <= d->off || eoff >= d->end)
+		return 0;
+	if (eoff <= d->off) {
+		if (eend > d->cover_end)
+			d->cover_end = eend;
+	} else if (eoff < d->next_data) {
+		d->next_data = eoff;
+	}
+	return 0;
+}
+
+/*
+ * Where the disk holds data, from rbd_diff_iterate2 against no snapshot
+ * over [off, off+len): the extents it reports are the allocated ones, the
+ * parent's included (a clone reads its parent where it has no data of its
+ * own). whole_object: the object map answers when the image has
+ * fast-diff; without it librbd asks the objects, and the answer is as
+ * true, only slower. Extents may come in any order: only the one holding
+ * off and the first one after it matter.
+ */
+static int extract_status(void *reader, uint64_t off, uint64_t len,
+                          uint64_t *run, bool *zero, struct vmd_error *err)
+{
+	const struct extract_src *x = reader;
+	struct diff_probe d;
+	int r;
+
+	/* The mover may ask far ahead (up to 1 GiB, to skip a long zero
+	 * run at once); without fast-diff each object in the range is a
+	 * request to the cluster, so ask about two objects at most: a
+	 * shorter answer is still a true one. */
+	if (len > EXTRACT_PROBE_MAX)
+		len = EXTRACT_PROBE_MAX;
+	d = (struct diff_probe){.off = off, .end = off + len,
+	                        .next_data = off + len};
+	r = rbd_diff_iterate2(x->img, NULL, off, len, 1, 1, probe_extent, &d);
+
+	if (r < 0)
+		return vr_fail(err, VMD_E_IO, r, "reading the disk failed",
+		               x->pool, "rbd_diff_iterate2");
+	if (d.cover_end > off) {
+		*zero = false;
+		*run = (d.cover_end < d.end ? d.cover_end : d.end) - off;
+	} else {
+		*zero = true;
+		*run = d.next_data - off;
+	}
+	return 0;
+}
+
+static int extract_pread(void *reader, void *buf, size_t len, uint64_t off,
+                         struct vmd_error *err)
+{
+	const struct extract_src *x = reader;
+	ssize_t got = rbd_read(x->img, off, len, buf);
+
+	if (got != (ssize_t)len)
+		return vr_fail(err, VMD_E_IO, got < 0 ? (int)got : -EIO,
+		               "reading the disk failed", x->pool, "rbd_read");
+	return 0;
+}
+
+/* Read the whole image into fd (sized to the image, zero runs left as
+ * holes) through the library's data mover (module_host.h, move_to_fd). */
 static int vr_read_to_fd(rbd_image_t img, int fd, const char *pool,
                           struct vmd_error *err)
 {
-	_cleanup_(freep) unsigned char *buf = malloc(RBD_CHUNK);
+	struct extract_src x = {.img = img, .pool = pool};
+	struct vmd_host_move_src src = {
+		.open = extract_open,
+		.close = extract_close,
+		.status = extract_status,
+		.pread = extract_pread,
+		.opaque = &x,
+	};
 	rbd_image_info_t st;
-	int rc;
+	int rc = rbd_stat(img, &st, sizeof(st));
 
-	if (!buf)
-		return vmd_error_set(err, VMD_E_NOMEM, "out of memory",
-		                     "extract buffer");
-	rc = rbd_stat(img, &st, sizeof(st));
 	if (rc < 0)
 		return vr_fail(err, VMD_E_EXTERNAL, rc, "reading the size failed",
 		                pool, "rbd_stat");
-	for (uint64_t off = 0; off < st.size;) {
-		size_t want = st.size - off > RBD_CHUNK ? RBD_CHUNK
-		                                        : (size_t)(st.size - off);
-		ssize_t got = rbd_read(img, off, want, (char *)buf);
-
-		if (got != (ssize_t)want)
-			return vr_fail(err, VMD_E_IO, got < 0 ? (int)got : -EIO,
-			                "reading the disk failed", pool,
-			                "rbd_read");
-		if (!vmd_all_zero(buf, want) &&
-		    vmd_module_host->pwrite_full(fd, buf, want, off) < 0)
-			return vmd_error_set_errno(err, VMD_E_IO, errno,
-			                           "writing the copy failed",
-			                           "pwrite");
-		off += want;
-	}
-	if (ftruncate(fd, (off_t)st.size) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "sizing the copy failed", "ftruncate");
-	return 0;
+	src.size = st.size;
+	return vmd_module_host->move_to_fd(&src, fd, "rbd", err);
 }
 
 struct extract {

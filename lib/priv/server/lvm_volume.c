@@ -34,7 +34,6 @@
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
 
-#include "blockdev.h"
 #include "cache.h"
 #include "faultpoint.h"
 #include "fsutil.h"
@@ -42,6 +41,7 @@
 #include "json_string.h"
 #include "keys.h"
 #include "luks.h"
+#include "mover.h"
 #include "privhelper_server.h"
 #include "runner.h"
 
@@ -497,13 +497,15 @@ static int zero_range(int fd, uint64_t off, uint64_t len,
 		return 0;
 	if (ioctl(fd, BLKZEROOUT, range) == 0)
 		return 0;
-	/* Not a block device that zeroes (or not one at all): write. */
-	_cleanup_(freep) unsigned char *z = calloc(1, WRITE_CHUNK);
+	/* Not a block device that zeroes (or not one at all): write. The
+	 * mover asks for short runs too: no bigger buffer than needed. */
+	size_t zlen = len < WRITE_CHUNK ? (size_t)len : WRITE_CHUNK;
+	_cleanup_(freep) unsigned char *z = calloc(1, zlen);
 
 	if (!z)
 		return vmd_error_set(err, VMD_E_NOMEM, "out of memory", "zero");
 	while (len > 0) {
-		size_t n = len < WRITE_CHUNK ? (size_t)len : WRITE_CHUNK;
+		size_t n = len < zlen ? (size_t)len : zlen;
 
 		if (vmd_pwrite_full(fd, z, n, off) < 0)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
@@ -581,53 +583,70 @@ static int open_base(const struct vmd_config *cfg,
 	return 0;
 }
 
-/* Write the base's guest view into dev; zero what it does not hold unless
- * the device reads zeroes already (a thin LV). */
+/* A thick LV's destination for the mover: pwrite for data, zero_range
+ * (BLKZEROOUT) for zero runs. Both take the one descriptor from many
+ * workers at once: pwrite and the ioctl carry their own offsets. */
+static int lv_write(void *opaque, const void *buf, size_t len, uint64_t off,
+                    struct vmd_error *err)
+{
+	if (vmd_pwrite_full(*(const int *)opaque, buf, len, off) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "lvm: write volume failed", "at %llu",
+		                           (unsigned long long)off);
+	return 0;
+}
+
+static int lv_zero(void *opaque, uint64_t off, uint64_t len,
+                   struct vmd_error *err)
+{
+	return zero_range(*(const int *)opaque, off, len, err);
+}
+
+/*
+ * Write the base's guest view into dev through the data mover; zero what
+ * it does not hold unless the device reads zeroes already (a thin LV).
+ * A thin LV is the mover's fd destination (O_DIRECT writes, zero runs
+ * skipped). A thick LV over old extents must have its zero runs made
+ * zero: the mover would write zero blocks for an fd destination, where
+ * BLKZEROOUT lets the device zero them (WRITE ZEROES: no data moved for
+ * the disk's unwritten part, usually most of it), so a thick LV takes
+ * callbacks: pwrite for data, zero_range for zeroes.
+ */
 static int write_image(const struct lv *dev, const char *base_path,
                        enum vmd_format format, struct vmd_error *err)
 {
-	_cleanup_(vmd_blockdev_closep) struct vmd_blockdev *src =
-		NULL;
 	_cleanup_(closep) int fd = open(dev->path, O_WRONLY | O_CLOEXEC);
-	_cleanup_(freep) unsigned char *buf = malloc(WRITE_CHUNK);
-	uint64_t off = 0;
+	struct vmd_move_bd_src bs = {.path = base_path, .format = format};
+	struct vmd_move_src src;
+	struct vmd_move_dst dst = {.fd = -1, .reads_zero = dev->thin};
+	struct vmd_move_opts opts = {0};
 	int rc;
 
 	if (fd < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "lvm: open volume failed", "open %s",
 		                           dev->path);
-	if (!buf)
-		return vmd_error_set(err, VMD_E_NOMEM, "out of memory", "buffer");
-	rc = vmd_blockdev_open(base_path, format, 0, NULL, &src, err);
+	if (dev->thin) {
+		dst.fd = fd;
+	} else {
+		dst.write = lv_write;
+		dst.zero = lv_zero;
+		dst.opaque = &fd;
+	}
+	rc = vmd_move_src_blockdev(&bs, &src, err);
 	if (rc < 0)
 		return rc;
-	while (off < dev->size) {
-		uint64_t run;
-		bool zero;
-
-		rc = vmd_blockdev_status(src, off, dev->size - off, &run, &zero,
-		                         err);
-		if (rc < 0)
-			return rc;
-		if (run == 0)
-			run = dev->size - off;
-		if (run > WRITE_CHUNK && !zero)
-			run = WRITE_CHUNK;
-		if (zero) {
-			rc = dev->thin ? 0 : zero_range(fd, off, run, err);
-		} else {
-			rc = vmd_blockdev_pread(src, buf, (size_t)run, off, err);
-			if (rc == 0 && vmd_pwrite_full(fd, buf, (size_t)run, off) < 0)
-				rc = vmd_error_set_errno(
-					err, VMD_E_IO, errno,
-					"lvm: write volume failed", "at %llu",
-					(unsigned long long)off);
-		}
-		if (rc < 0)
-			return rc;
-		off += run;
-	}
+	/* The device's size bounds the copy; what the base does not
+	 * reach reads zero, as a guest expects past its base. */
+	if (src.size > dev->size)
+		src.size = dev->size;
+	/* "lvm": the mover's own errors read "lvm: write failed", and
+	 * ours ("lvm: write volume failed") are not prefixed twice. */
+	rc = vmd_move(&src, &dst, &opts, "lvm", err);
+	if (rc == 0 && !dev->thin)
+		rc = zero_range(fd, src.size, dev->size - src.size, err);
+	if (rc < 0)
+		return rc;
 	if (vmd_fsync(fd) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "lvm: write volume failed", "fsync");
