@@ -44,6 +44,8 @@ struct move {
 	int direct_fd;            /* dst opened again with O_DIRECT, or -1 */
 	atomic_bool direct_off;   /* the file system refused a direct write */
 	const unsigned char *zeroes; /* ZERO_BLOCK of zeroes (!reads_zero fd) */
+	bool dst_is_blockdev;     /* dst->fd: BLKZEROOUT, not fallocate */
+	atomic_bool kernel_zero_off; /* kernel zeroing refused: write zeroes */
 	pthread_mutex_t lock;     /* serial dst calls, progress, first error */
 	atomic_uint_fast64_t next_chunk;
 	uint64_t done;            /* under lock */
@@ -136,6 +138,38 @@ static int dst_write(struct move *m, const unsigned char *buf, size_t len,
 
 /* [off, off+len) reads zero in the source: make it so in the destination
  * (nothing to do where it reads zero already). */
+/* Make [off, off+len) of an fd destination read zero with one call to
+ * the kernel: 0 when done, 1 when the caller must write zeroes (refused,
+ * or a piece not aligned to DIRECT_ALIGN), < 0 on an I/O error. */
+static int kernel_zero(struct move *m, uint64_t off, uint64_t len,
+                       struct vmd_error *err)
+{
+	int fd = m->dst->fd, r;
+
+	if (atomic_load(&m->kernel_zero_off) || (off | len) % DIRECT_ALIGN)
+		return 1;
+	if (m->dst_is_blockdev) {
+		uint64_t range[2] = {off, len};
+
+		r = ioctl(fd, BLKZEROOUT, range);
+	} else {
+		r = fallocate(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE,
+		              (off_t)off, (off_t)len);
+	}
+	if (r == 0)
+		return 0;
+	if (errno == EOPNOTSUPP || errno == ENOTTY || errno == EINVAL ||
+	    errno == ENOSYS) {
+		atomic_store(&m->kernel_zero_off, true);
+		vmd_log_debug("mover: kernel zeroing refused (%s), writing",
+		              strerror(errno));
+		return 1;
+	}
+	return vmd_error_set_errno(err, VMD_E_IO, errno, "write failed",
+	                           "zero %llu+%llu", (unsigned long long)off,
+	                           (unsigned long long)len);
+}
+
 static int dst_zero(struct move *m, uint64_t off, uint64_t len,
                     struct vmd_error *err)
 {
@@ -147,9 +181,14 @@ static int dst_zero(struct move *m, uint64_t off, uint64_t len,
 	if (d->reads_zero || len == 0)
 		return 0;
 	if (d->fd >= 0) {
-		/* Written, not punched: a block device (an LV over old data)
-		 * may not discard to zero; zeroes are what the guest must
-		 * read. Aligned pieces keep the direct path. */
+		/* The kernel's zeroing first: BLKZEROOUT and ZERO_RANGE are
+		 * defined to read back zero (unlike a discard), and a device
+		 * with WRITE ZEROES moves no data for them (a thick LV's part
+		 * past its base, usually most of it). Where it is refused,
+		 * zeroes are written; aligned pieces keep the direct path. */
+		rc = kernel_zero(m, off, len, err);
+		if (rc <= 0)
+			return rc;
 		while (len > 0) {
 			uint64_t n = VMD_MOVE_ZERO_BLOCK -
 			             (off & (VMD_MOVE_ZERO_BLOCK - 1));
@@ -463,6 +502,10 @@ int vmd_move(const struct vmd_move_src *src, const struct vmd_move_dst *dst,
 	if (dst->fd >= 0 && !(m.opts->flags & VMD_MOVE_NO_DIRECT))
 		m.direct_fd = open_direct(dst->fd);
 	if (dst->fd >= 0 && !dst->reads_zero && !dst->ordered) {
+		struct stat st;
+
+		m.dst_is_blockdev = fstat(dst->fd, &st) == 0 &&
+		                    S_ISBLK(st.st_mode);
 		if (posix_memalign((void **)&zeroes, DIRECT_ALIGN,
 		                   VMD_MOVE_ZERO_BLOCK) != 0) {
 			zeroes = NULL;

@@ -583,34 +583,13 @@ static int open_base(const struct vmd_config *cfg,
 	return 0;
 }
 
-/* A thick LV's destination for the mover: pwrite for data, zero_range
- * (BLKZEROOUT) for zero runs. Both take the one descriptor from many
- * workers at once: pwrite and the ioctl carry their own offsets. */
-static int lv_write(void *opaque, const void *buf, size_t len, uint64_t off,
-                    struct vmd_error *err)
-{
-	if (vmd_pwrite_full(*(const int *)opaque, buf, len, off) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno,
-		                           "lvm: write volume failed", "at %llu",
-		                           (unsigned long long)off);
-	return 0;
-}
-
-static int lv_zero(void *opaque, uint64_t off, uint64_t len,
-                   struct vmd_error *err)
-{
-	return zero_range(*(const int *)opaque, off, len, err);
-}
-
 /*
- * Write the base's guest view into dev through the data mover; zero what
- * it does not hold unless the device reads zeroes already (a thin LV).
- * A thin LV is the mover's fd destination (O_DIRECT writes, zero runs
- * skipped). A thick LV over old extents must have its zero runs made
- * zero: the mover would write zero blocks for an fd destination, where
- * BLKZEROOUT lets the device zero them (WRITE ZEROES: no data moved for
- * the disk's unwritten part, usually most of it), so a thick LV takes
- * callbacks: pwrite for data, zero_range for zeroes.
+ * Write the base's guest view into dev through the data mover, an fd
+ * destination (O_DIRECT writes). A thin LV reads zero where it is not
+ * written: zero runs are skipped. A thick LV over old extents must have
+ * them made zero: the mover asks BLKZEROOUT (WRITE ZEROES: no data moved
+ * for the disk's unwritten part, usually most of it), zeroes written
+ * where the device refuses.
  */
 static int write_image(const struct lv *dev, const char *base_path,
                        enum vmd_format format, struct vmd_error *err)
@@ -618,7 +597,7 @@ static int write_image(const struct lv *dev, const char *base_path,
 	_cleanup_(closep) int fd = open(dev->path, O_WRONLY | O_CLOEXEC);
 	struct vmd_move_bd_src bs = {.path = base_path, .format = format};
 	struct vmd_move_src src;
-	struct vmd_move_dst dst = {.fd = -1, .reads_zero = dev->thin};
+	struct vmd_move_dst dst = {.fd = fd, .reads_zero = dev->thin};
 	struct vmd_move_opts opts = {0};
 	int rc;
 
@@ -626,13 +605,6 @@ static int write_image(const struct lv *dev, const char *base_path,
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "lvm: open volume failed", "open %s",
 		                           dev->path);
-	if (dev->thin) {
-		dst.fd = fd;
-	} else {
-		dst.write = lv_write;
-		dst.zero = lv_zero;
-		dst.opaque = &fd;
-	}
 	rc = vmd_move_src_blockdev(&bs, &src, err);
 	if (rc < 0)
 		return rc;
