@@ -114,6 +114,9 @@ static int write_descriptor(int dirfd, uint64_t size,
 	if (n < 0 || (size_t)n >= sizeof(xml))
 		return vmd_error_set(err, VMD_E_INVAL, "ploop: descriptor",
 		                     "too long");
+	/* What a writer killed before its rename left (the instance lock
+	 * is ours: no other writer's temporary is live). */
+	vmd_tmpfile_sweep(dirfd, DESCRIPTOR_NAME);
 	return vmd_write_file_atomicat(dirfd, DESCRIPTOR_NAME, xml, (size_t)n,
 	                               0644, replace, err);
 }

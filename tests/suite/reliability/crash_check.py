@@ -20,7 +20,9 @@ Checked:
   - each disk an instance record names exists, passes qemu-img check and,
     made from a base, compares equal to that base (its cache entry, which
     must be there: a base in use is never pruned);
-  - no other file anywhere (a torn or stray temporary).
+  - no other file anywhere (a torn or stray temporary); right after a
+    kill, a `.tmp-` file (an atomic write cut before its rename, never a
+    final name) is allowed, but the next run must have swept it.
 """
 import fcntl
 import hashlib
@@ -101,6 +103,8 @@ def main():
                 rc, out = qemu_img("info", "-f", "raw", path)
                 if rc != 0:
                     problems.append(f"template {name} unreadable: {out}")
+            elif name.startswith(".tmp-") and not final:
+                pass  # a killed atomic write's temporary: the next run sweeps it
             else:
                 problems.append(f"stray file in the cache: {name}")
 
@@ -230,6 +234,8 @@ def check_instance(inst_dir, name, base, entries, final):
             out += check_descriptor(inst_dir, disk, path, name)
             extra = set(os.listdir(os.path.join(inst_dir, disk))) - {
                 "root.hds", "DiskDescriptor.xml"}
+            if not final:  # a killed atomic write's temporary: swept next
+                extra = {e for e in extra if not e.startswith(".tmp-")}
             if extra:
                 out.append(f"{name}/{disk}: stray files {sorted(extra)}")
     for entry in sorted(os.listdir(inst_dir)):
