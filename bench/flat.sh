@@ -25,7 +25,6 @@ bench_cleanup() {
 	for m in "${mounts[@]}"; do umount "$m" 2>/dev/null || umount -l "$m"; done
 }
 
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 
 # make_base PATH GIB: 64 MiB of random data every 128 MiB (half data).
 make_base() {
