@@ -44,6 +44,7 @@ with open(sys.argv[1], "wb") as f:
         f.write(line)
 PY
 qemu-img convert -c -f raw -O qcow2 "$work/text.raw" "$work/zlib.qcow2"
+sync
 io_limit_write_mbps >/dev/null
 
 # time_cmd OUT CMD...: run with OUT removed first, print ms
@@ -67,9 +68,20 @@ rows=()
 bench_case() { # label src srcfmt dstfmt kind(durable|qcow2|other)
 	local label=$1 src=$2 sfmt=$3 dfmt=$4 kind=$5 o a s i rss bytes
 	: >"$work/rss.log"
-	o=$(for ((i = 0; i < runs; i++)); do time_cmd "$work/out.ours" ours -f "$sfmt" -O "$dfmt" "$src" "$work/out.ours"; done | median)
-	a=$(for ((i = 0; i < runs; i++)); do time_cmd "$work/out.anchor" qemu-img convert -f "$sfmt" -O "$dfmt" "$src" "$work/out.anchor"; done | median)
-	s=$(for ((i = 0; i < runs; i++)); do time_cmd "$work/out.anchor" anchor_synced -f "$sfmt" -O "$dfmt" "$src" "$work/out.anchor"; done | median)
+	cat "$src" >/dev/null # every first run finds the input in the page cache
+	# Interleaved, so that the other load of a shared machine falls on
+	# all three alike.
+	: >"$work/o.ms"
+	: >"$work/a.ms"
+	: >"$work/s.ms"
+	for ((i = 0; i < runs; i++)); do
+		time_cmd "$work/out.ours" ours -f "$sfmt" -O "$dfmt" "$src" "$work/out.ours" >>"$work/o.ms"
+		time_cmd "$work/out.anchor" qemu-img convert -f "$sfmt" -O "$dfmt" "$src" "$work/out.anchor" >>"$work/a.ms"
+		time_cmd "$work/out.anchor" anchor_synced -f "$sfmt" -O "$dfmt" "$src" "$work/out.anchor" >>"$work/s.ms"
+	done
+	o=$(median <"$work/o.ms")
+	a=$(median <"$work/a.ms")
+	s=$(median <"$work/s.ms")
 	qemu-img compare -q -f "$sfmt" -F "$dfmt" "$src" "$work/out.ours" ||
 		{ echo "bench: $label: vmdisk's output differs from its source" >&2; exit 1; }
 	rss=$(sort -n "$work/rss.log" | tail -1)
