@@ -7,7 +7,10 @@
 # - create: N x `vmdisk create INSTANCE disk --image base --backend qcow2`
 #   (validation, cache lookup under the lock, qcow2 writer, atomic publish,
 #   instance record) vs N x `qemu-img create -f qcow2 -b base -F raw`.
-# - startup: N x `vmdisk --version` vs N x `qemu-img --version`.
+# - startup: N x `vmdisk --version` vs N x `qemu-img --version`, and
+#   N x /bin/true (the cost of starting any process).
+# Goals (issue 17, printed met/MISSED): create <= 0.5 x qemu-img create -b;
+# vmdisk --version <= 1.5 x /bin/true.
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -38,6 +41,7 @@ ours_create() { "$vmdisk" --config "$work/vmdisk.conf" create "$(uuid_n "$1")" d
 anchor_create() { qemu-img create -q -f qcow2 -b "$work/base.raw" -F raw "$work/q/$1/disk" 1G; }
 ours_start() { "$vmdisk" --version >/dev/null; }
 anchor_start() { qemu-img --version >/dev/null; }
+true_start() { /bin/true; }
 
 report() { # label ours_us anchor_us
 	awk -v l="$1" -v o="$2" -v a="$3" 'BEGIN {printf "%-8s vmdisk %8.2f ms   qemu-img %8.2f ms   ratio %.2f\n", l, o/1000, a/1000, o/a}'
@@ -50,8 +54,13 @@ c_ours=$(run_series ours_create)
 c_anchor=$(run_series anchor_create)
 s_ours=$(run_series ours_start)
 s_anchor=$(run_series anchor_start)
+s_true=$(run_series true_start)
 echo "median of $n runs (wall clock, includes process start and the timer's own date calls)"
 report create "$c_ours" "$c_anchor"
 report startup "$s_ours" "$s_anchor"
+r=$(ratio "$c_ours" "$c_anchor")
+echo "goal: create <= 0.5 x qemu-img create -b: $(goal_le "$r" 0.5) ($r)"
+r=$(ratio "$s_ours" "$s_true")
+echo "goal: vmdisk --version <= 1.5 x /bin/true ($(awk -v t="$s_true" 'BEGIN {printf "%.2f", t/1000}') ms): $(goal_le "$r" 1.5) ($r)"
 # The overlays must be valid, or the numbers mean nothing.
 qemu-img check -q -f qcow2 "$work/instances/$(uuid_n 0)/disk"

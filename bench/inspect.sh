@@ -11,8 +11,11 @@
 # `vmdisk inspect IMG` and N of `qemu-img info -f FMT IMG`, interleaved;
 # prints the medians (wall clock, process start included), their ratio and
 # the peak RSS of `vmdisk inspect`, then the goals:
-#   - inspect <= 0.2 x qemu-img info, on every image;
-#   - peak RSS of inspect < 8 MiB on the hostile images.
+#   - inspect <= 0.2 x qemu-img info, on every image (issue 4; issue 17
+#     asks <= 0.35, printed too);
+#   - peak RSS of inspect < 8 MiB on the hostile images;
+#   - start-up (issue 17): vmdisk --version and vmdisk inspect of the
+#     sample qcow2 within 1.5 x spawning /bin/true.
 # A verdict other than expected (safe for samples, refused for the hostile
 # set) is flagged with "!": the timing of a wrong answer means little.
 set -euo pipefail
@@ -238,6 +241,13 @@ met = sum(1 for r in rows if r[4] <= 0.2)
 print('goal: inspect <= 0.2 x qemu-img info: %s (met on %d/%d images, '
       'worst %.3f: %s)' % ('met' if met == len(rows) else 'MISSED', met,
                             len(rows), worst[4], worst[0]))
+print('goal (issue 17): inspect <= 0.35 x qemu-img info: %s (worst %.3f: %s)'
+      % ('met' if worst[4] <= 0.35 else 'MISSED', worst[4], worst[0]))
+insp = next(r for r in rows if r[0] == 'sample.qcow2')
+for label, ms in (('vmdisk --version', start_ours),
+                  ('vmdisk inspect sample.qcow2', insp[2])):
+    print('goal (issue 17): %s <= 1.5 x /bin/true: %s (%.3f ms, %.2f x)' % (
+        label, 'met' if ms <= 1.5 * floor else 'MISSED', ms, ms / floor))
 hostile = [r for r in rows if r[8]]
 big = max(hostile, key=lambda r: r[7])
 print('goal: peak RSS < 8 MiB on hostile images: %s (max %.1f MiB: %s)' % (
