@@ -64,12 +64,35 @@ static void users_add(struct users *u, const char *id)
 	snprintf(u->ids[u->n++], VMD_CACHE_ID_MAX, "%s", id);
 }
 
+static int id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Sorted once after the scan: each entry's count is then a binary
+ * search, so a listing costs (entries + disks) log disks, not
+ * entries x disks (10,000 disks on 1,000 bases: 10M comparisons). */
+static void users_sort(struct users *u)
+{
+	if (u->n > 1)
+		qsort(u->ids, u->n, sizeof(*u->ids), id_cmp);
+}
+
 static unsigned users_of(const struct users *u, const char *id)
 {
+	size_t lo = 0, hi = u->n;
 	unsigned n = 0;
 
-	for (size_t i = 0; i < u->n; i++)
-		n += strcmp(u->ids[i], id) == 0;
+	while (lo < hi) { /* the first id not below `id` */
+		size_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(u->ids[mid], id) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	for (; lo < u->n && strcmp(u->ids[lo], id) == 0; lo++)
+		n++;
 	return n;
 }
 
@@ -116,6 +139,7 @@ static int scan_users(struct vmd_ctx *ctx, struct users *u,
 	}
 	if (rc < 0)
 		vmd_error_prefix(err, "cache: read instance record");
+	users_sort(u);
 	return rc;
 }
 

@@ -288,9 +288,16 @@ static void test_list(void **state)
 
 	create(f, INST_A, 0, VMD_BACKEND_QCOW2);
 	create(f, INST_B, 0, VMD_BACKEND_FLAT);
+	create(f, INST_C, 1, VMD_BACKEND_QCOW2);
 	assert_int_equal(vmd_cache_list(f->ctx, &items, &n, &err), 0);
 	assert_int_equal(n, 3);
 	for (size_t i = 0; i < n; i++) {
+		/* Each entry counts its own users only (the counts come from
+		 * one sorted list of every record's base). */
+		if (strcmp(items[i].id, f->e[1].id) == 0)
+			assert_int_equal(items[i].users, 1);
+		else if (strcmp(items[i].id, f->e[0].id) != 0)
+			assert_int_equal(items[i].users, 0);
 		if (strcmp(items[i].id, f->e[0].id) != 0)
 			continue;
 		found = 1;
