@@ -1,22 +1,36 @@
 /*
- * Times a command started as a process, N times: fork, exec, wait, with the
- * command's output sent to /dev/null. Prints the median and the p90 in
- * microseconds on one line: "MEDIAN_US P90_US". Used by bench/startup.sh to
- * compare vmdisk's start-up with /bin/true and qemu-img in the same run;
- * the shell's own fork and the pipeline of `time` are kept out of it.
+ * Times commands started as processes: fork, exec, wait, output to
+ * /dev/null, N rounds, the commands interleaved within each round so that
+ * the noise of a shared machine falls on all of them alike. For each
+ * command prints one line:
  *
- *   spawn_time N [--setup CMD...] -- COMMAND [ARG...]
+ *   NAME WALL_MEDIAN_US WALL_P90_US CPU_MEDIAN_US
  *
- * Exits 1 if the command ever exits other than 0.
+ * (CPU: the child's user + system time, from wait4; less sensitive than the
+ * wall clock to other load). Used by bench/startup.sh; the shell's own fork
+ * is kept out of the figures.
+ *
+ *   spawn_time N NAME -- COMMAND [ARG...] [--- NAME -- COMMAND [ARG...]]...
+ *
+ * Exits 1 if a command ever exits other than 0.
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#define MAX_CMDS 16
+
+struct cmd {
+	const char *name;
+	char **argv;
+	double *wall, *cpu;
+};
 
 static double now_us(void)
 {
@@ -31,7 +45,7 @@ static int cmp(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
-static int run(char **argv)
+static int run(char **argv, double *cpu)
 {
 	pid_t pid = fork();
 	if (pid < 0)
@@ -46,35 +60,58 @@ static int run(char **argv)
 		_exit(127);
 	}
 	int st;
-	if (waitpid(pid, &st, 0) < 0)
+	struct rusage ru;
+	if (wait4(pid, &st, 0, &ru) < 0)
 		return -1;
+	*cpu = ru.ru_utime.tv_sec * 1e6 + ru.ru_utime.tv_usec +
+	       ru.ru_stime.tv_sec * 1e6 + ru.ru_stime.tv_usec;
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc < 4 || strcmp(argv[2], "--") != 0) {
-		fprintf(stderr, "usage: spawn_time N -- COMMAND [ARG...]\n");
+	struct cmd cmds[MAX_CMDS];
+	int ncmd = 0;
+	long n = argc > 1 ? strtol(argv[1], NULL, 10) : 0;
+
+	if (n <= 0 || n > 1000000) {
+		fprintf(stderr, "usage: spawn_time N NAME -- CMD... [--- NAME -- CMD...]\n");
 		return 2;
 	}
-	long n = strtol(argv[1], NULL, 10);
-	if (n <= 0 || n > 1000000)
-		return 2;
-	double *t = calloc((size_t)n, sizeof(*t));
-	if (!t)
-		return 1;
-	char **cmd = argv + 3;
-	for (long i = 0; i < n; i++) {
-		double t0 = now_us();
-		int rc = run(cmd);
-		t[i] = now_us() - t0;
-		if (rc != 0) {
-			fprintf(stderr, "spawn_time: %s exited %d\n", cmd[0], rc);
-			return 1;
+	for (int i = 2; i < argc;) {
+		if (ncmd == MAX_CMDS || i + 2 >= argc || strcmp(argv[i + 1], "--")) {
+			fprintf(stderr, "spawn_time: bad arguments\n");
+			return 2;
 		}
+		struct cmd *c = &cmds[ncmd++];
+		c->name = argv[i];
+		c->argv = argv + i + 2;
+		int j = i + 2;
+		while (j < argc && strcmp(argv[j], "---"))
+			j++;
+		argv[j < argc ? j : argc] = NULL; /* ends this command's argv */
+		c->wall = calloc((size_t)n, sizeof(double));
+		c->cpu = calloc((size_t)n, sizeof(double));
+		if (!c->wall || !c->cpu)
+			return 1;
+		i = j + 1;
 	}
-	qsort(t, (size_t)n, sizeof(*t), cmp);
-	printf("%.0f %.0f\n", t[n / 2], t[(n * 9) / 10]);
-	free(t);
+	for (long r = 0; r < n; r++)
+		for (int k = 0; k < ncmd; k++) {
+			double t0 = now_us();
+			int rc = run(cmds[k].argv, &cmds[k].cpu[r]);
+			cmds[k].wall[r] = now_us() - t0;
+			if (rc != 0) {
+				fprintf(stderr, "spawn_time: %s exited %d\n",
+				        cmds[k].argv[0], rc);
+				return 1;
+			}
+		}
+	for (int k = 0; k < ncmd; k++) {
+		qsort(cmds[k].wall, (size_t)n, sizeof(double), cmp);
+		qsort(cmds[k].cpu, (size_t)n, sizeof(double), cmp);
+		printf("%s %.0f %.0f %.0f\n", cmds[k].name, cmds[k].wall[n / 2],
+		       cmds[k].wall[(n * 9) / 10], cmds[k].cpu[n / 2]);
+	}
 	return 0;
 }
