@@ -427,6 +427,52 @@ static void test_checksum(void **state)
 	free(bad);
 }
 
+/* Libraries a command does not need are not loaded (issue 17: start-up):
+ * libcrypto, zlib and libzstd are dlopen()ed on first use. The dynamic
+ * loader's LD_DEBUG=files trace names every object it maps; `--version`
+ * and `inspect` of a raw image must map none of them, and a checksum
+ * (libcrypto's digests) still works, loading it then. */
+static bool maps(const char *trace, const char *soname)
+{
+	char *needle;
+	bool found;
+
+	assert_true(asprintf(&needle, "file=%s", soname) > 0);
+	found = strstr(trace, needle) != NULL;
+	free(needle);
+	return found;
+}
+
+static void test_lazy_libraries(void **state)
+{
+	struct fixture *f = *state;
+	const char *env[] = {"LD_DEBUG=files", NULL};
+	const char *lazy[] = {"libcrypto.so", "libzstd.so", "libz.so"};
+	const char *const cmds[][3] = {{"--version", NULL, NULL},
+	                               {"inspect", f->base, NULL}};
+	char *hex = sha256_of(f->base), *good, *errs = NULL;
+
+	for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+		assert_int_equal(cli(f, env, NULL, &errs, cmds[c]), 0);
+		/* the trace is there: libc is always mapped */
+		assert_true(maps(errs, "libc.so"));
+		for (size_t i = 0; i < sizeof(lazy) / sizeof(lazy[0]); i++)
+			if (maps(errs, lazy[i]))
+				fail_msg("`vmdisk %s` loaded %s", cmds[c][0],
+				         lazy[i]);
+		free(errs);
+	}
+	assert_true(asprintf(&good, "sha256:%s", hex) > 0);
+	assert_int_equal(cli(f, env, NULL, &errs,
+	                     (const char *[]){"fetch", f->base, "--checksum",
+	                                      good, NULL}),
+	                 0);
+	assert_true(maps(errs, "libcrypto.so"));
+	free(errs);
+	free(good);
+	free(hex);
+}
+
 /* The second racer starts once the first holds the cache lock: its fault
  * trace (VMDISK_FAULT_TRACE) names cache.locked. A fixed delay lost the
  * race when the first process started slowly (valgrind on a busy host). */
@@ -631,6 +677,7 @@ int main(void)
 		T(test_killed_fetch_leaves_nothing),
 		T(test_no_partial_file_under_final_name),
 		T(test_checksum),
+		T(test_lazy_libraries),
 		T(test_waiters_share_the_winners_error),
 		T(test_random_kills_never_leave_partial_entries),
 	};
