@@ -32,7 +32,7 @@
  */
 #include <dirent.h>
 #include <grp.h>
-#include <json-c/json.h>
+#include "jsonc_lazy.h"
 #include <strings.h>
 #include <time.h>
 #include <errno.h>
@@ -298,11 +298,15 @@ void vmd_cache_read_info(int cache_fd, const char *name, char *algo,
 	char side[VMD_CACHE_ID_MAX + 16];
 	_cleanup_(freep) char *text = NULL;
 	struct json_object *o, *v;
+	struct vmd_error ignored = VMD_ERROR_INIT;
 	size_t len;
 
 	algo[0] = hash[0] = '\0';
 	side_name(side, sizeof(side), name, "json");
-	if (vmd_bread_file(cache_fd, side, SIDE_MAX_BYTES, &text, &len) < 0)
+	/* Without json-c (loaded on first use) the side record is unread,
+	 * as when it is missing: it only informs. */
+	if (vmd_jsonc_load(&ignored) < 0 ||
+	    vmd_bread_file(cache_fd, side, SIDE_MAX_BYTES, &text, &len) < 0)
 		return;
 	o = json_tokener_parse(text);
 	if (!o)
@@ -327,10 +331,13 @@ static int write_info(int cache_fd, const struct vmd_cache_entry *e,
                       enum vmd_format original, struct vmd_error *err)
 {
 	char name[VMD_CACHE_ID_MAX + 16];
-	struct json_object *o = json_object_new_object();
+	struct json_object *o;
 	char shown[sizeof(meta->id)];
-	int rc;
+	int rc = vmd_jsonc_load(err);
 
+	if (rc < 0)
+		return rc;
+	o = json_object_new_object();
 	/* Never a signed URL's query: the record outlives the signature's
 	 * validity and more people read it than fetch. */
 	vmd_source_id_for_log(meta->id, shown, sizeof(shown));

@@ -428,10 +428,11 @@ static void test_checksum(void **state)
 }
 
 /* Libraries a command does not need are not loaded (issue 17: start-up):
- * libcrypto, zlib and libzstd are dlopen()ed on first use. The dynamic
- * loader's LD_DEBUG=files trace names every object it maps; `--version`
- * and `inspect` of a raw image must map none of them, and a checksum
- * (libcrypto's digests) still works, loading it then. */
+ * json-c, libcrypto, zlib and libzstd are dlopen()ed on first use. The
+ * dynamic loader's LD_DEBUG=files trace names every object it maps;
+ * `--version` and `inspect` of a raw image must map none of them, and a
+ * checksum (libcrypto's digests) and --json (json-c) still work, loading
+ * them then. */
 static bool maps(const char *trace, const char *soname)
 {
 	char *needle;
@@ -447,7 +448,8 @@ static void test_lazy_libraries(void **state)
 {
 	struct fixture *f = *state;
 	const char *env[] = {"LD_DEBUG=files", NULL};
-	const char *lazy[] = {"libcrypto.so", "libzstd.so", "libz.so"};
+	const char *lazy[] = {"libcrypto.so", "libzstd.so", "libz.so",
+	                      "libjson-c.so"};
 	const char *const cmds[][3] = {{"--version", NULL, NULL},
 	                               {"inspect", f->base, NULL}};
 	char *hex = sha256_of(f->base), *good, *errs = NULL;
@@ -468,6 +470,12 @@ static void test_lazy_libraries(void **state)
 	                                      good, NULL}),
 	                 0);
 	assert_true(maps(errs, "libcrypto.so"));
+	free(errs);
+	assert_int_equal(cli(f, env, NULL, &errs,
+	                     (const char *[]){"--json", "inspect", f->base,
+	                                      NULL}),
+	                 0);
+	assert_true(maps(errs, "libjson-c.so"));
 	free(errs);
 	free(good);
 	free(hex);
