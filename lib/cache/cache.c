@@ -591,7 +591,11 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = vmd_source_for(source, &ops, err);
+	/* A fetch reads and writes the entry's side record (json-c, loaded on
+	 * first use): without it, say so here, not as a checksum mismatch. */
+	rc = vmd_jsonc_load(err);
+	if (rc == 0)
+		rc = vmd_source_for(source, &ops, err);
 	if (rc == 0 && opts && opts->checksum)
 		rc = vmd_hash_parse(opts->checksum, &want.algo, want.hex, err);
 	if (rc == 0)

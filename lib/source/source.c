@@ -216,8 +216,10 @@ struct vmd_sink *vmd_sink_new(int fd, enum vmd_hash_algo algo, uint64_t limit,
 	struct vmd_sink *s;
 
 	/* The one place a digest is made: libcrypto is loaded here. */
-	if (vmd_crypto_load(err) < 0)
+	if (vmd_crypto_load(err) < 0) {
+		vmd_error_prefix(err, "cache"); /* its fetch and rehash */
 		return NULL;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s || !(s->md = EVP_MD_CTX_new()) ||
 	    !EVP_DigestInit_ex(s->md, evp_of(algo), NULL)) {

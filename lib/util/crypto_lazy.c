@@ -36,5 +36,5 @@ static void load(void)
 
 int vmd_crypto_load(struct vmd_error *err)
 {
-	return vmd_lazylib_load(&lib, load, "hashing needs libcrypto", err);
+	return vmd_lazylib_load(&lib, load, "digests need libcrypto", err);
 }
