@@ -10,7 +10,8 @@
 # anchor (median of 50). Goals (issue 17): overlay <= 300 us, inspect <= 150
 # us, info <= 50 us median. The base is a raw file of BASE_MIB MiB with 1 MiB
 # of data; a flat create copies it unless the file system can reflink (the
-# line before the figures says which).
+# line before the figures says which). Then the same calls once more with
+# fsync made a no-op (not durable: the library's own share, the floor).
 set -euo pipefail
 
 # shellcheck source=bench/lib.sh
@@ -39,3 +40,14 @@ fi
 rm -f "$work/reflink-probe"
 "$work/api" "$work/vmdisk.conf" "$work/base.raw" "$n" 50 \
 	"$(command -v qemu-img)" "$work/anchor"
+
+# The floor: the same calls with fsync/fdatasync made no-ops (bench/
+# nosync.c, preloaded into the probe only). NOT durable: it says how much
+# of each figure above is the device's flushes (a durable create fsyncs
+# its record, its disk and their directory) and how much the library.
+cc -O2 -shared -fPIC -o "$work/nosync.so" bench/nosync.c
+rm -rf "$work/instances" "$work/anchor"
+mkdir -p "$work/anchor"
+echo "--- floor, NOT durable (fsync/fdatasync no-ops, bench/nosync.c):"
+LD_PRELOAD="$work/nosync.so" "$work/api" "$work/vmdisk.conf" \
+	"$work/base.raw" "$n" 50 "$(command -v qemu-img)" "$work/anchor"
