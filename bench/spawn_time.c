@@ -12,6 +12,10 @@
  *
  *   spawn_time N NAME -- COMMAND [ARG...] [--- NAME -- COMMAND [ARG...]]...
  *
+ * In an ARG, "%i" is replaced by the round's number, six digits (000000..):
+ * a command that makes something (a disk, an overlay) gets a new name each
+ * round.
+ *
  * Exits 1 if a command ever exits other than 0.
  */
 #define _GNU_SOURCE
@@ -43,6 +47,29 @@ static int cmp(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
 	return (x > y) - (x < y);
+}
+
+/* argv with "%i" replaced by round, in buf (static per call: the child
+ * execs it at once). */
+static char **expand(char **argv, long round)
+{
+	static char *out[256];
+	static char bufs[256][4096];
+	int i;
+
+	for (i = 0; argv[i] && i < 255; i++) {
+		const char *p = strstr(argv[i], "%i");
+
+		if (!p) {
+			out[i] = argv[i];
+			continue;
+		}
+		snprintf(bufs[i], sizeof(bufs[i]), "%.*s%06ld%s",
+		         (int)(p - argv[i]), argv[i], round, p + 2);
+		out[i] = bufs[i];
+	}
+	out[i] = NULL;
+	return out;
 }
 
 static int run(char **argv, double *cpu)
@@ -99,7 +126,7 @@ int main(int argc, char **argv)
 	for (long r = 0; r < n; r++)
 		for (int k = 0; k < ncmd; k++) {
 			double t0 = now_us();
-			int rc = run(cmds[k].argv, &cmds[k].cpu[r]);
+			int rc = run(expand(cmds[k].argv, r), &cmds[k].cpu[r]);
 			cmds[k].wall[r] = now_us() - t0;
 			if (rc != 0) {
 				fprintf(stderr, "spawn_time: %s exited %d\n",

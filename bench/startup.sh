@@ -39,33 +39,17 @@ echo "median of $n runs, interleaved (wall us, p90 wall us, cpu us)"
 	inspect-raw -- "$vmdisk" inspect "$work/a.raw" --- \
 	qemu-info -- "$qemu_img" info "$work/a.qcow2" | tee "$work/start"
 
-# Creates: each run a new instance / a new file; fewer runs (each fsyncs).
+# Creates: each run a new instance / a new file ("%i": the round's number);
+# fewer runs (each fsyncs).
 nc=$(( n < 50 ? n : 50 ))
 mkdir -p "$work/q"
-cat >"$work/create_one" <<EOS
-#!/bin/bash
-# one create each, numbered by a counter file (spawn_time passes no index)
-i=\$(( \$(cat "$work/ctr" 2>/dev/null || echo 0) + 1 )); echo \$i >"$work/ctr"
-exec "$vmdisk" --config "$work/vmdisk.conf" create "\$(printf '00000000-0000-4000-8000-%012d' \$i)" disk --image "$work/base.raw" --backend qcow2
-EOS
-cat >"$work/anchor_one" <<EOS
-#!/bin/bash
-i=\$(( \$(cat "$work/actr" 2>/dev/null || echo 0) + 1 )); echo \$i >"$work/actr"
-exec "$qemu_img" create -q -f qcow2 -b "$work/base.raw" -F raw "$work/q/\$i.qcow2" 1G
-EOS
-cat >"$work/bash_one" <<EOS
-#!/bin/bash
-i=\$(( \$(cat "$work/bctr" 2>/dev/null || echo 0) + 1 )); echo \$i >"$work/bctr"
-exec /bin/true
-EOS
-chmod +x "$work/create_one" "$work/anchor_one" "$work/bash_one"
-# The wrapper's own cost (bash, the counter) is measured as "wrapper" and
-# taken off both creates.
 "$work/spawn_time" "$nc" \
-	wrapper -- "$work/bash_one" --- \
-	create -- "$work/create_one" --- \
-	qemu-create -- "$work/anchor_one" | tee "$work/create"
-qemu-img check -q -f qcow2 "$work/instances/00000000-0000-4000-8000-000000000001/disk"
+	create -- "$vmdisk" --config "$work/vmdisk.conf" create \
+		"00000000-0000-4000-8000-000000%i" disk --image "$work/base.raw" \
+		--backend qcow2 --- \
+	qemu-create -- "$qemu_img" create -q -f qcow2 -b "$work/base.raw" \
+		-F raw "$work/q/%i.qcow2" 1G | tee "$work/create"
+qemu-img check -q -f qcow2 "$work/instances/00000000-0000-4000-8000-000000000000/disk"
 
 awk -v f1="$work/start" -v f2="$work/create" 'BEGIN {
 	while ((getline l < f1) > 0) { split(l, a, " "); w[a[1]] = a[2]; c[a[1]] = a[4] }
@@ -74,6 +58,6 @@ awk -v f1="$work/start" -v f2="$work/create" 'BEGIN {
 	printf "inspect qcow2  / true        %.2f (cpu %.2f)  goal <= 1.5\n", w["inspect-qcow2"] / w["true"], c["inspect-qcow2"] / c["true"]
 	printf "inspect raw    / true        %.2f (cpu %.2f)  goal <= 1.5\n", w["inspect-raw"] / w["true"], c["inspect-raw"] / c["true"]
 	printf "inspect qcow2  / qemu-img info  %.2f (cpu %.2f)  goal <= 0.35\n", w["inspect-qcow2"] / w["qemu-info"], c["inspect-qcow2"] / c["qemu-info"]
-	o = w["create"] - w["wrapper"]; q = w["qemu-create"] - w["wrapper"]
+	o = w["create"]; q = w["qemu-create"]
 	printf "overlay create / qemu-img create -b  %.2f (%.1f ms / %.1f ms)  goal <= 0.5\n", o / q, o / 1000, q / 1000
 }'
