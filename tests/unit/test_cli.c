@@ -427,6 +427,39 @@ static void test_checksum(void **state)
 	free(bad);
 }
 
+/* A create that makes the instance directory makes its name durable
+ * before anything in it (an fsync of instances_path): the fsyncs of the
+ * record and the disk with their own directory do not make that directory's
+ * entry durable. The first fsync of such a create is that one: failing it
+ * fails the create on that step, and the new directory goes. */
+static void test_new_instance_dir_is_synced(void **state)
+{
+	struct fixture *f = *state;
+	const char *env[] = {"VMDISK_FAULT=io.fsync@1:fail", NULL};
+	char *errs = NULL, *dir = th_path(f->instances, INST);
+
+	if (!VMD_FAULT_INJECTION) {
+		printf("skipped: built without -Dfault_injection=true\n");
+		skip();
+	}
+	/* the base cached first, by another process */
+	assert_int_equal(cli(f, NULL, NULL, NULL,
+	                     (const char *[]){"fetch", f->base, NULL}),
+	                 0);
+	assert_int_equal(cli(f, env, NULL, &errs,
+	                     (const char *[]){"create", INST, "disk", "--image",
+	                                      f->base, NULL}),
+	                 1);
+	assert_contains(errs, "sync instance directory failed");
+	assert_false(th_exists(dir));
+	free(errs);
+	assert_int_equal(cli(f, NULL, NULL, NULL,
+	                     (const char *[]){"create", INST, "disk", "--image",
+	                                      f->base, NULL}),
+	                 0);
+	free(dir);
+}
+
 /* Libraries a command does not need are not loaded (issue 17: start-up):
  * json-c, libcrypto, zlib and libzstd are dlopen()ed on first use. The
  * dynamic loader's LD_DEBUG=files trace names every object it maps;
@@ -686,6 +719,7 @@ int main(void)
 		T(test_no_partial_file_under_final_name),
 		T(test_checksum),
 		T(test_lazy_libraries),
+		T(test_new_instance_dir_is_synced),
 		T(test_waiters_share_the_winners_error),
 		T(test_random_kills_never_leave_partial_entries),
 	};
