@@ -12,7 +12,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <json-c/json.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "jsonc_lazy.h"
 #include "vmd_build_config.h"
 #include <vmdisk/convert.h>
 #include <vmdisk/inspect.h>
@@ -1211,6 +1211,16 @@ int main(int argc, char **argv)
 		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			print_command_help(cmd);
 			return EXIT_OK;
+		}
+	}
+	/* json-c is loaded on first use (jsonc_lazy.h): by --json, else by
+	 * the library when a command reads a record. */
+	if (cli.json) {
+		struct vmd_error err = VMD_ERROR_INIT;
+
+		if (vmd_jsonc_load(&err) < 0) {
+			vmd_error_prefix(&err, "json output");
+			return failed(&err);
 		}
 	}
 	rc = setup(&cli);

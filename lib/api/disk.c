@@ -263,9 +263,22 @@ static int instance_dir_make(struct vmd_ctx *ctx, struct vmd_disk_ref *ref,
 	if (rc < 0)
 		return rc;
 	guard->name = ref->instance;
-	if (vmd_bmkdir(guard->root_fd, ref->instance, INSTANCE_DIR_MODE) == 0)
+	if (vmd_bmkdir(guard->root_fd, ref->instance, INSTANCE_DIR_MODE) == 0) {
 		guard->armed = true;
-	else if (errno != EEXIST)
+		/* The new directory's name is made durable before anything in
+		 * it: its record and disk are fsynced with the directory they
+		 * are in, which does not make that directory's own entry in
+		 * instances_path durable. Once per new instance. (root_fd is
+		 * an O_PATH descriptor, which fsync does not take.) */
+		_cleanup_(closep) int root = vmd_bopen(
+			guard->root_fd, ".", O_RDONLY | O_DIRECTORY, 0);
+
+		if (root < 0 || vmd_fsync(root) < 0)
+			return vmd_beneath_error(err, VMD_E_IO, errno,
+			                         "sync instance directory failed",
+			                         "fsync of the parent of %s",
+			                         ref->instance_dir);
+	} else if (errno != EEXIST)
 		return vmd_beneath_error(err, VMD_E_IO, errno,
 		                         "make instance directory failed",
 		                         "mkdir %s", ref->instance_dir);

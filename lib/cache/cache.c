@@ -32,18 +32,18 @@
  */
 #include <dirent.h>
 #include <grp.h>
-#include <json-c/json.h>
+#include "jsonc_lazy.h"
 #include <strings.h>
 #include <time.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sha1.h"
 #include "beneath.h"
 #include "cache.h"
 #include "convert.h"
@@ -59,15 +59,11 @@
 
 int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
+	uint8_t md[VMD_SHA1_LEN];
 
-	if (!EVP_Digest(source_id, strlen(source_id), md, &mdlen, EVP_sha1(),
-	                NULL) ||
-	    mdlen != 20)
-		return vmd_error_set(err, VMD_E_IO, "cache: hash failed",
-		                     "EVP_Digest sha1");
-	for (unsigned int i = 0; i < mdlen; i++)
+	(void)err; /* kept: the name was once made by a call that could fail */
+	vmd_sha1(source_id, strlen(source_id), md);
+	for (unsigned int i = 0; i < VMD_SHA1_LEN; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 	return 0;
 }
@@ -305,11 +301,15 @@ void vmd_cache_read_info(int cache_fd, const char *name, char *algo,
 	char side[VMD_CACHE_ID_MAX + 16];
 	_cleanup_(freep) char *text = NULL;
 	struct json_object *o, *v;
+	struct vmd_error ignored = VMD_ERROR_INIT;
 	size_t len;
 
 	algo[0] = hash[0] = '\0';
 	side_name(side, sizeof(side), name, "json");
-	if (vmd_bread_file(cache_fd, side, SIDE_MAX_BYTES, &text, &len) < 0)
+	/* Without json-c (loaded on first use) the side record is unread,
+	 * as when it is missing: it only informs. */
+	if (vmd_jsonc_load(&ignored) < 0 ||
+	    vmd_bread_file(cache_fd, side, SIDE_MAX_BYTES, &text, &len) < 0)
 		return;
 	o = json_tokener_parse(text);
 	if (!o)
@@ -334,10 +334,13 @@ static int write_info(int cache_fd, const struct vmd_cache_entry *e,
                       enum vmd_format original, struct vmd_error *err)
 {
 	char name[VMD_CACHE_ID_MAX + 16];
-	struct json_object *o = json_object_new_object();
+	struct json_object *o;
 	char shown[sizeof(meta->id)];
-	int rc;
+	int rc = vmd_jsonc_load(err);
 
+	if (rc < 0)
+		return rc;
+	o = json_object_new_object();
 	/* Never a signed URL's query: the record outlives the signature's
 	 * validity and more people read it than fetch. */
 	vmd_source_id_for_log(meta->id, shown, sizeof(shown));
@@ -599,7 +602,11 @@ int vmd_cache_fetch_ex(struct vmd_ctx *ctx, const char *source,
 	int rc;
 
 	memset(out, 0, sizeof(*out));
-	rc = vmd_source_for(source, &ops, err);
+	/* A fetch reads and writes the entry's side record (json-c, loaded on
+	 * first use): without it, say so here, not as a checksum mismatch. */
+	rc = vmd_jsonc_load(err);
+	if (rc == 0)
+		rc = vmd_source_for(source, &ops, err);
 	if (rc == 0 && opts && opts->checksum)
 		rc = vmd_hash_parse(opts->checksum, &want.algo, want.hex, err);
 	if (rc == 0)

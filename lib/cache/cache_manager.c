@@ -22,7 +22,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <json-c/json.h>
+#include "jsonc_lazy.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

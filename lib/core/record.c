@@ -7,7 +7,7 @@
  * directory's descriptor (lib/beneath.c): never through a planted link.
  */
 #include <errno.h>
-#include <json-c/json.h>
+#include "jsonc_lazy.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,8 +25,13 @@ static int record_load(int instance_fd, struct json_object **doc,
 	_cleanup_(freep) char *buf = NULL;
 	struct json_object *disks;
 	size_t len;
+	/* Every record read or write starts here (a write loads the record
+	 * first): json-c is loaded on first use (jsonc_lazy.h). */
+	int rc = vmd_jsonc_load(err);
 
 	*doc = NULL;
+	if (rc < 0)
+		return rc;
 	if (vmd_bread_file(instance_fd, VMD_RECORD_NAME, RECORD_MAX_BYTES, &buf,
 	                   &len) < 0) {
 		if (errno == ENOENT) {

@@ -24,9 +24,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-#include <zlib.h>
-#include <zstd.h>
 
+#include "zlib_lazy.h"
+#include "zstd_lazy.h"
 #include "bytes.h"
 #include "fsutil.h"
 #include "qcow2_image.h"
@@ -518,7 +518,12 @@ static int decompress(struct vmd_qcow2 *q, const struct mapping *m,
 		ZSTD_inBuffer in = {q->cbuf, (size_t)got, 0};
 		ZSTD_outBuffer out = {q->ubuf, q->cs, 0};
 
-		/* Made on first use: most images have no zstd cluster. */
+		/* Made on first use: most images have no zstd cluster, and
+		 * none of the others loads libzstd. */
+		int rc = q->zstd ? 0 : vmd_zstd_load(err);
+
+		if (rc < 0)
+			return rc;
 		if (!q->zstd && !(q->zstd = ZSTD_createDCtx()))
 			return vmd_error_set(err, VMD_E_NOMEM,
 			                     "qcow2: out of memory", "zstd context");
@@ -538,7 +543,10 @@ static int decompress(struct vmd_qcow2 *q, const struct mapping *m,
 		return 0;
 	}
 	z_stream zs;
+	int rc = vmd_zlib_load(err);
 
+	if (rc < 0)
+		return rc;
 	memset(&zs, 0, sizeof(zs));
 	if (inflateInit2(&zs, -12) != Z_OK)
 		return vmd_error_set(err, VMD_E_NOMEM, "qcow2: out of memory",
@@ -1055,7 +1063,9 @@ int vmd_qcow2_close(struct vmd_qcow2 *q, struct vmd_error *err)
 	free(q->rt);
 	free(q->cbuf);
 	free(q->ubuf);
-	ZSTD_freeDCtx(q->zstd);
+	/* only made once libzstd was loaded (decompress) */
+	if (q->zstd)
+		ZSTD_freeDCtx(q->zstd);
 	free(q);
 	return rc;
 }

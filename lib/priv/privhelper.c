@@ -23,7 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <json-c/json.h>
+#include "jsonc_lazy.h"
 
 #include <vmdisk/log.h>
 #include <vmdisk/validate.h>
@@ -395,6 +395,9 @@ int vmd_priv_request_parse(const char *line, size_t len,
 	 * it and let a second member of that name replace the first. */
 	if (vmd_json_text_has_nul(line, len))
 		return bad(err, VMD_E_INVAL, "NUL byte in the line", NULL);
+	rc = vmd_jsonc_load(err); /* loaded on first use (jsonc_lazy.h) */
+	if (rc < 0)
+		return rc;
 	/* A flat object is depth 1; 2 lets the tokener see (and us refuse)
 	 * one nested value without recursing further. */
 	tok = json_tokener_new_ex(2);
@@ -466,6 +469,8 @@ int vmd_priv_request_to_json(const struct vmd_priv_request *req, char **out,
 	*out = NULL;
 	if ((unsigned)req->op >= VMD_PRIV_OP_COUNT)
 		return bad(err, VMD_E_UNSUPPORTED, "unknown op", NULL);
+	if (vmd_jsonc_load(err) < 0) /* loaded on first use */
+		return VMD_E_UNSUPPORTED;
 	o = json_object_new_object();
 	if (!o)
 		return vmd_error_set(err, VMD_E_NOMEM, "request: out of memory",
@@ -595,6 +600,8 @@ int vmd_priv_reply_parse(const char *line, size_t len,
 
 	memset(rep, 0, sizeof(*rep));
 	rep->fd = -1;
+	if (vmd_jsonc_load(err) < 0) /* loaded on first use */
+		return VMD_E_UNSUPPORTED;
 	tok = json_tokener_new_ex(2);
 	if (!tok)
 		return vmd_error_set(err, VMD_E_NOMEM, "vmdiskd: out of memory",

@@ -4,13 +4,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "crypto_lazy.h"
 #include "bytes.h"
 #include "fsutil.h"
 #include "curl_common.h"
@@ -213,8 +213,14 @@ static const EVP_MD *evp_of(enum vmd_hash_algo a)
 struct vmd_sink *vmd_sink_new(int fd, enum vmd_hash_algo algo, uint64_t limit,
                               struct vmd_error *err)
 {
-	struct vmd_sink *s = calloc(1, sizeof(*s));
+	struct vmd_sink *s;
 
+	/* The one place a digest is made: libcrypto is loaded here. */
+	if (vmd_crypto_load(err) < 0) {
+		vmd_error_prefix(err, "cache"); /* its fetch and rehash */
+		return NULL;
+	}
+	s = calloc(1, sizeof(*s));
 	if (!s || !(s->md = EVP_MD_CTX_new()) ||
 	    !EVP_DigestInit_ex(s->md, evp_of(algo), NULL)) {
 		vmd_sink_free(s);

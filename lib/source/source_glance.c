@@ -18,7 +18,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <json-c/json.h>
+#include "jsonc_lazy.h"
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -400,6 +400,8 @@ int vmd_glance_parse_image(const char *json, size_t len, const char *image_id,
 		return vmd_error_set(err, VMD_E_REFUSED,
 		                     "glance: image record unreadable",
 		                     "a string in the record holds a NUL byte");
+	if (vmd_jsonc_load(err) < 0) /* loaded on first use */
+		return VMD_E_UNSUPPORTED;
 	tok = json_tokener_new();
 	if (!tok)
 		return vmd_error_set(err, VMD_E_NOMEM, "out of memory",

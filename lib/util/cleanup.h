@@ -87,14 +87,17 @@ static inline void closep(int *fd)
 DEFINE_CLEANUP_FUNC(FILE *, fclose)
 DEFINE_CLEANUP_FUNC(DIR *, closedir)
 
-/* json-c, declared here as json-c does so that this header does not need
- * its include path; a file that never uses them never references them. */
+/* json-c, declared here so that this header does not need its include
+ * path; a file that never uses them never references them. json-c is
+ * loaded on first use (jsonc_lazy.h): the helpers free through its table. */
 struct json_object;
 struct json_tokener;
-int json_object_put(struct json_object *obj);
-void json_tokener_free(struct json_tokener *tok);
-DEFINE_CLEANUP_FUNC(struct json_object *, json_object_put)
-DEFINE_CLEANUP_FUNC(struct json_tokener *, json_tokener_free)
+void vmd_jsonc_put(struct json_object *obj);
+void vmd_jsonc_tokener_free(struct json_tokener *tok);
+DEFINE_CLEANUP_FUNC(struct json_object *, vmd_jsonc_put)
+DEFINE_CLEANUP_FUNC(struct json_tokener *, vmd_jsonc_tokener_free)
+#define json_object_putp vmd_jsonc_putp
+#define json_tokener_freep vmd_jsonc_tokener_freep
 
 /*
  * A growable byte buffer. data is NUL-terminated after every successful

@@ -3,7 +3,7 @@
  * every json-c parser of input we did not write goes through, so that a
  * string is either whole or refused, never cut at an embedded NUL.
  */
-#include <json-c/json.h>
+#include "jsonc_lazy.h"
 #include <string.h>
 
 #include "json_string.h"

@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache.h"
 #include "helpers.h"
 #include <vmdisk/vmdisk.h>
 
@@ -203,6 +204,53 @@ static void test_image_cache_group(void **state)
 	free(src);
 }
 
+/* The cache's names are the SHA-1 of the source id (Nova's naming), now
+ * computed by lib/util/sha1.c: FIPS 180's vectors, the padding's one- and
+ * two-block cases (55, 56 and 64 bytes) and a long message. */
+static void test_cache_id_is_sha1(void **state)
+{
+	static const struct {
+		const char *in;
+		const char *hex;
+	} v[] = {
+		{"", "da39a3ee5e6b4b0d3255bfef95601890afd80709"},
+		{"abc", "a9993e364706816aba3e25717850c26c9cd0d89d"},
+		{"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq",
+		 "84983e441c3bd26ebaae4aa1f95129e5e54670f1"},
+		{"abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmn"
+		 "hijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu",
+		 "a49b2446a02c645bf419f995b67091253a04a259"},
+	};
+	char id[41];
+	struct vmd_error err = VMD_ERROR_INIT;
+	char *big = malloc(1000001);
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		assert_int_equal(vmd_cache_id(v[i].in, id, &err), 0);
+		assert_string_equal(id, v[i].hex);
+	}
+	assert_non_null(big);
+	memset(big, 'a', 1000000);
+	big[1000000] = 0;
+	assert_int_equal(vmd_cache_id(big, id, &err), 0);
+	assert_string_equal(id, "34aa973cd4c4daa4f61eeb2bdbad27316534016f");
+	/* 55, 56 and 64 bytes: the length fits in the last block or not. */
+	static const char *const pad_hex[] = {
+		"c1c8bbdc22796e28c0e15163d20899b65621d65a",
+		"c2db330f6083854c99d4b5bfb6e8f29f201be699",
+		"0098ba824b5c16427bd7a1122a5a442a25ec644d",
+	};
+	static const size_t pad_len[] = {55, 56, 64};
+
+	for (size_t i = 3; i-- > 0;) { /* longest first: each cut shortens */
+		big[pad_len[i]] = 0;
+		assert_int_equal(vmd_cache_id(big, id, &err), 0);
+		assert_string_equal(id, pad_hex[i]);
+	}
+	free(big);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
@@ -211,6 +259,7 @@ int main(void)
 		T(test_mode_capped_by_source),
 		T(test_existing_dir_narrowed),
 		T(test_image_cache_group),
+		cmocka_unit_test(test_cache_id_is_sha1),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");

@@ -427,6 +427,93 @@ static void test_checksum(void **state)
 	free(bad);
 }
 
+/* A create that makes the instance directory makes its name durable
+ * before anything in it (an fsync of instances_path): the fsyncs of the
+ * record and the disk with their own directory do not make that directory's
+ * entry durable. The first fsync of such a create is that one: failing it
+ * fails the create on that step, and the new directory goes. */
+static void test_new_instance_dir_is_synced(void **state)
+{
+	struct fixture *f = *state;
+	const char *env[] = {"VMDISK_FAULT=io.fsync@1:fail", NULL};
+	char *errs = NULL, *dir = th_path(f->instances, INST);
+
+	if (!VMD_FAULT_INJECTION) {
+		printf("skipped: built without -Dfault_injection=true\n");
+		skip();
+	}
+	/* the base cached first, by another process */
+	assert_int_equal(cli(f, NULL, NULL, NULL,
+	                     (const char *[]){"fetch", f->base, NULL}),
+	                 0);
+	assert_int_equal(cli(f, env, NULL, &errs,
+	                     (const char *[]){"create", INST, "disk", "--image",
+	                                      f->base, NULL}),
+	                 1);
+	assert_contains(errs, "sync instance directory failed");
+	assert_false(th_exists(dir));
+	free(errs);
+	assert_int_equal(cli(f, NULL, NULL, NULL,
+	                     (const char *[]){"create", INST, "disk", "--image",
+	                                      f->base, NULL}),
+	                 0);
+	free(dir);
+}
+
+/* Libraries a command does not need are not loaded (issue 17: start-up):
+ * json-c, libcrypto, zlib and libzstd are dlopen()ed on first use. The
+ * dynamic loader's LD_DEBUG=files trace names every object it maps;
+ * `--version` and `inspect` of a raw image must map none of them, and a
+ * checksum (libcrypto's digests) and --json (json-c) still work, loading
+ * them then. */
+static bool maps(const char *trace, const char *soname)
+{
+	char *needle;
+	bool found;
+
+	assert_true(asprintf(&needle, "file=%s", soname) > 0);
+	found = strstr(trace, needle) != NULL;
+	free(needle);
+	return found;
+}
+
+static void test_lazy_libraries(void **state)
+{
+	struct fixture *f = *state;
+	const char *env[] = {"LD_DEBUG=files", NULL};
+	const char *lazy[] = {"libcrypto.so", "libzstd.so", "libz.so",
+	                      "libjson-c.so"};
+	const char *const cmds[][3] = {{"--version", NULL, NULL},
+	                               {"inspect", f->base, NULL}};
+	char *hex = sha256_of(f->base), *good, *errs = NULL;
+
+	for (size_t c = 0; c < sizeof(cmds) / sizeof(cmds[0]); c++) {
+		assert_int_equal(cli(f, env, NULL, &errs, cmds[c]), 0);
+		/* the trace is there: libc is always mapped */
+		assert_true(maps(errs, "libc.so"));
+		for (size_t i = 0; i < sizeof(lazy) / sizeof(lazy[0]); i++)
+			if (maps(errs, lazy[i]))
+				fail_msg("`vmdisk %s` loaded %s", cmds[c][0],
+				         lazy[i]);
+		free(errs);
+	}
+	assert_true(asprintf(&good, "sha256:%s", hex) > 0);
+	assert_int_equal(cli(f, env, NULL, &errs,
+	                     (const char *[]){"fetch", f->base, "--checksum",
+	                                      good, NULL}),
+	                 0);
+	assert_true(maps(errs, "libcrypto.so"));
+	free(errs);
+	assert_int_equal(cli(f, env, NULL, &errs,
+	                     (const char *[]){"--json", "inspect", f->base,
+	                                      NULL}),
+	                 0);
+	assert_true(maps(errs, "libjson-c.so"));
+	free(errs);
+	free(good);
+	free(hex);
+}
+
 /* The second racer starts once the first holds the cache lock: its fault
  * trace (VMDISK_FAULT_TRACE) names cache.locked. A fixed delay lost the
  * race when the first process started slowly (valgrind on a busy host). */
@@ -631,6 +718,8 @@ int main(void)
 		T(test_killed_fetch_leaves_nothing),
 		T(test_no_partial_file_under_final_name),
 		T(test_checksum),
+		T(test_lazy_libraries),
+		T(test_new_instance_dir_is_synced),
 		T(test_waiters_share_the_winners_error),
 		T(test_random_kills_never_leave_partial_entries),
 	};

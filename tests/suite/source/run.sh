@@ -75,11 +75,18 @@ files_say_what_they_are() {
 }
 
 # Every process pays for the libraries it links: libcurl (and the thirty
-# it brings) is dlopen()ed by the network sources only (lib/curl_lazy.h).
+# it brings) is dlopen()ed by the network sources only (lib/curl_lazy.h),
+# libcrypto by digests, zlib and libzstd by compressed qcow2 clusters,
+# json-c by records and --json (crypto_lazy.h, zlib_lazy.h, zstd_lazy.h,
+# jsonc_lazy.h); neither the library nor the CLI names them.
 libvmdisk_does_not_link_curl() {
-	local lib=${BUILD_DIR:-build}/lib/libvmdisk.so
+	local lib=${BUILD_DIR:-build}/lib/libvmdisk.so f
 	[[ -f "$lib" ]] || { echo "no $lib"; return 1; }
-	! readelf -d "$lib" | grep -E 'NEEDED.*(libcurl|libcryptsetup)'
+	for f in "$lib" "${BUILD_DIR:-build}/tools/vmdisk"; do
+		! readelf -d "$f" |
+			grep -E 'NEEDED.*(libcurl|libcryptsetup|libcrypto|libz\.|libzstd|libjson-c)' ||
+			return 1
+	done
 }
 
 # Every file operation under instances_path goes through lib/core/beneath.c
@@ -274,7 +281,7 @@ check "the runner names no shell" runner_names_no_shell
 check "one cleanup idiom (no goto)" one_cleanup_idiom
 check "the cleanup attribute only in lib/util/cleanup.h" cleanup_attribute_only_in_cleanup_h
 check "every source file starts with its comment" files_say_what_they_are
-check "libvmdisk does not link libcurl or libcryptsetup" libvmdisk_does_not_link_curl
+check "libvmdisk and vmdisk do not link libcurl, libcryptsetup, libcrypto, zlib, libzstd or json-c" libvmdisk_does_not_link_curl
 check "file calls under instances_path only in lib/core/beneath.c" file_calls_only_in_path_module
 check "lib/ layers include only their own or lower layers" includes_follow_layers
 check "libvmdisk.so exports exactly the public headers' calls" exports_match_public_headers
