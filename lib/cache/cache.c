@@ -43,8 +43,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "sha1.h"
 #include "beneath.h"
+#include "crypto_lazy.h"
 #include "cache.h"
 #include "convert.h"
 #include "source.h"
@@ -59,11 +59,18 @@
 
 int vmd_cache_id(const char *source_id, char out[41], struct vmd_error *err)
 {
-	uint8_t md[VMD_SHA1_LEN];
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	int rc = vmd_crypto_load(err);
 
-	(void)err; /* kept: the name was once made by a call that could fail */
-	vmd_sha1(source_id, strlen(source_id), md);
-	for (unsigned int i = 0; i < VMD_SHA1_LEN; i++)
+	if (rc < 0)
+		return rc;
+	if (!EVP_Digest(source_id, strlen(source_id), md, &mdlen, EVP_sha1(),
+	                NULL) ||
+	    mdlen != 20)
+		return vmd_error_set(err, VMD_E_IO, "cache: hash failed",
+		                     "EVP_Digest sha1");
+	for (unsigned int i = 0; i < mdlen; i++)
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 	return 0;
 }

@@ -22,6 +22,8 @@ static void load(void)
 		{"EVP_md5", &api.md5},
 		{"EVP_sha256", &api.sha256},
 		{"EVP_sha512", &api.sha512},
+		{"EVP_sha1", &api.sha1},
+		{"EVP_Digest", &api.digest},
 		{"EVP_MD_CTX_new", &api.ctx_new},
 		{"EVP_MD_CTX_free", &api.ctx_free},
 		{"EVP_DigestInit_ex", &api.init},

@@ -204,9 +204,9 @@ static void test_image_cache_group(void **state)
 	free(src);
 }
 
-/* The cache's names are the SHA-1 of the source id (Nova's naming), now
- * computed by lib/util/sha1.c: FIPS 180's vectors, the padding's one- and
- * two-block cases (55, 56 and 64 bytes) and a long message. */
+/* The cache's names are the SHA-1 of the source id (Nova's naming), by
+ * libcrypto loaded on first use: FIPS 180's vectors, the padding's one-
+ * and two-block cases (55, 56 and 64 bytes) and a long message. */
 static void test_cache_id_is_sha1(void **state)
 {
 	static const struct {
