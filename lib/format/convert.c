@@ -6,11 +6,21 @@
  * opened per worker (decompression runs in parallel), known-zero runs and
  * all-zero blocks are skipped. Raw output is the mover's fd destination
  * (O_DIRECT where the file system takes it; raw -> raw may reflink or
- * copy_file_range); qcow2 output goes through one engine, a serial
- * destination, which allocates clusters in the order writes arrive.
+ * copy_file_range); qcow2 output goes through one engine, which
+ * allocates clusters in the order writes arrive: under a lock it gives a
+ * run of whole clusters contiguous host clusters (vmd_qcow2_alloc_run),
+ * then the worker writes the data there with no lock held, with O_DIRECT
+ * where the file system takes it, so the workers' writes overlap and the
+ * final fsync finds little to do. Pieces that are not whole clusters
+ * (the disk's last cluster, clusters larger than the mover's chunk) go
+ * through vmd_qcow2_pwrite under the lock. The output is a temporary:
+ * the L2 entries pointing at clusters not yet written are never seen by
+ * anyone, and the one fsync before publishing makes it all durable.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +36,52 @@
 #include "qcow2.h"
 #include "qcow2_image.h"
 
-/* qcow2 output: one engine, which allocates clusters in the order writes
- * arrive; the mover calls it under its lock (a serial destination). */
+/* qcow2 output, written from all the mover's workers at once. */
+struct qcow2_out {
+	struct vmd_qcow2 *q;
+	pthread_mutex_t lock; /* every call into q */
+	uint64_t cs;
+	int fd;
+	int direct_fd;        /* fd with O_DIRECT, or -1 */
+	atomic_bool direct_off;
+};
+
 static int qcow2_write(void *opaque, const void *buf, size_t len,
                        uint64_t off, struct vmd_error *err)
 {
-	return vmd_qcow2_pwrite(opaque, buf, len, off, err);
+	struct qcow2_out *o = opaque;
+	const unsigned char *p = buf;
+
+	while (len > 0) {
+		uint64_t in = off & (o->cs - 1);
+		uint64_t host = 0;
+		size_t n;
+		int rc;
+
+		if (in != 0 || len < o->cs) {
+			/* Part of a cluster: the engine merges it. */
+			n = (size_t)(o->cs - in) < len ? (size_t)(o->cs - in)
+			                               : len;
+			pthread_mutex_lock(&o->lock);
+			rc = vmd_qcow2_pwrite(o->q, p, n, off, err);
+			pthread_mutex_unlock(&o->lock);
+		} else {
+			n = len & ~(size_t)(o->cs - 1);
+			pthread_mutex_lock(&o->lock);
+			rc = vmd_qcow2_alloc_run(o->q, off, n, &host, err);
+			pthread_mutex_unlock(&o->lock);
+			if (rc == 0)
+				rc = vmd_move_write_fd(o->fd, o->direct_fd,
+				                       &o->direct_off, p, n,
+				                       host, err);
+		}
+		if (rc < 0)
+			return rc;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
 }
 
 static void convert_progress(uint64_t done, uint64_t total, void *opaque)
@@ -61,7 +111,7 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 		.progress = o->progress ? convert_progress : NULL,
 		.progress_opaque = (void *)o,
 	};
-	struct vmd_qcow2 *q = NULL;
+	struct qcow2_out qo = {.fd = dst_fd, .direct_fd = -1};
 	int rc;
 
 	if (o->limits)
@@ -85,17 +135,29 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 	if (o->dst_format == VMD_FORMAT_QCOW2) {
 		uint64_t qsize = (msrc.size + 511) & ~(uint64_t)511;
 
-		rc = vmd_qcow2_write_new(dst_fd, qsize ? qsize : 512,
-		                         o->cluster_bits ? o->cluster_bits : 16,
-		                         NULL, NULL, err);
+		uint32_t cb = o->cluster_bits ? o->cluster_bits : 16;
+
+		rc = vmd_qcow2_write_new(dst_fd, qsize ? qsize : 512, cb, NULL,
+		                         NULL, err);
 		if (rc == 0)
-			rc = vmd_qcow2_open(dst_fd, true, NULL, NULL, &q, err);
+			rc = vmd_qcow2_open(dst_fd, true, NULL, NULL, &qo.q, err);
+		if (rc == 0) {
+			/* The caller fsyncs the output before it publishes
+			 * it (vmd_convert_to_path, as for raw output). */
+			vmd_qcow2_defer_sync(qo.q);
+			qo.cs = 1ull << cb;
+			/* Direct writes only where every data cluster is
+			 * whole pages: metadata written through the page
+			 * cache never shares a page with them. */
+			if (qo.cs >= VMD_MOVE_DIRECT_ALIGN)
+				qo.direct_fd = vmd_move_open_direct(dst_fd);
+		}
+		pthread_mutex_init(&qo.lock, NULL);
 		mdst = (struct vmd_move_dst){
 			.fd = -1,
 			.reads_zero = true,
 			.write = qcow2_write,
-			.opaque = q,
-			.serial = true,
+			.opaque = &qo,
 		};
 	} else if (vmd_ftruncate(dst_fd, msrc.size) < 0) {
 		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
@@ -103,9 +165,13 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 	}
 	if (rc == 0)
 		rc = vmd_move(&msrc, &mdst, &mo, "convert", err);
-	if (q) {
+	if (qo.direct_fd >= 0)
+		close(qo.direct_fd);
+	if (o->dst_format == VMD_FORMAT_QCOW2)
+		pthread_mutex_destroy(&qo.lock);
+	if (qo.q) {
 		struct vmd_error cerr = VMD_ERROR_INIT;
-		int crc = vmd_qcow2_close(q, &cerr);
+		int crc = vmd_qcow2_close(qo.q, &cerr);
 
 		if (crc < 0 && rc == 0) {
 			rc = crc;
