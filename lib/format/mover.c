@@ -32,7 +32,7 @@
 
 /* O_DIRECT needs buffer, offset and length aligned to the logical block
  * size; 4096 covers 512- and 4096-byte devices and ext4/xfs blocks. */
-#define DIRECT_ALIGN VMD_MOVE_DIRECT_ALIGN
+#define DIRECT_ALIGN 4096u
 /* How far past its chunk a worker asks about a zero run. */
 #define SKIP_AHEAD (1ull << 30)
 
@@ -72,37 +72,27 @@ static void report(struct move *m, uint64_t n)
 	pthread_mutex_unlock(&m->lock);
 }
 
-/* Write [off, off+len) of an fd destination: vmd_move_write_fd with the
- * move's descriptors. */
-static int fd_write(struct move *m, const unsigned char *buf, size_t len,
-                    uint64_t off, struct vmd_error *err)
-{
-	return vmd_move_write_fd(m->dst->fd, m->direct_fd, &m->direct_off, buf,
-	                         len, off, err);
-}
-
-/* buf's address is aligned as off is (the chunk buffer is page-aligned and
- * chunks start at multiples of VMD_MOVE_CHUNK; a caller of its own keeps
- * the same rule), so the aligned middle can go through the O_DIRECT
+/* Write [off, off+len) of an fd destination. buf's address is aligned as
+ * off is (the chunk buffer is page-aligned and chunks start at multiples
+ * of VMD_MOVE_CHUNK), so the aligned middle can go through the O_DIRECT
  * descriptor; an unaligned head or tail (an image whose size is not a
  * multiple of 4096, a 512-byte qcow2 cluster) goes through the page cache,
  * where the caller's fsync finds it. The two never share a page: a page
  * is written direct only when one write covers all of it. */
-int vmd_move_write_fd(int fd, int direct_fd, atomic_bool *direct_off,
-                      const void *data, size_t len, uint64_t off,
-                      struct vmd_error *err)
+static int fd_write(struct move *m, const unsigned char *buf, size_t len,
+                    uint64_t off, struct vmd_error *err)
 {
-	const unsigned char *buf = data;
 	uint64_t end = off + len;
 	uint64_t a = (off + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
 	uint64_t b = end & ~(uint64_t)(DIRECT_ALIGN - 1);
+	int fd = m->dst->fd;
 
-	if (direct_fd >= 0 && !atomic_load(direct_off) && a < b) {
+	if (m->direct_fd >= 0 && !atomic_load(&m->direct_off) && a < b) {
 		if (a > off && vmd_pwrite_full(fd, buf, (size_t)(a - off), off) < 0)
 			return vmd_error_set_errno(err, VMD_E_IO, errno,
 			                           "write failed", "at %llu",
 			                           (unsigned long long)off);
-		if (vmd_pwrite_full(direct_fd, buf + (a - off),
+		if (vmd_pwrite_full(m->direct_fd, buf + (a - off),
 		                    (size_t)(b - a), a) == 0) {
 			if (b < end &&
 			    vmd_pwrite_full(fd, buf + (b - off),
@@ -118,7 +108,7 @@ int vmd_move_write_fd(int fd, int direct_fd, atomic_bool *direct_off,
 			                           (unsigned long long)a);
 		/* The file system takes O_DIRECT opens but not these
 		 * writes: buffered from now on. */
-		atomic_store(direct_off, true);
+		atomic_store(&m->direct_off, true);
 		vmd_log_debug("mover: direct write refused, buffered");
 		buf += a - off;
 		len -= (size_t)(a - off);
@@ -374,7 +364,7 @@ static unsigned pick_workers(const struct vmd_move_src *src,
  * device whose logical block size divides DIRECT_ALIGN; -1 when not (the
  * caller wrote buffered, a /proc/self/fd reopen refused, a file system
  * without O_DIRECT: EINVAL). */
-int vmd_move_open_direct(int fd)
+static int open_direct(int fd)
 {
 	char path[32];
 	struct stat st;
@@ -510,7 +500,7 @@ int vmd_move(const struct vmd_move_src *src, const struct vmd_move_dst *dst,
 		return rc < 0 ? rc : 0;
 	}
 	if (dst->fd >= 0 && !(m.opts->flags & VMD_MOVE_NO_DIRECT))
-		m.direct_fd = vmd_move_open_direct(dst->fd);
+		m.direct_fd = open_direct(dst->fd);
 	if (dst->fd >= 0 && !dst->reads_zero && !dst->ordered) {
 		struct stat st;
 

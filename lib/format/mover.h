@@ -40,7 +40,6 @@
 #ifndef VMDISK_MOVER_H
 #define VMDISK_MOVER_H
 
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -51,8 +50,6 @@
 #define VMD_MOVE_CHUNK (1u << 20)
 #define VMD_MOVE_ZERO_BLOCK 65536u
 #define VMD_MOVE_MAX_WORKERS 8u
-/* What O_DIRECT writes are aligned to (buffer, offset, length). */
-#define VMD_MOVE_DIRECT_ALIGN 4096u
 
 /* Where the bytes come from. A reader is opened per worker. */
 struct vmd_move_src_ops {
@@ -147,24 +144,5 @@ int vmd_move_src_blockdev(struct vmd_move_bd_src *bs, struct vmd_move_src *src,
  * mover). */
 int vmd_move_file(int src_fd, int dst_fd, unsigned flags, const char *step,
                   struct vmd_error *err);
-
-/* The mover's direct writes, for a destination callback that writes data
- * itself (the qcow2 output's clusters, convert.c).
- *
- * vmd_move_open_direct: fd (a regular file or block device whose logical
- * block size divides VMD_MOVE_DIRECT_ALIGN) opened again with O_DIRECT
- * through /proc/self/fd, or -1 (then write buffered).
- *
- * vmd_move_write_fd: write len bytes at off of fd; the pages the write
- * covers whole go through direct_fd (when >= 0 and *direct_off is false),
- * the rest through fd (the page cache, which the caller's fsync flushes).
- * data's address must be aligned modulo VMD_MOVE_DIRECT_ALIGN as off is.
- * A file system refusing direct writes (EINVAL) sets *direct_off: buffered
- * from then on. Safe from many threads at once on disjoint ranges; no
- * other write may share a page the direct writes cover. */
-int vmd_move_open_direct(int fd);
-int vmd_move_write_fd(int fd, int direct_fd, atomic_bool *direct_off,
-                      const void *data, size_t len, uint64_t off,
-                      struct vmd_error *err);
 
 #endif
