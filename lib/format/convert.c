@@ -215,7 +215,6 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 		msrc.raw_fd = probe->fd;
 	if (o->dst_format == VMD_FORMAT_QCOW2) {
 		uint64_t qsize = (msrc.size + 511) & ~(uint64_t)511;
-
 		uint32_t cb = o->cluster_bits ? o->cluster_bits : 16;
 
 		rc = vmd_qcow2_write_new(dst_fd, qsize ? qsize : 512, cb, NULL,
