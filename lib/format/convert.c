@@ -6,11 +6,31 @@
  * opened per worker (decompression runs in parallel), known-zero runs and
  * all-zero blocks are skipped. Raw output is the mover's fd destination
  * (O_DIRECT where the file system takes it; raw -> raw may reflink or
- * copy_file_range); qcow2 output goes through one engine, a serial
- * destination, which allocates clusters in the order writes arrive.
+ * copy_file_range); qcow2 output goes through one engine, which
+ * allocates clusters in the order writes arrive: under a lock it gives a
+ * run of whole clusters contiguous host clusters (vmd_qcow2_alloc_run),
+ * then the worker writes the data there with no lock held, so the
+ * workers' writes overlap. Pieces that are not whole clusters (the disk's
+ * last cluster, clusters larger than the mover's chunk) go through
+ * vmd_qcow2_pwrite under the lock. The output is a temporary: the L2
+ * entries pointing at clusters not yet written are never seen by anyone,
+ * and the one fsync before publishing makes it all durable.
+ *
+ * The data goes through the page cache with write-behind, not O_DIRECT:
+ * each run's writeback is started as soon as it is written, and a run
+ * some runs older is waited for and dropped from the cache, so the disk
+ * is kept busy with large requests, the cache holds 16 MiB of the
+ * output at most, and the final fsync finds only the metadata. Measured
+ * on the issue's VM (ext4 on virtio, 2 CPUs, 1 GiB raw with 512 MiB of
+ * data, noisy shared machine, medians of 6 interleaved runs): O_DIRECT
+ * 1 MiB writes into the new file's holes, 4 in flight, ~540 ms (ext4
+ * allocates and converts an extent per request); buffered then one fsync
+ * ~500 ms; write-behind ~300 ms (bare `qemu-img convert`, no sync, ~200;
+ * with sync ~530).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,12 +46,123 @@
 #include "qcow2.h"
 #include "qcow2_image.h"
 
-/* qcow2 output: one engine, which allocates clusters in the order writes
- * arrive; the mover calls it under its lock (a serial destination). */
+/* Data runs written and started, not yet waited for: up to 16 MiB (the
+ * mover's pieces are up to a chunk). Measured as below: 2 runs ~460 ms,
+ * 8 ~375, 16, 32, 64 and never waiting ~290 (noise ~+-40). */
+#define WRITE_BEHIND 16u
+
+struct host_run {
+	uint64_t off, len;
+};
+
+/* qcow2 output, written from all the mover's workers at once. */
+struct qcow2_out {
+	struct vmd_qcow2 *q;
+	pthread_mutex_t lock; /* every call into q, and the ring */
+	uint64_t cs;
+	int fd;
+	struct host_run ring[WRITE_BEHIND]; /* oldest at head */
+	unsigned head, count;
+};
+
+/* Wait until run is on the disk (as far as writeback goes; the caller's
+ * fsync makes it durable) and drop it from the page cache. An error here
+ * is the write's error: the kernel reports a writeback error once per
+ * open file, so it must not be lost. */
+static int run_written(struct qcow2_out *o, struct host_run run,
+                       struct vmd_error *err)
+{
+	int e = vmd_fault_errno("io.writeback");
+
+	if (e == 0 &&
+	    sync_file_range(o->fd, (off64_t)run.off, (off64_t)run.len,
+	                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+	                            SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+		e = errno;
+	if (e != 0)
+		return vmd_error_set_errno(err, VMD_E_IO, e, "write failed",
+		                           "writeback at %llu",
+		                           (unsigned long long)run.off);
+	/* Only a hint: clean pages go, any others stay. */
+	(void)posix_fadvise(o->fd, (off_t)run.off, (off_t)run.len,
+	                    POSIX_FADV_DONTNEED);
+	return 0;
+}
+
+/* Write the data of a run at host offset run.off, start its writeback,
+ * and finish the oldest run in flight when there are too many. */
+static int write_run(struct qcow2_out *o, const unsigned char *p,
+                     struct host_run run, struct vmd_error *err)
+{
+	struct host_run old = {0, 0};
+
+	if (vmd_pwrite_full(o->fd, p, (size_t)run.len, run.off) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno, "write failed",
+		                           "data at %llu",
+		                           (unsigned long long)run.off);
+	/* A hint; a failure shows when the run is waited for, or at the
+	 * fsync. */
+	(void)sync_file_range(o->fd, (off64_t)run.off, (off64_t)run.len,
+	                      SYNC_FILE_RANGE_WRITE);
+	pthread_mutex_lock(&o->lock);
+	if (o->count == WRITE_BEHIND) {
+		old = o->ring[o->head];
+		o->head = (o->head + 1) % WRITE_BEHIND;
+		o->count--;
+	}
+	o->ring[(o->head + o->count) % WRITE_BEHIND] = run;
+	o->count++;
+	pthread_mutex_unlock(&o->lock);
+	return old.len ? run_written(o, old, err) : 0;
+}
+
 static int qcow2_write(void *opaque, const void *buf, size_t len,
                        uint64_t off, struct vmd_error *err)
 {
-	return vmd_qcow2_pwrite(opaque, buf, len, off, err);
+	struct qcow2_out *o = opaque;
+	const unsigned char *p = buf;
+
+	while (len > 0) {
+		uint64_t in = off & (o->cs - 1);
+		struct host_run run = {0, 0};
+		size_t n;
+		int rc;
+
+		if (in != 0 || len < o->cs) {
+			/* Part of a cluster: the engine merges it. */
+			n = (size_t)(o->cs - in) < len ? (size_t)(o->cs - in)
+			                               : len;
+			pthread_mutex_lock(&o->lock);
+			rc = vmd_qcow2_pwrite(o->q, p, n, off, err);
+			pthread_mutex_unlock(&o->lock);
+		} else {
+			n = len & ~(size_t)(o->cs - 1);
+			run.len = n;
+			pthread_mutex_lock(&o->lock);
+			rc = vmd_qcow2_alloc_run(o->q, off, n, &run.off, err);
+			pthread_mutex_unlock(&o->lock);
+			if (rc == 0)
+				rc = write_run(o, p, run, err);
+		}
+		if (rc < 0)
+			return rc;
+		p += n;
+		off += n;
+		len -= n;
+	}
+	return 0;
+}
+
+/* After the move (one thread): the runs still in flight. */
+static int qcow2_drain(struct qcow2_out *o, struct vmd_error *err)
+{
+	int rc = 0;
+
+	for (; o->count > 0 && rc == 0; o->count--) {
+		rc = run_written(o, o->ring[o->head], err);
+		o->head = (o->head + 1) % WRITE_BEHIND;
+	}
+	return rc;
 }
 
 static void convert_progress(uint64_t done, uint64_t total, void *opaque)
@@ -61,7 +192,7 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 		.progress = o->progress ? convert_progress : NULL,
 		.progress_opaque = (void *)o,
 	};
-	struct vmd_qcow2 *q = NULL;
+	struct qcow2_out qo = {.fd = dst_fd};
 	int rc;
 
 	if (o->limits)
@@ -84,18 +215,24 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 		msrc.raw_fd = probe->fd;
 	if (o->dst_format == VMD_FORMAT_QCOW2) {
 		uint64_t qsize = (msrc.size + 511) & ~(uint64_t)511;
+		uint32_t cb = o->cluster_bits ? o->cluster_bits : 16;
 
-		rc = vmd_qcow2_write_new(dst_fd, qsize ? qsize : 512,
-		                         o->cluster_bits ? o->cluster_bits : 16,
-		                         NULL, NULL, err);
+		rc = vmd_qcow2_write_new(dst_fd, qsize ? qsize : 512, cb, NULL,
+		                         NULL, err);
 		if (rc == 0)
-			rc = vmd_qcow2_open(dst_fd, true, NULL, NULL, &q, err);
+			rc = vmd_qcow2_open(dst_fd, true, NULL, NULL, &qo.q, err);
+		if (rc == 0) {
+			/* The caller fsyncs the output before it publishes
+			 * it (vmd_convert_to_path, as for raw output). */
+			vmd_qcow2_defer_sync(qo.q);
+			qo.cs = 1ull << cb;
+		}
+		pthread_mutex_init(&qo.lock, NULL);
 		mdst = (struct vmd_move_dst){
 			.fd = -1,
 			.reads_zero = true,
 			.write = qcow2_write,
-			.opaque = q,
-			.serial = true,
+			.opaque = &qo,
 		};
 	} else if (vmd_ftruncate(dst_fd, msrc.size) < 0) {
 		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
@@ -103,9 +240,16 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 	}
 	if (rc == 0)
 		rc = vmd_move(&msrc, &mdst, &mo, "convert", err);
-	if (q) {
+	if (rc == 0 && qo.q) {
+		rc = qcow2_drain(&qo, err);
+		if (rc < 0)
+			vmd_error_prefix(err, "convert");
+	}
+	if (o->dst_format == VMD_FORMAT_QCOW2)
+		pthread_mutex_destroy(&qo.lock);
+	if (qo.q) {
 		struct vmd_error cerr = VMD_ERROR_INIT;
-		int crc = vmd_qcow2_close(q, &cerr);
+		int crc = vmd_qcow2_close(qo.q, &cerr);
 
 		if (crc < 0 && rc == 0) {
 			rc = crc;

@@ -32,7 +32,9 @@ struct vmd_convert_opts {
 	                            records (vmd_blockdev_open_backed) */
 };
 
-/* Write the guest view of src into the empty file dst_fd. */
+/* Write the guest view of src into the empty file dst_fd. Nothing is
+ * fsynced here (qcow2 metadata included): the caller fsyncs dst_fd before
+ * it gives the file a name. */
 int vmd_convert_to_fd(const char *src, int dst_fd,
                       const struct vmd_convert_opts *o, struct vmd_error *err);
 

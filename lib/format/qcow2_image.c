@@ -18,6 +18,12 @@
  * the L1 table, then the header fields in one sector-sized write, then
  * frees the clusters of tables that moved. A crash before the header write
  * leaves the old image; after it, at worst leaked clusters.
+ *
+ * Fresh output (convert): vmd_qcow2_alloc_run() gives a run of whole
+ * guest clusters contiguous new host clusters at once and lets the caller
+ * write the data (O_DIRECT, several writers); vmd_qcow2_defer_sync() drops
+ * the fsyncs between the flush's steps for a temporary that the caller
+ * fsyncs once before publishing it.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -73,6 +79,7 @@ struct vmd_qcow2 {
 	uint64_t rb_entries;
 
 	bool header_dirty;
+	bool defer_sync; /* a temporary the caller fsyncs: flush does not */
 	uint64_t tick;
 	struct slot l2c[L2_CACHE_SLOTS];
 	struct slot rbc[RB_CACHE_SLOTS];
@@ -712,6 +719,23 @@ static int writable_check(struct vmd_qcow2 *q, struct vmd_error *err)
 	return 0;
 }
 
+/* Data writes need a writable image of the layout we write (16-bit
+ * refcounts, standard L2 entries). */
+static int data_writable_check(struct vmd_qcow2 *q, struct vmd_error *err)
+{
+	int rc = writable_check(q, err);
+
+	if (rc < 0)
+		return rc;
+	if (q->extl2 || q->h.refcount_order != 4)
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "qcow2: writing this image layout is not "
+		                     "supported",
+		                     "extended L2 or refcount order %u",
+		                     q->h.refcount_order);
+	return 0;
+}
+
 /* Write one whole guest cluster from data. */
 static int write_cluster(struct vmd_qcow2 *q, uint64_t gc,
                          const unsigned char *data, struct vmd_error *err)
@@ -770,16 +794,10 @@ int vmd_qcow2_pwrite(struct vmd_qcow2 *q, const void *buf, size_t len,
 {
 	const unsigned char *p = buf;
 	_cleanup_(freep) unsigned char *tmp = NULL;
-	int rc = writable_check(q, err);
+	int rc = data_writable_check(q, err);
 
 	if (rc < 0)
 		return rc;
-	if (q->extl2 || q->h.refcount_order != 4)
-		return vmd_error_set(err, VMD_E_UNSUPPORTED,
-		                     "qcow2: writing this image layout is not "
-		                     "supported",
-		                     "extended L2 or refcount order %u",
-		                     q->h.refcount_order);
 	if (off > q->h.size || len > q->h.size - off)
 		return vmd_error_set(err, VMD_E_INVAL,
 		                     "qcow2: write past the end of the disk",
@@ -810,6 +828,82 @@ int vmd_qcow2_pwrite(struct vmd_qcow2 *q, const void *buf, size_t len,
 		len -= n;
 	}
 	return 0;
+}
+
+int vmd_qcow2_alloc_run(struct vmd_qcow2 *q, uint64_t off, uint64_t len,
+                        uint64_t *host_off, struct vmd_error *err)
+{
+	uint64_t end, n, first, host, host_end;
+	int rc = data_writable_check(q, err);
+
+	*host_off = 0;
+	if (rc < 0)
+		return rc;
+	if (len == 0 || ((off | len) & (q->cs - 1)) != 0)
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "qcow2: write not on cluster boundaries",
+		                     "%llu bytes at %llu",
+		                     (unsigned long long)len,
+		                     (unsigned long long)off);
+	if (__builtin_add_overflow(off, len, &end) || end > q->h.size)
+		return vmd_error_set(err, VMD_E_INVAL,
+		                     "qcow2: write past the end of the disk",
+		                     "%llu bytes at %llu",
+		                     (unsigned long long)len,
+		                     (unsigned long long)off);
+	n = len >> q->cb;
+	/* Every entry of the run must be free; the L2 tables it needs are
+	 * allocated now, before the data, so that the data is one run. */
+	for (uint64_t gc = off >> q->cb; gc < end >> q->cb; gc++) {
+		struct slot *s;
+
+		rc = l2_table(q, gc / q->l2_entries, true, &s, err);
+		if (rc < 0)
+			return rc;
+		if (vmd_be64(s->data + (gc % q->l2_entries) * 8) != 0)
+			return vmd_error_set(err, VMD_E_INVAL,
+			                     "qcow2: cluster already allocated",
+			                     "guest cluster %llu",
+			                     (unsigned long long)gc);
+	}
+	first = q->next_free;
+	if (__builtin_mul_overflow(first, q->cs, &host) ||
+	    __builtin_add_overflow(host, len, &host_end) ||
+	    host_end - 1 > VMD_QCOW2_L2E_OFFSET_MASK)
+		return vmd_error_set(err, VMD_E_UNSUPPORTED,
+		                     "qcow2: image too large",
+		                     "data cluster %llu",
+		                     (unsigned long long)first);
+	alloc_clusters(q, n);
+	for (uint64_t i = 0; i < n; i++) {
+		rc = refcount_set(q, first + i, 1, err);
+		if (rc < 0)
+			return rc;
+	}
+	/* The refcount blocks may have evicted the L2 tables: l2_table
+	 * reads them back. */
+	for (uint64_t i = 0; i < n; i++) {
+		uint64_t gc = (off >> q->cb) + i;
+		struct slot *s;
+
+		rc = l2_table(q, gc / q->l2_entries, true, &s, err);
+		if (rc < 0)
+			return rc;
+		vmd_put_be64(s->data + (gc % q->l2_entries) * 8,
+		             (host + i * q->cs) | VMD_QCOW2_OFLAG_COPIED);
+		s->dirty = true;
+		if (q->ubuf_key == gc)
+			q->ubuf_key = UINT64_MAX;
+	}
+	if (host_end > q->file_size)
+		q->file_size = host_end;
+	*host_off = host;
+	return 0;
+}
+
+void vmd_qcow2_defer_sync(struct vmd_qcow2 *q)
+{
+	q->defer_sync = true;
 }
 
 int vmd_qcow2_resize(struct vmd_qcow2 *q, uint64_t new_size,
@@ -913,7 +1007,7 @@ int vmd_qcow2_flush(struct vmd_qcow2 *q, struct vmd_error *err)
 	if (!q->writable)
 		return 0;
 	rc = flush_metadata(q, err);
-	if (rc == 0 && vmd_fsync(q->fd) < 0)
+	if (rc == 0 && !q->defer_sync && vmd_fsync(q->fd) < 0)
 		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
 		                         "qcow2: sync failed", "fsync");
 	if (rc < 0 || !q->header_dirty)
@@ -926,7 +1020,8 @@ int vmd_qcow2_flush(struct vmd_qcow2 *q, struct vmd_error *err)
 	vmd_put_be64(hdr + 16, q->l1_offset);
 	vmd_put_be64(hdr + 24, q->rt_offset);
 	vmd_put_be32(hdr + 32, q->rt_clusters);
-	if (vmd_pwrite_full(q->fd, hdr, sizeof(hdr), 24) < 0 || vmd_fsync(q->fd) < 0)
+	if (vmd_pwrite_full(q->fd, hdr, sizeof(hdr), 24) < 0 ||
+	    (!q->defer_sync && vmd_fsync(q->fd) < 0))
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "qcow2: write failed", "header");
 	q->header_dirty = false;
@@ -942,7 +1037,7 @@ int vmd_qcow2_flush(struct vmd_qcow2 *q, struct vmd_error *err)
 	q->old_l1_clusters = q->old_rt_clusters = 0;
 	if (rc == 0)
 		rc = flush_metadata(q, err);
-	if (rc == 0 && vmd_fsync(q->fd) < 0)
+	if (rc == 0 && !q->defer_sync && vmd_fsync(q->fd) < 0)
 		rc = vmd_error_set_errno(err, VMD_E_IO, errno,
 		                         "qcow2: sync failed", "fsync");
 	return rc;

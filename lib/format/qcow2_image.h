@@ -35,6 +35,24 @@ int vmd_qcow2_pread(struct vmd_qcow2 *q, void *buf, size_t len, uint64_t off,
 int vmd_qcow2_pwrite(struct vmd_qcow2 *q, const void *buf, size_t len,
                      uint64_t off, struct vmd_error *err);
 
+/* Fresh output: the whole guest clusters [off, off+len) (off and len
+ * cluster multiples, inside the disk, every one unallocated) get len bytes
+ * of new contiguous host clusters at *host_off, refcounts and L2 entries
+ * set (in the metadata caches, written by flush). The caller writes the
+ * data there itself, with no lock held: the entries point at the clusters
+ * before it has, so this is for an image nobody reads until the caller
+ * has written every run and flushed (a temporary published after its
+ * fsync). Pieces that are not whole clusters go through vmd_qcow2_pwrite.
+ * Not thread-safe: the caller serialises it with its other calls. */
+int vmd_qcow2_alloc_run(struct vmd_qcow2 *q, uint64_t off, uint64_t len,
+                        uint64_t *host_off, struct vmd_error *err);
+
+/* The image is a temporary that the caller fsyncs before it gets a name:
+ * flush (and close) still write the metadata in order, header last, but
+ * do not fsync in between; a crash leaves only a temporary nobody
+ * publishes, and the caller's one fsync makes it all durable. */
+void vmd_qcow2_defer_sync(struct vmd_qcow2 *q);
+
 /* Kind of the cluster holding guest offset off. */
 enum vmd_qcow2_kind {
 	VMD_QCOW2_UNALLOCATED, /* reads from the backing device, or zero */

@@ -1,6 +1,8 @@
 /*
- * Tests of the native qcow2 writer, header reader and growth (lib/qcow2.c),
- * checked by qemu-img and qemu-io as independent implementations.
+ * Tests of the native qcow2 writer, header reader and growth (lib/qcow2.c)
+ * and of the engine's run allocation for fresh output
+ * (vmd_qcow2_alloc_run, lib/format/qcow2_image.c), checked by qemu-img and
+ * qemu-io as independent implementations.
  */
 #include <fcntl.h>
 #include <json-c/json.h>
@@ -10,7 +12,9 @@
 
 #include "bytes.h"
 #include "helpers.h"
+#include "fsutil.h"
 #include "qcow2.h"
+#include "qcow2_image.h"
 
 struct fixture {
 	TH_FIXTURE_EMBED; /* dir, instances, cfg, ctx; &f->th */
@@ -253,6 +257,74 @@ static void test_write_refusals(void **state)
 	close(fd);
 }
 
+/* vmd_qcow2_alloc_run: runs of whole free clusters get contiguous host
+ * clusters the caller fills; anything else is refused; the image the
+ * caller writes that way (with a partial last cluster through pwrite) is
+ * clean to qemu-img check and reads back what was written. */
+static void test_alloc_run(void **state)
+{
+	struct fixture *f = *state;
+	struct vmd_error err = VMD_ERROR_INIT;
+	const uint64_t cs = 65536, size = (3u << 20) + 512;
+	static unsigned char buf[3 * 65536];
+	struct vmd_qcow2 *q = NULL;
+	uint64_t h1 = 0, h2 = 0, h;
+	int fd;
+
+	th_require_qemu_img();
+	write_image(f->img, size, NULL, NULL);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 7 % 253 + 1);
+	th_pwrite_at(f->base, buf, 3 * cs, cs);
+	th_pwrite_at(f->base, buf, 2 * cs, 1u << 20);
+	th_pwrite_at(f->base, buf, 512, 3u << 20);
+	assert_int_equal(th_file_size(f->base), size);
+
+	/* Read-only: refused. */
+	fd = open(f->img, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(vmd_qcow2_open(fd, false, NULL, NULL, &q, &err), 0);
+	assert_int_equal(vmd_qcow2_alloc_run(q, 0, cs, &h, &err), VMD_E_INVAL);
+	vmd_error_clear(&err);
+	vmd_qcow2_close(q, NULL);
+	close(fd);
+
+	fd = open(f->img, O_RDWR | O_CLOEXEC);
+	assert_true(fd >= 0);
+	assert_int_equal(vmd_qcow2_open(fd, true, NULL, NULL, &q, &err), 0);
+	vmd_qcow2_defer_sync(q);
+	if (vmd_qcow2_alloc_run(q, cs, 3 * cs, &h1, &err) != 0)
+		fail_msg("alloc_run: %s (%s)", err.msg, err.detail);
+	assert_int_equal(h1 % cs, 0);
+	assert_int_equal(vmd_pwrite_full(fd, buf, 3 * cs, h1), 0);
+	/* The next run follows it (its L2 table exists already). */
+	assert_int_equal(vmd_qcow2_alloc_run(q, 1u << 20, 2 * cs, &h2, &err), 0);
+	assert_int_equal(h2, h1 + 3 * cs);
+	assert_int_equal(vmd_pwrite_full(fd, buf, 2 * cs, h2), 0);
+	/* Allocated already, not on cluster boundaries, empty, past the
+	 * end (the partial last cluster too), wrapping. */
+	const uint64_t bad[][2] = {
+		{2 * cs, cs},     {1000, cs},
+		{0, 1000},        {0, 0},
+		{3u << 20, cs},   {2u << 20, 2u << 20},
+		{UINT64_MAX - cs + 1, cs}, {cs, UINT64_MAX - cs + 1},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		h = 1;
+		assert_int_equal(vmd_qcow2_alloc_run(q, bad[i][0], bad[i][1], &h,
+		                                     &err),
+		                 VMD_E_INVAL);
+		assert_int_equal(h, 0);
+		vmd_error_clear(&err);
+	}
+	assert_int_equal(vmd_qcow2_pwrite(q, buf, 512, 3u << 20, &err), 0);
+	assert_int_equal(vmd_qcow2_close(q, &err), 0);
+	assert_int_equal(fsync(fd), 0);
+	close(fd);
+	th_assert_qcow2_check_clean(f->img);
+	th_assert_images_identical(f->base, "raw", f->img, "qcow2", 1);
+}
+
 /* Damaged headers are errors, never crashes or reads out of bounds. */
 static void test_reader_rejects_damage(void **state)
 {
@@ -425,6 +497,8 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_grow_refusals, setup,
 	                                        th_teardown),
 	        cmocka_unit_test_setup_teardown(test_write_refusals, setup,
+	                                        th_teardown),
+	        cmocka_unit_test_setup_teardown(test_alloc_run, setup,
 	                                        th_teardown),
 	        cmocka_unit_test_setup_teardown(test_reader_rejects_damage,
 	                                        setup, th_teardown),
