@@ -16,17 +16,11 @@
  * entries pointing at clusters not yet written are never seen by anyone,
  * and the one fsync before publishing makes it all durable.
  *
- * The data goes through the page cache with write-behind, not O_DIRECT:
- * each run's writeback is started as soon as it is written, and a run
- * some runs older is waited for and dropped from the cache, so the disk
- * is kept busy with large requests, the cache holds 16 MiB of the
- * output at most, and the final fsync finds only the metadata. Measured
- * on the issue's VM (ext4 on virtio, 2 CPUs, 1 GiB raw with 512 MiB of
- * data, noisy shared machine, medians of 6 interleaved runs): O_DIRECT
- * 1 MiB writes into the new file's holes, 4 in flight, ~540 ms (ext4
- * allocates and converts an extent per request); buffered then one fsync
- * ~500 ms; write-behind ~300 ms (bare `qemu-img convert`, no sync, ~200;
- * with sync ~530).
+ * The data clusters are written with the mover's write-behind (mover.h),
+ * as raw output is: measured here, raw -> qcow2 of 1 GiB with 512 MiB of
+ * data, medians of 6 interleaved runs: O_DIRECT ~540 ms, buffered then
+ * one fsync ~500 ms, write-behind ~300 ms (bare `qemu-img convert`, no
+ * sync, ~200; with sync ~530).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,75 +40,13 @@
 #include "qcow2.h"
 #include "qcow2_image.h"
 
-/* Data runs written and started, not yet waited for: up to 16 MiB (the
- * mover's pieces are up to a chunk). Measured as below: 2 runs ~460 ms,
- * 8 ~375, 16, 32, 64 and never waiting ~290 (noise ~+-40). */
-#define WRITE_BEHIND 16u
-
-struct host_run {
-	uint64_t off, len;
-};
-
 /* qcow2 output, written from all the mover's workers at once. */
 struct qcow2_out {
 	struct vmd_qcow2 *q;
-	pthread_mutex_t lock; /* every call into q, and the ring */
+	pthread_mutex_t lock; /* every call into q */
 	uint64_t cs;
-	int fd;
-	struct host_run ring[WRITE_BEHIND]; /* oldest at head */
-	unsigned head, count;
+	struct vmd_writebehind wb; /* the data clusters' writes */
 };
-
-/* Wait until run is on the disk (as far as writeback goes; the caller's
- * fsync makes it durable) and drop it from the page cache. An error here
- * is the write's error: the kernel reports a writeback error once per
- * open file, so it must not be lost. */
-static int run_written(struct qcow2_out *o, struct host_run run,
-                       struct vmd_error *err)
-{
-	int e = vmd_fault_errno("io.writeback");
-
-	if (e == 0 &&
-	    sync_file_range(o->fd, (off64_t)run.off, (off64_t)run.len,
-	                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
-	                            SYNC_FILE_RANGE_WAIT_AFTER) < 0)
-		e = errno;
-	if (e != 0)
-		return vmd_error_set_errno(err, VMD_E_IO, e, "write failed",
-		                           "writeback at %llu",
-		                           (unsigned long long)run.off);
-	/* Only a hint: clean pages go, any others stay. */
-	(void)posix_fadvise(o->fd, (off_t)run.off, (off_t)run.len,
-	                    POSIX_FADV_DONTNEED);
-	return 0;
-}
-
-/* Write the data of a run at host offset run.off, start its writeback,
- * and finish the oldest run in flight when there are too many. */
-static int write_run(struct qcow2_out *o, const unsigned char *p,
-                     struct host_run run, struct vmd_error *err)
-{
-	struct host_run old = {0, 0};
-
-	if (vmd_pwrite_full(o->fd, p, (size_t)run.len, run.off) < 0)
-		return vmd_error_set_errno(err, VMD_E_IO, errno, "write failed",
-		                           "data at %llu",
-		                           (unsigned long long)run.off);
-	/* A hint; a failure shows when the run is waited for, or at the
-	 * fsync. */
-	(void)sync_file_range(o->fd, (off64_t)run.off, (off64_t)run.len,
-	                      SYNC_FILE_RANGE_WRITE);
-	pthread_mutex_lock(&o->lock);
-	if (o->count == WRITE_BEHIND) {
-		old = o->ring[o->head];
-		o->head = (o->head + 1) % WRITE_BEHIND;
-		o->count--;
-	}
-	o->ring[(o->head + o->count) % WRITE_BEHIND] = run;
-	o->count++;
-	pthread_mutex_unlock(&o->lock);
-	return old.len ? run_written(o, old, err) : 0;
-}
 
 static int qcow2_write(void *opaque, const void *buf, size_t len,
                        uint64_t off, struct vmd_error *err)
@@ -124,7 +56,7 @@ static int qcow2_write(void *opaque, const void *buf, size_t len,
 
 	while (len > 0) {
 		uint64_t in = off & (o->cs - 1);
-		struct host_run run = {0, 0};
+		uint64_t host = 0;
 		size_t n;
 		int rc;
 
@@ -136,13 +68,15 @@ static int qcow2_write(void *opaque, const void *buf, size_t len,
 			rc = vmd_qcow2_pwrite(o->q, p, n, off, err);
 			pthread_mutex_unlock(&o->lock);
 		} else {
+			/* Whole clusters: placed under the lock, written
+			 * outside it, so the workers' writes overlap. */
 			n = len & ~(size_t)(o->cs - 1);
-			run.len = n;
 			pthread_mutex_lock(&o->lock);
-			rc = vmd_qcow2_alloc_run(o->q, off, n, &run.off, err);
+			rc = vmd_qcow2_alloc_run(o->q, off, n, &host, err);
 			pthread_mutex_unlock(&o->lock);
 			if (rc == 0)
-				rc = write_run(o, p, run, err);
+				rc = vmd_writebehind_pwrite(&o->wb, p, n, host,
+				                            err);
 		}
 		if (rc < 0)
 			return rc;
@@ -151,18 +85,6 @@ static int qcow2_write(void *opaque, const void *buf, size_t len,
 		len -= n;
 	}
 	return 0;
-}
-
-/* After the move (one thread): the runs still in flight. */
-static int qcow2_drain(struct qcow2_out *o, struct vmd_error *err)
-{
-	int rc = 0;
-
-	for (; o->count > 0 && rc == 0; o->count--) {
-		rc = run_written(o, o->ring[o->head], err);
-		o->head = (o->head + 1) % WRITE_BEHIND;
-	}
-	return rc;
 }
 
 static void convert_progress(uint64_t done, uint64_t total, void *opaque)
@@ -192,7 +114,7 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 		.progress = o->progress ? convert_progress : NULL,
 		.progress_opaque = (void *)o,
 	};
-	struct qcow2_out qo = {.fd = dst_fd};
+	struct qcow2_out qo = {0};
 	int rc;
 
 	if (o->limits)
@@ -228,6 +150,7 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 			qo.cs = 1ull << cb;
 		}
 		pthread_mutex_init(&qo.lock, NULL);
+		vmd_writebehind_init(&qo.wb, dst_fd);
 		mdst = (struct vmd_move_dst){
 			.fd = -1,
 			.reads_zero = true,
@@ -241,12 +164,14 @@ int vmd_convert_to_fd(const char *src, int dst_fd,
 	if (rc == 0)
 		rc = vmd_move(&msrc, &mdst, &mo, "convert", err);
 	if (rc == 0 && qo.q) {
-		rc = qcow2_drain(&qo, err);
+		rc = vmd_writebehind_drain(&qo.wb, err);
 		if (rc < 0)
 			vmd_error_prefix(err, "convert");
 	}
-	if (o->dst_format == VMD_FORMAT_QCOW2)
+	if (o->dst_format == VMD_FORMAT_QCOW2) {
+		vmd_writebehind_destroy(&qo.wb);
 		pthread_mutex_destroy(&qo.lock);
+	}
 	if (qo.q) {
 		struct vmd_error cerr = VMD_ERROR_INIT;
 		int crc = vmd_qcow2_close(qo.q, &cerr);

@@ -6,8 +6,8 @@
  * the image size. Per chunk the source says which runs are known-zero
  * (never read) and which may hold data (read, then scanned block by block:
  * all-zero blocks are dropped, or zeroed for a destination that does not
- * read zero). Raw destinations are written with O_DIRECT where the file
- * system takes it. This file and blockdev.c's raw status are the only
+ * read zero). Descriptor destinations are written with write-behind
+ * (below). This file and blockdev.c's raw status are the only
  * places that ask SEEK_DATA/SEEK_HOLE (tests/suite/source/run.sh).
  */
 #include <errno.h>
@@ -26,12 +26,13 @@
 #include "blockdev.h"
 #include "bytes.h"
 #include "cleanup.h"
+#include "faultpoint.h"
 #include "fsutil.h"
 #include <vmdisk/log.h>
 #include "mover.h"
 
-/* O_DIRECT needs buffer, offset and length aligned to the logical block
- * size; 4096 covers 512- and 4096-byte devices and ext4/xfs blocks. */
+/* Buffers are page-aligned, and the kernel's zeroing is asked for pieces
+ * aligned to a page (which covers 512- and 4096-byte devices). */
 #define DIRECT_ALIGN 4096u
 /* How far past its chunk a worker asks about a zero run. */
 #define SKIP_AHEAD (1ull << 30)
@@ -41,8 +42,7 @@ struct move {
 	const struct vmd_move_dst *dst;
 	const struct vmd_move_opts *opts;
 	const char *step;
-	int direct_fd;            /* dst opened again with O_DIRECT, or -1 */
-	atomic_bool direct_off;   /* the file system refused a direct write */
+	struct vmd_writebehind wb; /* dst->fd's writes */
 	const unsigned char *zeroes; /* ZERO_BLOCK of zeroes (!reads_zero fd) */
 	bool dst_is_blockdev;     /* dst->fd: BLKZEROOUT, not fallocate */
 	atomic_bool kernel_zero_off; /* kernel zeroing refused: write zeroes */
@@ -72,52 +72,84 @@ static void report(struct move *m, uint64_t n)
 	pthread_mutex_unlock(&m->lock);
 }
 
-/* Write [off, off+len) of an fd destination. buf's address is aligned as
- * off is (the chunk buffer is page-aligned and chunks start at multiples
- * of VMD_MOVE_CHUNK), so the aligned middle can go through the O_DIRECT
- * descriptor; an unaligned head or tail (an image whose size is not a
- * multiple of 4096, a 512-byte qcow2 cluster) goes through the page cache,
- * where the caller's fsync finds it. The two never share a page: a page
- * is written direct only when one write covers all of it. */
-static int fd_write(struct move *m, const unsigned char *buf, size_t len,
-                    uint64_t off, struct vmd_error *err)
+/*
+ * Write-behind (mover.h). The ring holds the writes whose write-back was
+ * started and not yet waited for; a writer that adds one past the depth
+ * waits for the oldest (outside the lock) and drops its pages.
+ */
+void vmd_writebehind_init(struct vmd_writebehind *w, int fd)
 {
-	uint64_t end = off + len;
-	uint64_t a = (off + DIRECT_ALIGN - 1) & ~(uint64_t)(DIRECT_ALIGN - 1);
-	uint64_t b = end & ~(uint64_t)(DIRECT_ALIGN - 1);
-	int fd = m->dst->fd;
+	memset(w, 0, sizeof(*w));
+	w->fd = fd;
+	pthread_mutex_init(&w->lock, NULL);
+}
 
-	if (m->direct_fd >= 0 && !atomic_load(&m->direct_off) && a < b) {
-		if (a > off && vmd_pwrite_full(fd, buf, (size_t)(a - off), off) < 0)
-			return vmd_error_set_errno(err, VMD_E_IO, errno,
-			                           "write failed", "at %llu",
-			                           (unsigned long long)off);
-		if (vmd_pwrite_full(m->direct_fd, buf + (a - off),
-		                    (size_t)(b - a), a) == 0) {
-			if (b < end &&
-			    vmd_pwrite_full(fd, buf + (b - off),
-			                    (size_t)(end - b), b) < 0)
-				return vmd_error_set_errno(
-					err, VMD_E_IO, errno, "write failed",
-					"at %llu", (unsigned long long)b);
-			return 0;
-		}
-		if (errno != EINVAL)
-			return vmd_error_set_errno(err, VMD_E_IO, errno,
-			                           "write failed", "at %llu",
-			                           (unsigned long long)a);
-		/* The file system takes O_DIRECT opens but not these
-		 * writes: buffered from now on. */
-		atomic_store(&m->direct_off, true);
-		vmd_log_debug("mover: direct write refused, buffered");
-		buf += a - off;
-		len -= (size_t)(a - off);
-		off = a;
-	}
-	if (vmd_pwrite_full(fd, buf, len, off) < 0)
+void vmd_writebehind_destroy(struct vmd_writebehind *w)
+{
+	pthread_mutex_destroy(&w->lock);
+}
+
+/* Wait until [off, off+len) is written back (the caller's fsync makes it
+ * durable) and drop it from the page cache. An error here is the write's
+ * own: the kernel reports a write-back error once per open file, so it
+ * must not be lost. */
+static int wb_finish(int fd, uint64_t off, uint64_t len,
+                     struct vmd_error *err)
+{
+	int e = vmd_fault_errno("io.writeback");
+
+	if (e == 0 &&
+	    sync_file_range(fd, (off64_t)off, (off64_t)len,
+	                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+	                            SYNC_FILE_RANGE_WAIT_AFTER) < 0)
+		e = errno;
+	if (e != 0)
+		return vmd_error_set_errno(err, VMD_E_IO, e, "write failed",
+		                           "write-back at %llu",
+		                           (unsigned long long)off);
+	/* Only a hint: clean pages go, any others stay. */
+	(void)posix_fadvise(fd, (off_t)off, (off_t)len, POSIX_FADV_DONTNEED);
+	return 0;
+}
+
+int vmd_writebehind_pwrite(struct vmd_writebehind *w, const void *buf,
+                           size_t len, uint64_t off, struct vmd_error *err)
+{
+	uint64_t old_off = 0, old_len = 0;
+	unsigned tail;
+
+	if (vmd_pwrite_full(w->fd, buf, len, off) < 0)
 		return vmd_error_set_errno(err, VMD_E_IO, errno, "write failed",
 		                           "at %llu", (unsigned long long)off);
-	return 0;
+	/* A hint; a failure shows when the range is waited for, or at the
+	 * caller's fsync. */
+	(void)sync_file_range(w->fd, (off64_t)off, (off64_t)len,
+	                      SYNC_FILE_RANGE_WRITE);
+	pthread_mutex_lock(&w->lock);
+	if (w->count == VMD_WRITEBEHIND_DEPTH) {
+		old_off = w->ring[w->head].off;
+		old_len = w->ring[w->head].len;
+		w->head = (w->head + 1) % VMD_WRITEBEHIND_DEPTH;
+		w->count--;
+	}
+	tail = (w->head + w->count) % VMD_WRITEBEHIND_DEPTH;
+	w->ring[tail].off = off;
+	w->ring[tail].len = len;
+	w->count++;
+	pthread_mutex_unlock(&w->lock);
+	return old_len ? wb_finish(w->fd, old_off, old_len, err) : 0;
+}
+
+int vmd_writebehind_drain(struct vmd_writebehind *w, struct vmd_error *err)
+{
+	int rc = 0;
+
+	for (; w->count > 0 && rc == 0; w->count--) {
+		rc = wb_finish(w->fd, w->ring[w->head].off,
+		               w->ring[w->head].len, err);
+		w->head = (w->head + 1) % VMD_WRITEBEHIND_DEPTH;
+	}
+	return rc;
 }
 
 static int dst_write(struct move *m, const unsigned char *buf, size_t len,
@@ -127,7 +159,7 @@ static int dst_write(struct move *m, const unsigned char *buf, size_t len,
 	int rc;
 
 	if (d->fd >= 0)
-		return fd_write(m, buf, len, off, err);
+		return vmd_writebehind_pwrite(&m->wb, buf, len, off, err);
 	if (!d->serial && !d->ordered)
 		return d->write(d->opaque, buf, len, off, err);
 	pthread_mutex_lock(&m->lock);
@@ -185,7 +217,7 @@ static int dst_zero(struct move *m, uint64_t off, uint64_t len,
 		 * defined to read back zero (unlike a discard), and a device
 		 * with WRITE ZEROES moves no data for them (a thick LV's part
 		 * past its base, usually most of it). Where it is refused,
-		 * zeroes are written; aligned pieces keep the direct path. */
+		 * zeroes are written. */
 		rc = kernel_zero(m, off, len, err);
 		if (rc <= 0)
 			return rc;
@@ -195,7 +227,7 @@ static int dst_zero(struct move *m, uint64_t off, uint64_t len,
 
 			if (n > len)
 				n = len;
-			rc = fd_write(m, m->zeroes + (off & (VMD_MOVE_ZERO_BLOCK - 1)),
+			rc = vmd_writebehind_pwrite(&m->wb, m->zeroes + (off & (VMD_MOVE_ZERO_BLOCK - 1)),
 			              (size_t)n, off, err);
 			if (rc < 0)
 				return rc;
@@ -360,40 +392,13 @@ static unsigned pick_workers(const struct vmd_move_src *src,
 	return n;
 }
 
-/* Open dst->fd again with O_DIRECT when it is a regular file or a block
- * device whose logical block size divides DIRECT_ALIGN; -1 when not (the
- * caller wrote buffered, a /proc/self/fd reopen refused, a file system
- * without O_DIRECT: EINVAL). */
-static int open_direct(int fd)
-{
-	char path[32];
-	struct stat st;
-	int lbs = 0, dfd;
-
-	if (fstat(fd, &st) < 0)
-		return -1;
-	if (S_ISBLK(st.st_mode)) {
-		if (ioctl(fd, BLKSSZGET, &lbs) < 0 || lbs <= 0 ||
-		    DIRECT_ALIGN % (unsigned)lbs != 0)
-			return -1;
-	} else if (!S_ISREG(st.st_mode)) {
-		return -1;
-	}
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	dfd = open(path, O_WRONLY | O_DIRECT | O_CLOEXEC | O_NOCTTY);
-	if (dfd < 0)
-		vmd_log_debug("mover: no O_DIRECT (%s), buffered writes",
-		              strerror(errno));
-	return dfd;
-}
-
 /* A file system whose copy_file_range only copies through the page cache
  * (no shared blocks): there the pipeline is used. Measured on this ext4
  * (virtio, shared 2-core VM, 1 GiB raw with 512 MiB of random data in
  * 8 MiB extents, source hot, copy + fsync, three runs each):
  * copy_file_range 0.57-0.67 s, O_DIRECT pipeline 0.62-0.86 s with 4
- * workers (0.63-1.36 s with 2), buffered pipeline 0.54-0.96 s: no faster
- * beyond the noise, and copy_file_range allocates blocks for written
+ * workers (0.63-1.36 s with 2), buffered pipeline 0.54-0.96 s (the
+ * write-behind pipeline since: 0.37-0.51 s for the same 512 MiB): no faster, and copy_file_range allocates blocks for written
  * zeroes (the flat copy keeps them holes) and fills the page cache with
  * the copy. Where it shares blocks (xfs, btrfs) it costs no I/O at all. */
 static bool copies_through_cache(int fd)
@@ -484,7 +489,6 @@ int vmd_move(const struct vmd_move_src *src, const struct vmd_move_dst *dst,
 		.dst = dst,
 		.opts = opts ? opts : &no_opts,
 		.step = step,
-		.direct_fd = -1,
 	};
 	_cleanup_(freep) unsigned char *zeroes = NULL;
 	pthread_t tids[VMD_MOVE_MAX_WORKERS];
@@ -499,8 +503,8 @@ int vmd_move(const struct vmd_move_src *src, const struct vmd_move_dst *dst,
 			vmd_error_prefix(err, step);
 		return rc < 0 ? rc : 0;
 	}
-	if (dst->fd >= 0 && !(m.opts->flags & VMD_MOVE_NO_DIRECT))
-		m.direct_fd = open_direct(dst->fd);
+	if (dst->fd >= 0)
+		vmd_writebehind_init(&m.wb, dst->fd);
 	if (dst->fd >= 0 && !dst->reads_zero && !dst->ordered) {
 		struct stat st;
 
@@ -527,6 +531,12 @@ int vmd_move(const struct vmd_move_src *src, const struct vmd_move_dst *dst,
 			worker(&m);
 		for (unsigned i = 0; i < started; i++)
 			pthread_join(tids[i], NULL);
+		if (!atomic_load(&m.failed) && dst->fd >= 0) {
+			struct vmd_error werr = VMD_ERROR_INIT;
+
+			if (vmd_writebehind_drain(&m.wb, &werr) < 0)
+				fail(&m, &werr);
+		}
 		if (atomic_load(&m.failed)) {
 			if (err && !vmd_error_is_set(err))
 				*err = m.err;
@@ -535,8 +545,8 @@ int vmd_move(const struct vmd_move_src *src, const struct vmd_move_dst *dst,
 	} else {
 		vmd_error_prefix(err, step);
 	}
-	if (m.direct_fd >= 0)
-		close(m.direct_fd);
+	if (dst->fd >= 0)
+		vmd_writebehind_destroy(&m.wb);
 	pthread_mutex_destroy(&m.lock);
 	return rc;
 }

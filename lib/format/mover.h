@@ -19,10 +19,17 @@
  *     destination does not read zero where it is not written, in which
  *     case the mover zeroes them (`zero`).
  *   - A raw file or block device destination (dst->fd) is written with
- *     O_DIRECT where the file system allows it, aligned blocks through a
- *     second descriptor and the unaligned tail through dst->fd: the page
- *     cache is not filled twice and the caller's final fsync finds little
- *     to do.
+ *     write-behind (vmd_writebehind below): through the page cache, each
+ *     write's write-back started at once, waited for and its pages dropped
+ *     some writes later, so the device always has large requests queued,
+ *     the cache holds a few MiB of the copy, and the caller's final fsync
+ *     finds little to do. Measured on this project's VM (ext4 on virtio,
+ *     a 2 GiB raw image and its qcow2 with 512 MiB of data, converted to
+ *     raw and synced, three interleaved runs each, shared machine):
+ *     O_DIRECT 1 MiB writes, 4 in flight, 0.63-1.76 s (ext4 allocates an
+ *     extent per request into the new file's holes); plain buffered
+ *     writes then fsync 1.21-2.17 s; write-behind 0.37-0.64 s;
+ *     `qemu-img convert` + sync 0.42-1.18 s.
  *   - raw fd -> raw fd on one file system: a whole-file reflink when the
  *     caller allows it (VMD_MOVE_REFLINK), else copy_file_range per data
  *     extent; the pipeline when the kernel says no.
@@ -40,6 +47,7 @@
 #ifndef VMDISK_MOVER_H
 #define VMDISK_MOVER_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -97,9 +105,6 @@ enum vmd_move_flags {
 	/* dst->fd may become a reflink of src->raw_fd (same size, whole
 	 * file: the caller made dst empty and src is a file it trusts). */
 	VMD_MOVE_REFLINK = 1u << 0,
-	/* Never open dst with O_DIRECT (a caller that needs the page cache,
-	 * or a test forcing the buffered path). */
-	VMD_MOVE_NO_DIRECT = 1u << 1,
 };
 
 typedef void (*vmd_move_progress_fn)(uint64_t done, uint64_t total,
@@ -144,5 +149,29 @@ int vmd_move_src_blockdev(struct vmd_move_bd_src *bs, struct vmd_move_src *src,
  * mover). */
 int vmd_move_file(int src_fd, int dst_fd, unsigned flags, const char *step,
                   struct vmd_error *err);
+
+/*
+ * Write-behind for a file or block device: the mover's descriptor
+ * destinations, and writers that place data themselves (convert's qcow2
+ * output). vmd_writebehind_pwrite may be called from many threads at once;
+ * drain (one thread, after the writers) waits for what is still in
+ * flight. Durability stays with the caller's fsync.
+ */
+#define VMD_WRITEBEHIND_DEPTH 16u /* writes in flight (up to a chunk each) */
+
+struct vmd_writebehind {
+	int fd;
+	pthread_mutex_t lock;
+	struct {
+		uint64_t off, len;
+	} ring[VMD_WRITEBEHIND_DEPTH]; /* oldest at head */
+	unsigned head, count;
+};
+
+void vmd_writebehind_init(struct vmd_writebehind *w, int fd);
+int vmd_writebehind_pwrite(struct vmd_writebehind *w, const void *buf,
+                           size_t len, uint64_t off, struct vmd_error *err);
+int vmd_writebehind_drain(struct vmd_writebehind *w, struct vmd_error *err);
+void vmd_writebehind_destroy(struct vmd_writebehind *w);
 
 #endif
