@@ -23,6 +23,12 @@
 #include "convert.h"
 #include "fsutil.h"
 #include "helpers.h"
+
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#else
+#define RUNNING_ON_VALGRIND 0 /* built without valgrind's header */
+#endif
 #include "mover.h"
 
 /* 8 MiB + 1234 bytes: not a multiple of 4096. */
@@ -135,8 +141,10 @@ static void raw_to_raw(const char *dir, unsigned flags)
 	close(b.fd);
 	/* Write-behind waited for every write and dropped its pages: the
 	 * copy does not stay in the page cache (asked before anything reads
-	 * it). */
-	assert_false(first_page_cached(dst));
+	 * it). Not under valgrind: its own mmap of the file reads the page
+	 * in before mincore asks. */
+	if (!RUNNING_ON_VALGRIND)
+		assert_false(first_page_cached(dst));
 	assert_true(th_files_equal(src, dst));
 	assert_int_equal(stat(dst, &st), 0);
 	assert_int_equal(st.st_size, SRC_SIZE);
