@@ -795,7 +795,7 @@ static void stderr_reason(const struct capture *c, const char *prog,
 		last += plen + 2;
 		last_len -= plen + 2;
 	}
-	memcpy(text, last, last_len);
+	memmove(text, last, last_len); /* last points into text */
 	text[last_len] = '\0';
 	len = vmd_redact(text, red, cap);
 	if (len != last_len || memcmp(red, text, len) != 0)
