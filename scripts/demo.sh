@@ -78,7 +78,9 @@ cat >"$staging/usr/local/bin/hello" <<'EOF'
 echo "hello from $(cat /etc/hostname)"
 EOF
 chmod 0755 "$staging/usr/local/bin/hello"
-mkfs.ext4 -q -F -d "$staging" -L demo-root "$base" 64M
+vmd_quiet "making the base image" \
+	mkfs.ext4 -q -F -d "$staging" -L demo-root "$base" 64M ||
+	vmd_die "mkfs.ext4 failed"
 echo "demo: base image $base ($(stat -c %s "$base") bytes, ext4)"
 
 # --- the cache --------------------------------------------------------------

@@ -4,6 +4,13 @@
 #   vmd_install_deps           install what the build and the tests need
 #   vmd_build DIR [OPTION...]  configure DIR with meson (OPTIONs: -Dname=value)
 #                              and build it with ninja
+#   vmd_quiet WHAT COMMAND...  one line "WHAT..."; COMMAND's output only if
+#                              it fails
+#
+# Set-up is quiet: each step prints one line, and the output of apt-get,
+# meson and ninja goes to a log that is shown (its last VMD_QUIET_TAIL
+# lines, and its path) only when the step fails. VMD_VERBOSE=1 shows it
+# all as it comes.
 #
 # VMD_ROOT is the repository root (the parent of this file's directory).
 
@@ -34,6 +41,35 @@ vmd_die() {
 	exit 1
 }
 
+# vmd_quiet WHAT COMMAND...: say "WHAT...", run COMMAND with its output
+# (stdout and stderr) into a log of its own, and return its status. On
+# failure print the end of that log and keep it; on success remove it.
+vmd_quiet() {
+	local what=$1 log rc=0
+	shift
+	vmd_log "$what..."
+	if [[ "${VMD_VERBOSE:-0}" == 1 ]]; then
+		"$@"
+		return
+	fi
+	if [[ -z "${VMD_QUIET_DIR:-}" || ! -d "$VMD_QUIET_DIR" ]]; then
+		VMD_QUIET_DIR=$(mktemp -d "${TMPDIR:-/tmp}/vmdisk-setup.XXXXXX") ||
+			return 1
+	fi
+	log=$(mktemp "$VMD_QUIET_DIR/step.XXXXXX") || return 1
+	"$@" >"$log" 2>&1 </dev/null || rc=$?
+	if ((rc == 0)); then
+		rm -f -- "$log"
+		# Gone with its last log; the next step makes a new one.
+		rmdir -- "$VMD_QUIET_DIR" 2>/dev/null || true
+		return 0
+	fi
+	vmd_log "error: $what failed (status $rc); the last lines of its output" \
+		"(all of it in $log):"
+	tail -n "${VMD_QUIET_TAIL:-40}" -- "$log" | sed 's/^/    /' >&2
+	return "$rc"
+}
+
 # True when the Debian package $1 is installed.
 vmd_pkg_installed() {
 	local status
@@ -57,10 +93,13 @@ vmd_install_deps() {
 		vmd_die "missing packages: ${missing[*]}; run as root, or install them" \
 			"with: apt-get install --no-install-recommends ${missing[*]}"
 	fi
-	vmd_log "installing: ${missing[*]}"
-	DEBIAN_FRONTEND=noninteractive apt-get update -q ||
+	vmd_quiet "updating the package lists" \
+		env DEBIAN_FRONTEND=noninteractive apt-get update -q ||
 		vmd_die "apt-get update failed"
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	local what="${#missing[@]} packages"
+	((${#missing[@]} > 1)) || what="1 package"
+	vmd_quiet "installing $what (${missing[*]})" \
+		env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
 		--no-install-recommends "${missing[@]}" ||
 		vmd_die "apt-get install failed: ${missing[*]}"
 	for pkg in "${missing[@]}"; do
@@ -83,18 +122,19 @@ vmd_build() {
 	[[ "$dir" == /* ]] || dir="$VMD_ROOT/$dir"
 
 	if [[ ! -f "$dir/build.ninja" ]]; then
-		vmd_log "meson setup $dir $*"
-		if ! meson setup "$@" -- "$dir" "$VMD_ROOT"; then
+		if ! vmd_quiet "configuring $dir${*:+ ($*)}" \
+			meson setup "$@" -- "$dir" "$VMD_ROOT"; then
 			vmd_log "error: meson setup $dir failed"
 			return 1
 		fi
 	elif (($# > 0)); then
-		if ! meson configure "$@" "$dir" >/dev/null; then
+		if ! vmd_quiet "configuring $dir ($*)" \
+			meson configure "$@" "$dir"; then
 			vmd_log "error: meson configure $dir failed"
 			return 1
 		fi
 	fi
-	if ! ninja -C "$dir"; then
+	if ! vmd_quiet "building $dir" ninja -C "$dir"; then
 		vmd_log "error: build in $dir failed"
 		return 1
 	fi

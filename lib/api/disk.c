@@ -509,6 +509,10 @@ static int create_check_opts(struct vmd_ctx *ctx, const char *instance,
 		                   "bad key id");
 	if (rc == 0)
 		rc = check_size(opts->size, err);
+	/* A blank file system too small for its mkfs is refused here, before
+	 * any lock or file: mkfs itself would fail without saying why. */
+	if (rc == 0 && !opts->image && opts->size > 0)
+		rc = vmd_blank_fs_check_size(opts->fs, opts->size, err);
 	/* A backend that cannot clone ignores a location (as Nova does), but
 	 * only a well-formed one: garbage is refused whatever the backend. */
 	if (rc == 0 && opts->location) {

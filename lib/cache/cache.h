@@ -35,6 +35,11 @@ int vmd_cache_dir_prepare(struct vmd_ctx *ctx, int *cache_fd, gid_t *gid,
  * the caller may not: it is outside the group). */
 int vmd_cache_give_group(int fd, gid_t gid, struct vmd_error *err);
 
+/* Refuse (VMD_E_TOOSMALL, "xfs needs at least 300 MiB") a size below the
+ * smallest that fs's mkfs accepts; 0 when it fits or fs is none. */
+int vmd_blank_fs_check_size(enum vmd_blank_fs fs, uint64_t size,
+                            struct vmd_error *err);
+
 /* mkfs's argv (at most 8 elements with the NULL) for a file system on
  * `path`; every element is ours or validated (label: vmd_valid_fs_label,
  * or NULL). Shared by templates and vmdiskd's mkfs on an LV. */

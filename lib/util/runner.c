@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -638,6 +639,177 @@ static void stderr_tail(const struct capture *c, char *out, size_t outsz)
 	free(text);
 }
 
+/* ---- the program's own reason (pass_reason) ---- */
+
+static bool path_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c >= '0' && c <= '9') || strchr("._-~+", c) != NULL;
+}
+
+/* A run that the error-exposure rule (tests/suite/reliability/
+ * errors_check.py, rule 4) would take for a secret: 32 hex digits, or 24
+ * base64-like characters mixing digits, upper and lower case. */
+static bool has_secret_like_run(const char *s)
+{
+	size_t hex = 0, b64 = 0;
+	bool digit = false, upper = false, lower = false;
+
+	for (const char *p = s;; p++) {
+		char c = *p;
+		bool is_hex = (c >= '0' && c <= '9') ||
+		              (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+		bool is_b64 = c && (path_char(c) || c == '/' || c == '=') &&
+		              c != '.' && c != '~';
+
+		hex = is_hex ? hex + 1 : 0;
+		if (hex >= 32)
+			return true;
+		if (!is_b64) {
+			if (b64 >= 24 && digit && upper && lower)
+				return true;
+			b64 = 0;
+			digit = upper = lower = false;
+			if (!c)
+				return false;
+			continue;
+		}
+		b64++;
+		digit |= c >= '0' && c <= '9';
+		upper |= c >= 'A' && c <= 'Z';
+		lower |= c >= 'a' && c <= 'z';
+	}
+}
+
+/* Copy `line` (len bytes) to `out` with every absolute path (a '/' that
+ * starts a word) replaced by "(path)": the file we gave a tool is ours,
+ * and a path of the host is an internal. Returns false when a byte is not
+ * printable ASCII (a tool speaking LC_ALL=C has no business sending one)
+ * or the result does not fit. */
+static bool reason_clean(const char *line, size_t len, char *out,
+                         size_t outsz)
+{
+	size_t o = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		char c = line[i] == '\t' ? ' ' : line[i];
+
+		if (c < 0x20 || c > 0x7e)
+			return false;
+		if (c == '/' && (i == 0 || !path_char(line[i - 1]))) {
+			while (i + 1 < len && !strchr(" \t'\",;:)]", line[i + 1]))
+				i++;
+			if (o + 6 >= outsz)
+				return false;
+			memcpy(out + o, "(path)", 6);
+			o += 6;
+			continue;
+		}
+		if (o + 1 >= outsz)
+			return false;
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return true;
+}
+
+/* Working copies of stderr: zeroed before they are freed, as the tail
+ * in an error detail is (stderr may have held a secret). */
+struct scratch {
+	char *p;
+	size_t n;
+};
+
+static void scratch_release(struct scratch *s)
+{
+	if (!s->p)
+		return;
+	explicit_bzero(s->p, s->n);
+	free(s->p);
+	s->p = NULL;
+}
+
+/*
+ * The program's reason for failing, fit for the public message, or "".
+ * The last non-empty line of stderr, but before a usage text (mkfs.xfs
+ * states its reason and then prints its usage); a leading "<program>: "
+ * is dropped (the message names the program already). Refused whole,
+ * never trimmed into shape, when it held a registered secret (redaction
+ * changed it), a byte that is not printable ASCII, or a secret-like run;
+ * cut to VMD_RUN_REASON_MAX.
+ */
+static void stderr_reason(const struct capture *c, const char *prog,
+                          char *out, size_t outsz)
+{
+	_cleanup_(scratch_release) struct scratch work = {NULL, 0};
+	char *text, *red, *clean;
+	const char *p, *end, *last = NULL;
+	size_t last_len = 0, plen = strlen(prog), len, cap;
+
+	out[0] = '\0';
+	if (!c->tail || c->tail_len == 0)
+		return;
+	/* The line, its redaction, and its cleaned copy (paths can grow it:
+	 * "/" becomes "(path)"). */
+	cap = c->tail_len + 1;
+	work.n = 2 * cap + 6 * cap;
+	work.p = malloc(work.n);
+	if (!work.p)
+		return;
+	text = work.p;
+	red = text + cap;
+	clean = red + cap;
+	memcpy(text, c->tail, c->tail_len);
+	text[c->tail_len] = '\0';
+	p = text;
+	end = text + c->tail_len;
+	/* Older output was dropped: the first line may be a piece. */
+	if (c->tail_len == STDERR_KEEP) {
+		const char *nl = memchr(p, '\n', c->tail_len);
+
+		p = nl ? nl + 1 : end;
+	}
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) : (size_t)(end - p);
+		const char *w = p;
+
+		while (w < p + n && (*w == ' ' || *w == '\t'))
+			w++;
+		if (p + n - w >= 6 && strncasecmp(w, "usage:", 6) == 0)
+			break;
+		if (w < p + n) {
+			last = w;
+			last_len = (size_t)(p + n - w);
+		}
+		p += n + 1;
+	}
+	while (last_len > 0 && (last[last_len - 1] == ' ' ||
+	                        last[last_len - 1] == '\t' ||
+	                        last[last_len - 1] == '\r'))
+		last_len--;
+	if (!last || last_len == 0)
+		return;
+	if (last_len > plen + 2 && memcmp(last, prog, plen) == 0 &&
+	    memcmp(last + plen, ": ", 2) == 0) {
+		last += plen + 2;
+		last_len -= plen + 2;
+	}
+	memmove(text, last, last_len); /* last points into text */
+	text[last_len] = '\0';
+	len = vmd_redact(text, red, cap);
+	if (len != last_len || memcmp(red, text, len) != 0)
+		return; /* a registered secret was in it */
+	if (!reason_clean(red, len, clean, 6 * cap) ||
+	    has_secret_like_run(clean) || clean[0] == '\0')
+		return;
+	len = strlen(clean);
+	if (len > VMD_RUN_REASON_MAX)
+		snprintf(out, outsz, "%.*s...", VMD_RUN_REASON_MAX - 3, clean);
+	else
+		snprintf(out, outsz, "%s", clean);
+}
+
 static void result_take(struct vmd_run_result *res, struct run_state *st,
                         int status, bool timed_out)
 {
@@ -656,11 +828,12 @@ static void result_take(struct vmd_run_result *res, struct run_state *st,
 static int report(const char *step, const char *const *argv,
                   const struct run_state *st, int wstatus, int status,
                   bool timed_out, int64_t timeout_ms, int io_errno,
-                  struct vmd_error *err)
+                  bool pass_reason, struct vmd_error *err)
 {
 	char msg[VMD_ERROR_MSG_MAX];
 	char dump[ARGV_DETAIL_MAX];
 	char tail[STDERR_TAIL + 8];
+	char reason[VMD_RUN_REASON_MAX + 1];
 	char how[64];
 
 	vmd_run_format_argv(argv, dump, sizeof(dump));
@@ -686,6 +859,16 @@ static int report(const char *step, const char *const *argv,
 		return vmd_error_set(err, VMD_E_NOMEM, msg,
 		                     "%s: out of memory capturing output",
 		                     dump);
+	if (pass_reason) {
+		char prog[PROG_NAME_MAX + 1];
+
+		snprintf(prog, sizeof(prog), "%s", base_name(argv[0]));
+		stderr_reason(&st->err, prog, reason, sizeof(reason));
+		/* msg is "<step>: <program> failed", always shorter. */
+		if (reason[0])
+			snprintf(msg + strlen(msg), sizeof(msg) - strlen(msg),
+			         ": %s", reason);
+	}
 	return vmd_error_set(err, VMD_E_EXTERNAL, msg,
 	                     "%s: exited with %s; stderr: %s", dump, how,
 	                     tail[0] ? tail : "(empty)");
@@ -817,7 +1000,7 @@ int vmd_run(const char *step, const char *const *argv,
 	if (timed_out || io_errno || st.out.buf.failed || st.err.buf.failed ||
 	    !status_ok(status, o.ok_status))
 		rc = report(step, argv, &st, wstatus, status, timed_out,
-		            o.timeout_ms, io_errno, err);
+		            o.timeout_ms, io_errno, o.pass_reason, err);
 	else
 		rc = 0;
 	result_take(res, &st, status, timed_out);

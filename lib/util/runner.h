@@ -13,6 +13,7 @@
 #ifndef VMDISK_RUNNER_H
 #define VMDISK_RUNNER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <vmdisk/error.h>
@@ -37,7 +38,18 @@ struct vmd_run_opts {
 	 * (the socket holds both), `out` stays empty. stderr is captured as
 	 * ever. */
 	int stdio_fd;
+	/* The program's own one-line reason may go into the public message
+	 * ("<step>: <program> failed: <reason>"): the caller vouches that
+	 * nothing in this program's argv or environment is a secret or a
+	 * backend setting (which a reason could echo). The runner then takes
+	 * the last non-empty stderr line before any usage text, and only
+	 * when it survives the rules of stderr_reason() in runner.c: no
+	 * registered secret, printable ASCII, absolute paths replaced, no
+	 * long hex or base64-like run, at most VMD_RUN_REASON_MAX bytes. */
+	bool pass_reason;
 };
+
+#define VMD_RUN_REASON_MAX 96
 
 struct vmd_run_result {
 	int exit_status;     /* exit code, or 128+signal if killed */

@@ -666,6 +666,97 @@ static void test_secret_redaction(void **state)
 	vmd_run_result_free(&res);
 }
 
+/* Runs python3 writing `text` to stderr and exiting 1, with pass_reason;
+ * returns the public message. */
+static void reason_of(const char *text, char *msg, size_t msgsz)
+{
+	const char *const argv[] = {
+		"python3", "-c",
+		"import os, sys; sys.stderr.buffer.write(os.fsencode("
+		"sys.argv[1])); sys.exit(1)",
+		text, NULL};
+	struct vmd_run_opts opts = {.pass_reason = true};
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	assert_int_equal(vmd_run("test", argv, &opts, NULL, &err),
+	                 VMD_E_EXTERNAL);
+	snprintf(msg, msgsz, "%s", err.msg);
+}
+
+/* pass_reason: the tool's own last line reaches the public message, but
+ * only sanitised, and never when it could carry a secret. */
+static void test_reason_passed_on(void **state)
+{
+	static const struct {
+		const char *stderr_text;
+		const char *msg;
+	} cases[] = {
+		/* The last non-empty line; "<program>: " dropped. */
+		{"warning: ignored\npython3: disk too small\n\n",
+		 "test: python3 failed: disk too small"},
+		/* Before a usage text (mkfs.xfs's shape). */
+		{"Filesystem must be larger than 300MB.\nUsage: mkfs\n"
+		 "\t[-b size]\n<value> is xxx\n",
+		 "test: python3 failed: Filesystem must be larger than 300MB."},
+		/* Absolute paths replaced, relative ones kept. */
+		{"cannot open '/proc/42/fd/5': a/b busy, /dev/vg0/x: no",
+		 "test: python3 failed: cannot open '(path)': a/b busy, "
+		 "(path): no"},
+		/* Refused whole: not printable ASCII, a hex or base64-like
+		 * run (errors_check.py's rule 4), no line at all. */
+		{"bad byte \xe9 here\n", "test: python3 failed"},
+		{"bad \x1b[31m escape\n", "test: python3 failed"},
+		{"key 0123456789abcdef0123456789abcdef wrong\n",
+		 "test: python3 failed"},
+		{"token aB3dE5gH7jK9mN1pQ3sT5vX7z wrong\n",
+		 "test: python3 failed"},
+		{"\n \n", "test: python3 failed"},
+	};
+	char msg[VMD_ERROR_MSG_MAX], long_line[400];
+
+	(void)state;
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		reason_of(cases[i].stderr_text, msg, sizeof(msg));
+		if (strcmp(msg, cases[i].msg) != 0)
+			fail_msg("case %zu: got \"%s\", want \"%s\"", i, msg,
+			         cases[i].msg);
+	}
+	/* Cut to VMD_RUN_REASON_MAX. */
+	memset(long_line, 'w', sizeof(long_line) - 1);
+	for (size_t i = 5; i < sizeof(long_line) - 1; i += 6)
+		long_line[i] = ' ';
+	long_line[sizeof(long_line) - 1] = '\0';
+	reason_of(long_line, msg, sizeof(msg));
+	assert_int_equal(strlen(msg),
+	                 strlen("test: python3 failed: ") + VMD_RUN_REASON_MAX);
+	assert_string_equal(msg + strlen(msg) - 3, "...");
+}
+
+/* A registered secret in the line refuses the reason; without
+ * pass_reason nothing of stderr reaches the message (as before). */
+static void test_reason_never_a_secret(void **state)
+{
+	const char *const fail[] = {"ls", "/nonexistent-s3cr3t-Token", NULL};
+	const char *const plain[] = {"ls", "/nonexistent-vmdisk-test", NULL};
+	struct vmd_run_opts pass = {.pass_reason = true};
+	struct vmd_error err = VMD_ERROR_INIT;
+
+	(void)state;
+	assert_int_equal(vmd_run("test", plain, &pass, NULL, &err),
+	                 VMD_E_EXTERNAL);
+	assert_string_equal(err.msg, "test: ls failed: cannot access "
+	                             "'(path)': No such file or directory");
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_run("test", plain, NULL, NULL, &err),
+	                 VMD_E_EXTERNAL);
+	assert_string_equal(err.msg, "test: ls failed");
+	vmd_error_clear(&err);
+	assert_int_equal(vmd_secret_register("s3cr3t-Token"), 0);
+	assert_int_equal(vmd_run("test", fail, &pass, NULL, &err),
+	                 VMD_E_EXTERNAL);
+	assert_string_equal(err.msg, "test: ls failed");
+}
+
 struct thread_job {
 	pthread_t th;
 	char word[32];
@@ -767,6 +858,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test_teardown(test_format_argv, teardown),
 		cmocka_unit_test_teardown(test_secret_redaction, teardown),
 		cmocka_unit_test_teardown(test_concurrent_runs, teardown),
+		cmocka_unit_test_teardown(test_reason_passed_on, teardown),
+		cmocka_unit_test_teardown(test_reason_never_a_secret, teardown),
 		cmocka_unit_test(test_source_names_no_shell),
 	};
 
