@@ -3,6 +3,9 @@
  *
  *   vmdisk [--config F] [--json] [-v|-q] COMMAND [ARGS]
  *
+ * The global options may also come after COMMAND, among its arguments
+ * (`vmdisk inspect FILE --json`, as qemu-img and rbd are used): see
+ * take_global_options().
  * Exit status: 0 done, 1 the operation failed, 2 the command line was wrong.
  * A failure prints exactly one line on stderr, the library's public message;
  * the detail goes to the log (syslog by default, stderr with -v).
@@ -82,7 +85,9 @@ static void print_command_help(const struct command *c)
 {
 	if (!c)
 		return;
-	printf("usage: vmdisk [--config F] [--json] [-v|-q] %s\n\n%s\n",
+	printf("usage: vmdisk [--config F] [--json] [-v|-q] %s\n\n%s\n\n"
+	       "Global options may come before or after the command; --\n"
+	       "ends the options.\n",
 	       c->usage, c->summary);
 }
 
@@ -1150,17 +1155,19 @@ static const struct command *find_command(const char *name)
 
 static void print_help(void)
 {
-	printf("usage: vmdisk [--config FILE] [--json] [-v|-q] COMMAND [ARGS]\n\n"
+	printf("usage: vmdisk [OPTIONS] COMMAND [ARGS] [OPTIONS]\n\n"
 	       "Make the disks of virtual machines from base images.\n\n"
 	       "Commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		printf("  %s\n", commands[i].usage);
-	printf("\nOptions:\n"
+	printf("\nOptions (before or after COMMAND; -- ends them):\n"
 	       "  --config FILE  configuration (default $VMDISK_CONFIG, then "
 	       VMD_DEFAULT_CONFIG_PATH ")\n"
-	       "  --json         machine-readable output\n"
+	       "  --json         machine-readable output (also --output=json;\n"
+	       "                 --output=human is the default)\n"
 	       "  -v             log to stderr (-vv: debug)\n"
 	       "  -q             no log at all\n"
+	       "  -h, --help     this help; after COMMAND, that command's\n"
 	       "  --version      print the version\n\n"
 	       "Exit status: 0 done, 1 operation failed, 2 usage error.\n");
 }
