@@ -845,8 +845,8 @@ static int cmd_extract(struct cli *cli, int argc, char **argv)
 	struct vmd_error err = VMD_ERROR_INIT;
 	enum vmd_format fmt = VMD_FORMAT_RAW;
 	int first;
-	int rc = parse_sub(find_command("extract"), argc, argv, extract_opts, &first,
-	                   extract_opt, &fmt);
+	int rc = parse_sub(find_command("extract"), argc, argv, extract_opts,
+	                   &first, extract_opt, &fmt);
 
 	if (rc != 0)
 		return rc < 0 ? EXIT_OK : rc;
@@ -1218,7 +1218,9 @@ static int apply_global(struct cli *cli, int opt, const char *arg)
 	switch (opt) {
 	case 'c': cli->config_path = arg; return 0;
 	case 'j': cli->json = true; return 0;
-	case 'v': cli->verbose = cli->verbose < 0 ? 1 : cli->verbose + 1; return 0;
+	case 'v':
+		cli->verbose = cli->verbose < 0 ? 1 : cli->verbose + 1;
+		return 0;
 	case 'q': cli->verbose = -1; return 0;
 	case 'o':
 		/* qemu-img's spelling: --output=json|human. */
@@ -1311,8 +1313,9 @@ static int take_global_options(struct cli *cli, const struct command *cmd,
 			size_t len = eq ? (size_t)(eq - name) : strlen(name);
 			const struct option *g = global_opts;
 
-			while (g->name && (strncmp(g->name, name, len) != 0 ||
-			                   g->name[len] != '\0' || g->val == 'V'))
+			while (g->name &&
+			       (strncmp(g->name, name, len) != 0 ||
+			        g->name[len] != '\0' || g->val == 'V'))
 				g++;
 			if (!g->name) {
 				out[n++] = a;
@@ -1322,7 +1325,8 @@ static int take_global_options(struct cli *cli, const struct command *cmd,
 				continue;
 			}
 			if (g->has_arg == no_argument && eq)
-				return usage_error("bad option or missing value");
+				return usage_error(
+					"bad option or missing value");
 			if (g->val == 'h') {
 				print_command_help(cmd);
 				return -1;

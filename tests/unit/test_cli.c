@@ -725,8 +725,8 @@ static char *cli_out(struct fixture *f, int status, const char *const *args)
 static void test_global_options_after_command(void **state)
 {
 	struct fixture *f = *state;
-	char *want = cli_out(f, 0,
-	                     (const char *[]){"--json", "inspect", f->base, NULL});
+	char *want = cli_out(
+		f, 0, (const char *[]){"--json", "inspect", f->base, NULL});
 	char *human = cli_out(f, 0, (const char *[]){"inspect", f->base, NULL});
 	const char *const json_forms[][6] = {
 		{"inspect", f->base, "--json", NULL},
@@ -761,7 +761,8 @@ static void test_global_options_after_command(void **state)
 
 	assert_true(asprintf(&eq, "--config=%s", f->config) > 0);
 	const char *const config_forms[][7] = {
-		{th_cli(), "inspect", f->base, "--json", "--config", f->config, NULL},
+		{th_cli(), "inspect", f->base, "--json", "--config", f->config,
+		 NULL},
 		{th_cli(), "inspect", "--json", eq, f->base, NULL},
 		{th_cli(), "inspect", f->base, "-c", f->config, "--json", NULL},
 	};
@@ -797,8 +798,8 @@ static void test_info_output_json_after_command(void **state)
 
 	th_require_qemu_img();
 	out = cli_out(f, 0,
-	              (const char *[]){"create", INST, "disk", "--image", f->base,
-	                               "--output=json", NULL});
+	              (const char *[]){"create", INST, "disk", "--image",
+	                               f->base, "--output=json", NULL});
 	o = json_tokener_parse(out);
 	assert_non_null(o);
 	assert_true(json_object_object_get_ex(o, "backend", &v));
@@ -944,7 +945,7 @@ static void test_help_after_every_command(void **state)
 		const char *const forms[][6] = {
 			{name, "--help", NULL},
 			{name, "-h", NULL},
-			{name, "-vh", NULL}, /* -v and -h, as getopt joins them */
+			{name, "-vh", NULL}, /* -v -h, joined as getopt may */
 			{name, "--json", "--help", NULL},
 			{name, INST, "disk", "--output=json", "-h", NULL},
 			{"help", name, NULL},
