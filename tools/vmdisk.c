@@ -3,6 +3,9 @@
  *
  *   vmdisk [--config F] [--json] [-v|-q] COMMAND [ARGS]
  *
+ * The global options may also come after COMMAND, among its arguments
+ * (`vmdisk inspect FILE --json`, as qemu-img and rbd are used): see
+ * take_global_options().
  * Exit status: 0 done, 1 the operation failed, 2 the command line was wrong.
  * A failure prints exactly one line on stderr, the library's public message;
  * the detail goes to the log (syslog by default, stderr with -v).
@@ -40,6 +43,10 @@ struct command {
 	const char *usage;
 	const char *summary;
 	int (*run)(struct cli *cli, int argc, char **argv);
+	/* Its own options (NULL: only --help) and, when it has short ones,
+	 * its getopt string (NULL: "h"); see take_global_options. */
+	const struct option *opts;
+	const char *shortopts;
 };
 
 static const struct command *find_command(const char *name);
@@ -78,7 +85,9 @@ static void print_command_help(const struct command *c)
 {
 	if (!c)
 		return;
-	printf("usage: vmdisk [--config F] [--json] [-v|-q] %s\n\n%s\n",
+	printf("usage: vmdisk [--config F] [--json] [-v|-q] %s\n\n%s\n\n"
+	       "Global options may come before or after the command; --\n"
+	       "ends the options.\n",
 	       c->usage, c->summary);
 }
 
@@ -256,19 +265,22 @@ static int fetch_opt(int opt, const char *arg, void *state)
 	return 0;
 }
 
+/* Its options; main() reads them too, to tell a global option from a
+ * value of one of these (see take_global_options). */
+static const struct option fetch_opts[] = {
+	{"checksum", required_argument, NULL, 'k'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
 static int cmd_fetch(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"checksum", required_argument, NULL, 'k'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_cache_entry entry;
 	struct vmd_fetch_opts fo = {0};
 	struct download_progress prog;
 	int first;
-	int rc = parse_sub(find_command("fetch"), argc, argv, longopts, &first,
+	int rc = parse_sub(find_command("fetch"), argc, argv, fetch_opts, &first,
 	                   fetch_opt, &fo.checksum);
 
 	if (rc != 0)
@@ -362,27 +374,30 @@ static int create_opt(int opt, const char *arg, void *state)
 	}
 }
 
+/* Its options; main() reads them too, to tell a global option from a
+ * value of one of these (see take_global_options). */
+static const struct option create_opts[] = {
+	{"image", required_argument, NULL, 'i'},
+	{"size", required_argument, NULL, 's'},
+	{"backend", required_argument, NULL, 'b'},
+	{"checksum", required_argument, NULL, 'k'},
+	{"blank", no_argument, NULL, 'B'},
+	{"fs", required_argument, NULL, 'F'},
+	{"label", required_argument, NULL, 'L'},
+	{"location", required_argument, NULL, 'l'},
+	{"key-id", required_argument, NULL, 'K'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
 static int cmd_create(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"image", required_argument, NULL, 'i'},
-		{"size", required_argument, NULL, 's'},
-		{"backend", required_argument, NULL, 'b'},
-		{"checksum", required_argument, NULL, 'k'},
-		{"blank", no_argument, NULL, 'B'},
-		{"fs", required_argument, NULL, 'F'},
-		{"label", required_argument, NULL, 'L'},
-		{"location", required_argument, NULL, 'l'},
-		{"key-id", required_argument, NULL, 'K'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct create_state st = {.opts = {.backend = VMD_BACKEND_DEFAULT}};
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_disk_info info;
 	int first;
-	int rc = parse_sub(find_command("create"), argc, argv, longopts, &first,
-	                   create_opt, &st);
+	int rc = parse_sub(find_command("create"), argc, argv, create_opts,
+	                   &first, create_opt, &st);
 
 	if (rc != 0)
 		return rc < 0 ? EXIT_OK : rc;
@@ -509,25 +524,28 @@ static int xml_opt(int opt, const char *arg, void *state)
 	}
 }
 
+/* Its options; main() reads them too, to tell a global option from a
+ * value of one of these (see take_global_options). */
+static const struct option xml_opts[] = {
+	{"dev", required_argument, NULL, 't'},
+	{"target", required_argument, NULL, 't'},
+	{"bus", required_argument, NULL, 'b'},
+	{"cache", required_argument, NULL, 'c'},
+	{"discard", required_argument, NULL, 'd'},
+	{"boot-order", required_argument, NULL, 'o'},
+	{"qos", required_argument, NULL, 'q'},
+	{"filesystem", required_argument, NULL, 'F'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
 static int cmd_xml(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"dev", required_argument, NULL, 't'},
-		{"target", required_argument, NULL, 't'},
-		{"bus", required_argument, NULL, 'b'},
-		{"cache", required_argument, NULL, 'c'},
-		{"discard", required_argument, NULL, 'd'},
-		{"boot-order", required_argument, NULL, 'o'},
-		{"qos", required_argument, NULL, 'q'},
-		{"filesystem", required_argument, NULL, 'F'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_xml_opts o = {.dev = "vda"};
 	char *xml = NULL;
 	int first;
-	int rc = parse_sub(find_command("libvirt-xml"), argc, argv, longopts,
+	int rc = parse_sub(find_command("libvirt-xml"), argc, argv, xml_opts,
 	                   &first, xml_opt, &o);
 
 	if (rc != 0)
@@ -617,19 +635,22 @@ static int inspect_opt(int opt, const char *arg, void *state)
 	return 0;
 }
 
+/* Its options; main() reads them too, to tell a global option from a
+ * value of one of these (see take_global_options). */
+static const struct option inspect_opts[] = {
+	{"allow-backing", no_argument, NULL, 'a'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
 static int cmd_inspect(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"allow-backing", no_argument, NULL, 'a'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_inspect_limits lim;
 	struct vmd_inspect_result r;
 	unsigned flags = 0;
 	int first, fd;
-	int rc = parse_sub(find_command("inspect"), argc, argv, longopts,
+	int rc = parse_sub(find_command("inspect"), argc, argv, inspect_opts,
 	                   &first, inspect_opt, &flags);
 
 	if (rc != 0)
@@ -735,16 +756,22 @@ static int convert_source_format(const char *src, struct convert_state *st)
 	return 0;
 }
 
+/* Its options; main() reads them too, to tell a global option from a
+ * value of one of these (see take_global_options). */
+static const struct option convert_opts[] = {
+	{"format", required_argument, NULL, 'f'},
+	{"output-format", required_argument, NULL, 'O'},
+	{"progress", no_argument, NULL, 'p'},
+	{"allow-backing", no_argument, NULL, 'a'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
+/* -f/-O take short options, as in qemu-img. */
+static const char convert_shortopts[] = "f:O:ph";
+
 static int cmd_convert(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"format", required_argument, NULL, 'f'},
-		{"output-format", required_argument, NULL, 'O'},
-		{"progress", no_argument, NULL, 'p'},
-		{"allow-backing", no_argument, NULL, 'a'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct convert_state st = {0};
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_inspect_limits lim;
@@ -753,8 +780,8 @@ static int cmd_convert(struct cli *cli, int argc, char **argv)
 
 	optind = 0;
 	opterr = 0;
-	/* -f/-O take short options, as in qemu-img. */
-	while ((rc = getopt_long(argc, argv, "f:O:ph", longopts, NULL)) != -1) {
+	while ((rc = getopt_long(argc, argv, convert_shortopts, convert_opts,
+	                         NULL)) != -1) {
 		if (rc == 'h') {
 			print_command_help(find_command("convert"));
 			return EXIT_OK;
@@ -805,18 +832,21 @@ static int extract_opt(int opt, const char *arg, void *state)
 	return 0;
 }
 
+/* Its options; main() reads them too, to tell a global option from a
+ * value of one of these (see take_global_options). */
+static const struct option extract_opts[] = {
+	{"output-format", required_argument, NULL, 'O'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
 static int cmd_extract(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"output-format", required_argument, NULL, 'O'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	struct vmd_error err = VMD_ERROR_INIT;
 	enum vmd_format fmt = VMD_FORMAT_RAW;
 	int first;
-	int rc = parse_sub(find_command("extract"), argc, argv, longopts, &first,
-	                   extract_opt, &fmt);
+	int rc = parse_sub(find_command("extract"), argc, argv, extract_opts,
+	                   &first, extract_opt, &fmt);
 
 	if (rc != 0)
 		return rc < 0 ? EXIT_OK : rc;
@@ -923,19 +953,22 @@ static int cache_prune(struct cli *cli, bool dry_run)
 	return EXIT_OK;
 }
 
+/* Its options; main() reads them too, to tell a global option from a
+ * value of one of these (see take_global_options). */
+static const struct option cache_opts[] = {
+	{"dry-run", no_argument, NULL, 'n'},
+	{"help", no_argument, NULL, 'h'},
+	{NULL, 0, NULL, 0},
+};
+
 static int cmd_cache(struct cli *cli, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"dry-run", no_argument, NULL, 'n'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
-	};
 	bool dry_run = false;
 	int first, opt;
 
 	optind = 0;
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+	while ((opt = getopt_long(argc, argv, "h", cache_opts, NULL)) != -1) {
 		if (opt == 'h') {
 			print_command_help(find_command("cache"));
 			return EXIT_OK;
@@ -1043,7 +1076,7 @@ static const struct command commands[] = {
 	{"fetch", "fetch SOURCE [--checksum ALG:HEX]",
 	 "Copy an image (a file, http(s):// or glance://ID) into the base-image\n"
 	 "cache, once however many callers ask; ALG is md5, sha256 or sha512.",
-	 cmd_fetch},
+	 cmd_fetch, fetch_opts, NULL},
 	{"create",
 	 "create INSTANCE DISK --image SOURCE [--size SIZE] [--backend B]\n"
 	 "       [--checksum ALG:HEX] [--location rbd://FSID/POOL/IMAGE/SNAP]\n"
@@ -1064,21 +1097,23 @@ static const struct command commands[] = {
 	 "--key-id UUID: with ephemeral_storage_encryption_enabled, the lvm\n"
 	 "volume is LUKS2-formatted with that key from key_manager (fetched\n"
 	 "before anything is made) and the guest gets its dm-crypt mapping.",
-	 cmd_create},
+	 cmd_create, create_opts, NULL},
 	{"info", "info INSTANCE DISK", "Show a disk's backend, format and sizes.",
-	 cmd_info},
+	 cmd_info, NULL, NULL},
 	{"resize", "resize INSTANCE DISK SIZE", "Grow a disk (never shrinks).",
-	 cmd_resize},
-	{"remove", "remove INSTANCE DISK", "Remove a disk.", cmd_remove},
+	 cmd_resize, NULL, NULL},
+	{"remove", "remove INSTANCE DISK", "Remove a disk.", cmd_remove, NULL,
+	 NULL},
 	{"snapshot", "snapshot create|remove|rollback INSTANCE DISK SNAP",
-	 "Manage backend snapshots of a disk (rbd).", cmd_snapshot},
+	 "Manage backend snapshots of a disk (rbd).", cmd_snapshot, NULL,
+	 NULL},
 	{"flatten", "flatten INSTANCE DISK",
 	 "Copy the parent's data into a cloned disk so it has no parent (rbd).",
-	 cmd_flatten},
+	 cmd_flatten, NULL, NULL},
 	{"direct-snapshot", "direct-snapshot INSTANCE DISK NAME",
 	 "Publish the disk as image NAME in the image pool without a local\n"
 	 "copy, and print its location rbd://FSID/POOL/NAME/snap (rbd).",
-	 cmd_direct_snapshot},
+	 cmd_direct_snapshot, NULL, NULL},
 	{"libvirt-xml",
 	 "libvirt-xml INSTANCE DISK [--dev DEV] [--bus virtio|scsi|sata|ide]\n"
 	 "       [--cache none|writeback|writethrough|directsync|unsafe]\n"
@@ -1087,27 +1122,27 @@ static const struct command commands[] = {
 	 "Print the libvirt <disk> element for a disk (or, with --filesystem,\n"
 	 "the <filesystem> element). DEV is vd*, sd* or hd* (default vda); the\n"
 	 "bus defaults from it. QoS keys are libvirt's <iotune> names.",
-	 cmd_xml},
+	 cmd_xml, xml_opts, NULL},
 	{"convert",
 	 "convert SRC DST -O raw|qcow2 [-f raw|qcow2] [-p] [--allow-backing]",
 	 "Write the guest view of SRC (raw or qcow2) into the new file DST.\n"
 	 "Holes and zero blocks stay holes. A qcow2 with a backing file is\n"
 	 "refused unless --allow-backing: then its chain is flattened in.\n"
 	 "-p shows progress on a terminal. DST must not exist.",
-	 cmd_convert},
+	 cmd_convert, convert_opts, convert_shortopts},
 	{"extract", "extract INSTANCE DISK DST [--output-format raw|qcow2]",
 	 "Write the disk's content, flattened (no backing file), into the new\n"
 	 "file DST (raw by default).",
-	 cmd_extract},
+	 cmd_extract, extract_opts, NULL},
 	{"cache", "cache list | cache prune [--dry-run]",
 	 "List the cached base images (size, users, hash), or remove those no\n"
 	 "disk uses once they are older than the configured ages.",
-	 cmd_cache},
+	 cmd_cache, cache_opts, NULL},
 	{"inspect", "inspect FILE [--allow-backing]",
 	 "Say what format an image is and whether it is safe to use: exit 0\n"
 	 "when safe, 1 when refused, with each failed check on its own line\n"
 	 "(--json: an array). --allow-backing accepts a qcow2 backing file.",
-	 cmd_inspect},
+	 cmd_inspect, inspect_opts, NULL},
 };
 
 static const struct command *find_command(const char *name)
@@ -1120,17 +1155,19 @@ static const struct command *find_command(const char *name)
 
 static void print_help(void)
 {
-	printf("usage: vmdisk [--config FILE] [--json] [-v|-q] COMMAND [ARGS]\n\n"
+	printf("usage: vmdisk [OPTIONS] COMMAND [ARGS] [OPTIONS]\n\n"
 	       "Make the disks of virtual machines from base images.\n\n"
 	       "Commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		printf("  %s\n", commands[i].usage);
-	printf("\nOptions:\n"
+	printf("\nOptions (before or after COMMAND; -- ends them):\n"
 	       "  --config FILE  configuration (default $VMDISK_CONFIG, then "
 	       VMD_DEFAULT_CONFIG_PATH ")\n"
-	       "  --json         machine-readable output\n"
+	       "  --json         machine-readable output (also --output=json;\n"
+	       "                 --output=human is the default)\n"
 	       "  -v             log to stderr (-vv: debug)\n"
 	       "  -q             no log at all\n"
+	       "  -h, --help     this help; after COMMAND, that command's\n"
 	       "  --version      print the version\n\n"
 	       "Exit status: 0 done, 1 operation failed, 2 usage error.\n");
 }
@@ -1161,35 +1198,206 @@ static int setup(struct cli *cli)
 	return EXIT_OK;
 }
 
+/* The global options: main() parses them before the command, and
+ * take_global_options() after it too (exact names only there: a prefix
+ * such as --c could be the command's own --cache). */
+static const struct option global_opts[] = {
+	{"config", required_argument, NULL, 'c'},
+	{"json", no_argument, NULL, 'j'},
+	{"output", required_argument, NULL, 'o'},
+	{"verbose", no_argument, NULL, 'v'},
+	{"quiet", no_argument, NULL, 'q'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{NULL, 0, NULL, 0},
+};
+
+/* One global option; 'h' and 'V' are the caller's. */
+static int apply_global(struct cli *cli, int opt, const char *arg)
+{
+	switch (opt) {
+	case 'c': cli->config_path = arg; return 0;
+	case 'j': cli->json = true; return 0;
+	case 'v':
+		cli->verbose = cli->verbose < 0 ? 1 : cli->verbose + 1;
+		return 0;
+	case 'q': cli->verbose = -1; return 0;
+	case 'o':
+		/* qemu-img's spelling: --output=json|human. */
+		if (strcmp(arg, "json") == 0)
+			cli->json = true;
+		else if (strcmp(arg, "human") == 0 || strcmp(arg, "text") == 0)
+			cli->json = false;
+		else
+			return usage_error("--output takes json or human");
+		return 0;
+	default:
+		return usage_error("bad option or missing value");
+	}
+}
+
+/* Whether the long option NAME (LEN bytes, no "--") of the command takes
+ * a value, by getopt's rule: an exact name, else a prefix of options that
+ * agree. Unknown or ambiguous: no (the command's parser refuses it). */
+static bool long_takes_value(const struct option *opts, const char *name,
+                             size_t len)
+{
+	int has_arg = -1;
+
+	for (const struct option *o = opts; o && o->name; o++) {
+		if (strncmp(o->name, name, len) != 0)
+			continue;
+		if (o->name[len] == '\0')
+			return o->has_arg == required_argument;
+		if (has_arg >= 0 && has_arg != o->has_arg)
+			return false;
+		has_arg = o->has_arg;
+	}
+	return has_arg == required_argument;
+}
+
+/* Whether the short option cluster ARG ("-xyz") ends in an option of the
+ * command that takes the next argument as its value. */
+static bool short_takes_next(const char *shortopts, const char *arg)
+{
+	for (const char *p = arg + 1; *p; p++) {
+		const char *o = *p == ':' ? NULL : strchr(shortopts, *p);
+
+		if (o && o[1] == ':')
+			return p[1] == '\0';
+	}
+	return false;
+}
+
+/* A cluster of global flags only (-v, -vv, -q, -j, -h), none of them an
+ * option of the command. */
+static bool all_global_flags(const char *shortopts, const char *arg)
+{
+	for (const char *p = arg + 1; *p; p++)
+		if (!strchr("jvqh", *p) || (*p != 'h' && strchr(shortopts, *p)))
+			return false;
+	return true;
+}
+
+/*
+ * Global options after the command, where qemu-img and rbd users type them
+ * (`vmdisk inspect FILE --json`): applied to CLI and left out of OUT, which
+ * gets ARGV (the command and its arguments) without them. "--" ends the
+ * options and stays, for the command's parser; a value of one of the
+ * command's own options (`--image --json`) is never taken. Returns 0, -1
+ * for --help (printed) or a usage error's exit status.
+ */
+static int take_global_options(struct cli *cli, const struct command *cmd,
+                               int argc, char **argv, char **out,
+                               int *out_argc)
+{
+	const char *shortopts = cmd->shortopts ? cmd->shortopts : "h";
+	int n = 0, i = 0;
+
+	out[n++] = argv[i++];
+	while (i < argc) {
+		char *a = argv[i++];
+
+		if (strcmp(a, "--") == 0) {
+			out[n++] = a;
+			while (i < argc)
+				out[n++] = argv[i++];
+			break;
+		}
+		if (a[0] != '-' || a[1] == '\0') {
+			out[n++] = a; /* positional ("-" too) */
+			continue;
+		}
+		if (a[1] == '-') {
+			const char *name = a + 2, *eq = strchr(name, '=');
+			size_t len = eq ? (size_t)(eq - name) : strlen(name);
+			const struct option *g = global_opts;
+
+			while (g->name &&
+			       (strncmp(g->name, name, len) != 0 ||
+			        g->name[len] != '\0' || g->val == 'V'))
+				g++;
+			if (!g->name) {
+				out[n++] = a;
+				if (!eq && i < argc &&
+				    long_takes_value(cmd->opts, name, len))
+					out[n++] = argv[i++];
+				continue;
+			}
+			if (g->has_arg == no_argument && eq)
+				return usage_error(
+					"bad option or missing value");
+			if (g->val == 'h') {
+				print_command_help(cmd);
+				return -1;
+			}
+			const char *val = eq ? eq + 1 : NULL;
+
+			if (g->has_arg == required_argument && !val) {
+				if (i >= argc)
+					return usage_error(
+						"bad option or missing value");
+				val = argv[i++];
+			}
+			int rc = apply_global(cli, g->val, val);
+
+			if (rc != 0)
+				return rc;
+			continue;
+		}
+		if (all_global_flags(shortopts, a)) {
+			for (const char *p = a + 1; *p; p++) {
+				if (*p == 'h') {
+					print_command_help(cmd);
+					return -1;
+				}
+				apply_global(cli, *p, NULL);
+			}
+			continue;
+		}
+		if (a[1] == 'c' && !strchr(shortopts, 'c')) {
+			const char *val = a[2] ? a + 2 : NULL;
+
+			if (!val) {
+				if (i >= argc)
+					return usage_error(
+						"bad option or missing value");
+				val = argv[i++];
+			}
+			apply_global(cli, 'c', val);
+			continue;
+		}
+		out[n++] = a;
+		if (i < argc && short_takes_next(shortopts, a))
+			out[n++] = argv[i++];
+	}
+	out[n] = NULL;
+	*out_argc = n;
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{"config", required_argument, NULL, 'c'},
-		{"json", no_argument, NULL, 'j'},
-		{"verbose", no_argument, NULL, 'v'},
-		{"quiet", no_argument, NULL, 'q'},
-		{"help", no_argument, NULL, 'h'},
-		{"version", no_argument, NULL, 'V'},
-		{NULL, 0, NULL, 0},
-	};
 	struct cli cli = {0};
 	const struct command *cmd;
-	int opt, rc;
+	char **args;
+	int opt, rc, nargs = 0;
 
 	/* Nothing is logged until the configuration says where. */
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "vmdisk");
 	opterr = 0;
-	while ((opt = getopt_long(argc, argv, "+c:jvqhV", longopts, NULL)) !=
+	while ((opt = getopt_long(argc, argv, "+c:jvqhV", global_opts, NULL)) !=
 	       -1) {
 		switch (opt) {
-		case 'c': cli.config_path = optarg; break;
-		case 'j': cli.json = true; break;
-		case 'v': cli.verbose = cli.verbose < 0 ? 1 : cli.verbose + 1; break;
-		case 'q': cli.verbose = -1; break;
 		case 'h': print_help(); return EXIT_OK;
 		case 'V': printf("vmdisk %s\n", vmd_version()); return EXIT_OK;
-		default:
+		case '?':
+		case ':':
 			return usage_error("bad option or missing value");
+		default:
+			rc = apply_global(&cli, opt, optarg);
+			if (rc != 0)
+				return rc;
 		}
 	}
 	if (optind >= argc)
@@ -1206,12 +1414,18 @@ int main(int argc, char **argv)
 	if (!cmd)
 		return usage_error("unknown command");
 	usage_step = cmd->name;
-	/* --help needs no configuration. */
-	for (int i = optind + 1; i < argc; i++) {
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-			print_command_help(cmd);
-			return EXIT_OK;
-		}
+	/* The global options after the command too; --help needs no
+	 * configuration. */
+	args = calloc((size_t)(argc - optind) + 1, sizeof(*args));
+	if (!args) {
+		fprintf(stderr, "vmdisk: %s: out of memory\n", cmd->name);
+		return EXIT_FAILED;
+	}
+	rc = take_global_options(&cli, cmd, argc - optind, argv + optind, args,
+	                         &nargs);
+	if (rc != 0) {
+		free(args);
+		return rc < 0 ? EXIT_OK : rc;
 	}
 	/* json-c is loaded on first use (jsonc_lazy.h): by --json, else by
 	 * the library when a command reads a record. */
@@ -1219,14 +1433,15 @@ int main(int argc, char **argv)
 		struct vmd_error err = VMD_ERROR_INIT;
 
 		if (vmd_jsonc_load(&err) < 0) {
+			free(args);
 			vmd_error_prefix(&err, "json output");
 			return failed(&err);
 		}
 	}
 	rc = setup(&cli);
-	if (rc != EXIT_OK)
-		return rc;
-	rc = cmd->run(&cli, argc - optind, argv + optind);
+	if (rc == EXIT_OK)
+		rc = cmd->run(&cli, nargs, args);
 	vmd_ctx_free(cli.ctx);
+	free(args);
 	return rc;
 }

@@ -20,6 +20,7 @@
 #else
 #define RUNNING_ON_VALGRIND 0 /* built without valgrind's header */
 #endif
+#include "cleanup.h"
 #include "runner.h"
 #include "vmd_build_config.h"
 
@@ -705,6 +706,264 @@ static void test_convert_refuses_backing_file(void **state)
 	free(out);
 }
 
+/* stdout of `vmdisk --config F args...`, which must exit `status`. */
+static char *cli_out(struct fixture *f, int status, const char *const *args)
+{
+	char *out = NULL, *errs = NULL;
+	int rc = cli(f, NULL, &out, &errs, args);
+
+	if (rc != status)
+		fail_msg("%s %s: exit %d (want %d), stderr '%s'", args[0],
+		         args[1] ? args[1] : "", rc, status, errs);
+	free(errs);
+	return out;
+}
+
+/* Issue 18: global options where qemu-img and rbd users type them, after
+ * the command (`vmdisk inspect FILE --json`), with the same output as
+ * before it; --output=json is --json's qemu-img spelling. */
+static void test_global_options_after_command(void **state)
+{
+	struct fixture *f = *state;
+	char *want = cli_out(
+		f, 0, (const char *[]){"--json", "inspect", f->base, NULL});
+	char *human = cli_out(f, 0, (const char *[]){"inspect", f->base, NULL});
+	const char *const json_forms[][6] = {
+		{"inspect", f->base, "--json", NULL},
+		{"inspect", "--json", f->base, NULL},
+		{"inspect", f->base, "--output=json", NULL},
+		{"inspect", f->base, "--output", "json", NULL},
+		{"--output=json", "inspect", f->base, NULL},
+		{"inspect", "-q", f->base, "-v", "--json", NULL},
+		{"--output=human", "inspect", f->base, "--json", NULL},
+	};
+	const char *const human_forms[][6] = {
+		{"inspect", f->base, "--output=human", NULL},
+		{"--json", "inspect", f->base, "--output", "text", NULL},
+	};
+
+	assert_int_equal(want[0], '{');
+	for (size_t i = 0; i < ELEMENTSOF(json_forms); i++) {
+		char *out = cli_out(f, 0, json_forms[i]);
+
+		assert_string_equal(out, want);
+		free(out);
+	}
+	for (size_t i = 0; i < ELEMENTSOF(human_forms); i++) {
+		char *out = cli_out(f, 0, human_forms[i]);
+
+		assert_string_equal(out, human);
+		free(out);
+	}
+	/* --config after the command, in its three spellings (no --config
+	 * in front: th_run, not cli()). */
+	char *eq = NULL;
+
+	assert_true(asprintf(&eq, "--config=%s", f->config) > 0);
+	const char *const config_forms[][7] = {
+		{th_cli(), "inspect", f->base, "--json", "--config", f->config,
+		 NULL},
+		{th_cli(), "inspect", "--json", eq, f->base, NULL},
+		{th_cli(), "inspect", f->base, "-c", f->config, "--json", NULL},
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(config_forms); i++) {
+		char *out = NULL;
+
+		assert_int_equal(th_run(config_forms[i], NULL, &out, NULL), 0);
+		assert_string_equal(out, want);
+		free(out);
+	}
+	/* And it is read: a missing file named after the command fails. */
+	char *errs = NULL;
+
+	assert_int_equal(th_run((const char *[]){th_cli(), "inspect", f->base,
+	                                         "--config", "/nonexistent/x",
+	                                         NULL},
+	                        NULL, NULL, &errs),
+	                 1);
+	assert_contains(errs, "config");
+	free(errs);
+	free(eq);
+	free(want);
+	free(human);
+}
+
+/* Issue 18's "Done when": `vmdisk info I D --output=json` works. */
+static void test_info_output_json_after_command(void **state)
+{
+	struct fixture *f = *state;
+	char *out, *want;
+	struct json_object *o, *v;
+
+	th_require_qemu_img();
+	out = cli_out(f, 0,
+	              (const char *[]){"create", INST, "disk", "--image",
+	                               f->base, "--output=json", NULL});
+	o = json_tokener_parse(out);
+	assert_non_null(o);
+	assert_true(json_object_object_get_ex(o, "backend", &v));
+	json_object_put(o);
+	free(out);
+	want = cli_out(f, 0,
+	               (const char *[]){"--json", "info", INST, "disk", NULL});
+	out = cli_out(f, 0, (const char *[]){"info", INST, "disk",
+	                                     "--output=json", NULL});
+	assert_string_equal(out, want);
+	free(out);
+	out = cli_out(f, 0, (const char *[]){"info", "--output", "json", INST,
+	                                     "disk", NULL});
+	assert_string_equal(out, want);
+	free(out);
+	free(want);
+	assert_int_equal(th_run((const char *[]){th_cli(), "info", INST, "disk",
+	                                         "--config", f->config, NULL},
+	                        NULL, &out, NULL),
+	                 0);
+	assert_contains(out, "backend: ");
+	free(out);
+}
+
+/* --output takes json or human (or text); anything else is a usage error
+ * that says so, before or after the command. */
+static void test_output_bad_value(void **state)
+{
+	struct fixture *f = *state;
+	const struct bad_case cases[] = {
+		{{"--output=xml", "inspect", f->base, NULL}, 2},
+		{{"inspect", f->base, "--output=xml", NULL}, 2},
+		{{"inspect", f->base, "--output", "JSON", NULL}, 2},
+		{{"info", INST, "disk", "--output=", NULL}, 2},
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		char *out = NULL, *errs = NULL;
+
+		assert_int_equal(cli(f, NULL, &out, &errs, cases[i].args),
+		                 cases[i].status);
+		assert_int_equal(th_count_lines(errs), 1);
+		assert_true(names_step(errs));
+		assert_contains(errs, "--output takes json or human");
+		assert_string_equal(out, "");
+		free(out);
+		free(errs);
+	}
+	/* A global option after the command is still checked as one. */
+	const struct bad_case more[] = {
+		{{"inspect", f->base, "--output", NULL}, 2},
+		{{"inspect", f->base, "--json=yes", NULL}, 2},
+		{{"inspect", f->base, "--config", NULL}, 2},
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(more); i++) {
+		char *out = NULL, *errs = NULL;
+
+		assert_int_equal(cli(f, NULL, &out, &errs, more[i].args),
+		                 more[i].status);
+		assert_true(names_step(errs));
+		assert_string_equal(out, "");
+		free(out);
+		free(errs);
+	}
+}
+
+/* "--" ends the options: what follows is an argument even when it looks
+ * like a global option or --help. */
+static void test_double_dash_ends_options(void **state)
+{
+	struct fixture *f = *state;
+	const char *const cases[][5] = {
+		{"inspect", "-q", "--", "--json", NULL},
+		{"inspect", "--", "--help", NULL},
+		{"inspect", "--", "-q", NULL},
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		char *out = NULL, *errs = NULL;
+
+		assert_int_equal(cli(f, NULL, &out, &errs, cases[i]), 1);
+		assert_contains(errs, "inspect: cannot open the image");
+		assert_string_equal(out, "");
+		free(out);
+		free(errs);
+	}
+}
+
+/* A value of the command's own option is the command's, even when it is
+ * spelled like a global option (`--image --json`): a missing image (1),
+ * not a usage error nor help. */
+static void test_option_value_not_taken_as_global(void **state)
+{
+	struct fixture *f = *state;
+	const char *const cases[][8] = {
+		{"create", INST, "disk", "--image", "--json", "--output=json",
+		 NULL},
+		{"create", INST, "disk", "--image", "--help", NULL},
+		{"create", INST, "disk", "--ima", "-q", "-q", NULL},
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		char *out = NULL, *errs = NULL;
+
+		if (cli(f, NULL, &out, &errs, cases[i]) != 1)
+			fail_msg("case %zu: stdout '%s', stderr '%s'", i, out,
+			         errs);
+		assert_true(names_step(errs));
+		assert_string_equal(out, "");
+		free(out);
+		free(errs);
+	}
+	/* convert's short -O takes the next word too. */
+	char *errs = NULL;
+
+	assert_int_equal(cli(f, NULL, NULL, &errs,
+	                     (const char *[]){"convert", "-O", "--json", "a",
+	                                      "b", "-q", NULL}),
+	                 2);
+	assert_contains(errs, "'--json'");
+	free(errs);
+}
+
+/* Every command of `vmdisk --help` (the command table) prints its own
+ * help for --help or -h after it, wherever, and for `vmdisk help CMD`. */
+static void test_help_after_every_command(void **state)
+{
+	struct fixture *f = *state;
+	char *list = cli_out(f, 0, (const char *[]){"--help", NULL});
+	char *p = strstr(list, "\nCommands:\n");
+	int n = 0;
+
+	assert_non_null(p);
+	for (p = strchr(p + 1, '\n') + 1; p[0] == ' ' && p[1] == ' ';
+	     p = strchr(p, '\n') + 1) {
+		char name[32], want[48];
+
+		if (!islower((unsigned char)p[2]))
+			continue; /* a usage's continuation line */
+		assert_int_equal(sscanf(p + 2, "%31s", name), 1);
+		snprintf(want, sizeof(want), " %s ", name);
+		const char *const forms[][6] = {
+			{name, "--help", NULL},
+			{name, "-h", NULL},
+			{name, "-vh", NULL}, /* -v -h, joined as getopt may */
+			{name, "--json", "--help", NULL},
+			{name, INST, "disk", "--output=json", "-h", NULL},
+			{"help", name, NULL},
+		};
+
+		for (size_t i = 0; i < ELEMENTSOF(forms); i++) {
+			char *out = cli_out(f, 0, forms[i]);
+
+			assert_true(strncmp(out, "usage: vmdisk ", 14) == 0);
+			assert_contains(out, want);
+			free(out);
+		}
+		n++;
+	}
+	assert_true(n >= 13);
+	free(list);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, th_teardown)
@@ -722,6 +981,12 @@ int main(void)
 		T(test_new_instance_dir_is_synced),
 		T(test_waiters_share_the_winners_error),
 		T(test_random_kills_never_leave_partial_entries),
+		T(test_global_options_after_command),
+		T(test_info_output_json_after_command),
+		T(test_output_bad_value),
+		T(test_double_dash_ends_options),
+		T(test_option_value_not_taken_as_global),
+		T(test_help_after_every_command),
 	};
 
 	vmd_log_setup(VMD_LOG_TO_NONE, VMD_LOG_ERROR, "test");
