@@ -585,7 +585,7 @@ static int open_base(const struct vmd_config *cfg,
 
 /*
  * Write the base's guest view into dev through the data mover, an fd
- * destination (O_DIRECT writes). A thin LV reads zero where it is not
+ * destination (write-behind). A thin LV reads zero where it is not
  * written: zero runs are skipped. A thick LV over old extents must have
  * them made zero: the mover asks BLKZEROOUT (WRITE ZEROES: no data moved
  * for the disk's unwritten part, usually most of it), zeroes written
