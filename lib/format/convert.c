@@ -6,9 +6,9 @@
  * opened per worker (decompression runs in parallel), known-zero runs and
  * all-zero blocks are skipped. Raw output is the mover's fd destination
  * (write-behind; raw -> raw may reflink or copy_file_range); qcow2
- * output goes through one engine, which allocates clusters in the order writes arrive: under a lock it gives a
- * run of whole clusters contiguous host clusters (vmd_qcow2_alloc_run),
- * then the worker writes the data there with no lock held, so the
+ * output goes through one engine, which allocates clusters in the order
+ * writes arrive: under a lock it gives a run of whole clusters
+ * contiguous host clusters (vmd_qcow2_alloc_run), then the worker writes the data there with no lock held, so the
  * workers' writes overlap. Pieces that are not whole clusters (the disk's
  * last cluster, clusters larger than the mover's chunk) go through
  * vmd_qcow2_pwrite under the lock. The output is a temporary: the L2
