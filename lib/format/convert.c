@@ -2,18 +2,18 @@
  * Image conversion (see convert.h; vmd_image_convert is the public call,
  * include/vmdisk/convert.h).
  *
- * The bytes move through the data mover (mover.h): the source chain is
- * opened per worker (decompression runs in parallel), known-zero runs and
- * all-zero blocks are skipped. Raw output is the mover's fd destination
- * (write-behind; raw -> raw may reflink or copy_file_range); qcow2
- * output goes through one engine, which allocates clusters in the order
- * writes arrive: under a lock it gives a run of whole clusters
- * contiguous host clusters (vmd_qcow2_alloc_run), then the worker writes the data there with no lock held, so the
- * workers' writes overlap. Pieces that are not whole clusters (the disk's
- * last cluster, clusters larger than the mover's chunk) go through
- * vmd_qcow2_pwrite under the lock. The output is a temporary: the L2
- * entries pointing at clusters not yet written are never seen by anyone,
- * and the one fsync before publishing makes it all durable.
+ * The bytes move through the data mover (mover.h): the source chain is opened
+ * per worker (decompression runs in parallel), known-zero runs and all-zero
+ * blocks are skipped. Raw output is the mover's fd destination (write-behind;
+ * raw -> raw may reflink or copy_file_range); qcow2 output goes through one
+ * engine, which allocates clusters in the order writes arrive: under a lock it
+ * gives a run of whole clusters contiguous host clusters (vmd_qcow2_alloc_run),
+ * then the worker writes the data there with no lock held, so the workers'
+ * writes overlap. Pieces that are not whole clusters (the disk's last cluster,
+ * clusters larger than the mover's chunk) go through vmd_qcow2_pwrite under
+ * the lock. The output is a temporary: the L2 entries pointing at clusters
+ * not yet written are never seen by anyone, and the one fsync before
+ * publishing makes it all durable.
  *
  * The data clusters are written with the mover's write-behind (mover.h),
  * as raw output is: measured here, raw -> qcow2 of 1 GiB with 512 MiB of
