@@ -154,6 +154,19 @@ check_options() {
 	report "${miss[@]}"
 }
 
+# Every long and short option of vmdiskd in vmdiskd(8).
+check_daemon_options() {
+	local dir=$1 o miss=() src=$root/tools/vmdiskd.c
+	plain "$dir/doc/vmdiskd.8" >"$tmp/page8.txt"
+	for o in $(grep -oE '\{"[a-z][a-z-]*", *(no|required)_argument' "$src" |
+		sed -E 's/^\{"([^"]+)".*/--\1/') \
+		$(grep -oE 'getopt_long\([^,]+, *[^,]+, *"[^"]*"' "$src" |
+			sed -E 's/.*"([^"]*)"$/\1/' | tr -d ':\n' | fold -w1 | sed 's/^/-/'); do
+		has_word "$tmp/page8.txt" "$o" || miss+=("vmdiskd(8): $o")
+	done
+	report "${miss[@]}"
+}
+
 # Every key in vmdisk.conf(5)'s KEYS, the README's configuration table and
 # the example (as a commented-out "#key = default" line).
 check_keys() {
@@ -239,6 +252,7 @@ case_on_tree() {
 }
 case_on_tree "every command in vmdisk(1) and the README" check_commands
 case_on_tree "every option in vmdisk(1) and the README" check_options
+case_on_tree "every vmdiskd option in vmdiskd(8)" check_daemon_options
 case_on_tree "every config key in vmdisk.conf(5), the README table and the example" check_keys
 case_on_tree "every public function in libvmdisk(3)" check_functions
 case_on_tree "every page renders without warnings (groff -ww, man -l)" check_render
@@ -290,6 +304,10 @@ fails_naming "drift caught: option $opt taken out of the README" check_options "
 mutant short-man
 sed -i -E 's/\\-O([^A-Za-z]|$)/\\-Q\1/g' "$mut/doc/vmdisk.1"
 fails_naming "drift caught: short option -O taken out of vmdisk(1)" check_options "vmdisk(1): -O"
+
+mutant daemon-opt
+drop "$mut/doc/vmdiskd.8" "--exit-after"
+fails_naming "drift caught: vmdiskd option --exit-after taken out of vmdiskd(8)" check_daemon_options "vmdiskd(8): --exit-after"
 
 key=$(src_keys | tail -n 1)
 mutant key-man
