@@ -124,6 +124,16 @@ has_word() {
 
 # ---- the checks: each prints what is missing and fails if anything is ----
 
+# have DIR FILE...: the files (under DIR) exist, else say which does not
+have() {
+	local dir=$1 f rc=0
+	shift
+	for f in "$@"; do
+		[[ -f "$dir/$f" ]] || { echo "missing: $f (no such file)"; rc=1; }
+	done
+	return "$rc"
+}
+
 # report ITEM...: print "missing: ITEM" lines; fail if there is one
 report() {
 	local item
@@ -134,6 +144,7 @@ report() {
 # Every command in vmdisk(1)'s COMMANDS and in the README's usage.
 check_commands() {
 	local dir=$1 c miss=()
+	have "$dir" doc/vmdisk.1 README.md || return 1
 	section_of "$dir/doc/vmdisk.1" COMMANDS >"$tmp/cmds.txt"
 	sed -n '/^## Usage/,/^## /p' "$dir/README.md" >"$tmp/usage.txt"
 	for c in $(src_commands); do
@@ -146,6 +157,7 @@ check_commands() {
 # Every long and short option in vmdisk(1) and the README.
 check_options() {
 	local dir=$1 o miss=()
+	have "$dir" doc/vmdisk.1 README.md || return 1
 	plain "$dir/doc/vmdisk.1" >"$tmp/page.txt"
 	for o in $(src_long_options) $(src_short_options); do
 		has_word "$tmp/page.txt" "$o" || miss+=("vmdisk(1): $o")
@@ -157,6 +169,7 @@ check_options() {
 # Every long and short option of vmdiskd in vmdiskd(8).
 check_daemon_options() {
 	local dir=$1 o miss=() src=$root/tools/vmdiskd.c
+	have "$dir" doc/vmdiskd.8 || return 1
 	plain "$dir/doc/vmdiskd.8" >"$tmp/page8.txt"
 	for o in $(grep -oE '\{"[a-z][a-z-]*", *(no|required)_argument' "$src" |
 		sed -E 's/^\{"([^"]+)".*/--\1/') \
@@ -171,6 +184,7 @@ check_daemon_options() {
 # the example (as a commented-out "#key = default" line).
 check_keys() {
 	local dir=$1 k miss=()
+	have "$dir" doc/vmdisk.conf.5 doc/vmdisk.conf.example README.md || return 1
 	section_of "$dir/doc/vmdisk.conf.5" KEYS >"$tmp/keys.txt"
 	sed -n '/^## Configuration/,/^## /p' "$dir/README.md" | grep '^|' >"$tmp/table.txt"
 	for k in $(src_keys); do
@@ -185,6 +199,7 @@ check_keys() {
 # Every public function in libvmdisk(3)'s FUNCTIONS, as NAME(.
 check_functions() {
 	local dir=$1 f miss=()
+	have "$dir" doc/libvmdisk.3 || return 1
 	section_of "$dir/doc/libvmdisk.3" FUNCTIONS >"$tmp/funcs.txt"
 	for f in $(src_functions); do
 		grep -qF "$f(" "$tmp/funcs.txt" || miss+=("libvmdisk(3) FUNCTIONS: $f")
@@ -208,6 +223,7 @@ check_render() {
 # instances_path pointed at a scratch folder).
 check_example() {
 	local dir=$1 ex=$1/doc/vmdisk.conf.example inst
+	have "$dir" doc/vmdisk.conf.example || return 1
 	inst=$(mktemp -d "$tmp/inst.XXXXXX")
 	"$cli" --config "$ex" cache list >"$tmp/ex.out" 2>&1 ||
 		{ echo "as shipped: $(head -c 300 "$tmp/ex.out")"; return 1; }
