@@ -15,7 +15,7 @@ bench_init rbd "${1:-}"
 n=${2:-10}
 [ -e "$build/lib/vmdisk-rbd.so" ] ||
 	bench_skip "no rbd module in $build: build with librbd first (tests/suite/ceph/run.sh does)"
-command -v ceph-mon >/dev/null 2>&1 && command -v rbd >/dev/null 2>&1 ||
+{ command -v ceph-mon && command -v rbd; } >/dev/null 2>&1 ||
 	bench_skip "no Ceph here (tests/suite/ceph/run.sh installs it)"
 bench_cleanup() { tests/suite/ceph/cluster.sh stop "$work/ceph" >/dev/null 2>&1 || true; }
 mkdir "$work/ceph"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2317,SC2034 # check evals its single-quoted test; functions run through check
 # bench/run's table, without running a benchmark: bench/run over a fake
 # bench folder (VMDISK_BENCH_DIR) whose scripts print rows with
 # bench_result (bench/lib.sh), skip with bench_skip, fail, or print no row,
@@ -16,7 +17,8 @@ root=$PWD
 t_name=bench
 # shellcheck source=tests/suite/lib.sh
 . tests/suite/lib.sh
-suite_tmp
+
+suite_tmp ""
 export TMPDIR=$tmp
 d=$tmp/bench
 mkdir "$d"

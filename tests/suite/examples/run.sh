@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2016,SC2317,SC2034 # check evals its single-quoted test; functions run through check
 # The examples (examples/*.c) against an installed libvmdisk, as a user of
 # the library-dev package builds them:
 #   - `meson install --destdir` of the build into a scratch root;
@@ -31,7 +32,7 @@ suite_build "${1:-}"
 [[ -e "$build/lib/libvmdisk.so" ]] || fail_suite "no libvmdisk in $build (build first)"
 command -v pkg-config >/dev/null || fail_suite "pkg-config missing (scripts/deps.sh installs it)"
 command -v qemu-img >/dev/null || fail_suite "qemu-img missing (scripts/deps.sh installs it)"
-suite_tmp
+suite_tmp ""
 
 # --- the installed tree
 dest=$tmp/root
