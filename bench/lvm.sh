@@ -18,6 +18,10 @@ bench_init lvm "${1:-}"
 n=${2:-10}
 [[ -x "$build/tools/vmdiskd" ]] ||
 	{ echo "bench: build first (scripts/test.sh or ninja -C $build)" >&2; exit 1; }
+# The root row runs the build's vmdiskd through VMDISK_VMDISKD, which only
+# a fault-injection build honours (release builds run the installed one).
+grep -q "VMD_FAULT_INJECTION 1" "$build/vmd_build_config.h" 2>/dev/null ||
+	bench_skip "$build is not a -Dfault_injection=true build (the root row needs the build's vmdiskd)"
 { echo "VMDISK_BENCH_N=$n"; cat bench/lvm_guest.sh; } >"$work/lvm_guest.sh"
 rc=0
 out=$(VMDISK_VM_GUEST_SCRIPT=$work/lvm_guest.sh bash tests/suite/vm/run.sh "$build" 2>&1) || rc=$?
