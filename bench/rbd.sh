@@ -79,15 +79,15 @@ import_big=$(for ((i = 0; i < imports; i++)); do
 	echo "$t"
 done | median)
 
-awk -v ip="$inproc" -v cb="$clone_big" -v cs="$clone_small" -v ac="$anchor_clone" \
+big="${RBD_MIB:-1024} MiB"
+awk -v big="$big" -v ip="$inproc" -v cb="$clone_big" -v cs="$clone_small" -v ac="$anchor_clone" \
     -v ib="$import_big" -v ai="$anchor_import_us" -v n="$n" -v ni="$imports" 'BEGIN {
-	printf "clone  1 GiB  vmdisk create --location %9.1f ms (median of %d)   rbd clone  %8.1f ms   ratio %.2f\n", cb/1000, n, ac/1000, cb/ac
-	printf "clone  1 GiB  libvmdisk in-process     %9.1f ms (median of %d, connection reused)\n", ip, n
-	printf "clone 64 MiB  vmdisk create --location %9.1f ms (median of %d)   size ratio 1G/64M %.2f (O(1): ~1)\n", cs/1000, n, cb/cs
-	printf "import 1 GiB  vmdisk create --image    %9.1f ms (median of %d)   rbd import %8.1f ms   ratio %.2f\n", ib/1000, ni, ai/1000, ib/ai
+	printf "clone  %s  vmdisk create --location %9.1f ms (median of %d)   rbd clone  %8.1f ms   ratio %.2f\n", big, cb/1000, n, ac/1000, cb/ac
+	printf "clone  %s  libvmdisk in-process     %9.1f ms (median of %d, connection reused)\n", big, ip, n
+	printf "clone 64 MiB  vmdisk create --location %9.1f ms (median of %d)   size ratio %s/64M %.2f (O(1): ~1)\n", cs/1000, n, big, cb/cs
+	printf "import %s  vmdisk create --image    %9.1f ms (median of %d)   rbd import %8.1f ms   ratio %.2f\n", big, ib/1000, ni, ai/1000, ib/ai
 	printf "clone/import  %.4f  (import is %.0fx slower); goal clone < 100 ms: CLI %s, in-process %s\n", cb/ib, ib/cb, (cb < 100000 ? "met" : "NOT met"), (ip < 100 ? "met" : "NOT met")
 }'
-big="${RBD_MIB:-1024} MiB"
 bench_result "rbd: clone $big, vmdisk create --location vs rbd clone" \
 	"$(awk -v u="$clone_big" 'BEGIN { printf "%.1f ms", u / 1000 }')" \
 	"$(awk -v u="$anchor_clone" 'BEGIN { printf "%.1f ms", u / 1000 }')" \
