@@ -20,6 +20,7 @@ t_name=bench
 
 suite_tmp ""
 export TMPDIR=$tmp
+cd "$tmp" || exit 1
 d=$tmp/bench
 mkdir "$d"
 # fake NAME BODY: an executable $d/NAME.sh sourcing the real bench/lib.sh
@@ -39,7 +40,7 @@ fake fuzz 'touch "$TMPDIR/fuzz-ran"; bench_result fuzz 1 1 1 "-"'
 fake convert.sh 'bench_result "convert: args $*; CONVERT_GIB=${CONVERT_GIB:-unset}" 1 1 1 "-"'
 
 rc=0
-VMDISK_BENCH_DIR=$d bench/run --build "$tmp/b" >all.out 2>all.err || rc=$?
+VMDISK_BENCH_DIR=$d "$root"/bench/run --build "$tmp/b" >all.out 2>all.err || rc=$?
 cat all.out
 row() { grep -q -- "$1" all.out; }
 check "a failed benchmark makes bench/run exit 1" test "$rc" -eq 1
@@ -56,12 +57,12 @@ check "summary line" row '^8 rows: 2 met, 1 missed, 2 without a goal, 1 skipped,
 check "the benchmark gets the build folder" grep -q "human output: build $tmp/b, args ," "$tmp"/vmdisk-bench-run.*/alpha.log
 
 rc=0
-VMDISK_BENCH_DIR=$d bench/run --quick convert beta >some.out 2>/dev/null || rc=$?
+VMDISK_BENCH_DIR=$d "$root"/bench/run --quick convert beta >some.out 2>/dev/null || rc=$?
 check "NAME...: only those, exit 0 without a failure" \
 	eval 'test "$rc" -eq 0 && test "$(grep -c . some.out)" -eq 4 && ! grep -q alpha some.out'
 check "--quick: smaller sizes for a known benchmark" \
 	grep -q '^convert: args [^ ]* 1; CONVERT_GIB=1 ' some.out
 rc=0
-VMDISK_BENCH_DIR=$d bench/run nosuch >/dev/null 2>&1 || rc=$?
+VMDISK_BENCH_DIR=$d "$root"/bench/run nosuch >/dev/null 2>&1 || rc=$?
 check "an unknown NAME: exit 2" test "$rc" -eq 2
 finish
