@@ -4,9 +4,10 @@
 # Installs the Ceph packages when missing (root, apt-get), makes sure build/
 # has the rbd module and tests/unit/test_rbd (reconfiguring once the librbd
 # headers are there), starts the cluster in a mktemp folder, runs test_rbd
-# (and build-asan's, when that build exists beside) and glance_rbd.sh (a
+# (and build-asan's, when that build exists beside), glance_rbd.sh (a
 # real Glance whose rbd store is the same cluster: images cloned from their
-# direct_url), stops the daemons by PID and removes the folder.
+# direct_url) and json_rbd.sh (the rbd-only --json shapes), stops the
+# daemons by PID and removes the folder.
 # Last line:
 #   N passed, N failed[, N skipped]
 # Exit 0 when all passed, 77 (with the reason) when no cluster can start here.
@@ -101,19 +102,22 @@ if [ "$asan" != "$build" ] && [ -f "$asan/build.ninja" ]; then
 	fi
 fi
 
-# create --image glance://ID from a real Glance whose store is this cluster.
-echo "=== glance_rbd ($build)"
-grc=0
-"$here/glance_rbd.sh" "$D" "$build" >"$D/glance_rbd.out" 2>&1 || grc=$?
-cat "$D/glance_rbd.out"
-gl=$(tail -n 1 "$D/glance_rbd.out")
-if [ $grc -eq 77 ]; then
-	skipped=$((skipped + 1))
-elif [[ "$gl" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
-	passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
-	if [ $grc -ne 0 ] && [ "${BASH_REMATCH[2]}" -eq 0 ]; then failed=$((failed + 1)); fi
-else
-	failed=$((failed + 1))
-fi
+# glance_rbd: create --image glance://ID from a real Glance whose store is
+# this cluster; json_rbd: the rbd-only --json shapes from real output.
+for part in glance_rbd json_rbd; do
+	echo "=== $part ($build)"
+	grc=0
+	"$here/$part.sh" "$D" "$build" >"$D/$part.out" 2>&1 || grc=$?
+	cat "$D/$part.out"
+	gl=$(tail -n 1 "$D/$part.out")
+	if [ $grc -eq 77 ]; then
+		skipped=$((skipped + 1))
+	elif [[ "$gl" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+		passed=$((passed + BASH_REMATCH[1])) failed=$((failed + BASH_REMATCH[2]))
+		if [ $grc -ne 0 ] && [ "${BASH_REMATCH[2]}" -eq 0 ]; then failed=$((failed + 1)); fi
+	else
+		failed=$((failed + 1))
+	fi
+done
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]
