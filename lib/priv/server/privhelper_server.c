@@ -736,7 +736,11 @@ static int check_listen_fd(int fd, struct vmd_error *err)
 	int domain = 0, type = 0, acc = 0;
 	socklen_t len;
 
-	if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode))
+	if (fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_CONFIG, errno,
+		                           "vmdiskd: no inherited socket",
+		                           "LISTEN_FDS: descriptor %d", fd);
+	if (!S_ISSOCK(st.st_mode))
 		return vmd_error_set(err, VMD_E_CONFIG,
 		                     "vmdiskd: the inherited socket is not a socket",
 		                     "LISTEN_FDS: descriptor %d", fd);

@@ -150,7 +150,9 @@ rc=0
 LISTEN_FDS=1 "$py" -c '
 import os, socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-os.dup2(s.fileno(), 3)
+if s.fileno() != 3:
+    os.dup2(s.fileno(), 3)
+os.set_inheritable(3, True)
 os.environ["LISTEN_PID"] = str(os.getpid())
 os.execv(sys.argv[1], sys.argv[1:])' "$r/usr/sbin/vmdiskd" --config "$tmp/d.conf" \
 	>/dev/null 2>"$tmp/derr" || rc=$?
@@ -231,7 +233,7 @@ opts = {m.group(1): re.findall(r'\{"([a-z-]+)",', m.group(2))
                              src, re.S)}
 table = re.search(r'static const struct command commands\[\] = \{(.*?)\n\};',
                   src, re.S).group(1)
-for m in re.finditer(r'^\t\{"([a-z-]+)",(.*?)\n\t \w+, (\w+)', table, re.S | re.M):
+for m in re.finditer(r'^\t\{"([a-z-]+)",(.*?)\bcmd_\w+, (\w+)', table, re.S | re.M):
     names = sorted(o for o in opts.get(m.group(3), []) if o != 'help')
     print(m.group(1), *names)
 PY
