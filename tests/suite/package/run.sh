@@ -180,6 +180,34 @@ else
 	say "skip units: systemd-analyze is not installed"
 fi
 
+# The group and the directories, made in an empty root as the package's
+# postinst has them made; a second run keeps an operator's chgrp of
+# instances_path (image_cache_group takes the cache's group from it).
+if command -v systemd-tmpfiles >/dev/null 2>&1 &&
+	command -v systemd-sysusers >/dev/null 2>&1; then
+	sr=$tmp/sysroot
+	mkdir -p "$sr/etc"
+	: >"$sr/etc/group"
+	: >"$sr/etc/passwd"
+	systemd-sysusers --root="$sr" "$r/usr/lib/sysusers.d/vmdisk.conf" >/dev/null 2>&1
+	check "units: sysusers.d makes the system group vmdisk" \
+		grep -q '^vmdisk:x:[0-9]*:' "$sr/etc/group"
+	tf=$r/usr/lib/tmpfiles.d/vmdisk.conf
+	systemd-tmpfiles --root="$sr" --create "$tf" >/dev/null 2>&1
+	check "units: tmpfiles.d makes the run, state and log directories" \
+		test "$(stat -c %a "$sr/run/vmdisk")/$(stat -c %a "$sr/var/log/vmdisk")" = 755/700 \
+		-a -d "$sr/var/lib/vmdisk/instances"
+	chgrp vmdisk "$sr/var/lib/vmdisk/instances" 2>/dev/null ||
+		chgrp nogroup "$sr/var/lib/vmdisk/instances"
+	chmod 0750 "$sr/var/lib/vmdisk/instances"
+	g=$(stat -c %G:%a "$sr/var/lib/vmdisk/instances")
+	systemd-tmpfiles --root="$sr" --create "$tf" >/dev/null 2>&1
+	check "units: tmpfiles.d keeps an operator's group and mode of instances_path" \
+		test "$(stat -c %G:%a "$sr/var/lib/vmdisk/instances")" = "$g"
+else
+	say "skip units: systemd-tmpfiles/systemd-sysusers are not installed"
+fi
+
 # ---- meson install ----
 dest=$tmp/dest
 if nice meson setup -Dtests=false --prefix=/usr "$tmp/mbuild" "$tmp/src" \
