@@ -125,13 +125,14 @@ int main(int argc, char **argv)
 		vmd_log_setup(VMD_LOG_TO_STDERR, VMD_LOG_DEBUG, "vmdiskd");
 	else
 		vmd_log_setup(cfg.log_target, cfg.log_level, "vmdiskd");
+	/* The server's messages name vmdiskd already ("vmdiskd: ..."). */
 	if (vmd_priv_listen_fd_from_env(&opts.listen_fd, &err) < 0) {
-		fprintf(stderr, "vmdiskd: %s\n", err.msg);
+		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
 	opts.inherited = opts.listen_fd >= 0;
 	if (vmd_priv_serve(&cfg, &opts, &err) < 0) {
-		fprintf(stderr, "vmdiskd: %s\n", err.msg);
+		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
 	return 0;

@@ -971,6 +971,8 @@ static void test_socket_activation(void **state)
 	unlink(actsock);
 	errs = th_read_text(errpath);
 	assert_contains(errs, "the inherited socket is not listening");
+	/* One name, not "vmdiskd: vmdiskd: ...". */
+	assert_not_contains(errs, "vmdiskd: vmdiskd:");
 	free(errs);
 	/* A datagram socket. */
 	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
