@@ -42,9 +42,10 @@ if [[ -n "$(git -C "$root" status --porcelain --untracked-files=no)" ]]; then
 	say "note: uncommitted changes are not tested (commit $head only)"
 fi
 say "building the packages of commit ${head:0:12}"
-git clone -q --no-checkout "$root" "$tmp/src" &&
-	git -C "$tmp/src" checkout -q --detach "$head" ||
+if ! git clone -q --no-checkout "$root" "$tmp/src" ||
+	! git -C "$tmp/src" checkout -q --detach "$head"; then
 	fail_suite "cannot clone $root"
+fi
 
 # ---- build ----
 if (cd "$tmp/src" && DEB_BUILD_OPTIONS="nocheck parallel=2" \
@@ -156,8 +157,10 @@ os.set_inheritable(3, True)
 os.environ["LISTEN_PID"] = str(os.getpid())
 os.execv(sys.argv[1], sys.argv[1:])' "$r/usr/sbin/vmdiskd" --config "$tmp/d.conf" \
 	>/dev/null 2>"$tmp/derr" || rc=$?
+refused=no
+((rc == 1)) && grep -q "not listening" "$tmp/derr" && refused=yes
 check "unpacked: vmdiskd refuses an inherited socket that is not listening" \
-	eval '((rc == 1)) && grep -q "not listening" "$tmp/derr"'
+	test "$refused" = yes
 
 # ---- units ----
 if command -v systemd-analyze >/dev/null 2>&1; then
