@@ -39,7 +39,16 @@ else
 fi
 rm -f "$work/reflink-probe"
 "$work/api" "$work/vmdisk.conf" "$work/base.raw" "$n" 50 \
-	"$(command -v qemu-img)" "$work/anchor"
+	"$(command -v qemu-img)" "$work/anchor" | tee "$work/api.out"
+# The goal rows for bench/run: the goals are absolute (us), the ratio is to
+# the anchor process.
+anchor_us=$(awk '$1 == "anchor" {print $NF == "us" ? $(NF - 1) : $NF}' "$work/api.out")
+for g in overlay:300 inspect:150 info:50; do
+	name=${g%:*} limit=${g#*:}
+	read -r med r < <(awk -v k="$name" '$1 == k {print $3, $NF}' "$work/api.out")
+	bench_result "api: $name in process vs qemu-img create -b" "$med us" "$anchor_us us" "$r" \
+		"<= $limit us" "$(awk -v m="$med" -v l="$limit" 'BEGIN { print (m + 0 <= l + 0) ? "yes" : "no" }')"
+done
 
 # The floor: the same calls with fsync/fdatasync made no-ops (bench/
 # nosync.c, preloaded into the probe only). NOT durable: it says how much

@@ -58,9 +58,12 @@ s_true=$(run_series true_start)
 echo "median of $n runs (wall clock, includes process start and the timer's own date calls)"
 report create "$c_ours" "$c_anchor"
 report startup "$s_ours" "$s_anchor"
+ms() { awk -v u="$1" 'BEGIN {printf "%.2f ms", u/1000}'; }
 r=$(ratio "$c_ours" "$c_anchor")
 echo "goal: create <= 0.5 x qemu-img create -b: $(goal_le "$r" 0.5) ($r)"
+bench_result "create: CLI overlay vs qemu-img create -b" "$(ms "$c_ours")" "$(ms "$c_anchor")" "$r" "<= 0.5"
 r=$(ratio "$s_ours" "$s_true")
 echo "goal: vmdisk --version <= 1.5 x /bin/true ($(awk -v t="$s_true" 'BEGIN {printf "%.2f", t/1000}') ms): $(goal_le "$r" 1.5) ($r)"
+bench_result "create: vmdisk --version vs /bin/true" "$(ms "$s_ours")" "$(ms "$s_true")" "$r" "<= 1.5"
 # The overlays must be valid, or the numbers mean nothing.
 qemu-img check -q -f qcow2 "$work/instances/$(uuid_n 0)/disk"

@@ -7,6 +7,7 @@
 # are checked against the image's, or the numbers mean nothing.
 #
 #   bench/fetch.sh [BUILD_DIR] [RUNS]
+#   FETCH_MIB=N: an N MiB image (default 1024)
 #
 # The image is random data (no holes: the worst case for the sink). Each
 # vmdisk run starts from an empty cache. vmdisk fsyncs what it publishes
@@ -17,6 +18,10 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 bench_init fetch "${1:-}"
 runs=${2:-3}
+mib=${FETCH_MIB:-1024}
+[[ "$mib" =~ ^[0-9]+$ && "$mib" -gt 0 ]] || { echo "bench: FETCH_MIB must be a positive number" >&2; exit 1; }
+size="$mib MiB"
+((mib == 1024)) && size="1 GiB"
 need_tool curl curl
 # shellcheck source=tests/suite/lib.sh
 . tests/suite/lib.sh
@@ -27,8 +32,8 @@ bench_cleanup() { nginx_stop "$work/nginx"; }
 mkdir -p "$work/www" "$work/nginx"
 chmod 755 "$work/www"
 
-echo "preparing a 1 GiB image in $work ..."
-head -c 1G /dev/urandom >"$work/www/image.raw"
+echo "preparing a $size image in $work ..."
+head -c "${mib}M" /dev/urandom >"$work/www/image.raw"
 want=$(sha256sum "$work/www/image.raw" | cut -c1-64)
 
 port=$(free_port)
@@ -74,9 +79,10 @@ run_anchor() { # run_anchor [sync]
 ours=$(for ((i = 0; i < runs; i++)); do run_vmdisk; done | median)
 anchor=$(for ((i = 0; i < runs; i++)); do run_anchor; done | median)
 synced=$(for ((i = 0; i < runs; i++)); do run_anchor sync; done | median)
-echo "median of $runs runs on $(nproc) CPUs, 1 GiB from nginx on loopback"
+echo "median of $runs runs on $(nproc) CPUs, $size from nginx on loopback"
 awk -v o="$ours" -v a="$anchor" -v s="$synced" 'BEGIN {
 	printf "vmdisk fetch (one pass)    %6.0f ms\n", o
 	printf "curl -o + sha256sum        %6.0f ms   ratio %.2f (goal <= 0.6)\n", a, o / a
 	printf "curl -o + sha256sum + sync %6.0f ms   ratio %.2f\n", s, o / s
 }'
+bench_result "fetch $size: one pass vs curl -o + sha256sum" "$ours ms" "$anchor ms" "$(ratio "$ours" "$anchor")" "<= 0.6"

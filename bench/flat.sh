@@ -24,7 +24,7 @@ set -euo pipefail
 
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
-[ "$(id -u)" -eq 0 ] || { echo "bench: needs root (loop mounts)" >&2; exit 1; }
+[ "$(id -u)" -eq 0 ] || bench_skip "needs root (loop mounts)"
 bench_init flat "${1:-}"
 runs=${2:-3}
 gib=${FLAT_GIB:-2}
@@ -166,4 +166,19 @@ echo "xfs  vmdisk / qemu-img:                $(ratio "${med[xfs2_vmdisk]}" "${me
 echo "reflink $big GiB / $gib GiB base:            $(ratio "${med[xfs8_vmdisk]}" "${med[xfs2_vmdisk]}") (O(1): about 1)"
 for fs in host ext4 xfs; do
 	printf '%-38s %s MiB (%s: goal <= 64 MiB)\n' "peak RSS of vmdisk create ($fs):" "$(mib "$fs")" "$(goal_le "$(mib "$fs")" 64)"
+done
+
+# The rows for bench/run (bench_result, bench/lib.sh).
+bench_result "flat $gib GiB, host: vmdisk create vs cp --sparse + sync" "${med[host_vmdisk]} ms" \
+	"${med[host_cp_sync]} ms" "$(ratio "${med[host_vmdisk]}" "${med[host_cp_sync]}")" "<= 0.6"
+bench_result "flat $gib GiB, host: vmdisk create vs io-limit write" \
+	"$(awk -v b="$hb" -v ms="${med[host_vmdisk]}" 'BEGIN { if (ms > 0) printf "%.0f MB/s", b / ms / 1e3; else print "n/a" }')" \
+	"$(io_limit_write_mbps) MB/s" "$(awk -v f="$f" 'BEGIN { if (f ~ /^[0-9]/) printf "%.2f", f / 100; else print "n/a" }')" ">= 0.8"
+bench_result "flat $gib GiB, ext4 loop: vmdisk create vs qemu-img convert" "${med[ext4_vmdisk]} ms" \
+	"${med[ext4_qemu]} ms" "$(ratio "${med[ext4_vmdisk]}" "${med[ext4_qemu]}")" "<= 0.5"
+bench_result "flat, xfs reflink: $big GiB vs $gib GiB base (O(1))" "${med[xfs8_vmdisk]} ms" \
+	"${med[xfs2_vmdisk]} ms" "$(ratio "${med[xfs8_vmdisk]}" "${med[xfs2_vmdisk]}")" "<= 1.25"
+for fs in host ext4 xfs; do
+	bench_result "flat: peak RSS of vmdisk create ($fs)" "$(mib "$fs") MiB" "-" "-" "<= 64 MiB" \
+		"$([[ "$(goal_le "$(mib "$fs")" 64)" == met ]] && echo yes || echo no)"
 done

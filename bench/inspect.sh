@@ -255,4 +255,24 @@ print('goal: peak RSS < 8 MiB on hostile images: %s (max %.1f MiB: %s)' % (
 wrong = [r[0] for r in rows if not r[6]]
 if wrong:
     print('unexpected verdicts: ' + ', '.join(wrong))
+
+
+def result(work, ours, anchor, ratio, goal, met):
+    """A row for bench/run (bench_result's format, bench/lib.sh)."""
+    print('\t'.join(['result', work, ours, anchor, ratio, goal,
+                     'yes' if met else 'no']))
+
+
+result('inspect: worst of %d images (%s) vs qemu-img info' % (
+    len(rows), worst[0]), '%.3f ms' % worst[2], '%.3f ms' % worst[3],
+    '%.3f' % worst[4], '<= 0.35', worst[4] <= 0.35)
+result('inspect: worst image vs qemu-img info (issue 4)', '%.3f ms' % worst[2],
+       '%.3f ms' % worst[3], '%.3f' % worst[4], '<= 0.2', met == len(rows))
+for label, ms in (('vmdisk --version', start_ours),
+                  ('vmdisk inspect sample.qcow2', insp[2])):
+    result('inspect: %s vs /bin/true' % label, '%.3f ms' % ms,
+           '%.3f ms' % floor, '%.2f' % (ms / floor), '<= 1.5',
+           ms <= 1.5 * floor)
+result('inspect: peak RSS on hostile images (%s)' % big[0],
+       '%.1f MiB' % big[7], '-', '-', '< 8 MiB', big[7] < 8)
 PY

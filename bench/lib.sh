@@ -31,6 +31,19 @@
 #   allocated FILE        bytes FILE has allocated (st_blocks x 512)
 #   ratio A B             A/B with two decimals ("n/a" when B is 0)
 #   goal_le V L / goal_ge V L  "met" when V <= L / V >= L, else "MISSED"
+#
+# The summary table (bench/run):
+#   bench_result WORK VMDISK ANCHOR RATIO GOAL [MET]
+#       print one machine-readable row, beside the human output:
+#         result<TAB>WORK<TAB>VMDISK<TAB>ANCHOR<TAB>RATIO<TAB>GOAL<TAB>MET
+#       WORK names the row ("convert qcow2->raw 2G"); VMDISK and ANCHOR are
+#       the medians with their unit ("412 ms"); RATIO the figure the goal is
+#       on; GOAL "<= 0.6", ">= 80%", ... or "-" (none set); MET yes, no or
+#       "-". Without MET: yes/no from RATIO against a GOAL of "<= X" or
+#       ">= X" (a trailing unit or % ignored), "-" when there is no goal.
+#       A field must hold no tab; an empty one prints as "-".
+#   bench_skip WHY   print "skipped: WHY" and exit 77: what the benchmark
+#       needs cannot be had here (bench/run shows the reason in its row)
 
 bench_init() {
 	cd "$(dirname "$0")/.." || exit 1
@@ -97,3 +110,25 @@ allocated() { echo $(($(stat -c %b "$1") * 512)); }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 goal_le() { awk -v v="$1" -v l="$2" 'BEGIN { print (v != "n/a" && v + 0 <= l + 0) ? "met" : "MISSED" }'; }
 goal_ge() { awk -v v="$1" -v l="$2" 'BEGIN { print (v != "n/a" && v + 0 >= l + 0) ? "met" : "MISSED" }'; }
+
+bench_result() {
+	local work=$1 ours=$2 anchor=$3 r=$4 goal=$5 met=${6:-} f
+	if [[ -z "$met" ]]; then
+		met=$(awk -v r="$r" -v g="$goal" 'BEGIN {
+			op = substr(g, 1, 2); l = substr(g, 3) + 0; v = r + 0
+			if (op != "<=" && op != ">=") { print "-"; exit }
+			if (r !~ /^[0-9.]/) { print "no"; exit }
+			print ((op == "<=" ? v <= l : v >= l) ? "yes" : "no") }')
+	fi
+	local out=result
+	for f in "$work" "$ours" "$anchor" "$r" "$goal" "$met"; do
+		f=${f//$'\t'/ }
+		out+=$'\t'${f:--}
+	done
+	printf '%s\n' "$out"
+}
+
+bench_skip() {
+	echo "skipped: $*"
+	exit 77
+}

@@ -12,6 +12,10 @@ VG=vmdbench
 INST=6f1e0a8c-3b5d-4e2f-9a7b-1c2d3e4f5a6b
 cli=$VMDISK_BUILD_DIR/tools/vmdisk
 daemon=$VMDISK_BUILD_DIR/tools/vmdiskd
+# As root, vmdisk runs `vmdiskd --stdio`: the build's one (fault-injection
+# builds take VMDISK_VMDISKD; bench/lvm.sh asks for one), not the installed
+# path, which the guest does not have.
+export VMDISK_VMDISKD=$daemon
 dir=/tmp/bench
 
 ms() { # milliseconds since boot, from /proc/uptime (10 ms steps)

@@ -61,3 +61,14 @@ awk -v f1="$work/start" -v f2="$work/create" 'BEGIN {
 	o = w["create"]; q = w["qemu-create"]
 	printf "overlay create / qemu-img create -b  %.2f (%.1f ms / %.1f ms)  goal <= 0.5\n", o / q, o / 1000, q / 1000
 }'
+# The rows for bench/run (bench_result, bench/lib.sh).
+wall() { awk -v k="$1" '$1 == k {print $2}' "$work/start" "$work/create"; }
+row() { # work ours anchor goal
+	bench_result "startup: $1" "$(wall "$2") us" "$(wall "$3") us" \
+		"$(ratio "$(wall "$2")" "$(wall "$3")")" "$4"
+}
+row "vmdisk --version vs /bin/true" version true "<= 1.5"
+row "vmdisk inspect qcow2 vs /bin/true" inspect-qcow2 true "<= 1.5"
+row "vmdisk inspect raw vs /bin/true" inspect-raw true "<= 1.5"
+row "vmdisk inspect qcow2 vs qemu-img info" inspect-qcow2 qemu-info "<= 0.35"
+row "overlay create vs qemu-img create -b" create qemu-create "<= 0.5"

@@ -9,6 +9,9 @@
  * Exit status: 0 done, 1 the operation failed, 2 the command line was wrong.
  * A failure prints exactly one line on stderr, the library's public message;
  * the detail goes to the log (syslog by default, stderr with -v).
+ * With --json every command that reports prints one JSON value on stdout
+ * (its shape: doc/json.md, doc/schema/); errors stay that one human line
+ * on stderr, as with qemu-img --output=json.
  * Arguments are checked here before the library sees them so that a typo is
  * a usage error (2) rather than a failed operation (1).
  */
@@ -166,10 +169,48 @@ static void print_json(struct json_object *o)
 	json_object_put(o);
 }
 
-static void print_info(const struct cli *cli, const struct vmd_disk_info *info)
+/* --json: an object of the disk's instance and name (doc/json.md). */
+static struct json_object *disk_object(const char *instance, const char *disk)
+{
+	struct json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "instance", json_object_new_string(instance));
+	json_object_object_add(o, "disk", json_object_new_string(disk));
+	return o;
+}
+
+/* The cache entry a disk is backed by: its backing file is
+ * <instances_path>/<cache dir>/<40 hex>[_suffix] (qcow2, ploop); else "". */
+static void backing_image_id(const struct cli *cli, const char *backing,
+                             char id[41])
+{
+	const char *p = backing;
+	size_t n = strlen(cli->cfg.instances_path);
+
+	id[0] = '\0';
+	if (n == 0 || strncmp(p, cli->cfg.instances_path, n) != 0 || p[n] != '/')
+		return;
+	p += n + 1;
+	n = strlen(cli->cfg.image_cache_subdirectory_name);
+	if (strncmp(p, cli->cfg.image_cache_subdirectory_name, n) != 0 ||
+	    p[n] != '/')
+		return;
+	p += n + 1;
+	for (int i = 0; i < 40; i++)
+		if (!strchr("0123456789abcdef", p[i]) || p[i] == '\0')
+			return;
+	if (p[40] != '\0' && p[40] != '_')
+		return;
+	memcpy(id, p, 40);
+	id[40] = '\0';
+}
+
+static void print_info(const struct cli *cli, const char *instance,
+                       const char *disk, const struct vmd_disk_info *info)
 {
 	if (cli->json) {
-		struct json_object *o = json_object_new_object();
+		struct json_object *o = disk_object(instance, disk);
+		char id[41];
 
 		json_object_object_add(o, "backend",
 		                       json_object_new_string(info->backend));
@@ -185,6 +226,9 @@ static void print_info(const struct cli *cli, const struct vmd_disk_info *info)
 			o, "backing",
 			info->backing[0] ? json_object_new_string(info->backing)
 			                 : NULL);
+		backing_image_id(cli, info->backing, id);
+		json_object_object_add(
+			o, "image_id", id[0] ? json_object_new_string(id) : NULL);
 		if (info->snapshots[0]) {
 			struct json_object *a = json_object_new_array();
 			char names[sizeof(info->snapshots)];
@@ -428,7 +472,7 @@ static int cmd_create(struct cli *cli, int argc, char **argv)
 		fputc('\n', stderr);
 	if (rc < 0)
 		return failed(&err);
-	print_info(cli, &info);
+	print_info(cli, argv[first], argv[first + 1], &info);
 	return EXIT_OK;
 }
 
@@ -463,7 +507,7 @@ static int cmd_info(struct cli *cli, int argc, char **argv)
 	if (vmd_disk_info(cli->ctx, argv[first], argv[first + 1], &info,
 	                  &err) < 0)
 		return failed(&err);
-	print_info(cli, &info);
+	print_info(cli, argv[first], argv[first + 1], &info);
 	return EXIT_OK;
 }
 
@@ -482,6 +526,14 @@ static int cmd_resize(struct cli *cli, int argc, char **argv)
 	if (vmd_disk_resize(cli->ctx, argv[first], argv[first + 1], size,
 	                    &err) < 0)
 		return failed(&err);
+	if (cli->json) {
+		/* Resize never shrinks: on success the disk has this size. */
+		struct json_object *o = disk_object(argv[first], argv[first + 1]);
+
+		json_object_object_add(o, "virtual_size",
+		                       json_object_new_uint64(size));
+		print_json(o);
+	}
 	return EXIT_OK;
 }
 
@@ -495,6 +547,13 @@ static int cmd_remove(struct cli *cli, int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (vmd_disk_remove(cli->ctx, argv[first], argv[first + 1], &err) < 0)
 		return failed(&err);
+	if (cli->json) {
+		struct json_object *o = disk_object(argv[first], argv[first + 1]);
+
+		json_object_object_add(o, "removed",
+		                       json_object_new_boolean(true));
+		print_json(o);
+	}
 	return EXIT_OK;
 }
 
@@ -558,7 +617,18 @@ static int cmd_xml(struct cli *cli, int argc, char **argv)
 	if (vmd_disk_libvirt_xml(cli->ctx, argv[first], argv[first + 1], &o,
 	                         &xml, &err) < 0)
 		return failed(&err);
-	fputs(xml, stdout);
+	if (cli->json) {
+		struct json_object *j = disk_object(argv[first], argv[first + 1]);
+
+		json_object_object_add(
+			j, "element",
+			json_object_new_string(o.filesystem_target ? "filesystem"
+			                                           : "disk"));
+		json_object_object_add(j, "xml", json_object_new_string(xml));
+		print_json(j);
+	} else {
+		fputs(xml, stdout);
+	}
 	free(xml);
 	return EXIT_OK;
 }
@@ -767,6 +837,51 @@ static const struct option convert_opts[] = {
 	{NULL, 0, NULL, 0},
 };
 
+/*
+ * --json of convert and extract: O (taken) with what was written at PATH,
+ * read back by the inspector (its bounded parser, as for any image): the
+ * format, the guest's size, the file's size and the bytes it holds on the
+ * host (holes are not written). A result that cannot be read is a failure.
+ */
+static int print_written(const struct cli *cli, struct json_object *o,
+                         const char *step, const char *path,
+                         enum vmd_format fmt)
+{
+	struct vmd_error err = VMD_ERROR_INIT;
+	struct vmd_inspect_limits lim;
+	struct vmd_inspect_result r;
+	int fd, rc;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+	if (fd < 0) {
+		json_object_put(o);
+		vmd_error_set_errno(&err, VMD_E_IO, errno,
+		                    "cannot open the result", "open");
+		vmd_error_prefix(&err, step);
+		return failed(&err);
+	}
+	vmd_inspect_limits_default(&lim);
+	lim.max_virtual_size = cli->cfg.max_image_virtual_size;
+	rc = vmd_inspect_fd(fd, &lim, VMD_INSPECT_ALLOW_BACKING, &r, &err);
+	close(fd);
+	if (rc < 0) {
+		json_object_put(o);
+		vmd_error_prefix(&err, step);
+		return failed(&err);
+	}
+	json_object_object_add(o, "path", json_object_new_string(path));
+	json_object_object_add(o, "format",
+	                       json_object_new_string(vmd_format_name(fmt)));
+	json_object_object_add(o, "virtual_size",
+	                       json_object_new_uint64(r.virtual_size));
+	json_object_object_add(o, "file_size",
+	                       json_object_new_uint64(r.file_size));
+	json_object_object_add(o, "actual_size",
+	                       json_object_new_uint64(r.actual_size));
+	print_json(o);
+	return EXIT_OK;
+}
+
 /* -f/-O take short options, as in qemu-img. */
 static const char convert_shortopts[] = "f:O:ph";
 
@@ -818,6 +933,17 @@ static int cmd_convert(struct cli *cli, int argc, char **argv)
 		fputc('\n', stderr);
 	if (rc < 0)
 		return failed(&err);
+	if (cli->json) {
+		struct json_object *o = json_object_new_object();
+
+		json_object_object_add(o, "source",
+		                       json_object_new_string(argv[first]));
+		json_object_object_add(
+			o, "source_format",
+			json_object_new_string(vmd_format_name(st.o.src_format)));
+		return print_written(cli, o, "convert", argv[first + 1],
+		                     st.o.dst_format);
+	}
 	return EXIT_OK;
 }
 
@@ -860,6 +986,9 @@ static int cmd_extract(struct cli *cli, int argc, char **argv)
 	if (vmd_disk_snapshot_extract(cli->ctx, argv[first], argv[first + 1],
 	                              argv[first + 2], fmt, &err) < 0)
 		return failed(&err);
+	if (cli->json)
+		return print_written(cli, disk_object(argv[first], argv[first + 1]),
+		                     "extract", argv[first + 2], fmt);
 	return EXIT_OK;
 }
 
@@ -1020,7 +1149,17 @@ static int cmd_snapshot(struct cli *cli, int argc, char **argv)
 	else
 		return usage_error("snapshot: expected create, remove or "
 		                   "rollback");
-	return rc < 0 ? failed(&err) : EXIT_OK;
+	if (rc < 0)
+		return failed(&err);
+	if (cli->json) {
+		struct json_object *o = disk_object(instance, disk);
+
+		json_object_object_add(o, "snapshot",
+		                       json_object_new_string(snap));
+		json_object_object_add(o, "action", json_object_new_string(verb));
+		print_json(o);
+	}
+	return EXIT_OK;
 }
 
 static int cmd_flatten(struct cli *cli, int argc, char **argv)
@@ -1033,6 +1172,13 @@ static int cmd_flatten(struct cli *cli, int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (vmd_disk_flatten(cli->ctx, argv[first], argv[first + 1], &err) < 0)
 		return failed(&err);
+	if (cli->json) {
+		struct json_object *o = disk_object(argv[first], argv[first + 1]);
+
+		json_object_object_add(o, "flattened",
+		                       json_object_new_boolean(true));
+		print_json(o);
+	}
 	return EXIT_OK;
 }
 
@@ -1061,8 +1207,10 @@ static int cmd_direct_snapshot(struct cli *cli, int argc, char **argv)
 	                             &err) < 0)
 		return failed(&err);
 	if (cli->json) {
-		struct json_object *o = json_object_new_object();
+		struct json_object *o = disk_object(argv[first], argv[first + 1]);
 
+		json_object_object_add(o, "name",
+		                       json_object_new_string(argv[first + 2]));
 		json_object_object_add(o, "location",
 		                       json_object_new_string(url));
 		print_json(o);

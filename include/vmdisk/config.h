@@ -20,6 +20,11 @@
 #pragma GCC visibility push(default)
 
 #include <limits.h>
+/* PATH_MAX sizes the structs (the ABI): in strict ISO C (-std=c11)
+ * <limits.h> leaves it out, so it comes from the kernel's header. */
+#ifndef PATH_MAX
+#include <linux/limits.h>
+#endif
 #include <stdbool.h>
 #include <stdint.h>
 
