@@ -108,7 +108,9 @@ expect=(usr/bin/vmdisk usr/sbin/vmdiskd
 	usr/lib/sysusers.d/vmdisk.conf usr/lib/tmpfiles.d/vmdisk.conf
 	etc/vmdisk/vmdiskd-policy.conf
 	usr/share/bash-completion/completions/vmdisk
-	usr/share/man/man1/vmdisk.1.gz usr/share/man/man8/vmdiskd.8.gz)
+	usr/share/man/man1/vmdisk.1.gz usr/share/man/man8/vmdiskd.8.gz
+	usr/share/man/man5/vmdisk.conf.5.gz usr/share/man/man3/libvmdisk.3.gz
+	usr/share/doc/vmdisk/vmdisk.conf.example)
 missing=()
 for f in "${expect[@]}"; do
 	[[ -e "$r/$f" || -L "$r/$f" ]] || missing+=("$f")
@@ -230,7 +232,9 @@ expect=(usr/bin/vmdisk usr/sbin/vmdiskd "usr/$libdir/libvmdisk.so.0"
 	usr/lib/sysusers.d/vmdisk.conf usr/lib/tmpfiles.d/vmdisk.conf
 	etc/vmdisk/vmdiskd-policy.conf
 	usr/share/bash-completion/completions/vmdisk
-	usr/share/man/man1/vmdisk.1 usr/share/man/man8/vmdiskd.8)
+	usr/share/man/man1/vmdisk.1 usr/share/man/man8/vmdiskd.8
+	usr/share/man/man5/vmdisk.conf.5 usr/share/man/man3/libvmdisk.3
+	usr/share/doc/vmdisk/vmdisk.conf.example)
 missing=()
 for f in "${expect[@]}"; do
 	[[ -e "$dest/$f" ]] || missing+=("$f")
