@@ -12,6 +12,9 @@
  * work is in lib/priv/server/ (libvmdisk-priv.a, which only vmdiskd links);
  * this file only reads the command line and the config.
  *
+ * Started by systemd's vmdiskd.socket (LISTEN_PID/LISTEN_FDS), it serves
+ * the socket it was handed instead of binding vmdiskd_socket.
+ *
  * Exit status: 0 stopped by SIGTERM/SIGINT (or after --exit-after
  * connections, for tests; with --stdio: a reply went out), 1 could not
  * start, 2 bad command line.
@@ -122,8 +125,14 @@ int main(int argc, char **argv)
 		vmd_log_setup(VMD_LOG_TO_STDERR, VMD_LOG_DEBUG, "vmdiskd");
 	else
 		vmd_log_setup(cfg.log_target, cfg.log_level, "vmdiskd");
+	/* The server's messages name vmdiskd already ("vmdiskd: ..."). */
+	if (vmd_priv_listen_fd_from_env(&opts.listen_fd, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
+		return 1;
+	}
+	opts.inherited = opts.listen_fd >= 0;
 	if (vmd_priv_serve(&cfg, &opts, &err) < 0) {
-		fprintf(stderr, "vmdiskd: %s\n", err.msg);
+		fprintf(stderr, "%s\n", err.msg);
 		return 1;
 	}
 	return 0;

@@ -7,8 +7,11 @@
  * requests get an error reply while the daemon goes on serving.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -19,6 +22,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -846,6 +850,183 @@ static int stop_daemon(void **state)
 	return D.status == 0 ? 0 : -1;
 }
 
+/* ---- socket activation (data/vmdiskd.socket) ---- */
+
+/* Run the real vmdiskd as systemd's socket unit starts it: `fd` as
+ * descriptor 3, LISTEN_PID its own pid, LISTEN_FDS `nfds`; its stderr
+ * into `errpath`. Returns its exit status once it stops. When `sock` is
+ * set, first talk to it there: one ping, whose reply goes to `reply`. */
+static int run_activated(const char *exe, const char *conf, int fd,
+                         const char *nfds, const char *errpath,
+                         const char *sock, char *reply, size_t replysz)
+{
+	int status;
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char pidbuf[32];
+		int errfd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		if (errfd < 0 || dup2(errfd, 2) < 0 ||
+		    (fd != 3 && dup2(fd, 3) < 0) ||
+		    fcntl(3, F_SETFD, 0) < 0)
+			_exit(126);
+		snprintf(pidbuf, sizeof(pidbuf), "%d", (int)getpid());
+		setenv("LISTEN_PID", pidbuf, 1);
+		setenv("LISTEN_FDS", nfds, 1);
+		execl(exe, exe, "--config", conf, "--exit-after", "1",
+		      (char *)NULL);
+		_exit(127);
+	}
+	if (sock) {
+		int c = connect_sock(sock);
+		ssize_t n;
+
+		struct timeval tv = {.tv_sec = 20};
+
+		assert_true(c >= 0);
+		setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		assert_int_equal(send(c, "{\"op\":\"ping\"}\n", 14,
+		                      MSG_NOSIGNAL), 14);
+		n = recv(c, reply, replysz - 1, MSG_WAITALL);
+		reply[n > 0 ? n : 0] = '\0';
+		close(c);
+		/* No answer: it is not serving this socket (and will not
+		 * stop on its own). */
+		if (n <= 0)
+			kill(pid, SIGTERM);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+static int listening_unix_socket(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	assert_true(fd >= 0);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(fd, 8), 0);
+	return fd;
+}
+
+/* Started by vmdiskd.socket, vmdiskd serves the listening socket it was
+ * handed (not its configured path, which it leaves alone), answers a
+ * granted caller through it and leaves it for systemd to remove; handed
+ * anything but one listening Unix stream socket it refuses to start. */
+static void test_socket_activation(void **state)
+{
+	const char *exe = getenv("VMDISK_VMDISKD");
+	char *dir, *conf, *cfgsock, *actsock, *policy, *audit, *errpath, *errs;
+	char text[1024], reply[256];
+	int fd;
+
+	(void)state;
+	if (!exe)
+		skip();
+	dir = th_mkdtemp("vmdiskd-act");
+	conf = th_path(dir, "vmdisk.conf");
+	cfgsock = th_path(dir, "configured.sock");
+	actsock = th_path(dir, "activated.sock");
+	policy = th_path(dir, "policy");
+	audit = th_path(dir, "audit.log");
+	errpath = th_path(dir, "stderr");
+	snprintf(text, sizeof(text),
+	         "[vmdisk]\nvmdiskd_socket = %s\nvmdiskd_policy_file = %s\n"
+	         "vmdiskd_audit_log = %s\nlog_target = stderr\n",
+	         cfgsock, policy, audit);
+	th_write_text(conf, text);
+	snprintf(text, sizeof(text), "[allow]\nuid.%u = ping\n",
+	         (unsigned)getuid());
+	th_write_text(policy, text);
+	chmod(policy, 0600);
+
+	fd = listening_unix_socket(actsock);
+	assert_int_equal(run_activated(exe, conf, fd, "1", errpath, actsock,
+	                               reply, sizeof(reply)), 0);
+	close(fd);
+	assert_string_equal(reply, "{\"ok\":true}\n");
+	assert_false(th_exists(cfgsock));
+	assert_true(th_exists(actsock));
+	unlink(actsock);
+	errs = th_read_text(audit);
+	assert_contains(errs, "op=ping target=- done");
+	free(errs);
+
+	/* Bound but not listening. */
+	fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	{
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", actsock);
+		assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)),
+		                 0);
+	}
+	assert_int_equal(run_activated(exe, conf, fd, "1", errpath, NULL,
+	                               NULL, 0), 1);
+	close(fd);
+	unlink(actsock);
+	errs = th_read_text(errpath);
+	assert_contains(errs, "the inherited socket is not listening");
+	/* One name, not "vmdiskd: vmdiskd: ...". */
+	assert_not_contains(errs, "vmdiskd: vmdiskd:");
+	free(errs);
+	/* A datagram socket. */
+	fd = socket(AF_UNIX, SOCK_DGRAM, 0);
+	assert_int_equal(run_activated(exe, conf, fd, "1", errpath, NULL,
+	                               NULL, 0), 1);
+	close(fd);
+	errs = th_read_text(errpath);
+	assert_contains(errs, "not a stream socket");
+	free(errs);
+	/* Not a socket at all. */
+	fd = open("/dev/null", O_RDWR);
+	assert_int_equal(run_activated(exe, conf, fd, "1", errpath, NULL,
+	                               NULL, 0), 1);
+	close(fd);
+	errs = th_read_text(errpath);
+	assert_contains(errs, "the inherited socket is not a socket");
+	free(errs);
+	/* A TCP socket, listening on loopback. */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	{
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+		                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+		assert_int_equal(bind(fd, (struct sockaddr *)&sin,
+		                      sizeof(sin)), 0);
+		assert_int_equal(listen(fd, 1), 0);
+	}
+	assert_int_equal(run_activated(exe, conf, fd, "1", errpath, NULL,
+	                               NULL, 0), 1);
+	close(fd);
+	errs = th_read_text(errpath);
+	assert_contains(errs, "not a Unix socket");
+	free(errs);
+	/* Two sockets where vmdiskd serves one. */
+	fd = listening_unix_socket(actsock);
+	assert_int_equal(run_activated(exe, conf, fd, "2", errpath, NULL,
+	                               NULL, 0), 1);
+	close(fd);
+	unlink(actsock);
+	errs = th_read_text(errpath);
+	assert_contains(errs, "must pass one socket");
+	free(errs);
+	assert_false(th_exists(cfgsock));
+
+	th_rmtree(dir);
+	free(dir);
+	free(conf);
+	free(cfgsock);
+	free(actsock);
+	free(policy);
+	free(audit);
+	free(errpath);
+}
+
 /* The last line of the audit log. */
 static char *last_audit(void)
 {
@@ -1320,6 +1501,7 @@ int main(void)
 		cmocka_unit_test(test_lvm_disk_names),
 		cmocka_unit_test(test_lvm_tags),
 		cmocka_unit_test(test_lvm_not_a_disk_refused),
+		cmocka_unit_test(test_socket_activation),
 		/* One group, so the TAP output has one plan: the daemon
 		 * starts before its first test and stops after its last. */
 		cmocka_unit_test_setup(test_ping_allowed, start_daemon),

@@ -22,6 +22,7 @@
 #include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -710,6 +711,94 @@ static int bind_socket(const char *path, int *out, struct vmd_error *err)
 	return 0;
 }
 
+/* The first descriptor systemd passes (SD_LISTEN_FDS_START). */
+#define LISTEN_FDS_START 3
+
+static bool env_uint(const char *name, unsigned long max,
+                     unsigned long *out)
+{
+	const char *s = getenv(name);
+	char *end;
+
+	if (!s || !s[0] || s[0] < '0' || s[0] > '9')
+		return false;
+	errno = 0;
+	*out = strtoul(s, &end, 10);
+	return !*end && errno == 0 && *out <= max;
+}
+
+/* The inherited descriptor must be what bind_socket() would have made:
+ * a listening Unix stream socket (peer credentials, a path that the
+ * policy's callers reach), never a file, a pipe or a TCP socket. */
+static int check_listen_fd(int fd, struct vmd_error *err)
+{
+	struct stat st;
+	int domain = 0, type = 0, acc = 0;
+	socklen_t len;
+
+	if (fstat(fd, &st) < 0)
+		return vmd_error_set_errno(err, VMD_E_CONFIG, errno,
+		                           "vmdiskd: no inherited socket",
+		                           "LISTEN_FDS: descriptor %d", fd);
+	if (!S_ISSOCK(st.st_mode))
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "vmdiskd: the inherited socket is not a socket",
+		                     "LISTEN_FDS: descriptor %d", fd);
+	len = sizeof(domain);
+	if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) < 0 ||
+	    domain != AF_UNIX)
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "vmdiskd: the inherited socket is not a Unix socket",
+		                     "LISTEN_FDS: descriptor %d, domain %d", fd,
+		                     domain);
+	len = sizeof(type);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 ||
+	    type != SOCK_STREAM)
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "vmdiskd: the inherited socket is not a stream socket",
+		                     "LISTEN_FDS: descriptor %d, type %d", fd,
+		                     type);
+	len = sizeof(acc);
+	if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &acc, &len) < 0 ||
+	    !acc)
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "vmdiskd: the inherited socket is not listening",
+		                     "LISTEN_FDS: descriptor %d", fd);
+	return 0;
+}
+
+int vmd_priv_listen_fd_from_env(int *fd, struct vmd_error *err)
+{
+	unsigned long pid, n;
+	bool have_pid = env_uint("LISTEN_PID", (unsigned long)INT32_MAX, &pid);
+	bool have_n = getenv("LISTEN_FDS") != NULL;
+	bool n_ok = env_uint("LISTEN_FDS", 1024, &n);
+	int rc;
+
+	*fd = -1;
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	/* Absent, or for another process (a parent that passed its own
+	 * environment on): not ours to take. */
+	if (!have_pid || !have_n || pid != (unsigned long)getpid())
+		return 0;
+	if (!n_ok || n != 1)
+		return vmd_error_set(err, VMD_E_CONFIG,
+		                     "vmdiskd: socket activation must pass one socket",
+		                     "LISTEN_FDS=%s",
+		                     n_ok ? "more than 1 or 0" : "not a number");
+	rc = check_listen_fd(LISTEN_FDS_START, err);
+	if (rc < 0)
+		return rc;
+	if (fcntl(LISTEN_FDS_START, F_SETFD, FD_CLOEXEC) < 0)
+		return vmd_error_set_errno(err, VMD_E_IO, errno,
+		                           "vmdiskd: the inherited socket",
+		                           "fcntl FD_CLOEXEC");
+	*fd = LISTEN_FDS_START;
+	return 0;
+}
+
 /* Whether the policy grants the caller anything at all: a caller it
  * grants nothing is answered at once, without taking one of the
  * max_conns connections that granted callers need. */
@@ -831,7 +920,13 @@ int vmd_priv_serve(const struct vmd_config *cfg,
 		return vmd_error_set_errno(err, VMD_E_IO, errno,
 		                           "vmdiskd: cannot open the audit log",
 		                           "open %s", cfg->vmdiskd_audit_log);
-	rc = bind_socket(cfg->vmdiskd_socket, &lfd, err);
+	if (opts && opts->inherited) {
+		/* systemd made it (vmdiskd.socket) and removes it. */
+		lfd = opts->listen_fd;
+		rc = check_listen_fd(lfd, err);
+	} else {
+		rc = bind_socket(cfg->vmdiskd_socket, &lfd, err);
+	}
 	if (rc < 0) {
 		close(srv.audit_fd);
 		return rc;
@@ -851,7 +946,8 @@ int vmd_priv_serve(const struct vmd_config *cfg,
 	 * between the flag check and the wait. Threads inherit the mask. */
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	stop_requested = 0;
-	vmd_log_info("vmdiskd: serving on %s", cfg->vmdiskd_socket);
+	vmd_log_info("vmdiskd: serving on %s%s", cfg->vmdiskd_socket,
+	             opts && opts->inherited ? " (socket activation)" : "");
 	accept_loop(&srv, lfd, opts ? opts->exit_after : 0, &old);
 	/* Let requests in flight finish and their audit lines land. */
 	pthread_mutex_lock(&srv.lock);
@@ -859,7 +955,8 @@ int vmd_priv_serve(const struct vmd_config *cfg,
 		pthread_cond_wait(&srv.idle, &srv.lock);
 	pthread_mutex_unlock(&srv.lock);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	unlink(cfg->vmdiskd_socket);
+	if (!(opts && opts->inherited))
+		unlink(cfg->vmdiskd_socket);
 	close(srv.audit_fd);
 	pthread_cond_destroy(&srv.idle);
 	pthread_cond_destroy(&srv.slot);

@@ -146,10 +146,28 @@ struct vmd_priv_server_opts {
 	                        * one of those, running) at once; 0 = 256 */
 	unsigned exit_after;   /* stop after this many connections; 0 = never */
 	const struct vmd_priv_ops *ops; /* NULL = vmd_priv_ops_default */
+	/* A listening socket handed over by systemd (socket activation,
+	 * vmd_priv_listen_fd_from_env): served instead of binding
+	 * cfg->vmdiskd_socket, and owned (closed) by vmd_priv_serve. */
+	bool inherited;
+	int listen_fd;
 };
 
-/* Bind cfg->vmdiskd_socket (mode 0660, group vmdisk when it exists), open
- * the audit log and serve until SIGTERM/SIGINT or exit_after. */
+/*
+ * Socket activation as systemd does it (sd_listen_fds(3), written here
+ * so that vmdiskd needs no libsystemd): when LISTEN_PID names this
+ * process and LISTEN_FDS is set, descriptor 3 is the socket to serve.
+ * *fd is -1 when the variables are absent or meant for another process
+ * (then vmdiskd binds its own socket). Exactly one descriptor, an AF_UNIX
+ * SOCK_STREAM socket that is listening, is accepted: anything else is
+ * refused (< 0), not served. The variables are removed either way, so
+ * that nothing vmdiskd runs inherits them.
+ */
+int vmd_priv_listen_fd_from_env(int *fd, struct vmd_error *err);
+
+/* Bind cfg->vmdiskd_socket (mode 0660, group vmdisk when it exists), or
+ * take opts->listen_fd when opts->inherited, open the audit log and serve
+ * until SIGTERM/SIGINT or exit_after. */
 int vmd_priv_serve(const struct vmd_config *cfg,
                    const struct vmd_priv_server_opts *opts,
                    struct vmd_error *err);
