@@ -799,37 +799,51 @@ static int vr_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 }
 
 /* The caller's progress callback, for librbd's, which its own threads
- * may call: one call at a time under the lock. */
+ * may call: one call at a time under the lock. librbd counts objects;
+ * the caller is told bytes. */
 struct vr_progress {
 	pthread_mutex_t lock;
 	vmd_step_progress_cb fn;
 	void *opaque;
 	const char *step;
+	uint64_t obj_size;
+	uint64_t total; /* objects, as last reported */
 };
 
 static int vr_progress_cb(uint64_t offset, uint64_t total, void *ptr)
 {
 	struct vr_progress *p = ptr;
+	uint64_t done_b, total_b;
 
+	if (__builtin_mul_overflow(offset, p->obj_size, &done_b) ||
+	    __builtin_mul_overflow(total, p->obj_size, &total_b))
+		return 0; /* not a count of this image's objects: not shown */
 	pthread_mutex_lock(&p->lock);
-	p->fn(p->step, offset, total, p->opaque);
+	p->total = total;
+	p->fn(p->step, done_b, total_b, p->opaque);
 	pthread_mutex_unlock(&p->lock);
 	return 0;
 }
 
 /* rbd_flatten, reporting to the caller's progress callback if it has
- * one (vmd_ctx_set_progress). */
+ * one (vmd_ctx_set_progress), and its end: librbd's last report is
+ * that of the last object started, not of the flatten done. */
 static int vr_flatten_image(rbd_image_t img)
 {
 	struct vr_progress p = {.step = "rbd: flatten"};
+	rbd_image_info_t st;
 	int rc;
 
 	p.fn = vmd_module_host->progress_current(&p.opaque);
-	if (!p.fn)
+	if (!p.fn || rbd_stat(img, &st, sizeof(st)) < 0)
 		return rbd_flatten(img);
+	p.obj_size = st.obj_size;
 	pthread_mutex_init(&p.lock, NULL);
 	rc = rbd_flatten_with_progress(img, vr_progress_cb, &p);
 	pthread_mutex_destroy(&p.lock);
+	if (rc == 0 && p.total)
+		p.fn(p.step, p.total * p.obj_size, p.total * p.obj_size,
+		     p.opaque);
 	return rc;
 }
 
