@@ -1073,7 +1073,7 @@ static const struct command commands[] = {
 	 "Holes and zero blocks stay holes. A qcow2 with a backing file is\n"
 	 "refused unless --allow-backing: then its chain is flattened in.\n"
 	 "DST must not exist. -p is accepted (qemu-img's spelling): progress\n"
-	 "shows on a terminal anyway (see PROGRESS in vmdisk --help).",
+	 "shows on a terminal anyway, and never with -q (vmdisk --help).",
 	 cmd_convert, convert_opts, convert_shortopts},
 	{"extract", "extract INSTANCE DISK DST [--output-format raw|qcow2]",
 	 "Write the disk's content, flattened (no backing file), into the new\n"
@@ -1114,10 +1114,10 @@ static void print_help(void)
 	       "  -q             no log at all, no progress line\n"
 	       "  -h, --help     this help; after COMMAND, that command's\n"
 	       "  --version      print the version\n\n"
-	       "Progress: fetch, create, convert, remove (a volume clear),\n"
-	       "extract and flatten show done/total, rate and ETA on stderr\n"
-	       "when it is a terminal, redrawn at most 10 times a second; never\n"
-	       "on a pipe or a file, nor with -q. stdout (--json) never has it.\n\n"
+	       "Progress: fetch, create, convert, extract and flatten show\n"
+	       "done/total, rate and ETA on stderr when it is a terminal,\n"
+	       "redrawn at most 10 times a second; never on a pipe or a file,\n"
+	       "nor with -q. stdout (--json) never has it.\n\n"
 	       "Exit status: 0 done, 1 operation failed, 2 usage error.\n");
 }
 
