@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include "jsonc_lazy.h"
+#include "progress.h"
 #include "vmd_build_config.h"
 #include <vmdisk/convert.h>
 #include <vmdisk/inspect.h>
@@ -54,6 +55,10 @@ struct command {
 
 static const struct command *find_command(const char *name);
 
+/* The one progress line (tools/progress.c): on a terminal, not with -q;
+ * set up in main() for every command. */
+static struct progress progress;
+
 /* The step a usage error names: the command once it is known, before
  * that the command line itself (every message names the failed step). */
 static const char *usage_step = "usage";
@@ -79,6 +84,7 @@ static int usage_error_of(struct vmd_error *err)
 
 static int failed(const struct vmd_error *err)
 {
+	progress_end(&progress, false);
 	fprintf(stderr, "vmdisk: %s\n",
 	        err->msg[0] ? err->msg : "operation failed");
 	return EXIT_FAILED;
@@ -255,52 +261,6 @@ static void print_info(const struct cli *cli, const char *instance,
 		printf("snapshots: %s\n", info->snapshots);
 }
 
-/* Download progress: bytes, rate and, when the size is known, ETA. */
-struct download_progress {
-	struct timespec start;
-	struct timespec last;
-};
-
-static double seconds_since(const struct timespec *t0,
-                            const struct timespec *t1)
-{
-	return (double)(t1->tv_sec - t0->tv_sec) +
-	       (double)(t1->tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-static void print_download(uint64_t done, uint64_t total, void *opaque)
-{
-	struct download_progress *p = opaque;
-	struct timespec now;
-	double secs, rate;
-
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	if (seconds_since(&p->last, &now) < 0.2 && done != total)
-		return;
-	p->last = now;
-	secs = seconds_since(&p->start, &now);
-	rate = secs > 0 ? (double)done / secs : 0;
-	if (total)
-		fprintf(stderr, "\r%llu / %llu MiB  %.1f MiB/s  ETA %.0f s   ",
-		        (unsigned long long)(done >> 20),
-		        (unsigned long long)(total >> 20), rate / 1048576.0,
-		        rate > 0 ? (double)(total - done) / rate : 0.0);
-	else
-		fprintf(stderr, "\r%llu MiB  %.1f MiB/s   ",
-		        (unsigned long long)(done >> 20), rate / 1048576.0);
-	fflush(stderr);
-}
-
-static bool want_progress(struct download_progress *p)
-{
-	/* Never on a pipe or a file: only a person at a terminal wants it. */
-	if (!isatty(STDERR_FILENO))
-		return false;
-	clock_gettime(CLOCK_MONOTONIC, &p->start);
-	p->last = p->start;
-	return true;
-}
-
 static int fetch_opt(int opt, const char *arg, void *state)
 {
 	if (opt != 'k')
@@ -322,7 +282,6 @@ static int cmd_fetch(struct cli *cli, int argc, char **argv)
 	struct vmd_error err = VMD_ERROR_INIT;
 	struct vmd_cache_entry entry;
 	struct vmd_fetch_opts fo = {0};
-	struct download_progress prog;
 	int first;
 	int rc = parse_sub(find_command("fetch"), argc, argv, fetch_opts, &first,
 	                   fetch_opt, &fo.checksum);
@@ -331,13 +290,12 @@ static int cmd_fetch(struct cli *cli, int argc, char **argv)
 		return rc < 0 ? EXIT_OK : rc;
 	if (argc - first != 1)
 		return usage_error("fetch: expected one image source");
-	if (want_progress(&prog)) {
-		fo.progress = print_download;
-		fo.progress_opaque = &prog;
+	if (progress.on) {
+		fo.progress = progress_download_cb;
+		fo.progress_opaque = &progress;
 	}
 	rc = vmd_cache_fetch_ex(cli->ctx, argv[first], &fo, &entry, &err);
-	if (fo.progress)
-		fputc('\n', stderr);
+	progress_end(&progress, rc == 0);
 	if (rc < 0)
 		return failed(&err);
 	if (cli->json) {
@@ -460,16 +418,13 @@ static int cmd_create(struct cli *cli, int argc, char **argv)
 	rc = check_disk_args(argv[first], argv[first + 1]);
 	if (rc != 0)
 		return rc;
-	struct download_progress prog;
-
-	if (want_progress(&prog)) {
-		st.opts.progress = print_download;
-		st.opts.progress_opaque = &prog;
+	if (progress.on) {
+		st.opts.progress = progress_download_cb;
+		st.opts.progress_opaque = &progress;
 	}
 	rc = vmd_disk_create(cli->ctx, argv[first], argv[first + 1], &st.opts,
 	                     &info, &err);
-	if (st.opts.progress)
-		fputc('\n', stderr);
+	progress_end(&progress, rc == 0);
 	if (rc < 0)
 		return failed(&err);
 	print_info(cli, argv[first], argv[first + 1], &info);
@@ -751,7 +706,6 @@ struct convert_state {
 	struct vmd_image_convert_opts o;
 	bool have_src_format;
 	bool have_dst_format;
-	bool progress;
 };
 
 static int convert_opt(int opt, const char *arg, void *state)
@@ -771,7 +725,7 @@ static int convert_opt(int opt, const char *arg, void *state)
 		st->have_dst_format = true;
 		return 0;
 	case 'p':
-		st->progress = true;
+		/* qemu-img's habit; progress shows on a terminal anyway. */
 		return 0;
 	case 'a':
 		st->o.allow_backing = true;
@@ -779,17 +733,6 @@ static int convert_opt(int opt, const char *arg, void *state)
 	default:
 		return EXIT_USAGE;
 	}
-}
-
-/* One line, rewritten in place; only ever on a terminal. */
-static void print_progress(uint64_t done, uint64_t total, void *opaque)
-{
-	(void)opaque;
-	fprintf(stderr, "\r%6.2f%% (%llu / %llu MiB)",
-	        total ? 100.0 * (double)done / (double)total : 100.0,
-	        (unsigned long long)(done >> 20),
-	        (unsigned long long)(total >> 20));
-	fflush(stderr);
 }
 
 /* The source's format: -f if given, else what the inspector says (a safe
@@ -926,11 +869,12 @@ static int cmd_convert(struct cli *cli, int argc, char **argv)
 	/* A backing chain is followed (and flattened) only when asked for:
 	 * the image names its backing file, and that can be any host file
 	 * (issue 14). Without --allow-backing the engine refuses it. */
-	if (st.progress && isatty(STDERR_FILENO))
-		st.o.progress = print_progress;
+	if (progress.on) {
+		st.o.progress = progress_convert_cb;
+		st.o.progress_opaque = &progress;
+	}
 	rc = vmd_image_convert(argv[first], argv[first + 1], &st.o, &err);
-	if (st.o.progress)
-		fputc('\n', stderr);
+	progress_end(&progress, rc == 0);
 	if (rc < 0)
 		return failed(&err);
 	if (cli->json) {
@@ -1276,7 +1220,8 @@ static const struct command commands[] = {
 	 "Write the guest view of SRC (raw or qcow2) into the new file DST.\n"
 	 "Holes and zero blocks stay holes. A qcow2 with a backing file is\n"
 	 "refused unless --allow-backing: then its chain is flattened in.\n"
-	 "-p shows progress on a terminal. DST must not exist.",
+	 "DST must not exist. -p is accepted (qemu-img's spelling): progress\n"
+	 "shows on a terminal anyway, and never with -q (vmdisk --help).",
 	 cmd_convert, convert_opts, convert_shortopts},
 	{"extract", "extract INSTANCE DISK DST [--output-format raw|qcow2]",
 	 "Write the disk's content, flattened (no backing file), into the new\n"
@@ -1314,9 +1259,13 @@ static void print_help(void)
 	       "  --json         machine-readable output (also --output=json;\n"
 	       "                 --output=human is the default)\n"
 	       "  -v             log to stderr (-vv: debug)\n"
-	       "  -q             no log at all\n"
+	       "  -q             no log at all, no progress line\n"
 	       "  -h, --help     this help; after COMMAND, that command's\n"
 	       "  --version      print the version\n\n"
+	       "Progress: fetch, create, convert, extract and flatten show\n"
+	       "done/total, rate and ETA on stderr when it is a terminal,\n"
+	       "redrawn at most 10 times a second; never on a pipe or a file,\n"
+	       "nor with -q. stdout (--json) never has it.\n\n"
 	       "Exit status: 0 done, 1 operation failed, 2 usage error.\n");
 }
 
@@ -1587,8 +1536,14 @@ int main(int argc, char **argv)
 		}
 	}
 	rc = setup(&cli);
-	if (rc == EXIT_OK)
+	if (rc == EXIT_OK) {
+		progress_init(&progress, cli.verbose >= 0);
+		if (progress.on)
+			vmd_ctx_set_progress(cli.ctx, progress_step_cb,
+			                     &progress);
 		rc = cmd->run(&cli, nargs, args);
+		progress_end(&progress, rc == EXIT_OK);
+	}
 	vmd_ctx_free(cli.ctx);
 	free(args);
 	return rc;

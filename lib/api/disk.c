@@ -31,6 +31,7 @@
 #include "fsutil.h"
 #include "internal.h"
 #include "libvirt_xml.h"
+#include "progress.h"
 #include "rbd_location.h"
 #include "record.h"
 #include "source.h"
@@ -83,6 +84,13 @@ struct vmd_ctx *vmd_ctx_new(const struct vmd_config *cfg, struct vmd_error *err)
 	}
 	pthread_mutex_init(&ctx->backends_mutex, NULL);
 	return ctx;
+}
+
+void vmd_ctx_set_progress(struct vmd_ctx *ctx, vmd_step_progress_cb cb,
+                          void *opaque)
+{
+	ctx->progress.fn = cb;
+	ctx->progress.opaque = opaque;
 }
 
 void vmd_ctx_free(struct vmd_ctx *ctx)
@@ -652,6 +660,7 @@ int vmd_disk_create(struct vmd_ctx *ctx, const char *instance,
 	enum vmd_backend_kind kind;
 	bool done = false;
 	int rc;
+	VMD_PROGRESS_SCOPE(ctx->progress);
 
 	/* The out-struct contract (vmdisk/backend.h): cleared before anything
 	 * can fail, so no byte of the caller's stack is ever printed. */
@@ -772,6 +781,7 @@ int vmd_disk_remove(struct vmd_ctx *ctx, const char *instance,
 	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
 	_cleanup_(vmd_lock_release) struct vmd_lock lock = VMD_LOCK_INIT;
+	VMD_PROGRESS_SCOPE(ctx->progress);
 	int rc = open_existing_locked(ctx, instance, disk, &ref, &ops, &lock,
 	                              err);
 
@@ -805,6 +815,7 @@ int vmd_disk_snapshot_extract(struct vmd_ctx *ctx, const char *instance,
 	DISK_REF ref = DISK_REF_INIT;
 	const struct vmd_backend_ops *ops;
 	_cleanup_(vmd_lock_release) struct vmd_lock lock = VMD_LOCK_INIT;
+	VMD_PROGRESS_SCOPE(ctx->progress);
 	/* Held so that no resize or remove runs under the copy. */
 	int rc = open_existing_locked(ctx, instance, disk, &ref, &ops, &lock,
 	                              err);
@@ -863,6 +874,7 @@ static int disk_op_run(struct vmd_ctx *ctx, const char *instance,
 	_cleanup_(vmd_lock_release) struct vmd_lock lock = VMD_LOCK_INIT;
 	const void *fn = NULL;
 	int rc = 0;
+	VMD_PROGRESS_SCOPE(ctx->progress);
 
 	if (url && url_size)
 		memset(url, 0, url_size);

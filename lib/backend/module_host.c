@@ -17,6 +17,7 @@
 #include "fsutil.h"
 #include "module_host.h"
 #include "mover.h"
+#include "progress.h"
 #include "rbd_location.h"
 
 /* A module has a descriptor (struct vmd_image.fd, opened beneath
@@ -172,10 +173,19 @@ static int host_faultpoint(const char *point, struct vmd_error *err)
 	return vmd_faultpoint(point, err);
 }
 
+static vmd_step_progress_cb host_progress_current(void **opaque)
+{
+	struct vmd_progress_hook h = vmd_progress_current();
+
+	*opaque = h.opaque;
+	return h.fn;
+}
+
 const struct vmd_backend_host vmd_backend_host_table = {
 	.write_file = host_write_file,
 	.move_base = host_move_base,
 	.move_to_fd = host_move_to_fd,
 	.rbd_location_parse = vmd_rbd_location_parse,
 	.faultpoint = host_faultpoint,
+	.progress_current = host_progress_current,
 };

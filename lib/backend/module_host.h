@@ -45,6 +45,7 @@
 #include <vmdisk/error.h>
 #include <vmdisk/inspect.h>
 #include <vmdisk/validate.h>
+#include <vmdisk/vmdisk.h> /* vmd_step_progress_cb */
 
 /* The parts of an rbd://FSID/POOL/IMAGE/SNAP location (the parser is in
  * the library, lib/backend/rbd_location.c, so that its fuzz target links
@@ -130,6 +131,10 @@ struct vmd_backend_host {
 	 * -Dfault_injection=true, what $VMDISK_FAULT says for it; else
 	 * always 0. Present in every build so the table is the same. */
 	int (*faultpoint)(const char *point, struct vmd_error *err);
+	/* The progress callback of the public call the calling thread runs
+	 * under (vmd_ctx_set_progress; lib/util/progress.h), NULL when none:
+	 * taken in that thread, called from any (one call at a time). */
+	vmd_step_progress_cb (*progress_current)(void **opaque);
 };
 
 /* The name the module's pointer is exported under, and its definition

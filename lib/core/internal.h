@@ -9,6 +9,7 @@
 
 #include <vmdisk/vmdisk.h>
 
+#include "progress.h"
 #include "bytes.h" /* vmd_round_sector (header-only: modules use it too) */
 
 struct vmd_ctx {
@@ -26,6 +27,9 @@ struct vmd_ctx {
 		const struct vmd_backend_ops *ops;
 		void *priv;
 	} backends[8];
+	/* vmd_ctx_set_progress: installed for the calling thread by the
+	 * disk calls (lib/util/progress.h). */
+	struct vmd_progress_hook progress;
 };
 
 /* <instances_path>/<image_cache_subdirectory_name> into out (PATH_MAX):

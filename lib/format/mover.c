@@ -30,6 +30,7 @@
 #include "fsutil.h"
 #include <vmdisk/log.h>
 #include "mover.h"
+#include "progress.h"
 
 /* Buffers are page-aligned, and the kernel's zeroing is asked for pieces
  * aligned to a page (which covers 512- and 4096-byte devices). */
@@ -49,6 +50,9 @@ struct move {
 	pthread_mutex_t lock;     /* serial dst calls, progress, first error */
 	atomic_uint_fast64_t next_chunk;
 	uint64_t done;            /* under lock */
+	/* Without opts->progress: the caller's hook (lib/util/progress.h),
+	 * taken in its thread, reported from the workers under lock. */
+	struct vmd_progress_hook hook;
 	atomic_int failed;
 	struct vmd_error err;     /* the first error, under lock */
 };
@@ -69,6 +73,8 @@ static void report(struct move *m, uint64_t n)
 	if (m->opts->progress)
 		m->opts->progress(m->done, m->src->size,
 		                  m->opts->progress_opaque);
+	else if (m->hook.fn)
+		m->hook.fn(m->step, m->done, m->src->size, m->hook.opaque);
 	pthread_mutex_unlock(&m->lock);
 }
 
@@ -489,6 +495,7 @@ int vmd_move(const struct vmd_move_src *src, const struct vmd_move_dst *dst,
 		.dst = dst,
 		.opts = opts ? opts : &no_opts,
 		.step = step,
+		.hook = vmd_progress_current(),
 	};
 	_cleanup_(freep) unsigned char *zeroes = NULL;
 	pthread_t tids[VMD_MOVE_MAX_WORKERS];

@@ -16,6 +16,7 @@
 #include "curl_common.h"
 #include "curl_lazy.h"
 #include "mover.h"
+#include "progress.h"
 #include "source.h"
 
 #define ZERO_BLOCK 65536u
@@ -514,7 +515,10 @@ static int file_download(struct vmd_ctx *ctx, const char *url,
 	bs.path = path;
 	src.size = (uint64_t)st.st_size;
 	/* The step the user sees is the cache's fetch (its one caller
-	 * prefixes "cache" too): "cache: write image failed" as before. */
+	 * prefixes "cache" too): "cache: write image failed" as before.
+	 * Its progress is the download's (the sink reports it): the
+	 * caller's step hook is not told of this copy a second time. */
+	VMD_PROGRESS_SCOPE(((struct vmd_progress_hook){NULL, NULL}));
 	return vmd_move(&src, &dst, NULL, "cache", err);
 }
 

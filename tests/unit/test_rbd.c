@@ -346,14 +346,39 @@ static void remove_disk(const char *inst, const char *disk)
 	}
 }
 
+/* What vmd_ctx_set_progress reported: its last call. */
+struct seen_progress {
+	unsigned calls;
+	char step[64];
+	uint64_t done, total;
+};
+
+static void note_progress(const char *step, uint64_t done, uint64_t total,
+                          void *opaque)
+{
+	struct seen_progress *s = opaque;
+
+	s->calls++;
+	snprintf(s->step, sizeof(s->step), "%s", step);
+	s->done = done;
+	s->total = total;
+}
+
 static void test_import_raw(void **state)
 {
 	struct vmd_create_opts o = {.image = g.base_raw, .size = 16 * MIB};
 	struct vmd_disk_info info;
 	char inst[37], name[128];
+	struct seen_progress seen = {0};
 
 	(void)state;
+	/* The import reports its progress through the mover, to the end. */
+	vmd_ctx_set_progress(g.ctx, note_progress, &seen);
 	new_disk(inst, "root", &o, &info);
+	vmd_ctx_set_progress(g.ctx, NULL, NULL);
+	assert_true(seen.calls > 0);
+	assert_string_equal(seen.step, "rbd");
+	assert_true(seen.total > 0 && seen.done == seen.total);
 	assert_string_equal(info.backend, "rbd");
 	assert_int_equal(info.virtual_size, 16 * MIB);
 	assert_disk_is_base(inst, "root", 16 * MIB);
@@ -420,7 +445,17 @@ static void test_clone_resize_flatten(void **state)
 	                 VMD_E_TOOSMALL);
 	assert_disk_is_base(inst, "root", 20 * MIB);
 
+	/* The flatten reports its progress (rbd_flatten_with_progress),
+	 * ending at its total. */
+	struct seen_progress seen = {0};
+
+	vmd_ctx_set_progress(g.ctx, note_progress, &seen);
 	assert_int_equal(vmd_disk_flatten(g.ctx, inst, "root", &err), 0);
+	vmd_ctx_set_progress(g.ctx, NULL, NULL);
+	assert_true(seen.calls > 0);
+	assert_string_equal(seen.step, "rbd: flatten");
+	assert_true(seen.total > 0);
+	assert_true(seen.done == seen.total);
 	assert_int_equal(vmd_disk_info(g.ctx, inst, "root", &info, &err), 0);
 	assert_string_equal(info.backing, "");
 	assert_disk_is_base(inst, "root", 20 * MIB);

@@ -798,6 +798,55 @@ static int vr_xml_source(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 	return 0;
 }
 
+/* The caller's progress callback, for librbd's, which its own threads
+ * may call: one call at a time under the lock. librbd counts objects;
+ * the caller is told bytes. */
+struct vr_progress {
+	pthread_mutex_t lock;
+	vmd_step_progress_cb fn;
+	void *opaque;
+	const char *step;
+	uint64_t obj_size;
+	uint64_t total; /* objects, as last reported */
+};
+
+static int vr_progress_cb(uint64_t offset, uint64_t total, void *ptr)
+{
+	struct vr_progress *p = ptr;
+	uint64_t done_b, total_b;
+
+	if (__builtin_mul_overflow(offset, p->obj_size, &done_b) ||
+	    __builtin_mul_overflow(total, p->obj_size, &total_b))
+		return 0; /* not a count of this image's objects: not shown */
+	pthread_mutex_lock(&p->lock);
+	p->total = total;
+	p->fn(p->step, done_b, total_b, p->opaque);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+/* rbd_flatten, reporting to the caller's progress callback if it has
+ * one (vmd_ctx_set_progress), and its end: librbd's last report is
+ * that of the last object started, not of the flatten done. */
+static int vr_flatten_image(rbd_image_t img)
+{
+	struct vr_progress p = {.step = "rbd: flatten"};
+	rbd_image_info_t st;
+	int rc;
+
+	p.fn = vmd_module_host->progress_current(&p.opaque);
+	if (!p.fn || rbd_stat(img, &st, sizeof(st)) < 0)
+		return rbd_flatten(img);
+	p.obj_size = st.obj_size;
+	pthread_mutex_init(&p.lock, NULL);
+	rc = rbd_flatten_with_progress(img, vr_progress_cb, &p);
+	pthread_mutex_destroy(&p.lock);
+	if (rc == 0 && p.total)
+		p.fn(p.step, p.total * p.obj_size, p.total * p.obj_size,
+		     p.opaque);
+	return rc;
+}
+
 static int vr_flatten_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
                             struct vmd_error *err)
 {
@@ -819,7 +868,7 @@ static int vr_flatten_disk(struct vmd_ctx *ctx, const struct vmd_disk_ref *disk,
 		                disk->disk);
 	rbd_linked_image_spec_cleanup(&pimg);
 	rbd_snap_spec_cleanup(&psnap);
-	rc = rbd_flatten(img);
+	rc = vr_flatten_image(img);
 	if (rc < 0)
 		return vr_fail(err, VMD_E_EXTERNAL, rc, "flatten failed",
 		                vr_pool(ctx), disk->disk);
@@ -1015,7 +1064,7 @@ static int publish_clone(struct rbd_conn *c, rados_ioctx_t store,
 	if (rc == 0) {
 		rc = librbd_fault("rbd.publish_flatten");
 		if (rc == 0)
-			rc = rbd_flatten(img);
+			rc = vr_flatten_image(img);
 		if (rc < 0)
 			rc = vr_fail(err, VMD_E_EXTERNAL, rc, "flatten failed",
 			             store_pool, name);
