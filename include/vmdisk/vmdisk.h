@@ -48,12 +48,12 @@ void vmd_ctx_free(struct vmd_ctx *ctx);
 
 /*
  * Progress of the long steps of the disk calls made with ctx, in the
- * calling thread: the copy of a base into a backend (create), the volume
- * clear of a remove, an rbd flatten. step names it ("flat: copy base
- * image", "rbd: flatten"); done of total bytes (total 0: unknown). It may
- * be called from the library's worker threads, one call at a time. NULL
- * stops it. A download has its own callback (vmd_fetch_opts,
- * vmd_create_opts).
+ * calling thread: the copy of a base into a backend (create), an rbd
+ * flatten; not lvm's write or clear, which vmdiskd does. step names it
+ * ("flat: copy base image", "rbd: flatten"); done of total bytes (total
+ * 0: unknown). It may be called from the library's worker threads, one
+ * call at a time. NULL stops it. A download has its own callback
+ * (vmd_fetch_opts, vmd_create_opts).
  */
 typedef void (*vmd_step_progress_cb)(const char *step, uint64_t done,
                                      uint64_t total, void *opaque);
