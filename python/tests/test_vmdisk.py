@@ -343,7 +343,9 @@ def test_error_not_found(env):
 @pytest.mark.parametrize("instance,disk", [
     ("not-a-uuid", "disk"), ("../" + new_instance(), "disk"),
     (new_instance(), "../disk"), (new_instance(), ".hidden"),
-    (new_instance(), "a" * 65), (new_instance(), "")])
+    (new_instance(), "a" * 65), (new_instance(), "")],
+    ids=["not-uuid", "instance-dotdot", "disk-dotdot", "disk-dot",
+         "disk-too-long", "disk-empty"])
 def test_error_invalid_names(env, instance, disk):
     with pytest.raises(vmdisk.InvalidArgument) as e:
         env.ctx.create(instance, disk, blank=True, size="1M")
@@ -490,25 +492,38 @@ def test_gil_released_two_contexts_create_concurrently(tmp_path):
     e.ctx.close()
 
 
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
 def test_one_context_from_8_threads(env):
+    """Eight threads share one new Context from its very first call (the
+    library opens instances_path on first use, unlocked: the Context's
+    mutex is what keeps two threads from both opening it, leaking one)."""
     base = env.base()
     errors, done = [], []
+    fds = open_fds()
+    ctx = vmdisk.Context(str(env.conf))
+    start = threading.Barrier(8)
 
     def worker(n):
         try:
+            start.wait()
+            with pytest.raises(vmdisk.NotFound):
+                ctx.info(new_instance(), "disk")
             for i in range(4):
                 inst = new_instance()
                 size = (65 + n * 4 + i) * MiB
-                info = env.ctx.create(inst, "disk", image=base, size=size,
+                info = ctx.create(inst, "disk", image=base, size=size,
                                       backend="qcow2" if i % 2 else "flat")
                 assert info["virtual_size"] == size
                 assert info["path"] == str(env.inst / inst / "disk")
-                got = env.ctx.info(inst, "disk")
+                got = ctx.info(inst, "disk")
                 assert got == info, (got, info)
-                env.ctx.resize(inst, "disk", size + MiB)
-                assert env.ctx.info(inst, "disk")["virtual_size"] == size + MiB
-                assert env.ctx.inspect(base)["safe"]
-                env.ctx.remove(inst, "disk")
+                ctx.resize(inst, "disk", size + MiB)
+                assert ctx.info(inst, "disk")["virtual_size"] == size + MiB
+                assert ctx.inspect(base)["safe"]
+                ctx.remove(inst, "disk")
                 done.append(inst)
         except Exception as ex:
             errors.append(repr(ex))
@@ -518,7 +533,9 @@ def test_one_context_from_8_threads(env):
         t.start()
     for t in threads:
         t.join()
+    ctx.close()
     assert errors == []
+    assert open_fds() == fds
     assert len(done) == 32 and len(set(done)) == 32
     assert [d for d in os.listdir(env.inst) if d not in ("_base", "locks")] \
         == [] or all(not os.listdir(env.inst / d) for d in os.listdir(env.inst)
