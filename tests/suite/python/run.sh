@@ -15,8 +15,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
 t_name=python
-# shellcheck source=../lib.sh
-. tests/suite/lib.sh
+# shellcheck source=tests/suite/lib.sh
+. "$root/tests/suite/lib.sh"
 suite_build "${1:-}"
 
 compgen -G "$build/python/vmdisk/_vmdisk*.so" >/dev/null ||
