@@ -102,6 +102,12 @@ def test_create_info_resize_remove(env, backend, fmt, base_fmt):
     assert info["virtual_size"] == 128 * MiB
     assert info["path"] == str(env.inst / inst / "disk")
     assert (info["backing"] is not None) == (backend == "qcow2")
+    assert info["instance"] == inst and info["disk"] == "disk"
+    if backend == "qcow2":
+        assert info["image_id"] == env.ctx.cache_list()[0]["id"]
+        assert info["backing"].endswith("/_base/" + info["image_id"])
+    else:
+        assert info["image_id"] is None
     assert env.ctx.info(inst, "disk") == info
     # the guest sees the base, then zeroes
     q = qemu_img("info", "--output=json", info["path"])
