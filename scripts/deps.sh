@@ -31,6 +31,7 @@ VMD_DEPS=(
 	qemu-system-x86 busybox-static lvm2 cryptsetup-bin cpio kmod
 	libcryptsetup-dev valgrind strace man-db groff-base python3-jsonschema
 	debhelper dpkg-dev fakeroot lintian git systemd
+	python3-dev python3-pytest
 )
 
 vmd_log() {
