@@ -30,7 +30,7 @@ VMD_DEPS=(
 	libvirt-clients btrfs-progs libxml2-utils librbd-dev librados-dev
 	qemu-system-x86 busybox-static lvm2 cryptsetup-bin cpio kmod
 	libcryptsetup-dev valgrind strace man-db groff-base python3-jsonschema
-	debhelper dpkg-dev fakeroot lintian git systemd
+	debhelper dh-python dpkg-dev fakeroot lintian git systemd
 	python3-dev python3-pytest
 )
 
