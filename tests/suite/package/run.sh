@@ -58,7 +58,7 @@ else
 fi
 changes=$(echo "$tmp"/vmdisk_*.changes)
 debs=()
-for p in vmdisk vmdiskd libvmdisk0 libvmdisk-dev vmdisk-rbd; do
+for p in vmdisk vmdiskd libvmdisk0 libvmdisk-dev vmdisk-rbd python3-vmdisk; do
 	d=$(echo "$tmp/${p}_"*.deb)
 	if [[ -f "$d" ]]; then
 		debs+=("$d")
@@ -110,7 +110,8 @@ expect=(usr/bin/vmdisk usr/sbin/vmdiskd
 	usr/share/bash-completion/completions/vmdisk
 	usr/share/man/man1/vmdisk.1.gz usr/share/man/man8/vmdiskd.8.gz
 	usr/share/man/man5/vmdisk.conf.5.gz usr/share/man/man3/libvmdisk.3.gz
-	usr/share/doc/vmdisk/vmdisk.conf.example)
+	usr/share/doc/vmdisk/vmdisk.conf.example
+	usr/lib/python3/dist-packages/vmdisk/__init__.py)
 missing=()
 for f in "${expect[@]}"; do
 	[[ -e "$r/$f" || -L "$r/$f" ]] || missing+=("$f")
@@ -128,6 +129,16 @@ fi
 LD_DEBUG=libs "$ucli" --version >/dev/null 2>"$tmp/lddebug"
 check "unpacked: vmdisk loads the unpacked libvmdisk.so.0" \
 	grep -q "calling init: $r/usr/lib/$ma/libvmdisk.so.0" "$tmp/lddebug"
+
+# python3-vmdisk: the module imports from the unpacked files and calls
+# the unpacked library.
+if out=$(PYTHONPATH=$r/usr/lib/python3/dist-packages "$py" -c \
+	'import vmdisk; print(vmdisk.__file__, vmdisk.version())' 2>&1) &&
+	[[ "$out" == "$r/"*" $("$ucli" --version | awk '{print $NF}')" ]]; then
+	ok "unpacked: python3-vmdisk imports ($out)"
+else
+	bad "unpacked: python3-vmdisk: $out"
+fi
 
 qemu-img create -q -f raw "$tmp/base.raw" 16M
 head -c 65536 /dev/urandom | dd of="$tmp/base.raw" conv=notrunc status=none
@@ -234,7 +245,8 @@ expect=(usr/bin/vmdisk usr/sbin/vmdiskd "usr/$libdir/libvmdisk.so.0"
 	usr/share/bash-completion/completions/vmdisk
 	usr/share/man/man1/vmdisk.1 usr/share/man/man8/vmdiskd.8
 	usr/share/man/man5/vmdisk.conf.5 usr/share/man/man3/libvmdisk.3
-	usr/share/doc/vmdisk/vmdisk.conf.example)
+	usr/share/doc/vmdisk/vmdisk.conf.example
+	usr/lib/python3/dist-packages/vmdisk/__init__.py)
 missing=()
 for f in "${expect[@]}"; do
 	[[ -e "$dest/$f" ]] || missing+=("$f")
