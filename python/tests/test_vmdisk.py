@@ -187,7 +187,7 @@ def test_fetch_checksum_mismatch_is_unsafe(env):
 def test_inspect_safe(env):
     base = env.base()
     r = env.ctx.inspect(base)
-    assert r["safe"] is True and r["reasons"] == [] and r["checks"] == []
+    assert r["safe"] is True and r["reasons"] == []
     assert r["format"] == "qcow2" and r["virtual_size"] == 64 * MiB
     assert r["cluster_size"] == 65536 and r["backing_file"] is None
 
@@ -208,8 +208,9 @@ def test_inspect_hostile_backing_file(env):
     evil = hostile_backing(env)
     r = env.ctx.inspect(evil)
     assert r["safe"] is False
-    assert "qcow2-backing-file" in r["checks"]
-    assert any(s.startswith("qcow2-backing-file: ") for s in r["reasons"])
+    assert "qcow2-backing-file" in [x["check"] for x in r["reasons"]]
+    assert all(set(x) == {"check", "reason"} and x["reason"]
+               for x in r["reasons"])
     assert r["backing_file"].endswith("decoy.raw")
     # allowed: the name is still reported
     assert env.ctx.inspect(evil, allow_backing=True)["safe"] is True
@@ -221,7 +222,7 @@ def test_inspect_hostile_data_file(env):
     qemu_img("create", "-f", "qcow2", "-o", "data_file=%s" % decoy,
              str(evil), "1M")
     r = env.ctx.inspect(os.fsencode(evil))  # bytes paths work too
-    assert r["safe"] is False and "qcow2-data-file" in r["checks"]
+    assert r["safe"] is False and "qcow2-data-file" in [x["check"] for x in r["reasons"]]
 
 
 def test_create_from_hostile_image_is_refused(env):
@@ -605,3 +606,31 @@ def test_no_growth_over_10000_calls(env):
     # A leaked dict or exception per call would be > 2 MiB over 10000.
     assert mid - before < 512 * 1024, (before, mid)
     assert after - mid < 512 * 1024, (mid, after)
+
+
+# ---- results are the --json shapes (doc/schema/, a real validator) ----
+
+SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                       "..", "..", "doc", "schema")
+
+
+def valid(shape, doc):
+    import json
+    import jsonschema
+    with open(os.path.join(SCHEMAS, shape + ".json")) as f:
+        schema = json.load(f)
+    jsonschema.validators.validator_for(schema)(schema).validate(doc)
+
+
+def test_results_validate_against_the_json_schemas(tmp_path):
+    e = Env(tmp_path, "remove_unused_original_minimum_age_seconds = 0\n")
+    base = e.base()
+    valid("fetch", e.ctx.fetch(base))
+    inst = new_instance()
+    valid("create", e.ctx.create(inst, "disk", image=base, backend="qcow2"))
+    valid("info", e.ctx.info(inst, "disk"))
+    valid("inspect", e.ctx.inspect(base))
+    valid("inspect", e.ctx.inspect(hostile_backing(e)))
+    valid("cache-list", e.ctx.cache_list())
+    valid("cache-prune", e.ctx.cache_prune(dry_run=True))
+    e.ctx.close()

@@ -708,43 +708,35 @@ static int open_image(const char *path, const char *msg,
 
 static PyObject *inspection_dict(const struct vmd_inspect_result *r)
 {
-	PyObject *d = PyDict_New(), *reasons = NULL, *checks = NULL;
+	PyObject *d = PyDict_New(), *reasons = NULL;
 
 	if (!d)
 		return NULL;
 	reasons = PyList_New(0);
-	checks = PyList_New(0);
-	if (!reasons || !checks) {
-		Py_XDECREF(reasons);
-		Py_XDECREF(checks);
+	if (!reasons) {
 		Py_DECREF(d);
 		return NULL;
 	}
+	/* As `inspect --json`: each failed check as {"check", "reason"}. */
 	for (unsigned i = 0; i < r->n_reasons && i < VMD_INSPECT_MAX_REASONS;
 	     i++) {
-		PyObject *text = PyUnicode_FromFormat("%s: %s", r->reasons[i].code,
-		                                      r->reasons[i].text);
-		PyObject *code = PyUnicode_FromString(r->reasons[i].code);
-		int bad = !text || !code || PyList_Append(reasons, text) < 0 ||
-		          PyList_Append(checks, code) < 0;
+		PyObject *e = PyDict_New();
+		int bad = !e ||
+		          dict_set(e, "check",
+		                   PyUnicode_FromString(r->reasons[i].code)) < 0 ||
+		          dict_set(e, "reason",
+		                   PyUnicode_FromString(r->reasons[i].text)) < 0 ||
+		          PyList_Append(reasons, e) < 0;
 
-		Py_XDECREF(text);
-		Py_XDECREF(code);
+		Py_XDECREF(e);
 		if (bad) {
 			Py_DECREF(reasons);
-			Py_DECREF(checks);
 			Py_DECREF(d);
 			return NULL;
 		}
 	}
-	/* reasons and checks first: dict_set gives up their reference
-	 * whether it succeeds or not. */
-	if (dict_set(d, "reasons", reasons) < 0) {
-		Py_DECREF(checks);
-		Py_DECREF(d);
-		return NULL;
-	}
-	if (dict_set(d, "checks", checks) < 0 ||
+	/* dict_set gives up the reference whether it succeeds or not. */
+	if (dict_set(d, "reasons", reasons) < 0 ||
 	    dict_set(d, "format",
 	             PyUnicode_FromString(vmd_image_format_name(r->format))) < 0 ||
 	    dict_set(d, "virtual_size",
