@@ -29,7 +29,8 @@ VMD_DEPS=(
 	qemu-utils e2fsprogs xfsprogs dosfstools util-linux coreutils clang libclang-rt-14-dev
 	libvirt-clients btrfs-progs libxml2-utils librbd-dev librados-dev
 	qemu-system-x86 busybox-static lvm2 cryptsetup-bin cpio kmod
-	libcryptsetup-dev valgrind strace python3-nova python3-pytest
+	libcryptsetup-dev valgrind strace python3-dev python3-pytest
+	python3-nova
 )
 
 vmd_log() {
