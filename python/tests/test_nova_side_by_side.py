@@ -247,3 +247,22 @@ def test_qcow2_hostile_refused_by_both(scratch, nova, vmd, kind):
         img.cache(fetch_func=CountingFetch(src),
                   filename="hostile-q-" + kind, size=MiB)
     assert not img.exists()
+
+
+def test_failed_fetch_leaves_nothing(scratch, vmd):
+    """A fetch_func that fails leaves no base, no disk, no temporary, and
+    the next cache() of that name fetches again (Nova's contract)."""
+    def broken(target, **kwargs):
+        with open(target, "wb") as f:
+            f.write(b"partial")
+        raise OSError("download cut")
+
+    img = vmd.by_name(str(uuid.uuid4()), "disk", image_type="qcow2")
+    with pytest.raises(OSError):
+        img.cache(fetch_func=broken, filename="broken", size=SIZE)
+    assert not img.exists()
+    assert [n for n in os.listdir(vmd.base_dir)
+            if "broken" in n or n.startswith(".fetch-")] == [".broken.lock"]
+    fetch = CountingFetch(str(scratch / "base.raw"))
+    img.cache(fetch_func=fetch, filename="broken", size=SIZE)
+    assert fetch.calls == 1 and img.exists()
