@@ -20,14 +20,19 @@ import vmdisk
 MiB = 1 << 20
 
 
+# qemu-img without the sanitizer runtime the ASan run preloads into
+# python (it hangs under it).
+QEMU_ENV = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+
+
 def qemu_img(*args):
-    return subprocess.run(["qemu-img", *args], check=True,
+    return subprocess.run(["qemu-img", *args], check=True, env=QEMU_ENV,
                           capture_output=True, text=True).stdout
 
 
 def compare(a, b):
     """qemu-img compare: 0 when the guest views are equal."""
-    return subprocess.run(["qemu-img", "compare", a, b],
+    return subprocess.run(["qemu-img", "compare", a, b], env=QEMU_ENV,
                           capture_output=True).returncode
 
 
@@ -97,11 +102,16 @@ def test_create_info_resize_remove(env, backend, fmt, base_fmt):
     assert info["virtual_size"] == 128 * MiB
     assert info["path"] == str(env.inst / inst / "disk")
     assert (info["backing"] is not None) == (backend == "qcow2")
+    assert info["instance"] == inst and info["disk"] == "disk"
+    if backend == "qcow2":
+        assert info["image_id"] == env.ctx.cache_list()[0]["id"]
+        assert info["backing"].endswith("/_base/" + info["image_id"])
+    else:
+        assert info["image_id"] is None
     assert env.ctx.info(inst, "disk") == info
     # the guest sees the base, then zeroes
     q = qemu_img("info", "--output=json", info["path"])
     assert '"virtual-size": %d' % (128 * MiB) in q
-    assert compare(base, info["path"]) in (0, 1)  # sizes differ: checked below
     out = env.dir / "check.raw"
     env.ctx.extract(inst, "disk", str(out))
     src = env.dir / "base.src.raw"
@@ -537,9 +547,10 @@ def test_one_context_from_8_threads(env):
     assert errors == []
     assert open_fds() == fds
     assert len(done) == 32 and len(set(done)) == 32
-    assert [d for d in os.listdir(env.inst) if d not in ("_base", "locks")] \
-        == [] or all(not os.listdir(env.inst / d) for d in os.listdir(env.inst)
-                     if d not in ("_base", "locks"))
+    # every disk removed: no instance folder holds a file
+    for d in os.listdir(env.inst):
+        if d not in ("_base", "locks"):
+            assert os.listdir(env.inst / d) == [], d
 
 
 def test_close_while_other_threads_call(env):
@@ -573,6 +584,8 @@ def rss():
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
+@pytest.mark.skipif("libasan" in os.environ.get("LD_PRELOAD", ""),
+                    reason="ASan's quarantine holds freed memory: RSS grows")
 def test_no_growth_over_10000_calls(env):
     inst = new_instance()
     env.ctx.create(inst, "disk", blank=True, size="1M", backend="qcow2")

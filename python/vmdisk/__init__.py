@@ -7,7 +7,13 @@
 
 A Context holds one libvmdisk context (one configuration). Its methods are
 the CLI's commands, their keyword arguments the CLI's options (underscores
-for dashes), their results the dicts and lists the CLI prints with --json.
+for dashes), their results the dicts and lists the CLI prints with --json
+(doc/json.md): create() and info() the info shape, fetch(), cache_list()
+and cache_prune() theirs; inspect() the inspect shape except that
+"reasons" is a list of "check: text" strings and "checks" the list of the
+failed checks' names. Calls the CLI prints nothing for without --json
+(resize, remove, convert, extract, snapshot_*, flatten) return None;
+libvirt_xml() the XML text, direct_snapshot() the location.
 Sizes are ints (bytes) or strings such as "10G" (K, M, G, T: powers of
 1024). Strings go to the library unchanged: it validates instance ids
 (UUIDs), disk and snapshot names and every option value itself.

@@ -243,21 +243,45 @@ static PyObject *str_or_none(const char *s)
 	return PyUnicode_DecodeFSDefault(s);
 }
 
-/* The CLI's `info --json` (print_info). */
-static PyObject *info_dict(const struct vmd_disk_info *info)
+/* The base-image cache entry a disk is backed by, as the CLI's
+ * `info --json` says it (doc/json.md image_id): its backing file is
+ * <cache_prefix><40 hex>[_suffix]; else None. */
+static PyObject *image_id_of(const char *cache_prefix, const char *backing)
+{
+	size_t n = cache_prefix ? strlen(cache_prefix) : 0;
+	const char *p = backing;
+
+	if (n == 0 || strncmp(p, cache_prefix, n) != 0)
+		Py_RETURN_NONE;
+	p += n;
+	for (int i = 0; i < 40; i++)
+		if (p[i] == '\0' || !strchr("0123456789abcdef", p[i]))
+			Py_RETURN_NONE;
+	if (p[40] != '\0' && p[40] != '_')
+		Py_RETURN_NONE;
+	return PyUnicode_FromStringAndSize(p, 40);
+}
+
+/* The CLI's `info --json` and `create --json` (doc/json.md). */
+static PyObject *info_dict(const char *instance, const char *disk,
+                           const char *cache_prefix,
+                           const struct vmd_disk_info *info)
 {
 	PyObject *d = PyDict_New();
 
 	if (!d)
 		return NULL;
-	if (dict_set(d, "backend", PyUnicode_FromString(info->backend)) < 0 ||
+	if (dict_set(d, "instance", PyUnicode_FromString(instance)) < 0 ||
+	    dict_set(d, "disk", PyUnicode_FromString(disk)) < 0 ||
+	    dict_set(d, "backend", PyUnicode_FromString(info->backend)) < 0 ||
 	    dict_set(d, "format", PyUnicode_FromString(info->format)) < 0 ||
 	    dict_set(d, "virtual_size",
 	             PyLong_FromUnsignedLongLong(info->virtual_size)) < 0 ||
 	    dict_set(d, "actual_size",
 	             PyLong_FromUnsignedLongLong(info->actual_size)) < 0 ||
 	    dict_set(d, "path", PyUnicode_DecodeFSDefault(info->path)) < 0 ||
-	    dict_set(d, "backing", str_or_none(info->backing)) < 0) {
+	    dict_set(d, "backing", str_or_none(info->backing)) < 0 ||
+	    dict_set(d, "image_id", image_id_of(cache_prefix, info->backing)) < 0) {
 		Py_DECREF(d);
 		return NULL;
 	}
@@ -285,6 +309,7 @@ typedef struct {
 	pthread_mutex_t lock;      /* one library call on ctx at a time */
 	bool lock_init;
 	uint64_t max_virtual_size; /* max_image_virtual_size, for inspect */
+	char *cache_prefix;        /* "<instances_path>/<cache dir>/": image_id */
 } ContextObject;
 
 static bool logger_set_up; /* under the GIL */
@@ -388,7 +413,21 @@ static int ctx_init(ContextObject *self, PyObject *args, PyObject *kwds)
 	ctx = vmd_ctx_new(cfg, &err);
 	Py_END_ALLOW_THREADS
 	self->max_virtual_size = cfg->max_image_virtual_size;
+	PyMem_Free(self->cache_prefix);
+	size_t prefix_len = strlen(cfg->instances_path) +
+	                    strlen(cfg->image_cache_subdirectory_name) + 3;
+
+	self->cache_prefix = PyMem_Malloc(prefix_len);
+	if (self->cache_prefix)
+		snprintf(self->cache_prefix, prefix_len, "%s/%s/",
+		         cfg->instances_path, cfg->image_cache_subdirectory_name);
 	free(cfg);
+	if (!self->cache_prefix) {
+		if (ctx)
+			vmd_ctx_free(ctx);
+		PyErr_NoMemory();
+		return -1;
+	}
 	if (!ctx) {
 		raise_err(&err);
 		return -1;
@@ -410,6 +449,7 @@ static void ctx_dealloc(ContextObject *self)
 	}
 	if (self->lock_init)
 		pthread_mutex_destroy(&self->lock);
+	PyMem_Free(self->cache_prefix);
 	Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -507,7 +547,7 @@ static PyObject *ctx_create(ContextObject *self, PyObject *args,
 		return raise_closed();
 	if (rc < 0)
 		return raise_err(&err);
-	return info_dict(&info);
+	return info_dict(instance, disk, self->cache_prefix, &info);
 }
 
 /* The (instance, disk) methods. */
@@ -537,7 +577,7 @@ static PyObject *ctx_info(ContextObject *self, PyObject *args,
 		return raise_closed();
 	if (rc < 0)
 		return raise_err(&err);
-	return info_dict(&info);
+	return info_dict(instance, disk, self->cache_prefix, &info);
 }
 
 static PyObject *ctx_resize(ContextObject *self, PyObject *args,
@@ -1105,8 +1145,9 @@ static PyMethodDef ctx_methods[] = {
 	 "       label=None, key_id=None) -> dict\n\n"
 	 "Create a disk from an image source (or blank); returns info()."},
 	{"info", KWFN(ctx_info), KW,
-	 "info(instance, disk) -> dict: backend, format, virtual_size,\n"
-	 "actual_size, path, backing (None) and, where any, snapshots."},
+	 "info(instance, disk) -> dict: instance, disk, backend, format,\n"
+	 "virtual_size, actual_size, path, backing and image_id (None when\n"
+	 "none) and, where any, snapshots (doc/json.md, info)."},
 	{"resize", KWFN(ctx_resize), KW,
 	 "resize(instance, disk, size): grow a disk (never shrinks)."},
 	{"remove", KWFN(ctx_remove), KW, "remove(instance, disk)"},

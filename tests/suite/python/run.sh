@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The Python module vmdisk (issue 19): python/tests/test_vmdisk.py under
 # pytest with Debian's /usr/bin/python3 and PYTHONPATH=BUILD/python (the
-# build tree's package), one case line per pytest test; then
+# build tree's package), one case line per pytest test, again under ASan
+# when BUILD-asan has the module; then
 # `import vmdisk` from an install (meson install --destdir, PYTHONPATH
 # and LD_LIBRARY_PATH into it).
 #
@@ -14,8 +15,8 @@ set -uo pipefail
 cd "$(dirname "$0")/../../.." || exit 1
 root=$PWD
 t_name=python
-# shellcheck source=../lib.sh
-. tests/suite/lib.sh
+# shellcheck source=tests/suite/lib.sh
+. "$root/tests/suite/lib.sh"
 suite_build "${1:-}"
 
 compgen -G "$build/python/vmdisk/_vmdisk*.so" >/dev/null ||
@@ -23,25 +24,47 @@ compgen -G "$build/python/vmdisk/_vmdisk*.so" >/dev/null ||
 need_python pytest python3-pytest
 suite_tmp
 
-# One case line per test: pytest's -rA summary ("PASSED file::test",
-# "FAILED file::test - why", "ERROR ...", "SKIPPED [1] file:line: why").
-VMDISK_PY_EXPECT_DIR=$build/python PYTHONPATH=$build/python \
-	PYTHONDONTWRITEBYTECODE=1 \
-	nice "$py" -m pytest -rA -q -p no:cacheprovider \
-	--basetemp="$tmp/pytest" python/tests/test_vmdisk.py \
-	>"$tmp/pytest.log" 2>&1
-rc=$?
-n=0
-while read -r word rest; do
-	case $word in
-	PASSED) ok "pytest ${rest#*::}"; n=$((n + 1)) ;;
-	FAILED | ERROR) bad "pytest ${rest#*::}"; n=$((n + 1)) ;;
-	esac
-done < <(sed -n '/short test summary info/,$p' "$tmp/pytest.log")
-if ((rc != 0 || n == 0)); then
-	# the failures' tracebacks, for whoever reads the log
-	grep -v '^PASSED ' "$tmp/pytest.log" | tail -150
-	((n > 0)) || bad "pytest ran (exit $rc, no test reported)"
+# run_pytest LABEL BUILD [ENV...]: the tests against BUILD/python, one
+# case line per test from pytest's -rA summary ("PASSED file::test",
+# "FAILED file::test - why", "ERROR ..."; skips are not counted).
+run_pytest() {
+	local label=$1 dir=$2 log=$tmp/pytest-$1.log rc n=0 word rest
+	shift 2
+	env "$@" VMDISK_PY_EXPECT_DIR="$dir/python" PYTHONPATH="$dir/python" \
+		PYTHONDONTWRITEBYTECODE=1 \
+		nice "$py" -m pytest -rA -q -p no:cacheprovider \
+		--basetemp="$tmp/pytest-$label" python/tests/test_vmdisk.py \
+		>"$log" 2>&1
+	rc=$?
+	while read -r word rest; do
+		case $word in
+		PASSED) ok "$label ${rest#*::}"; n=$((n + 1)) ;;
+		FAILED | ERROR) bad "$label ${rest#*::}"; n=$((n + 1)) ;;
+		esac
+	done < <(sed -n '/short test summary info/,$p' "$log")
+	if ((rc != 0 || n == 0)); then
+		# the failures' tracebacks, for whoever reads the log
+		grep -v '^PASSED ' "$log" | tail -150
+		((n > 0)) || bad "$label: pytest ran (exit $rc, no test reported)"
+	fi
+}
+
+run_pytest pytest "$build"
+
+# The same under AddressSanitizer when the ASan build beside it has the
+# module: python itself is not instrumented, so the sanitizer runtimes are
+# preloaded (leak detection off: the interpreter keeps memory to its exit;
+# valgrind and the RSS case look for leaks in the plain build).
+asan_build=$build-asan
+libasan=$(gcc -print-file-name=libasan.so 2>/dev/null)
+libubsan=$(gcc -print-file-name=libubsan.so 2>/dev/null)
+if compgen -G "$asan_build/python/vmdisk/_vmdisk*.so" >/dev/null &&
+	[[ -f "$libasan" && -f "$libubsan" ]]; then
+	run_pytest asan "$asan_build" LD_PRELOAD="$libasan $libubsan" \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+else
+	say "no $asan_build with the module: the ASan pass is left out"
 fi
 
 # From an install: the module and the package files land in the python's
