@@ -32,6 +32,7 @@ VMD_DEPS=(
 	libcryptsetup-dev valgrind strace man-db groff-base python3-jsonschema
 	debhelper dh-python dpkg-dev fakeroot lintian git systemd
 	python3-dev python3-pytest
+	python3-nova
 )
 
 vmd_log() {
