@@ -89,7 +89,7 @@ def image_info(cluster, pool, name):
     img, io = rbd_image(cluster, pool, name, read_only=True)
     try:
         try:
-            p = img.get_parent_info()
+            p = img.parent_info()
             parent = "%s/%s@%s" % p
         except rbd.ImageNotFound:
             parent = ""
@@ -356,6 +356,7 @@ def test_clone_direct_snapshot_flatten(scratch, cluster, nova, vmd, made,
         made.append(("rbd", "images", image_id))
         locs[side] = img.direct_snapshot(None, uuid.uuid4().hex, "raw",
                                          image_id, name)
+        made.append(("rbd", "images", locs[side].split("/")[-2]))
         assert locs[side] == "rbd://%s/images/%s/snap" % (FSID, image_id)
         size, parent, snaps = image_info(cluster, "images", image_id)
         assert parent == "" and snaps == ["snap"]
