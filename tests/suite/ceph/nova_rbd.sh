@@ -54,6 +54,27 @@ export VMDISK_CEPH_CONF VMDISK_CEPH_FSID NOVA_RBD_VMDISK_CONF=$tmp/vmdisk.conf \
 # Nova's rbd_utils and its `ceph mon dump`/`rbd import` find the keyring
 # through the cluster's ceph.conf.
 export CEPH_CONF=$ceph_conf
+# A sanitizer build: libasan first in this Python only, crypt without
+# methods (tests/suite/nova/run.sh says why). libstdc++ is preloaded
+# right after it: librados (C++) throws while it reads its options, and
+# ASan's __cxa_throw interceptor, set up before libstdc++ was loaded,
+# would find no real __cxa_throw and abort.
+so=$(compgen -G "$build/python/vmdisk/_vmdisk*.so" | head -n 1)
+asan=$(ldd "$so" | awk '/libasan\.so/ { print $3; exit }')
+if [[ -n "$asan" ]]; then
+	cxx=$(ldd "$("$py" -c 'import rados; print(rados.__file__)')" |
+		awk '/libstdc\+\+\.so/ { print $3; exit }')
+	export LD_PRELOAD="$asan${cxx:+ $cxx}" ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
+	mkdir "$tmp/asan-site"
+	cat >"$tmp/asan-site/sitecustomize.py" <<'PY'
+import os, sys, types
+crypt = types.ModuleType("crypt")
+crypt.methods = []
+sys.modules["crypt"] = crypt
+os.environ.pop("LD_PRELOAD", None)
+PY
+	PYTHONPATH=$tmp/asan-site:$PYTHONPATH
+fi
 
 nice "$py" -m pytest -q -p no:cacheprovider -W ignore \
 	--basetemp="$tmp/pytest" --junitxml="$tmp/junit.xml" \
