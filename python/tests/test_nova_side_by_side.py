@@ -19,8 +19,8 @@ EXPECTED DIFFERENCES (hostile images Nova's path accepts, vmdisk refuses):
   (Nova's Qcow2 backend refuses both, since its format_inspector safety
   check; there the two agree, and that is asserted too.)
 The "host file" is always a decoy in the test's scratch folder.
-rbd is not compared here: the test Ceph cluster (tests/suite/ceph) takes
-minutes to start; its own suite covers vmdisk's rbd backend.
+rbd is compared in test_nova_rbd.py, run by tests/suite/ceph (it needs
+the test Ceph cluster).
 
 Run: PYTHONPATH=build/python /usr/bin/python3 -m pytest python/tests/...
 """

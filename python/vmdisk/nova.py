@@ -360,9 +360,13 @@ class Image:
 
     def direct_snapshot(self, context, snapshot_name, image_format, image_id,
                         base_image_id):
-        """The URL Glance is given for the snapshot (rbd)."""
+        """The URL Glance is given for the snapshot (rbd): as Nova's, the
+        disk is published under the new Glance image's id (image_id), in
+        vmdisk's images_rbd_glance_store_pool, with a protected snapshot
+        "snap". snapshot_name names only Nova's temporary snapshot of the
+        disk; vmdisk makes and removes its own."""
         return self.ctx.direct_snapshot(self.instance_id, self.disk_name,
-                                        snapshot_name)
+                                        image_id)
 
     def cleanup_direct_snapshot(self, location, also_destroy_volume=False,
                                 ignore_errors=False):
@@ -430,6 +434,7 @@ class Image:
             return text
         info = vconfig.LibvirtConfigGuestDisk()
         info.parse_str(text)
+        _parse_unparsed(info, text)
         if self.disk_info_mapping.get("bus") == "scsi" and \
                 disk_unit is not None:
             info.device_addr = vconfig.LibvirtConfigGuestDeviceAddressDrive()
@@ -453,6 +458,29 @@ class Image:
     def get_model(self, connection):
         from nova.virt.image import model as imgmodel
         return imgmodel.LocalFileImage(self.path, self.driver_format)
+
+
+def _parse_unparsed(info, text):
+    """What Nova's LibvirtConfigGuestDisk.parse_dom (Nova 26) does not
+    read back: <auth> (an rbd disk's cephx user and libvirt secret) and
+    <iotune> (the flavor's disk QoS). Without this the config object's
+    to_xml(), which the driver puts in the domain, would drop both: the
+    guest could not authenticate to Ceph and its disk would be unlimited."""
+    import xml.etree.ElementTree as ET
+    disk = ET.fromstring(text)
+    auth = disk.find("auth")
+    if auth is not None:
+        secret = auth.find("secret")
+        info.auth_username = auth.get("username")
+        if secret is not None:
+            info.auth_secret_type = secret.get("type")
+            info.auth_secret_uuid = secret.get("uuid")
+    iotune = disk.find("iotune")
+    if iotune is not None:
+        for child in iotune:
+            attr = "disk_" + child.tag
+            if hasattr(info, attr) and child.text:
+                setattr(info, attr, int(child.text))
 
 
 _QOS_KEYS = ("disk_read_bytes_sec", "disk_read_iops_sec",
@@ -511,6 +539,13 @@ class Rbd(Image):
 
     def rollback_to_snap(self, name):
         self.ctx.snapshot_rollback(self.instance_id, self.disk_name, name)
+
+    def flatten(self):
+        """As Nova's: a disk that is no clone (no parent) is already flat,
+        no change and no error (the driver flattens after an unshelve or
+        rescue whether or not the disk was cloned)."""
+        if self.info().get("backing"):
+            self.ctx.flatten(self.instance_id, self.disk_name)
 
     def get_model(self, connection):
         raise NotImplementedError("get_model() of an rbd disk")

@@ -6,7 +6,8 @@
 # headers are there), starts the cluster in a mktemp folder, runs test_rbd
 # (and build-asan's, when that build exists beside), glance_rbd.sh (a
 # real Glance whose rbd store is the same cluster: images cloned from their
-# direct_url) and json_rbd.sh (the rbd-only --json shapes), stops the
+# direct_url), json_rbd.sh (the rbd-only --json shapes) and nova_rbd.sh
+# (vmdisk.nova side by side with Nova's imagebackend.Rbd), stops the
 # daemons by PID and removes the folder.
 # Last line:
 #   N passed, N failed[, N skipped]
@@ -103,8 +104,9 @@ if [ "$asan" != "$build" ] && [ -f "$asan/build.ninja" ]; then
 fi
 
 # glance_rbd: create --image glance://ID from a real Glance whose store is
-# this cluster; json_rbd: the rbd-only --json shapes from real output.
-for part in glance_rbd json_rbd; do
+# this cluster; json_rbd: the rbd-only --json shapes from real output;
+# nova_rbd: vmdisk.nova against Nova's own Rbd image backend.
+for part in glance_rbd json_rbd nova_rbd; do
 	echo "=== $part ($build)"
 	grc=0
 	"$here/$part.sh" "$D" "$build" >"$D/$part.out" 2>&1 || grc=$?
