@@ -337,6 +337,17 @@ static PyObject *raise_closed(void)
 	return NULL;
 }
 
+/* After CTX_CALL: true, with the Python exception set, when the Context was
+ * closed or the library call failed. */
+static bool call_failed(int rc, bool closed, const struct vmd_error *err)
+{
+	if (closed)
+		raise_closed();
+	else if (rc < 0)
+		raise_err(err);
+	return closed || rc < 0;
+}
+
 static PyObject *ctx_new_obj(PyTypeObject *type, PyObject *args,
                              PyObject *kwds)
 {
@@ -543,10 +554,8 @@ static PyObject *ctx_create(ContextObject *self, PyObject *args,
 		                  "create: bad label for this file system");
 	CTX_CALL(self, rc, closed,
 	         vmd_disk_create(ctx_, instance, disk, &o, &info, &err));
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	return info_dict(instance, disk, self->cache_prefix, &info);
 }
 
@@ -573,10 +582,8 @@ static PyObject *ctx_info(ContextObject *self, PyObject *args,
 		return NULL;
 	CTX_CALL(self, rc, closed,
 	         vmd_disk_info(ctx_, instance, disk, &info, &err));
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	return info_dict(instance, disk, self->cache_prefix, &info);
 }
 
@@ -599,10 +606,8 @@ static PyObject *ctx_resize(ContextObject *self, PyObject *args,
 		return NULL;
 	CTX_CALL(self, rc, closed,
 	         vmd_disk_resize(ctx_, instance, disk, size, &err));
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	Py_RETURN_NONE;
 }
 
@@ -617,10 +622,8 @@ static PyObject *ctx_remove(ContextObject *self, PyObject *args,
 	if (!parse_disk_args(args, kwds, "O&O&:remove", &instance, &disk))
 		return NULL;
 	CTX_CALL(self, rc, closed, vmd_disk_remove(ctx_, instance, disk, &err));
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	Py_RETURN_NONE;
 }
 
@@ -636,10 +639,8 @@ static PyObject *ctx_flatten(ContextObject *self, PyObject *args,
 		return NULL;
 	CTX_CALL(self, rc, closed,
 	         vmd_disk_flatten(ctx_, instance, disk, &err));
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	Py_RETURN_NONE;
 }
 
@@ -908,10 +909,8 @@ static PyObject *ctx_extract(ContextObject *self, PyObject *args,
 	         vmd_disk_snapshot_extract(ctx_, instance, disk,
 	                                   PyBytes_AS_STRING(dst), fmt, &err));
 	Py_DECREF(dst);
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	Py_RETURN_NONE;
 }
 
@@ -957,10 +956,8 @@ static PyObject *ctx_libvirt_xml(ContextObject *self, PyObject *args,
 	}
 	CTX_CALL(self, rc, closed,
 	         vmd_disk_libvirt_xml(ctx_, instance, disk, &o, &xml, &err));
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	res = PyUnicode_FromString(xml ? xml : "");
 	free(xml);
 	return res;
@@ -995,10 +992,8 @@ static PyObject *snap_call(ContextObject *self, PyObject *args,
 		         vmd_disk_snap_rollback(ctx_, instance, disk, name, &err));
 		break;
 	}
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	Py_RETURN_NONE;
 }
 
@@ -1041,10 +1036,8 @@ static PyObject *ctx_direct_snapshot(ContextObject *self, PyObject *args,
 	CTX_CALL(self, rc, closed,
 	         vmd_disk_direct_snapshot(ctx_, instance, disk, name, url,
 	                                  sizeof(url), &err));
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	return PyUnicode_FromString(url);
 }
 
@@ -1060,10 +1053,8 @@ static PyObject *ctx_cache_list(ContextObject *self, PyObject *unused)
 
 	(void)unused;
 	CTX_CALL(self, rc, closed, vmd_cache_list(ctx_, &items, &n, &err));
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	list = PyList_New(0);
 	for (size_t i = 0; list && i < n; i++) {
 		const struct vmd_cache_item *it = &items[i];
@@ -1104,10 +1095,8 @@ static PyObject *ctx_cache_prune(ContextObject *self, PyObject *args,
 		return NULL;
 	CTX_CALL(self, rc, closed,
 	         vmd_cache_prune(ctx_, dry_run, &items, &n, &err));
-	if (closed)
-		return raise_closed();
-	if (rc < 0)
-		return raise_err(&err);
+	if (call_failed(rc, closed, &err))
+		return NULL;
 	list = PyList_New(0);
 	for (size_t i = 0; list && i < n; i++) {
 		const struct vmd_prune_item *it = &items[i];

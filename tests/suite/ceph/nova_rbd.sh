@@ -54,52 +54,17 @@ export VMDISK_CEPH_CONF VMDISK_CEPH_FSID NOVA_RBD_VMDISK_CONF=$tmp/vmdisk.conf \
 # Nova's rbd_utils and its `ceph mon dump`/`rbd import` find the keyring
 # through the cluster's ceph.conf.
 export CEPH_CONF=$ceph_conf
-# A sanitizer build: libasan first in this Python only, crypt without
-# methods (tests/suite/nova/run.sh says why). libstdc++ is preloaded
-# right after it: librados (C++) throws while it reads its options, and
-# ASan's __cxa_throw interceptor, set up before libstdc++ was loaded,
-# would find no real __cxa_throw and abort.
-so=$(compgen -G "$build/python/vmdisk/_vmdisk*.so" | head -n 1)
-asan=$(ldd "$so" | awk '/libasan\.so/ { print $3; exit }')
-if [[ -n "$asan" ]]; then
-	cxx=$(ldd "$("$py" -c 'import rados; print(rados.__file__)')" |
-		awk '/libstdc\+\+\.so/ { print $3; exit }')
-	export LD_PRELOAD="$asan${cxx:+ $cxx}" ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0}
-	mkdir "$tmp/asan-site"
-	cat >"$tmp/asan-site/sitecustomize.py" <<'PY'
-import os, sys, types
-crypt = types.ModuleType("crypt")
-crypt.methods = []
-sys.modules["crypt"] = crypt
-os.environ.pop("LD_PRELOAD", None)
-PY
-	PYTHONPATH=$tmp/asan-site:$PYTHONPATH
-fi
+# A sanitizer build (py_asan_setup, tests/suite/lib.sh): libstdc++ is
+# preloaded right after libasan: librados (C++) throws while it reads its
+# options, and ASan's __cxa_throw interceptor, set up before libstdc++ was
+# loaded, would find no real __cxa_throw and abort.
+py_asan_setup "$(ldd "$("$py" -c 'import rados; print(rados.__file__)')" |
+	awk '/libstdc\+\+\.so/ { print $3; exit }')"
 
 nice "$py" -m pytest -q -p no:cacheprovider -W ignore \
 	--basetemp="$tmp/pytest" --junitxml="$tmp/junit.xml" \
 	"$root/python/tests/test_nova_rbd.py" >"$tmp/pytest.log" 2>&1
-[[ -s "$tmp/junit.xml" ]] || {
-	tail -20 "$tmp/pytest.log"
-	fail_suite "pytest did not run"
-}
-while read -r verdict name; do
-	case $verdict in
-	ok) ok "$name" ;;
-	skip) bad "skipped: $name (the cluster runs: nothing should skip)" ;;
-	*) bad "$name" ;;
-	esac
-done < <("$py" - "$tmp/junit.xml" <<'PY'
-import sys
-import xml.etree.ElementTree as ET
-for case in ET.parse(sys.argv[1]).iter("testcase"):
-    kinds = {child.tag for child in case}
-    verdict = ("bad" if kinds & {"failure", "error"} else
-               "skip" if "skipped" in kinds else "ok")
-    print(verdict, case.get("name"))
-PY
-)
-((failed == 0)) || grep -E '^(E |FAILED|ERROR)' "$tmp/pytest.log" | head -40
+pytest_cases "$tmp/junit.xml" "$tmp/pytest.log" bad
 
 for pool in vms images; do
 	"${R[@]}" ls "$pool" 2>/dev/null | sort >"$tmp/$pool.after"
