@@ -26,7 +26,6 @@ Environment (nova_rbd.sh sets it): VMDISK_CEPH_CONF, VMDISK_CEPH_FSID,
 NOVA_RBD_VMDISK_CONF (a vmdisk.conf with images_type = rbd),
 NOVA_RBD_SECRET_UUID.
 """
-import json
 import os
 import subprocess
 import sys
@@ -54,15 +53,7 @@ MAPPING = {"bus": "virtio", "dev": "vda", "type": "disk"}
 MiB = 1 << 20
 SIZE = 32 * MiB
 RBD = ["rbd", "-c", CEPH_CONF, "--id", "admin"]
-SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                       "..", "..", "doc", "schema")
-
-
-def valid(shape, doc):
-    import jsonschema
-    with open(os.path.join(SCHEMAS, shape + ".json")) as f:
-        schema = json.load(f)
-    jsonschema.validators.validator_for(schema)(schema).validate(doc)
+from schema import valid  # noqa: E402 (python/tests/schema.py)
 
 
 # ---- the cluster, seen through python3-rbd ----

@@ -610,16 +610,7 @@ def test_no_growth_over_10000_calls(env):
 
 # ---- results are the --json shapes (doc/schema/, a real validator) ----
 
-SCHEMAS = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                       "..", "..", "doc", "schema")
-
-
-def valid(shape, doc):
-    import json
-    import jsonschema
-    with open(os.path.join(SCHEMAS, shape + ".json")) as f:
-        schema = json.load(f)
-    jsonschema.validators.validator_for(schema)(schema).validate(doc)
+from schema import valid  # noqa: E402 (python/tests/schema.py)
 
 
 def test_results_validate_against_the_json_schemas(tmp_path):
